@@ -1,0 +1,147 @@
+//===- KilnAttrs.td - kiln attributes -----------------------*- tablegen -*-===//
+
+#ifndef KILN_ATTRS_TD
+#define KILN_ATTRS_TD
+
+include "Kiln/IR/KilnDialect.td"
+include "mlir/IR/AttrTypeBase.td"
+include "mlir/IR/EnumAttr.td"
+
+class Kiln_Attr<string name, string attrMnemonic, list<Trait> traits = []>
+    : AttrDef<Kiln_Dialect, name, traits> {
+  let mnemonic = attrMnemonic;
+}
+
+// How quantization codes of one block are laid out in bytes. The arithmetic
+// (bits, group, scales, zero points) is in QuantSchemeAttr; the layout only
+// fixes the bit order, so GGUF's formats are instances of one scheme.
+def Kiln_QuantLayout : I32EnumAttr<"QuantLayout", "byte layout of a quantized block", [
+    I32EnumAttrCase<"Packed", 0, "packed">,  // Kiln's own: scales, then codes little-endian, LSB first
+    I32EnumAttrCase<"GGUF", 1, "gguf">       // ggml's block_q*/block_q*_K structs (ggml-common.h)
+  ]> {
+  let genSpecializedAttr = 0;
+  let cppNamespace = "::mlir::kiln";
+}
+
+def Kiln_QuantLayoutAttr : EnumAttr<Kiln_Dialect, Kiln_QuantLayout, "layout"> {
+  let assemblyFormat = "`<` $value `>`";
+}
+
+def Kiln_QuantSchemeAttr : Kiln_Attr<"QuantScheme", "quant"> {
+  let summary = "Encoding of a low-bit quantized weight";
+  let description = [{
+    Weights are quantized along K (the reduction dimension) in groups of
+    `group` values, each value a `bits`-wide unsigned code. Each group has a
+    scale of type `scale`. Symmetric schemes subtract the midpoint
+    2^(bits-1); asymmetric ones add a per-group offset of type `zero` (a float
+    "min", as in ggml's Q4_1 and K-quants, or an integer zero point).
+
+    Two-level schemes (`super_group` > 0) group `super_group` values into a
+    super-block with one `scale` (and one `zero`) of their own, and store the
+    per-group scales (and mins) as `sub_scale_bits`-wide integers multiplied
+    by them: ggml's K-quants.
+
+    Examples (all with layout = gguf):
+    Q4_0 = `#kiln.quant<bits = 4, group = 32, scale = f16>`;
+    Q4_1 = `#kiln.quant<bits = 4, group = 32, scale = f16, zero = f16>`;
+    Q4_K = `#kiln.quant<bits = 4, group = 32, scale = f16, zero = f16,
+    super_group = 256, sub_scale_bits = 6>`.
+  }];
+  let parameters = (ins
+    "unsigned":$bits,
+    "unsigned":$group,
+    "::mlir::Type":$scale,
+    OptionalParameter<"::mlir::Type">:$zero,
+    DefaultValuedParameter<"unsigned", "0">:$super_group,
+    DefaultValuedParameter<"unsigned", "0">:$sub_scale_bits,
+    DefaultValuedParameter<"::mlir::kiln::QuantLayout",
+                           "::mlir::kiln::QuantLayout::Packed">:$layout
+  );
+  let assemblyFormat = "`<` struct(params) `>`";
+  let genVerifyDecl = 1;
+  let extraClassDeclaration = [{
+    ::mlir::Type getScaleType() const { return getScale(); }
+    ::mlir::Type getZeroType() const { return getZero(); }
+    bool isSymmetric() const { return !getZero(); }
+    bool isTwoLevel() const { return getSuperGroup() != 0; }
+    /// The block that storage is counted in: the super-group if there is one.
+    unsigned getBlockSize() const {
+      return isTwoLevel() ? getSuperGroup() : getGroup();
+    }
+    /// Bytes of one block (see WeightLayout.h for the formula).
+    uint64_t getBlockBytes() const;
+  }];
+}
+
+def Kiln_SparsityKind : I32EnumAttr<"SparsityKind", "sparsity pattern", [
+    I32EnumAttrCase<"NM", 0, "n_m">,
+    I32EnumAttrCase<"Bitmap", 1, "bitmap">,
+    I32EnumAttrCase<"CSR", 2, "csr">,
+    I32EnumAttrCase<"Block", 3, "block">
+  ]> {
+  let genSpecializedAttr = 0;
+  let cppNamespace = "::mlir::kiln";
+}
+
+def Kiln_SparsityAttr : Kiln_Attr<"Sparsity", "sparsity"> {
+  let summary = "Sparsity pattern of a pruned weight";
+  let description = [{
+    - `n_m`: in every run of `m` consecutive values along K at most `n` are
+      non-zero (2:4 on NVIDIA sparse tensor cores). Kept values are stored
+      densely with a 2-bit index each (log2(m) bits in general).
+    - `bitmap`: unstructured; a bit per value plus the `nnz` kept values.
+    - `csr`: unstructured; row pointers, a 32-bit column index per kept value.
+    - `block`: whole `block_rows` x `block_cols` tiles are zero or kept;
+      `nnz` counts kept blocks.
+  }];
+  let parameters = (ins
+    EnumParameter<Kiln_SparsityKind>:$kind,
+    DefaultValuedParameter<"unsigned", "0">:$n,
+    DefaultValuedParameter<"unsigned", "0">:$m,
+    DefaultValuedParameter<"unsigned", "0">:$block_rows,
+    DefaultValuedParameter<"unsigned", "0">:$block_cols,
+    DefaultValuedParameter<"uint64_t", "0">:$nnz
+  );
+  let assemblyFormat = "`<` struct(params) `>`";
+  let genVerifyDecl = 1;
+}
+
+def Kiln_ExternalDataAttr : Kiln_Attr<"ExternalData", "external"> {
+  let summary = "A byte range of a file outside the IR";
+  let description = [{
+    Names `size` bytes at `offset` of the file at `path`. A 1 GB model stays a
+    small module: weights are read (or mapped) only when a pass needs them.
+  }];
+  let parameters = (ins
+    "::mlir::StringAttr":$path,
+    "uint64_t":$offset,
+    "uint64_t":$size
+  );
+  let assemblyFormat = [{
+    `<` $path `,` `offset` `=` $offset `,` `size` `=` $size `>`
+  }];
+}
+
+def Kiln_RopeStyle : I32EnumAttr<"RopeStyle", "pairing of rotated dimensions", [
+    I32EnumAttrCase<"Llama", 0, "llama">,  // adjacent pairs (2i, 2i+1), GGUF's permuted Q/K
+    I32EnumAttrCase<"NeoX", 1, "neox">     // halves (i, i + rotary_dim/2)
+  ]> {
+  let genSpecializedAttr = 0;
+  let cppNamespace = "::mlir::kiln";
+}
+def Kiln_RopeStyleAttr : EnumAttr<Kiln_Dialect, Kiln_RopeStyle, "rope_style"> {
+  let assemblyFormat = "`<` $value `>`";
+}
+
+def Kiln_GeluApprox : I32EnumAttr<"GeluApprox", "gelu formula", [
+    I32EnumAttrCase<"Erf", 0, "erf">,
+    I32EnumAttrCase<"Tanh", 1, "tanh">
+  ]> {
+  let genSpecializedAttr = 0;
+  let cppNamespace = "::mlir::kiln";
+}
+def Kiln_GeluApproxAttr : EnumAttr<Kiln_Dialect, Kiln_GeluApprox, "gelu_approx"> {
+  let assemblyFormat = "`<` $value `>`";
+}
+
+#endif // KILN_ATTRS_TD

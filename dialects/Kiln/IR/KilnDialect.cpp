@@ -1,0 +1,126 @@
+//===- KilnDialect.cpp - kiln dialect and attributes ----------------------===//
+
+#include "Kiln/IR/KilnDialect.h"
+#include "Kiln/IR/WeightLayout.h"
+
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/DialectImplementation.h"
+#include "llvm/ADT/TypeSwitch.h"
+
+using namespace mlir;
+using namespace mlir::kiln;
+
+#include "Kiln/IR/KilnDialect.cpp.inc"
+#include "Kiln/IR/KilnEnums.cpp.inc"
+
+#define GET_ATTRDEF_CLASSES
+#include "Kiln/IR/KilnAttrs.cpp.inc"
+
+void KilnDialect::initialize() {
+  addAttributes<
+#define GET_ATTRDEF_LIST
+#include "Kiln/IR/KilnAttrs.cpp.inc"
+      >();
+  registerTypes();
+  addOperations<
+#define GET_OP_LIST
+#include "Kiln/IR/KilnOps.cpp.inc"
+      >();
+}
+
+unsigned mlir::kiln::getFloatStorageBytes(Type type) {
+  return (type.getIntOrFloatBitWidth() + 7) / 8;
+}
+
+static bool isScaleType(Type type) {
+  return isa<Float32Type, Float16Type, BFloat16Type, Float8E4M3FNType,
+             Float8E5M2Type>(type);
+}
+
+//===----------------------------------------------------------------------===//
+// QuantSchemeAttr
+//===----------------------------------------------------------------------===//
+
+LogicalResult
+QuantSchemeAttr::verify(function_ref<InFlightDiagnostic()> emitError,
+                        unsigned bits, unsigned group, Type scaleType,
+                        Type zeroType, unsigned superGroup,
+                        unsigned subScaleBits, QuantLayout layout) {
+  if (bits < 2 || bits > 8)
+    return emitError() << "quantization bit width " << bits
+                       << " is out of range [2, 8]";
+  if (group == 0)
+    return emitError() << "quantization group size must be positive";
+  if ((uint64_t(group) * bits) % 8 != 0 && superGroup == 0)
+    return emitError() << "group of " << group << " values at " << bits
+                       << " bits does not fill whole bytes";
+  if (!isScaleType(scaleType))
+    return emitError() << "scale type " << scaleType
+                       << " must be f32, f16, bf16, f8E4M3FN or f8E5M2";
+  if (zeroType && !isScaleType(zeroType) && !zeroType.isInteger(8) &&
+      !zeroType.isInteger(bits))
+    return emitError() << "zero type " << zeroType
+                       << " must be a float scale type or an integer of "
+                          "the code width";
+  if (superGroup != 0) {
+    if (superGroup % group != 0)
+      return emitError() << "super-group " << superGroup
+                         << " is not a multiple of group " << group;
+    if (subScaleBits < 2 || subScaleBits > 8)
+      return emitError() << "sub-scale width " << subScaleBits
+                         << " is out of range [2, 8]";
+    uint64_t subGroups = superGroup / group;
+    if ((subGroups * subScaleBits * (zeroType ? 2 : 1)) % 8 != 0)
+      return emitError() << "sub-scales of " << subGroups << " groups at "
+                         << subScaleBits << " bits do not fill whole bytes";
+    if ((uint64_t(superGroup) * bits) % 8 != 0)
+      return emitError() << "super-group of " << superGroup << " values at "
+                         << bits << " bits does not fill whole bytes";
+  } else if (subScaleBits != 0) {
+    return emitError() << "sub_scale_bits needs a super_group";
+  }
+  return success();
+}
+
+uint64_t QuantSchemeAttr::getBlockBytes() const {
+  ::kiln::QuantBlockShape shape;
+  shape.bits = getBits();
+  shape.group = getGroup();
+  shape.scaleBytes = getFloatStorageBytes(getScaleType());
+  shape.zeroBytes = getZeroType() ? (getZeroType().getIntOrFloatBitWidth() + 7) / 8 : 0;
+  shape.superGroup = getSuperGroup();
+  shape.subScaleBits = getSubScaleBits();
+  return shape.blockBytes();
+}
+
+//===----------------------------------------------------------------------===//
+// SparsityAttr
+//===----------------------------------------------------------------------===//
+
+LogicalResult SparsityAttr::verify(function_ref<InFlightDiagnostic()> emitError,
+                                   SparsityKind kind, unsigned n, unsigned m,
+                                   unsigned blockRows, unsigned blockCols,
+                                   uint64_t nnz) {
+  switch (kind) {
+  case SparsityKind::NM:
+    if (m < 2 || n == 0 || n >= m)
+      return emitError() << "N:M sparsity needs 0 < n < m, got " << n << ":"
+                         << m;
+    if (blockRows || blockCols || nnz)
+      return emitError() << "N:M sparsity takes only n and m";
+    return success();
+  case SparsityKind::Block:
+    if (blockRows == 0 || blockCols == 0)
+      return emitError() << "block sparsity needs positive block_rows and "
+                            "block_cols";
+    if (n || m)
+      return emitError() << "block sparsity takes no n or m";
+    return success();
+  case SparsityKind::Bitmap:
+  case SparsityKind::CSR:
+    if (n || m || blockRows || blockCols)
+      return emitError() << "unstructured sparsity takes only nnz";
+    return success();
+  }
+  return success();
+}

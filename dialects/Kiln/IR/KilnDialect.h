@@ -1,0 +1,30 @@
+//===- KilnDialect.h - the kiln dialect ---------------------------*- C++ -*-===//
+
+#ifndef KILN_IR_KILNDIALECT_H
+#define KILN_IR_KILNDIALECT_H
+
+#include "mlir/Bytecode/BytecodeOpInterface.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/IR/BuiltinTypes.h"
+#include "mlir/IR/Dialect.h"
+#include "mlir/IR/OpDefinition.h"
+#include "mlir/Interfaces/SideEffectInterfaces.h"
+
+#include "Kiln/IR/KilnDialect.h.inc"
+#include "Kiln/IR/KilnEnums.h.inc"
+
+#define GET_ATTRDEF_CLASSES
+#include "Kiln/IR/KilnAttrs.h.inc"
+
+#define GET_TYPEDEF_CLASSES
+#include "Kiln/IR/KilnTypes.h.inc"
+
+#define GET_OP_CLASSES
+#include "Kiln/IR/KilnOps.h.inc"
+
+namespace mlir::kiln {
+/// Bytes of one value of a dense weight element type (f8 types: 1).
+unsigned getFloatStorageBytes(Type type);
+} // namespace mlir::kiln
+
+#endif // KILN_IR_KILNDIALECT_H

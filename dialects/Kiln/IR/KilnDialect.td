@@ -1,0 +1,38 @@
+//===- KilnDialect.td - the kiln dialect -------------------*- tablegen -*-===//
+//
+// Transformer ops with value semantics, over weights that may be quantized or
+// sparse. Weights are SSA values of type !kiln.weight produced by kiln.weight,
+// whose bytes live outside the IR text (an external file range or a
+// dense_resource blob).
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef KILN_DIALECT_TD
+#define KILN_DIALECT_TD
+
+include "mlir/IR/OpBase.td"
+
+def Kiln_Dialect : Dialect {
+  let name = "kiln";
+  let cppNamespace = "::mlir::kiln";
+  let summary = "Quantized and pruned transformer ops";
+  let description = [{
+    The `kiln` dialect describes transformer inference at the granularity of
+    linear layers, norms, rotary embeddings and attention with a KV cache.
+    Compressed weight encodings (low-bit quantization at any width 2-8, two
+    level block scales, float formats, and sparsity patterns) are described by
+    `#kiln.quant` and `#kiln.sparsity`; GGUF's block formats are instances of
+    that description.
+  }];
+  let useDefaultTypePrinterParser = 1;
+  let useDefaultAttributePrinterParser = 1;
+  let extraClassDeclaration = [{
+    void registerTypes();
+  }];
+  let dependentDialects = ["::mlir::tensor::TensorDialect"];
+}
+
+class Kiln_Op<string mnemonic, list<Trait> traits = []>
+    : Op<Kiln_Dialect, mnemonic, traits>;
+
+#endif // KILN_DIALECT_TD

@@ -1,0 +1,327 @@
+//===- KilnOps.cpp - kiln operations --------------------------------------===//
+
+#include "Kiln/IR/KilnDialect.h"
+
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/BuiltinAttributes.h"
+#include "mlir/IR/DialectResourceBlobManager.h"
+#include "mlir/IR/OpImplementation.h"
+
+using namespace mlir;
+using namespace mlir::kiln;
+
+#define GET_OP_CLASSES
+#include "Kiln/IR/KilnOps.cpp.inc"
+
+/// Two dimensions agree when either is dynamic or they are equal.
+static bool dimsAgree(int64_t a, int64_t b) {
+  return ShapedType::isDynamic(a) || ShapedType::isDynamic(b) || a == b;
+}
+
+/// Checks that `result` has the leading dims of `input` and a last dim `last`.
+static LogicalResult verifyRowwiseResult(Operation *op, RankedTensorType input,
+                                         RankedTensorType result,
+                                         int64_t last) {
+  if (input.getRank() != result.getRank())
+    return op->emitOpError("result rank ")
+           << result.getRank() << " does not match input rank "
+           << input.getRank();
+  for (int64_t i = 0, e = input.getRank() - 1; i < e; ++i)
+    if (!dimsAgree(input.getDimSize(i), result.getDimSize(i)))
+      return op->emitOpError("result dimension ")
+             << i << " is " << result.getDimSize(i) << ", expected "
+             << input.getDimSize(i);
+  if (!dimsAgree(result.getShape().back(), last))
+    return op->emitOpError("result last dimension is ")
+           << result.getShape().back() << ", expected " << last;
+  return success();
+}
+
+/// Checks that a 1-D weight (norm scale, bias) has `n` dense float values.
+static LogicalResult verifyVectorWeight(Operation *op, WeightType weight,
+                                        int64_t n, StringRef what) {
+  if (weight.getRank() != 1 || weight.getShape()[0] != n)
+    return op->emitOpError() << what << " must be a 1-D weight of " << n
+                             << " values, got " << weight;
+  if (!weight.getElementType() || weight.getSparsity())
+    return op->emitOpError() << what << " must be a dense float weight";
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// WeightOp
+//===----------------------------------------------------------------------===//
+
+FailureOr<uint64_t> WeightOp::getSourceBytes() {
+  Attribute source = getSource();
+  if (auto ext = dyn_cast<ExternalDataAttr>(source))
+    return ext.getSize();
+  if (auto res = dyn_cast<DenseResourceElementsAttr>(source)) {
+    AsmResourceBlob *blob = res.getRawHandle().getBlob();
+    if (!blob)
+      return failure();
+    return blob->getData().size();
+  }
+  if (auto dense = dyn_cast<DenseElementsAttr>(source)) {
+    Type elt = dense.getElementType();
+    if (!elt.isIntOrFloat())
+      return failure();
+    return uint64_t(dense.getNumElements()) *
+           ((elt.getIntOrFloatBitWidth() + 7) / 8);
+  }
+  return failure();
+}
+
+LogicalResult WeightOp::verify() {
+  Attribute source = getSource();
+  WeightType type = getType();
+  FailureOr<uint64_t> storage = type.getStorageBytes();
+  if (failed(storage))
+    return emitOpError("weight storage size overflows 64 bits");
+  if (!isa<ExternalDataAttr, DenseResourceElementsAttr, DenseElementsAttr>(
+          source))
+    return emitOpError("source must be #kiln.external, dense_resource or "
+                       "dense elements, got ")
+           << source;
+  if (auto ext = dyn_cast<ExternalDataAttr>(source)) {
+    if (ext.getPath().getValue().empty())
+      return emitOpError("external source has an empty path");
+    uint64_t end;
+    if (__builtin_add_overflow(ext.getOffset(), ext.getSize(), &end))
+      return emitOpError("external range offset ")
+             << ext.getOffset() << " + size " << ext.getSize()
+             << " overflows 64 bits";
+  }
+  if (auto dense = dyn_cast<DenseElementsAttr>(source)) {
+    // Inline floats of the weight's own element type are the storage itself.
+    if (dense.getElementType().isInteger(8)) {
+    } else if (type.getElementType() &&
+               dense.getElementType() == type.getElementType() &&
+               !type.getSparsity()) {
+    } else {
+      return emitOpError("inline source must be i8 bytes or dense ")
+             << (type.getElementType() ? type.getElementType()
+                                       : Type(IntegerType::get(getContext(), 8)))
+             << " values";
+    }
+  }
+  FailureOr<uint64_t> bytes = getSourceBytes();
+  // A dense_resource whose blob is elided has no known size: nothing to check.
+  if (succeeded(bytes) && *bytes != *storage)
+    return emitOpError("source holds ")
+           << *bytes << " bytes but " << type << " needs " << *storage;
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// LinearOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult LinearOp::verify() {
+  RankedTensorType input = getInput().getType();
+  RankedTensorType result = getResult().getType();
+  WeightType weight = getWeight().getType();
+  if (input.getRank() < 1)
+    return emitOpError("input must have rank >= 1");
+  if (weight.getRank() != 2)
+    return emitOpError("weight must be 2-D [N, K], got ") << weight;
+  int64_t n = weight.getShape()[0], k = weight.getShape()[1];
+  if (!dimsAgree(input.getShape().back(), k))
+    return emitOpError("input last dimension ")
+           << input.getShape().back() << " does not match weight K = " << k;
+  if (QuantSchemeAttr quant = weight.getQuant())
+    if (k % quant.getBlockSize() != 0)
+      return emitOpError("weight group size ")
+             << quant.getBlockSize() << " does not divide K = " << k;
+  if (Value bias = getBias())
+    if (failed(verifyVectorWeight(*this, cast<WeightType>(bias.getType()), n,
+                                  "bias")))
+      return failure();
+  if (input.getElementType() != result.getElementType())
+    return emitOpError("result element type ")
+           << result.getElementType() << " differs from input element type "
+           << input.getElementType();
+  return verifyRowwiseResult(*this, input, result, n);
+}
+
+//===----------------------------------------------------------------------===//
+// EmbeddingOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult EmbeddingOp::verify() {
+  WeightType table = getTable().getType();
+  RankedTensorType ids = getIds().getType();
+  RankedTensorType result = getResult().getType();
+  if (table.getRank() != 2)
+    return emitOpError("table must be 2-D [vocab, dim], got ") << table;
+  if (table.getSparsity())
+    return emitOpError("table must not be sparse");
+  if (ids.getRank() != 1)
+    return emitOpError("ids must be 1-D, got ") << ids;
+  if (result.getRank() != 2 || !dimsAgree(result.getDimSize(0), ids.getDimSize(0)) ||
+      !dimsAgree(result.getDimSize(1), table.getShape()[1]))
+    return emitOpError("result must be [")
+           << ids.getDimSize(0) << ", " << table.getShape()[1] << "], got "
+           << result;
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// Norms
+//===----------------------------------------------------------------------===//
+
+static LogicalResult verifyNorm(Operation *op, RankedTensorType input,
+                                RankedTensorType result, WeightType weight,
+                                Value bias, float epsilon) {
+  if (input != result)
+    return op->emitOpError("result type ")
+           << result << " differs from input type " << input;
+  int64_t d = input.getShape().back();
+  if (ShapedType::isDynamic(d))
+    return op->emitOpError("normalized (last) dimension must be static");
+  if (!(epsilon > 0.0f))
+    return op->emitOpError("epsilon must be positive, got ") << epsilon;
+  if (failed(verifyVectorWeight(op, weight, d, "weight")))
+    return failure();
+  if (bias && failed(verifyVectorWeight(op, cast<WeightType>(bias.getType()),
+                                        d, "bias")))
+    return failure();
+  return success();
+}
+
+LogicalResult RMSNormOp::verify() {
+  return verifyNorm(*this, getInput().getType(), getResult().getType(),
+                    getWeight().getType(), Value(),
+                    getEpsilon().convertToFloat());
+}
+
+LogicalResult LayerNormOp::verify() {
+  return verifyNorm(*this, getInput().getType(), getResult().getType(),
+                    getWeight().getType(), getBias(),
+                    getEpsilon().convertToFloat());
+}
+
+//===----------------------------------------------------------------------===//
+// RopeOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult RopeOp::verify() {
+  RankedTensorType input = getInput().getType();
+  if (input != getResult().getType())
+    return emitOpError("result type must equal input type");
+  if (input.getRank() != 2)
+    return emitOpError("input must be 2-D [tokens, heads * head_dim]");
+  int64_t heads = getNumHeads(), headDim = getHeadDim(),
+          rotary = getRotaryDim();
+  if (heads <= 0 || headDim <= 0)
+    return emitOpError("num_heads and head_dim must be positive");
+  if (input.getDimSize(1) != heads * headDim)
+    return emitOpError("last dimension ")
+           << input.getDimSize(1) << " is not num_heads * head_dim = "
+           << heads * headDim;
+  if (rotary <= 0 || rotary > headDim || rotary % 2 != 0)
+    return emitOpError("rotary_dim ")
+           << rotary << " must be even and in (0, head_dim = " << headDim
+           << "]";
+  if (!(getFreqBase().convertToFloat() > 0.0f))
+    return emitOpError("freq_base must be positive");
+  if (!(getFreqScale().convertToFloat() > 0.0f))
+    return emitOpError("freq_scale must be positive");
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// AttentionOp
+//===----------------------------------------------------------------------===//
+
+void AttentionOp::getEffects(
+    SmallVectorImpl<SideEffects::EffectInstance<MemoryEffects::Effect>>
+        &effects) {
+  effects.emplace_back(MemoryEffects::Read::get(), &getCacheMutable());
+  effects.emplace_back(MemoryEffects::Write::get(), &getCacheMutable());
+}
+
+LogicalResult AttentionOp::verify() {
+  KVCacheType cache = getCache().getType();
+  RankedTensorType q = getQuery().getType(), k = getKey().getType(),
+                   v = getValue().getType(), out = getResult().getType();
+  int64_t heads = getNumHeads(), kvHeads = cache.getKvHeads(),
+          headDim = cache.getHeadDim();
+  if (q.getRank() != 2 || k.getRank() != 2 || v.getRank() != 2)
+    return emitOpError("query, key and value must be 2-D [tokens, heads * "
+                       "head_dim]");
+  if (heads <= 0 || heads % kvHeads != 0)
+    return emitOpError("num_heads ")
+           << heads << " is not a positive multiple of the cache's kv_heads "
+           << kvHeads;
+  if (q.getDimSize(1) != heads * headDim)
+    return emitOpError("query last dimension ")
+           << q.getDimSize(1) << " is not num_heads * head_dim = "
+           << heads * headDim;
+  if (k.getDimSize(1) != kvHeads * headDim ||
+      v.getDimSize(1) != kvHeads * headDim)
+    return emitOpError("key and value last dimension must be kv_heads * "
+                       "head_dim = ")
+           << kvHeads * headDim;
+  if (!dimsAgree(q.getDimSize(0), k.getDimSize(0)) ||
+      !dimsAgree(q.getDimSize(0), v.getDimSize(0)))
+    return emitOpError("query, key and value must have the same tokens");
+  if (out != q)
+    return emitOpError("result type ") << out << " must equal query type " << q;
+  if (getLayer() < 0 || getLayer() >= cache.getLayers())
+    return emitOpError("layer ")
+           << getLayer() << " is outside the cache's " << cache.getLayers()
+           << " layers";
+  if (getSlidingWindow() < 0)
+    return emitOpError("sliding_window must be >= 0");
+  if (getSoftcap().convertToFloat() < 0.0f)
+    return emitOpError("softcap must be >= 0");
+  if (!(getScale().convertToFloat() > 0.0f))
+    return emitOpError("scale must be positive");
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// Quantize / Dequantize
+//===----------------------------------------------------------------------===//
+
+static LogicalResult verifyActivationQuant(Operation *op,
+                                           RankedTensorType values,
+                                           RankedTensorType codes,
+                                           RankedTensorType scales,
+                                           int64_t bits, int64_t group,
+                                           bool symmetric) {
+  if (bits < 2 || bits > 8)
+    return op->emitOpError("bit width ") << bits << " is out of range [2, 8]";
+  if (group <= 0)
+    return op->emitOpError("group size must be positive");
+  if (values.getShape() != codes.getShape())
+    return op->emitOpError("codes shape must equal the float shape");
+  int64_t k = values.getShape().back();
+  if (ShapedType::isDynamic(k) || k % group != 0)
+    return op->emitOpError("group size ")
+           << group << " does not divide the last dimension " << k;
+  SmallVector<int64_t> expected(values.getShape().drop_back());
+  expected.push_back(k / group);
+  if (!symmetric)
+    expected.push_back(2);
+  if (scales.getRank() != int64_t(expected.size()))
+    return op->emitOpError("scales must have rank ") << expected.size();
+  for (auto [got, want] : llvm::zip(scales.getShape(), expected))
+    if (!dimsAgree(got, want))
+      return op->emitOpError("scales dimension is ")
+             << got << ", expected " << want;
+  return success();
+}
+
+LogicalResult QuantizeOp::verify() {
+  return verifyActivationQuant(*this, getInput().getType(),
+                               getCodes().getType(), getScales().getType(),
+                               getBits(), getGroup(), getSymmetric());
+}
+
+LogicalResult DequantizeOp::verify() {
+  return verifyActivationQuant(*this, getResult().getType(),
+                               getCodes().getType(), getScales().getType(),
+                               getBits(), getGroup(), getSymmetric());
+}

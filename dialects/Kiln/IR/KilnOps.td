@@ -1,0 +1,244 @@
+//===- KilnOps.td - kiln operations -------------------------*- tablegen -*-===//
+
+#ifndef KILN_OPS_TD
+#define KILN_OPS_TD
+
+include "Kiln/IR/KilnTypes.td"
+include "mlir/Interfaces/SideEffectInterfaces.td"
+include "mlir/IR/BuiltinAttributeInterfaces.td"
+include "mlir/IR/OpBase.td"
+include "mlir/Interfaces/InferTypeOpInterface.td"
+
+def Kiln_FloatTensor : RankedTensorOf<[F32, F16, BF16]>;
+def Kiln_Weight : Type<CPred<"::llvm::isa<::mlir::kiln::WeightType>($_self)">,
+                       "kiln weight", "::mlir::kiln::WeightType">;
+def Kiln_KVCache : Type<CPred<"::llvm::isa<::mlir::kiln::KVCacheType>($_self)">,
+                        "kiln kv cache", "::mlir::kiln::KVCacheType">;
+
+//===----------------------------------------------------------------------===//
+// Weights
+//===----------------------------------------------------------------------===//
+
+def Kiln_WeightOp : Kiln_Op<"weight", [Pure]> {
+  let summary = "A constant weight whose bytes live outside the IR text";
+  let description = [{
+    ```mlir
+    %w = kiln.weight #kiln.external<"model.gguf", offset = 1024, size = 2048>
+           -> !kiln.weight<64x64x#kiln.quant<bits = 4, group = 32, scale = f16>>
+    %b = kiln.weight dense_resource<bias> : tensor<256xi8> -> !kiln.weight<64xf32>
+    %s = kiln.weight dense<[1.0, 2.0]> : tensor<2xf32> -> !kiln.weight<2xf32>
+    ```
+    The source holds the weight's bytes in its storage encoding: an
+    `#kiln.external` file range, a `dense_resource` blob of i8, or (for small
+    tests) inline `dense` elements whose raw bytes are the storage.
+  }];
+  let arguments = (ins AnyAttr:$source);
+  let results = (outs Kiln_Weight:$result);
+  let assemblyFormat = "$source attr-dict `->` qualified(type($result))";
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{
+    /// Size in bytes of the source, if it is known without reading a file.
+    ::mlir::FailureOr<uint64_t> getSourceBytes();
+  }];
+}
+
+//===----------------------------------------------------------------------===//
+// Matrix ops
+//===----------------------------------------------------------------------===//
+
+def Kiln_LinearOp : Kiln_Op<"linear", [Pure]> {
+  let summary = "y = x W^T (+ bias), W dense, quantized or sparse";
+  let description = [{
+    `x` is `[..., K]`, `weight` is `[N, K]`, the result `[..., N]`. The weight
+    is dequantized on the fly by the lowering, never materialized in float.
+  }];
+  let arguments = (ins Kiln_FloatTensor:$input, Kiln_Weight:$weight,
+                       Optional<Kiln_Weight>:$bias);
+  let results = (outs Kiln_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $weight (`,` `bias` $bias^)? attr-dict `:`
+    type($input) `,` qualified(type($weight)) (`,` qualified(type($bias))^)? `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+def Kiln_EmbeddingOp : Kiln_Op<"embedding", [Pure]> {
+  let summary = "Rows of a (possibly quantized) table, dequantized";
+  let arguments = (ins Kiln_Weight:$table, RankedTensorOf<[I32]>:$ids);
+  let results = (outs Kiln_FloatTensor:$result);
+  let assemblyFormat = [{
+    $table `[` $ids `]` attr-dict `:` qualified(type($table)) `,` type($ids) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// Norms
+//===----------------------------------------------------------------------===//
+
+def Kiln_RMSNormOp : Kiln_Op<"rms_norm", [Pure]> {
+  let summary = "x / sqrt(mean(x^2) + epsilon) * weight over the last dim";
+  let arguments = (ins Kiln_FloatTensor:$input, Kiln_Weight:$weight,
+                       F32Attr:$epsilon);
+  let results = (outs Kiln_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $weight attr-dict `:` type($input) `,` qualified(type($weight)) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+def Kiln_LayerNormOp : Kiln_Op<"layer_norm", [Pure]> {
+  let summary = "(x - mean) / sqrt(var + epsilon) * weight (+ bias)";
+  let arguments = (ins Kiln_FloatTensor:$input, Kiln_Weight:$weight,
+                       Optional<Kiln_Weight>:$bias, F32Attr:$epsilon);
+  let results = (outs Kiln_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $weight (`,` `bias` $bias^)? attr-dict `:` type($input) `,`
+    qualified(type($weight)) (`,` qualified(type($bias))^)? `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// Position and attention
+//===----------------------------------------------------------------------===//
+
+def Kiln_RopeOp : Kiln_Op<"rope", [Pure]> {
+  let summary = "Rotary position embedding of each head";
+  let description = [{
+    `input` is `[T, num_heads * head_dim]`; token t sits at position
+    `position + t`. The first `rotary_dim` dims of each head are rotated by
+    angle (position + t) * freq_scale * freq_base^(-2i / rotary_dim), pairing
+    dims as `style` says.
+  }];
+  let arguments = (ins Kiln_FloatTensor:$input, Index:$position,
+                       I64Attr:$num_heads, I64Attr:$head_dim,
+                       I64Attr:$rotary_dim, Kiln_RopeStyleAttr:$style,
+                       F32Attr:$freq_base,
+                       DefaultValuedAttr<F32Attr, "1.0f">:$freq_scale);
+  let results = (outs Kiln_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $position attr-dict `:` type($input) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+def Kiln_AttentionOp : Kiln_Op<"attention", [
+    DeclareOpInterfaceMethods<MemoryEffectsOpInterface>]> {
+  let summary = "Multi-head attention over a KV cache";
+  let description = [{
+    `query` is `[T, num_heads * head_dim]`, `key` and `value` are
+    `[T, kv_heads * head_dim]` for the T new tokens at positions
+    `position .. position + T - 1`. The op writes them into layer `layer` of
+    `cache`, then attends over cache positions `[0, position + t]` (causal) or
+    `[0, position + T)`, limited to the last `sliding_window` positions when
+    that is non-zero. Logits are scaled by `scale` and, when `softcap` > 0,
+    capped as softcap * tanh(logit / softcap). Query heads share KV heads in
+    groups of num_heads / kv_heads (GQA; MQA when kv_heads = 1).
+  }];
+  let arguments = (ins Kiln_FloatTensor:$query, Kiln_FloatTensor:$key,
+                       Kiln_FloatTensor:$value, Kiln_KVCache:$cache,
+                       Index:$position, I64Attr:$layer, I64Attr:$num_heads,
+                       F32Attr:$scale,
+                       DefaultValuedAttr<BoolAttr, "true">:$causal,
+                       DefaultValuedAttr<I64Attr, "0">:$sliding_window,
+                       DefaultValuedAttr<F32Attr, "0.0f">:$softcap);
+  let results = (outs Kiln_FloatTensor:$result);
+  let assemblyFormat = [{
+    $query `,` $key `,` $value `,` $cache `[` $position `]` attr-dict `:`
+    type($query) `,` type($key) `,` type($value) `,` qualified(type($cache)) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// Activations and elementwise ops
+//===----------------------------------------------------------------------===//
+
+class Kiln_UnaryOp<string mnemonic, list<Trait> traits = []>
+    : Kiln_Op<mnemonic, !listconcat(traits, [Pure, SameOperandsAndResultType])> {
+  let arguments = (ins Kiln_FloatTensor:$input);
+  let results = (outs Kiln_FloatTensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($result)";
+}
+
+class Kiln_BinaryOp<string mnemonic, list<Trait> traits = []>
+    : Kiln_Op<mnemonic, !listconcat(traits, [Pure, SameOperandsAndResultType])> {
+  let arguments = (ins Kiln_FloatTensor:$lhs, Kiln_FloatTensor:$rhs);
+  let results = (outs Kiln_FloatTensor:$result);
+  let assemblyFormat = "$lhs `,` $rhs attr-dict `:` type($result)";
+}
+
+def Kiln_SiluOp : Kiln_UnaryOp<"silu"> {
+  let summary = "x * sigmoid(x)";
+}
+
+def Kiln_GeluOp : Kiln_Op<"gelu", [Pure, SameOperandsAndResultType]> {
+  let summary = "Gaussian error linear unit (erf or tanh form)";
+  let arguments = (ins Kiln_FloatTensor:$input,
+                       DefaultValuedAttr<Kiln_GeluApproxAttr,
+                                         "::mlir::kiln::GeluApprox::Tanh">:$approximate);
+  let results = (outs Kiln_FloatTensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($result)";
+}
+
+def Kiln_SoftmaxOp : Kiln_UnaryOp<"softmax"> {
+  let summary = "Softmax over the last dimension";
+}
+
+def Kiln_SwiGLUOp : Kiln_BinaryOp<"swiglu"> {
+  let summary = "silu(gate) * up";
+}
+
+def Kiln_GeGLUOp : Kiln_Op<"geglu", [Pure, SameOperandsAndResultType]> {
+  let summary = "gelu(gate) * up";
+  let arguments = (ins Kiln_FloatTensor:$lhs, Kiln_FloatTensor:$rhs,
+                       DefaultValuedAttr<Kiln_GeluApproxAttr,
+                                         "::mlir::kiln::GeluApprox::Tanh">:$approximate);
+  let results = (outs Kiln_FloatTensor:$result);
+  let assemblyFormat = "$lhs `,` $rhs attr-dict `:` type($result)";
+}
+
+def Kiln_AddOp : Kiln_BinaryOp<"add", [Commutative]> {
+  let summary = "Elementwise sum";
+}
+
+def Kiln_MulOp : Kiln_BinaryOp<"mul", [Commutative]> {
+  let summary = "Elementwise product";
+}
+
+//===----------------------------------------------------------------------===//
+// Activation quantization
+//===----------------------------------------------------------------------===//
+
+def Kiln_QuantizeOp : Kiln_Op<"quantize", [Pure]> {
+  let summary = "Quantize activations per group along the last dim";
+  let description = [{
+    Splits the last dimension into groups of `group` values; each group gets
+    an f32 scale (and, when not symmetric, an f32 zero) and `bits`-wide codes
+    stored one per i8 (signed for symmetric, unsigned otherwise).
+    `scales` has shape `[..., K / group]`, or `[..., K / group, 2]` holding
+    (scale, zero) pairs when asymmetric.
+  }];
+  let arguments = (ins Kiln_FloatTensor:$input, I64Attr:$bits, I64Attr:$group,
+                       DefaultValuedAttr<BoolAttr, "true">:$symmetric);
+  let results = (outs RankedTensorOf<[I8]>:$codes, RankedTensorOf<[F32]>:$scales);
+  let assemblyFormat = [{
+    $input attr-dict `:` type($input) `->` type($codes) `,` type($scales)
+  }];
+  let hasVerifier = 1;
+}
+
+def Kiln_DequantizeOp : Kiln_Op<"dequantize", [Pure]> {
+  let summary = "Inverse of kiln.quantize";
+  let arguments = (ins RankedTensorOf<[I8]>:$codes, RankedTensorOf<[F32]>:$scales,
+                       I64Attr:$bits, I64Attr:$group,
+                       DefaultValuedAttr<BoolAttr, "true">:$symmetric);
+  let results = (outs Kiln_FloatTensor:$result);
+  let assemblyFormat = [{
+    $codes `,` $scales attr-dict `:` type($codes) `,` type($scales) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+#endif // KILN_OPS_TD
