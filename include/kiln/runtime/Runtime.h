@@ -1,0 +1,127 @@
+/*===- Runtime.h - C API of the Kiln runtime (libkiln_runtime.so) ---------===*
+ *
+ * Load a verified .kiln artifact, create sessions (KV cache + position), and
+ * generate text. Every function that can fail returns KILN_OK or KILN_ERROR
+ * and, on error, sets *err (when err is not NULL) to a one-line message owned
+ * by the library: it stays valid until the next failing call on the same
+ * thread. Nothing aborts on bad input.
+ *
+ * Loading an artifact runs the native code inside it: only load artifacts
+ * you trust, as you would a shared library.
+ *
+ * Threading: a model may be shared by sessions, but calls on one model
+ * (including its sessions) must not overlap: the model's thread pool runs
+ * one forward pass at a time.
+ *
+ *===----------------------------------------------------------------------===*/
+
+#ifndef KILN_RUNTIME_RUNTIME_H
+#define KILN_RUNTIME_RUNTIME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define KILN_RT_API __attribute__((visibility("default")))
+#else
+#define KILN_RT_API
+#endif
+
+#define KILN_OK 0
+#define KILN_ERROR 1
+
+typedef struct kiln_model kiln_model;
+typedef struct kiln_session kiln_session;
+
+typedef struct kiln_sampling_params {
+  float temperature;     /* >= 0; 0 = greedy */
+  int32_t top_k;         /* >= 0; 0 = off */
+  float top_p;           /* (0, 1]; 1 = off */
+  float min_p;           /* [0, 1]; 0 = off */
+  float repeat_penalty;  /* > 0; 1 = off */
+  int32_t repeat_last_n; /* >= 0 */
+  uint64_t seed;
+} kiln_sampling_params;
+
+typedef struct kiln_generate_params {
+  kiln_sampling_params sampling;
+  int32_t n_predict; /* > 0: tokens to generate at most */
+  int32_t chat;      /* wrap the prompt in the model's chat template */
+} kiln_generate_params;
+
+typedef struct kiln_generate_stats {
+  int32_t n_prompt;        /* prompt tokens evaluated */
+  int32_t n_generated;     /* tokens sampled */
+  double prompt_seconds;   /* prompt evaluation */
+  double generate_seconds; /* sampling + decoding after the prompt */
+  int32_t stopped_at_eog;  /* 1 if an end-of-generation token ended it */
+} kiln_generate_stats;
+
+/* Called with each generated piece of text (raw bytes, not NUL-terminated;
+ * a UTF-8 character may span two pieces). Return nonzero to stop. */
+typedef int (*kiln_piece_callback)(const char *piece, size_t size,
+                                   void *user);
+
+/* Maps and verifies the artifact at `path`, picks the host-code variant for
+ * this CPU, loads it and starts `n_threads` threads (1 to 1024). */
+KILN_RT_API int kiln_model_load(const char *path, int32_t n_threads,
+                                kiln_model **model, const char **err);
+KILN_RT_API void kiln_model_free(kiln_model *model);
+
+KILN_RT_API int32_t kiln_model_n_vocab(const kiln_model *model);
+KILN_RT_API int32_t kiln_model_n_ctx(const kiln_model *model);
+/* Name of the host-code section chosen for this CPU. */
+KILN_RT_API const char *kiln_model_host_variant(const kiln_model *model);
+/* The artifact's manifest sampling defaults (seed 0, repeat_last_n 64). */
+KILN_RT_API void kiln_model_default_params(const kiln_model *model,
+                                           kiln_generate_params *params);
+
+/* Token ids of `text`. At most `capacity` ids are stored; *n_tokens gets
+ * the full count (call again with a larger buffer if it exceeds capacity). */
+KILN_RT_API int kiln_tokenize(const kiln_model *model, const char *text,
+                              int32_t add_special, int32_t parse_special,
+                              int32_t *tokens, size_t capacity,
+                              size_t *n_tokens, const char **err);
+/* The bytes of one token, valid until the next call on this thread. */
+KILN_RT_API const char *kiln_token_to_piece(const kiln_model *model,
+                                            int32_t token, size_t *size);
+
+/* A session owns a KV cache (zeroed) and scratch memory. n_ctx = 0 uses the
+ * manifest's context; otherwise 1 <= n_ctx <= the manifest's. */
+KILN_RT_API int kiln_session_create(kiln_model *model, int32_t n_ctx,
+                                    kiln_session **session, const char **err);
+KILN_RT_API void kiln_session_free(kiln_session *session);
+/* Forgets all tokens (position back to 0). */
+KILN_RT_API void kiln_session_reset(kiln_session *session);
+/* Tokens currently in the KV cache. */
+KILN_RT_API int32_t kiln_session_n_past(const kiln_session *session);
+
+/* Evaluates `n` tokens at the session's current position and keeps the
+ * logits of the last `n_logit_rows` of them (1 <= n_logit_rows <=
+ * min(n, manifest max_tokens)). */
+KILN_RT_API int kiln_eval(kiln_session *session, const int32_t *tokens,
+                          size_t n, int32_t n_logit_rows, const char **err);
+/* Logits of the last kiln_eval, row-major [n_logit_rows][n_vocab]; NULL
+ * before the first one. Valid until the next kiln_eval or kiln_generate. */
+KILN_RT_API const float *kiln_logits(const kiln_session *session,
+                                     int32_t *n_rows);
+
+/* Tokenizes `prompt` (BOS added when the session is empty), evaluates it and
+ * samples up to params->n_predict tokens, calling `on_piece` for each one's
+ * text, until an end-of-generation token. Continues the session's sequence.
+ * Prompt + n_predict past the context is an error before anything runs.
+ * `stats` may be NULL. */
+KILN_RT_API int kiln_generate(kiln_session *session, const char *prompt,
+                              const kiln_generate_params *params,
+                              kiln_piece_callback on_piece, void *user,
+                              kiln_generate_stats *stats, const char **err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KILN_RUNTIME_RUNTIME_H */

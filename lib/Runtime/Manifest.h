@@ -1,0 +1,57 @@
+//===- Manifest.h - the JSON manifest of a .kiln artifact -------*- C++ -*-===//
+//
+// The compiler writes the manifest; the runtime parses and validates every
+// key it uses before anything runs. Shape:
+//   {"format":1,
+//    "model":{"arch":"llama","name":s,"n_layers":i,"n_embd":i,"n_heads":i,
+//             "n_kv_heads":i,"head_dim":i,"n_vocab":i,"n_ctx":i},
+//    "entry":{"symbol":s,"max_tokens":i,"scratch_bytes":i,"kv_cache_bytes":i},
+//    "host":[{"section":s,"cpu_features":[s,...]},...],
+//    "weights":{"section":s}, "tokenizer":{"section":s},
+//    "sampling":{"temperature":f,"top_k":i,"top_p":f,"min_p":f,
+//                "repeat_penalty":f}}          ("sampling" is optional)
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef KILN_RUNTIME_MANIFEST_H
+#define KILN_RUNTIME_MANIFEST_H
+
+#include "Runtime/Sampler.h"
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace kiln::rt {
+
+struct HostVariant {
+  std::string section;
+  std::vector<std::string> cpuFeatureNames;
+  uint64_t cpuFeatures = 0; // KilnCpuFeature bits
+};
+
+struct Manifest {
+  int64_t format = 0;
+  struct {
+    std::string arch, name;
+    int64_t nLayers = 0, nEmbd = 0, nHeads = 0, nKvHeads = 0, headDim = 0,
+            nVocab = 0, nCtx = 0;
+  } model;
+  struct {
+    std::string symbol;
+    int64_t maxTokens = 0, scratchBytes = 0, kvCacheBytes = 0;
+  } entry;
+  std::vector<HostVariant> host;
+  std::string weightsSection;
+  std::string tokenizerSection;
+  SamplingParams sampling; // defaults when the manifest has none
+};
+
+/// Parses and validates `json`. On failure returns false with a one-line
+/// message naming the key ("manifest: 'entry.max_tokens' must be ...").
+bool parseManifest(std::string_view json, Manifest &out, std::string &err);
+
+} // namespace kiln::rt
+
+#endif // KILN_RUNTIME_MANIFEST_H

@@ -1,0 +1,179 @@
+//===- RuntimeAPI.cpp - the C API of include/kiln/runtime/Runtime.h -------===//
+
+#include "kiln/runtime/Runtime.h"
+
+#include "Runtime/Session.h"
+
+#include <cstring>
+
+using namespace kiln::rt;
+
+struct kiln_model {
+  std::unique_ptr<Model> model;
+};
+
+struct kiln_session {
+  kiln_model *owner;
+  std::unique_ptr<Session> session;
+};
+
+/// Error strings handed out by the API: one per thread, so a message stays
+/// valid until the next failing call on the same thread.
+static thread_local std::string lastError;
+static thread_local std::string lastPiece;
+
+static int fail(const char **err, std::string message) {
+  lastError = std::move(message);
+  if (err)
+    *err = lastError.c_str();
+  return KILN_ERROR;
+}
+
+static SamplingParams toSampling(const kiln_sampling_params &p) {
+  SamplingParams s;
+  s.temperature = p.temperature;
+  s.topK = p.top_k;
+  s.topP = p.top_p;
+  s.minP = p.min_p;
+  s.repeatPenalty = p.repeat_penalty;
+  s.repeatLastN = p.repeat_last_n;
+  s.seed = p.seed;
+  return s;
+}
+
+extern "C" {
+
+int kiln_model_load(const char *path, int32_t n_threads, kiln_model **model,
+                    const char **err) {
+  if (!path || !model)
+    return fail(err, "kiln_model_load: path and model must not be NULL");
+  *model = nullptr;
+  std::string why;
+  std::unique_ptr<Model> m = Model::load(path, n_threads, why);
+  if (!m)
+    return fail(err, why);
+  *model = new kiln_model{std::move(m)};
+  return KILN_OK;
+}
+
+void kiln_model_free(kiln_model *model) { delete model; }
+
+int32_t kiln_model_n_vocab(const kiln_model *model) {
+  return int32_t(model->model->getManifest().model.nVocab);
+}
+
+int32_t kiln_model_n_ctx(const kiln_model *model) {
+  return int32_t(model->model->getManifest().model.nCtx);
+}
+
+const char *kiln_model_host_variant(const kiln_model *model) {
+  return model->model->getHostVariant().c_str();
+}
+
+void kiln_model_default_params(const kiln_model *model,
+                               kiln_generate_params *params) {
+  const SamplingParams &s = model->model->getManifest().sampling;
+  std::memset(params, 0, sizeof(*params));
+  params->sampling.temperature = s.temperature;
+  params->sampling.top_k = s.topK;
+  params->sampling.top_p = s.topP;
+  params->sampling.min_p = s.minP;
+  params->sampling.repeat_penalty = s.repeatPenalty;
+  params->sampling.repeat_last_n = s.repeatLastN;
+  params->sampling.seed = 0;
+  params->n_predict = 64;
+  params->chat = 0;
+}
+
+int kiln_tokenize(const kiln_model *model, const char *text,
+                  int32_t add_special, int32_t parse_special, int32_t *tokens,
+                  size_t capacity, size_t *n_tokens, const char **err) {
+  if (!model || !text || !n_tokens || (capacity && !tokens))
+    return fail(err, "kiln_tokenize: model, text, n_tokens (and tokens when "
+                     "capacity > 0) must not be NULL");
+  std::vector<int32_t> ids = model->model->getTokenizer().encode(
+      text, add_special != 0, parse_special != 0);
+  *n_tokens = ids.size();
+  std::memcpy(tokens, ids.data(),
+              std::min(capacity, ids.size()) * sizeof(int32_t));
+  return KILN_OK;
+}
+
+const char *kiln_token_to_piece(const kiln_model *model, int32_t token,
+                                size_t *size) {
+  lastPiece = model->model->getTokenizer().tokenToPiece(token);
+  if (size)
+    *size = lastPiece.size();
+  return lastPiece.c_str();
+}
+
+int kiln_session_create(kiln_model *model, int32_t n_ctx,
+                        kiln_session **session, const char **err) {
+  if (!model || !session)
+    return fail(err, "kiln_session_create: model and session must not be NULL");
+  *session = nullptr;
+  std::string why;
+  std::unique_ptr<Session> s = Session::create(*model->model, n_ctx, why);
+  if (!s)
+    return fail(err, why);
+  *session = new kiln_session{model, std::move(s)};
+  return KILN_OK;
+}
+
+void kiln_session_free(kiln_session *session) { delete session; }
+
+void kiln_session_reset(kiln_session *session) { session->session->reset(); }
+
+int32_t kiln_session_n_past(const kiln_session *session) {
+  return int32_t(session->session->getNPast());
+}
+
+int kiln_eval(kiln_session *session, const int32_t *tokens, size_t n,
+              int32_t n_logit_rows, const char **err) {
+  if (!session || (n && !tokens))
+    return fail(err, "kiln_eval: session and tokens must not be NULL");
+  std::string why;
+  Session &s = *session->session;
+  if (!s.forward(tokens, n, s.getNPast(), n_logit_rows, why))
+    return fail(err, why);
+  return KILN_OK;
+}
+
+const float *kiln_logits(const kiln_session *session, int32_t *n_rows) {
+  int rows = 0;
+  const float *l = session->session->getLogits(&rows);
+  if (n_rows)
+    *n_rows = rows;
+  return l;
+}
+
+int kiln_generate(kiln_session *session, const char *prompt,
+                  const kiln_generate_params *params,
+                  kiln_piece_callback on_piece, void *user,
+                  kiln_generate_stats *stats, const char **err) {
+  if (!session || !prompt || !params)
+    return fail(err,
+                "kiln_generate: session, prompt and params must not be NULL");
+  GenerateOptions opts;
+  opts.sampling = toSampling(params->sampling);
+  opts.nPredict = params->n_predict;
+  opts.chat = params->chat != 0;
+  GenerateStats st;
+  std::string why;
+  bool ok = session->session->generate(
+      prompt, opts,
+      [&](const std::string &piece) {
+        return !on_piece || on_piece(piece.data(), piece.size(), user) == 0;
+      },
+      st, why);
+  if (stats) {
+    stats->n_prompt = st.nPrompt;
+    stats->n_generated = st.nGenerated;
+    stats->prompt_seconds = st.promptSeconds;
+    stats->generate_seconds = st.generateSeconds;
+    stats->stopped_at_eog = st.stoppedAtEog;
+  }
+  return ok ? KILN_OK : fail(err, why);
+}
+
+} // extern "C"

@@ -1,0 +1,123 @@
+//===- Session.h - a loaded model and its inference sessions ----*- C++ -*-===//
+//
+// Model: a verified artifact, the host-code variant chosen for this CPU, the
+// tokenizer and the thread pool. Session: one sequence's KV cache, scratch
+// memory and position, and forward() that feeds tokens to the generated step
+// function in chunks of at most the manifest's max_tokens.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef KILN_RUNTIME_SESSION_H
+#define KILN_RUNTIME_SESSION_H
+
+#include "Runtime/ArtifactLoader.h"
+#include "Runtime/HostCode.h"
+#include "Runtime/Sampler.h"
+#include "Runtime/ThreadPool.h"
+#include "Runtime/Tokenizer.h"
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace kiln::rt {
+
+class Model {
+public:
+  /// Loads `path` for this CPU (see detectHostCpuFeatures).
+  static std::unique_ptr<Model> load(const std::string &path, int threads,
+                                     std::string &err);
+  /// Same, with an explicit feature set (tests use fake CPUs).
+  static std::unique_ptr<Model> load(const std::string &path, int threads,
+                                     uint64_t cpuFeatures, std::string &err);
+
+  const Manifest &getManifest() const { return artifact->getManifest(); }
+  const Tokenizer &getTokenizer() const { return *tokenizer; }
+  ThreadPool &getPool() { return *pool; }
+  KilnForwardFn getForward() const { return hostCode->getForward(); }
+  const SectionView &getWeights() const { return *weights; }
+  const std::string &getHostVariant() const { return hostVariant; }
+
+private:
+  Model() = default;
+  std::unique_ptr<Artifact> artifact;
+  std::unique_ptr<HostCode> hostCode;
+  std::unique_ptr<Tokenizer> tokenizer;
+  std::unique_ptr<ThreadPool> pool;
+  const SectionView *weights = nullptr;
+  std::string hostVariant;
+};
+
+/// Anonymous zeroed memory from mmap: page-aligned and released on
+/// destruction; reset() gives the pages back so they read as zero again.
+class Buffer {
+public:
+  Buffer() = default;
+  ~Buffer();
+  Buffer(const Buffer &) = delete;
+  Buffer &operator=(const Buffer &) = delete;
+  bool allocate(uint64_t size, const char *what, std::string &err);
+  void zero();
+  uint8_t *data() const { return static_cast<uint8_t *>(ptr); }
+  uint64_t size() const { return bytes; }
+
+private:
+  void *ptr = nullptr;
+  uint64_t bytes = 0;
+  uint64_t mapped = 0;
+};
+
+struct GenerateOptions {
+  SamplingParams sampling;
+  int32_t nPredict = 64;
+  bool chat = false;
+};
+
+struct GenerateStats {
+  int32_t nPrompt = 0, nGenerated = 0;
+  double promptSeconds = 0, generateSeconds = 0;
+  bool stoppedAtEog = false;
+};
+
+class Session {
+public:
+  /// nCtx = 0 takes the manifest's n_ctx; a larger one is an error.
+  static std::unique_ptr<Session> create(Model &model, int64_t nCtx,
+                                         std::string &err);
+
+  /// Runs `n` tokens at positions [pos, pos + n) (pos <= getNPast(); later
+  /// positions are forgotten) and returns the logits of the last
+  /// `nLogitRows` tokens, row-major, or nullptr with a message.
+  const float *forward(const int32_t *tokens, size_t n, int64_t pos,
+                       int nLogitRows, std::string &err);
+
+  /// Tokenizes and evaluates `prompt` after the current sequence, then
+  /// samples; onPiece gets each token's text and returns false to stop.
+  bool generate(const std::string &prompt, const GenerateOptions &opts,
+                const std::function<bool(const std::string &)> &onPiece,
+                GenerateStats &stats, std::string &err);
+
+  void reset();
+  int64_t getNPast() const { return int64_t(history.size()); }
+  int64_t getContextSize() const { return nCtx; }
+  const float *getLogits(int *rows) const {
+    if (rows)
+      *rows = logitRows;
+    return logitRows ? logits.data() : nullptr;
+  }
+  Model &getModel() { return model; }
+
+private:
+  explicit Session(Model &model) : model(model) {}
+  Model &model;
+  int64_t nCtx = 0;
+  Buffer kvCache, scratch;
+  std::vector<float> logits; // [max_tokens][n_vocab]
+  int logitRows = 0;
+  std::vector<int32_t> history; // tokens in the cache, by position
+};
+
+} // namespace kiln::rt
+
+#endif // KILN_RUNTIME_SESSION_H

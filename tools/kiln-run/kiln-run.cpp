@@ -1,0 +1,221 @@
+//===- kiln-run.cpp - generate text with a compiled .kiln model -----------===//
+//
+// llama-cli-like: streams the generated text to stdout and prints prompt and
+// generation speed to stderr. Every error is one line on stderr and exit 1.
+//
+//===----------------------------------------------------------------------===//
+
+#include "kiln/runtime/Runtime.h"
+
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace {
+
+const char *kUsage =
+    "usage: kiln-run -m MODEL.kiln -p PROMPT [-n N] [-t THREADS] [--temp F]\n"
+    "       [--top-k N] [--top-p F] [--min-p F] [--repeat-penalty F]\n"
+    "       [--repeat-last-n N] [--seed N] [--chat] [--ctx N] [--tokenize]\n"
+    "  -m, --model FILE      compiled model (.kiln)\n"
+    "  -p, --prompt TEXT     prompt\n"
+    "  -n, --n-predict N     tokens to generate (default 64)\n"
+    "  -t, --threads N       threads, 1 to 1024 (default 2)\n"
+    "  --temp F              temperature, 0 = greedy (default: the model's)\n"
+    "  --top-k N --top-p F --min-p F --repeat-penalty F --repeat-last-n N\n"
+    "  --seed N              sampling seed (default 0)\n"
+    "  --chat                wrap the prompt in the model's chat template\n"
+    "  --ctx N               context size, at most the model's n_ctx\n"
+    "  --tokenize            print the prompt's token ids and exit\n";
+
+[[noreturn]] void die(const std::string &message) {
+  std::fprintf(stderr, "kiln-run: error: %s\n", message.c_str());
+  std::exit(1);
+}
+
+long long parseInt(const std::string &flag, const char *s) {
+  errno = 0;
+  char *end = nullptr;
+  long long v = std::strtoll(s, &end, 10);
+  if (errno || end == s || *end)
+    die(flag + " expects an integer, got '" + s + "'");
+  return v;
+}
+
+unsigned long long parseU64(const std::string &flag, const char *s) {
+  errno = 0;
+  char *end = nullptr;
+  if (*s == '-')
+    die(flag + " expects a non-negative integer, got '" + s + "'");
+  unsigned long long v = std::strtoull(s, &end, 10);
+  if (errno || end == s || *end)
+    die(flag + " expects a non-negative integer, got '" + s + "'");
+  return v;
+}
+
+float parseFloat(const std::string &flag, const char *s) {
+  errno = 0;
+  char *end = nullptr;
+  float v = std::strtof(s, &end);
+  if (errno || end == s || *end || !std::isfinite(v))
+    die(flag + " expects a number, got '" + s + "'");
+  return v;
+}
+
+int onPiece(const char *piece, size_t size, void *) {
+  std::fwrite(piece, 1, size, stdout);
+  std::fflush(stdout);
+  return 0;
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  std::string modelPath, prompt;
+  bool havePrompt = false, tokenizeOnly = false, chat = false;
+  long long nPredict = 64, threads = 2, ctx = 0;
+  // Flags given on the command line override the model's defaults.
+  bool setTemp = false, setTopK = false, setTopP = false, setMinP = false,
+       setPenalty = false, setLastN = false;
+  float temp = 0, topP = 0, minP = 0, penalty = 0;
+  long long topK = 0, lastN = 0;
+  unsigned long long seed = 0;
+
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "-h" || a == "--help") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
+    if (a == "--chat") {
+      chat = true;
+      continue;
+    }
+    if (a == "--tokenize") {
+      tokenizeOnly = true;
+      continue;
+    }
+    static const char *const kWithValue[] = {
+        "-m", "--model", "-p", "--prompt", "-n", "--n-predict", "-t",
+        "--threads", "--temp", "--top-k", "--top-p", "--min-p",
+        "--repeat-penalty", "--repeat-last-n", "--seed", "--ctx"};
+    bool known = false;
+    for (const char *f : kWithValue)
+      known |= a == f;
+    if (!known)
+      die("unknown flag '" + a + "' (see kiln-run --help)");
+    if (i + 1 >= argc)
+      die(a + " expects a value");
+    const char *v = argv[++i];
+    if (a == "-m" || a == "--model")
+      modelPath = v;
+    else if (a == "-p" || a == "--prompt")
+      prompt = v, havePrompt = true;
+    else if (a == "-n" || a == "--n-predict")
+      nPredict = parseInt(a, v);
+    else if (a == "-t" || a == "--threads")
+      threads = parseInt(a, v);
+    else if (a == "--temp")
+      temp = parseFloat(a, v), setTemp = true;
+    else if (a == "--top-k")
+      topK = parseInt(a, v), setTopK = true;
+    else if (a == "--top-p")
+      topP = parseFloat(a, v), setTopP = true;
+    else if (a == "--min-p")
+      minP = parseFloat(a, v), setMinP = true;
+    else if (a == "--repeat-penalty")
+      penalty = parseFloat(a, v), setPenalty = true;
+    else if (a == "--repeat-last-n")
+      lastN = parseInt(a, v), setLastN = true;
+    else if (a == "--seed")
+      seed = parseU64(a, v);
+    else if (a == "--ctx")
+      ctx = parseInt(a, v);
+  }
+
+  // Arguments are checked before the (possibly large) model is read.
+  if (modelPath.empty())
+    die("no model given (-m MODEL.kiln)");
+  if (!havePrompt)
+    die("no prompt given (-p PROMPT)");
+  if (nPredict <= 0 || nPredict > INT32_MAX)
+    die("-n must be > 0, got " + std::to_string(nPredict));
+  if (threads < 1 || threads > 1024)
+    die("-t must be 1 to 1024, got " + std::to_string(threads));
+  if (ctx < 0 || ctx > INT32_MAX)
+    die("--ctx must be > 0, got " + std::to_string(ctx));
+  if (setTopK && (topK < 0 || topK > INT32_MAX))
+    die("--top-k must be >= 0, got " + std::to_string(topK));
+  if (setLastN && (lastN < 0 || lastN > INT32_MAX))
+    die("--repeat-last-n must be >= 0, got " + std::to_string(lastN));
+
+  const char *err = nullptr;
+  kiln_model *model = nullptr;
+  if (kiln_model_load(modelPath.c_str(), int32_t(threads), &model, &err))
+    die(err);
+
+  if (tokenizeOnly) {
+    std::vector<int32_t> ids(prompt.size() + 16);
+    size_t n = 0;
+    if (kiln_tokenize(model, prompt.c_str(), 1, 1, ids.data(), ids.size(), &n,
+                      &err))
+      die(err);
+    if (n > ids.size()) {
+      ids.resize(n);
+      if (kiln_tokenize(model, prompt.c_str(), 1, 1, ids.data(), ids.size(),
+                        &n, &err))
+        die(err);
+    }
+    for (size_t i = 0; i < n; ++i)
+      std::printf("%s%d", i ? " " : "", ids[i]);
+    std::printf("\n");
+    kiln_model_free(model);
+    return 0;
+  }
+
+  kiln_generate_params params;
+  kiln_model_default_params(model, &params);
+  params.n_predict = int32_t(nPredict);
+  params.chat = chat;
+  params.sampling.seed = seed;
+  if (setTemp)
+    params.sampling.temperature = temp;
+  if (setTopK)
+    params.sampling.top_k = int32_t(topK);
+  if (setTopP)
+    params.sampling.top_p = topP;
+  if (setMinP)
+    params.sampling.min_p = minP;
+  if (setPenalty)
+    params.sampling.repeat_penalty = penalty;
+  if (setLastN)
+    params.sampling.repeat_last_n = int32_t(lastN);
+
+  kiln_session *session = nullptr;
+  if (kiln_session_create(model, int32_t(ctx), &session, &err))
+    die(err);
+  kiln_generate_stats stats;
+  if (kiln_generate(session, prompt.c_str(), &params, onPiece, nullptr, &stats,
+                    &err))
+    die(err);
+  std::printf("\n");
+  std::fflush(stdout);
+
+  auto rate = [](int n, double s) { return s > 0 ? n / s : 0.0; };
+  std::fprintf(stderr,
+               "kiln-run: host code %s, %lld threads\n"
+               "kiln-run: prompt: %d tokens in %.3f s (%.2f tokens/s)\n"
+               "kiln-run: generation: %d tokens in %.3f s (%.2f tokens/s)%s\n",
+               kiln_model_host_variant(model), threads, stats.n_prompt,
+               stats.prompt_seconds, rate(stats.n_prompt, stats.prompt_seconds),
+               stats.n_generated, stats.generate_seconds,
+               rate(stats.n_generated, stats.generate_seconds),
+               stats.stopped_at_eog ? ", stopped at end of generation" : "");
+  kiln_session_free(session);
+  kiln_model_free(model);
+  return 0;
+}
