@@ -1,0 +1,1130 @@
+//===- Tokenizer.cpp - byte-level BPE and SentencePiece-style tokenizers --===//
+//
+// Behaviour follows llama.cpp's (src/llama-vocab.cpp, src/unicode.cpp) so that
+// ids agree for the same GGUF vocabulary; where llama.cpp's behaviour is a
+// quirk rather than a choice, the comment says so. The code is our own.
+//
+//===----------------------------------------------------------------------===//
+
+#include "Runtime/Tokenizer.h"
+
+#include "Runtime/Unicode.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <queue>
+#include <unordered_map>
+#include <utility>
+
+namespace kiln {
+
+namespace {
+
+using nlohmann::json;
+
+// GGUF token types (tokenizer.ggml.token_type).
+enum TokenType : uint8_t {
+  kUndefined = 0,
+  kNormal = 1,
+  kUnknown = 2,
+  kControl = 3,
+  kUserDefined = 4,
+  kUnused = 5,
+  kByte = 6,
+};
+
+enum class ModelKind { BytePairGpt2, SentencePiece };
+
+// Pre-tokenizers: each is one of llama.cpp's regex sets, written as a scanner.
+enum class PreTokenizer {
+  // 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)
+  Gpt2,
+  // \p{N} split off one by one first, then Gpt2 on what is between.
+  DigitsThenGpt2,
+  // (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|
+  //  ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
+  Llama3,
+  // Llama3 with \p{N} instead of \p{N}{1,3}.
+  Qwen2,
+};
+
+struct PreInfo {
+  PreTokenizer kind;
+  bool ignoreMerges; // a word that is itself a token skips the merges
+  bool addBosDefault;
+  bool cleanSpaces; // llama.cpp's clean_up_tokenization_spaces on decode
+};
+
+// The `pre` names llama.cpp maps to the regex sets above, with the flags its
+// vocabulary loader sets for them.
+bool lookupPre(const std::string &name, PreInfo &info) {
+  struct Entry {
+    const char *name;
+    PreInfo info;
+  };
+  static const Entry entries[] = {
+      {"gpt2", {PreTokenizer::Gpt2, false, false, true}},
+      {"gpt-2", {PreTokenizer::Gpt2, false, false, true}},
+      {"phi-2", {PreTokenizer::Gpt2, false, false, true}},
+      {"mpt", {PreTokenizer::Gpt2, false, false, true}},
+      {"olmo", {PreTokenizer::Gpt2, false, false, true}},
+      {"smollm", {PreTokenizer::DigitsThenGpt2, false, false, false}},
+      {"starcoder", {PreTokenizer::DigitsThenGpt2, false, false, true}},
+      {"refact", {PreTokenizer::DigitsThenGpt2, false, false, true}},
+      {"codeshell", {PreTokenizer::DigitsThenGpt2, false, false, true}},
+      {"command-r", {PreTokenizer::DigitsThenGpt2, false, false, false}},
+      {"llama3", {PreTokenizer::Llama3, true, true, true}},
+      {"llama-v3", {PreTokenizer::Llama3, true, true, true}},
+      {"llama-bpe", {PreTokenizer::Llama3, true, true, true}},
+      {"falcon3", {PreTokenizer::Llama3, true, true, true}},
+      {"pixtral", {PreTokenizer::Llama3, true, true, true}},
+      {"dbrx", {PreTokenizer::Llama3, false, false, true}},
+      {"smaug-bpe", {PreTokenizer::Llama3, false, false, true}},
+      {"qwen2", {PreTokenizer::Qwen2, false, false, false}},
+      {"deepseek-r1-qwen", {PreTokenizer::Qwen2, false, false, false}},
+      {"stablelm2", {PreTokenizer::Qwen2, false, false, true}},
+  };
+  for (const Entry &e : entries) {
+    if (name == e.name) {
+      info = e.info;
+      return true;
+    }
+  }
+  return false;
+}
+
+// Token texts llama.cpp treats as end of generation (and forces to control
+// type) whatever the GGUF says about them.
+bool isEogText(const std::string &t) {
+  static const char *names[] = {
+      "<|eot_id|>",     "<|im_end|>",  "<|end|>",           "<|return|>",
+      "<|call|>",       "<end_of_turn>", "<|endoftext|>",   "<|eom_id|>",
+      "<EOT>",          "_<EOT>",      "<|end_of_text|>",   "<end_of_utterance>",
+  };
+  for (const char *n : names)
+    if (t == n)
+      return true;
+  return false;
+}
+
+// FIM pad/repo/separator tokens, which llama.cpp also stops generation on.
+bool isFimEogText(const std::string &t) {
+  static const char *names[] = {
+      "<|fim_pad|>", "<fim-pad>",  "<fim_pad>", "<PAD>",       "<|fim_repo|>",
+      "<|repo_name|>", "<fim-repo>", "<REPO>",  "<reponame>", "<|file_sep|>",
+  };
+  for (const char *n : names)
+    if (t == n)
+      return true;
+  return false;
+}
+
+// FIM prefix/suffix/middle tokens: llama.cpp forces them to control type.
+bool isFimControlText(const std::string &t) {
+  static const char *names[] = {
+      "<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>", "<PRE>", "\xE2\x96\x81<PRE>",
+      "<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>", "<SUF>", "\xE2\x96\x81<SUF>",
+      "<|fim_middle|>", "<fim-middle>", "<fim_middle>", "<MID>", "\xE2\x96\x81<MID>",
+  };
+  for (const char *n : names)
+    if (t == n)
+      return true;
+  return false;
+}
+
+const char kSpaceMarker[] = "\xE2\x96\x81"; // U+2581, SentencePiece's space
+
+// A span of the input: raw text still to tokenize, or a special token.
+struct Fragment {
+  int32_t token; // -1 for raw text
+  size_t offset;
+  size_t length;
+};
+
+// Word boundaries in codepoint indices.
+using Span = std::pair<size_t, size_t>;
+
+bool asciiLowerIs(uint32_t cp, char c) {
+  if (cp >= 'A' && cp <= 'Z')
+    cp += 'a' - 'A';
+  return cp == uint32_t(c);
+}
+
+// The 's|'t|'re|'ve|'m|'ll|'d alternatives: length of the match at `pos`
+// (0 if none). `anyCase` is Llama-3's (?i:...).
+size_t matchContraction(const std::vector<uint32_t> &cps, size_t pos,
+                        size_t end, bool anyCase) {
+  if (cps[pos] != '\'' || pos + 1 >= end)
+    return 0;
+  auto is = [&](size_t k, char c) {
+    return anyCase ? asciiLowerIs(cps[k], c) : cps[k] == uint32_t(c);
+  };
+  size_t n = pos + 1;
+  if (is(n, 's') || is(n, 't') || is(n, 'm') || is(n, 'd'))
+    return 2;
+  if (pos + 2 < end &&
+      ((is(n, 'r') && is(n + 1, 'e')) || (is(n, 'v') && is(n + 1, 'e')) ||
+       (is(n, 'l') && is(n + 1, 'l'))))
+    return 3;
+  return 0;
+}
+
+// GPT-2's regex over cps[begin, end); the regex sees nothing outside.
+void scanGpt2(const std::vector<uint32_t> &cps, size_t begin, size_t end,
+              std::vector<Span> &words) {
+  auto flags = [&](size_t k) -> uint8_t {
+    return k < end ? unicode::codepointFlags(cps[k]) : 0;
+  };
+  auto inRange = [&](size_t k) { return k < end; };
+  size_t pos = begin;
+  while (pos < end) {
+    size_t start = pos;
+    if (size_t n = matchContraction(cps, pos, end, /*anyCase=*/false)) {
+      words.push_back({start, start + n});
+      pos += n;
+      continue;
+    }
+    // " ?" then a run of one class. The optional space only counts when a
+    // run follows it; otherwise the space belongs to the whitespace rules.
+    size_t runStart = pos + (cps[pos] == ' ' ? 1 : 0);
+    uint8_t f = flags(runStart);
+    if (inRange(runStart) && (f & unicode::kLetter)) {
+      pos = runStart;
+      while (inRange(pos) && (flags(pos) & unicode::kLetter))
+        ++pos;
+      words.push_back({start, pos});
+      continue;
+    }
+    if (inRange(runStart) && (f & unicode::kNumber)) {
+      pos = runStart;
+      while (inRange(pos) && (flags(pos) & unicode::kNumber))
+        ++pos;
+      words.push_back({start, pos});
+      continue;
+    }
+    const uint8_t wordish =
+        unicode::kLetter | unicode::kNumber | unicode::kWhitespace;
+    if (inRange(runStart) && !(f & wordish)) {
+      pos = runStart;
+      while (inRange(pos) && !(flags(pos) & wordish))
+        ++pos;
+      words.push_back({start, pos});
+      continue;
+    }
+    size_t spaces = 0;
+    while (inRange(pos + spaces) && (flags(pos + spaces) & unicode::kWhitespace))
+      ++spaces;
+    if (spaces > 1 && inRange(pos + spaces)) {
+      // \s+(?!\S): leave the last whitespace to prefix the next word.
+      pos += spaces - 1;
+    } else {
+      pos += spaces ? spaces : 1;
+    }
+    words.push_back({start, pos});
+  }
+}
+
+// Llama-3's regex (and Qwen2's, with maxDigits = 1) over cps[begin, end).
+void scanLlama3(const std::vector<uint32_t> &cps, size_t begin, size_t end,
+                size_t maxDigits, std::vector<Span> &words) {
+  auto flags = [&](size_t k) -> uint8_t {
+    return k < end ? unicode::codepointFlags(cps[k]) : 0;
+  };
+  auto inRange = [&](size_t k) { return k < end; };
+  auto isCrLf = [&](size_t k) {
+    return inRange(k) && (cps[k] == '\r' || cps[k] == '\n');
+  };
+  const uint8_t wordish =
+      unicode::kLetter | unicode::kNumber | unicode::kWhitespace;
+  size_t pos = begin;
+  while (pos < end) {
+    size_t start = pos;
+    uint32_t cp = cps[pos];
+    uint8_t f = flags(pos);
+    if (size_t n = matchContraction(cps, pos, end, /*anyCase=*/true)) {
+      words.push_back({start, start + n});
+      pos += n;
+      continue;
+    }
+    // [^\r\n\p{L}\p{N}]?\p{L}+
+    if (!(cp == '\r' || cp == '\n' || (f & unicode::kNumber)) &&
+        ((f & unicode::kLetter) || (flags(pos + 1) & unicode::kLetter))) {
+      ++pos;
+      while (inRange(pos) && (flags(pos) & unicode::kLetter))
+        ++pos;
+      words.push_back({start, pos});
+      continue;
+    }
+    // \p{N}{1,maxDigits}
+    if (f & unicode::kNumber) {
+      size_t n = 0;
+      while (n < maxDigits && inRange(pos) && (flags(pos) & unicode::kNumber))
+        ++pos, ++n;
+      words.push_back({start, pos});
+      continue;
+    }
+    //  ?[^\s\p{L}\p{N}]+[\r\n]*
+    size_t runStart = pos + (cp == ' ' ? 1 : 0);
+    if (!inRange(runStart) || !(flags(runStart) & wordish)) {
+      // A lone trailing space lands here too and ends up a one-space word,
+      // which is what the \s+ rule would give it.
+      pos = runStart;
+      while (inRange(pos) && !(flags(pos) & wordish))
+        ++pos;
+      while (isCrLf(pos))
+        ++pos;
+      words.push_back({start, pos});
+      continue;
+    }
+    size_t spaces = 0, lastNewlineEnd = 0;
+    while (inRange(pos + spaces) &&
+           (flags(pos + spaces) & unicode::kWhitespace)) {
+      if (isCrLf(pos + spaces))
+        lastNewlineEnd = pos + spaces + 1;
+      ++spaces;
+    }
+    if (lastNewlineEnd) {
+      pos = lastNewlineEnd; // \s*[\r\n]+
+    } else if (spaces > 1 && inRange(pos + spaces)) {
+      pos += spaces - 1; // \s+(?!\S)
+    } else {
+      pos += spaces ? spaces : 1; // \s+
+    }
+    words.push_back({start, pos});
+  }
+}
+
+struct BpeSymbol {
+  int prev;
+  int next;
+  size_t offset;
+  size_t length;
+};
+
+struct BpeBigram {
+  int left;
+  int right;
+  int32_t rank;
+  size_t length;
+  // std::priority_queue pops the greatest: lowest rank first, leftmost on ties.
+  bool operator<(const BpeBigram &o) const {
+    return rank > o.rank || (rank == o.rank && left > o.left);
+  }
+};
+
+struct SpmBigram {
+  int left;
+  int right;
+  float score;
+  size_t length;
+  // Highest score first, leftmost on ties.
+  bool operator<(const SpmBigram &o) const {
+    return score < o.score || (score == o.score && left > o.left);
+  }
+};
+
+} // namespace
+
+struct Tokenizer::Impl {
+  ModelKind kind = ModelKind::BytePairGpt2;
+  PreInfo pre{PreTokenizer::Gpt2, false, false, false};
+  std::vector<std::string> texts;
+  std::vector<uint8_t> types;
+  std::vector<float> scores;
+  std::unordered_map<std::string, int32_t> textToId;
+  // Key: the merge as written in the vocabulary, "left right". Byte-level
+  // symbols never contain a space, so the key is unambiguous.
+  std::unordered_map<std::string, int32_t> mergeRanks;
+  // Control/unknown/user-defined tokens, longest text first.
+  std::vector<int32_t> specialTokens;
+  std::vector<std::string> pieces;
+  std::vector<bool> endOfGeneration;
+  int32_t bosId = -1, eosId = -1, eotId = -1, unkId = -1, padId = -1;
+  bool addBos = false, addEos = false, addSpacePrefix = false;
+  std::string chatTemplate;
+
+  int32_t lookup(const std::string &text) const {
+    auto it = textToId.find(text);
+    return it == textToId.end() ? -1 : it->second;
+  }
+
+  std::vector<Fragment> partition(std::string_view text,
+                                  bool parseSpecial) const;
+  void encodeBpe(std::string_view text, std::vector<int32_t> &out) const;
+  void bpeWord(const std::string &word, std::vector<int32_t> &out) const;
+  void encodeSpm(const std::string &text, std::vector<int32_t> &out) const;
+  int32_t byteToken(uint8_t byte) const;
+  std::string computePiece(int32_t id) const;
+};
+
+// Cuts special tokens out of the text, longest token first: each token in
+// turn splits every raw fragment at all of its occurrences. This order (not
+// leftmost-first) is llama.cpp's, and it decides overlapping matches.
+std::vector<Fragment> Tokenizer::Impl::partition(std::string_view text,
+                                                 bool parseSpecial) const {
+  std::vector<Fragment> frags;
+  if (text.empty())
+    return frags;
+  frags.push_back({-1, 0, text.size()});
+  std::vector<Fragment> next;
+  for (int32_t id : specialTokens) {
+    uint8_t type = types[id];
+    if (!parseSpecial && (type == kControl || type == kUnknown))
+      continue;
+    const std::string &needle = texts[id];
+    bool found = false;
+    for (const Fragment &f : frags) {
+      if (f.token < 0 &&
+          text.substr(f.offset, f.length).find(needle) != std::string_view::npos) {
+        found = true;
+        break;
+      }
+    }
+    if (!found)
+      continue;
+    next.clear();
+    for (const Fragment &f : frags) {
+      if (f.token >= 0) {
+        next.push_back(f);
+        continue;
+      }
+      size_t pos = f.offset, end = f.offset + f.length;
+      while (pos < end) {
+        size_t hit = text.substr(0, end).find(needle, pos);
+        if (hit == std::string_view::npos)
+          break;
+        if (hit > pos)
+          next.push_back({-1, pos, hit - pos});
+        next.push_back({id, hit, needle.size()});
+        pos = hit + needle.size();
+      }
+      if (pos < end)
+        next.push_back({-1, pos, end - pos});
+    }
+    frags.swap(next);
+  }
+  return frags;
+}
+
+void Tokenizer::Impl::encodeBpe(std::string_view text,
+                                std::vector<int32_t> &out) const {
+  std::vector<uint32_t> cps = unicode::decodeUtf8Lossy(text);
+  std::vector<Span> words;
+  words.reserve(cps.size() / 3 + 1);
+  switch (pre.kind) {
+  case PreTokenizer::Gpt2:
+    scanGpt2(cps, 0, cps.size(), words);
+    break;
+  case PreTokenizer::DigitsThenGpt2: {
+    // \p{N} first: every number codepoint is a word of its own, and the
+    // GPT-2 regex then runs on each stretch between them separately.
+    size_t runStart = 0;
+    for (size_t i = 0; i < cps.size(); ++i) {
+      if (!unicode::isNumber(cps[i]))
+        continue;
+      if (i > runStart)
+        scanGpt2(cps, runStart, i, words);
+      words.push_back({i, i + 1});
+      runStart = i + 1;
+    }
+    if (runStart < cps.size())
+      scanGpt2(cps, runStart, cps.size(), words);
+    break;
+  }
+  case PreTokenizer::Llama3:
+    scanLlama3(cps, 0, cps.size(), 3, words);
+    break;
+  case PreTokenizer::Qwen2:
+    scanLlama3(cps, 0, cps.size(), 1, words);
+    break;
+  }
+
+  std::string utf8, word;
+  for (const Span &span : words) {
+    utf8.clear();
+    for (size_t i = span.first; i < span.second; ++i)
+      unicode::appendUtf8(utf8, cps[i]);
+    word.clear();
+    for (char c : utf8)
+      unicode::appendUtf8(word, unicode::byteToCodepoint(uint8_t(c)));
+    bpeWord(word, out);
+  }
+}
+
+// Merge-rank BPE on one byte-level-encoded word: a doubly linked list of
+// symbols and a heap of candidate pairs, O(n log n). A popped pair is stale
+// when either side has since merged with something else, which shows as a
+// changed length (symbols only ever grow to the right).
+void Tokenizer::Impl::bpeWord(const std::string &word,
+                              std::vector<int32_t> &out) const {
+  if (word.empty())
+    return;
+  if (pre.ignoreMerges) {
+    int32_t id = lookup(word);
+    if (id >= 0) {
+      out.push_back(id);
+      return;
+    }
+  }
+  std::vector<BpeSymbol> syms;
+  for (size_t off = 0; off < word.size();) {
+    size_t len = std::min(unicode::utf8SequenceLength(uint8_t(word[off])),
+                          word.size() - off);
+    int index = int(syms.size());
+    syms.push_back({index - 1, off + len == word.size() ? -1 : index + 1, off,
+                    len});
+    off += len;
+  }
+  std::priority_queue<BpeBigram> queue;
+  std::string key;
+  auto addPair = [&](int left, int right) {
+    if (left < 0 || right < 0)
+      return;
+    const BpeSymbol &l = syms[left], &r = syms[right];
+    key.assign(word, l.offset, l.length);
+    key.push_back(' ');
+    key.append(word, r.offset, r.length);
+    auto it = mergeRanks.find(key);
+    if (it == mergeRanks.end())
+      return;
+    queue.push({left, right, it->second, l.length + r.length});
+  };
+  for (int i = 1; i < int(syms.size()); ++i)
+    addPair(i - 1, i);
+  while (!queue.empty()) {
+    BpeBigram top = queue.top();
+    queue.pop();
+    BpeSymbol &l = syms[top.left], &r = syms[top.right];
+    if (l.length == 0 || r.length == 0 || l.length + r.length != top.length)
+      continue;
+    l.length += r.length;
+    r.length = 0;
+    l.next = r.next;
+    if (r.next >= 0)
+      syms[r.next].prev = top.left;
+    addPair(l.prev, top.left);
+    addPair(top.left, l.next);
+  }
+  std::string text;
+  for (int i = 0; i >= 0; i = syms[i].next) {
+    text.assign(word, syms[i].offset, syms[i].length);
+    int32_t id = lookup(text);
+    if (id >= 0) {
+      out.push_back(id);
+      continue;
+    }
+    // Not a token: llama.cpp tries each raw byte of the encoded text as a
+    // token and drops those that are not; a sane vocabulary never gets here.
+    for (char c : text) {
+      int32_t b = lookup(std::string(1, c));
+      if (b >= 0)
+        out.push_back(b);
+    }
+  }
+}
+
+int32_t Tokenizer::Impl::byteToken(uint8_t byte) const {
+  static const char hex[] = "0123456789ABCDEF";
+  const char name[7] = {'<', '0', 'x', hex[byte >> 4], hex[byte & 15], '>', 0};
+  int32_t id = lookup(name);
+  if (id >= 0)
+    return id;
+  id = lookup(std::string(1, char(byte)));
+  return id >= 0 ? id : unkId;
+}
+
+// SentencePiece-style merging: repeatedly merge the adjacent pair whose
+// concatenation is the highest-scoring token; what is left that is not a
+// token falls back to byte tokens.
+void Tokenizer::Impl::encodeSpm(const std::string &text,
+                                std::vector<int32_t> &out) const {
+  std::vector<BpeSymbol> syms;
+  for (size_t off = 0; off < text.size();) {
+    size_t len = std::min(unicode::utf8SequenceLength(uint8_t(text[off])),
+                          text.size() - off);
+    int index = int(syms.size());
+    syms.push_back({index - 1, off + len == text.size() ? -1 : index + 1, off,
+                    len});
+    off += len;
+  }
+  if (syms.empty())
+    return;
+  std::priority_queue<SpmBigram> queue;
+  std::string piece;
+  auto addPair = [&](int left, int right) {
+    if (left < 0 || right < 0)
+      return;
+    piece.assign(text, syms[left].offset, syms[left].length + syms[right].length);
+    int32_t id = lookup(piece);
+    if (id < 0)
+      return;
+    queue.push({left, right, scores[id], piece.size()});
+  };
+  for (int i = 1; i < int(syms.size()); ++i)
+    addPair(i - 1, i);
+  while (!queue.empty()) {
+    SpmBigram top = queue.top();
+    queue.pop();
+    BpeSymbol &l = syms[top.left], &r = syms[top.right];
+    if (l.length == 0 || r.length == 0 || l.length + r.length != top.length)
+      continue;
+    l.length += r.length;
+    r.length = 0;
+    l.next = r.next;
+    if (r.next >= 0)
+      syms[r.next].prev = top.left;
+    addPair(l.prev, top.left);
+    addPair(top.left, l.next);
+  }
+  // Every merged symbol is a token by construction, so only single
+  // characters can miss and need the byte fallback.
+  for (int i = 0; i >= 0; i = syms[i].next) {
+    piece.assign(text, syms[i].offset, syms[i].length);
+    int32_t id = lookup(piece);
+    if (id >= 0) {
+      out.push_back(id);
+      continue;
+    }
+    for (char c : piece) {
+      int32_t b = byteToken(uint8_t(c));
+      if (b >= 0)
+        out.push_back(b);
+    }
+  }
+}
+
+std::string Tokenizer::Impl::computePiece(int32_t id) const {
+  const std::string &text = texts[id];
+  switch (types[id]) {
+  case kControl:
+  case kUnknown:
+  case kUserDefined:
+    return text;
+  case kNormal:
+    break;
+  case kByte:
+    if (kind == ModelKind::SentencePiece && text.size() == 6 &&
+        text.compare(0, 3, "<0x") == 0 && text[5] == '>') {
+      return std::string(1, char(std::stoi(text.substr(3, 2), nullptr, 16)));
+    }
+    return "";
+  default:
+    return "";
+  }
+  std::string out;
+  if (kind == ModelKind::SentencePiece) {
+    for (size_t i = 0; i < text.size();) {
+      if (text.compare(i, 3, kSpaceMarker) == 0) {
+        out.push_back(' ');
+        i += 3;
+      } else {
+        out.push_back(text[i++]);
+      }
+    }
+    return out;
+  }
+  for (uint32_t cp : unicode::decodeUtf8Lossy(text)) {
+    int b = unicode::codepointToByte(cp);
+    if (b >= 0)
+      out.push_back(char(b));
+    else
+      unicode::appendUtf8(out, cp); // not byte-level; keep it as written
+  }
+  return out;
+}
+
+//===----------------------------------------------------------------------===//
+// Loading
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+// Reads an optional token id: absent or null leaves `out` alone.
+bool readTokenId(const json &j, const char *key, size_t vocabSize,
+                 int32_t &out, std::string &error) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null())
+    return true;
+  if (!it->is_number_integer()) {
+    error = std::string("vocabulary: '") + key + "' must be an integer or null";
+    return false;
+  }
+  int64_t v = it->get<int64_t>();
+  if (v < 0 || uint64_t(v) >= vocabSize) {
+    error = std::string("vocabulary: ") + key + " = " + std::to_string(v) +
+            " is not an id of this vocabulary of " + std::to_string(vocabSize) +
+            " tokens";
+    return false;
+  }
+  out = int32_t(v);
+  return true;
+}
+
+bool readFlag(const json &j, const char *key, bool &out, std::string &error) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null())
+    return true;
+  if (!it->is_boolean()) {
+    error = std::string("vocabulary: '") + key + "' must be a boolean or null";
+    return false;
+  }
+  out = it->get<bool>();
+  return true;
+}
+
+bool loadVocabulary(const json &j, Tokenizer::Impl &v, std::string &error) {
+  if (!j.is_object()) {
+    error = "vocabulary: expected a JSON object";
+    return false;
+  }
+  auto model = j.find("model");
+  if (model == j.end() || !model->is_string()) {
+    error = "vocabulary: missing 'model' (\"gpt2\" or \"llama\")";
+    return false;
+  }
+  const std::string modelName = model->get<std::string>();
+  if (modelName == "gpt2") {
+    v.kind = ModelKind::BytePairGpt2;
+  } else if (modelName == "llama") {
+    v.kind = ModelKind::SentencePiece;
+  } else {
+    error = "vocabulary: unknown tokenizer model '" + modelName +
+            "' (Kiln knows \"gpt2\" and \"llama\")";
+    return false;
+  }
+
+  std::string preName;
+  if (auto it = j.find("pre"); it != j.end() && !it->is_null()) {
+    if (!it->is_string()) {
+      error = "vocabulary: 'pre' must be a string";
+      return false;
+    }
+    preName = it->get<std::string>();
+  }
+  if (v.kind == ModelKind::BytePairGpt2) {
+    if (!lookupPre(preName, v.pre)) {
+      error = "vocabulary: unsupported pre-tokenizer '" + preName +
+              "' for a gpt2 vocabulary (Kiln knows gpt2, smollm, starcoder, "
+              "llama-bpe/llama3, qwen2 and their aliases)";
+      return false;
+    }
+  }
+
+  auto tokens = j.find("tokens");
+  if (tokens == j.end() || !tokens->is_array() || tokens->empty()) {
+    error = "vocabulary: 'tokens' must be a non-empty array of strings";
+    return false;
+  }
+  const size_t n = tokens->size();
+  v.texts.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    const json &t = (*tokens)[i];
+    if (!t.is_string()) {
+      error = "vocabulary: token " + std::to_string(i) + " is not a string";
+      return false;
+    }
+    std::string text = t.get<std::string>();
+    if (!unicode::isValidUtf8(text)) {
+      error = "vocabulary: token " + std::to_string(i) + " is not valid UTF-8";
+      return false;
+    }
+    // llama.cpp renames empty tokens so that they cannot match anything.
+    if (text.empty())
+      text = "[EMPTY_" + std::to_string(i) + "]";
+    v.texts.push_back(std::move(text));
+  }
+
+  v.types.assign(n, kNormal);
+  if (auto it = j.find("token_types"); it != j.end() && !it->is_null()) {
+    if (!it->is_array() || it->size() != n) {
+      error = "vocabulary: 'token_types' has " +
+              std::to_string(it->is_array() ? it->size() : 0) +
+              " entries but there are " + std::to_string(n) + " tokens";
+      return false;
+    }
+    for (size_t i = 0; i < n; ++i) {
+      const json &t = (*it)[i];
+      if (!t.is_number_integer() || t.get<int64_t>() < 0 ||
+          t.get<int64_t>() > kByte) {
+        error = "vocabulary: token_types[" + std::to_string(i) +
+                "] is not a GGUF token type (0..6)";
+        return false;
+      }
+      v.types[i] = uint8_t(t.get<int64_t>());
+    }
+  }
+
+  v.scores.assign(n, 0.0f);
+  if (auto it = j.find("scores"); it != j.end() && !it->is_null()) {
+    if (!it->is_array() || it->size() != n) {
+      error = "vocabulary: 'scores' has " +
+              std::to_string(it->is_array() ? it->size() : 0) +
+              " entries but there are " + std::to_string(n) + " tokens";
+      return false;
+    }
+    for (size_t i = 0; i < n; ++i) {
+      const json &s = (*it)[i];
+      if (!s.is_number()) {
+        error = "vocabulary: scores[" + std::to_string(i) + "] is not a number";
+        return false;
+      }
+      v.scores[i] = s.get<float>();
+    }
+  }
+
+  if (v.kind == ModelKind::BytePairGpt2) {
+    auto merges = j.find("merges");
+    if (merges == j.end() || !merges->is_array()) {
+      error = "vocabulary: a gpt2 vocabulary needs a 'merges' array";
+      return false;
+    }
+    v.mergeRanks.reserve(merges->size());
+    for (size_t i = 0; i < merges->size(); ++i) {
+      const json &m = (*merges)[i];
+      std::string text = m.is_string() ? m.get<std::string>() : std::string();
+      // Split at the first space after the first byte, like llama.cpp, so a
+      // merge whose left side is itself a space still parses.
+      size_t space = text.size() > 1 ? text.find(' ', 1) : std::string::npos;
+      if (space == std::string::npos || space + 1 >= text.size()) {
+        error = "vocabulary: merges[" + std::to_string(i) +
+                "] is not of the form \"left right\"";
+        return false;
+      }
+      v.mergeRanks.emplace(std::move(text), int32_t(i));
+    }
+  }
+
+  if (!readTokenId(j, "bos_id", n, v.bosId, error) ||
+      !readTokenId(j, "eos_id", n, v.eosId, error) ||
+      !readTokenId(j, "eot_id", n, v.eotId, error) ||
+      !readTokenId(j, "unk_id", n, v.unkId, error) ||
+      !readTokenId(j, "pad_id", n, v.padId, error))
+    return false;
+
+  // llama.cpp's defaults where the GGUF has no key.
+  bool spm = v.kind == ModelKind::SentencePiece;
+  v.addBos = spm || v.pre.addBosDefault;
+  v.addEos = false;
+  v.addSpacePrefix = spm;
+  if (!readFlag(j, "add_bos", v.addBos, error) ||
+      !readFlag(j, "add_eos", v.addEos, error) ||
+      !readFlag(j, "add_space_prefix", v.addSpacePrefix, error))
+    return false;
+  if (v.addBos && v.bosId < 0) {
+    error = "vocabulary: add_bos is set but there is no bos_id";
+    return false;
+  }
+  if (v.addEos && v.eosId < 0) {
+    error = "vocabulary: add_eos is set but there is no eos_id";
+    return false;
+  }
+  if (spm)
+    v.pre.cleanSpaces = false;
+
+  if (auto it = j.find("chat_template"); it != j.end() && !it->is_null()) {
+    if (!it->is_string()) {
+      error = "vocabulary: 'chat_template' must be a string";
+      return false;
+    }
+    v.chatTemplate = it->get<std::string>();
+  }
+
+  // Later duplicates win, as in llama.cpp.
+  v.textToId.reserve(n);
+  for (size_t i = 0; i < n; ++i)
+    v.textToId[v.texts[i]] = int32_t(i);
+
+  // End of generation: what llama.cpp stops on. It also forces these tokens
+  // to control type (some GGUFs mark "<|im_end|>" normal), which changes how
+  // they are matched and rendered, so we do the same.
+  v.endOfGeneration.assign(n, false);
+  for (size_t i = 0; i < n; ++i) {
+    const std::string &t = v.texts[i];
+    if (isEogText(t)) {
+      v.endOfGeneration[i] = true;
+      v.types[i] = kControl;
+      if (v.eotId < 0)
+        v.eotId = int32_t(i);
+    } else if (isFimEogText(t)) {
+      v.endOfGeneration[i] = true;
+      v.types[i] = kControl;
+    } else if (isFimControlText(t)) {
+      v.types[i] = kControl;
+    } else if (t == "<|channel|>" || t == "<|message|>" || t == "<|start|>" ||
+               t == "<|constrain|>") {
+      // gpt-oss: llama.cpp always renders these, as user-defined tokens.
+      v.types[i] = kUserDefined;
+    }
+  }
+  for (int32_t id : {v.eosId, v.eotId})
+    if (id >= 0)
+      v.endOfGeneration[id] = true;
+
+  for (size_t i = 0; i < n; ++i) {
+    uint8_t t = v.types[i];
+    if (t == kControl || t == kUserDefined || t == kUnknown)
+      v.specialTokens.push_back(int32_t(i));
+  }
+  std::stable_sort(v.specialTokens.begin(), v.specialTokens.end(),
+                   [&](int32_t a, int32_t b) {
+                     return v.texts[a].size() > v.texts[b].size();
+                   });
+
+  v.pieces.resize(n);
+  for (size_t i = 0; i < n; ++i)
+    v.pieces[i] = v.computePiece(int32_t(i));
+  return true;
+}
+
+} // namespace
+
+std::unique_ptr<Tokenizer> Tokenizer::fromJSON(std::string_view text,
+                                               std::string &error) {
+  auto impl = std::make_unique<Impl>();
+  try {
+    json j = json::parse(text.begin(), text.end());
+    if (!loadVocabulary(j, *impl, error))
+      return nullptr;
+  } catch (const json::exception &e) {
+    error = std::string("vocabulary is not valid JSON: ") + e.what();
+    return nullptr;
+  } catch (const std::exception &e) {
+    error = std::string("vocabulary: ") + e.what();
+    return nullptr;
+  }
+  return std::unique_ptr<Tokenizer>(new Tokenizer(std::move(impl)));
+}
+
+Tokenizer::Tokenizer(std::unique_ptr<Impl> impl) : impl(std::move(impl)) {}
+Tokenizer::~Tokenizer() = default;
+
+//===----------------------------------------------------------------------===//
+// Encoding and decoding
+//===----------------------------------------------------------------------===//
+
+std::vector<int32_t> Tokenizer::encode(std::string_view text, bool addSpecial,
+                                       bool parseSpecial) const {
+  const Impl &v = *impl;
+  std::vector<int32_t> out;
+  std::vector<Fragment> frags = v.partition(text, parseSpecial);
+  if (addSpecial && v.addBos)
+    out.push_back(v.bosId);
+  if (v.kind == ModelKind::BytePairGpt2) {
+    for (const Fragment &f : frags) {
+      if (f.token >= 0)
+        out.push_back(f.token);
+      else
+        v.encodeBpe(text.substr(f.offset, f.length), out);
+    }
+  } else {
+    // SentencePiece prefixes a space to the text, and llama.cpp does so again
+    // after every special token.
+    bool afterSpecial = true;
+    std::string piece;
+    for (const Fragment &f : frags) {
+      if (f.token >= 0) {
+        out.push_back(f.token);
+        afterSpecial = true;
+        continue;
+      }
+      piece.clear();
+      if (v.addSpacePrefix && afterSpecial)
+        piece.push_back(' ');
+      piece.append(text.substr(f.offset, f.length));
+      std::string escaped;
+      escaped.reserve(piece.size() + piece.size() / 2);
+      for (char c : piece) {
+        if (c == ' ')
+          escaped += kSpaceMarker;
+        else
+          escaped.push_back(c);
+      }
+      v.encodeSpm(escaped, out);
+      afterSpecial = false;
+    }
+  }
+  if (addSpecial && v.addEos)
+    out.push_back(v.eosId);
+  return out;
+}
+
+std::string Tokenizer::tokenToPiece(int32_t id) const {
+  if (id < 0 || size_t(id) >= impl->pieces.size())
+    return "";
+  return impl->pieces[id];
+}
+
+namespace {
+
+// llama.cpp's clean_up_tokenization_spaces, three passes over the text.
+std::string cleanSpaces(std::string s) {
+  auto isPunct = [](char c) { return c == '?' || c == '!' || c == '.' || c == ','; };
+  // " ?", " !", " .", " ,": drop the space.
+  std::string a;
+  a.reserve(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (i > 0 && s[i - 1] == ' ' && isPunct(s[i]) && !a.empty())
+      a.pop_back();
+    a.push_back(s[i]);
+  }
+  // " ' ": drop both spaces around a lone apostrophe.
+  std::string b;
+  b.reserve(a.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (i > 0 && a[i] == '\'' && i + 1 < a.size() && a[i - 1] == ' ' &&
+        a[i + 1] == ' ') {
+      if (!b.empty())
+        b.pop_back();
+      b.push_back('\'');
+      // llama.cpp blanks the skipped space in place, which the next step's
+      // look-behind then sees.
+      a[i + 1] = '\0';
+      ++i;
+      continue;
+    }
+    b.push_back(a[i]);
+  }
+  // " 's", " 'm", " 're", " 've": drop the space.
+  std::string c;
+  c.reserve(b.size());
+  for (size_t i = 0; i < b.size(); ++i) {
+    if (i > 0 && b[i - 1] == ' ' && b[i] == '\'' && i + 1 < b.size()) {
+      char x1 = b[i + 1];
+      bool drop = x1 == 's' || x1 == 'm';
+      if (!drop && x1 != 't' && x1 != 'd' && i + 2 < b.size()) {
+        char x2 = b[i + 2];
+        drop = (x1 == 'r' && x2 == 'e') || (x1 == 'v' && x2 == 'e');
+      }
+      if (drop && !c.empty())
+        c.pop_back();
+    }
+    c.push_back(b[i]);
+  }
+  return c;
+}
+
+} // namespace
+
+std::string Tokenizer::decode(const std::vector<int32_t> &ids) const {
+  const Impl &v = *impl;
+  size_t begin = 0, end = ids.size();
+  if (v.addBos && end > begin && ids[begin] == v.bosId)
+    ++begin;
+  if (v.addEos && end > begin && ids[end - 1] == v.eosId)
+    --end;
+  std::string out;
+  for (size_t i = begin; i < end; ++i) {
+    std::string_view piece;
+    if (ids[i] >= 0 && size_t(ids[i]) < v.pieces.size())
+      piece = v.pieces[ids[i]];
+    // Undo the space SentencePiece prefixed to the text. (llama.cpp keeps it
+    // when it removed a BOS first; we drop it so decode inverts encode.)
+    if (i == begin && v.addSpacePrefix && !piece.empty() && piece[0] == ' ')
+      piece.remove_prefix(1);
+    out.append(piece);
+  }
+  if (v.pre.cleanSpaces && !out.empty())
+    out = cleanSpaces(std::move(out));
+  return out;
+}
+
+//===----------------------------------------------------------------------===//
+// Chat templates
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+std::string trimmed(std::string_view s) {
+  auto isSpace = [](char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' ||
+           c == '\f';
+  };
+  while (!s.empty() && isSpace(s.front()))
+    s.remove_prefix(1);
+  while (!s.empty() && isSpace(s.back()))
+    s.remove_suffix(1);
+  return std::string(s);
+}
+
+// A ChatML template that adds a system turn when the conversation has none
+// writes it as one string literal: '<|im_start|>system\n...<|im_end|>'. Finds
+// the first such literal and returns its text; a system turn built from an
+// expression (quotes or braces inside) is not a default prompt.
+bool findChatMLDefaultSystem(const std::string &tmpl, std::string &out) {
+  const std::string open = "<|im_start|>system";
+  const std::string close = "<|im_end|>";
+  for (size_t at = tmpl.find(open); at != std::string::npos;
+       at = tmpl.find(open, at + 1)) {
+    size_t p = at + open.size();
+    if (tmpl.compare(p, 1, "\n") == 0)
+      p += 1;
+    else if (tmpl.compare(p, 2, "\\n") == 0)
+      p += 2;
+    else
+      continue;
+    size_t stop = tmpl.find(close, p);
+    if (stop == std::string::npos)
+      return false;
+    std::string_view body(tmpl.data() + p, stop - p);
+    if (body.empty() || body.find_first_of("'\"{}") != std::string_view::npos)
+      continue;
+    out.clear();
+    for (size_t i = 0; i < body.size(); ++i) {
+      if (body[i] == '\\' && i + 1 < body.size()) {
+        char e = body[++i];
+        out.push_back(e == 'n' ? '\n' : e == 't' ? '\t' : e);
+      } else {
+        out.push_back(body[i]);
+      }
+    }
+    return true;
+  }
+  return false;
+}
+
+} // namespace
+
+bool Tokenizer::applyChatTemplate(std::string_view userMessage,
+                                  std::string &out, std::string &error) const {
+  const std::string &tmpl = impl->chatTemplate;
+  out.clear();
+  if (tmpl.empty()) {
+    error = "the model has no chat template";
+    return false;
+  }
+  if (tmpl.find("<|im_start|>") != std::string::npos) {
+    std::string system;
+    if (findChatMLDefaultSystem(tmpl, system))
+      out += "<|im_start|>system\n" + system + "<|im_end|>\n";
+    out += "<|im_start|>user\n";
+    out.append(userMessage);
+    out += "<|im_end|>\n<|im_start|>assistant\n";
+    return true;
+  }
+  if (tmpl.find("<|start_header_id|>") != std::string::npos) {
+    out += "<|start_header_id|>user<|end_header_id|>\n\n";
+    out += trimmed(userMessage);
+    out += "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n";
+    return true;
+  }
+  if (tmpl.find("<start_of_turn>") != std::string::npos) {
+    out += "<start_of_turn>user\n";
+    out += trimmed(userMessage);
+    out += "<end_of_turn>\n<start_of_turn>model\n";
+    return true;
+  }
+  error = "unrecognised chat template (Kiln knows ChatML, Llama-3 and Gemma)";
+  return false;
+}
+
+int32_t Tokenizer::bos() const { return impl->bosId; }
+int32_t Tokenizer::eos() const { return impl->eosId; }
+bool Tokenizer::isEndOfGeneration(int32_t id) const {
+  return id >= 0 && size_t(id) < impl->endOfGeneration.size() &&
+         impl->endOfGeneration[id];
+}
+size_t Tokenizer::size() const { return impl->texts.size(); }
+bool Tokenizer::addBos() const { return impl->addBos; }
+
+} // namespace kiln
