@@ -4,14 +4,22 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 
 using namespace kiln::rt;
+
+/// "0.95", not std::to_string's "0.950000".
+static std::string str(float v) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%g", double(v));
+  return buf;
+}
 
 bool kiln::rt::validateSamplingParams(const SamplingParams &p,
                                       std::string &err) {
   if (!std::isfinite(p.temperature) || p.temperature < 0) {
     err = "temperature must be a finite number >= 0, got " +
-          std::to_string(p.temperature);
+          str(p.temperature);
     return false;
   }
   if (p.topK < 0) {
@@ -19,16 +27,16 @@ bool kiln::rt::validateSamplingParams(const SamplingParams &p,
     return false;
   }
   if (!(p.topP > 0 && p.topP <= 1)) {
-    err = "top-p must be in (0, 1], got " + std::to_string(p.topP);
+    err = "top-p must be in (0, 1], got " + str(p.topP);
     return false;
   }
   if (!(p.minP >= 0 && p.minP <= 1)) {
-    err = "min-p must be in [0, 1], got " + std::to_string(p.minP);
+    err = "min-p must be in [0, 1], got " + str(p.minP);
     return false;
   }
   if (!std::isfinite(p.repeatPenalty) || p.repeatPenalty <= 0) {
     err = "repeat penalty must be a finite number > 0, got " +
-          std::to_string(p.repeatPenalty);
+          str(p.repeatPenalty);
     return false;
   }
   if (p.repeatLastN < 0) {
