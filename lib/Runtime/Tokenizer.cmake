@@ -4,7 +4,9 @@ add_library(KilnTokenizer STATIC
   ${CMAKE_CURRENT_LIST_DIR}/Tokenizer.cpp
   ${CMAKE_CURRENT_LIST_DIR}/Unicode.cpp
 )
-target_include_directories(KilnTokenizer PUBLIC ${PROJECT_SOURCE_DIR}/lib)
+# The parent of lib/Runtime, so "Runtime/Tokenizer.h" resolves in the main
+# build and in lib/Runtime/standalone alike.
+target_include_directories(KilnTokenizer PUBLIC ${CMAKE_CURRENT_LIST_DIR}/..)
 # nlohmann::json reports malformed vocabularies by throwing; fromJSON catches
 # them and returns the message, so nothing escapes the library.
 target_compile_options(KilnTokenizer PRIVATE -fexceptions)

