@@ -41,6 +41,44 @@ static bool isScaleType(Type type) {
 // QuantSchemeAttr
 //===----------------------------------------------------------------------===//
 
+namespace {
+/// One of ggml's block formats (ggml-common.h) as a #kiln.quant scheme. All
+/// of them have an f16 scale and, when asymmetric, an f16 min.
+struct GGMLBlockFormat {
+  const char *name;
+  unsigned bits;
+  unsigned group;
+  bool hasZero;
+  unsigned superGroup;
+  unsigned subScaleBits;
+};
+} // namespace
+
+static constexpr GGMLBlockFormat kGGMLBlockFormats[] = {
+    {"Q4_0", 4, 32, false, 0, 0},   {"Q4_1", 4, 32, true, 0, 0},
+    {"Q5_0", 5, 32, false, 0, 0},   {"Q5_1", 5, 32, true, 0, 0},
+    {"Q8_0", 8, 32, false, 0, 0},   {"Q2_K", 2, 16, true, 256, 4},
+    {"Q3_K", 3, 16, false, 256, 6}, {"Q4_K", 4, 32, true, 256, 6},
+    {"Q5_K", 5, 32, true, 256, 6},  {"Q6_K", 6, 16, false, 256, 8},
+};
+
+/// The ggml block format a scheme describes, or null if it describes none.
+static const GGMLBlockFormat *findGGMLBlockFormat(unsigned bits,
+                                                  unsigned group,
+                                                  Type scaleType,
+                                                  Type zeroType,
+                                                  unsigned superGroup,
+                                                  unsigned subScaleBits) {
+  if (!scaleType.isF16() || (zeroType && !zeroType.isF16()))
+    return nullptr;
+  for (const GGMLBlockFormat &format : kGGMLBlockFormats)
+    if (format.bits == bits && format.group == group &&
+        format.hasZero == bool(zeroType) && format.superGroup == superGroup &&
+        format.subScaleBits == subScaleBits)
+      return &format;
+  return nullptr;
+}
+
 LogicalResult
 QuantSchemeAttr::verify(function_ref<InFlightDiagnostic()> emitError,
                         unsigned bits, unsigned group, Type scaleType,
@@ -78,6 +116,29 @@ QuantSchemeAttr::verify(function_ref<InFlightDiagnostic()> emitError,
                          << bits << " bits does not fill whole bytes";
   } else if (subScaleBits != 0) {
     return emitError() << "sub_scale_bits needs a super_group";
+  }
+  if (layout == QuantLayout::GGUF &&
+      !findGGMLBlockFormat(bits, group, scaleType, zeroType, superGroup,
+                           subScaleBits)) {
+    // Print types as the attribute writes them, not quoted.
+    auto typeText = [](Type type) {
+      std::string text;
+      llvm::raw_string_ostream os(text);
+      if (type)
+        os << type;
+      else
+        os << "none";
+      return text;
+    };
+    InFlightDiagnostic diag = emitError();
+    diag << "layout = gguf but no ggml block format has bits = " << bits
+         << ", group = " << group << ", scale = " << typeText(scaleType)
+         << ", zero = " << typeText(zeroType) << ", super_group = " << superGroup
+         << ", sub_scale_bits = " << subScaleBits << "; expected one of";
+    for (const GGMLBlockFormat &format : kGGMLBlockFormats)
+      diag << (&format == kGGMLBlockFormats ? " " : ", ") << format.name;
+    diag << " (or layout = packed for Kiln's own layout)";
+    return diag;
   }
   return success();
 }

@@ -1,6 +1,7 @@
 //===- KilnOps.cpp - kiln operations --------------------------------------===//
 
 #include "Kiln/IR/KilnDialect.h"
+#include "Kiln/IR/WeightLayout.h"
 
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/BuiltinAttributes.h"
@@ -16,6 +17,20 @@ using namespace mlir::kiln;
 /// Two dimensions agree when either is dynamic or they are equal.
 static bool dimsAgree(int64_t a, int64_t b) {
   return ShapedType::isDynamic(a) || ShapedType::isDynamic(b) || a == b;
+}
+
+/// A dimension as IR text writes it: `?` when dynamic.
+static std::string formatDim(int64_t d) {
+  return ShapedType::isDynamic(d) ? std::string("?") : std::to_string(d);
+}
+
+/// Checks that a tensor operand has at least one dimension: the ops below
+/// work along the last one.
+static LogicalResult verifyHasLastDim(Operation *op, RankedTensorType type,
+                                      StringRef what) {
+  if (type.getRank() < 1)
+    return op->emitOpError() << what << " must have rank >= 1, got " << type;
+  return success();
 }
 
 /// Checks that `result` has the leading dims of `input` and a last dim `last`.
@@ -44,7 +59,10 @@ static LogicalResult verifyVectorWeight(Operation *op, WeightType weight,
     return op->emitOpError() << what << " must be a 1-D weight of " << n
                              << " values, got " << weight;
   if (!weight.getElementType() || weight.getSparsity())
-    return op->emitOpError() << what << " must be a dense float weight";
+    return op->emitOpError() << what
+                             << " must be a dense float weight (not quantized "
+                                "or sparse), got "
+                             << weight;
   return success();
 }
 
@@ -72,12 +90,35 @@ FailureOr<uint64_t> WeightOp::getSourceBytes() {
   return failure();
 }
 
+/// Checks the element type of an inline or dense_resource source: i8 bytes
+/// of the storage encoding, or values of a dense weight's own float type.
+static LogicalResult verifySourceElementType(Operation *op, WeightType type,
+                                             ShapedType source,
+                                             StringRef what) {
+  Type elt = source.getElementType();
+  if (elt.isInteger(8))
+    return success();
+  if (type.getElementType() && !type.getSparsity()) {
+    if (elt == type.getElementType())
+      return success();
+    return op->emitOpError()
+           << what << " must be i8 bytes or " << type.getElementType()
+           << " values, got " << elt;
+  }
+  return op->emitOpError() << what << " of a "
+                           << (type.getQuant() ? "quantized" : "sparse")
+                           << " weight must be i8 bytes, got " << elt;
+}
+
 LogicalResult WeightOp::verify() {
   Attribute source = getSource();
   WeightType type = getType();
+  // The type's verifier rejects weights whose size overflows; a type built
+  // with get() in C++ skips it, so say so rather than compare garbage.
   FailureOr<uint64_t> storage = type.getStorageBytes();
   if (failed(storage))
-    return emitOpError("weight storage size overflows 64 bits");
+    return emitOpError("weight storage size of ")
+           << type << " overflows 64 bits";
   if (!isa<ExternalDataAttr, DenseResourceElementsAttr, DenseElementsAttr>(
           source))
     return emitOpError("source must be #kiln.external, dense_resource or "
@@ -92,18 +133,25 @@ LogicalResult WeightOp::verify() {
              << ext.getOffset() << " + size " << ext.getSize()
              << " overflows 64 bits";
   }
-  if (auto dense = dyn_cast<DenseElementsAttr>(source)) {
-    // Inline floats of the weight's own element type are the storage itself.
-    if (dense.getElementType().isInteger(8)) {
-    } else if (type.getElementType() &&
-               dense.getElementType() == type.getElementType() &&
-               !type.getSparsity()) {
-    } else {
-      return emitOpError("inline source must be i8 bytes or dense ")
-             << (type.getElementType() ? type.getElementType()
-                                       : Type(IntegerType::get(getContext(), 8)))
-             << " values";
-    }
+  // Inline floats of the weight's own element type are the storage itself.
+  if (auto dense = dyn_cast<DenseElementsAttr>(source))
+    if (failed(verifySourceElementType(*this, type, dense.getType(),
+                                       "inline source")))
+      return failure();
+  if (auto res = dyn_cast<DenseResourceElementsAttr>(source)) {
+    ShapedType resType = res.getType();
+    if (failed(verifySourceElementType(*this, type, resType,
+                                       "dense_resource source")))
+      return failure();
+    // The declared type fixes the size even when the blob is elided.
+    std::optional<uint64_t> declared = ::kiln::checkedMul(
+        resType.getNumElements(),
+        (resType.getElementType().getIntOrFloatBitWidth() + 7) / 8);
+    if (!declared || *declared != *storage)
+      return emitOpError("dense_resource source type ")
+             << resType << " holds "
+             << (declared ? std::to_string(*declared) : std::string("too many"))
+             << " bytes but " << type << " needs " << *storage;
   }
   FailureOr<uint64_t> bytes = getSourceBytes();
   // A dense_resource whose blob is elided has no known size: nothing to check.
@@ -121,18 +169,16 @@ LogicalResult LinearOp::verify() {
   RankedTensorType input = getInput().getType();
   RankedTensorType result = getResult().getType();
   WeightType weight = getWeight().getType();
-  if (input.getRank() < 1)
-    return emitOpError("input must have rank >= 1");
+  if (failed(verifyHasLastDim(*this, input, "input")))
+    return failure();
   if (weight.getRank() != 2)
     return emitOpError("weight must be 2-D [N, K], got ") << weight;
   int64_t n = weight.getShape()[0], k = weight.getShape()[1];
+  // The weight type's verifier already checked that K is a whole number of
+  // quantization blocks.
   if (!dimsAgree(input.getShape().back(), k))
     return emitOpError("input last dimension ")
            << input.getShape().back() << " does not match weight K = " << k;
-  if (QuantSchemeAttr quant = weight.getQuant())
-    if (k % quant.getBlockSize() != 0)
-      return emitOpError("weight group size ")
-             << quant.getBlockSize() << " does not divide K = " << k;
   if (Value bias = getBias())
     if (failed(verifyVectorWeight(*this, cast<WeightType>(bias.getType()), n,
                                   "bias")))
@@ -161,8 +207,8 @@ LogicalResult EmbeddingOp::verify() {
   if (result.getRank() != 2 || !dimsAgree(result.getDimSize(0), ids.getDimSize(0)) ||
       !dimsAgree(result.getDimSize(1), table.getShape()[1]))
     return emitOpError("result must be [")
-           << ids.getDimSize(0) << ", " << table.getShape()[1] << "], got "
-           << result;
+           << formatDim(ids.getDimSize(0)) << ", " << table.getShape()[1]
+           << "], got " << result;
   return success();
 }
 
@@ -176,6 +222,8 @@ static LogicalResult verifyNorm(Operation *op, RankedTensorType input,
   if (input != result)
     return op->emitOpError("result type ")
            << result << " differs from input type " << input;
+  if (failed(verifyHasLastDim(op, input, "input")))
+    return failure();
   int64_t d = input.getShape().back();
   if (ShapedType::isDynamic(d))
     return op->emitOpError("normalized (last) dimension must be static");
@@ -208,25 +256,34 @@ LogicalResult LayerNormOp::verify() {
 LogicalResult RopeOp::verify() {
   RankedTensorType input = getInput().getType();
   if (input != getResult().getType())
-    return emitOpError("result type must equal input type");
+    return emitOpError("result type ")
+           << getResult().getType() << " must equal input type " << input;
   if (input.getRank() != 2)
-    return emitOpError("input must be 2-D [tokens, heads * head_dim]");
+    return emitOpError("input must be 2-D [tokens, heads * head_dim], got ")
+           << input;
   int64_t heads = getNumHeads(), headDim = getHeadDim(),
           rotary = getRotaryDim();
   if (heads <= 0 || headDim <= 0)
-    return emitOpError("num_heads and head_dim must be positive");
-  if (input.getDimSize(1) != heads * headDim)
+    return emitOpError("num_heads and head_dim must be positive, got ")
+           << heads << " and " << headDim;
+  int64_t width;
+  if (__builtin_mul_overflow(heads, headDim, &width))
+    return emitOpError("num_heads * head_dim = ")
+           << heads << " * " << headDim << " overflows 64 bits";
+  if (!dimsAgree(input.getDimSize(1), width))
     return emitOpError("last dimension ")
            << input.getDimSize(1) << " is not num_heads * head_dim = "
-           << heads * headDim;
+           << width;
   if (rotary <= 0 || rotary > headDim || rotary % 2 != 0)
     return emitOpError("rotary_dim ")
            << rotary << " must be even and in (0, head_dim = " << headDim
            << "]";
   if (!(getFreqBase().convertToFloat() > 0.0f))
-    return emitOpError("freq_base must be positive");
+    return emitOpError("freq_base must be positive, got ")
+           << getFreqBase().convertToFloat();
   if (!(getFreqScale().convertToFloat() > 0.0f))
-    return emitOpError("freq_scale must be positive");
+    return emitOpError("freq_scale must be positive, got ")
+           << getFreqScale().convertToFloat();
   return success();
 }
 
@@ -249,35 +306,52 @@ LogicalResult AttentionOp::verify() {
           headDim = cache.getHeadDim();
   if (q.getRank() != 2 || k.getRank() != 2 || v.getRank() != 2)
     return emitOpError("query, key and value must be 2-D [tokens, heads * "
-                       "head_dim]");
+                       "head_dim], got ")
+           << q << ", " << k << " and " << v;
+  if (q.getElementType() != k.getElementType() ||
+      q.getElementType() != v.getElementType())
+    return emitOpError("query, key and value must have one element type, got ")
+           << q.getElementType() << ", " << k.getElementType() << " and "
+           << v.getElementType();
   if (heads <= 0 || heads % kvHeads != 0)
     return emitOpError("num_heads ")
            << heads << " is not a positive multiple of the cache's kv_heads "
            << kvHeads;
-  if (q.getDimSize(1) != heads * headDim)
+  // kv_heads * head_dim fits: the cache type's verifier bounds its size.
+  int64_t qWidth;
+  if (__builtin_mul_overflow(heads, headDim, &qWidth))
+    return emitOpError("num_heads * head_dim = ")
+           << heads << " * " << headDim << " overflows 64 bits";
+  if (!dimsAgree(q.getDimSize(1), qWidth))
     return emitOpError("query last dimension ")
-           << q.getDimSize(1) << " is not num_heads * head_dim = "
-           << heads * headDim;
-  if (k.getDimSize(1) != kvHeads * headDim ||
-      v.getDimSize(1) != kvHeads * headDim)
+           << q.getDimSize(1) << " is not num_heads * head_dim = " << qWidth;
+  if (!dimsAgree(k.getDimSize(1), kvHeads * headDim) ||
+      !dimsAgree(v.getDimSize(1), kvHeads * headDim))
     return emitOpError("key and value last dimension must be kv_heads * "
                        "head_dim = ")
-           << kvHeads * headDim;
+           << kvHeads * headDim << ", got "
+           << formatDim(k.getDimSize(1)) << " and "
+           << formatDim(v.getDimSize(1));
   if (!dimsAgree(q.getDimSize(0), k.getDimSize(0)) ||
       !dimsAgree(q.getDimSize(0), v.getDimSize(0)))
     return emitOpError("query, key and value must have the same tokens");
   if (out != q)
     return emitOpError("result type ") << out << " must equal query type " << q;
-  if (getLayer() < 0 || getLayer() >= cache.getLayers())
+  // I64Attr getters return uint64_t: read them back as the signed values
+  // the IR wrote.
+  int64_t layer = getLayer(), window = getSlidingWindow();
+  if (layer < 0 || layer >= cache.getLayers())
     return emitOpError("layer ")
-           << getLayer() << " is outside the cache's " << cache.getLayers()
+           << layer << " is outside the cache's " << cache.getLayers()
            << " layers";
-  if (getSlidingWindow() < 0)
-    return emitOpError("sliding_window must be >= 0");
-  if (getSoftcap().convertToFloat() < 0.0f)
-    return emitOpError("softcap must be >= 0");
+  if (window < 0)
+    return emitOpError("sliding_window must be >= 0, got ") << window;
+  if (!(getSoftcap().convertToFloat() >= 0.0f))
+    return emitOpError("softcap must be >= 0, got ")
+           << getSoftcap().convertToFloat();
   if (!(getScale().convertToFloat() > 0.0f))
-    return emitOpError("scale must be positive");
+    return emitOpError("scale must be positive, got ")
+           << getScale().convertToFloat();
   return success();
 }
 
@@ -294,11 +368,17 @@ static LogicalResult verifyActivationQuant(Operation *op,
   if (bits < 2 || bits > 8)
     return op->emitOpError("bit width ") << bits << " is out of range [2, 8]";
   if (group <= 0)
-    return op->emitOpError("group size must be positive");
+    return op->emitOpError("group size must be positive, got ") << group;
+  if (failed(verifyHasLastDim(op, values, "float operand")))
+    return failure();
   if (values.getShape() != codes.getShape())
-    return op->emitOpError("codes shape must equal the float shape");
+    return op->emitOpError("codes shape must equal the float shape, got ")
+           << codes << " and " << values;
   int64_t k = values.getShape().back();
-  if (ShapedType::isDynamic(k) || k % group != 0)
+  if (ShapedType::isDynamic(k))
+    return op->emitOpError("last (grouped) dimension must be static, got ")
+           << values;
+  if (k % group != 0)
     return op->emitOpError("group size ")
            << group << " does not divide the last dimension " << k;
   SmallVector<int64_t> expected(values.getShape().drop_back());
@@ -306,11 +386,15 @@ static LogicalResult verifyActivationQuant(Operation *op,
   if (!symmetric)
     expected.push_back(2);
   if (scales.getRank() != int64_t(expected.size()))
-    return op->emitOpError("scales must have rank ") << expected.size();
-  for (auto [got, want] : llvm::zip(scales.getShape(), expected))
-    if (!dimsAgree(got, want))
-      return op->emitOpError("scales dimension is ")
-             << got << ", expected " << want;
+    return op->emitOpError("scales must have rank ")
+           << expected.size() << " ("
+           << (symmetric ? "[..., K / group]" : "[..., K / group, 2]")
+           << "), got " << scales;
+  for (auto [i, dims] : llvm::enumerate(llvm::zip(scales.getShape(), expected)))
+    if (!dimsAgree(std::get<0>(dims), std::get<1>(dims)))
+      return op->emitOpError("scales dimension ")
+             << i << " is " << std::get<0>(dims) << ", expected "
+             << formatDim(std::get<1>(dims));
   return success();
 }
 
