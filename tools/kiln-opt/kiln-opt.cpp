@@ -1,5 +1,6 @@
 //===- kiln-opt.cpp - mlir-opt with the kiln dialect and passes -----------===//
 
+#include "Conversion/Passes.h"
 #include "Kiln/IR/KilnDialect.h"
 
 #include "mlir/IR/DialectRegistry.h"
@@ -14,6 +15,8 @@ int main(int argc, char **argv) {
   mlir::registerAllExtensions(registry);
   mlir::registerAllPasses();
   registry.insert<mlir::kiln::KilnDialect>();
+  mlir::kiln::registerKilnConversionPasses();
+  mlir::kiln::registerKilnPipelines();
   return mlir::asMainReturnCode(
       mlir::MlirOptMain(argc, argv, "Kiln optimizer driver\n", registry));
 }

@@ -1,0 +1,717 @@
+//===- CPUKernels.cpp - kernel functions the CPU lowering calls -----------===//
+
+#include "CPUKernels.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
+
+#include "llvm/Support/Format.h"
+#include "llvm/Support/FormatVariadic.h"
+
+#include <cmath>
+
+using namespace mlir;
+using namespace mlir::kiln;
+
+namespace {
+
+/// Small vocabulary for writing kernels with an ImplicitLocOpBuilder.
+struct KB {
+  ImplicitLocOpBuilder &b;
+
+  Type f32() { return b.getF32Type(); }
+  VectorType vf32() { return VectorType::get({kLanes}, b.getF32Type()); }
+  Value idx(int64_t v) { return arith::ConstantIndexOp::create(b, v); }
+  Value f(float v) {
+    return arith::ConstantOp::create(b, b.getF32FloatAttr(v));
+  }
+  Value splat(Value scalar) {
+    return vector::BroadcastOp::create(b, vf32(), scalar);
+  }
+  Value zeros() { return splat(f(0.0f)); }
+  Value add(Value x, Value y) {
+    return isa<IndexType>(x.getType()) ? Value(arith::AddIOp::create(b, x, y))
+                                       : Value(arith::AddFOp::create(b, x, y));
+  }
+  Value mul(Value x, Value y) {
+    return isa<IndexType>(x.getType()) ? Value(arith::MulIOp::create(b, x, y))
+                                       : Value(arith::MulFOp::create(b, x, y));
+  }
+  Value sub(Value x, Value y) {
+    return isa<IndexType>(x.getType()) ? Value(arith::SubIOp::create(b, x, y))
+                                       : Value(arith::SubFOp::create(b, x, y));
+  }
+  Value div(Value x, Value y) {
+    return isa<IndexType>(x.getType()) ? Value(arith::DivUIOp::create(b, x, y))
+                                       : Value(arith::DivFOp::create(b, x, y));
+  }
+  Value rem(Value x, Value y) { return arith::RemUIOp::create(b, x, y); }
+  Value fma(Value x, Value y, Value acc) {
+    return vector::FMAOp::create(b, x, y, acc);
+  }
+  Value sum(Value v) {
+    return vector::ReductionOp::create(b, vector::CombiningKind::ADD, v);
+  }
+  Value maxf(Value x, Value y) { return arith::MaximumFOp::create(b, x, y); }
+  Value exp(Value x) { return math::ExpOp::create(b, x); }
+  Value dim(Value memref, int64_t d) {
+    return memref::DimOp::create(b, memref, d);
+  }
+  Value load(Value memref, ValueRange indices) {
+    return vector::LoadOp::create(b, vf32(), memref, indices);
+  }
+  void store(Value v, Value memref, ValueRange indices) {
+    vector::StoreOp::create(b, v, memref, indices);
+  }
+  Value toF32(Value index) {
+    Value i = arith::IndexCastOp::create(b, b.getI64Type(), index);
+    return arith::SIToFPOp::create(b, f32(), i);
+  }
+  /// [total * tid / nth, total * (tid + 1) / nth): this thread's share.
+  std::pair<Value, Value> share(Value total, Value tid, Value nth) {
+    Value begin = div(mul(total, tid), nth);
+    Value end = div(mul(total, add(tid, idx(1))), nth);
+    return {begin, end};
+  }
+  /// An f32 view of bytes [offset, offset + 4 * count) of a byte buffer.
+  Value floatView(Value bytes, Value offset, Value count) {
+    auto type = MemRefType::get({ShapedType::kDynamic}, f32());
+    return memref::ViewOp::create(b, type, bytes, offset, ValueRange{count});
+  }
+
+  /// scf.for lb..ub step `step` carrying `inits`; `body` returns the values
+  /// to yield (empty without iter args).
+  scf::ForOp loop(Value lb, Value ub, Value step, ValueRange inits,
+                  function_ref<SmallVector<Value>(Value, ValueRange)> body) {
+    auto forOp = scf::ForOp::create(b, lb, ub, step, inits);
+    OpBuilder::InsertionGuard guard(b);
+    Block *block = forOp.getBody();
+    if (inits.empty())
+      b.setInsertionPoint(block->getTerminator());
+    else
+      b.setInsertionPointToStart(block);
+    SmallVector<Value> yielded =
+        body(forOp.getInductionVar(), forOp.getRegionIterArgs());
+    if (!inits.empty())
+      scf::YieldOp::create(b, yielded);
+    return forOp;
+  }
+  void forEach(Value lb, Value ub, function_ref<void(Value)> body) {
+    loop(lb, ub, idx(1), {}, [&](Value iv, ValueRange) {
+      body(iv);
+      return SmallVector<Value>{};
+    });
+  }
+};
+
+} // namespace
+
+MemRefType mlir::kiln::getRowsType(MLIRContext *ctx, int64_t cols, Type elt) {
+  // A dynamic offset lets callers pass row slices of larger buffers.
+  auto layout = StridedLayoutAttr::get(ctx, ShapedType::kDynamic, {cols, 1});
+  return MemRefType::get({ShapedType::kDynamic, cols}, elt, layout);
+}
+
+namespace {
+MemRefType rowsType(MLIRContext *ctx, int64_t cols, Type elt) {
+  return getRowsType(ctx, cols, elt);
+}
+
+} // namespace
+
+MemRefType mlir::kiln::getIdsType(MLIRContext *ctx) {
+  auto layout = StridedLayoutAttr::get(ctx, ShapedType::kDynamic, {1});
+  return MemRefType::get({ShapedType::kDynamic}, IntegerType::get(ctx, 32),
+                         layout);
+}
+
+func::FuncOp KernelLibrary::lookupOrStart(StringRef name, FunctionType type,
+                                          OpBuilder &b, bool &created) {
+  if (auto fn = module.lookupSymbol<func::FuncOp>(name)) {
+    created = false;
+    return fn;
+  }
+  OpBuilder mb = OpBuilder::atBlockEnd(module.getBody());
+  auto fn = func::FuncOp::create(mb, module.getLoc(), name, type);
+  fn.setPrivate();
+  Block *entry = fn.addEntryBlock();
+  b.setInsertionPointToStart(entry);
+  created = true;
+  return fn;
+}
+
+func::FuncOp KernelLibrary::barrier() {
+  MLIRContext *ctx = module.getContext();
+  auto ptr = LLVM::LLVMPointerType::get(ctx);
+  OpBuilder ob(ctx);
+  bool created;
+  func::FuncOp fn = lookupOrStart("kiln_barrier",
+                                  FunctionType::get(ctx, {ptr}, {}), ob,
+                                  created);
+  if (!created)
+    return fn;
+  ImplicitLocOpBuilder b(module.getLoc(), ob);
+  Value rt = fn.getArgument(0);
+  // KilnRtContext's first field is `void (*barrier)(KilnRtContext *)`.
+  Value callee = LLVM::LoadOp::create(b, ptr, rt);
+  auto fnType = LLVM::LLVMFunctionType::get(LLVM::LLVMVoidType::get(ctx), {ptr});
+  LLVM::CallOp::create(b, fnType, ValueRange{callee, rt});
+  func::ReturnOp::create(b);
+  return fn;
+}
+
+//===----------------------------------------------------------------------===//
+// linear: y[t, n] = sum_k x[t, k] * W[n, k] (+ bias[n])
+//===----------------------------------------------------------------------===//
+
+/// Tokens sharing one dequantized chunk of W: the dequantization cost is
+/// paid once per chunk and row for this many tokens.
+constexpr int64_t kTokenTile = 4;
+
+func::FuncOp KernelLibrary::linear(const WeightFormat &format, int64_t k,
+                                   int64_t n, bool hasBias) {
+  MLIRContext *ctx = module.getContext();
+  Type f32 = Float32Type::get(ctx);
+  Type index = IndexType::get(ctx);
+  auto bytes = MemRefType::get({ShapedType::kDynamic}, IntegerType::get(ctx, 8));
+  SmallVector<Type> args = {rowsType(ctx, k, f32), bytes, index};
+  if (hasBias)
+    args.append({bytes, index});
+  args.append({rowsType(ctx, n, f32), index, index});
+  std::string name = ("kiln_linear_" + format.getName() + "_" + Twine(k) +
+                      "x" + Twine(n) + (hasBias ? "_bias" : ""))
+                         .str();
+  OpBuilder ob(ctx);
+  bool created;
+  func::FuncOp fn =
+      lookupOrStart(name, FunctionType::get(ctx, args, {}), ob, created);
+  if (!created)
+    return fn;
+  ImplicitLocOpBuilder b(module.getLoc(), ob);
+  KB kb{b};
+  Value x = fn.getArgument(0), w = fn.getArgument(1), wOffset = fn.getArgument(2);
+  unsigned next = 3;
+  Value biasBuf, biasOffset;
+  if (hasBias) {
+    biasBuf = fn.getArgument(next++);
+    biasOffset = fn.getArgument(next++);
+  }
+  Value y = fn.getArgument(next++), tid = fn.getArgument(next++),
+        nth = fn.getArgument(next++);
+
+  int64_t chunkValues = format.getChunkValues();
+  int64_t parts = chunkValues / kLanes;
+  Value tokens = kb.dim(x, 0);
+  Value biasView = hasBias ? kb.floatView(biasBuf, biasOffset, kb.idx(n))
+                           : Value();
+  auto [rowBegin, rowEnd] = kb.share(kb.idx(n), tid, nth);
+  Value tiledTokens =
+      kb.sub(tokens, kb.rem(tokens, kb.idx(kTokenTile)));
+
+  // Computes `tile` consecutive tokens starting at `t0` for row `row`.
+  auto emitTile = [&](Value row, Value t0, int64_t tile) {
+    Value rowBase = kb.add(wOffset, kb.mul(row, kb.idx(format.getRowBytes())));
+    SmallVector<Value> inits(tile * parts, kb.zeros());
+    auto chunks = kb.loop(
+        kb.idx(0), kb.idx(k / chunkValues), kb.idx(1), inits,
+        [&](Value c, ValueRange acc) {
+          SmallVector<Value> wv = format.emitChunk(b, w, rowBase, c);
+          SmallVector<Value> out;
+          Value col0 = kb.mul(c, kb.idx(chunkValues));
+          for (int64_t i = 0; i < tile; ++i) {
+            Value t = kb.add(t0, kb.idx(i));
+            for (int64_t p = 0; p < parts; ++p) {
+              Value xv = kb.load(x, {t, kb.add(col0, kb.idx(p * kLanes))});
+              out.push_back(kb.fma(xv, wv[p], acc[i * parts + p]));
+            }
+          }
+          return out;
+        });
+    Value bias = hasBias ? Value(memref::LoadOp::create(b, biasView, row))
+                         : Value();
+    for (int64_t i = 0; i < tile; ++i) {
+      Value acc = chunks.getResult(i * parts);
+      for (int64_t p = 1; p < parts; ++p)
+        acc = kb.add(acc, chunks.getResult(i * parts + p));
+      Value s = kb.sum(acc);
+      if (bias)
+        s = kb.add(s, bias);
+      memref::StoreOp::create(b, s, y, ValueRange{kb.add(t0, kb.idx(i)), row});
+    }
+  };
+
+  kb.forEach(rowBegin, rowEnd, [&](Value row) {
+    kb.loop(kb.idx(0), tiledTokens, kb.idx(kTokenTile), {},
+            [&](Value t0, ValueRange) {
+              emitTile(row, t0, kTokenTile);
+              return SmallVector<Value>{};
+            });
+    kb.forEach(tiledTokens, tokens, [&](Value t0) { emitTile(row, t0, 1); });
+  });
+  func::ReturnOp::create(b);
+  return fn;
+}
+
+//===----------------------------------------------------------------------===//
+// embedding: y[t, :] = dequant(table[ids[t], :])
+//===----------------------------------------------------------------------===//
+
+func::FuncOp KernelLibrary::embedding(const WeightFormat &format,
+                                      int64_t vocab, int64_t dim) {
+  MLIRContext *ctx = module.getContext();
+  Type f32 = Float32Type::get(ctx);
+  Type index = IndexType::get(ctx);
+  auto bytes = MemRefType::get({ShapedType::kDynamic}, IntegerType::get(ctx, 8));
+  auto ids = getIdsType(ctx);
+  SmallVector<Type> args = {bytes, index, ids, rowsType(ctx, dim, f32), index,
+                            index};
+  std::string name = ("kiln_embedding_" + format.getName() + "_" + Twine(vocab) +
+                      "x" + Twine(dim))
+                         .str();
+  OpBuilder ob(ctx);
+  bool created;
+  func::FuncOp fn =
+      lookupOrStart(name, FunctionType::get(ctx, args, {}), ob, created);
+  if (!created)
+    return fn;
+  ImplicitLocOpBuilder b(module.getLoc(), ob);
+  KB kb{b};
+  Value table = fn.getArgument(0), offset = fn.getArgument(1),
+        idsBuf = fn.getArgument(2), y = fn.getArgument(3),
+        tid = fn.getArgument(4), nth = fn.getArgument(5);
+  auto [t0, t1] = kb.share(kb.dim(y, 0), tid, nth);
+  int64_t chunkValues = format.getChunkValues();
+  kb.forEach(t0, t1, [&](Value t) {
+    Value id = memref::LoadOp::create(b, idsBuf, t);
+    // Out-of-range ids are clamped so a bad token can never read outside the
+    // table; the runtime rejects them before they get here.
+    Value idIndex = arith::IndexCastUIOp::create(b, b.getIndexType(), id);
+    idIndex = arith::MinUIOp::create(b, idIndex, kb.idx(vocab - 1));
+    Value rowBase =
+        kb.add(offset, kb.mul(idIndex, kb.idx(format.getRowBytes())));
+    kb.forEach(kb.idx(0), kb.idx(dim / chunkValues), [&](Value c) {
+      SmallVector<Value> values = format.emitChunk(b, table, rowBase, c);
+      for (auto [p, v] : llvm::enumerate(values))
+        kb.store(v, y,
+                 {t, kb.add(kb.mul(c, kb.idx(chunkValues)),
+                            kb.idx(int64_t(p) * kLanes))});
+    });
+  });
+  func::ReturnOp::create(b);
+  return fn;
+}
+
+//===----------------------------------------------------------------------===//
+// rms_norm / layer_norm over rows
+//===----------------------------------------------------------------------===//
+
+func::FuncOp KernelLibrary::norm(const WeightFormat &weight, int64_t dim,
+                                 float epsilon, bool layerNorm,
+                                 bool hasBias) {
+  MLIRContext *ctx = module.getContext();
+  Type f32 = Float32Type::get(ctx);
+  Type index = IndexType::get(ctx);
+  auto bytes = MemRefType::get({ShapedType::kDynamic}, IntegerType::get(ctx, 8));
+  auto rows = rowsType(ctx, dim, f32);
+  SmallVector<Type> args = {rows, bytes, index};
+  if (hasBias)
+    args.append({bytes, index});
+  args.append({rows, index, index});
+  std::string epsText;
+  llvm::raw_string_ostream(epsText) << llvm::format("%a", double(epsilon));
+  for (char &c : epsText)
+    if (!isalnum(c))
+      c = '_';
+  std::string name = ((layerNorm ? "kiln_layer_norm_" : "kiln_rms_norm_") +
+                      weight.getName() + "_" + Twine(dim) + "_eps" + epsText +
+                      (hasBias ? "_bias" : ""))
+                         .str();
+  OpBuilder ob(ctx);
+  bool created;
+  func::FuncOp fn =
+      lookupOrStart(name, FunctionType::get(ctx, args, {}), ob, created);
+  if (!created)
+    return fn;
+  ImplicitLocOpBuilder b(module.getLoc(), ob);
+  KB kb{b};
+  Value x = fn.getArgument(0), w = fn.getArgument(1), wOffset = fn.getArgument(2);
+  unsigned next = 3;
+  Value bBuf, bOffset;
+  if (hasBias) {
+    bBuf = fn.getArgument(next++);
+    bOffset = fn.getArgument(next++);
+  }
+  Value y = fn.getArgument(next++), tid = fn.getArgument(next++),
+        nth = fn.getArgument(next++);
+  auto [t0, t1] = kb.share(kb.dim(x, 0), tid, nth);
+  Value chunks = kb.idx(dim / kLanes);
+  kb.forEach(t0, t1, [&](Value t) {
+    auto col = [&](Value c) { return kb.mul(c, kb.idx(kLanes)); };
+    Value mean = kb.f(0.0f);
+    if (layerNorm) {
+      auto s = kb.loop(kb.idx(0), chunks, kb.idx(1), {kb.zeros()},
+                       [&](Value c, ValueRange acc) {
+                         return SmallVector<Value>{
+                             kb.add(acc[0], kb.load(x, {t, col(c)}))};
+                       });
+      mean = kb.div(kb.sum(s.getResult(0)), kb.f(float(dim)));
+    }
+    Value meanV = kb.splat(mean);
+    auto sq = kb.loop(kb.idx(0), chunks, kb.idx(1), {kb.zeros()},
+                      [&](Value c, ValueRange acc) {
+                        Value v = kb.sub(kb.load(x, {t, col(c)}), meanV);
+                        return SmallVector<Value>{kb.fma(v, v, acc[0])};
+                      });
+    Value var = kb.div(kb.sum(sq.getResult(0)), kb.f(float(dim)));
+    Value scale = kb.div(kb.f(1.0f),
+                         math::SqrtOp::create(b, kb.add(var, kb.f(epsilon))));
+    Value scaleV = kb.splat(scale);
+    kb.forEach(kb.idx(0), chunks, [&](Value c) {
+      Value v = kb.mul(kb.sub(kb.load(x, {t, col(c)}), meanV), scaleV);
+      v = kb.mul(v, weight.emitChunk(b, w, wOffset, c)[0]);
+      if (hasBias)
+        v = kb.add(v, weight.emitChunk(b, bBuf, bOffset, c)[0]);
+      kb.store(v, y, {t, col(c)});
+    });
+  });
+  func::ReturnOp::create(b);
+  return fn;
+}
+
+//===----------------------------------------------------------------------===//
+// rope
+//===----------------------------------------------------------------------===//
+
+func::FuncOp KernelLibrary::rope(const RopeConfig &cfg) {
+  MLIRContext *ctx = module.getContext();
+  Type f32 = Float32Type::get(ctx);
+  Type index = IndexType::get(ctx);
+  auto rows = rowsType(ctx, cfg.width, f32);
+  SmallVector<Type> args = {rows, index, rows, index, index};
+  std::string name =
+      llvm::formatv("kiln_rope_{0}_{1}x{2}_r{3}_b{4}_s{5}",
+                    cfg.neox ? "neox" : "llama", cfg.numHeads, cfg.headDim,
+                    cfg.rotaryDim, int64_t(cfg.freqBase),
+                    int64_t(cfg.freqScale * 1000000))
+          .str();
+  OpBuilder ob(ctx);
+  bool created;
+  func::FuncOp fn =
+      lookupOrStart(name, FunctionType::get(ctx, args, {}), ob, created);
+  if (!created)
+    return fn;
+  ImplicitLocOpBuilder b(module.getLoc(), ob);
+  KB kb{b};
+  Value x = fn.getArgument(0), position = fn.getArgument(1),
+        y = fn.getArgument(2), tid = fn.getArgument(3), nth = fn.getArgument(4);
+  Value heads = kb.idx(cfg.numHeads);
+  Value items = kb.mul(kb.dim(x, 0), heads);
+  auto [i0, i1] = kb.share(items, tid, nth);
+  // theta_i = p * base^(-2i/d), built by repeated multiplication in f32 as
+  // ggml does, so Kiln's rotations match llama.cpp's bit for bit as far as
+  // cos/sin allow.
+  float thetaScale = std::pow(cfg.freqBase, -2.0f / float(cfg.rotaryDim));
+  int64_t half = cfg.rotaryDim / 2;
+  kb.forEach(i0, i1, [&](Value item) {
+    Value t = kb.div(item, heads);
+    Value h = kb.rem(item, heads);
+    Value base = kb.mul(h, kb.idx(cfg.headDim));
+    Value p = kb.toF32(kb.add(position, t));
+    kb.loop(kb.idx(0), kb.idx(half), kb.idx(1), {p},
+            [&](Value i, ValueRange theta) {
+              Value angle = kb.mul(theta[0], kb.f(cfg.freqScale));
+              Value cos = math::CosOp::create(b, angle);
+              Value sin = math::SinOp::create(b, angle);
+              Value a, c;
+              if (cfg.neox) {
+                a = kb.add(base, i);
+                c = kb.add(a, kb.idx(half));
+              } else {
+                a = kb.add(base, kb.mul(i, kb.idx(2)));
+                c = kb.add(a, kb.idx(1));
+              }
+              Value x0 = memref::LoadOp::create(b, x, ValueRange{t, a});
+              Value x1 = memref::LoadOp::create(b, x, ValueRange{t, c});
+              Value y0 = kb.sub(kb.mul(x0, cos), kb.mul(x1, sin));
+              Value y1 = kb.add(kb.mul(x0, sin), kb.mul(x1, cos));
+              memref::StoreOp::create(b, y0, y, ValueRange{t, a});
+              memref::StoreOp::create(b, y1, y, ValueRange{t, c});
+              return SmallVector<Value>{kb.mul(theta[0], kb.f(thetaScale))};
+            });
+    // Dimensions past rotary_dim pass through.
+    kb.forEach(kb.idx(cfg.rotaryDim), kb.idx(cfg.headDim), [&](Value d) {
+      Value v = memref::LoadOp::create(b, x, ValueRange{t, kb.add(base, d)});
+      memref::StoreOp::create(b, v, y, ValueRange{t, kb.add(base, d)});
+    });
+  });
+  func::ReturnOp::create(b);
+  return fn;
+}
+
+//===----------------------------------------------------------------------===//
+// attention over the KV cache
+//===----------------------------------------------------------------------===//
+
+func::FuncOp KernelLibrary::attention(const AttentionConfig &cfg) {
+  MLIRContext *ctx = module.getContext();
+  Type f32 = Float32Type::get(ctx);
+  Type index = IndexType::get(ctx);
+  auto bytes = MemRefType::get({ShapedType::kDynamic}, IntegerType::get(ctx, 8));
+  int64_t qWidth = cfg.numHeads * cfg.headDim;
+  int64_t kvWidth = cfg.kvHeads * cfg.headDim;
+  auto qRows = rowsType(ctx, qWidth, f32);
+  auto kvRows = rowsType(ctx, kvWidth, f32);
+  auto ptr = LLVM::LLVMPointerType::get(ctx);
+  SmallVector<Type> args = {qRows, kvRows, kvRows, bytes, index,
+                            qRows, ptr,    index,  index};
+  std::string name =
+      llvm::formatv("kiln_attention_h{0}_kv{1}_d{2}_L{3}_c{4}_l{5}_w{6}_{7}{8}",
+                    cfg.numHeads, cfg.kvHeads, cfg.headDim, cfg.layers,
+                    cfg.context, cfg.layer, cfg.window,
+                    cfg.causal ? "causal" : "full",
+                    cfg.softcap > 0 ? "_capped" : "")
+          .str();
+  OpBuilder ob(ctx);
+  bool created;
+  func::FuncOp fn =
+      lookupOrStart(name, FunctionType::get(ctx, args, {}), ob, created);
+  if (!created)
+    return fn;
+  ImplicitLocOpBuilder b(module.getLoc(), ob);
+  KB kb{b};
+  Value q = fn.getArgument(0), k = fn.getArgument(1), v = fn.getArgument(2),
+        cacheBytes = fn.getArgument(3), position = fn.getArgument(4),
+        y = fn.getArgument(5), rt = fn.getArgument(6), tid = fn.getArgument(7),
+        nth = fn.getArgument(8);
+  Value tokens = kb.dim(q, 0);
+  // Cache layout: [2 (keys, values)][layers][context][kv_heads][head_dim] f32.
+  int64_t planeElems = cfg.layers * cfg.context * kvWidth;
+  Value cache = kb.floatView(cacheBytes, kb.idx(0), kb.idx(2 * planeElems));
+  int64_t layerBase = cfg.layer * cfg.context * kvWidth;
+  auto slot = [&](int64_t plane, Value pos) {
+    return kb.add(kb.idx(plane * planeElems + layerBase),
+                  kb.mul(pos, kb.idx(kvWidth)));
+  };
+  int64_t chunks = cfg.headDim / kLanes;
+
+  // 1. Append the new keys and values at positions position + t.
+  auto [t0, t1] = kb.share(tokens, tid, nth);
+  kb.forEach(t0, t1, [&](Value t) {
+    Value pos = kb.add(position, t);
+    Value inside = arith::CmpIOp::create(b, arith::CmpIPredicate::ult, pos,
+                                         kb.idx(cfg.context));
+    auto guard = scf::IfOp::create(b, inside, /*withElseRegion=*/false);
+    OpBuilder::InsertionGuard g(b);
+    b.setInsertionPoint(guard.thenBlock()->getTerminator());
+    kb.forEach(kb.idx(0), kb.idx(kvWidth / kLanes), [&](Value c) {
+      Value col = kb.mul(c, kb.idx(kLanes));
+      kb.store(kb.load(k, {t, col}), cache, {kb.add(slot(0, pos), col)});
+      kb.store(kb.load(v, {t, col}), cache, {kb.add(slot(1, pos), col)});
+    });
+  });
+  func::CallOp::create(b, barrier(), ValueRange{rt});
+
+  // 2. One (token, head) pair at a time, online softmax over the visible
+  //    positions (no score buffer).
+  Value heads = kb.idx(cfg.numHeads);
+  auto [i0, i1] = kb.share(kb.mul(tokens, heads), tid, nth);
+  int64_t group = cfg.numHeads / cfg.kvHeads;
+  kb.forEach(i0, i1, [&](Value item) {
+    Value t = kb.div(item, heads);
+    Value h = kb.rem(item, heads);
+    Value kvCol = kb.mul(kb.div(h, kb.idx(group)), kb.idx(cfg.headDim));
+    Value qCol = kb.mul(h, kb.idx(cfg.headDim));
+    SmallVector<Value> qv;
+    for (int64_t c = 0; c < chunks; ++c)
+      qv.push_back(kb.load(q, {t, kb.add(qCol, kb.idx(c * kLanes))}));
+    Value last = kb.add(position, t); // inclusive, causal
+    Value end = cfg.causal ? kb.add(last, kb.idx(1))
+                           : kb.add(position, tokens);
+    end = arith::MinUIOp::create(b, end, kb.idx(cfg.context));
+    Value start = kb.idx(0);
+    if (cfg.window > 0) {
+      Value w = kb.idx(cfg.window);
+      Value ge = arith::CmpIOp::create(b, arith::CmpIPredicate::uge, end, w);
+      start = arith::SelectOp::create(b, ge, kb.sub(end, w), kb.idx(0));
+    }
+    SmallVector<Value> inits = {kb.f(-3.0e38f), kb.f(0.0f)};
+    for (int64_t c = 0; c < chunks; ++c)
+      inits.push_back(kb.zeros());
+    auto scan = kb.loop(start, end, kb.idx(1), inits,
+                        [&](Value j, ValueRange state) {
+      Value kBase = kb.add(slot(0, j), kvCol);
+      Value vBase = kb.add(slot(1, j), kvCol);
+      Value dot = kb.zeros();
+      for (int64_t c = 0; c < chunks; ++c)
+        dot = kb.fma(qv[c], kb.load(cache, {kb.add(kBase, kb.idx(c * kLanes))}),
+                     dot);
+      Value s = kb.mul(kb.sum(dot), kb.f(cfg.scale));
+      if (cfg.softcap > 0)
+        s = kb.mul(math::TanhOp::create(b, kb.div(s, kb.f(cfg.softcap))),
+                   kb.f(cfg.softcap));
+      Value m = kb.maxf(state[0], s);
+      Value corr = kb.exp(kb.sub(state[0], m));
+      Value p = kb.exp(kb.sub(s, m));
+      SmallVector<Value> out = {m, kb.add(kb.mul(state[1], corr), p)};
+      Value corrV = kb.splat(corr), pV = kb.splat(p);
+      for (int64_t c = 0; c < chunks; ++c) {
+        Value vv = kb.load(cache, {kb.add(vBase, kb.idx(c * kLanes))});
+        out.push_back(kb.fma(pV, vv, kb.mul(state[2 + c], corrV)));
+      }
+      return out;
+    });
+    Value inv = kb.splat(kb.div(kb.f(1.0f), scan.getResult(1)));
+    for (int64_t c = 0; c < chunks; ++c)
+      kb.store(kb.mul(scan.getResult(2 + c), inv), y,
+               {t, kb.add(qCol, kb.idx(c * kLanes))});
+  });
+  func::ReturnOp::create(b);
+  return fn;
+}
+
+//===----------------------------------------------------------------------===//
+// elementwise ops and softmax
+//===----------------------------------------------------------------------===//
+
+static Value emitSilu(KB &kb, Value x) {
+  // x * sigmoid(x) = x / (1 + exp(-x))
+  Value one = kb.splat(kb.f(1.0f));
+  Value e = kb.exp(arith::NegFOp::create(kb.b, x));
+  return kb.div(x, kb.add(one, e));
+}
+
+static Value emitGelu(KB &kb, Value x, bool tanhForm) {
+  Value half = kb.splat(kb.f(0.5f));
+  Value one = kb.splat(kb.f(1.0f));
+  if (tanhForm) {
+    // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+    Value x3 = kb.mul(kb.mul(x, x), x);
+    Value inner = kb.mul(kb.splat(kb.f(0.7978845608f)),
+                         kb.fma(kb.splat(kb.f(0.044715f)), x3, x));
+    Value t = math::TanhOp::create(kb.b, inner);
+    return kb.mul(kb.mul(half, x), kb.add(one, t));
+  }
+  Value e = math::ErfOp::create(kb.b, kb.mul(x, kb.splat(kb.f(0.70710678f))));
+  return kb.mul(kb.mul(half, x), kb.add(one, e));
+}
+
+func::FuncOp KernelLibrary::elementwise(ElementwiseKind kind, int64_t dim) {
+  MLIRContext *ctx = module.getContext();
+  Type f32 = Float32Type::get(ctx);
+  Type index = IndexType::get(ctx);
+  auto rows = rowsType(ctx, dim, f32);
+  bool binary = kind == ElementwiseKind::Add || kind == ElementwiseKind::Mul ||
+                kind == ElementwiseKind::SwiGLU ||
+                kind == ElementwiseKind::GeGLUTanh ||
+                kind == ElementwiseKind::GeGLUErf;
+  SmallVector<Type> args = {rows};
+  if (binary)
+    args.push_back(rows);
+  args.append({rows, index, index});
+  static const char *names[] = {"add",  "mul",       "swiglu",   "geglu_tanh",
+                                "geglu_erf", "silu", "gelu_tanh", "gelu_erf",
+                                "copy"};
+  std::string name =
+      ("kiln_" + Twine(names[int(kind)]) + "_" + Twine(dim)).str();
+  OpBuilder ob(ctx);
+  bool created;
+  func::FuncOp fn =
+      lookupOrStart(name, FunctionType::get(ctx, args, {}), ob, created);
+  if (!created)
+    return fn;
+  ImplicitLocOpBuilder b(module.getLoc(), ob);
+  KB kb{b};
+  unsigned next = 0;
+  Value a = fn.getArgument(next++);
+  Value bIn = binary ? fn.getArgument(next++) : Value();
+  Value y = fn.getArgument(next++), tid = fn.getArgument(next++),
+        nth = fn.getArgument(next++);
+  // Work is split over chunks of 16 of the flattened [tokens, dim] array so
+  // a single token's wide activation still uses every thread.
+  int64_t perRow = dim / kLanes;
+  Value total = kb.mul(kb.dim(a, 0), kb.idx(perRow));
+  auto [c0, c1] = kb.share(total, tid, nth);
+  kb.forEach(c0, c1, [&](Value c) {
+    Value t = kb.div(c, kb.idx(perRow));
+    Value col = kb.mul(kb.rem(c, kb.idx(perRow)), kb.idx(kLanes));
+    Value x = kb.load(a, {t, col});
+    Value r;
+    switch (kind) {
+    case ElementwiseKind::Add:
+      r = kb.add(x, kb.load(bIn, {t, col}));
+      break;
+    case ElementwiseKind::Mul:
+      r = kb.mul(x, kb.load(bIn, {t, col}));
+      break;
+    case ElementwiseKind::SwiGLU:
+      r = kb.mul(emitSilu(kb, x), kb.load(bIn, {t, col}));
+      break;
+    case ElementwiseKind::GeGLUTanh:
+    case ElementwiseKind::GeGLUErf:
+      r = kb.mul(emitGelu(kb, x, kind == ElementwiseKind::GeGLUTanh),
+                 kb.load(bIn, {t, col}));
+      break;
+    case ElementwiseKind::Silu:
+      r = emitSilu(kb, x);
+      break;
+    case ElementwiseKind::GeluTanh:
+    case ElementwiseKind::GeluErf:
+      r = emitGelu(kb, x, kind == ElementwiseKind::GeluTanh);
+      break;
+    case ElementwiseKind::Copy:
+      r = x;
+      break;
+    }
+    kb.store(r, y, {t, col});
+  });
+  func::ReturnOp::create(b);
+  return fn;
+}
+
+func::FuncOp KernelLibrary::softmax(int64_t dim) {
+  MLIRContext *ctx = module.getContext();
+  Type f32 = Float32Type::get(ctx);
+  Type index = IndexType::get(ctx);
+  auto rows = rowsType(ctx, dim, f32);
+  std::string name = ("kiln_softmax_" + Twine(dim)).str();
+  OpBuilder ob(ctx);
+  bool created;
+  func::FuncOp fn = lookupOrStart(
+      name, FunctionType::get(ctx, {rows, rows, index, index}, {}), ob,
+      created);
+  if (!created)
+    return fn;
+  ImplicitLocOpBuilder b(module.getLoc(), ob);
+  KB kb{b};
+  Value x = fn.getArgument(0), y = fn.getArgument(1), tid = fn.getArgument(2),
+        nth = fn.getArgument(3);
+  auto [t0, t1] = kb.share(kb.dim(x, 0), tid, nth);
+  Value chunks = kb.idx(dim / kLanes);
+  kb.forEach(t0, t1, [&](Value t) {
+    auto col = [&](Value c) { return kb.mul(c, kb.idx(kLanes)); };
+    auto mx = kb.loop(kb.idx(0), chunks, kb.idx(1), {kb.splat(kb.f(-3.0e38f))},
+                      [&](Value c, ValueRange acc) {
+                        return SmallVector<Value>{
+                            kb.maxf(acc[0], kb.load(x, {t, col(c)}))};
+                      });
+    Value m = vector::ReductionOp::create(b, vector::CombiningKind::MAXIMUMF,
+                                          mx.getResult(0));
+    Value mV = kb.splat(m);
+    auto s = kb.loop(kb.idx(0), chunks, kb.idx(1), {kb.zeros()},
+                     [&](Value c, ValueRange acc) {
+                       Value e = kb.exp(kb.sub(kb.load(x, {t, col(c)}), mV));
+                       kb.store(e, y, {t, col(c)});
+                       return SmallVector<Value>{kb.add(acc[0], e)};
+                     });
+    Value inv = kb.splat(kb.div(kb.f(1.0f), kb.sum(s.getResult(0))));
+    kb.forEach(kb.idx(0), chunks, [&](Value c) {
+      kb.store(kb.mul(kb.load(y, {t, col(c)}), inv), y, {t, col(c)});
+    });
+  });
+  func::ReturnOp::create(b);
+  return fn;
+}

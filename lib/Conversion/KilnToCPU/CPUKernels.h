@@ -1,0 +1,79 @@
+//===- CPUKernels.h - kernel functions the CPU lowering calls ---*- C++ -*-===//
+//
+// Each kiln op lowers to a call of a kernel function specialised for its
+// static shapes and weight encoding, created once per module. Kernels follow
+// one convention: memref operands first, then `tid` and `nth` (index); each
+// kernel takes its share of the work from them (SPMD, see HostABI.h).
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef KILN_CONVERSION_KILNTOCPU_CPUKERNELS_H
+#define KILN_CONVERSION_KILNTOCPU_CPUKERNELS_H
+
+#include "Dequant.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/IR/BuiltinOps.h"
+
+namespace mlir::kiln {
+
+enum class ElementwiseKind { Add, Mul, SwiGLU, GeGLUTanh, GeGLUErf, Silu,
+                             GeluTanh, GeluErf, Copy };
+
+struct RopeConfig {
+  int64_t width, numHeads, headDim, rotaryDim;
+  bool neox;
+  float freqBase, freqScale;
+};
+
+struct AttentionConfig {
+  int64_t numHeads, kvHeads, headDim, layers, context, layer, window;
+  float scale, softcap;
+  bool causal;
+};
+
+/// memref<?xCOLSxELT, strided<[COLS, 1], offset: ?>>: the type of every
+/// row-major activation operand of a kernel.
+MemRefType getRowsType(MLIRContext *ctx, int64_t cols, Type elt);
+/// memref<?xi32, strided<[1], offset: ?>>: token ids.
+MemRefType getIdsType(MLIRContext *ctx);
+
+class KernelLibrary {
+public:
+  explicit KernelLibrary(ModuleOp module) : module(module) {}
+
+  /// `@kiln_barrier(%rt)`: calls the runtime's barrier through `rt`.
+  func::FuncOp barrier();
+  /// (x: memref<?xKxf32>, w: memref<?xi8>, wOffset: index,
+  ///  [bias: memref<?xi8>, biasOffset: index,] y: memref<?xNxf32>, tid, nth)
+  func::FuncOp linear(const WeightFormat &format, int64_t k, int64_t n,
+                      bool hasBias);
+  /// (table: memref<?xi8>, offset: index, ids: memref<?xi32>,
+  ///  y: memref<?xDxf32>, tid, nth)
+  func::FuncOp embedding(const WeightFormat &format, int64_t vocab,
+                         int64_t dim);
+  /// (x, w: memref<?xi8>, wOffset, [b: memref<?xi8>, bOffset,] y, tid, nth)
+  func::FuncOp norm(const WeightFormat &weight, int64_t dim, float epsilon,
+                    bool layerNorm, bool hasBias);
+  /// (x: memref<?xWxf32>, position: index, y, tid, nth)
+  func::FuncOp rope(const RopeConfig &config);
+  /// (q, k, v, cache: memref<?xi8>, position: index, y, rt: !llvm.ptr,
+  ///  tid, nth)
+  func::FuncOp attention(const AttentionConfig &config);
+  /// (a, [b,] y: memref<?xDxf32>, tid, nth)
+  func::FuncOp elementwise(ElementwiseKind kind, int64_t dim);
+  /// (x, y: memref<?xDxf32>, tid, nth): softmax of each row.
+  func::FuncOp softmax(int64_t dim);
+
+private:
+  /// The kernel called `name` if it exists; else nullptr and the builder `b`
+  /// positioned at the start of a new function `name` of type `type`.
+  func::FuncOp lookupOrStart(StringRef name, FunctionType type,
+                             OpBuilder &b, bool &created);
+
+  ModuleOp module;
+};
+
+} // namespace mlir::kiln
+
+#endif // KILN_CONVERSION_KILNTOCPU_CPUKERNELS_H

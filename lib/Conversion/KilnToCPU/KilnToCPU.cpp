@@ -1,0 +1,648 @@
+//===- KilnToCPU.cpp - kiln ops to multithreaded vector kernels -----------===//
+//
+// See the pass description in Conversion/Passes.td. The functions this pass
+// lowers are straight-line graphs (one block, no control flow), which makes
+// buffer assignment a simple interval allocation over the op order.
+//
+//===----------------------------------------------------------------------===//
+
+#include "CPUKernels.h"
+#include "Conversion/Passes.h"
+#include "Kiln/IR/KilnDialect.h"
+
+#include "mlir/Dialect/Math/Transforms/Passes.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/IR/IRMapping.h"
+#include "mlir/Transforms/GreedyPatternRewriteDriver.h"
+#include "llvm/ADT/DenseMap.h"
+#include "llvm/ADT/TypeSwitch.h"
+
+namespace mlir::kiln {
+#define GEN_PASS_DEF_CONVERTKILNTOCPU
+#include "Conversion/Passes.h.inc"
+} // namespace mlir::kiln
+
+using namespace mlir;
+using namespace mlir::kiln;
+
+namespace {
+
+constexpr int64_t kBufferAlignment = 64;
+
+bool usesKiln(func::FuncOp f) {
+  auto isKilnType = [](Type t) { return isa<WeightType, KVCacheType>(t); };
+  if (llvm::any_of(f.getArgumentTypes(), isKilnType))
+    return true;
+  bool found = false;
+  f.walk([&](Operation *op) {
+    if (isa<KilnDialect>(op->getDialect()))
+      found = true;
+  });
+  return found;
+}
+
+/// Where a kiln.weight's bytes are: an offset into the `%weights` buffer.
+struct WeightRef {
+  WeightType type;
+  int64_t offset;
+};
+
+/// A scratch interval for one tensor value.
+struct Slot {
+  int64_t offset = 0, size = 0, def = 0, lastUse = 0;
+};
+
+class FunctionLowering {
+public:
+  FunctionLowering(func::FuncOp func, KernelLibrary &kernels,
+                   int64_t maxTokensOption)
+      : oldFunc(func), kernels(kernels), maxTokensOption(maxTokensOption) {}
+
+  LogicalResult run();
+
+private:
+  LogicalResult planScratch();
+  LogicalResult emitOp(Operation *op, ImplicitLocOpBuilder &b);
+  LogicalResult emitWeight(WeightOp op);
+  FailureOr<WeightRef> weightOf(Value v, Operation *user);
+  /// The buffer op's result is computed into: its out-parameter if returned,
+  /// else its scratch slot.
+  Value resultBuffer(Value result, Value rowSource, ImplicitLocOpBuilder &b);
+  Value castTo(Value v, Type type, ImplicitLocOpBuilder &b);
+  void callKernel(func::FuncOp kernel, SmallVector<Value> args,
+                  ImplicitLocOpBuilder &b);
+  std::optional<int64_t> staticBytes(RankedTensorType type);
+
+  func::FuncOp oldFunc;
+  KernelLibrary &kernels;
+  int64_t maxTokensOption;
+  int64_t maxTokens = 0;
+
+  IRMapping mapping;
+  llvm::DenseMap<Value, WeightRef> weights;
+  llvm::DenseMap<Value, Slot> slots;
+  /// Returned values and the buffer argument each is computed into.
+  llvm::DenseMap<Value, Value> destinations;
+  std::optional<std::string> weightFile;
+  int64_t scratchBytes = 0;
+  Value weightsArg, scratchArg, rtArg, tid, nth;
+};
+
+} // namespace
+
+std::optional<int64_t> FunctionLowering::staticBytes(RankedTensorType type) {
+  int64_t elems = 1;
+  for (int64_t d : type.getShape()) {
+    int64_t dim = ShapedType::isDynamic(d) ? maxTokens : d;
+    if (dim <= 0 || __builtin_mul_overflow(elems, dim, &elems))
+      return std::nullopt;
+  }
+  int64_t bytes;
+  if (__builtin_mul_overflow(
+          elems, (type.getElementTypeBitWidth() + 7) / 8, &bytes))
+    return std::nullopt;
+  return llvm::alignTo(bytes, kBufferAlignment);
+}
+
+LogicalResult FunctionLowering::planScratch() {
+  Block &body = oldFunc.getBody().front();
+  llvm::DenseMap<Operation *, int64_t> order;
+  int64_t i = 0;
+  for (Operation &op : body)
+    order[&op] = i++;
+
+  // Values that need a scratch slot: tensor results of kiln ops not computed
+  // straight into an out-parameter.
+  SmallVector<Value> values;
+  for (Operation &op : body) {
+    for (Value r : op.getResults()) {
+      if (!isa<RankedTensorType>(r.getType()) || destinations.count(r))
+        continue;
+      if (isa<tensor::ExtractSliceOp, tensor::EmptyOp>(op))
+        continue;
+      auto bytes = staticBytes(cast<RankedTensorType>(r.getType()));
+      if (!bytes)
+        return op.emitOpError("result size overflows or has a dynamic "
+                              "dimension with no kiln.max_tokens bound");
+      Slot slot;
+      slot.size = *bytes;
+      slot.def = order[&op];
+      slot.lastUse = slot.def;
+      slots[r] = slot;
+      values.push_back(r);
+    }
+  }
+  // Liveness; a slice keeps its source alive as long as itself.
+  for (Operation &op : llvm::reverse(body)) {
+    for (Value operand : op.getOperands()) {
+      Value root = operand;
+      int64_t use = order[&op];
+      if (auto s = dyn_cast_or_null<tensor::ExtractSliceOp>(root.getDefiningOp()))
+        root = s.getSource();
+      auto it = slots.find(root);
+      if (it != slots.end())
+        it->second.lastUse = std::max(it->second.lastUse, use);
+    }
+    if (auto s = dyn_cast<tensor::ExtractSliceOp>(op)) {
+      int64_t last = order[&op];
+      for (Operation *user : s.getResult().getUsers())
+        last = std::max(last, order[user]);
+      auto it = slots.find(s.getSource());
+      if (it != slots.end())
+        it->second.lastUse = std::max(it->second.lastUse, last);
+    }
+  }
+  // First fit: the lowest offset that overlaps no slot live at the same time.
+  SmallVector<Slot *> placed;
+  for (Value v : values) {
+    Slot &slot = slots[v];
+    SmallVector<std::pair<int64_t, int64_t>> busy;
+    for (Slot *other : placed)
+      if (other->lastUse >= slot.def && other->def <= slot.lastUse)
+        busy.push_back({other->offset, other->offset + other->size});
+    llvm::sort(busy);
+    int64_t offset = 0;
+    for (auto [begin, end] : busy) {
+      if (offset + slot.size <= begin)
+        break;
+      offset = std::max(offset, end);
+    }
+    slot.offset = offset;
+    scratchBytes = std::max(scratchBytes, offset + slot.size);
+    placed.push_back(&slot);
+  }
+  return success();
+}
+
+FailureOr<WeightRef> FunctionLowering::weightOf(Value v, Operation *user) {
+  auto it = weights.find(v);
+  if (it == weights.end()) {
+    user->emitOpError("weight operand must come from a kiln.weight in the "
+                      "same function");
+    return failure();
+  }
+  return it->second;
+}
+
+LogicalResult FunctionLowering::emitWeight(WeightOp op) {
+  auto ext = dyn_cast<ExternalDataAttr>(op.getSource());
+  if (!ext)
+    return op.emitOpError("convert-kiln-to-cpu reads weights from one "
+                          "external file; inline sources are not supported "
+                          "yet (write them to a file and use #kiln.external)");
+  std::string path = ext.getPath().str();
+  if (!weightFile)
+    weightFile = path;
+  else if (*weightFile != path)
+    return op.emitOpError("all weights of a function must come from one file "
+                          "(found \"")
+           << path << "\" after \"" << *weightFile << "\")";
+  if (ext.getOffset() > uint64_t(INT64_MAX))
+    return op.emitOpError("weight offset is too large");
+  weights[op.getResult()] = {op.getType(), int64_t(ext.getOffset())};
+  return success();
+}
+
+Value FunctionLowering::castTo(Value v, Type type, ImplicitLocOpBuilder &b) {
+  if (v.getType() == type)
+    return v;
+  return memref::CastOp::create(b, type, v);
+}
+
+void FunctionLowering::callKernel(func::FuncOp kernel, SmallVector<Value> args,
+                                  ImplicitLocOpBuilder &b) {
+  args.push_back(tid);
+  args.push_back(nth);
+  FunctionType type = kernel.getFunctionType();
+  for (auto [i, arg] : llvm::enumerate(args))
+    args[i] = castTo(arg, type.getInput(i), b);
+  func::CallOp::create(b, kernel, args);
+  func::CallOp::create(b, kernels.barrier(), ValueRange{rtArg});
+}
+
+Value FunctionLowering::resultBuffer(Value result, Value rowSource,
+                                     ImplicitLocOpBuilder &b) {
+  auto it = destinations.find(result);
+  if (it != destinations.end())
+    return it->second;
+  auto type = cast<RankedTensorType>(result.getType());
+  auto memrefType = MemRefType::get(type.getShape(), type.getElementType());
+  SmallVector<Value> sizes;
+  for (auto [i, d] : llvm::enumerate(type.getShape()))
+    if (ShapedType::isDynamic(d))
+      sizes.push_back(memref::DimOp::create(b, rowSource, i));
+  Value offset = arith::ConstantIndexOp::create(b, slots[result].offset);
+  return memref::ViewOp::create(b, memrefType, scratchArg, offset, sizes);
+}
+
+static Value idx(ImplicitLocOpBuilder &b, int64_t v) {
+  return arith::ConstantIndexOp::create(b, v);
+}
+
+LogicalResult FunctionLowering::emitOp(Operation *op, ImplicitLocOpBuilder &b) {
+  MLIRContext *ctx = op->getContext();
+  Type f32 = Float32Type::get(ctx);
+  auto mapped = [&](Value v) { return mapping.lookup(v); };
+  auto rowsOf = [&](Value v) {
+    return getRowsType(ctx, cast<RankedTensorType>(v.getType()).getShape().back(),
+                       f32);
+  };
+  auto requireRank2F32 = [&](Value v) -> LogicalResult {
+    auto t = cast<RankedTensorType>(v.getType());
+    if (t.getRank() != 2 || !t.getElementType().isF32() ||
+        ShapedType::isDynamic(t.getDimSize(1)))
+      return op->emitOpError("the CPU lowering needs [tokens, features] f32 "
+                             "tensors with a static feature dimension, got ")
+             << t;
+    if (t.getDimSize(1) % kLanes != 0)
+      return op->emitOpError("the CPU lowering needs feature dimensions that "
+                             "are multiples of 16, got ")
+             << t.getDimSize(1);
+    return success();
+  };
+  auto format = [&](WeightType type) -> FailureOr<std::unique_ptr<WeightFormat>> {
+    std::string error;
+    auto f = WeightFormat::get(type, error);
+    if (failed(f))
+      op->emitOpError(error);
+    return f;
+  };
+  auto finish = [&](Value result, Value buffer) { mapping.map(result, buffer); };
+
+  return llvm::TypeSwitch<Operation *, LogicalResult>(op)
+      .Case<WeightOp>([&](WeightOp w) { return emitWeight(w); })
+      .Case<LinearOp>([&](LinearOp l) -> LogicalResult {
+        if (failed(requireRank2F32(l.getInput())) ||
+            failed(requireRank2F32(l.getResult())))
+          return failure();
+        auto w = weightOf(l.getWeight(), op);
+        if (failed(w))
+          return failure();
+        auto f = format(w->type);
+        if (failed(f))
+          return failure();
+        std::optional<WeightRef> bias;
+        if (l.getBias()) {
+          auto bw = weightOf(l.getBias(), op);
+          if (failed(bw))
+            return failure();
+          if (!bw->type.getElementType().isF32())
+            return l.emitOpError("the CPU lowering needs an f32 bias");
+          bias = *bw;
+        }
+        int64_t k = w->type.getShape()[1], n = w->type.getShape()[0];
+        if (k % (*f)->getChunkValues() != 0)
+          return l.emitOpError("K = ") << k << " is not a multiple of "
+                                       << (*f)->getChunkValues();
+        Value x = mapped(l.getInput());
+        Value y = resultBuffer(l.getResult(), x, b);
+        SmallVector<Value> args = {x, weightsArg, idx(b, w->offset)};
+        if (bias)
+          args.append({weightsArg, idx(b, bias->offset)});
+        args.push_back(y);
+        callKernel(kernels.linear(**f, k, n, bias.has_value()), args, b);
+        finish(l.getResult(), y);
+        return success();
+      })
+      .Case<EmbeddingOp>([&](EmbeddingOp e) -> LogicalResult {
+        if (failed(requireRank2F32(e.getResult())))
+          return failure();
+        auto w = weightOf(e.getTable(), op);
+        if (failed(w))
+          return failure();
+        auto f = format(w->type);
+        if (failed(f))
+          return failure();
+        int64_t vocab = w->type.getShape()[0], dim = w->type.getShape()[1];
+        if (dim % (*f)->getChunkValues() != 0)
+          return e.emitOpError("embedding width must be a multiple of ")
+                 << (*f)->getChunkValues();
+        Value ids = mapped(e.getIds());
+        Value y = resultBuffer(e.getResult(), ids, b);
+        callKernel(kernels.embedding(**f, vocab, dim),
+                   {weightsArg, idx(b, w->offset), ids, y}, b);
+        finish(e.getResult(), y);
+        return success();
+      })
+      .Case<RMSNormOp, LayerNormOp>([&](auto n) -> LogicalResult {
+        constexpr bool isLayer = std::is_same_v<decltype(n), LayerNormOp>;
+        if (failed(requireRank2F32(n.getInput())))
+          return failure();
+        auto w = weightOf(n.getWeight(), op);
+        if (failed(w))
+          return failure();
+        auto f = format(w->type);
+        if (failed(f))
+          return failure();
+        std::optional<WeightRef> bias;
+        if constexpr (isLayer) {
+          if (n.getBias()) {
+            auto bw = weightOf(n.getBias(), op);
+            if (failed(bw))
+              return failure();
+            if (bw->type != w->type)
+              return n.emitOpError("the CPU lowering needs bias and weight of "
+                                   "one type");
+            bias = *bw;
+          }
+        }
+        int64_t dim = w->type.getShape()[0];
+        Value x = mapped(n.getInput());
+        Value y = resultBuffer(n.getResult(), x, b);
+        SmallVector<Value> args = {x, weightsArg, idx(b, w->offset)};
+        if (bias)
+          args.append({weightsArg, idx(b, bias->offset)});
+        args.push_back(y);
+        callKernel(kernels.norm(**f, dim, n.getEpsilon().convertToFloat(),
+                                isLayer, bias.has_value()),
+                   args, b);
+        finish(n.getResult(), y);
+        return success();
+      })
+      .Case<RopeOp>([&](RopeOp r) -> LogicalResult {
+        if (failed(requireRank2F32(r.getInput())))
+          return failure();
+        RopeConfig cfg;
+        cfg.width = r.getInput().getType().getDimSize(1);
+        cfg.numHeads = r.getNumHeads();
+        cfg.headDim = r.getHeadDim();
+        cfg.rotaryDim = r.getRotaryDim();
+        cfg.neox = r.getStyle() == RopeStyle::NeoX;
+        cfg.freqBase = r.getFreqBase().convertToFloat();
+        cfg.freqScale = r.getFreqScale().convertToFloat();
+        Value x = mapped(r.getInput());
+        Value y = resultBuffer(r.getResult(), x, b);
+        callKernel(kernels.rope(cfg), {x, mapped(r.getPosition()), y}, b);
+        finish(r.getResult(), y);
+        return success();
+      })
+      .Case<AttentionOp>([&](AttentionOp a) -> LogicalResult {
+        for (Value v : {a.getQuery(), a.getKey(), a.getValue()})
+          if (failed(requireRank2F32(v)))
+            return failure();
+        KVCacheType cache = a.getCache().getType();
+        if (!cache.getElementType().isF32())
+          return a.emitOpError("the CPU lowering needs an f32 KV cache");
+        if (cache.getHeadDim() % kLanes != 0)
+          return a.emitOpError("the CPU lowering needs head_dim to be a "
+                               "multiple of 16");
+        AttentionConfig cfg;
+        cfg.numHeads = a.getNumHeads();
+        cfg.kvHeads = cache.getKvHeads();
+        cfg.headDim = cache.getHeadDim();
+        cfg.layers = cache.getLayers();
+        cfg.context = cache.getContextLength();
+        cfg.layer = a.getLayer();
+        cfg.window = a.getSlidingWindow();
+        cfg.scale = a.getScale().convertToFloat();
+        cfg.softcap = a.getSoftcap().convertToFloat();
+        cfg.causal = a.getCausal();
+        Value q = mapped(a.getQuery());
+        Value y = resultBuffer(a.getResult(), q, b);
+        SmallVector<Value> args = {q,
+                                   mapped(a.getKey()),
+                                   mapped(a.getValue()),
+                                   mapped(a.getCache()),
+                                   mapped(a.getPosition()),
+                                   y,
+                                   rtArg};
+        callKernel(kernels.attention(cfg), args, b);
+        finish(a.getResult(), y);
+        return success();
+      })
+      .Case<AddOp, MulOp, SwiGLUOp, GeGLUOp>([&](auto e) -> LogicalResult {
+        if (failed(requireRank2F32(e.getLhs())))
+          return failure();
+        ElementwiseKind kind;
+        if constexpr (std::is_same_v<decltype(e), AddOp>)
+          kind = ElementwiseKind::Add;
+        else if constexpr (std::is_same_v<decltype(e), MulOp>)
+          kind = ElementwiseKind::Mul;
+        else if constexpr (std::is_same_v<decltype(e), SwiGLUOp>)
+          kind = ElementwiseKind::SwiGLU;
+        else
+          kind = e.getApproximate() == GeluApprox::Tanh
+                     ? ElementwiseKind::GeGLUTanh
+                     : ElementwiseKind::GeGLUErf;
+        Value lhs = mapped(e.getLhs());
+        Value y = resultBuffer(e.getResult(), lhs, b);
+        int64_t dim = e.getLhs().getType().getDimSize(1);
+        callKernel(kernels.elementwise(kind, dim),
+                   {lhs, mapped(e.getRhs()), y}, b);
+        finish(e.getResult(), y);
+        return success();
+      })
+      .Case<SiluOp, GeluOp>([&](auto e) -> LogicalResult {
+        if (failed(requireRank2F32(e.getInput())))
+          return failure();
+        ElementwiseKind kind = ElementwiseKind::Silu;
+        if constexpr (std::is_same_v<decltype(e), GeluOp>)
+          kind = e.getApproximate() == GeluApprox::Tanh
+                     ? ElementwiseKind::GeluTanh
+                     : ElementwiseKind::GeluErf;
+        Value x = mapped(e.getInput());
+        Value y = resultBuffer(e.getResult(), x, b);
+        int64_t dim = e.getInput().getType().getDimSize(1);
+        callKernel(kernels.elementwise(kind, dim), {x, y}, b);
+        finish(e.getResult(), y);
+        return success();
+      })
+      .Case<SoftmaxOp>([&](SoftmaxOp s) -> LogicalResult {
+        if (failed(requireRank2F32(s.getInput())))
+          return failure();
+        Value x = mapped(s.getInput());
+        Value y = resultBuffer(s.getResult(), x, b);
+        callKernel(kernels.softmax(s.getInput().getType().getDimSize(1)),
+                   {x, y}, b);
+        finish(s.getResult(), y);
+        return success();
+      })
+      .Case<tensor::DimOp>([&](tensor::DimOp d) {
+        mapping.map(d.getResult(),
+                    memref::DimOp::create(b, mapped(d.getSource()),
+                                          mapped(d.getIndex())));
+        return success();
+      })
+      .Case<tensor::ExtractSliceOp>([&](tensor::ExtractSliceOp s) -> LogicalResult {
+        // Row ranges only: [offset, 0] [size, full] [1, 1].
+        auto srcType = s.getSourceType();
+        if (srcType.getRank() > 2 || !s.hasUnitStride())
+          return s.emitOpError("the CPU lowering supports slices of whole "
+                               "rows with unit strides only");
+        for (int64_t i = 1; i < srcType.getRank(); ++i)
+          if (!s.isSameAs(s, [](OpFoldResult, OpFoldResult) { return true; }) ||
+              getConstantIntValue(s.getMixedOffsets()[i]) != 0 ||
+              getConstantIntValue(s.getMixedSizes()[i]) !=
+                  srcType.getDimSize(i))
+            return s.emitOpError("the CPU lowering supports slices of whole "
+                                 "rows only");
+        SmallVector<OpFoldResult> offsets, sizes, strides;
+        for (OpFoldResult ofr : s.getMixedOffsets())
+          offsets.push_back(isa<Value>(ofr) ? OpFoldResult(mapped(cast<Value>(ofr))) : ofr);
+        for (OpFoldResult ofr : s.getMixedSizes())
+          sizes.push_back(isa<Value>(ofr) ? OpFoldResult(mapped(cast<Value>(ofr))) : ofr);
+        strides.assign(srcType.getRank(), b.getIndexAttr(1));
+        Value view = memref::SubViewOp::create(b, mapped(s.getSource()),
+                                               offsets, sizes, strides);
+        mapping.map(s.getResult(), view);
+        return success();
+      })
+      .Default([&](Operation *other) -> LogicalResult {
+        // Scalar index arithmetic and constants carry over unchanged.
+        bool scalar = llvm::all_of(other->getOperandTypes(), [](Type t) {
+                        return t.isIntOrIndexOrFloat();
+                      }) &&
+                      llvm::all_of(other->getResultTypes(), [](Type t) {
+                        return t.isIntOrIndexOrFloat();
+                      }) &&
+                      other->getNumRegions() == 0;
+        if (!scalar)
+          return other->emitOpError("is not supported by convert-kiln-to-cpu");
+        b.clone(*other, mapping);
+        return success();
+      });
+}
+
+LogicalResult FunctionLowering::run() {
+  MLIRContext *ctx = oldFunc.getContext();
+  if (!oldFunc.getBody().hasOneBlock())
+    return oldFunc.emitOpError("convert-kiln-to-cpu needs a single-block "
+                               "function");
+  maxTokens = maxTokensOption;
+  if (!maxTokens)
+    if (auto attr = oldFunc->getAttrOfType<IntegerAttr>("kiln.max_tokens"))
+      maxTokens = attr.getInt();
+
+  // Signature: tensors become memrefs, the cache a byte buffer.
+  auto bytesType = MemRefType::get({ShapedType::kDynamic}, IntegerType::get(ctx, 8));
+  auto lowerType = [&](Type t) -> Type {
+    if (auto tensor = dyn_cast<RankedTensorType>(t))
+      return MemRefType::get(tensor.getShape(), tensor.getElementType());
+    if (isa<KVCacheType>(t))
+      return bytesType;
+    return t;
+  };
+  FunctionType oldType = oldFunc.getFunctionType();
+  SmallVector<int64_t> tied(oldType.getNumResults(), -1);
+  if (auto attr = oldFunc->getAttrOfType<ArrayAttr>("kiln.tied_results")) {
+    if (attr.size() != tied.size())
+      return oldFunc.emitOpError("kiln.tied_results needs one entry per "
+                                 "result");
+    for (auto [i, a] : llvm::enumerate(attr)) {
+      auto v = dyn_cast<IntegerAttr>(a);
+      if (!v || v.getInt() < -1 || v.getInt() >= int64_t(oldType.getNumInputs()) ||
+          (v.getInt() >= 0 &&
+           oldType.getInput(v.getInt()) != oldType.getResult(i)))
+        return oldFunc.emitOpError("kiln.tied_results entry ")
+               << i << " must be -1 or an argument of the result's type";
+      tied[i] = v.getInt();
+    }
+  }
+  SmallVector<Type> inputs;
+  for (Type t : oldType.getInputs()) {
+    if (isa<UnrankedTensorType>(t))
+      return oldFunc.emitOpError("unranked tensors are not supported");
+    inputs.push_back(lowerType(t));
+  }
+  SmallVector<unsigned> outParam(oldType.getNumResults());
+  for (auto [i, t] : llvm::enumerate(oldType.getResults())) {
+    if (!isa<RankedTensorType>(t))
+      return oldFunc.emitOpError("results must be ranked tensors");
+    if (tied[i] >= 0) {
+      outParam[i] = tied[i];
+    } else {
+      outParam[i] = inputs.size();
+      inputs.push_back(lowerType(t));
+    }
+  }
+  unsigned weightsIndex = inputs.size();
+  auto ptr = LLVM::LLVMPointerType::get(ctx);
+  inputs.append({bytesType, bytesType, ptr, IntegerType::get(ctx, 32),
+                 IntegerType::get(ctx, 32)});
+
+  OpBuilder mb(oldFunc);
+  auto newFunc = func::FuncOp::create(mb, oldFunc.getLoc(), oldFunc.getName(),
+                                      FunctionType::get(ctx, inputs, {}));
+  newFunc.setVisibility(oldFunc.getVisibility());
+  newFunc->setAttr("llvm.emit_c_interface", UnitAttr::get(ctx));
+  Block *entry = newFunc.addEntryBlock();
+  for (auto [i, arg] : llvm::enumerate(oldFunc.getArguments()))
+    mapping.map(arg, entry->getArgument(i));
+  weightsArg = entry->getArgument(weightsIndex);
+  scratchArg = entry->getArgument(weightsIndex + 1);
+  rtArg = entry->getArgument(weightsIndex + 2);
+
+  ImplicitLocOpBuilder b(oldFunc.getLoc(), ctx);
+  b.setInsertionPointToStart(entry);
+  tid = arith::IndexCastOp::create(b, b.getIndexType(),
+                                   entry->getArgument(weightsIndex + 3));
+  nth = arith::IndexCastOp::create(b, b.getIndexType(),
+                                   entry->getArgument(weightsIndex + 4));
+
+  // Results produced by a kiln op are computed straight into their buffer.
+  auto ret = cast<func::ReturnOp>(oldFunc.getBody().front().getTerminator());
+  for (auto [i, v] : llvm::enumerate(ret.getOperands())) {
+    Operation *def = v.getDefiningOp();
+    if (def && isa<KilnDialect>(def->getDialect()) && !destinations.count(v))
+      destinations[v] = entry->getArgument(outParam[i]);
+  }
+  if (failed(planScratch()))
+    return failure();
+
+  for (Operation &op : oldFunc.getBody().front().without_terminator()) {
+    b.setLoc(op.getLoc());
+    if (failed(emitOp(&op, b)))
+      return failure();
+  }
+  // Results not computed in place are copied into their buffers.
+  for (auto [i, v] : llvm::enumerate(ret.getOperands())) {
+    Value dest = entry->getArgument(outParam[i]);
+    Value src = mapping.lookup(v);
+    if (src == dest)
+      continue;
+    auto type = cast<RankedTensorType>(v.getType());
+    if (type.getRank() != 2 || !type.getElementType().isF32() ||
+        type.getDimSize(1) % kLanes != 0)
+      return ret.emitOpError("the CPU lowering can only copy [rows, 16k] f32 "
+                             "results into their buffers");
+    callKernel(kernels.elementwise(ElementwiseKind::Copy, type.getDimSize(1)),
+               {src, dest}, b);
+  }
+  func::ReturnOp::create(b);
+
+  newFunc->setAttr("kiln.scratch_bytes", b.getI64IntegerAttr(scratchBytes));
+  if (weightFile)
+    newFunc->setAttr("kiln.weight_file", b.getStringAttr(*weightFile));
+  oldFunc.erase();
+  return success();
+}
+
+namespace {
+struct ConvertKilnToCPUPass
+    : public mlir::kiln::impl::ConvertKilnToCPUBase<ConvertKilnToCPUPass> {
+  using ConvertKilnToCPUBase::ConvertKilnToCPUBase;
+
+  void runOnOperation() override {
+    ModuleOp module = getOperation();
+    KernelLibrary kernels(module);
+    SmallVector<func::FuncOp> funcs;
+    for (auto f : module.getOps<func::FuncOp>())
+      if (!f.isDeclaration() && usesKiln(f))
+        funcs.push_back(f);
+    for (func::FuncOp f : funcs) {
+      FunctionLowering lowering(f, kernels, maxTokens);
+      if (failed(lowering.run()))
+        return signalPassFailure();
+    }
+    // exp/tanh/erf as polynomials on vectors: no libm call per lane.
+    RewritePatternSet patterns(&getContext());
+    populateMathPolynomialApproximationPatterns(
+        patterns, [](StringRef name) {
+          return name.ends_with("exp") || name.ends_with("tanh") ||
+                 name.ends_with("erf");
+        });
+    if (failed(applyPatternsGreedily(module, std::move(patterns))))
+      return signalPassFailure();
+  }
+};
+} // namespace

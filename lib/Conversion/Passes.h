@@ -1,0 +1,33 @@
+//===- Passes.h - Kiln conversion passes ------------------------*- C++ -*-===//
+
+#ifndef KILN_CONVERSION_PASSES_H
+#define KILN_CONVERSION_PASSES_H
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
+#include "mlir/Pass/Pass.h"
+#include "mlir/Pass/PassManager.h"
+
+namespace mlir::kiln {
+
+#define GEN_PASS_DECL
+#include "Conversion/Passes.h.inc"
+
+#define GEN_PASS_REGISTRATION
+#include "Conversion/Passes.h.inc"
+
+/// Adds the passes from kiln ops to the LLVM dialect: convert-kiln-to-cpu,
+/// then the upstream lowering of scf/vector/math/memref/arith/func to LLVM.
+void buildKilnToLLVMPipeline(OpPassManager &pm);
+
+/// Registers `kiln-lower-to-llvm` (the pipeline above) with the pass registry.
+void registerKilnPipelines();
+
+} // namespace mlir::kiln
+
+#endif // KILN_CONVERSION_PASSES_H

@@ -1,0 +1,44 @@
+//===- Passes.td - Kiln conversion passes -------------------*- tablegen -*-===//
+
+#ifndef KILN_CONVERSION_PASSES_TD
+#define KILN_CONVERSION_PASSES_TD
+
+include "mlir/Pass/PassBase.td"
+
+def ConvertKilnToCPU : Pass<"convert-kiln-to-cpu", "::mlir::ModuleOp"> {
+  let summary = "Lower kiln ops to multithreaded vector kernels on memrefs";
+  let description = [{
+    Rewrites every function that uses kiln ops into an SPMD step function on
+    memrefs (see include/kiln/runtime/HostABI.h):
+
+      * tensor arguments become memrefs, `!kiln.kv_cache` a byte buffer;
+      * results become out-parameters appended after the arguments, except a
+        result that the function attribute `kiln.tied_results` ties to an
+        argument (its buffer is that argument's);
+      * `%weights: memref<?xi8>`, `%scratch: memref<?xi8>`, `%rt: !llvm.ptr`,
+        `%tid: i32`, `%nth: i32` are appended.
+
+    Intermediate tensors are assigned to non-overlapping live ranges of the
+    scratch buffer (dynamic token dimensions bounded by the function attribute
+    `kiln.max_tokens`); the pass records the size in `kiln.scratch_bytes`.
+    `kiln.weight` ops naming `#kiln.external` ranges become views of
+    `%weights` at those offsets. Each kiln op becomes a call to a kernel
+    specialised for its shapes and weight encoding, written with scf/vector/
+    arith/math/memref: dequantization happens in registers inside the dot
+    product loops. Kernels split their work by (tid, nth); a barrier through
+    the runtime separates dependent kernels.
+  }];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect", "::mlir::func::FuncDialect",
+    "::mlir::LLVM::LLVMDialect", "::mlir::math::MathDialect",
+    "::mlir::memref::MemRefDialect", "::mlir::scf::SCFDialect",
+    "::mlir::vector::VectorDialect"
+  ];
+  let options = [
+    Option<"maxTokens", "max-tokens", "int64_t", /*default=*/"0",
+           "Bound of dynamic token dimensions (0: use the function's "
+           "kiln.max_tokens attribute)">
+  ];
+}
+
+#endif // KILN_CONVERSION_PASSES_TD

@@ -1,0 +1,90 @@
+// RUN: kiln-opt %s --split-input-file --convert-kiln-to-cpu --verify-diagnostics | FileCheck %s
+
+!q = !kiln.weight<64x64x#kiln.quant<bits = 4, group = 32, scale = f16, zero = f16, layout = gguf>>
+
+// A result computed straight into its out-parameter; the intermediate gets
+// a scratch slot; every kernel call is followed by a barrier.
+// CHECK-LABEL: func.func @mlp
+// CHECK-SAME: (%[[X:.*]]: memref<?x64xf32>, %[[OUT:.*]]: memref<?x64xf32>, %[[W:.*]]: memref<?xi8>, %[[S:.*]]: memref<?xi8>, %[[RT:.*]]: !llvm.ptr, %{{.*}}: i32, %{{.*}}: i32)
+// CHECK-SAME: kiln.scratch_bytes = 2048
+// CHECK-SAME: kiln.weight_file = "w.bin"
+// CHECK-SAME: llvm.emit_c_interface
+// CHECK: %[[C128:.*]] = arith.constant 128 : index
+// CHECK: %[[VIEW:.*]] = memref.view %[[S]]
+// CHECK: call @kiln_linear_q4_1_64x64({{.*}}, %[[W]], %{{.*}}, {{.*}})
+// CHECK-NEXT: call @kiln_barrier(%[[RT]])
+// CHECK: call @kiln_linear_q4_1_64x64({{.*}}, %[[W]], %[[C128]]
+// CHECK: call @kiln_barrier(%[[RT]])
+// CHECK: func.func private @kiln_linear_q4_1_64x64
+// CHECK: vector.fma
+// CHECK: func.func private @kiln_barrier(%{{.*}}: !llvm.ptr)
+// CHECK: llvm.load
+// CHECK: llvm.call
+func.func @mlp(%x: tensor<?x64xf32>) -> tensor<?x64xf32> attributes {kiln.max_tokens = 8} {
+  %w1 = kiln.weight #kiln.external<"w.bin", offset = 0, size = 2560> -> !q
+  %w2 = kiln.weight #kiln.external<"w.bin", offset = 128, size = 2560> -> !q
+  %h = kiln.linear %x, %w1 : tensor<?x64xf32>, !q -> tensor<?x64xf32>
+  %y = kiln.linear %h, %w2 : tensor<?x64xf32>, !q -> tensor<?x64xf32>
+  return %y : tensor<?x64xf32>
+}
+
+// -----
+
+// Values whose live ranges do not overlap share scratch: %a and %c both sit
+// at offset 0, %b at 2048.
+// CHECK-LABEL: func.func @reuse
+// CHECK-SAME: kiln.scratch_bytes = 4096
+func.func @reuse(%x: tensor<?x64xf32>) -> tensor<?x64xf32> attributes {kiln.max_tokens = 8} {
+  %a = kiln.silu %x : tensor<?x64xf32>
+  %b = kiln.silu %a : tensor<?x64xf32>
+  %c = kiln.silu %b : tensor<?x64xf32>
+  %d = kiln.add %c, %b : tensor<?x64xf32>
+  return %d : tensor<?x64xf32>
+}
+
+// -----
+
+// A result tied to an argument is computed into that argument's buffer, and
+// a row slice becomes a subview (the model's "logits of the last R rows").
+// CHECK-LABEL: func.func @tied
+// CHECK-SAME: (%[[X:.*]]: memref<?x64xf32>, %[[INIT:.*]]: memref<?x64xf32>, %{{.*}}: memref<?xi8>
+// CHECK: memref.subview
+// CHECK: call @kiln_silu_64(%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}})
+func.func @tied(%x: tensor<?x64xf32>, %init: tensor<?x64xf32>) -> tensor<?x64xf32> attributes {kiln.max_tokens = 8, kiln.tied_results = [1]} {
+  %c0 = arith.constant 0 : index
+  %t = tensor.dim %x, %c0 : tensor<?x64xf32>
+  %r = tensor.dim %init, %c0 : tensor<?x64xf32>
+  %off = arith.subi %t, %r : index
+  %last = tensor.extract_slice %x[%off, 0] [%r, 64] [1, 1] : tensor<?x64xf32> to tensor<?x64xf32>
+  %y = kiln.silu %last : tensor<?x64xf32>
+  return %y : tensor<?x64xf32>
+}
+
+// -----
+
+!w = !kiln.weight<64x64xf32>
+func.func @two_files(%x: tensor<?x64xf32>) -> tensor<?x64xf32> attributes {kiln.max_tokens = 8} {
+  %w1 = kiln.weight #kiln.external<"a.bin", offset = 0, size = 16384> -> !w
+  // expected-error @+1 {{all weights of a function must come from one file}}
+  %w2 = kiln.weight #kiln.external<"b.bin", offset = 0, size = 16384> -> !w
+  %y = kiln.linear %x, %w1 : tensor<?x64xf32>, !w -> tensor<?x64xf32>
+  return %y : tensor<?x64xf32>
+}
+
+// -----
+
+func.func @unbounded(%x: tensor<?x64xf32>) -> tensor<?x64xf32> {
+  // expected-error @+1 {{dynamic dimension with no kiln.max_tokens bound}}
+  %a = kiln.silu %x : tensor<?x64xf32>
+  %b = kiln.silu %a : tensor<?x64xf32>
+  return %b : tensor<?x64xf32>
+}
+
+// -----
+
+!s = !kiln.weight<64x64xf32, sparsity = #kiln.sparsity<kind = n_m, n = 2, m = 4>>
+func.func @sparse(%x: tensor<?x64xf32>, %w: !s) -> tensor<?x64xf32> attributes {kiln.max_tokens = 8} {
+  // expected-error @+1 {{weight operand must come from a kiln.weight}}
+  %y = kiln.linear %x, %w : tensor<?x64xf32>, !s -> tensor<?x64xf32>
+  return %y : tensor<?x64xf32>
+}

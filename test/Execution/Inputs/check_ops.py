@@ -1,0 +1,299 @@
+"""Execution tests of convert-kiln-to-cpu: each kiln op and weight format,
+lowered and run, against a float64 numpy reference (weights dequantized by
+the independent numpy implementation in the `gguf` package).
+
+Usage: check_ops.py OP [OP...]   (OP: linear embedding norm rope attention
+                                  elementwise softmax)
+Exits non-zero if any check fails; prints one line per check.
+"""
+
+import math
+import sys
+import tempfile
+
+import numpy as np
+from gguf import GGMLQuantizationType as T
+from gguf import quants
+
+from kiln_exec import Compiled, check
+
+RNG = np.random.default_rng(1234)
+
+# GGUF formats as #kiln.quant schemes (the importer's mapping).
+SCHEMES = {
+    "f32": ("f32", None),
+    "f16": ("f16", T.F16),
+    "bf16": ("bf16", T.BF16),
+    "q8_0": ("#kiln.quant<bits = 8, group = 32, scale = f16, layout = gguf>", T.Q8_0),
+    "q4_0": ("#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf>", T.Q4_0),
+    "q4_1": ("#kiln.quant<bits = 4, group = 32, scale = f16, zero = f16, layout = gguf>", T.Q4_1),
+}
+
+
+def encode(values, fmt):
+    """Returns (bytes, dequantized float64 values) of a [rows, k] matrix."""
+    values = values.astype(np.float32)
+    if fmt == "f32":
+        return values.tobytes(), values.astype(np.float64)
+    qtype = SCHEMES[fmt][1]
+    raw = quants.quantize(values, qtype)
+    back = quants.dequantize(raw, qtype).astype(np.float64)
+    return raw.tobytes(), back
+
+
+def weight_type(shape, fmt):
+    enc = SCHEMES[fmt][0]
+    dims = "x".join(str(d) for d in shape)
+    return "!kiln.weight<%sx%s>" % (dims, enc)
+
+
+class Weights:
+    """Appends weights to one file, 64-byte aligned, like kiln-compile."""
+
+    def __init__(self):
+        self.data = bytearray()
+
+    def add(self, raw):
+        pad = (-len(self.data)) % 64
+        self.data += b"\0" * pad
+        offset = len(self.data)
+        self.data += raw
+        return '#kiln.external<"weights.bin", offset = %d, size = %d>' % (offset, len(raw))
+
+    def array(self):
+        return np.frombuffer(bytes(self.data) + b"\0" * 64, dtype=np.uint8).copy()
+
+
+def run(mlir, name, args, outs, weights, threads):
+    with tempfile.TemporaryDirectory() as d:
+        Compiled(mlir, d).call(name, args, outs, weights.array(), threads=threads)
+
+
+def check_linear():
+    ok = True
+    for fmt in SCHEMES:
+        for (n, k) in [(64, 64), (96, 256)]:
+            for tokens, threads in [(1, 1), (5, 2), (8, 3)]:
+                for bias in [False, True]:
+                    w = Weights()
+                    wv = RNG.standard_normal((n, k)) * 0.5
+                    raw, deq = encode(wv, fmt)
+                    wsrc = w.add(raw)
+                    wt = weight_type((n, k), fmt)
+                    bias_line, bias_op, bias_ty = "", "", ""
+                    bv = RNG.standard_normal(n).astype(np.float32)
+                    if bias:
+                        bias_line = "  %%b = kiln.weight %s -> !kiln.weight<%dxf32>\n" % (w.add(bv.tobytes()), n)
+                        bias_op, bias_ty = ", bias %b", ", !kiln.weight<%dxf32>" % n
+                    mlir = (
+                        "func.func @f(%%x: tensor<?x%dxf32>) -> tensor<?x%dxf32> attributes {kiln.max_tokens = 8} {\n"
+                        "  %%w = kiln.weight %s -> %s\n%s"
+                        "  %%y = kiln.linear %%x, %%w%s : tensor<?x%dxf32>, %s%s -> tensor<?x%dxf32>\n"
+                        "  return %%y : tensor<?x%dxf32>\n}\n"
+                    ) % (k, n, wsrc, wt, bias_line, bias_op, k, wt, bias_ty, n, n)
+                    x = RNG.standard_normal((tokens, k)).astype(np.float32)
+                    y = np.zeros((tokens, n), dtype=np.float32)
+                    run(mlir, "f", [x], [y], w, threads)
+                    want = x.astype(np.float64) @ deq.T + (bv if bias else 0)
+                    ok &= check("linear %s %dx%d T=%d threads=%d%s" % (
+                        fmt, n, k, tokens, threads, " bias" if bias else ""), y, want, 1e-5)
+    return ok
+
+
+def check_embedding():
+    ok = True
+    for fmt in SCHEMES:
+        vocab, dim = 50, 64
+        w = Weights()
+        raw, deq = encode(RNG.standard_normal((vocab, dim)), fmt)
+        wsrc = w.add(raw)
+        wt = weight_type((vocab, dim), fmt)
+        mlir = (
+            "func.func @f(%%ids: tensor<?xi32>) -> tensor<?x%dxf32> attributes {kiln.max_tokens = 8} {\n"
+            "  %%w = kiln.weight %s -> %s\n"
+            "  %%y = kiln.embedding %%w[%%ids] : %s, tensor<?xi32> -> tensor<?x%dxf32>\n"
+            "  return %%y : tensor<?x%dxf32>\n}\n") % (dim, wsrc, wt, wt, dim, dim)
+        ids = np.array([3, 0, 49, 17, 3], dtype=np.int32)
+        y = np.zeros((len(ids), dim), dtype=np.float32)
+        run(mlir, "f", [ids], [y], w, 2)
+        ok &= check("embedding %s" % fmt, y, deq[ids], 1e-6)
+    return ok
+
+
+def check_norm():
+    ok = True
+    dim, eps = 96, 1e-5
+    for kind in ["rms", "layer", "layer_bias"]:
+        for tokens, threads in [(1, 1), (7, 2)]:
+            w = Weights()
+            gamma = RNG.standard_normal(dim).astype(np.float32)
+            beta = RNG.standard_normal(dim).astype(np.float32)
+            gsrc, bsrc = w.add(gamma.tobytes()), w.add(beta.tobytes())
+            wt = "!kiln.weight<%dxf32>" % dim
+            x = (RNG.standard_normal((tokens, dim)) * 3 + 1).astype(np.float32)
+            xd = x.astype(np.float64)
+            if kind == "rms":
+                op = "kiln.rms_norm %%x, %%g {epsilon = %e : f32} : tensor<?x%dxf32>, %s -> tensor<?x%dxf32>" % (eps, dim, wt, dim)
+                want = xd / np.sqrt((xd ** 2).mean(-1, keepdims=True) + eps) * gamma
+            else:
+                bias = kind == "layer_bias"
+                op = "kiln.layer_norm %%x, %%g%s {epsilon = %e : f32} : tensor<?x%dxf32>, %s%s -> tensor<?x%dxf32>" % (
+                    ", bias %b" if bias else "", eps, dim, wt, (", " + wt) if bias else "", dim)
+                mu = xd.mean(-1, keepdims=True)
+                want = (xd - mu) / np.sqrt(((xd - mu) ** 2).mean(-1, keepdims=True) + eps) * gamma + (beta if bias else 0)
+            mlir = (
+                "func.func @f(%%x: tensor<?x%dxf32>) -> tensor<?x%dxf32> attributes {kiln.max_tokens = 8} {\n"
+                "  %%g = kiln.weight %s -> %s\n  %%b = kiln.weight %s -> %s\n"
+                "  %%y = %s\n  return %%y : tensor<?x%dxf32>\n}\n") % (dim, dim, gsrc, wt, bsrc, wt, op, dim)
+            y = np.zeros_like(x)
+            run(mlir, "f", [x], [y], w, threads)
+            ok &= check("%s_norm T=%d threads=%d" % (kind, tokens, threads), y, want, 1e-5)
+    return ok
+
+
+def rope_reference(x, pos, heads, head_dim, rot, neox, base, scale):
+    out = x.astype(np.float64).copy()
+    t_count = x.shape[0]
+    for t in range(t_count):
+        for h in range(heads):
+            for i in range(rot // 2):
+                theta = (pos + t) * scale * base ** (-2.0 * i / rot)
+                a = h * head_dim + (i if neox else 2 * i)
+                c = a + (rot // 2 if neox else 1)
+                x0, x1 = x[t, a], x[t, c]
+                out[t, a] = x0 * math.cos(theta) - x1 * math.sin(theta)
+                out[t, c] = x0 * math.sin(theta) + x1 * math.cos(theta)
+    return out
+
+
+def check_rope():
+    ok = True
+    for style in ["llama", "neox"]:
+        for rot in [64, 32]:
+            heads, hd, pos, base = 3, 64, 37, 10000.0
+            width = heads * hd
+            mlir = (
+                "func.func @f(%%x: tensor<?x%dxf32>, %%p: index) -> tensor<?x%dxf32> attributes {kiln.max_tokens = 8} {\n"
+                "  %%y = kiln.rope %%x, %%p {num_heads = %d, head_dim = %d, rotary_dim = %d, style = #kiln.rope_style<%s>, freq_base = %.1f : f32} : tensor<?x%dxf32> -> tensor<?x%dxf32>\n"
+                "  return %%y : tensor<?x%dxf32>\n}\n") % (width, width, heads, hd, rot, style, base, width, width, width)
+            x = RNG.standard_normal((5, width)).astype(np.float32)
+            y = np.zeros_like(x)
+            run(mlir, "f", [x, pos], [y], Weights(), 2)
+            want = rope_reference(x, pos, heads, hd, rot, style == "neox", base, 1.0)
+            # f32 angles of up to ~40 radians: cos/sin inputs carry ~4e-6 error.
+            ok &= check("rope %s rotary_dim=%d" % (style, rot), y, want, 2e-5)
+    return ok
+
+
+def attention_reference(q, k_all, v_all, pos, tokens, heads, kv_heads, hd, scale, causal, window, softcap):
+    out = np.zeros((tokens, heads * hd))
+    group = heads // kv_heads
+    for t in range(tokens):
+        end = pos + t + 1 if causal else pos + tokens
+        start = max(0, end - window) if window else 0
+        for h in range(heads):
+            g = h // group
+            qv = q[t, h * hd:(h + 1) * hd].astype(np.float64)
+            ks = k_all[start:end, g * hd:(g + 1) * hd].astype(np.float64)
+            vs = v_all[start:end, g * hd:(g + 1) * hd].astype(np.float64)
+            s = ks @ qv * scale
+            if softcap:
+                s = softcap * np.tanh(s / softcap)
+            p = np.exp(s - s.max())
+            out[t, h * hd:(h + 1) * hd] = (p / p.sum()) @ vs
+    return out
+
+
+def check_attention():
+    ok = True
+    layers, ctx, heads, kv_heads, hd = 2, 32, 6, 2, 32
+    for causal, window, softcap in [(True, 0, 0.0), (False, 0, 0.0), (True, 4, 0.0), (True, 0, 5.0)]:
+        for prev, tokens, threads in [(0, 5, 2), (9, 1, 1), (9, 3, 3)]:
+            scale = 1 / math.sqrt(hd)
+            qw, kvw = heads * hd, kv_heads * hd
+            cache_t = "!kiln.kv_cache<%dx%dx%dx%dxf32>" % (layers, ctx, kv_heads, hd)
+            mlir = (
+                "func.func @f(%%q: tensor<?x%dxf32>, %%k: tensor<?x%dxf32>, %%v: tensor<?x%dxf32>, %%c: %s, %%p: index) -> tensor<?x%dxf32> attributes {kiln.max_tokens = 8} {\n"
+                "  %%y = kiln.attention %%q, %%k, %%v, %%c[%%p] {layer = 1, num_heads = %d, scale = %r : f32, causal = %s, sliding_window = %d, softcap = %r : f32} : tensor<?x%dxf32>, tensor<?x%dxf32>, tensor<?x%dxf32>, %s -> tensor<?x%dxf32>\n"
+                "  return %%y : tensor<?x%dxf32>\n}\n") % (
+                qw, kvw, kvw, cache_t, qw, heads, scale, "true" if causal else "false", window, softcap,
+                qw, kvw, kvw, cache_t, qw, qw)
+            # Earlier positions already in the cache (layer 1), new ones passed in.
+            k_all = RNG.standard_normal((prev + tokens, kvw)).astype(np.float32)
+            v_all = RNG.standard_normal((prev + tokens, kvw)).astype(np.float32)
+            cache = np.zeros((2, layers, ctx, kvw), dtype=np.float32)
+            cache[0, 1, :prev] = k_all[:prev]
+            cache[1, 1, :prev] = v_all[:prev]
+            q = RNG.standard_normal((tokens, qw)).astype(np.float32)
+            y = np.zeros_like(q)
+            cache_bytes = cache.view(np.uint8).reshape(-1)
+            run(mlir, "f", [q, k_all[prev:].copy(), v_all[prev:].copy(), cache_bytes, prev], [y], Weights(), threads)
+            want = attention_reference(q, k_all, v_all, prev, tokens, heads, kv_heads, hd, scale, causal, window, softcap)
+            name = "attention causal=%d window=%d softcap=%g prev=%d T=%d threads=%d" % (
+                causal, window, softcap, prev, tokens, threads)
+            ok &= check(name, y, want, 1e-5)
+            stored = cache.view(np.float32)
+            ok &= check(name + " cache", stored[0, 1, :prev + tokens], k_all, 0.0)
+            ok &= check(name + " cache v", stored[1, 1, :prev + tokens], v_all, 0.0)
+    return ok
+
+
+def gelu(x, tanh_form):
+    if tanh_form:
+        return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+    from math import erf
+    return 0.5 * x * (1 + np.vectorize(erf)(x / math.sqrt(2)))
+
+
+def check_elementwise():
+    ok = True
+    dim = 80
+    silu = lambda v: v / (1 + np.exp(-v))
+    cases = [
+        ("add", True, "", lambda a, b: a + b),
+        ("mul", True, "", lambda a, b: a * b),
+        ("swiglu", True, "", lambda a, b: silu(a) * b),
+        ("geglu", True, "", lambda a, b: gelu(a, True) * b),
+        ("geglu", True, " {approximate = #kiln.gelu_approx<erf>}", lambda a, b: gelu(a, False) * b),
+        ("silu", False, "", lambda a, b: silu(a)),
+        ("gelu", False, "", lambda a, b: gelu(a, True)),
+        ("gelu", False, " {approximate = #kiln.gelu_approx<erf>}", lambda a, b: gelu(a, False)),
+    ]
+    for op, binary, attrs, ref in cases:
+        for tokens, threads in [(1, 2), (6, 3)]:
+            args = "%a, %b" if binary else "%a"
+            mlir = (
+                "func.func @f(%%a: tensor<?x%dxf32>, %%b: tensor<?x%dxf32>) -> tensor<?x%dxf32> attributes {kiln.max_tokens = 8} {\n"
+                "  %%y = kiln.%s %s%s : tensor<?x%dxf32>\n  return %%y : tensor<?x%dxf32>\n}\n") % (
+                dim, dim, dim, op, args, attrs, dim, dim)
+            a = (RNG.standard_normal((tokens, dim)) * 3).astype(np.float32)
+            bb = RNG.standard_normal((tokens, dim)).astype(np.float32)
+            y = np.zeros_like(a)
+            run(mlir, "f", [a, bb], [y], Weights(), threads)
+            ok &= check("%s%s T=%d threads=%d" % (op, attrs, tokens, threads), y,
+                        ref(a.astype(np.float64), bb.astype(np.float64)), 1e-5)
+    return ok
+
+
+def check_softmax():
+    dim = 64
+    mlir = (
+        "func.func @f(%%a: tensor<?x%dxf32>) -> tensor<?x%dxf32> attributes {kiln.max_tokens = 8} {\n"
+        "  %%y = kiln.softmax %%a : tensor<?x%dxf32>\n  return %%y : tensor<?x%dxf32>\n}\n") % (dim, dim, dim, dim)
+    a = (RNG.standard_normal((4, dim)) * 5).astype(np.float32)
+    y = np.zeros_like(a)
+    run(mlir, "f", [a], [y], Weights(), 2)
+    ad = a.astype(np.float64)
+    e = np.exp(ad - ad.max(-1, keepdims=True))
+    return check("softmax", y, e / e.sum(-1, keepdims=True), 1e-5)
+
+
+CHECKS = {
+    "linear": check_linear, "embedding": check_embedding, "norm": check_norm,
+    "rope": check_rope, "attention": check_attention,
+    "elementwise": check_elementwise, "softmax": check_softmax,
+}
+
+if __name__ == "__main__":
+    results = [CHECKS[name]() for name in sys.argv[1:]]
+    sys.exit(0 if results and all(results) else 1)
