@@ -1,0 +1,5 @@
+// Input of kiln-opt-errors.test: the same unknown op in generic form.
+func.func @f(%x: tensor<4xf32>) -> tensor<4xf32> {
+  %y = "kiln.frobnicate"(%x) : (tensor<4xf32>) -> tensor<4xf32>
+  return %y : tensor<4xf32>
+}
