@@ -37,9 +37,8 @@ static inline void cpuRelax() {
 /// increment-then-recheck here and store-then-load in the waker guarantee one
 /// of the two sides sees the other (no lost wake-up).
 static void waitForChange(std::atomic<uint32_t> &word, uint32_t seen,
-                          std::atomic<int> &sleepers) {
-  // About 10-50 µs of spinning before yielding the core.
-  for (int i = 0; i < 20000; ++i) {
+                          std::atomic<int> &sleepers, int spins) {
+  for (int i = 0; i < spins; ++i) {
     if (word.load(std::memory_order_acquire) != seen)
       return;
     cpuRelax();
@@ -73,7 +72,7 @@ void Barrier::wait() {
     publishChange(generation, gen + 1, sleepers);
     return;
   }
-  waitForChange(generation, gen, sleepers);
+  waitForChange(generation, gen, sleepers, spins);
 }
 
 static void rtBarrier(KilnRtContext *rt) {
@@ -87,6 +86,12 @@ std::unique_ptr<ThreadPool> ThreadPool::create(int n, std::string &err) {
     return nullptr;
   }
   std::unique_ptr<ThreadPool> pool(new ThreadPool(n));
+  // Spinning only pays when every thread has a core of its own; with more
+  // threads than cores a spinner steals the time of the thread it waits for.
+  cpu_set_t allowed;
+  if (sched_getaffinity(0, sizeof(allowed), &allowed) == 0 &&
+      CPU_COUNT(&allowed) < n)
+    pool->bar.setSpins(0);
   pool->context.barrier = rtBarrier;
   pool->context.pool = pool.get();
   pool->workerHandles.reserve(n - 1);
@@ -167,7 +172,7 @@ void ThreadPool::run(TaskFn fn, void *ctx) {
 void ThreadPool::workerLoop(int tid) {
   uint32_t seen = 0;
   for (;;) {
-    waitForChange(jobGeneration, seen, idleSleepers);
+    waitForChange(jobGeneration, seen, idleSleepers, bar.getSpins());
     seen = jobGeneration.load(std::memory_order_acquire);
     if (stopping.load(std::memory_order_acquire))
       return;
