@@ -187,3 +187,63 @@ TEST_F(SessionTest, TwoModelsLoadSideBySide) {
   kiln_session_free(b);
   kiln_model_free(m2);
 }
+
+TEST(SessionAlloc, UnallocatableKVCacheIsAnError) {
+  // 32 TiB: refused by mmap under the kernel's default overcommit heuristic.
+  // With overcommit_memory=1 the kernel promises anything; nothing to test.
+  std::ifstream oc("/proc/sys/vm/overcommit_memory");
+  int mode = -1;
+  oc >> mode;
+  if (mode == 1)
+    GTEST_SKIP() << "overcommit_memory=1 accepts any allocation";
+  std::string inputs = KILN_RUNTIME_TEST_INPUTS;
+  std::string manifest = readFile(inputs + "/fake-manifest.json");
+  size_t at = manifest.find("\"kv_cache_bytes\": 256");
+  ASSERT_NE(at, std::string::npos);
+  manifest.replace(at, 21, "\"kv_cache_bytes\": 35184372088832");
+  kiln::ArtifactBuilder b;
+  b.addSection("manifest", KILN_SECTION_MANIFEST, manifest);
+  b.addSection("vocab", KILN_SECTION_VOCAB,
+               readFile(inputs + "/fake-vocab.json"));
+  b.addSection("weights", KILN_SECTION_WEIGHTS, "1");
+  std::string so = readFile(KILN_FAKE_MODEL_PATH);
+  b.addSection("host.x86-64-v4", KILN_SECTION_HOST_CODE, so);
+  b.addSection("host.x86-64-v3", KILN_SECTION_HOST_CODE, so);
+  std::string path =
+      "/tmp/kiln-alloc-test-" + std::to_string(::getpid()) + ".kiln", err;
+  ASSERT_TRUE(kiln::writeArtifact(path, b, err)) << err;
+  kiln_model *m = nullptr;
+  const char *e = nullptr;
+  ASSERT_EQ(kiln_model_load(path.c_str(), 1, &m, &e), KILN_OK) << e;
+  kiln_session *s = nullptr;
+  EXPECT_EQ(kiln_session_create(m, 0, &s, &e), KILN_ERROR);
+  EXPECT_STREQ(e, "cannot allocate the KV cache (35184372088832 bytes): "
+                  "Cannot allocate memory");
+  kiln_model_free(m);
+  ::unlink(path.c_str());
+}
+
+TEST(SessionAlloc, MinimumCpuFeaturesAreChecked) {
+  std::string inputs = KILN_RUNTIME_TEST_INPUTS;
+  kiln::ArtifactBuilder b;
+  b.addSection("manifest", KILN_SECTION_MANIFEST,
+               readFile(inputs + "/fake-manifest.json"));
+  b.addSection("vocab", KILN_SECTION_VOCAB,
+               readFile(inputs + "/fake-vocab.json"));
+  b.addSection("weights", KILN_SECTION_WEIGHTS, "1");
+  std::string so = readFile(KILN_FAKE_MODEL_PATH);
+  b.addSection("host.x86-64-v4", KILN_SECTION_HOST_CODE, so);
+  b.addSection("host.x86-64-v3", KILN_SECTION_HOST_CODE, so);
+  b.setMinCpuFeatures(KILN_CPU_AVX2 | KILN_CPU_FMA);
+  std::string path =
+      "/tmp/kiln-minfeat-test-" + std::to_string(::getpid()) + ".kiln", err;
+  ASSERT_TRUE(kiln::writeArtifact(path, b, err)) << err;
+  ::setenv("KILN_CPU_FEATURES", "avx2", 1);
+  kiln_model *m = nullptr;
+  const char *e = nullptr;
+  EXPECT_EQ(kiln_model_load(path.c_str(), 1, &m, &e), KILN_ERROR);
+  ::unsetenv("KILN_CPU_FEATURES");
+  EXPECT_EQ(std::string(e), path + ": this CPU lacks fma, which every host "
+                                   "code variant of the artifact needs");
+  ::unlink(path.c_str());
+}

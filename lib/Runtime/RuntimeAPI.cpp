@@ -4,6 +4,7 @@
 
 #include "Runtime/Session.h"
 
+#include <algorithm>
 #include <cstring>
 
 using namespace kiln::rt;
@@ -94,8 +95,8 @@ int kiln_tokenize(const kiln_model *model, const char *text,
   std::vector<int32_t> ids = model->model->getTokenizer().encode(
       text, add_special != 0, parse_special != 0);
   *n_tokens = ids.size();
-  std::memcpy(tokens, ids.data(),
-              std::min(capacity, ids.size()) * sizeof(int32_t));
+  if (size_t n = std::min(capacity, ids.size()))
+    std::memcpy(tokens, ids.data(), n * sizeof(int32_t));
   return KILN_OK;
 }
 

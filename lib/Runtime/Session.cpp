@@ -33,6 +33,12 @@ std::unique_ptr<Model> Model::load(const std::string &path, int threads,
   const Manifest &man = m->artifact->getManifest();
 
   std::string why;
+  uint64_t minimum = m->artifact->getHeader().minCpuFeatures;
+  if (minimum & ~cpuFeatures) {
+    err = path + ": this CPU lacks " + cpuFeatureNames(minimum & ~cpuFeatures) +
+          ", which every host code variant of the artifact needs";
+    return nullptr;
+  }
   int variant = chooseHostVariant(man.host, cpuFeatures, why);
   if (variant < 0) {
     err = path + ": " + why;

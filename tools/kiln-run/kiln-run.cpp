@@ -147,7 +147,7 @@ int main(int argc, char **argv) {
   if (threads < 1 || threads > 1024)
     die("-t must be 1 to 1024, got " + std::to_string(threads));
   if (ctx < 0 || ctx > INT32_MAX)
-    die("--ctx must be > 0, got " + std::to_string(ctx));
+    die("--ctx must be >= 0 (0 = the model's), got " + std::to_string(ctx));
   if (setTopK && (topK < 0 || topK > INT32_MAX))
     die("--top-k must be >= 0, got " + std::to_string(topK));
   if (setLastN && (lastN < 0 || lastN > INT32_MAX))
