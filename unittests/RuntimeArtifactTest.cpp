@@ -72,9 +72,15 @@ ArtifactBuilder validBuilder(const std::string &manifest = kManifest) {
   b.addSection("manifest", KILN_SECTION_MANIFEST, manifest);
   b.addSection("vocab", KILN_SECTION_VOCAB, R"({"model":"llama"})");
   b.addSection("host.x86-64-v4", KILN_SECTION_HOST_CODE,
-               std::string("\x7f" "ELF", 4) + std::string(100, 'v'));
+               std::string("\x7f"
+                           "ELF",
+                           4) +
+                   std::string(100, 'v'));
   b.addSection("host.x86-64-v3", KILN_SECTION_HOST_CODE,
-               std::string("\x7f" "ELF", 4) + std::string(90, 'w'));
+               std::string("\x7f"
+                           "ELF",
+                           4) +
+                   std::string(90, 'w'));
   b.addSection("weights", KILN_SECTION_WEIGHTS, weightsBytes());
   return b;
 }
@@ -173,8 +179,12 @@ TEST_F(ArtifactTest, ExternalMemoryAndProgress) {
   ArtifactBuilder b;
   b.addSection("manifest", KILN_SECTION_MANIFEST, kManifest);
   b.addSection("vocab", KILN_SECTION_VOCAB, "{}");
-  b.addSection("host.x86-64-v4", KILN_SECTION_HOST_CODE, "\x7f" "ELF");
-  b.addSection("host.x86-64-v3", KILN_SECTION_HOST_CODE, "\x7f" "ELF");
+  b.addSection("host.x86-64-v4", KILN_SECTION_HOST_CODE,
+               "\x7f"
+               "ELF");
+  b.addSection("host.x86-64-v3", KILN_SECTION_HOST_CODE,
+               "\x7f"
+               "ELF");
   b.addSectionRef("weights", KILN_SECTION_WEIGHTS, w.data(), w.size());
   uint64_t last = 0, total = 0;
   b.setProgressCallback([&](uint64_t done, uint64_t all) {
@@ -212,8 +222,8 @@ TEST_F(ArtifactTest, AtomicWriteKeepsExistingFileOnFailure) {
   EXPECT_EQ(readFile(path), good);
 
   // A directory that does not exist.
-  EXPECT_FALSE(writeArtifact(dir.file("no/such/dir/x.kiln"), validBuilder(),
-                             err));
+  EXPECT_FALSE(
+      writeArtifact(dir.file("no/such/dir/x.kiln"), validBuilder(), err));
   EXPECT_NE(err.find("cannot create a temporary file"), std::string::npos);
 
   // A directory that cannot be written (skipped as root, who may write it).

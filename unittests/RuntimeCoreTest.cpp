@@ -5,20 +5,22 @@
 #include "Runtime/ThreadPool.h"
 #include "kiln/runtime/Artifact.h"
 
-#include <atomic>
 #include <algorithm>
+#include <atomic>
 #include <cmath>
-#include <set>
 #include <gtest/gtest.h>
+#include <set>
 
 using namespace kiln::rt;
 
 namespace {
 std::vector<HostVariant> twoVariants() {
-  HostVariant v4{"host.x86-64-v4", {"avx512f", "avx512bw", "avx512vl"},
+  HostVariant v4{"host.x86-64-v4",
+                 {"avx512f", "avx512bw", "avx512vl"},
                  KILN_CPU_AVX512F | KILN_CPU_AVX512BW | KILN_CPU_AVX512VL |
                      KILN_CPU_AVX2 | KILN_CPU_FMA};
-  HostVariant v3{"host.x86-64-v3", {"avx2", "fma", "f16c"},
+  HostVariant v3{"host.x86-64-v3",
+                 {"avx2", "fma", "f16c"},
                  KILN_CPU_AVX2 | KILN_CPU_FMA | KILN_CPU_F16C};
   return {v3, v4}; // manifest order must not decide between them
 }
@@ -52,8 +54,7 @@ TEST(CpuVariant, DetectionIsConsistent) {
   if (f & KILN_CPU_AVX512F)
     EXPECT_TRUE(f & KILN_CPU_AVX2);
   ::setenv("KILN_CPU_FEATURES", "avx2,fma", 1);
-  EXPECT_EQ(detectHostCpuFeatures(),
-            f & (KILN_CPU_AVX2 | KILN_CPU_FMA));
+  EXPECT_EQ(detectHostCpuFeatures(), f & (KILN_CPU_AVX2 | KILN_CPU_FMA));
   ::unsetenv("KILN_CPU_FEATURES");
 }
 

@@ -68,8 +68,7 @@ TEST_F(SessionTest, GenerateGreedy) {
   p.n_predict = 6;
   std::string out;
   kiln_generate_stats st;
-  ASSERT_EQ(kiln_generate(s, "abcdefgh", &p, collect, &out, &st, &err),
-            KILN_OK)
+  ASSERT_EQ(kiln_generate(s, "abcdefgh", &p, collect, &out, &st, &err), KILN_OK)
       << err;
   EXPECT_EQ(out, "ijklmn");
   EXPECT_EQ(st.n_prompt, 10);
@@ -121,7 +120,8 @@ TEST_F(SessionTest, ContextLimits) {
   kiln_session *s = nullptr;
   const char *err = nullptr;
   EXPECT_EQ(kiln_session_create(model, 65, &s, &err), KILN_ERROR);
-  EXPECT_STREQ(err, "context size 65 must be 1 to 64 (the model's n_ctx), or 0");
+  EXPECT_STREQ(err,
+               "context size 65 must be 1 to 64 (the model's n_ctx), or 0");
   ASSERT_EQ(kiln_session_create(model, 8, &s, &err), KILN_OK) << err;
   std::vector<int32_t> toks(9, 4);
   EXPECT_EQ(kiln_eval(s, toks.data(), 9, 1, &err), KILN_ERROR);
@@ -162,7 +162,8 @@ TEST_F(SessionTest, TokenizeAndLoadErrors) {
   EXPECT_EQ(kiln_model_load(path.c_str(), 0, &m, &err), KILN_ERROR);
   EXPECT_STREQ(err, "thread count must be 1 to 1024, got 0");
   EXPECT_EQ(kiln_model_load("/nonexistent.kiln", 1, &m, &err), KILN_ERROR);
-  EXPECT_STREQ(err, "/nonexistent.kiln: cannot open: No such file or directory");
+  EXPECT_STREQ(err,
+               "/nonexistent.kiln: cannot open: No such file or directory");
   EXPECT_EQ(m, nullptr);
 }
 
@@ -209,8 +210,9 @@ TEST(SessionAlloc, UnallocatableKVCacheIsAnError) {
   std::string so = readFile(KILN_FAKE_MODEL_PATH);
   b.addSection("host.x86-64-v4", KILN_SECTION_HOST_CODE, so);
   b.addSection("host.x86-64-v3", KILN_SECTION_HOST_CODE, so);
-  std::string path =
-      "/tmp/kiln-alloc-test-" + std::to_string(::getpid()) + ".kiln", err;
+  std::string path = "/tmp/kiln-alloc-test-" + std::to_string(::getpid()) +
+                     ".kiln",
+              err;
   ASSERT_TRUE(kiln::writeArtifact(path, b, err)) << err;
   kiln_model *m = nullptr;
   const char *e = nullptr;
@@ -235,8 +237,9 @@ TEST(SessionAlloc, MinimumCpuFeaturesAreChecked) {
   b.addSection("host.x86-64-v4", KILN_SECTION_HOST_CODE, so);
   b.addSection("host.x86-64-v3", KILN_SECTION_HOST_CODE, so);
   b.setMinCpuFeatures(KILN_CPU_AVX2 | KILN_CPU_FMA);
-  std::string path =
-      "/tmp/kiln-minfeat-test-" + std::to_string(::getpid()) + ".kiln", err;
+  std::string path = "/tmp/kiln-minfeat-test-" + std::to_string(::getpid()) +
+                     ".kiln",
+              err;
   ASSERT_TRUE(kiln::writeArtifact(path, b, err)) << err;
   ::setenv("KILN_CPU_FEATURES", "avx2", 1);
   kiln_model *m = nullptr;

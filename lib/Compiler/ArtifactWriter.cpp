@@ -81,8 +81,8 @@ static bool layOut(const ArtifactBuilder &b, KilnArtifactHeader &header,
       return false;
     }
     if (!sectionKindName(s.kind)) {
-      err = "section '" + s.name + "' has unknown kind " +
-            std::to_string(s.kind);
+      err =
+          "section '" + s.name + "' has unknown kind " + std::to_string(s.kind);
       return false;
     }
     if (s.isExternal && !s.external && s.externalSize) {
@@ -212,7 +212,8 @@ bool kiln::writeArtifact(const std::string &path,
     return fail(std::string("fsync: ") + std::strerror(errno));
   if (::close(fd) != 0) {
     ::unlink(tmp.c_str());
-    err = "cannot write artifact '" + path + "': close: " + std::strerror(errno);
+    err =
+        "cannot write artifact '" + path + "': close: " + std::strerror(errno);
     return false;
   }
   if (::rename(tmp.c_str(), path.c_str()) != 0) {

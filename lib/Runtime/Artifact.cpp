@@ -90,9 +90,10 @@ bool Artifact::verify(std::string &err) {
     return false;
   }
   if (header.formatVersion != KILN_ARTIFACT_FORMAT_VERSION) {
-    err = "unsupported format version " +
-          std::to_string(header.formatVersion) + " at offset 8 (this runtime "
-          "reads version " + std::to_string(KILN_ARTIFACT_FORMAT_VERSION) + ")";
+    err = "unsupported format version " + std::to_string(header.formatVersion) +
+          " at offset 8 (this runtime "
+          "reads version " +
+          std::to_string(KILN_ARTIFACT_FORMAT_VERSION) + ")";
     return false;
   }
   if (header.headerSize != sizeof(KilnArtifactHeader)) {
@@ -109,8 +110,8 @@ bool Artifact::verify(std::string &err) {
     return false;
   }
   if (header.fileSize != fileSize) {
-    err = "file is " + std::to_string(fileSize) + " bytes but its header says " +
-          std::to_string(header.fileSize) +
+    err = "file is " + std::to_string(fileSize) +
+          " bytes but its header says " + std::to_string(header.fileSize) +
           (fileSize < header.fileSize ? " (truncated)" : " (trailing bytes)");
     return false;
   }
@@ -236,8 +237,10 @@ bool Artifact::verify(std::string &err) {
     uint64_t sum = kiln::XXH64::hash(s.data, s.size);
     if (sum != entries[i].checksum) {
       err = "section '" + s.name + "' at offset " + std::to_string(s.offset) +
-            " (" + std::to_string(s.size) + " bytes): checksum mismatch "
-            "(stored " + hex(entries[i].checksum) + ", computed " + hex(sum) +
+            " (" + std::to_string(s.size) +
+            " bytes): checksum mismatch "
+            "(stored " +
+            hex(entries[i].checksum) + ", computed " + hex(sum) +
             "): the file is corrupt";
       return false;
     }

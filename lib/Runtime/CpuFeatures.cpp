@@ -127,8 +127,8 @@ int kiln::rt::chooseHostVariant(const std::vector<HostVariant> &variants,
   err = "no host code variant runs on this CPU (it has: " +
         cpuFeatureNames(features) + "):";
   for (const HostVariant &v : variants)
-    err += " '" + v.section +
-           "' needs missing " + cpuFeatureNames(v.cpuFeatures & ~features) + ";";
+    err += " '" + v.section + "' needs missing " +
+           cpuFeatureNames(v.cpuFeatures & ~features) + ";";
   err.pop_back();
   return -1;
 }

@@ -50,8 +50,8 @@ std::unique_ptr<HostCode> HostCode::load(const uint8_t *data, uint64_t size,
     if (w < 0 && errno == EINTR)
       continue;
     if (w <= 0) {
-      err = where + ": cannot write the in-memory file: " +
-            std::strerror(errno);
+      err =
+          where + ": cannot write the in-memory file: " + std::strerror(errno);
       return nullptr;
     }
     p += w;

@@ -94,8 +94,7 @@ private:
 };
 } // namespace
 
-static bool parseManifestJSON(const json &root, Manifest &m,
-                              std::string &err) {
+static bool parseManifestJSON(const json &root, Manifest &m, std::string &err) {
   Reader r(err);
   if (!root.is_object())
     return r.fail("(root)", "must be an object");
@@ -129,8 +128,8 @@ static bool parseManifestJSON(const json &root, Manifest &m,
                  m.entry.maxTokens) ||
       !r.integer(*entry, "scratch_bytes", "entry.scratch_bytes", 0, kMaxBytes,
                  m.entry.scratchBytes) ||
-      !r.integer(*entry, "kv_cache_bytes", "entry.kv_cache_bytes", 0,
-                 kMaxBytes, m.entry.kvCacheBytes))
+      !r.integer(*entry, "kv_cache_bytes", "entry.kv_cache_bytes", 0, kMaxBytes,
+                 m.entry.kvCacheBytes))
     return false;
 
   auto host = root.find("host");

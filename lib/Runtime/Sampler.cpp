@@ -18,8 +18,7 @@ static std::string str(float v) {
 bool kiln::rt::validateSamplingParams(const SamplingParams &p,
                                       std::string &err) {
   if (!std::isfinite(p.temperature) || p.temperature < 0) {
-    err = "temperature must be a finite number >= 0, got " +
-          str(p.temperature);
+    err = "temperature must be a finite number >= 0, got " + str(p.temperature);
     return false;
   }
   if (p.topK < 0) {
@@ -110,9 +109,9 @@ int32_t Sampler::sample(const float *logits, const int32_t *history,
     std::sort(candidates.begin(), candidates.end(), better);
   } else {
     // No filter needs the order; keep the best first for the draw anyway.
-    std::iter_swap(candidates.begin(),
-                   std::min_element(candidates.begin(), candidates.end(),
-                                    better));
+    std::iter_swap(
+        candidates.begin(),
+        std::min_element(candidates.begin(), candidates.end(), better));
   }
   candidates.resize(kept);
 

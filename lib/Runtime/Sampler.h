@@ -18,12 +18,12 @@
 namespace kiln::rt {
 
 struct SamplingParams {
-  float temperature = 0.8f; // 0 = greedy
-  int32_t topK = 40;        // 0 = off
-  float topP = 0.95f;       // in (0, 1]; 1 = off
-  float minP = 0.05f;       // in [0, 1]; 0 = off
+  float temperature = 0.8f;   // 0 = greedy
+  int32_t topK = 40;          // 0 = off
+  float topP = 0.95f;         // in (0, 1]; 1 = off
+  float minP = 0.05f;         // in [0, 1]; 0 = off
   float repeatPenalty = 1.0f; // > 0; 1 = off
-  int32_t repeatLastN = 64; // >= 0 tokens of history the penalty looks at
+  int32_t repeatLastN = 64;   // >= 0 tokens of history the penalty looks at
   uint64_t seed = 0;
 };
 

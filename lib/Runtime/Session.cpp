@@ -46,16 +46,15 @@ std::unique_ptr<Model> Model::load(const std::string &path, int threads,
   }
   m->hostVariant = man.host[variant].section;
   const SectionView *code = m->artifact->find(m->hostVariant);
-  m->hostCode =
-      HostCode::load(code->data, code->size, m->hostVariant, man.entry.symbol,
-                     why);
+  m->hostCode = HostCode::load(code->data, code->size, m->hostVariant,
+                               man.entry.symbol, why);
   if (!m->hostCode) {
     err = path + ": " + why;
     return nullptr;
   }
 
-  m->tokenizer = Tokenizer::fromJSON(
-      m->artifact->find(man.tokenizerSection)->text(), why);
+  m->tokenizer =
+      Tokenizer::fromJSON(m->artifact->find(man.tokenizerSection)->text(), why);
   if (!m->tokenizer) {
     err = path + ": vocabulary section '" + man.tokenizerSection + "': " + why;
     return nullptr;
@@ -202,10 +201,12 @@ const float *Session::forward(const int32_t *tokens, size_t n, int64_t pos,
     bool last = done + chunk == n;
     int64_t rows = last ? nLogitRows : 1;
     call.tokens = {const_cast<int32_t *>(tokens + done),
-                   const_cast<int32_t *>(tokens + done), 0, {int64_t(chunk)},
+                   const_cast<int32_t *>(tokens + done),
+                   0,
+                   {int64_t(chunk)},
                    {1}};
-    call.logits = {logits.data(), logits.data(), 0, {rows, nVocab},
-                   {nVocab, 1}};
+    call.logits = {
+        logits.data(), logits.data(), 0, {rows, nVocab}, {nVocab, 1}};
     call.position = pos + int64_t(done);
     pool.run(call);
     history.insert(history.end(), tokens + done, tokens + done + chunk);
@@ -243,9 +244,9 @@ bool Session::generate(const std::string &prompt, const GenerateOptions &opts,
   if (needed > nCtx) {
     err = "prompt of " + std::to_string(tokens.size()) + " tokens + " +
           std::to_string(opts.nPredict) + " to generate" +
-          (history.empty() ? std::string()
-                           : " after " + std::to_string(getNPast()) +
-                                 " in the session") +
+          (history.empty()
+               ? std::string()
+               : " after " + std::to_string(getNPast()) + " in the session") +
           " exceed the context of " + std::to_string(nCtx) + " tokens";
     return false;
   }

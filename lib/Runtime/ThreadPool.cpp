@@ -5,9 +5,9 @@
 #include <climits>
 #include <cstdlib>
 #include <cstring>
+#include <linux/futex.h>
 #include <pthread.h>
 #include <sched.h>
-#include <linux/futex.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -134,7 +134,8 @@ std::unique_ptr<ThreadPool> ThreadPool::create(int n, std::string &err) {
 /// threads). The caller's thread is left alone: it belongs to the embedder.
 /// KILN_PIN_THREADS=0 turns pinning off.
 void ThreadPool::pinWorker(int tid) {
-  if (const char *e = std::getenv("KILN_PIN_THREADS"); e && !std::strcmp(e, "0"))
+  if (const char *e = std::getenv("KILN_PIN_THREADS");
+      e && !std::strcmp(e, "0"))
     return;
   cpu_set_t allowed;
   if (sched_getaffinity(0, sizeof(allowed), &allowed) != 0 ||

@@ -15,8 +15,8 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
-#include <string>
 #include <pthread.h>
+#include <string>
 #include <vector>
 
 namespace kiln::rt {

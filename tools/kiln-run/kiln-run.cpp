@@ -99,10 +99,22 @@ int main(int argc, char **argv) {
       tokenizeOnly = true;
       continue;
     }
-    static const char *const kWithValue[] = {
-        "-m", "--model", "-p", "--prompt", "-n", "--n-predict", "-t",
-        "--threads", "--temp", "--top-k", "--top-p", "--min-p",
-        "--repeat-penalty", "--repeat-last-n", "--seed", "--ctx"};
+    static const char *const kWithValue[] = {"-m",
+                                             "--model",
+                                             "-p",
+                                             "--prompt",
+                                             "-n",
+                                             "--n-predict",
+                                             "-t",
+                                             "--threads",
+                                             "--temp",
+                                             "--top-k",
+                                             "--top-p",
+                                             "--min-p",
+                                             "--repeat-penalty",
+                                             "--repeat-last-n",
+                                             "--seed",
+                                             "--ctx"};
     bool known = false;
     for (const char *f : kWithValue)
       known |= a == f;
@@ -166,8 +178,8 @@ int main(int argc, char **argv) {
       die(err);
     if (n > ids.size()) {
       ids.resize(n);
-      if (kiln_tokenize(model, prompt.c_str(), 1, 1, ids.data(), ids.size(),
-                        &n, &err))
+      if (kiln_tokenize(model, prompt.c_str(), 1, 1, ids.data(), ids.size(), &n,
+                        &err))
         die(err);
     }
     for (size_t i = 0; i < n; ++i)

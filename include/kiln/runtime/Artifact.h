@@ -86,28 +86,28 @@ static const KilnCpuFeatureName kKilnCpuFeatureNames[] = {
 };
 
 typedef struct KilnArtifactHeader {
-  char magic[8];               /*   0: KILN_ARTIFACT_MAGIC with its NUL */
-  uint32_t formatVersion;      /*   8: KILN_ARTIFACT_FORMAT_VERSION */
-  uint32_t headerSize;         /*  12: sizeof(KilnArtifactHeader) */
-  uint64_t flags;              /*  16: none defined yet; must be 0 */
-  uint32_t sectionCount;       /*  24: <= KILN_ARTIFACT_MAX_SECTIONS */
-  uint32_t sectionEntrySize;   /*  28: sizeof(KilnSectionEntry) */
-  uint64_t sectionTableOffset; /*  32: 8-byte aligned */
-  uint64_t fileSize;           /*  40: the whole file; catches truncation */
-  uint64_t minCpuFeatures;     /*  48: features every host variant needs;
-                                       each variant lists its own set in the
-                                       manifest */
+  char magic[8];                 /*   0: KILN_ARTIFACT_MAGIC with its NUL */
+  uint32_t formatVersion;        /*   8: KILN_ARTIFACT_FORMAT_VERSION */
+  uint32_t headerSize;           /*  12: sizeof(KilnArtifactHeader) */
+  uint64_t flags;                /*  16: none defined yet; must be 0 */
+  uint32_t sectionCount;         /*  24: <= KILN_ARTIFACT_MAX_SECTIONS */
+  uint32_t sectionEntrySize;     /*  28: sizeof(KilnSectionEntry) */
+  uint64_t sectionTableOffset;   /*  32: 8-byte aligned */
+  uint64_t fileSize;             /*  40: the whole file; catches truncation */
+  uint64_t minCpuFeatures;       /*  48: features every host variant needs;
+                                         each variant lists its own set in the
+                                         manifest */
   uint64_t sectionTableChecksum; /* 56: XXH64 of the section table */
   char gpuArchs[KILN_ARTIFACT_GPU_ARCHS_SIZE]; /* 64: comma-separated
                                        ("sm_90"), NUL-padded; empty for now */
-  uint64_t headerChecksum;     /* 120: XXH64 of bytes [0, 120) */
+  uint64_t headerChecksum; /* 120: XXH64 of bytes [0, 120) */
 } KilnArtifactHeader;
 
 typedef struct KilnSectionEntry {
   char name[KILN_ARTIFACT_SECTION_NAME_SIZE]; /* NUL-terminated, unique */
-  uint32_t kind;      /* KilnSectionKind */
-  uint32_t flags;     /* none defined yet; must be 0 */
-  uint64_t offset;    /* multiple of alignment */
+  uint32_t kind;                              /* KilnSectionKind */
+  uint32_t flags;                             /* none defined yet; must be 0 */
+  uint64_t offset;                            /* multiple of alignment */
   uint64_t size;
   uint64_t alignment; /* power of two, <= KILN_ARTIFACT_MAX_ALIGNMENT */
   uint64_t checksum;  /* XXH64 (seed 0) of the section bytes */

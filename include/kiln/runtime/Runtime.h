@@ -63,8 +63,7 @@ typedef struct kiln_generate_stats {
 
 /* Called with each generated piece of text (raw bytes, not NUL-terminated;
  * a UTF-8 character may span two pieces). Return nonzero to stop. */
-typedef int (*kiln_piece_callback)(const char *piece, size_t size,
-                                   void *user);
+typedef int (*kiln_piece_callback)(const char *piece, size_t size, void *user);
 
 /* Maps and verifies the artifact at `path`, picks the host-code variant for
  * this CPU, loads it and starts `n_threads` threads (1 to 1024). */

@@ -42,9 +42,9 @@ int main(int argc, char **argv) {
       return fail("expected NAME=KIND:FILE, got '" + a + "'");
     std::string name = a.substr(0, eq), kind = a.substr(eq + 1, colon - eq - 1),
                 file = a.substr(colon + 1);
-    uint32_t k = kind == "manifest" ? KILN_SECTION_MANIFEST
-                 : kind == "vocab"  ? KILN_SECTION_VOCAB
-                 : kind == "host"   ? KILN_SECTION_HOST_CODE
+    uint32_t k = kind == "manifest"  ? KILN_SECTION_MANIFEST
+                 : kind == "vocab"   ? KILN_SECTION_VOCAB
+                 : kind == "host"    ? KILN_SECTION_HOST_CODE
                  : kind == "weights" ? KILN_SECTION_WEIGHTS
                                      : 0;
     if (!k)
