@@ -133,7 +133,8 @@ QuantSchemeAttr::verify(function_ref<InFlightDiagnostic()> emitError,
     InFlightDiagnostic diag = emitError();
     diag << "layout = gguf but no ggml block format has bits = " << bits
          << ", group = " << group << ", scale = " << typeText(scaleType)
-         << ", zero = " << typeText(zeroType) << ", super_group = " << superGroup
+         << ", zero = " << typeText(zeroType)
+         << ", super_group = " << superGroup
          << ", sub_scale_bits = " << subScaleBits << "; expected one of";
     for (const GGMLBlockFormat &format : kGGMLBlockFormats)
       diag << (&format == kGGMLBlockFormats ? " " : ", ") << format.name;
