@@ -241,12 +241,7 @@ static Value idx(ImplicitLocOpBuilder &b, int64_t v) {
 
 LogicalResult FunctionLowering::emitOp(Operation *op, ImplicitLocOpBuilder &b) {
   MLIRContext *ctx = op->getContext();
-  Type f32 = Float32Type::get(ctx);
   auto mapped = [&](Value v) { return mapping.lookup(v); };
-  auto rowsOf = [&](Value v) {
-    return getRowsType(ctx, cast<RankedTensorType>(v.getType()).getShape().back(),
-                       f32);
-  };
   auto requireRank2F32 = [&](Value v) -> LogicalResult {
     auto t = cast<RankedTensorType>(v.getType());
     if (t.getRank() != 2 || !t.getElementType().isF32() ||

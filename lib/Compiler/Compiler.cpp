@@ -1,0 +1,329 @@
+//===- Compiler.cpp - the pipelines behind kiln-compile -------------------===//
+
+#include "Compiler/Compiler.h"
+
+#include "Compiler/ArtifactWriter.h"
+#include "Compiler/HostCodegen.h"
+#include "Conversion/Passes.h"
+#include "Import/ModelImporter.h"
+#include "Kiln/IR/KilnDialect.h"
+#include "kiln/runtime/Artifact.h"
+
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/DialectRegistry.h"
+#include "mlir/IR/MLIRContext.h"
+#include "mlir/InitAllDialects.h"
+#include "mlir/InitAllExtensions.h"
+#include "mlir/Parser/Parser.h"
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Support/FileUtilities.h"
+#include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
+#include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
+#include "llvm/ADT/StringMap.h"
+#include "llvm/Support/FileUtilities.h"
+#include "llvm/Support/JSON.h"
+#include "llvm/Support/SourceMgr.h"
+#include "llvm/Support/ToolOutputFile.h"
+
+using namespace mlir;
+
+namespace kiln {
+
+namespace {
+
+llvm::Error fail(const llvm::Twine &msg) {
+  return llvm::createStringError(llvm::inconvertibleErrorCode(), msg);
+}
+
+/// Collects MLIR diagnostics into one line for an llvm::Error.
+class DiagnosticCollector {
+public:
+  explicit DiagnosticCollector(MLIRContext &ctx)
+      : handler(ctx.getDiagEngine().registerHandler([this](Diagnostic &d) {
+          if (d.getSeverity() == DiagnosticSeverity::Error && text.empty()) {
+            llvm::raw_string_ostream os(text);
+            os << d.getLocation() << ": " << d;
+          }
+          return success();
+        })),
+        ctx(ctx) {}
+  ~DiagnosticCollector() { ctx.getDiagEngine().eraseHandler(handler); }
+  std::string take(llvm::StringRef fallback) {
+    return text.empty() ? fallback.str() : text;
+  }
+
+private:
+  DiagnosticEngine::HandlerID handler;
+  MLIRContext &ctx;
+  std::string text;
+};
+
+void registerDialects(MLIRContext &ctx) {
+  DialectRegistry registry;
+  registerAllDialects(registry);
+  registerAllExtensions(registry);
+  registry.insert<mlir::kiln::KilnDialect>();
+  registerBuiltinDialectTranslation(registry);
+  registerLLVMDialectTranslation(registry);
+  ctx.appendDialectRegistry(registry);
+  ctx.loadAllAvailableDialects();
+}
+
+llvm::Error writeOutput(const std::string &path, llvm::StringRef bytes) {
+  // llvm::writeToOutput writes a temporary file and renames it into place.
+  return llvm::writeToOutput(path, [&](llvm::raw_ostream &os) {
+    os << bytes;
+    return llvm::Error::success();
+  });
+}
+
+std::string printModule(ModuleOp module) {
+  std::string text;
+  llvm::raw_string_ostream os(text);
+  module.print(os);
+  return text;
+}
+
+/// Copies every weight a module references into one blob (64-byte aligned,
+/// each distinct range once: tied embeddings are stored a single time) and
+/// points the module's kiln.weight ops at it.
+llvm::Expected<std::string> packWeights(ModuleOp module,
+                                        llvm::ArrayRef<uint8_t> source,
+                                        llvm::StringRef sourcePath) {
+  std::string blob;
+  std::map<std::pair<uint64_t, uint64_t>, uint64_t> placed;
+  MLIRContext *ctx = module.getContext();
+  auto name = StringAttr::get(ctx, "weights");
+  llvm::Error error = llvm::Error::success();
+  module.walk([&](mlir::kiln::WeightOp op) {
+    auto ext = dyn_cast<mlir::kiln::ExternalDataAttr>(op.getSource());
+    if (!ext || error)
+      return;
+    if (ext.getPath().getValue() != sourcePath) {
+      error = fail("weight '" + ext.getPath().getValue() +
+                   "' is not in the model file");
+      return;
+    }
+    uint64_t end;
+    if (__builtin_add_overflow(ext.getOffset(), ext.getSize(), &end) ||
+        end > source.size()) {
+      error = fail(sourcePath + ": weight range past the end of the file");
+      return;
+    }
+    auto key = std::make_pair(ext.getOffset(), ext.getSize());
+    auto it = placed.find(key);
+    if (it == placed.end()) {
+      blob.resize(llvm::alignTo(blob.size(), 64), '\0');
+      it = placed.emplace(key, blob.size()).first;
+      blob.append(reinterpret_cast<const char *>(source.data()) +
+                      ext.getOffset(),
+                  ext.getSize());
+    }
+    op.setSourceAttr(mlir::kiln::ExternalDataAttr::get(ctx, name, it->second,
+                                                       ext.getSize()));
+  });
+  if (error)
+    return std::move(error);
+  return blob;
+}
+
+llvm::Error lowerToLLVM(ModuleOp module, llvm::StringRef input) {
+  DiagnosticCollector diags(*module.getContext());
+  PassManager pm(module.getContext());
+  mlir::kiln::buildKilnToLLVMPipeline(pm);
+  if (failed(pm.run(module)))
+    return fail(input + ": lowering failed: " + diags.take("unknown error"));
+  return llvm::Error::success();
+}
+
+void report(const CompileOptions &options, const std::string &stage,
+            double fraction) {
+  if (options.progress)
+    options.progress(stage, fraction);
+}
+
+llvm::Error emitSingleVariant(ModuleOp lowered, const CompileOptions &options) {
+  const CpuTarget *target = lookupCpuTarget(options.cpuVariant);
+  if (!target)
+    return fail("unknown CPU variant '" + options.cpuVariant + "'");
+  llvm::Expected<std::string> bytes = std::string();
+  switch (options.emit) {
+  case EmitKind::LLVMIR:
+    bytes = emitLLVMIR(lowered, *target);
+    break;
+  case EmitKind::Assembly:
+    bytes = emitAssembly(lowered, *target);
+    break;
+  default:
+    bytes = emitSharedObject(lowered, *target);
+    break;
+  }
+  if (!bytes)
+    return bytes.takeError();
+  return writeOutput(options.output, *bytes);
+}
+
+llvm::Error compileMLIR(MLIRContext &ctx, const CompileOptions &options) {
+  DiagnosticCollector diags(ctx);
+  llvm::SourceMgr sourceMgr;
+  std::string error;
+  auto file = openInputFile(options.input, &error);
+  if (!file)
+    return fail(options.input + ": " + error);
+  sourceMgr.AddNewSourceBuffer(std::move(file), llvm::SMLoc());
+  OwningOpRef<ModuleOp> module = parseSourceFile<ModuleOp>(sourceMgr, &ctx);
+  if (!module)
+    return fail(diags.take(options.input + ": cannot parse"));
+  if (options.emit == EmitKind::Artifact || options.emit == EmitKind::KilnMLIR)
+    return fail("--emit=kiln and --emit=mlir need a .gguf model; an .mlir "
+                "input can be emitted as llvm-mlir, llvm, asm or so");
+  report(options, "lowering", 0.2);
+  if (auto e = lowerToLLVM(*module, options.input))
+    return e;
+  if (options.emit == EmitKind::LLVMMLIR)
+    return writeOutput(options.output, printModule(*module));
+  report(options, "code generation", 0.5);
+  return emitSingleVariant(*module, options);
+}
+
+llvm::Error compileGGUF(MLIRContext &ctx, const CompileOptions &options) {
+  report(options, "reading model", 0.0);
+  llvm::Expected<gguf::GGUFFile> file = gguf::GGUFFile::open(options.input);
+  if (!file)
+    return file.takeError();
+  ImportOptions importOptions;
+  importOptions.contextLength = options.contextLength;
+  importOptions.maxTokens = options.maxTokens;
+  report(options, "importing", 0.05);
+  llvm::Expected<ImportedModel> model = importGGUF(ctx, *file, importOptions);
+  if (!model)
+    return model.takeError();
+  ModuleOp module = *model->module;
+  if (options.emit == EmitKind::KilnMLIR)
+    return writeOutput(options.output, printModule(module));
+
+  // Weights: the bytes of every tensor the graph uses, one section.
+  llvm::ArrayRef<uint8_t> fileBytes;
+  if (!file->tensors().empty()) {
+    const gguf::TensorInfo &first = file->tensors().front();
+    llvm::ArrayRef<uint8_t> data = file->tensorData(first);
+    fileBytes = llvm::ArrayRef<uint8_t>(data.data() - first.fileOffset,
+                                        file->fileSize());
+  }
+  report(options, "packing weights", 0.1);
+  llvm::Expected<std::string> weights =
+      packWeights(module, fileBytes, file->path());
+  if (!weights)
+    return weights.takeError();
+
+  report(options, "lowering", 0.2);
+  if (auto e = lowerToLLVM(module, options.input))
+    return e;
+  if (options.emit == EmitKind::LLVMMLIR)
+    return writeOutput(options.output, printModule(module));
+  if (options.emit != EmitKind::Artifact)
+    return emitSingleVariant(module, options);
+
+  auto forward = module.lookupSymbol<LLVM::LLVMFuncOp>("forward");
+  auto scratch = forward ? forward->getAttrOfType<IntegerAttr>("kiln.scratch_bytes")
+                         : IntegerAttr();
+  if (!scratch)
+    return fail(options.input + ": the lowered module has no forward step "
+                                "with a scratch size (a compiler bug)");
+
+  ArtifactBuilder builder;
+  llvm::json::Array hosts;
+  uint64_t commonFeatures = ~uint64_t(0);
+  llvm::ArrayRef<CpuTarget> targets = getCpuTargets();
+  for (auto [i, target] : llvm::enumerate(targets)) {
+    report(options, "code generation " + target.name,
+           0.3 + 0.5 * double(i) / targets.size());
+    llvm::Expected<std::string> so = emitSharedObject(module, target);
+    if (!so)
+      return so.takeError();
+    std::string section = "host." + target.name;
+    builder.addSection(section, KILN_SECTION_HOST_CODE, std::move(*so));
+    llvm::json::Array features;
+    uint64_t bits = 0;
+    for (const std::string &f : target.runtimeFeatures) {
+      features.push_back(f);
+      bits |= cpuFeatureFromName(f.c_str());
+    }
+    commonFeatures &= bits;
+    hosts.push_back(llvm::json::Object{{"section", section},
+                                       {"cpu_features", std::move(features)}});
+  }
+  const ModelInfo &info = model->info;
+  uint64_t kvBytes = uint64_t(2) * info.layers * info.context * info.kvHeads *
+                     info.headDim * sizeof(float);
+  llvm::json::Object manifest{
+      {"format", 1},
+      {"model",
+       llvm::json::Object{{"arch", info.arch},
+                          {"name", info.name},
+                          {"n_layers", info.layers},
+                          {"n_embd", info.embedding},
+                          {"n_heads", info.heads},
+                          {"n_kv_heads", info.kvHeads},
+                          {"head_dim", info.headDim},
+                          {"n_vocab", info.vocab},
+                          {"n_ctx", info.context}}},
+      {"entry", llvm::json::Object{{"symbol", "_mlir_ciface_forward"},
+                                   {"max_tokens", options.maxTokens},
+                                   {"scratch_bytes", scratch.getInt()},
+                                   {"kv_cache_bytes", int64_t(kvBytes)}}},
+      {"host", std::move(hosts)},
+      {"weights", llvm::json::Object{{"section", "weights"}}},
+      {"tokenizer", llvm::json::Object{{"section", "vocab"}}},
+      {"sampling", llvm::json::Object{{"temperature", 0.8},
+                                      {"top_k", 40},
+                                      {"top_p", 0.95},
+                                      {"min_p", 0.05},
+                                      {"repeat_penalty", 1.0}}},
+  };
+  std::string manifestText;
+  llvm::raw_string_ostream(manifestText) << llvm::json::Value(std::move(manifest));
+  builder.addSection("manifest", KILN_SECTION_MANIFEST, std::move(manifestText));
+  builder.addSection("vocab", KILN_SECTION_VOCAB, std::move(model->vocabJSON));
+  builder.addSection("weights", KILN_SECTION_WEIGHTS, std::move(*weights));
+  builder.setMinCpuFeatures(commonFeatures);
+  builder.setProgressCallback([&](uint64_t done, uint64_t total) {
+    report(options, "writing", 0.8 + 0.2 * double(done) / std::max<uint64_t>(total, 1));
+    return true;
+  });
+  std::string err;
+  if (!writeArtifact(options.output, builder, err))
+    return fail(err);
+  report(options, "done", 1.0);
+  return llvm::Error::success();
+}
+
+} // namespace
+
+bool parseEmitKind(llvm::StringRef text, EmitKind &kind) {
+  static const std::pair<llvm::StringRef, EmitKind> kinds[] = {
+      {"kiln", EmitKind::Artifact},  {"mlir", EmitKind::KilnMLIR},
+      {"llvm-mlir", EmitKind::LLVMMLIR}, {"llvm", EmitKind::LLVMIR},
+      {"asm", EmitKind::Assembly},   {"so", EmitKind::SharedObject}};
+  for (auto [name, k] : kinds)
+    if (text == name) {
+      kind = k;
+      return true;
+    }
+  return false;
+}
+
+llvm::Error compile(const CompileOptions &options) {
+  if (options.target != "cpu")
+    return fail("--target=" + options.target +
+                " is not available yet (supported: cpu)");
+  if (options.output.empty())
+    return fail("no output file given (-o)");
+  MLIRContext ctx(MLIRContext::Threading::DISABLED);
+  registerDialects(ctx);
+  if (llvm::StringRef(options.input).ends_with(".mlir"))
+    return compileMLIR(ctx, options);
+  return compileGGUF(ctx, options);
+}
+
+} // namespace kiln

@@ -1,0 +1,554 @@
+//===- ModelImporter.cpp - GGUF model to a kiln module --------------------===//
+//
+// Metadata keys and tensor names follow the GGUF spec (ggml docs/gguf.md):
+// `<arch>.block_count`, `<arch>.attention.head_count`, `blk.N.attn_q.weight`.
+//
+//===----------------------------------------------------------------------===//
+
+#include "Import/ModelImporter.h"
+
+#include "Kiln/IR/KilnDialect.h"
+#include "Kiln/IR/WeightLayout.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/IR/Builders.h"
+#include "llvm/Support/FormatVariadic.h"
+#include "llvm/Support/JSON.h"
+
+#include <cmath>
+
+using namespace mlir;
+using mlir::kiln::QuantLayout;
+using mlir::kiln::QuantSchemeAttr;
+using mlir::kiln::WeightType;
+
+namespace kiln {
+
+static llvm::Error fail(const gguf::GGUFFile &file, const llvm::Twine &what) {
+  return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                 file.path() + ": " + what);
+}
+
+llvm::ArrayRef<llvm::StringRef> getSupportedArchitectures() {
+  static const llvm::StringRef archs[] = {"llama", "qwen2", "mistral"};
+  return archs;
+}
+
+llvm::Expected<Type> getWeightType(MLIRContext &ctx,
+                                         const gguf::TensorInfo &tensor) {
+  auto err = [&](const llvm::Twine &msg) {
+    return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                   "tensor '" + tensor.name + "': " + msg);
+  };
+  SmallVector<int64_t> shape;
+  for (uint64_t d : llvm::reverse(tensor.dims)) {
+    if (d == 0 || d > uint64_t(INT64_MAX))
+      return err("dimension out of range");
+    shape.push_back(int64_t(d));
+  }
+  Builder b(&ctx);
+  Type f16 = b.getF16Type();
+  auto scheme = [&](unsigned bits, unsigned group, bool min,
+                    unsigned superGroup = 0, unsigned subBits = 0) {
+    return QuantSchemeAttr::get(&ctx, bits, group, f16, min ? f16 : Type(),
+                                superGroup, subBits, QuantLayout::GGUF);
+  };
+  using TT = gguf::TensorType;
+  QuantSchemeAttr quant;
+  Type element;
+  switch (tensor.type) {
+  case TT::F32:
+    element = b.getF32Type();
+    break;
+  case TT::F16:
+    element = f16;
+    break;
+  case TT::BF16:
+    element = b.getBF16Type();
+    break;
+  case TT::Q4_0:
+    quant = scheme(4, 32, false);
+    break;
+  case TT::Q4_1:
+    quant = scheme(4, 32, true);
+    break;
+  case TT::Q5_0:
+    quant = scheme(5, 32, false);
+    break;
+  case TT::Q5_1:
+    quant = scheme(5, 32, true);
+    break;
+  case TT::Q8_0:
+    quant = scheme(8, 32, false);
+    break;
+  case TT::Q2_K:
+    quant = scheme(2, 16, true, 256, 4);
+    break;
+  case TT::Q3_K:
+    quant = scheme(3, 16, false, 256, 6);
+    break;
+  case TT::Q4_K:
+    quant = scheme(4, 32, true, 256, 6);
+    break;
+  case TT::Q5_K:
+    quant = scheme(5, 32, true, 256, 6);
+    break;
+  case TT::Q6_K:
+    quant = scheme(6, 16, false, 256, 8);
+    break;
+  default: {
+    const gguf::TensorTypeTraits *traits =
+        gguf::getTensorTypeTraits(uint32_t(tensor.type));
+    return err(llvm::Twine("tensor type ") +
+               (traits ? traits->name : "unknown") +
+               " is not supported by Kiln");
+  }
+  }
+  std::string diag;
+  auto type = WeightType::getChecked(
+      [&]() {
+        return emitError(UnknownLoc::get(&ctx));
+      },
+      &ctx, ArrayRef<int64_t>(shape), element, quant,
+      mlir::kiln::SparsityAttr());
+  if (!type)
+    return err("shape does not fit its encoding");
+  FailureOr<uint64_t> bytes = type.getStorageBytes();
+  if (failed(bytes) || *bytes != tensor.byteSize)
+    return err("byte size does not match its shape and type");
+  return Type(type);
+}
+
+namespace {
+
+/// Reads hyperparameters and builds the graph of one model.
+class Importer {
+public:
+  Importer(MLIRContext &ctx, const gguf::GGUFFile &file,
+           const ImportOptions &options)
+      : ctx(ctx), file(file), options(options), b(&ctx) {}
+
+  llvm::Expected<ImportedModel> run();
+
+private:
+  llvm::Error readHyperparameters();
+  llvm::Expected<std::string> buildVocabulary();
+  /// A kiln.weight for tensor `name` checked against `shape` ([N, K] or [N]).
+  llvm::Expected<Value> weight(StringRef name, ArrayRef<int64_t> shape);
+  /// As weight(), or a null Value when the tensor is absent.
+  llvm::Expected<Value> optionalWeight(StringRef name, ArrayRef<int64_t> shape);
+  llvm::Expected<uint64_t> arch(StringRef key) {
+    return file.getUInt((info.arch + "." + key).str());
+  }
+
+  MLIRContext &ctx;
+  const gguf::GGUFFile &file;
+  const ImportOptions &options;
+  OpBuilder b;
+  ModelInfo info;
+  float epsilon = 1e-5f, ropeBase = 10000.0f, ropeScale = 1.0f;
+  int64_t rotaryDim = 0;
+  bool neoxRope = false;
+};
+
+} // namespace
+
+llvm::Error Importer::readHyperparameters() {
+  auto archName = file.getString("general.architecture");
+  if (!archName)
+    return archName.takeError();
+  info.arch = archName->str();
+  if (!llvm::is_contained(getSupportedArchitectures(), *archName))
+    return fail(file, "general.architecture '" + info.arch +
+                          "' is not supported (supported: llama, qwen2, "
+                          "mistral)");
+  if (auto name = file.getString("general.name"))
+    info.name = name->str();
+  else
+    llvm::consumeError(name.takeError());
+  // Qwen2 rotates halves (NeoX style); Llama's GGUF Q/K are permuted for
+  // adjacent pairs.
+  neoxRope = info.arch == "qwen2";
+
+  auto readDim = [&](StringRef key, int64_t &out, uint64_t limit) -> llvm::Error {
+    auto v = arch(key);
+    if (!v)
+      return v.takeError();
+    if (*v == 0 || *v > limit)
+      return fail(file, info.arch + "." + key + " = " + llvm::Twine(*v) +
+                            " is out of range [1, " + llvm::Twine(limit) + "]");
+    out = int64_t(*v);
+    return llvm::Error::success();
+  };
+  constexpr uint64_t kMaxDim = 1u << 20;
+  if (auto e = readDim("block_count", info.layers, 4096))
+    return e;
+  if (auto e = readDim("embedding_length", info.embedding, kMaxDim))
+    return e;
+  if (auto e = readDim("feed_forward_length", info.feedForward, kMaxDim))
+    return e;
+  if (auto e = readDim("attention.head_count", info.heads, 4096))
+    return e;
+  if (auto e = readDim("context_length", info.trainedContext, 1ull << 24))
+    return e;
+  if (file.find(info.arch + ".attention.head_count_kv")) {
+    if (auto e = readDim("attention.head_count_kv", info.kvHeads, 4096))
+      return e;
+  } else {
+    info.kvHeads = info.heads;
+  }
+  if (info.heads % info.kvHeads != 0)
+    return fail(file, info.arch + ".attention.head_count " +
+                          llvm::Twine(info.heads) +
+                          " is not a multiple of head_count_kv " +
+                          llvm::Twine(info.kvHeads));
+  if (file.find(info.arch + ".attention.key_length")) {
+    if (auto e = readDim("attention.key_length", info.headDim, 65536))
+      return e;
+  } else {
+    if (info.embedding % info.heads != 0)
+      return fail(file, info.arch + ".embedding_length " +
+                            llvm::Twine(info.embedding) +
+                            " is not a multiple of head_count " +
+                            llvm::Twine(info.heads));
+    info.headDim = info.embedding / info.heads;
+  }
+  rotaryDim = info.headDim;
+  if (file.find(info.arch + ".rope.dimension_count"))
+    if (auto e = readDim("rope.dimension_count", rotaryDim, info.headDim))
+      return e;
+  if (rotaryDim % 2 != 0)
+    return fail(file, info.arch + ".rope.dimension_count must be even");
+  auto readFloat = [&](StringRef key, float &out, bool required) -> llvm::Error {
+    std::string full = (info.arch + "." + key).str();
+    if (!file.find(full)) {
+      if (required)
+        return fail(file, "missing required key " + full);
+      return llvm::Error::success();
+    }
+    auto v = file.getFloat(full);
+    if (!v)
+      return v.takeError();
+    if (!(*v > 0.0) || !std::isfinite(*v))
+      return fail(file, full + " must be a positive finite number");
+    out = float(*v);
+    return llvm::Error::success();
+  };
+  if (auto e = readFloat("attention.layer_norm_rms_epsilon", epsilon, true))
+    return e;
+  if (auto e = readFloat("rope.freq_base", ropeBase, false))
+    return e;
+  float factor = 1.0f;
+  if (auto t = file.getString(info.arch + ".rope.scaling.type")) {
+    if (*t == "linear") {
+      if (auto e = readFloat("rope.scaling.factor", factor, true))
+        return e;
+      ropeScale = 1.0f / factor;
+    } else if (*t != "none") {
+      return fail(file, info.arch + ".rope.scaling.type '" + *t +
+                            "' is not supported (none, linear)");
+    }
+  } else {
+    llvm::consumeError(t.takeError());
+  }
+
+  auto vocab = file.getStringArray("tokenizer.ggml.tokens");
+  if (!vocab)
+    return vocab.takeError();
+  info.vocab = int64_t(vocab->size());
+  if (info.vocab == 0)
+    return fail(file, "tokenizer.ggml.tokens is empty");
+
+  info.context = options.contextLength
+                     ? options.contextLength
+                     : std::min<int64_t>(info.trainedContext, 4096);
+  if (info.context <= 0 || info.context > (int64_t(1) << 24))
+    return fail(file, "context length " + llvm::Twine(info.context) +
+                          " is out of range [1, 16777216]");
+  if (options.maxTokens <= 0 || options.maxTokens > 4096)
+    return fail(file, "max tokens per step " + llvm::Twine(options.maxTokens) +
+                          " is out of range [1, 4096]");
+  // The KV cache must fit in memory: refuse what no machine here could hold.
+  int64_t dims[] = {2, info.layers, info.context, info.kvHeads, info.headDim, 4};
+  std::optional<uint64_t> cacheBytes = checkedElementCount(dims);
+  constexpr uint64_t kMaxCacheBytes = uint64_t(64) << 30;
+  if (!cacheBytes || *cacheBytes > kMaxCacheBytes)
+    return fail(file, "a KV cache for " + llvm::Twine(info.context) +
+                          " positions would need more than 64 GiB; choose a "
+                          "smaller --ctx");
+  return llvm::Error::success();
+}
+
+llvm::Expected<Value> Importer::optionalWeight(StringRef name,
+                                               ArrayRef<int64_t> shape) {
+  const gguf::TensorInfo *tensor = file.findTensor(name);
+  if (!tensor)
+    return Value();
+  return weight(name, shape);
+}
+
+llvm::Expected<Value> Importer::weight(StringRef name, ArrayRef<int64_t> shape) {
+  const gguf::TensorInfo *tensor = file.findTensor(name);
+  if (!tensor)
+    return fail(file, "missing tensor '" + name + "'");
+  auto type = getWeightType(ctx, *tensor);
+  if (!type)
+    return fail(file, llvm::toString(type.takeError()));
+  auto wt = cast<WeightType>(*type);
+  if (wt.getShape() != shape) {
+    std::string got;
+    for (int64_t d : wt.getShape())
+      got += (got.empty() ? "" : "x") + std::to_string(d);
+    std::string expected;
+    for (int64_t d : shape)
+      expected += (expected.empty() ? "" : "x") + std::to_string(d);
+    return fail(file, "tensor '" + name + "' has shape " + got +
+                          ", expected " + expected +
+                          " from the model's hyperparameters");
+  }
+  auto source = mlir::kiln::ExternalDataAttr::get(
+      &ctx, b.getStringAttr(file.path()), tensor->fileOffset,
+      tensor->byteSize);
+  return mlir::kiln::WeightOp::create(b, b.getUnknownLoc(), wt, source)
+      .getResult();
+}
+
+llvm::Expected<std::string> Importer::buildVocabulary() {
+  llvm::json::Object vocab;
+  auto model = file.getString("tokenizer.ggml.model");
+  if (!model)
+    return model.takeError();
+  vocab["model"] = model->str();
+  if (auto pre = file.getString("tokenizer.ggml.pre"))
+    vocab["pre"] = pre->str();
+  else {
+    llvm::consumeError(pre.takeError());
+    vocab["pre"] = "";
+  }
+  auto tokens = file.getStringArray("tokenizer.ggml.tokens");
+  if (!tokens)
+    return tokens.takeError();
+  llvm::json::Array tokenArray;
+  for (auto [i, t] : llvm::enumerate(*tokens)) {
+    if (!llvm::json::isUTF8(t))
+      return fail(file, "tokenizer.ggml.tokens[" + llvm::Twine(i) +
+                            "] is not valid UTF-8");
+    tokenArray.push_back(t);
+  }
+  vocab["tokens"] = std::move(tokenArray);
+  size_t n = tokens->size();
+  if (file.find("tokenizer.ggml.token_type")) {
+    auto types = file.getIntArray("tokenizer.ggml.token_type");
+    if (!types)
+      return types.takeError();
+    if (types->size() != n)
+      return fail(file, "tokenizer.ggml.token_type has " +
+                            llvm::Twine(types->size()) + " entries for " +
+                            llvm::Twine(n) + " tokens");
+    vocab["token_types"] = llvm::json::Array(*types);
+  }
+  if (file.find("tokenizer.ggml.scores")) {
+    auto scores = file.getFloatArray("tokenizer.ggml.scores");
+    if (!scores)
+      return scores.takeError();
+    if (scores->size() != n)
+      return fail(file, "tokenizer.ggml.scores has " +
+                            llvm::Twine(scores->size()) + " entries for " +
+                            llvm::Twine(n) + " tokens");
+    llvm::json::Array arr;
+    for (double s : *scores)
+      arr.push_back(std::isfinite(s) ? s : -1e30);
+    vocab["scores"] = std::move(arr);
+  }
+  if (file.find("tokenizer.ggml.merges")) {
+    auto merges = file.getStringArray("tokenizer.ggml.merges");
+    if (!merges)
+      return merges.takeError();
+    llvm::json::Array arr;
+    for (auto [i, m] : llvm::enumerate(*merges)) {
+      if (!llvm::json::isUTF8(m) || m.find(' ', 1) == std::string::npos)
+        return fail(file, "tokenizer.ggml.merges[" + llvm::Twine(i) +
+                              "] is not two tokens separated by a space");
+      arr.push_back(m);
+    }
+    vocab["merges"] = std::move(arr);
+  }
+  for (auto [key, field] :
+       {std::pair<StringRef, StringRef>{"bos_token_id", "bos_id"},
+        {"eos_token_id", "eos_id"},
+        {"eot_token_id", "eot_id"},
+        {"unknown_token_id", "unk_id"},
+        {"padding_token_id", "pad_id"}}) {
+    std::string full = ("tokenizer.ggml." + key).str();
+    if (!file.find(full)) {
+      vocab[field] = nullptr;
+      continue;
+    }
+    auto id = file.getUInt(full);
+    if (!id)
+      return id.takeError();
+    if (*id >= n)
+      return fail(file, full + " = " + llvm::Twine(*id) +
+                            " is not below the vocabulary size " +
+                            llvm::Twine(n));
+    vocab[field] = int64_t(*id);
+  }
+  for (auto [key, field] : {std::pair<StringRef, StringRef>{"add_bos_token", "add_bos"},
+                            {"add_eos_token", "add_eos"},
+                            {"add_space_prefix", "add_space_prefix"}}) {
+    std::string full = ("tokenizer.ggml." + key).str();
+    if (!file.find(full))
+      continue;
+    auto v = file.getBool(full);
+    if (!v)
+      return v.takeError();
+    vocab[field] = *v;
+  }
+  if (file.find("tokenizer.chat_template")) {
+    auto tmpl = file.getString("tokenizer.chat_template");
+    if (!tmpl)
+      return tmpl.takeError();
+    if (!llvm::json::isUTF8(*tmpl))
+      return fail(file, "tokenizer.chat_template is not valid UTF-8");
+    vocab["chat_template"] = tmpl->str();
+  } else {
+    vocab["chat_template"] = "";
+  }
+  std::string out;
+  llvm::raw_string_ostream os(out);
+  os << llvm::json::Value(std::move(vocab));
+  return out;
+}
+
+llvm::Expected<ImportedModel> Importer::run() {
+  ctx.loadDialect<mlir::kiln::KilnDialect, func::FuncDialect,
+                  arith::ArithDialect, tensor::TensorDialect>();
+  if (auto e = readHyperparameters())
+    return std::move(e);
+  auto vocabJSON = buildVocabulary();
+  if (!vocabJSON)
+    return vocabJSON.takeError();
+
+  Location loc = FileLineColLoc::get(&ctx, file.path(), 0, 0);
+  OwningOpRef<ModuleOp> module = ModuleOp::create(loc);
+  b.setInsertionPointToEnd(module->getBody());
+
+  int64_t d = info.embedding, hd = info.headDim, V = info.vocab;
+  int64_t qWidth = info.heads * hd, kvWidth = info.kvHeads * hd;
+  Type f32 = b.getF32Type();
+  auto rows = [&](int64_t width) {
+    return RankedTensorType::get({ShapedType::kDynamic, width}, f32);
+  };
+  auto cacheType = mlir::kiln::KVCacheType::get(
+      &ctx, info.layers, info.context, info.kvHeads, hd, f32);
+  auto tokensType = RankedTensorType::get({ShapedType::kDynamic}, b.getI32Type());
+  auto fnType = b.getFunctionType(
+      {tokensType, b.getIndexType(), cacheType, rows(V)}, {rows(V)});
+  auto fn = func::FuncOp::create(b, loc, "forward", fnType);
+  fn->setAttr("kiln.max_tokens", b.getI64IntegerAttr(options.maxTokens));
+  fn->setAttr("kiln.tied_results", b.getI64ArrayAttr({3}));
+  Block *entry = fn.addEntryBlock();
+  b.setInsertionPointToStart(entry);
+  Value tokens = entry->getArgument(0), position = entry->getArgument(1),
+        cache = entry->getArgument(2), logitsInit = entry->getArgument(3);
+  Location l = loc;
+
+  auto tokenEmbd = weight("token_embd.weight", {V, d});
+  if (!tokenEmbd)
+    return tokenEmbd.takeError();
+  Value x = mlir::kiln::EmbeddingOp::create(b, l, rows(d), *tokenEmbd, tokens);
+  FloatAttr eps = b.getF32FloatAttr(epsilon);
+
+  for (int64_t layer = 0; layer < info.layers; ++layer) {
+    std::string p = "blk." + std::to_string(layer) + ".";
+    auto attnNorm = weight(p + "attn_norm.weight", {d});
+    auto wq = weight(p + "attn_q.weight", {qWidth, d});
+    auto wk = weight(p + "attn_k.weight", {kvWidth, d});
+    auto wv = weight(p + "attn_v.weight", {kvWidth, d});
+    auto bq = optionalWeight(p + "attn_q.bias", {qWidth});
+    auto bk = optionalWeight(p + "attn_k.bias", {kvWidth});
+    auto bv = optionalWeight(p + "attn_v.bias", {kvWidth});
+    auto wo = weight(p + "attn_output.weight", {d, qWidth});
+    auto ffnNorm = weight(p + "ffn_norm.weight", {d});
+    auto wg = weight(p + "ffn_gate.weight", {info.feedForward, d});
+    auto wu = weight(p + "ffn_up.weight", {info.feedForward, d});
+    auto wd = weight(p + "ffn_down.weight", {d, info.feedForward});
+    for (llvm::Expected<Value> *w :
+         {&attnNorm, &wq, &wk, &wv, &bq, &bk, &bv, &wo, &ffnNorm, &wg, &wu, &wd})
+      if (!*w)
+        return w->takeError();
+
+    Value h = mlir::kiln::RMSNormOp::create(b, l, rows(d), x, *attnNorm, eps);
+    Value q = mlir::kiln::LinearOp::create(b, l, rows(qWidth), h, *wq, *bq);
+    Value k = mlir::kiln::LinearOp::create(b, l, rows(kvWidth), h, *wk, *bk);
+    Value v = mlir::kiln::LinearOp::create(b, l, rows(kvWidth), h, *wv, *bv);
+    auto style = mlir::kiln::RopeStyleAttr::get(
+        &ctx, neoxRope ? mlir::kiln::RopeStyle::NeoX
+                       : mlir::kiln::RopeStyle::Llama);
+    auto rope = [&](Value t, int64_t heads, int64_t width) -> Value {
+      return mlir::kiln::RopeOp::create(
+          b, l, rows(width), t, position, b.getI64IntegerAttr(heads),
+          b.getI64IntegerAttr(hd), b.getI64IntegerAttr(rotaryDim), style,
+          b.getF32FloatAttr(ropeBase), b.getF32FloatAttr(ropeScale));
+    };
+    q = rope(q, info.heads, qWidth);
+    k = rope(k, info.kvHeads, kvWidth);
+    Value a = mlir::kiln::AttentionOp::create(
+        b, l, rows(qWidth), q, k, v, cache, position,
+        b.getI64IntegerAttr(layer), b.getI64IntegerAttr(info.heads),
+        b.getF32FloatAttr(1.0f / std::sqrt(float(hd))), b.getBoolAttr(true),
+        b.getI64IntegerAttr(0), b.getF32FloatAttr(0.0f));
+    Value o = mlir::kiln::LinearOp::create(b, l, rows(d), a, *wo, Value());
+    x = mlir::kiln::AddOp::create(b, l, x, o);
+    Value h2 = mlir::kiln::RMSNormOp::create(b, l, rows(d), x, *ffnNorm, eps);
+    Value g = mlir::kiln::LinearOp::create(b, l, rows(info.feedForward), h2,
+                                           *wg, Value());
+    Value u = mlir::kiln::LinearOp::create(b, l, rows(info.feedForward), h2,
+                                           *wu, Value());
+    Value s = mlir::kiln::SwiGLUOp::create(b, l, g, u);
+    Value down = mlir::kiln::LinearOp::create(b, l, rows(d), s, *wd, Value());
+    x = mlir::kiln::AddOp::create(b, l, x, down);
+  }
+
+  // Only the rows whose logits are asked for go through the output head.
+  Value c0 = arith::ConstantIndexOp::create(b, l, 0);
+  Value total = tensor::DimOp::create(b, l, x, c0);
+  Value wanted = tensor::DimOp::create(b, l, logitsInit, c0);
+  Value first = arith::SubIOp::create(b, l, total, wanted);
+  SmallVector<OpFoldResult> offsets = {first, b.getIndexAttr(0)};
+  SmallVector<OpFoldResult> sizes = {wanted, b.getIndexAttr(d)};
+  SmallVector<OpFoldResult> strides = {b.getIndexAttr(1), b.getIndexAttr(1)};
+  Value last = tensor::ExtractSliceOp::create(b, l, rows(d), x, offsets, sizes,
+                                              strides);
+  auto outNorm = weight("output_norm.weight", {d});
+  if (!outNorm)
+    return outNorm.takeError();
+  Value n = mlir::kiln::RMSNormOp::create(b, l, rows(d), last, *outNorm, eps);
+  // Models with tied embeddings have no output.weight: reuse the table.
+  auto head = optionalWeight("output.weight", {V, d});
+  if (!head)
+    return head.takeError();
+  Value headWeight = *head ? *head : *tokenEmbd;
+  Value logits =
+      mlir::kiln::LinearOp::create(b, l, rows(V), n, headWeight, Value());
+  func::ReturnOp::create(b, l, logits);
+
+  if (failed(module->verify()))
+    return fail(file, "the imported module does not verify (an importer bug)");
+  ImportedModel result;
+  result.module = std::move(module);
+  result.info = info;
+  result.vocabJSON = std::move(*vocabJSON);
+  return result;
+}
+
+llvm::Expected<ImportedModel> importGGUF(MLIRContext &context,
+                                               const gguf::GGUFFile &file,
+                                               const ImportOptions &options) {
+  Importer importer(context, file, options);
+  return importer.run();
+}
+
+} // namespace kiln

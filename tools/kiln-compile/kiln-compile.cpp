@@ -1,0 +1,83 @@
+//===- kiln-compile.cpp - model file in, compiled model out ---------------===//
+
+#include "Compiler/Compiler.h"
+
+#include "llvm/Support/CommandLine.h"
+#include "llvm/Support/InitLLVM.h"
+#include "llvm/Support/Process.h"
+#include "llvm/Support/WithColor.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <unistd.h>
+
+namespace cl = llvm::cl;
+
+static cl::opt<std::string> input(cl::Positional, cl::desc("<model.gguf | module.mlir>"),
+                                  cl::Required);
+static cl::opt<std::string> output("o", cl::desc("Output file"),
+                                   cl::value_desc("path"), cl::Required);
+static cl::opt<std::string>
+    emit("emit",
+         cl::desc("What to write: kiln (default: the compiled model), mlir "
+                  "(the imported kiln module), llvm-mlir, llvm, asm, so"),
+         cl::init("kiln"));
+static cl::opt<std::string> target("target", cl::desc("Targets: cpu"),
+                                   cl::init("cpu"));
+static cl::opt<std::string>
+    cpu("cpu", cl::desc("CPU variant for --emit=llvm/asm/so: x86-64-v4 or "
+                        "x86-64-v3"),
+        cl::init("x86-64-v4"));
+static cl::opt<int64_t> ctx("ctx", cl::desc("KV cache positions (default: "
+                                            "min(model context, 4096))"),
+                            cl::init(0));
+static cl::opt<int64_t> maxTokens("max-tokens",
+                                  cl::desc("Most tokens per step (prompt "
+                                           "chunk size, default 256)"),
+                                  cl::init(256));
+static cl::opt<bool> quiet("q", cl::desc("No progress bar"), cl::init(false));
+
+/// A one-line bar on stderr, redrawn in place; only on a terminal.
+static void drawProgress(const std::string &stage, double fraction) {
+  constexpr int width = 30;
+  int filled = int(fraction * width + 0.5);
+  std::string bar(filled, '=');
+  bar.resize(width, ' ');
+  llvm::errs() << "\r[" << bar << "] " << llvm::format("%3d%%", int(fraction * 100))
+               << " " << stage << "\x1b[K";
+  if (fraction >= 1.0)
+    llvm::errs() << "\n";
+  llvm::errs().flush();
+}
+
+int main(int argc, char **argv) {
+  llvm::InitLLVM init(argc, argv);
+  cl::ParseCommandLineOptions(argc, argv,
+                              "Kiln: compile a model (GGUF) into a .kiln "
+                              "artifact, or an MLIR module into host code\n");
+  kiln::CompileOptions options;
+  options.input = input;
+  options.output = output;
+  options.target = target;
+  options.cpuVariant = cpu;
+  options.contextLength = ctx;
+  options.maxTokens = maxTokens;
+  if (!kiln::parseEmitKind(emit, options.emit)) {
+    llvm::WithColor::error(llvm::errs(), "kiln-compile")
+        << "unknown --emit=" << emit << " (kiln, mlir, llvm-mlir, llvm, asm, so)\n";
+    return 1;
+  }
+  if (ctx < 0 || maxTokens <= 0) {
+    llvm::WithColor::error(llvm::errs(), "kiln-compile")
+        << "--ctx must be >= 0 and --max-tokens > 0\n";
+    return 1;
+  }
+  if (!quiet && isatty(STDERR_FILENO))
+    options.progress = drawProgress;
+  if (llvm::Error e = kiln::compile(options)) {
+    if (options.progress)
+      llvm::errs() << "\n";
+    llvm::WithColor::error(llvm::errs(), "kiln-compile") << llvm::toString(std::move(e)) << "\n";
+    return 1;
+  }
+  return 0;
+}
