@@ -27,7 +27,144 @@ SCHEMES = {
     "q8_0": ("#kiln.quant<bits = 8, group = 32, scale = f16, layout = gguf>", T.Q8_0),
     "q4_0": ("#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf>", T.Q4_0),
     "q4_1": ("#kiln.quant<bits = 4, group = 32, scale = f16, zero = f16, layout = gguf>", T.Q4_1),
+    "q5_0": ("#kiln.quant<bits = 5, group = 32, scale = f16, layout = gguf>", T.Q5_0),
+    "q5_1": ("#kiln.quant<bits = 5, group = 32, scale = f16, zero = f16, layout = gguf>", T.Q5_1),
+    "q2_k": ("#kiln.quant<bits = 2, group = 16, scale = f16, zero = f16, super_group = 256, "
+             "sub_scale_bits = 4, layout = gguf>", T.Q2_K),
+    "q3_k": ("#kiln.quant<bits = 3, group = 16, scale = f16, super_group = 256, "
+             "sub_scale_bits = 6, layout = gguf>", T.Q3_K),
+    "q4_k": ("#kiln.quant<bits = 4, group = 32, scale = f16, zero = f16, super_group = 256, "
+             "sub_scale_bits = 6, layout = gguf>", T.Q4_K),
+    "q5_k": ("#kiln.quant<bits = 5, group = 32, scale = f16, zero = f16, super_group = 256, "
+             "sub_scale_bits = 6, layout = gguf>", T.Q5_K),
+    "q6_k": ("#kiln.quant<bits = 6, group = 16, scale = f16, super_group = 256, "
+             "sub_scale_bits = 8, layout = gguf>", T.Q6_K),
 }
+
+# ggml's K-quants: 256-value super-blocks. gguf.quants cannot quantize them,
+# so their tests use random block bytes with sane f16 super-scales, decoded
+# by gguf.quants.dequantize. Offsets of the f16 fields, per ggml-common.h.
+K_QUANT_F16_FIELDS = {
+    T.Q2_K: [80, 82],  # d, dmin at the end
+    T.Q3_K: [108],     # d at the end
+    T.Q4_K: [0, 2],    # d, dmin first
+    T.Q5_K: [0, 2],
+    T.Q6_K: [208],     # d at the end
+}
+
+
+class Packed:
+    """Kiln's packed layout (Dequant.h): per group of `group` values, the
+    scale, [the zero], then group*bits/8 bytes of codes, code i in bits
+    [i*bits, (i+1)*bits) of the code bytes, LSB first. Value = scale * (code -
+    2^(bits-1)) when symmetric, else scale * code + zero."""
+
+    def __init__(self, bits, group, scale, zero=None):
+        self.bits, self.group, self.scale, self.zero = bits, group, scale, zero
+
+    def scheme(self):
+        return "#kiln.quant<bits = %d, group = %d, scale = %s%s>" % (
+            self.bits, self.group, self.scale, ", zero = %s" % self.zero if self.zero else "")
+
+    def block_bytes(self):
+        return FLOAT_BYTES[self.scale] + FLOAT_BYTES.get(self.zero, 0) + self.group * self.bits // 8
+
+
+FLOAT_BYTES = {"f32": 4, "f16": 2, "bf16": 2}
+
+
+def float_bytes(v, ty):
+    """Rounds float64 `v` (1-D) to `ty`; returns (stored bytes, rounded values)."""
+    v32 = np.asarray(v, dtype=np.float32)
+    if ty == "f32":
+        return v32.view(np.uint8).reshape(-1, 4), v32.astype(np.float64)
+    if ty == "f16":
+        h = v32.astype("<f2")
+        return h.view(np.uint8).reshape(-1, 2), h.astype(np.float64)
+    # bf16: round to nearest even on the top 16 bits of the f32.
+    u = v32.view(np.uint32).astype(np.uint64)
+    u = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype("<u2")
+    return u.view(np.uint8).reshape(-1, 2), float_from_bytes(u.view(np.uint8).reshape(-1, 2), ty)
+
+
+def float_from_bytes(raw, ty):
+    """Reads [n, bytes] little-endian `ty` values as float64."""
+    raw = np.ascontiguousarray(raw)
+    if ty == "f32":
+        return raw.view("<f4").reshape(-1).astype(np.float64)
+    if ty == "f16":
+        return raw.view("<f2").reshape(-1).astype(np.float64)
+    return (raw.view("<u2").reshape(-1).astype(np.uint32) << 16).view(np.float32).astype(np.float64)
+
+
+def packed_encode(values, p):
+    """Quantizes [rows, k] float64 to Kiln's packed layout: bytes [rows*k/group,
+    block_bytes] and the per-value error bound of this quantization."""
+    g = values.reshape(-1, p.group).astype(np.float64)
+    top = 2 ** p.bits - 1
+    # Scales are enlarged by 2^-6 so that rounding them to bf16/f16 (relative
+    # error <= 2^-8) never pushes a code out of range.
+    slack = 1 + 2.0 ** -6
+    if p.zero is None:
+        mid = 2 ** (p.bits - 1)
+        scale_raw, scale = float_bytes(np.abs(g).max(1) / (mid - 1) * slack, p.scale)
+        scale = np.where(scale == 0, 1.0, scale)
+        codes = np.clip(np.rint(g / scale[:, None]) + mid, 0, top)
+        zero_raw, bound = None, scale[:, None] / 2
+    else:
+        lo, hi = g.min(1), g.max(1)
+        scale_raw, scale = float_bytes((hi - lo) / top * slack, p.scale)
+        scale = np.where(scale == 0, 1.0, scale)
+        zero_raw, zero = float_bytes(lo, p.zero)
+        codes = np.clip(np.rint((g - zero[:, None]) / scale[:, None]), 0, top)
+        # Below the stored zero (rounded up from the min) a code clips at 0.
+        bound = scale[:, None] / 2 + np.abs(zero - lo)[:, None]
+    codes = codes.astype(np.uint64)
+    # Code i's bit j is bit i*bits + j of the code bytes, LSB first.
+    bits = ((codes[:, :, None] >> np.arange(p.bits, dtype=np.uint64)) & 1).astype(np.uint8)
+    code_bytes = np.packbits(bits.reshape(len(g), -1), axis=1, bitorder="little")
+    parts = [scale_raw] + ([zero_raw] if zero_raw is not None else []) + [code_bytes]
+    blocks = np.concatenate(parts, axis=1)
+    assert blocks.shape[1] == p.block_bytes()
+    return blocks, np.broadcast_to(bound, g.shape).reshape(values.shape)
+
+
+def packed_decode(blocks, p, shape):
+    """The reference decoder of Kiln's packed layout, read from the bytes."""
+    sb = FLOAT_BYTES[p.scale]
+    zb = FLOAT_BYTES.get(p.zero, 0)
+    scale = float_from_bytes(blocks[:, :sb], p.scale)[:, None]
+    bits = np.unpackbits(blocks[:, sb + zb:], axis=1, bitorder="little")
+    bits = bits.reshape(len(blocks), p.group, p.bits).astype(np.int64)
+    codes = (bits << np.arange(p.bits)).sum(-1).astype(np.float64)
+    if p.zero is None:
+        out = scale * (codes - 2 ** (p.bits - 1))
+    else:
+        out = scale * codes + float_from_bytes(blocks[:, sb:sb + zb], p.zero)[:, None]
+    return out.reshape(shape)
+
+
+# Kiln's packed layout at every width 2..8, groups 32 and 64, each scale type,
+# symmetric and with a float zero.
+for _i, _bits in enumerate(range(2, 9)):
+    _sym = Packed(_bits, [32, 64][_i % 2], ["f16", "bf16", "f32"][_i % 3])
+    _asym = Packed(_bits, [64, 32][_i % 2], ["bf16", "f32", "f16"][_i % 3], ["f16", "f32", "bf16"][_i % 3])
+    for _p in (_sym, _asym):
+        SCHEMES["p%dg%d_%s%s" % (_p.bits, _p.group, _p.scale, "_z" + _p.zero if _p.zero else "")] = (
+            _p.scheme(), _p)
+
+
+def is_k_quant(fmt):
+    return SCHEMES[fmt][1] in K_QUANT_F16_FIELDS
+
+
+def linear_shapes(fmt):
+    """(n, k) shapes for `fmt`: K a multiple of its block."""
+    return [(32, 256), (48, 512)] if is_k_quant(fmt) else [(64, 64), (96, 256)]
+
+
+def embedding_dim(fmt):
+    return 256 if is_k_quant(fmt) else 64
 
 
 def encode(values, fmt):
@@ -36,7 +173,23 @@ def encode(values, fmt):
     if fmt == "f32":
         return values.tobytes(), values.astype(np.float64)
     qtype = SCHEMES[fmt][1]
-    raw = quants.quantize(values, qtype)
+    if isinstance(qtype, Packed):
+        blocks, bound = packed_encode(values.astype(np.float64), qtype)
+        back = packed_decode(blocks, qtype, values.shape)
+        err = np.abs(back - values)
+        if not np.all(err <= bound * (1 + 1e-9) + 1e-12):
+            raise AssertionError("packed %s: decode(encode(w)) is off by %g > its bound" % (
+                fmt, (err - bound).max()))
+        return blocks.tobytes(), back
+    if qtype in K_QUANT_F16_FIELDS:
+        block_size, type_size = quants.GGML_QUANT_SIZES[qtype]
+        blocks = RNG.integers(0, 256, (values.size // block_size, type_size), dtype=np.uint8)
+        for off in K_QUANT_F16_FIELDS[qtype]:
+            d = RNG.uniform(0.002, 0.02, len(blocks)).astype("<f2")
+            blocks[:, off:off + 2] = d.view(np.uint8).reshape(-1, 2)
+        raw = blocks.reshape(values.shape[0], -1)
+    else:
+        raw = quants.quantize(values, qtype)
     back = quants.dequantize(raw, qtype).astype(np.float64)
     return raw.tobytes(), back
 
@@ -72,7 +225,7 @@ def run(mlir, name, args, outs, weights, threads):
 def check_linear():
     ok = True
     for fmt in SCHEMES:
-        for (n, k) in [(64, 64), (96, 256)]:
+        for (n, k) in linear_shapes(fmt):
             for tokens, threads in [(1, 1), (5, 2), (8, 3)]:
                 for bias in [False, True]:
                     w = Weights()
@@ -103,7 +256,7 @@ def check_linear():
 def check_embedding():
     ok = True
     for fmt in SCHEMES:
-        vocab, dim = 50, 64
+        vocab, dim = 50, embedding_dim(fmt)
         w = Weights()
         raw, deq = encode(RNG.standard_normal((vocab, dim)), fmt)
         wsrc = w.add(raw)
