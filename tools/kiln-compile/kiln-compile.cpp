@@ -34,6 +34,11 @@ static cl::opt<int64_t> maxTokens("max-tokens",
                                   cl::desc("Most tokens per step (prompt "
                                            "chunk size, default 256)"),
                                   cl::init(256));
+static cl::opt<std::string> activations(
+    "activations",
+    cl::desc("Activations of quantized linear layers: int8 (default; "
+             "integer dot products, as llama.cpp) or f32 (exact)"),
+    cl::init("int8"));
 static cl::opt<bool> quiet("q", cl::desc("No progress bar"), cl::init(false));
 
 /// A one-line bar on stderr, redrawn in place; only on a terminal.
@@ -61,6 +66,7 @@ int main(int argc, char **argv) {
   options.cpuVariant = cpu;
   options.contextLength = ctx;
   options.maxTokens = maxTokens;
+  options.activations = activations;
   if (!kiln::parseEmitKind(emit, options.emit)) {
     llvm::WithColor::error(llvm::errs(), "kiln-compile")
         << "unknown --emit=" << emit << " (kiln, mlir, llvm-mlir, llvm, asm, so)\n";

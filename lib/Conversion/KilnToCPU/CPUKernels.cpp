@@ -257,6 +257,209 @@ func::FuncOp KernelLibrary::linear(const WeightFormat &format, int64_t k,
 }
 
 //===----------------------------------------------------------------------===//
+// int8 activations: quantize once per input, integer dot products per block
+//===----------------------------------------------------------------------===//
+
+/// f32 -> f16 -> f32: the precision ggml stores block scales in.
+static Value roundToF16(ImplicitLocOpBuilder &b, Value v) {
+  Value h = arith::TruncFOp::create(b, b.getF16Type(), v);
+  return arith::ExtFOp::create(b, b.getF32Type(), h);
+}
+
+static void storeF32(ImplicitLocOpBuilder &b, Value v, Value bytes,
+                     Value offset) {
+  Value vec = vector::BroadcastOp::create(
+      b, VectorType::get({1}, b.getF32Type()), v);
+  Value raw = vector::BitCastOp::create(
+      b, VectorType::get({4}, b.getI8Type()), vec);
+  vector::StoreOp::create(b, raw, bytes, ValueRange{offset});
+}
+
+static Value loadF32(ImplicitLocOpBuilder &b, Value bytes, Value offset) {
+  Value raw = vector::LoadOp::create(b, VectorType::get({4}, b.getI8Type()),
+                                     bytes, ValueRange{offset});
+  Value vec = vector::BitCastOp::create(
+      b, VectorType::get({1}, b.getF32Type()), raw);
+  return vector::ExtractOp::create(b, vec, ArrayRef<int64_t>{0});
+}
+
+func::FuncOp KernelLibrary::quantizeActivations(int64_t k) {
+  MLIRContext *ctx = module.getContext();
+  Type f32 = Float32Type::get(ctx);
+  Type index = IndexType::get(ctx);
+  auto bytes = MemRefType::get({ShapedType::kDynamic}, IntegerType::get(ctx, 8));
+  std::string name = ("kiln_quantize_q8_" + Twine(k)).str();
+  OpBuilder ob(ctx);
+  bool created;
+  func::FuncOp fn = lookupOrStart(
+      name,
+      FunctionType::get(ctx, {rowsType(ctx, k, f32), bytes, index, index, index},
+                        {}),
+      ob, created);
+  if (!created)
+    return fn;
+  ImplicitLocOpBuilder b(module.getLoc(), ob);
+  KB kb{b};
+  Value x = fn.getArgument(0), q = fn.getArgument(1), qOffset = fn.getArgument(2),
+        tid = fn.getArgument(3), nth = fn.getArgument(4);
+  int64_t perRow = k / 32;
+  auto [i0, i1] = kb.share(kb.mul(kb.dim(x, 0), kb.idx(perRow)), tid, nth);
+  auto i32x16 = VectorType::get({kLanes}, b.getI32Type());
+  auto i8x16 = VectorType::get({kLanes}, b.getI8Type());
+  kb.forEach(i0, i1, [&](Value blk) {
+    Value t = kb.div(blk, kb.idx(perRow));
+    Value col = kb.mul(kb.rem(blk, kb.idx(perRow)), kb.idx(32));
+    Value v0 = kb.load(x, {t, col});
+    Value v1 = kb.load(x, {t, kb.add(col, kb.idx(16))});
+    Value amaxV = kb.maxf(math::AbsFOp::create(b, v0), math::AbsFOp::create(b, v1));
+    Value amax = vector::ReductionOp::create(b, vector::CombiningKind::MAXIMUMF,
+                                             amaxV);
+    Value d = kb.div(amax, kb.f(127.0f));
+    Value nonzero = arith::CmpFOp::create(b, arith::CmpFPredicate::ONE, amax,
+                                          kb.f(0.0f));
+    Value inv = arith::SelectOp::create(b, nonzero, kb.div(kb.f(127.0f), amax),
+                                        kb.f(0.0f));
+    Value invV = kb.splat(inv);
+    Value q0 = arith::FPToSIOp::create(
+        b, i32x16, math::RoundEvenOp::create(b, kb.mul(v0, invV)));
+    Value q1 = arith::FPToSIOp::create(
+        b, i32x16, math::RoundEvenOp::create(b, kb.mul(v1, invV)));
+    Value sum = vector::ReductionOp::create(
+        b, vector::CombiningKind::ADD, arith::AddIOp::create(b, q0, q1));
+    SmallVector<int64_t> order(32);
+    for (int64_t i = 0; i < 32; ++i)
+      order[i] = i;
+    Value codes = vector::ShuffleOp::create(
+        b, arith::TruncIOp::create(b, i8x16, q0),
+        arith::TruncIOp::create(b, i8x16, q1), order);
+    Value rec = kb.add(qOffset, kb.mul(blk, kb.idx(kQ8RecordBytes)));
+    vector::StoreOp::create(b, codes, q, ValueRange{rec});
+    Value sumF = arith::SIToFPOp::create(b, f32, sum);
+    storeF32(b, roundToF16(b, d), q, kb.add(rec, kb.idx(32)));
+    storeF32(b, roundToF16(b, kb.mul(d, sumF)), q, kb.add(rec, kb.idx(36)));
+  });
+  func::ReturnOp::create(b);
+  return fn;
+}
+
+/// sum over lanes pairs (2i, 2i+1) of a[j] * b[j] as vector<16xi32>: the
+/// shape LLVM matches to vpmaddwd.
+static Value pairwiseDot(ImplicitLocOpBuilder &b, Value a16, Value b16) {
+  SmallVector<int64_t> even, odd;
+  for (int64_t i = 0; i < 16; ++i) {
+    even.push_back(2 * i);
+    odd.push_back(2 * i + 1);
+  }
+  auto i32x16 = VectorType::get({16}, b.getI32Type());
+  auto ext = [&](Value v, ArrayRef<int64_t> lanes) -> Value {
+    Value s = vector::ShuffleOp::create(b, v, v, lanes);
+    return arith::ExtSIOp::create(b, i32x16, s);
+  };
+  Value e = arith::MulIOp::create(b, ext(a16, even), ext(b16, even));
+  Value o = arith::MulIOp::create(b, ext(a16, odd), ext(b16, odd));
+  return arith::AddIOp::create(b, e, o);
+}
+
+func::FuncOp KernelLibrary::linearInt8(const WeightFormat &format, int64_t k,
+                                       int64_t n, bool hasBias) {
+  MLIRContext *ctx = module.getContext();
+  Type f32 = Float32Type::get(ctx);
+  Type index = IndexType::get(ctx);
+  auto bytes = MemRefType::get({ShapedType::kDynamic}, IntegerType::get(ctx, 8));
+  SmallVector<Type> args = {bytes, index, bytes, index};
+  if (hasBias)
+    args.append({bytes, index});
+  args.append({rowsType(ctx, n, f32), index, index});
+  std::string name = ("kiln_linear_q8_" + format.getName() + "_" + Twine(k) +
+                      "x" + Twine(n) + (hasBias ? "_bias" : ""))
+                         .str();
+  OpBuilder ob(ctx);
+  bool created;
+  func::FuncOp fn =
+      lookupOrStart(name, FunctionType::get(ctx, args, {}), ob, created);
+  if (!created)
+    return fn;
+  ImplicitLocOpBuilder b(module.getLoc(), ob);
+  KB kb{b};
+  Value q = fn.getArgument(0), qOffset = fn.getArgument(1),
+        w = fn.getArgument(2), wOffset = fn.getArgument(3);
+  unsigned next = 4;
+  Value biasBuf, biasOffset;
+  if (hasBias) {
+    biasBuf = fn.getArgument(next++);
+    biasOffset = fn.getArgument(next++);
+  }
+  Value y = fn.getArgument(next++), tid = fn.getArgument(next++),
+        nth = fn.getArgument(next++);
+  int64_t blocks = k / 32;
+  Value tokens = kb.dim(y, 0);
+  Value biasView = hasBias ? kb.floatView(biasBuf, biasOffset, kb.idx(n))
+                           : Value();
+  auto [rowBegin, rowEnd] = kb.share(kb.idx(n), tid, nth);
+  Value tiledTokens = kb.sub(tokens, kb.rem(tokens, kb.idx(kTokenTile)));
+  auto i16x32 = VectorType::get({32}, b.getI16Type());
+  auto i8x32 = VectorType::get({32}, b.getI8Type());
+
+  auto emitTile = [&](Value row, Value t0, int64_t tile) {
+    Value rowBase = kb.add(wOffset, kb.mul(row, kb.idx(format.getRowBytes())));
+    SmallVector<Value> inits;
+    for (int64_t i = 0; i < tile; ++i)
+      inits.append({kb.zeros(), kb.f(0.0f)});
+    auto loop = kb.loop(
+        kb.idx(0), kb.idx(blocks), kb.idx(1), inits,
+        [&](Value c, ValueRange acc) {
+          WeightFormat::IntegerChunk wc =
+              format.emitIntegerChunk(b, w, rowBase, c);
+          Value codes =
+              wc.unsignedCodes
+                  ? Value(arith::ExtUIOp::create(b, i16x32, wc.codes))
+                  : Value(arith::ExtSIOp::create(b, i16x32, wc.codes));
+          SmallVector<Value> out;
+          for (int64_t i = 0; i < tile; ++i) {
+            Value t = kb.add(t0, kb.idx(i));
+            Value rec = kb.add(
+                qOffset,
+                kb.mul(kb.add(kb.mul(t, kb.idx(blocks)), c),
+                       kb.idx(kQ8RecordBytes)));
+            Value qx = vector::LoadOp::create(b, i8x32, q, ValueRange{rec});
+            Value dot = pairwiseDot(b, codes,
+                                    arith::ExtSIOp::create(b, i16x32, qx));
+            Value dotF = arith::SIToFPOp::create(b, kb.vf32(), dot);
+            Value dx = loadF32(b, q, kb.add(rec, kb.idx(32)));
+            out.push_back(kb.fma(dotF, kb.splat(kb.mul(wc.scale, dx)),
+                                 acc[2 * i]));
+            Value minAcc = acc[2 * i + 1];
+            if (wc.min) {
+              Value sx = loadF32(b, q, kb.add(rec, kb.idx(36)));
+              minAcc = kb.add(minAcc, kb.mul(wc.min, sx));
+            }
+            out.push_back(minAcc);
+          }
+          return out;
+        });
+    Value bias = hasBias ? Value(memref::LoadOp::create(b, biasView, row))
+                         : Value();
+    for (int64_t i = 0; i < tile; ++i) {
+      Value s = kb.add(kb.sum(loop.getResult(2 * i)), loop.getResult(2 * i + 1));
+      if (bias)
+        s = kb.add(s, bias);
+      memref::StoreOp::create(b, s, y, ValueRange{kb.add(t0, kb.idx(i)), row});
+    }
+  };
+
+  kb.forEach(rowBegin, rowEnd, [&](Value row) {
+    kb.loop(kb.idx(0), tiledTokens, kb.idx(kTokenTile), {},
+            [&](Value t0, ValueRange) {
+              emitTile(row, t0, kTokenTile);
+              return SmallVector<Value>{};
+            });
+    kb.forEach(tiledTokens, tokens, [&](Value t0) { emitTile(row, t0, 1); });
+  });
+  func::ReturnOp::create(b);
+  return fn;
+}
+
+//===----------------------------------------------------------------------===//
 // embedding: y[t, :] = dequant(table[ids[t], :])
 //===----------------------------------------------------------------------===//
 

@@ -17,6 +17,10 @@
 
 namespace mlir::kiln {
 
+/// One quantized activation block: 32 int8 codes, f32 scale, f32 scale *
+/// sum(codes) (both already rounded to f16 precision).
+constexpr int64_t kQ8RecordBytes = 40;
+
 enum class ElementwiseKind { Add, Mul, SwiGLU, GeGLUTanh, GeGLUErf, Silu,
                              GeluTanh, GeluErf, Copy };
 
@@ -48,6 +52,16 @@ public:
   ///  [bias: memref<?xi8>, biasOffset: index,] y: memref<?xNxf32>, tid, nth)
   func::FuncOp linear(const WeightFormat &format, int64_t k, int64_t n,
                       bool hasBias);
+  /// (x: memref<?xKxf32>, q: memref<?xi8>, qOffset: index, tid, nth):
+  /// quantizes each 32-value block of x to int8 as ggml's q8_1 does (scale
+  /// amax/127 rounded to f16, codes round-half-even(x * 127/amax), and the
+  /// f16-rounded scale * code sum), one kQ8RecordBytes record per block.
+  func::FuncOp quantizeActivations(int64_t k);
+  /// (q: memref<?xi8>, qOffset: index, w, wOffset, [bias, biasOffset,]
+  ///  y: memref<?xNxf32>, tid, nth): y = x W^T with x as quantized by
+  /// quantizeActivations, integer dot products per 32-value block.
+  func::FuncOp linearInt8(const WeightFormat &format, int64_t k, int64_t n,
+                          bool hasBias);
   /// (table: memref<?xi8>, offset: index, ids: memref<?xi32>,
   ///  y: memref<?xDxf32>, tid, nth)
   func::FuncOp embedding(const WeightFormat &format, int64_t vocab,

@@ -55,8 +55,9 @@ struct Slot {
 class FunctionLowering {
 public:
   FunctionLowering(func::FuncOp func, KernelLibrary &kernels,
-                   int64_t maxTokensOption)
-      : oldFunc(func), kernels(kernels), maxTokensOption(maxTokensOption) {}
+                   int64_t maxTokensOption, bool int8Activations)
+      : oldFunc(func), kernels(kernels), maxTokensOption(maxTokensOption),
+        int8Activations(int8Activations) {}
 
   LogicalResult run();
 
@@ -72,11 +73,19 @@ private:
   void callKernel(func::FuncOp kernel, SmallVector<Value> args,
                   ImplicitLocOpBuilder &b);
   std::optional<int64_t> staticBytes(RankedTensorType type);
+  /// Whether a linear layer over `weight` takes int8-quantized activations.
+  bool usesInt8(WeightType weight);
 
   func::FuncOp oldFunc;
   KernelLibrary &kernels;
   int64_t maxTokensOption;
   int64_t maxTokens = 0;
+  bool int8Activations;
+  /// Scratch region holding the int8-quantized input of the current linear
+  /// layer, and the input it holds (consecutive layers over one input, like
+  /// Q/K/V, quantize it once).
+  int64_t q8Offset = 0;
+  Value lastQuantized;
 
   IRMapping mapping;
   llvm::DenseMap<Value, WeightRef> weights;
@@ -102,6 +111,14 @@ std::optional<int64_t> FunctionLowering::staticBytes(RankedTensorType type) {
           elems, (type.getElementTypeBitWidth() + 7) / 8, &bytes))
     return std::nullopt;
   return llvm::alignTo(bytes, kBufferAlignment);
+}
+
+bool FunctionLowering::usesInt8(WeightType weight) {
+  if (!int8Activations || weight.getInnerDim() % 32 != 0)
+    return false;
+  std::string error;
+  auto format = WeightFormat::get(weight, error);
+  return succeeded(format) && (*format)->hasIntegerChunks();
 }
 
 LogicalResult FunctionLowering::planScratch() {
@@ -170,6 +187,25 @@ LogicalResult FunctionLowering::planScratch() {
     slot.offset = offset;
     scratchBytes = std::max(scratchBytes, offset + slot.size);
     placed.push_back(&slot);
+  }
+  // The int8 activation region, after everything else.
+  int64_t q8Bytes = 0;
+  for (Operation &op : body) {
+    auto linear = dyn_cast<LinearOp>(op);
+    if (!linear || !usesInt8(linear.getWeight().getType()))
+      continue;
+    int64_t rows = linear.getInput().getType().getDimSize(0);
+    if (ShapedType::isDynamic(rows))
+      rows = maxTokens;
+    if (rows <= 0)
+      return linear.emitOpError("has a dynamic token dimension with no "
+                                "kiln.max_tokens bound");
+    int64_t k = linear.getWeight().getType().getInnerDim();
+    q8Bytes = std::max(q8Bytes, rows * (k / 32) * kQ8RecordBytes);
+  }
+  if (q8Bytes) {
+    q8Offset = llvm::alignTo(scratchBytes, kBufferAlignment);
+    scratchBytes = q8Offset + q8Bytes;
   }
   return success();
 }
@@ -240,7 +276,6 @@ static Value idx(ImplicitLocOpBuilder &b, int64_t v) {
 }
 
 LogicalResult FunctionLowering::emitOp(Operation *op, ImplicitLocOpBuilder &b) {
-  MLIRContext *ctx = op->getContext();
   auto mapped = [&](Value v) { return mapping.lookup(v); };
   auto requireRank2F32 = [&](Value v) -> LogicalResult {
     auto t = cast<RankedTensorType>(v.getType());
@@ -291,11 +326,25 @@ LogicalResult FunctionLowering::emitOp(Operation *op, ImplicitLocOpBuilder &b) {
                                        << (*f)->getChunkValues();
         Value x = mapped(l.getInput());
         Value y = resultBuffer(l.getResult(), x, b);
-        SmallVector<Value> args = {x, weightsArg, idx(b, w->offset)};
+        SmallVector<Value> args;
+        func::FuncOp kernel;
+        if (usesInt8(w->type)) {
+          if (lastQuantized != x) {
+            callKernel(kernels.quantizeActivations(k),
+                       {x, scratchArg, idx(b, q8Offset)}, b);
+            lastQuantized = x;
+          }
+          args = {scratchArg, idx(b, q8Offset)};
+          kernel = kernels.linearInt8(**f, k, n, bias.has_value());
+        } else {
+          args = {x};
+          kernel = kernels.linear(**f, k, n, bias.has_value());
+        }
+        args.append({weightsArg, idx(b, w->offset)});
         if (bias)
           args.append({weightsArg, idx(b, bias->offset)});
         args.push_back(y);
-        callKernel(kernels.linear(**f, k, n, bias.has_value()), args, b);
+        callKernel(kernel, args, b);
         finish(l.getResult(), y);
         return success();
       })
@@ -625,7 +674,13 @@ struct ConvertKilnToCPUPass
       if (!f.isDeclaration() && usesKiln(f))
         funcs.push_back(f);
     for (func::FuncOp f : funcs) {
-      FunctionLowering lowering(f, kernels, maxTokens);
+      if (activations != "int8" && activations != "f32") {
+        f.emitError("convert-kiln-to-cpu: activations must be int8 or f32, "
+                    "got '")
+            << activations << "'";
+        return signalPassFailure();
+      }
+      FunctionLowering lowering(f, kernels, maxTokens, activations == "int8");
       if (failed(lowering.run()))
         return signalPassFailure();
     }

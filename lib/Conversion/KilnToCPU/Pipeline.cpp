@@ -9,8 +9,9 @@
 
 using namespace mlir;
 
-void mlir::kiln::buildKilnToLLVMPipeline(OpPassManager &pm) {
-  pm.addPass(createConvertKilnToCPU());
+void mlir::kiln::buildKilnToLLVMPipeline(
+    OpPassManager &pm, const ConvertKilnToCPUOptions &options) {
+  pm.addPass(createConvertKilnToCPU(options));
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());
   pm.addPass(createSCFToControlFlowPass());
@@ -34,6 +35,16 @@ void mlir::kiln::buildKilnToLLVMPipeline(OpPassManager &pm) {
 void mlir::kiln::registerKilnPipelines() {
   PassPipelineRegistration<>(
       "kiln-lower-to-llvm",
-      "Lower kiln ops to the LLVM dialect through the CPU kernels",
-      buildKilnToLLVMPipeline);
+      "Lower kiln ops to the LLVM dialect through the CPU kernels (int8 "
+      "activations)",
+      [](OpPassManager &pm) { buildKilnToLLVMPipeline(pm); });
+  PassPipelineRegistration<>(
+      "kiln-lower-to-llvm-f32",
+      "Lower kiln ops to the LLVM dialect through the CPU kernels (f32 "
+      "activations)",
+      [](OpPassManager &pm) {
+        ConvertKilnToCPUOptions options;
+        options.activations = "f32";
+        buildKilnToLLVMPipeline(pm, options);
+      });
 }

@@ -1,4 +1,5 @@
-// RUN: kiln-opt %s --split-input-file --convert-kiln-to-cpu --verify-diagnostics | FileCheck %s
+// RUN: kiln-opt %s --split-input-file --convert-kiln-to-cpu=activations=f32 --verify-diagnostics | FileCheck %s
+// RUN: kiln-opt %s --split-input-file --convert-kiln-to-cpu --verify-diagnostics | FileCheck %s --check-prefix=INT8
 
 !q = !kiln.weight<64x64x#kiln.quant<bits = 4, group = 32, scale = f16, zero = f16, layout = gguf>>
 
@@ -20,6 +21,19 @@
 // CHECK: func.func private @kiln_barrier(%{{.*}}: !llvm.ptr)
 // CHECK: llvm.load
 // CHECK: llvm.call
+// With int8 activations the input is quantized once into the region after
+// the planned buffers (2048 + 8 tokens x 2 blocks x 40 bytes), then each
+// layer multiplies in integers.
+// INT8-LABEL: func.func @mlp
+// INT8-SAME: kiln.scratch_bytes = 2688
+// INT8: call @kiln_quantize_q8_64
+// INT8: call @kiln_barrier
+// INT8: call @kiln_linear_q8_q4_1_64x64
+// INT8: call @kiln_quantize_q8_64
+// INT8: call @kiln_linear_q8_q4_1_64x64
+// INT8: func.func private @kiln_quantize_q8_64
+// INT8: math.roundeven
+// INT8: arith.truncf {{.*}} to f16
 func.func @mlp(%x: tensor<?x64xf32>) -> tensor<?x64xf32> attributes {kiln.max_tokens = 8} {
   %w1 = kiln.weight #kiln.external<"w.bin", offset = 0, size = 2560> -> !q
   %w2 = kiln.weight #kiln.external<"w.bin", offset = 128, size = 2560> -> !q

@@ -217,9 +217,9 @@ class Weights:
         return np.frombuffer(bytes(self.data) + b"\0" * 64, dtype=np.uint8).copy()
 
 
-def run(mlir, name, args, outs, weights, threads):
+def run(mlir, name, args, outs, weights, threads, activations="f32"):
     with tempfile.TemporaryDirectory() as d:
-        Compiled(mlir, d).call(name, args, outs, weights.array(), threads=threads)
+        Compiled(mlir, d, activations).call(name, args, outs, weights.array(), threads=threads)
 
 
 def check_linear():
@@ -250,6 +250,54 @@ def check_linear():
                     want = x.astype(np.float64) @ deq.T + (bv if bias else 0)
                     ok &= check("linear %s %dx%d T=%d threads=%d%s" % (
                         fmt, n, k, tokens, threads, " bias" if bias else ""), y, want, 1e-5)
+    return ok
+
+
+def quantize_q8(x):
+    """numpy model of Kiln's int8 activations (ggml's q8_1): per 32 values
+    scale amax/127 rounded to f16, codes rint(x * 127/amax) (half to even),
+    and f16(scale * sum(codes)) with the unrounded f32 scale."""
+    blocks = x.astype(np.float32).reshape(x.shape[0], -1, 32)
+    amax = np.abs(blocks).max(-1, keepdims=True)
+    d = amax / np.float32(127)
+    inv = np.where(amax != 0, np.float32(127) / np.where(amax != 0, amax, 1), 0).astype(np.float32)
+    q = np.rint(blocks * inv)
+    dh = d.astype(np.float16).astype(np.float64)
+    s = (d[..., 0] * q.sum(-1).astype(np.float32)).astype(np.float16).astype(np.float64)
+    return q.astype(np.float64), dh, s
+
+
+# Block bytes and the byte offset of the f16 min of the integer-coded formats.
+INT_FORMATS = {"q8_0": (34, None), "q4_0": (18, None), "q4_1": (20, 2),
+               "q5_0": (22, None), "q5_1": (24, 2)}
+
+
+def check_linear_int8():
+    ok = True
+    for fmt, (block_bytes, min_at) in INT_FORMATS.items():
+        for (n, k) in [(64, 64), (96, 256)]:
+            for tokens, threads in [(1, 1), (5, 2), (8, 3)]:
+                w = Weights()
+                raw, deq = encode(RNG.standard_normal((n, k)) * 0.5, fmt)
+                wsrc = w.add(raw)
+                wt = weight_type((n, k), fmt)
+                mlir = (
+                    "func.func @f(%%x: tensor<?x%dxf32>) -> tensor<?x%dxf32> attributes {kiln.max_tokens = 8} {\n"
+                    "  %%w = kiln.weight %s -> %s\n"
+                    "  %%y = kiln.linear %%x, %%w : tensor<?x%dxf32>, %s -> tensor<?x%dxf32>\n"
+                    "  return %%y : tensor<?x%dxf32>\n}\n") % (k, n, wsrc, wt, k, wt, n, n)
+                x = RNG.standard_normal((tokens, k)).astype(np.float32)
+                y = np.zeros((tokens, n), dtype=np.float32)
+                run(mlir, "f", [x], [y], w, threads, activations="int8")
+                q, dh, s = quantize_q8(x)
+                want = (q * dh).reshape(tokens, k) @ deq.T
+                if min_at is not None:
+                    # Formats with a min use the stored code sum s, not dh * sum(q).
+                    blocks = np.frombuffer(raw, dtype=np.uint8).reshape(n, k // 32, block_bytes)
+                    mins = blocks[:, :, min_at:min_at + 2].copy().view(np.float16)[..., 0].astype(np.float64)
+                    want += (s - dh[..., 0] * q.sum(-1)) @ mins.T
+                ok &= check("linear int8 %s %dx%d T=%d threads=%d" % (fmt, n, k, tokens, threads),
+                            y, want, 1e-5)
     return ok
 
 
@@ -442,7 +490,8 @@ def check_softmax():
 
 
 CHECKS = {
-    "linear": check_linear, "embedding": check_embedding, "norm": check_norm,
+    "linear": check_linear, "linear_int8": check_linear_int8,
+    "embedding": check_embedding, "norm": check_norm,
     "rope": check_rope, "attention": check_attention,
     "elementwise": check_elementwise, "softmax": check_softmax,
 }

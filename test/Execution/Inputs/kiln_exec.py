@@ -67,15 +67,17 @@ class RtContext(ctypes.Structure):
 class Compiled:
     """A kiln module lowered and loaded; `call` runs one of its functions."""
 
-    def __init__(self, mlir_text, workdir):
+    def __init__(self, mlir_text, workdir, activations="f32"):
         self.workdir = workdir
         src = os.path.join(workdir, "module.mlir")
         with open(src, "w") as f:
             f.write(mlir_text)
-        lowered = run_tool([tool("kiln-opt"), src, "--convert-kiln-to-cpu"])
+        convert = "--convert-kiln-to-cpu=activations=" + activations
+        lowered = run_tool([tool("kiln-opt"), src, convert])
         self.scratch = {m.group(1): int(m.group(2)) for m in re.finditer(
             r"func\.func @(\w+)\(.*kiln\.scratch_bytes = (\d+)", lowered)}
-        llvm_mlir = run_tool([tool("kiln-opt"), src, "--kiln-lower-to-llvm"])
+        pipeline = "--kiln-lower-to-llvm" + ("-f32" if activations == "f32" else "")
+        llvm_mlir = run_tool([tool("kiln-opt"), src, pipeline])
         ll = run_tool([os.path.join(LLVM_BIN, "mlir-translate"), "--mlir-to-llvmir"], llvm_mlir)
         so = os.path.join(workdir, "module.so")
         run_tool([os.path.join(LLVM_BIN, "clang"), "-O3", "-march=x86-64-v4", "-shared",
