@@ -6,7 +6,9 @@
 #include "Compiler/HostCodegen.h"
 #include "Conversion/Passes.h"
 #include "Import/ModelImporter.h"
+#include "Import/Safetensors.h"
 #include "Kiln/IR/KilnDialect.h"
+#include "Runtime/Tokenizer.h"
 #include "kiln/runtime/Artifact.h"
 
 #include "mlir/IR/BuiltinOps.h"
@@ -20,6 +22,7 @@
 #include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
 #include "llvm/ADT/StringMap.h"
+#include "llvm/Support/FileSystem.h"
 #include "llvm/Support/FileUtilities.h"
 #include "llvm/Support/JSON.h"
 #include "llvm/Support/SourceMgr.h"
@@ -127,12 +130,20 @@ llvm::Expected<std::string> packWeights(ModuleOp module,
   return blob;
 }
 
-llvm::Error lowerToLLVM(ModuleOp module, const CompileOptions &options) {
+llvm::StringRef singleVariantKernels(const CompileOptions &options) {
+  return options.kernels == "generic" ? llvm::StringRef("generic")
+                                      : llvm::StringRef(options.cpuVariant);
+}
+
+/// Lowers `module` to the LLVM dialect with kernels for CPU variant `cpu`.
+llvm::Error lowerToLLVM(ModuleOp module, const CompileOptions &options,
+                        llvm::StringRef cpu) {
   llvm::StringRef input = options.input;
   DiagnosticCollector diags(*module.getContext());
   PassManager pm(module.getContext());
   mlir::kiln::ConvertKilnToCPUOptions lowering;
   lowering.activations = options.activations;
+  lowering.cpu = cpu.str();
   mlir::kiln::buildKilnToLLVMPipeline(pm, lowering);
   if (failed(pm.run(module)))
     return fail(input + ": lowering failed: " + diags.take("unknown error"));
@@ -181,7 +192,7 @@ llvm::Error compileMLIR(MLIRContext &ctx, const CompileOptions &options) {
     return fail("--emit=kiln and --emit=mlir need a .gguf model; an .mlir "
                 "input can be emitted as llvm-mlir, llvm, asm or so");
   report(options, "lowering", 0.2);
-  if (auto e = lowerToLLVM(*module, options))
+  if (auto e = lowerToLLVM(*module, options, singleVariantKernels(options)))
     return e;
   if (options.emit == EmitKind::LLVMMLIR)
     return writeOutput(options.output, printModule(*module));
@@ -201,6 +212,10 @@ llvm::Error compileGGUF(MLIRContext &ctx, const CompileOptions &options) {
   llvm::Expected<ImportedModel> model = importGGUF(ctx, *file, importOptions);
   if (!model)
     return model.takeError();
+  // An artifact whose vocabulary the runtime would refuse is refused now.
+  std::string vocabError;
+  if (!Tokenizer::fromJSON(model->vocabJSON, vocabError))
+    return fail(options.input + ": " + vocabError);
   ModuleOp module = *model->module;
   if (options.emit == EmitKind::KilnMLIR)
     return writeOutput(options.output, printModule(module));
@@ -219,29 +234,37 @@ llvm::Error compileGGUF(MLIRContext &ctx, const CompileOptions &options) {
   if (!weights)
     return weights.takeError();
 
-  report(options, "lowering", 0.2);
-  if (auto e = lowerToLLVM(module, options))
-    return e;
-  if (options.emit == EmitKind::LLVMMLIR)
-    return writeOutput(options.output, printModule(module));
-  if (options.emit != EmitKind::Artifact)
+  if (options.emit != EmitKind::Artifact) {
+    report(options, "lowering", 0.2);
+    if (auto e = lowerToLLVM(module, options, singleVariantKernels(options)))
+      return e;
+    if (options.emit == EmitKind::LLVMMLIR)
+      return writeOutput(options.output, printModule(module));
     return emitSingleVariant(module, options);
+  }
 
-  auto forward = module.lookupSymbol<LLVM::LLVMFuncOp>("forward");
-  auto scratch = forward ? forward->getAttrOfType<IntegerAttr>("kiln.scratch_bytes")
-                         : IntegerAttr();
-  if (!scratch)
-    return fail(options.input + ": the lowered module has no forward step "
-                                "with a scratch size (a compiler bug)");
-
+  // Each CPU variant gets kernels for its own instruction set.
   ArtifactBuilder builder;
   llvm::json::Array hosts;
   uint64_t commonFeatures = ~uint64_t(0);
+  IntegerAttr scratch;
   llvm::ArrayRef<CpuTarget> targets = getCpuTargets();
   for (auto [i, target] : llvm::enumerate(targets)) {
+    report(options, "lowering " + target.name,
+           0.2 + 0.6 * double(i) / targets.size());
+    OwningOpRef<ModuleOp> variant = module.clone();
+    if (auto e = lowerToLLVM(*variant, options, target.name))
+      return e;
+    auto forward = variant->lookupSymbol<LLVM::LLVMFuncOp>("forward");
+    auto bytes = forward ? forward->getAttrOfType<IntegerAttr>("kiln.scratch_bytes")
+                         : IntegerAttr();
+    if (!bytes || (scratch && bytes != scratch))
+      return fail(options.input + ": the lowered module has no forward step "
+                                  "with one scratch size (a compiler bug)");
+    scratch = bytes;
     report(options, "code generation " + target.name,
-           0.3 + 0.5 * double(i) / targets.size());
-    llvm::Expected<std::string> so = emitSharedObject(module, target);
+           0.2 + 0.6 * (i + 0.5) / targets.size());
+    llvm::Expected<std::string> so = emitSharedObject(*variant, target);
     if (!so)
       return so.takeError();
     std::string section = "host." + target.name;
@@ -301,6 +324,21 @@ llvm::Error compileGGUF(MLIRContext &ctx, const CompileOptions &options) {
   return llvm::Error::success();
 }
 
+/// Validates a safetensors checkpoint (weights, config.json and the tensors
+/// Llama needs); the graph builder does not read safetensors yet.
+llvm::Error compileSafetensors(const CompileOptions &options) {
+  report(options, "reading model", 0.0);
+  llvm::Expected<safetensors::Checkpoint> checkpoint =
+      safetensors::openCheckpoint(options.input);
+  if (!checkpoint)
+    return checkpoint.takeError();
+  return fail(checkpoint->weights.path() + ": a valid " +
+              checkpoint->config.modelType +
+              " safetensors checkpoint, but compiling safetensors models is "
+              "not supported yet; convert it to GGUF (llama.cpp's "
+              "convert_hf_to_gguf.py)");
+}
+
 } // namespace
 
 bool parseEmitKind(llvm::StringRef text, EmitKind &kind) {
@@ -322,6 +360,8 @@ llvm::Error compile(const CompileOptions &options) {
                 " is not available yet (supported: cpu)");
   if (options.output.empty())
     return fail("no output file given (-o)");
+  if (options.kernels != "native" && options.kernels != "generic")
+    return fail("--kernels=" + options.kernels + " is not one of native, generic");
   if (options.activations != "int8" && options.activations != "f32")
     return fail("--activations=" + options.activations +
                 " is not one of int8, f32");
@@ -329,6 +369,11 @@ llvm::Error compile(const CompileOptions &options) {
   registerDialects(ctx);
   if (llvm::StringRef(options.input).ends_with(".mlir"))
     return compileMLIR(ctx, options);
+  if (llvm::Error e = safetensors::refusePickleCheckpoint(options.input))
+    return e;
+  if (llvm::StringRef(options.input).ends_with(".safetensors") ||
+      llvm::sys::fs::is_directory(options.input))
+    return compileSafetensors(options);
   return compileGGUF(ctx, options);
 }
 

@@ -26,6 +26,9 @@ struct CompileOptions {
   std::string target = "cpu";
   /// CPU variant for the single-variant emit kinds.
   std::string cpuVariant = "x86-64-v4";
+  /// Kernels for the single-variant emit kinds: "native" (for cpuVariant's
+  /// instruction set) or "generic" (portable vector code, for testing it).
+  std::string kernels = "native";
   int64_t contextLength = 0; // 0: min(model context, 4096)
   int64_t maxTokens = 256;
   /// Activations of linear layers over integer-coded weights: "int8" or

@@ -45,7 +45,11 @@ def ConvertKilnToCPU : Pass<"convert-kiln-to-cpu", "::mlir::ModuleOp"> {
            "Activations of linear layers over integer-coded weights (Q8_0, "
            "Q4_0, Q4_1, Q5_0, Q5_1): int8 (quantized per 32-value block as "
            "ggml's q8_1, integer dot products) or f32 (exact, dequantized "
-           "weights times f32 activations)">
+           "weights times f32 activations)">,
+    Option<"cpu", "cpu", "std::string", /*default=*/"\"generic\"",
+           "Instruction set the kernels may use: generic (portable vector "
+           "code), x86-64-v3 (AVX2: vpmaddubsw byte dot products) or "
+           "x86-64-v4 (AVX-512 VNNI: vpdpbusd)">
   ];
 }
 

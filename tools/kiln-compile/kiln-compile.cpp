@@ -39,6 +39,11 @@ static cl::opt<std::string> activations(
     cl::desc("Activations of quantized linear layers: int8 (default; "
              "integer dot products, as llama.cpp) or f32 (exact)"),
     cl::init("int8"));
+static cl::opt<std::string> kernels(
+    "kernels",
+    cl::desc("Kernels for --emit=llvm/asm/so: native (for --cpu, default) or "
+             "generic (portable vector code)"),
+    cl::init("native"));
 static cl::opt<bool> quiet("q", cl::desc("No progress bar"), cl::init(false));
 
 /// A one-line bar on stderr, redrawn in place; only on a terminal.
@@ -67,6 +72,7 @@ int main(int argc, char **argv) {
   options.contextLength = ctx;
   options.maxTokens = maxTokens;
   options.activations = activations;
+  options.kernels = kernels;
   if (!kiln::parseEmitKind(emit, options.emit)) {
     llvm::WithColor::error(llvm::errs(), "kiln-compile")
         << "unknown --emit=" << emit << " (kiln, mlir, llvm-mlir, llvm, asm, so)\n";

@@ -459,6 +459,171 @@ func::FuncOp KernelLibrary::linearInt8(const WeightFormat &format, int64_t k,
   return fn;
 }
 
+/// acc + sum of the four products u[4i..4i+3] * s[4i..4i+3] in lane i
+/// (u unsigned, s signed bytes): vpdpbusd on AVX-512 VNNI, the same sums
+/// from vpmaddubsw + vpmaddwd on AVX2 (no saturation for |u| <= 128,
+/// |s| <= 127).
+static Value emitByteDot(ImplicitLocOpBuilder &b, Value acc, Value u, Value s,
+                         StringRef cpu) {
+  auto i32x16 = VectorType::get({16}, b.getI32Type());
+  if (cpu == "x86-64-v4")
+    return LLVM::CallIntrinsicOp::create(
+               b, i32x16, b.getStringAttr("llvm.x86.avx512.vpdpbusd.512"),
+               ValueRange{acc, u, s})
+        .getResult(0);
+  auto i8x32 = VectorType::get({32}, b.getI8Type());
+  auto i16x16 = VectorType::get({16}, b.getI16Type());
+  auto i32x8 = VectorType::get({8}, b.getI32Type());
+  Value ones = arith::ConstantOp::create(
+      b, DenseElementsAttr::get(i16x16, b.getI16IntegerAttr(1)));
+  SmallVector<Value> halves;
+  for (int64_t h = 0; h < 2; ++h) {
+    auto half = [&](Value v) {
+      return vector::ExtractStridedSliceOp::create(
+          b, v, ArrayRef<int64_t>{32 * h}, ArrayRef<int64_t>{32},
+          ArrayRef<int64_t>{1});
+    };
+    Value pairs = LLVM::CallIntrinsicOp::create(
+                      b, i16x16, b.getStringAttr("llvm.x86.avx2.pmadd.ub.sw"),
+                      ValueRange{half(u), half(s)})
+                      .getResult(0);
+    halves.push_back(LLVM::CallIntrinsicOp::create(
+                         b, i32x8, b.getStringAttr("llvm.x86.avx2.pmadd.wd"),
+                         ValueRange{pairs, ones})
+                         .getResult(0));
+    (void)i8x32;
+  }
+  SmallVector<int64_t> order(16);
+  for (int64_t i = 0; i < 16; ++i)
+    order[i] = i;
+  Value quads = vector::ShuffleOp::create(b, halves[0], halves[1], order);
+  return arith::AddIOp::create(b, acc, quads);
+}
+
+func::FuncOp KernelLibrary::linearInt8X86(const WeightFormat &format,
+                                          int64_t k, int64_t n, bool hasBias,
+                                          StringRef cpu) {
+  MLIRContext *ctx = module.getContext();
+  Type f32 = Float32Type::get(ctx);
+  Type index = IndexType::get(ctx);
+  auto bytes = MemRefType::get({ShapedType::kDynamic}, IntegerType::get(ctx, 8));
+  SmallVector<Type> args = {bytes, index, bytes, index};
+  if (hasBias)
+    args.append({bytes, index});
+  args.append({rowsType(ctx, n, f32), index, index});
+  std::string name = ("kiln_linear_q8_" + cpu + "_" + format.getName() + "_" +
+                      Twine(k) + "x" + Twine(n) + (hasBias ? "_bias" : ""))
+                         .str();
+  for (char &c : name)
+    if (c == '-')
+      c = '_';
+  OpBuilder ob(ctx);
+  bool created;
+  func::FuncOp fn =
+      lookupOrStart(name, FunctionType::get(ctx, args, {}), ob, created);
+  if (!created)
+    return fn;
+  ImplicitLocOpBuilder b(module.getLoc(), ob);
+  KB kb{b};
+  Value q = fn.getArgument(0), qOffset = fn.getArgument(1),
+        w = fn.getArgument(2), wOffset = fn.getArgument(3);
+  unsigned next = 4;
+  Value biasBuf, biasOffset;
+  if (hasBias) {
+    biasBuf = fn.getArgument(next++);
+    biasOffset = fn.getArgument(next++);
+  }
+  Value y = fn.getArgument(next++), tid = fn.getArgument(next++),
+        nth = fn.getArgument(next++);
+  int64_t blocks = k / 32;
+  Value tokens = kb.dim(y, 0);
+  Value biasView = hasBias ? kb.floatView(biasBuf, biasOffset, kb.idx(n))
+                           : Value();
+  auto [rowBegin, rowEnd] = kb.share(kb.idx(n), tid, nth);
+  Value tiledTokens = kb.sub(tokens, kb.rem(tokens, kb.idx(kTokenTile)));
+  auto i8x32 = VectorType::get({32}, b.getI8Type());
+  auto i8x64 = VectorType::get({64}, b.getI8Type());
+  auto i32x16 = VectorType::get({16}, b.getI32Type());
+  SmallVector<int64_t> concat64(64), firstHalves(16);
+  for (int64_t i = 0; i < 64; ++i)
+    concat64[i] = i;
+  for (int64_t i = 0; i < 16; ++i)
+    firstHalves[i] = i < 8 ? i : 16 + (i - 8);
+  Value zeroI32 = arith::ConstantOp::create(
+      b, DenseElementsAttr::get(i32x16, b.getI32IntegerAttr(0)));
+  Value zeroI8 = arith::ConstantOp::create(
+      b, DenseElementsAttr::get(i8x64, b.getI8IntegerAttr(0)));
+
+  auto emitTile = [&](Value row, Value t0, int64_t tile) {
+    Value rowBase = kb.add(wOffset, kb.mul(row, kb.idx(format.getRowBytes())));
+    SmallVector<Value> inits;
+    for (int64_t i = 0; i < tile; ++i)
+      inits.append({kb.zeros(), kb.f(0.0f)});
+    auto loop = kb.loop(
+        kb.idx(0), kb.idx(blocks), kb.idx(2), inits,
+        [&](Value c0, ValueRange acc) {
+          Value c1 = kb.add(c0, kb.idx(1));
+          WeightFormat::IntegerChunk w0 = format.emitIntegerChunk(b, w, rowBase, c0);
+          WeightFormat::IntegerChunk w1 = format.emitIntegerChunk(b, w, rowBase, c1);
+          Value codes = vector::ShuffleOp::create(b, w0.codes, w1.codes, concat64);
+          // Signed codes: |w| as the unsigned operand, x negated where w < 0.
+          Value u = codes, negative;
+          if (!w0.unsignedCodes) {
+            u = math::AbsIOp::create(b, codes);
+            negative = arith::CmpIOp::create(b, arith::CmpIPredicate::slt, codes,
+                                             zeroI8);
+          }
+          SmallVector<Value> out;
+          for (int64_t i = 0; i < tile; ++i) {
+            Value t = kb.add(t0, kb.idx(i));
+            Value rec0 = kb.add(qOffset,
+                                kb.mul(kb.add(kb.mul(t, kb.idx(blocks)), c0),
+                                       kb.idx(kQ8RecordBytes)));
+            Value rec1 = kb.add(rec0, kb.idx(kQ8RecordBytes));
+            Value qx = vector::ShuffleOp::create(
+                b, vector::LoadOp::create(b, i8x32, q, ValueRange{rec0}),
+                vector::LoadOp::create(b, i8x32, q, ValueRange{rec1}), concat64);
+            if (negative)
+              qx = arith::SelectOp::create(
+                  b, negative, arith::SubIOp::create(b, zeroI8, qx), qx);
+            Value dot = emitByteDot(b, zeroI32, u, qx, cpu);
+            Value s0 = kb.mul(w0.scale, loadF32(b, q, kb.add(rec0, kb.idx(32))));
+            Value s1 = kb.mul(w1.scale, loadF32(b, q, kb.add(rec1, kb.idx(32))));
+            Value scales = vector::ShuffleOp::create(b, kb.splat(s0), kb.splat(s1),
+                                                     firstHalves);
+            out.push_back(kb.fma(arith::SIToFPOp::create(b, kb.vf32(), dot),
+                                 scales, acc[2 * i]));
+            Value minAcc = acc[2 * i + 1];
+            if (w0.min) {
+              minAcc = kb.add(minAcc, kb.mul(w0.min, loadF32(b, q, kb.add(rec0, kb.idx(36)))));
+              minAcc = kb.add(minAcc, kb.mul(w1.min, loadF32(b, q, kb.add(rec1, kb.idx(36)))));
+            }
+            out.push_back(minAcc);
+          }
+          return out;
+        });
+    Value bias = hasBias ? Value(memref::LoadOp::create(b, biasView, row))
+                         : Value();
+    for (int64_t i = 0; i < tile; ++i) {
+      Value s = kb.add(kb.sum(loop.getResult(2 * i)), loop.getResult(2 * i + 1));
+      if (bias)
+        s = kb.add(s, bias);
+      memref::StoreOp::create(b, s, y, ValueRange{kb.add(t0, kb.idx(i)), row});
+    }
+  };
+
+  kb.forEach(rowBegin, rowEnd, [&](Value row) {
+    kb.loop(kb.idx(0), tiledTokens, kb.idx(kTokenTile), {},
+            [&](Value t0, ValueRange) {
+              emitTile(row, t0, kTokenTile);
+              return SmallVector<Value>{};
+            });
+    kb.forEach(tiledTokens, tokens, [&](Value t0) { emitTile(row, t0, 1); });
+  });
+  func::ReturnOp::create(b);
+  return fn;
+}
+
 //===----------------------------------------------------------------------===//
 // embedding: y[t, :] = dequant(table[ids[t], :])
 //===----------------------------------------------------------------------===//

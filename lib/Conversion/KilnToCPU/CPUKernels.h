@@ -19,7 +19,7 @@ namespace mlir::kiln {
 
 /// One quantized activation block: 32 int8 codes, f32 scale, f32 scale *
 /// sum(codes) (both already rounded to f16 precision).
-constexpr int64_t kQ8RecordBytes = 40;
+constexpr int64_t kQ8RecordBytes = 48;
 
 enum class ElementwiseKind { Add, Mul, SwiGLU, GeGLUTanh, GeGLUErf, Silu,
                              GeluTanh, GeluErf, Copy };
@@ -62,6 +62,11 @@ public:
   /// quantizeActivations, integer dot products per 32-value block.
   func::FuncOp linearInt8(const WeightFormat &format, int64_t k, int64_t n,
                           bool hasBias);
+  /// As linearInt8, two blocks (64 values) per step with x86 byte dot
+  /// products: AVX-512 VNNI vpdpbusd for `cpu` = x86-64-v4, AVX2
+  /// vpmaddubsw + vpmaddwd for x86-64-v3. Needs k % 64 == 0.
+  func::FuncOp linearInt8X86(const WeightFormat &format, int64_t k, int64_t n,
+                             bool hasBias, StringRef cpu);
   /// (table: memref<?xi8>, offset: index, ids: memref<?xi32>,
   ///  y: memref<?xDxf32>, tid, nth)
   func::FuncOp embedding(const WeightFormat &format, int64_t vocab,

@@ -55,9 +55,10 @@ struct Slot {
 class FunctionLowering {
 public:
   FunctionLowering(func::FuncOp func, KernelLibrary &kernels,
-                   int64_t maxTokensOption, bool int8Activations)
+                   int64_t maxTokensOption, bool int8Activations,
+                   StringRef cpu)
       : oldFunc(func), kernels(kernels), maxTokensOption(maxTokensOption),
-        int8Activations(int8Activations) {}
+        int8Activations(int8Activations), cpu(cpu) {}
 
   LogicalResult run();
 
@@ -81,6 +82,7 @@ private:
   int64_t maxTokensOption;
   int64_t maxTokens = 0;
   bool int8Activations;
+  std::string cpu;
   /// Scratch region holding the int8-quantized input of the current linear
   /// layer, and the input it holds (consecutive layers over one input, like
   /// Q/K/V, quantize it once).
@@ -335,7 +337,9 @@ LogicalResult FunctionLowering::emitOp(Operation *op, ImplicitLocOpBuilder &b) {
             lastQuantized = x;
           }
           args = {scratchArg, idx(b, q8Offset)};
-          kernel = kernels.linearInt8(**f, k, n, bias.has_value());
+          kernel = cpu != "generic" && k % 64 == 0
+                       ? kernels.linearInt8X86(**f, k, n, bias.has_value(), cpu)
+                       : kernels.linearInt8(**f, k, n, bias.has_value());
         } else {
           args = {x};
           kernel = kernels.linear(**f, k, n, bias.has_value());
@@ -680,7 +684,14 @@ struct ConvertKilnToCPUPass
             << activations << "'";
         return signalPassFailure();
       }
-      FunctionLowering lowering(f, kernels, maxTokens, activations == "int8");
+      if (cpu != "generic" && cpu != "x86-64-v3" && cpu != "x86-64-v4") {
+        f.emitError("convert-kiln-to-cpu: cpu must be generic, x86-64-v3 or "
+                    "x86-64-v4, got '")
+            << cpu << "'";
+        return signalPassFailure();
+      }
+      FunctionLowering lowering(f, kernels, maxTokens, activations == "int8",
+                                cpu);
       if (failed(lowering.run()))
         return signalPassFailure();
     }

@@ -217,9 +217,9 @@ class Weights:
         return np.frombuffer(bytes(self.data) + b"\0" * 64, dtype=np.uint8).copy()
 
 
-def run(mlir, name, args, outs, weights, threads, activations="f32"):
+def run(mlir, name, args, outs, weights, threads, activations="f32", cpu="generic"):
     with tempfile.TemporaryDirectory() as d:
-        Compiled(mlir, d, activations).call(name, args, outs, weights.array(), threads=threads)
+        Compiled(mlir, d, activations, cpu).call(name, args, outs, weights.array(), threads=threads)
 
 
 def check_linear():
@@ -274,9 +274,11 @@ INT_FORMATS = {"q8_0": (34, None), "q4_0": (18, None), "q4_1": (20, 2),
 
 def check_linear_int8():
     ok = True
+    cases = [("generic", 1, 1), ("generic", 5, 2), ("generic", 8, 3),
+             ("x86-64-v4", 1, 1), ("x86-64-v4", 6, 2), ("x86-64-v3", 1, 2), ("x86-64-v3", 5, 1)]
     for fmt, (block_bytes, min_at) in INT_FORMATS.items():
         for (n, k) in [(64, 64), (96, 256)]:
-            for tokens, threads in [(1, 1), (5, 2), (8, 3)]:
+            for cpu, tokens, threads in cases:
                 w = Weights()
                 raw, deq = encode(RNG.standard_normal((n, k)) * 0.5, fmt)
                 wsrc = w.add(raw)
@@ -288,7 +290,7 @@ def check_linear_int8():
                     "  return %%y : tensor<?x%dxf32>\n}\n") % (k, n, wsrc, wt, k, wt, n, n)
                 x = RNG.standard_normal((tokens, k)).astype(np.float32)
                 y = np.zeros((tokens, n), dtype=np.float32)
-                run(mlir, "f", [x], [y], w, threads, activations="int8")
+                run(mlir, "f", [x], [y], w, threads, activations="int8", cpu=cpu)
                 q, dh, s = quantize_q8(x)
                 want = (q * dh).reshape(tokens, k) @ deq.T
                 if min_at is not None:
@@ -296,7 +298,7 @@ def check_linear_int8():
                     blocks = np.frombuffer(raw, dtype=np.uint8).reshape(n, k // 32, block_bytes)
                     mins = blocks[:, :, min_at:min_at + 2].copy().view(np.float16)[..., 0].astype(np.float64)
                     want += (s - dh[..., 0] * q.sum(-1)) @ mins.T
-                ok &= check("linear int8 %s %dx%d T=%d threads=%d" % (fmt, n, k, tokens, threads),
+                ok &= check("linear int8 %s %s %dx%d T=%d threads=%d" % (cpu, fmt, n, k, tokens, threads),
                             y, want, 1e-5)
     return ok
 

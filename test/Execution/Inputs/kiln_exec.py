@@ -1,8 +1,9 @@
 """Compile a kiln function with Kiln's CPU pipeline and call it on numpy arrays.
 
 Execution tests build a one-op (or few-op) module, write its weights to a
-file referenced through #kiln.external, lower it with `kiln-opt
---kiln-lower-to-llvm`, turn the LLVM dialect into a shared object, and call
+file referenced through #kiln.external, compile it with `kiln-compile
+--emit=so` for a CPU variant (kernels for generic vector code are checked
+through `kiln-opt --convert-kiln-to-cpu`'s scratch size), and call
 `_mlir_ciface_<name>` through ctypes with MLIR memref descriptors (the ABI of
 include/kiln/runtime/HostABI.h). Several Python threads may call the same
 function at once with different `tid`s; the barrier is a threading.Barrier.
@@ -67,21 +68,22 @@ class RtContext(ctypes.Structure):
 class Compiled:
     """A kiln module lowered and loaded; `call` runs one of its functions."""
 
-    def __init__(self, mlir_text, workdir, activations="f32"):
+    def __init__(self, mlir_text, workdir, activations="f32", cpu="generic"):
         self.workdir = workdir
         src = os.path.join(workdir, "module.mlir")
         with open(src, "w") as f:
             f.write(mlir_text)
-        convert = "--convert-kiln-to-cpu=activations=" + activations
+        convert = "--convert-kiln-to-cpu=activations=%s cpu=%s" % (activations, cpu)
         lowered = run_tool([tool("kiln-opt"), src, convert])
         self.scratch = {m.group(1): int(m.group(2)) for m in re.finditer(
             r"func\.func @(\w+)\(.*kiln\.scratch_bytes = (\d+)", lowered)}
-        pipeline = "--kiln-lower-to-llvm" + ("-f32" if activations == "f32" else "")
-        llvm_mlir = run_tool([tool("kiln-opt"), src, pipeline])
-        ll = run_tool([os.path.join(LLVM_BIN, "mlir-translate"), "--mlir-to-llvmir"], llvm_mlir)
+        # The shared object comes from kiln-compile: the product's own code
+        # generation (LLVM for the CPU variant, linked in-process with lld).
         so = os.path.join(workdir, "module.so")
-        run_tool([os.path.join(LLVM_BIN, "clang"), "-O3", "-march=x86-64-v4", "-shared",
-                  "-fPIC", "-x", "ir", "-", "-o", so, "-lm"], ll)
+        variant = "x86-64-v3" if cpu == "x86-64-v3" else "x86-64-v4"
+        kernels = "generic" if cpu == "generic" else "native"
+        run_tool([tool("kiln-compile"), "-q", src, "--emit=so", "--cpu=" + variant,
+                  "--kernels=" + kernels, "--activations=" + activations, "-o", so])
         self.lib = ctypes.CDLL(so)
 
     def call(self, name, args, outs, weights, threads=1):
