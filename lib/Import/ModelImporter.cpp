@@ -14,6 +14,7 @@
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/Builders.h"
+#include "llvm/ADT/StringSet.h"
 #include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/JSON.h"
 
@@ -223,11 +224,8 @@ llvm::Error Importer::readHyperparameters() {
     return fail(file, info.arch + ".rope.dimension_count must be even");
   auto readFloat = [&](StringRef key, float &out, bool required) -> llvm::Error {
     std::string full = (info.arch + "." + key).str();
-    if (!file.find(full)) {
-      if (required)
-        return fail(file, "missing required key " + full);
+    if (!file.find(full) && !required)
       return llvm::Error::success();
-    }
     auto v = file.getFloat(full);
     if (!v)
       return v.takeError();
@@ -366,11 +364,30 @@ llvm::Expected<std::string> Importer::buildVocabulary() {
     auto merges = file.getStringArray("tokenizer.ggml.merges");
     if (!merges)
       return merges.takeError();
+    // Split as llama.cpp does (at the first space after the first byte);
+    // both halves and their concatenation must be tokens, or the tokenizer
+    // would produce a token id that does not exist.
+    llvm::StringSet<> known;
+    for (const std::string &t : *tokens)
+      known.insert(t);
     llvm::json::Array arr;
     for (auto [i, m] : llvm::enumerate(*merges)) {
-      if (!llvm::json::isUTF8(m) || m.find(' ', 1) == std::string::npos)
-        return fail(file, "tokenizer.ggml.merges[" + llvm::Twine(i) +
-                              "] is not two tokens separated by a space");
+      auto at = [i = i] {
+        return ("tokenizer.ggml.merges[" + llvm::Twine(i) + "] ").str();
+      };
+      if (!llvm::json::isUTF8(m))
+        return fail(file, at() + "is not valid UTF-8");
+      size_t space = m.find(' ', 1);
+      if (space == std::string::npos || space + 1 == m.size())
+        return fail(file, at() + "'" + m +
+                              "' is not two tokens separated by a space");
+      StringRef first = StringRef(m).take_front(space),
+                second = StringRef(m).drop_front(space + 1);
+      for (const std::string &part :
+           {first.str(), second.str(), (first + second).str()})
+        if (!known.contains(part))
+          return fail(file, at() + "'" + m + "' uses '" + part +
+                                "', which is not in tokenizer.ggml.tokens");
       arr.push_back(m);
     }
     vocab["merges"] = std::move(arr);
