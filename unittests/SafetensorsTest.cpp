@@ -125,8 +125,8 @@ TEST(Safetensors, DuplicateTensorName) {
 }
 
 TEST(Safetensors, UnknownDType) {
-  std::string err = parseError(
-      makeFile(R"({"w":{"dtype":"Q4","shape":[2],"data_offsets":[0,1]}})", "x"));
+  std::string err = parseError(makeFile(
+      R"({"w":{"dtype":"Q4","shape":[2],"data_offsets":[0,1]}})", "x"));
   EXPECT_TRUE(llvm::StringRef(err).starts_with(
       "model.safetensors: tensor 'w' dtype at offset 9: unknown dtype 'Q4'"))
       << err;
@@ -248,11 +248,10 @@ TEST(Safetensors, ShapeElementCountOverflows) {
 }
 
 TEST(Safetensors, ShapeWithNegativeDimension) {
-  EXPECT_EQ(
-      parseError(makeFile(
-          R"({"w":{"dtype":"U8","shape":[2,-1],"data_offsets":[0,0]}})")),
-      "model.safetensors: tensor 'w' shape[1] at offset 9: is not a "
-      "non-negative integer");
+  EXPECT_EQ(parseError(makeFile(
+                R"({"w":{"dtype":"U8","shape":[2,-1],"data_offsets":[0,0]}})")),
+            "model.safetensors: tensor 'w' shape[1] at offset 9: is not a "
+            "non-negative integer");
 }
 
 TEST(Safetensors, ShapeTooManyDimensions) {
@@ -294,8 +293,8 @@ TEST(Safetensors, PickleAndZipBytesAreRefused) {
   EXPECT_NE(parseError(zip).find("pickle or zip (PyTorch) checkpoint"),
             std::string::npos);
   EXPECT_TRUE(hasPickleMagic(llvm::arrayRefFromStringRef(pickle)));
-  EXPECT_FALSE(hasPickleMagic(llvm::arrayRefFromStringRef(
-      llvm::StringRef(makeFile("{}")))));
+  EXPECT_FALSE(hasPickleMagic(
+      llvm::arrayRefFromStringRef(llvm::StringRef(makeFile("{}")))));
 }
 
 /// A scratch directory removed at the end of the test.
@@ -386,9 +385,9 @@ TEST(LlamaConfig, HostileConfigs) {
             "num_attention_heads 2");
   EXPECT_EQ(configError(configWith("rms_norm_eps", "-1")),
             "config.json: rms_norm_eps: is not a positive finite number");
-  EXPECT_EQ(configError(configWith("rope_scaling",
-                                   R"({"type":"yarn","factor":4})")),
-            "config.json: rope_scaling: is not supported yet (only null)");
+  EXPECT_EQ(
+      configError(configWith("rope_scaling", R"({"type":"yarn","factor":4})")),
+      "config.json: rope_scaling: is not supported yet (only null)");
   EXPECT_EQ(configError(configWith("hidden_act", "\"gelu\"")),
             "config.json: hidden_act: is not \"silu\" (the SwiGLU of Llama)");
 }
@@ -459,13 +458,15 @@ TEST_F(TempDir, CheckpointMissingTensorOrConfig) {
   write("model.safetensors", tinyCheckpoint());
   auto noConfig = openCheckpoint(dir);
   ASSERT_FALSE(bool(noConfig));
-  EXPECT_NE(llvm::toString(noConfig.takeError()).find("config.json: cannot open"),
-            std::string::npos);
+  EXPECT_NE(
+      llvm::toString(noConfig.takeError()).find("config.json: cannot open"),
+      std::string::npos);
   // An untied model needs lm_head.weight.
   write("config.json", configWith("tie_word_embeddings", "false"));
   auto untied = openCheckpoint(dir);
   ASSERT_FALSE(bool(untied));
-  EXPECT_NE(llvm::toString(untied.takeError()).find("missing tensor 'lm_head.weight'"),
+  EXPECT_NE(llvm::toString(untied.takeError())
+                .find("missing tensor 'lm_head.weight'"),
             std::string::npos);
 }
 

@@ -113,8 +113,8 @@ public:
 private:
   Error fail(uint64_t offset, const llvm::Twine &field,
              const llvm::Twine &problem) const {
-    return makeError(llvm::Twine(file.filePath) + ": " + field +
-                     " at offset " + llvm::Twine(offset) + ": " + problem);
+    return makeError(llvm::Twine(file.filePath) + ": " + field + " at offset " +
+                     llvm::Twine(offset) + ": " + problem);
   }
   /// Where key `name` is in the header text, or the header's start when it
   /// is spelled with escapes.
@@ -144,8 +144,7 @@ Error SafetensorsReader::read() {
                 llvm::formatv("truncated: needs 8 bytes, the file has {0}",
                               bytes.size())
                     .str());
-  uint64_t headerLength =
-      llvm::support::endian::read64le(bytes.data());
+  uint64_t headerLength = llvm::support::endian::read64le(bytes.data());
   if (headerLength > SafetensorsFile::kMaxHeaderBytes)
     return fail(0, "header length",
                 llvm::formatv("{0} bytes exceeds the {1}-byte limit",
@@ -158,10 +157,10 @@ Error SafetensorsReader::read() {
                               headerLength, bytes.size())
                     .str());
   if (headerLength < 2)
-    return fail(0, "header length",
-                llvm::formatv("{0} bytes cannot hold a JSON object",
-                              headerLength)
-                    .str());
+    return fail(
+        0, "header length",
+        llvm::formatv("{0} bytes cannot hold a JSON object", headerLength)
+            .str());
   header = bytes.substr(8, headerLength);
   file.dataSectionOffset = 8 + headerLength;
   dataSize = bytes.size() - file.dataSectionOffset;
@@ -226,8 +225,7 @@ Error SafetensorsReader::read() {
       return fail(file.dataSectionOffset + t.begin,
                   "tensor " + quote(t.name) + " data_offsets",
                   llvm::formatv("[{0}, {1}] overlaps tensor {2} ending at {3}",
-                                t.begin, t.end, quote(previous->name),
-                                expected)
+                                t.begin, t.end, quote(previous->name), expected)
                       .str());
     if (t.begin > expected)
       return fail(file.dataSectionOffset + expected,
@@ -315,8 +313,8 @@ Error SafetensorsReader::readTensor(StringRef name,
     overflow |= __builtin_mul_overflow(elements, *dim, &elements);
   }
   uint64_t expectedBytes = 0;
-  overflow |= __builtin_mul_overflow(elements, uint64_t(dtype->size),
-                                     &expectedBytes);
+  overflow |=
+      __builtin_mul_overflow(elements, uint64_t(dtype->size), &expectedBytes);
 
   const llvm::json::Array *offsets = obj->getArray("data_offsets");
   if (!offsets || offsets->size() != 2)
@@ -328,9 +326,9 @@ Error SafetensorsReader::readTensor(StringRef name,
     return fail(at, field + " data_offsets",
                 "is not an array of two non-negative integers");
   if (*begin > *end)
-    return fail(at, field + " data_offsets",
-                llvm::formatv("[{0}, {1}] ends before it begins", *begin, *end)
-                    .str());
+    return fail(
+        at, field + " data_offsets",
+        llvm::formatv("[{0}, {1}] ends before it begins", *begin, *end).str());
   if (*end > dataSize)
     return fail(at, field + " data_offsets",
                 llvm::formatv("[{0}, {1}] runs past the end of the {2}-byte "
@@ -372,9 +370,9 @@ Expected<SafetensorsFile> SafetensorsFile::open(StringRef path) {
   auto buffer = llvm::MemoryBuffer::getFile(path, /*IsText=*/false,
                                             /*RequiresNullTerminator=*/false);
   if (!buffer)
-    return llvm::createStringError(buffer.getError(),
-                                   path + ": cannot open: " +
-                                       buffer.getError().message());
+    return llvm::createStringError(
+        buffer.getError(),
+        path + ": cannot open: " + buffer.getError().message());
   return parse(std::move(*buffer));
 }
 
@@ -451,8 +449,7 @@ Expected<LlamaConfig> parseLlamaConfig(StringRef text, StringRef path) {
   if (!modelType)
     return fail("model_type", "is missing or not a string");
   config.modelType = modelType->str();
-  if (*modelType != "llama" && *modelType != "mistral" &&
-      *modelType != "qwen2")
+  if (*modelType != "llama" && *modelType != "mistral" && *modelType != "qwen2")
     return fail("model_type", quote(*modelType) +
                                   " is not supported (llama, mistral, qwen2)");
 
@@ -468,16 +465,16 @@ Expected<LlamaConfig> parseLlamaConfig(StringRef text, StringRef path) {
     if (!i)
       return fail(key, "is not an integer");
     if (*i < 1 || *i > limit)
-      return fail(key, llvm::formatv("{0} is out of range [1, {1}]", *i, limit)
-                           .str());
+      return fail(
+          key, llvm::formatv("{0} is out of range [1, {1}]", *i, limit).str());
     out = *i;
     return Error::success();
   };
   constexpr int64_t kMaxDim = 1 << 20;
   if (Error e = readInt("hidden_size", config.hiddenSize, kMaxDim, true))
     return std::move(e);
-  if (Error e = readInt("intermediate_size", config.intermediateSize, kMaxDim,
-                        true))
+  if (Error e =
+          readInt("intermediate_size", config.intermediateSize, kMaxDim, true))
     return std::move(e);
   if (Error e = readInt("num_hidden_layers", config.layers, 4096, true))
     return std::move(e);
@@ -485,8 +482,8 @@ Expected<LlamaConfig> parseLlamaConfig(StringRef text, StringRef path) {
     return std::move(e);
   if (Error e = readInt("vocab_size", config.vocabSize, 1 << 24, true))
     return std::move(e);
-  if (Error e = readInt("max_position_embeddings", config.maxPositions,
-                        1 << 24, true))
+  if (Error e = readInt("max_position_embeddings", config.maxPositions, 1 << 24,
+                        true))
     return std::move(e);
   config.kvHeads = config.heads;
   if (Error e = readInt("num_key_value_heads", config.kvHeads, 4096, false))
@@ -548,9 +545,9 @@ Expected<LlamaConfig> parseLlamaConfig(StringRef text, StringRef path) {
 Expected<LlamaConfig> readLlamaConfig(StringRef path) {
   auto buffer = llvm::MemoryBuffer::getFile(path, /*IsText=*/true);
   if (!buffer)
-    return llvm::createStringError(buffer.getError(),
-                                   path + ": cannot open: " +
-                                       buffer.getError().message());
+    return llvm::createStringError(
+        buffer.getError(),
+        path + ": cannot open: " + buffer.getError().message());
   if ((*buffer)->getBufferSize() > (64u << 20))
     return makeError(path + ": config: larger than 64 MiB");
   return parseLlamaConfig((*buffer)->getBuffer(), path);
@@ -606,15 +603,14 @@ Expected<Checkpoint> openCheckpoint(StringRef path) {
         return out;
       };
       return makeError(weights->path() + ": tensor " + quote(name) +
-                       " at offset " + llvm::Twine(t->fileOffset) +
-                       ": shape " + text(t->shape) + ", expected " +
-                       text(shape) + " from config.json");
+                       " at offset " + llvm::Twine(t->fileOffset) + ": shape " +
+                       text(t->shape) + ", expected " + text(shape) +
+                       " from config.json");
     }
     return Error::success();
   };
   uint64_t d = c.hiddenSize, q = c.heads * c.headDim,
-           kv = c.kvHeads * c.headDim, ff = c.intermediateSize,
-           v = c.vocabSize;
+           kv = c.kvHeads * c.headDim, ff = c.intermediateSize, v = c.vocabSize;
   std::vector<std::pair<std::string, std::vector<uint64_t>>> needed = {
       {"model.embed_tokens.weight", {v, d}}, {"model.norm.weight", {d}}};
   if (!c.tieWordEmbeddings)
