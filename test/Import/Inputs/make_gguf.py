@@ -133,6 +133,8 @@ CASES = {
                            ARR, STR),
     "merge-bad-utf8": set_("tokenizer.ggml.merges", ["a b", b"\xe2\x82 c"], ARR, STR),
     "q4-row-not-block": q4_0_row_of_8,
+    "i32-weight": lambda m, t: t.__setitem__(
+        "blk.0.attn_norm.weight", ([8], None, np.zeros(8, dtype=np.int32))),
     # 4096 layers of 65536-wide heads: a KV cache no machine can hold. The
     # importer must refuse before looking for the missing tensors.
     "huge-kv-cache": lambda m, t: (m.__setitem__("llama.block_count", (4096, U32, None)),
