@@ -360,6 +360,63 @@ static Value pairwiseDot(ImplicitLocOpBuilder &b, Value a16, Value b16) {
   return arith::AddIOp::create(b, e, o);
 }
 
+// Accumulation order. Integer sums are exact, but the float steps that
+// scale and add them round; int8 activation rounding then turns a 1-ulp
+// difference into a different code later in the network. Kiln follows
+// ggml's x86 order so a model agrees with llama.cpp token for token: per
+// block, eight lanes of four-product sums, acc8 += (d_w * d_x) * lanes in
+// block order, then ((acc[0:4] + acc[4:8]) pairwise, as hsum_float_8) plus
+// the sum of the min terms.
+
+static VectorType vf32x8(ImplicitLocOpBuilder &b) {
+  return VectorType::get({8}, b.getF32Type());
+}
+
+/// acc8 + scale * float(quads8).
+static Value accumulateBlock(ImplicitLocOpBuilder &b, Value acc8, Value quads8,
+                             Value scale) {
+  Value lanes = arith::SIToFPOp::create(b, vf32x8(b), quads8);
+  Value splat = vector::BroadcastOp::create(b, vf32x8(b), scale);
+  return vector::FMAOp::create(b, splat, lanes, acc8);
+}
+
+/// Lanes [offset, offset + 8) of a vector.
+static Value lanes8(ImplicitLocOpBuilder &b, Value v, int64_t offset) {
+  return vector::ExtractStridedSliceOp::create(
+      b, v, ArrayRef<int64_t>{offset}, ArrayRef<int64_t>{8},
+      ArrayRef<int64_t>{1});
+}
+
+/// ggml's hsum_float_8: (x[i] + x[i+4]) for i < 4, then pairs, then the two.
+static Value horizontalSum8(ImplicitLocOpBuilder &b, Value acc8) {
+  auto f32x4 = VectorType::get({4}, b.getF32Type());
+  auto f32x2 = VectorType::get({2}, b.getF32Type());
+  auto slice = [&](Value v, int64_t at, int64_t n, VectorType) {
+    return vector::ExtractStridedSliceOp::create(
+        b, v, ArrayRef<int64_t>{at}, ArrayRef<int64_t>{n},
+        ArrayRef<int64_t>{1});
+  };
+  Value r4 = arith::AddFOp::create(b, slice(acc8, 4, 4, f32x4),
+                                   slice(acc8, 0, 4, f32x4));
+  Value r2 = arith::AddFOp::create(b, slice(r4, 0, 2, f32x2),
+                                   slice(r4, 2, 2, f32x2));
+  Value x0 = vector::ExtractOp::create(b, r2, ArrayRef<int64_t>{0});
+  Value x1 = vector::ExtractOp::create(b, r2, ArrayRef<int64_t>{1});
+  return arith::AddFOp::create(b, x0, x1);
+}
+
+/// Eight lanes of four-product sums from sixteen lanes of pair sums.
+static Value quadsFromPairs(ImplicitLocOpBuilder &b, Value pairs16) {
+  SmallVector<int64_t> even, odd;
+  for (int64_t i = 0; i < 8; ++i) {
+    even.push_back(2 * i);
+    odd.push_back(2 * i + 1);
+  }
+  return arith::AddIOp::create(
+      b, vector::ShuffleOp::create(b, pairs16, pairs16, even),
+      vector::ShuffleOp::create(b, pairs16, pairs16, odd));
+}
+
 func::FuncOp KernelLibrary::linearInt8(const WeightFormat &format, int64_t k,
                                        int64_t n, bool hasBias) {
   MLIRContext *ctx = module.getContext();
@@ -402,9 +459,10 @@ func::FuncOp KernelLibrary::linearInt8(const WeightFormat &format, int64_t k,
 
   auto emitTile = [&](Value row, Value t0, int64_t tile) {
     Value rowBase = kb.add(wOffset, kb.mul(row, kb.idx(format.getRowBytes())));
+    Value zero8 = vector::BroadcastOp::create(b, vf32x8(b), kb.f(0.0f));
     SmallVector<Value> inits;
     for (int64_t i = 0; i < tile; ++i)
-      inits.append({kb.zeros(), kb.f(0.0f)});
+      inits.append({zero8, kb.f(0.0f)});
     auto loop = kb.loop(
         kb.idx(0), kb.idx(blocks), kb.idx(1), inits,
         [&](Value c, ValueRange acc) {
@@ -424,10 +482,9 @@ func::FuncOp KernelLibrary::linearInt8(const WeightFormat &format, int64_t k,
             Value qx = vector::LoadOp::create(b, i8x32, q, ValueRange{rec});
             Value dot = pairwiseDot(b, codes,
                                     arith::ExtSIOp::create(b, i16x32, qx));
-            Value dotF = arith::SIToFPOp::create(b, kb.vf32(), dot);
             Value dx = loadF32(b, q, kb.add(rec, kb.idx(32)));
-            out.push_back(kb.fma(dotF, kb.splat(kb.mul(wc.scale, dx)),
-                                 acc[2 * i]));
+            out.push_back(accumulateBlock(b, acc[2 * i], quadsFromPairs(b, dot),
+                                          kb.mul(wc.scale, dx)));
             Value minAcc = acc[2 * i + 1];
             if (wc.min) {
               Value sx = loadF32(b, q, kb.add(rec, kb.idx(36)));
@@ -440,7 +497,8 @@ func::FuncOp KernelLibrary::linearInt8(const WeightFormat &format, int64_t k,
     Value bias = hasBias ? Value(memref::LoadOp::create(b, biasView, row))
                          : Value();
     for (int64_t i = 0; i < tile; ++i) {
-      Value s = kb.add(kb.sum(loop.getResult(2 * i)), loop.getResult(2 * i + 1));
+      Value s = kb.add(horizontalSum8(b, loop.getResult(2 * i)),
+                       loop.getResult(2 * i + 1));
       if (bias)
         s = kb.add(s, bias);
       memref::StoreOp::create(b, s, y, ValueRange{kb.add(t0, kb.idx(i)), row});
@@ -544,11 +602,9 @@ func::FuncOp KernelLibrary::linearInt8X86(const WeightFormat &format,
   auto i8x32 = VectorType::get({32}, b.getI8Type());
   auto i8x64 = VectorType::get({64}, b.getI8Type());
   auto i32x16 = VectorType::get({16}, b.getI32Type());
-  SmallVector<int64_t> concat64(64), firstHalves(16);
+  SmallVector<int64_t> concat64(64);
   for (int64_t i = 0; i < 64; ++i)
     concat64[i] = i;
-  for (int64_t i = 0; i < 16; ++i)
-    firstHalves[i] = i < 8 ? i : 16 + (i - 8);
   Value zeroI32 = arith::ConstantOp::create(
       b, DenseElementsAttr::get(i32x16, b.getI32IntegerAttr(0)));
   Value zeroI8 = arith::ConstantOp::create(
@@ -556,9 +612,10 @@ func::FuncOp KernelLibrary::linearInt8X86(const WeightFormat &format,
 
   auto emitTile = [&](Value row, Value t0, int64_t tile) {
     Value rowBase = kb.add(wOffset, kb.mul(row, kb.idx(format.getRowBytes())));
+    Value zero8 = vector::BroadcastOp::create(b, vf32x8(b), kb.f(0.0f));
     SmallVector<Value> inits;
     for (int64_t i = 0; i < tile; ++i)
-      inits.append({kb.zeros(), kb.f(0.0f)});
+      inits.append({zero8, kb.f(0.0f)});
     auto loop = kb.loop(
         kb.idx(0), kb.idx(blocks), kb.idx(2), inits,
         [&](Value c0, ValueRange acc) {
@@ -586,13 +643,12 @@ func::FuncOp KernelLibrary::linearInt8X86(const WeightFormat &format,
             if (negative)
               qx = arith::SelectOp::create(
                   b, negative, arith::SubIOp::create(b, zeroI8, qx), qx);
+            // Lanes 0-7: block c0's quad sums, lanes 8-15: block c1's.
             Value dot = emitByteDot(b, zeroI32, u, qx, cpu);
             Value s0 = kb.mul(w0.scale, loadF32(b, q, kb.add(rec0, kb.idx(32))));
             Value s1 = kb.mul(w1.scale, loadF32(b, q, kb.add(rec1, kb.idx(32))));
-            Value scales = vector::ShuffleOp::create(b, kb.splat(s0), kb.splat(s1),
-                                                     firstHalves);
-            out.push_back(kb.fma(arith::SIToFPOp::create(b, kb.vf32(), dot),
-                                 scales, acc[2 * i]));
+            Value acc8 = accumulateBlock(b, acc[2 * i], lanes8(b, dot, 0), s0);
+            out.push_back(accumulateBlock(b, acc8, lanes8(b, dot, 8), s1));
             Value minAcc = acc[2 * i + 1];
             if (w0.min) {
               minAcc = kb.add(minAcc, kb.mul(w0.min, loadF32(b, q, kb.add(rec0, kb.idx(36)))));
@@ -605,7 +661,8 @@ func::FuncOp KernelLibrary::linearInt8X86(const WeightFormat &format,
     Value bias = hasBias ? Value(memref::LoadOp::create(b, biasView, row))
                          : Value();
     for (int64_t i = 0; i < tile; ++i) {
-      Value s = kb.add(kb.sum(loop.getResult(2 * i)), loop.getResult(2 * i + 1));
+      Value s = kb.add(horizontalSum8(b, loop.getResult(2 * i)),
+                       loop.getResult(2 * i + 1));
       if (bias)
         s = kb.add(s, bias);
       memref::StoreOp::create(b, s, y, ValueRange{kb.add(t0, kb.idx(i)), row});
