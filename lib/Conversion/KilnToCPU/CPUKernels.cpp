@@ -597,7 +597,8 @@ func::FuncOp KernelLibrary::linearInt8X86(const WeightFormat &format,
   Value tokens = kb.dim(y, 0);
   Value biasView = hasBias ? kb.floatView(biasBuf, biasOffset, kb.idx(n))
                            : Value();
-  auto [rowBegin, rowEnd] = kb.share(kb.idx(n), tid, nth);
+  auto rowShare = kb.share(kb.idx(n), tid, nth);
+  Value rowBegin = rowShare.first, rowEnd = rowShare.second;
   Value tiledTokens = kb.sub(tokens, kb.rem(tokens, kb.idx(kTokenTile)));
   auto i8x32 = VectorType::get({32}, b.getI8Type());
   auto i8x64 = VectorType::get({64}, b.getI8Type());
@@ -610,72 +611,111 @@ func::FuncOp KernelLibrary::linearInt8X86(const WeightFormat &format,
   Value zeroI8 = arith::ConstantOp::create(
       b, DenseElementsAttr::get(i8x64, b.getI8IntegerAttr(0)));
 
-  auto emitTile = [&](Value row, Value t0, int64_t tile) {
-    Value rowBase = kb.add(wOffset, kb.mul(row, kb.idx(format.getRowBytes())));
+  // A tile is `rows` consecutive rows times `tile` consecutive tokens: the
+  // weights of a row pair are dequantized once for all tokens of the tile,
+  // and independent rows give a single token independent FMA chains.
+  auto emitTile = [&](Value row0, int64_t rows, Value t0, int64_t tile) {
+    SmallVector<Value> rowBases;
+    for (int64_t r = 0; r < rows; ++r)
+      rowBases.push_back(kb.add(
+          wOffset, kb.mul(kb.add(row0, kb.idx(r)), kb.idx(format.getRowBytes()))));
     Value zero8 = vector::BroadcastOp::create(b, vf32x8(b), kb.f(0.0f));
     SmallVector<Value> inits;
-    for (int64_t i = 0; i < tile; ++i)
+    for (int64_t i = 0; i < rows * tile; ++i)
       inits.append({zero8, kb.f(0.0f)});
     auto loop = kb.loop(
         kb.idx(0), kb.idx(blocks), kb.idx(2), inits,
         [&](Value c0, ValueRange acc) {
           Value c1 = kb.add(c0, kb.idx(1));
-          WeightFormat::IntegerChunk w0 = format.emitIntegerChunk(b, w, rowBase, c0);
-          WeightFormat::IntegerChunk w1 = format.emitIntegerChunk(b, w, rowBase, c1);
-          Value codes = vector::ShuffleOp::create(b, w0.codes, w1.codes, concat64);
-          // Signed codes: |w| as the unsigned operand, x negated where w < 0.
-          Value u = codes, negative;
-          if (!w0.unsignedCodes) {
-            u = math::AbsIOp::create(b, codes);
-            negative = arith::CmpIOp::create(b, arith::CmpIPredicate::slt, codes,
-                                             zeroI8);
-          }
-          SmallVector<Value> out;
+          // Activations of the tile's tokens for this block pair.
+          SmallVector<Value> qxs, dx0s, dx1s;
           for (int64_t i = 0; i < tile; ++i) {
             Value t = kb.add(t0, kb.idx(i));
             Value rec0 = kb.add(qOffset,
                                 kb.mul(kb.add(kb.mul(t, kb.idx(blocks)), c0),
                                        kb.idx(kQ8RecordBytes)));
             Value rec1 = kb.add(rec0, kb.idx(kQ8RecordBytes));
-            Value qx = vector::ShuffleOp::create(
+            qxs.push_back(vector::ShuffleOp::create(
                 b, vector::LoadOp::create(b, i8x32, q, ValueRange{rec0}),
-                vector::LoadOp::create(b, i8x32, q, ValueRange{rec1}), concat64);
-            if (negative)
-              qx = arith::SelectOp::create(
-                  b, negative, arith::SubIOp::create(b, zeroI8, qx), qx);
-            // Lanes 0-7: block c0's quad sums, lanes 8-15: block c1's.
-            Value dot = emitByteDot(b, zeroI32, u, qx, cpu);
-            Value s0 = kb.mul(w0.scale, loadF32(b, q, kb.add(rec0, kb.idx(32))));
-            Value s1 = kb.mul(w1.scale, loadF32(b, q, kb.add(rec1, kb.idx(32))));
-            Value acc8 = accumulateBlock(b, acc[2 * i], lanes8(b, dot, 0), s0);
-            out.push_back(accumulateBlock(b, acc8, lanes8(b, dot, 8), s1));
-            Value minAcc = acc[2 * i + 1];
-            if (w0.min) {
-              minAcc = kb.add(minAcc, kb.mul(w0.min, loadF32(b, q, kb.add(rec0, kb.idx(36)))));
-              minAcc = kb.add(minAcc, kb.mul(w1.min, loadF32(b, q, kb.add(rec1, kb.idx(36)))));
+                vector::LoadOp::create(b, i8x32, q, ValueRange{rec1}), concat64));
+            dx0s.push_back(loadF32(b, q, kb.add(rec0, kb.idx(32))));
+            dx1s.push_back(loadF32(b, q, kb.add(rec1, kb.idx(32))));
+          }
+          SmallVector<Value> out(acc.begin(), acc.end());
+          for (int64_t r = 0; r < rows; ++r) {
+            WeightFormat::IntegerChunk w0 =
+                format.emitIntegerChunk(b, w, rowBases[r], c0);
+            WeightFormat::IntegerChunk w1 =
+                format.emitIntegerChunk(b, w, rowBases[r], c1);
+            Value codes =
+                vector::ShuffleOp::create(b, w0.codes, w1.codes, concat64);
+            // Signed codes: |w| as the unsigned operand, x negated where w < 0.
+            Value u = codes, negative;
+            if (!w0.unsignedCodes) {
+              u = math::AbsIOp::create(b, codes);
+              negative = arith::CmpIOp::create(b, arith::CmpIPredicate::slt,
+                                               codes, zeroI8);
             }
-            out.push_back(minAcc);
+            for (int64_t i = 0; i < tile; ++i) {
+              Value qx = qxs[i];
+              if (negative)
+                qx = arith::SelectOp::create(
+                    b, negative, arith::SubIOp::create(b, zeroI8, qx), qx);
+              // Lanes 0-7: block c0's quad sums, lanes 8-15: block c1's.
+              Value dot = emitByteDot(b, zeroI32, u, qx, cpu);
+              int64_t a = 2 * (r * tile + i);
+              Value acc8 = accumulateBlock(b, out[a], lanes8(b, dot, 0),
+                                           kb.mul(w0.scale, dx0s[i]));
+              out[a] = accumulateBlock(b, acc8, lanes8(b, dot, 8),
+                                       kb.mul(w1.scale, dx1s[i]));
+              if (w0.min) {
+                Value t = kb.add(t0, kb.idx(i));
+                Value rec0 = kb.add(
+                    qOffset, kb.mul(kb.add(kb.mul(t, kb.idx(blocks)), c0),
+                                    kb.idx(kQ8RecordBytes)));
+                Value rec1 = kb.add(rec0, kb.idx(kQ8RecordBytes));
+                Value m = kb.add(out[a + 1],
+                                 kb.mul(w0.min, loadF32(b, q, kb.add(rec0, kb.idx(36)))));
+                out[a + 1] = kb.add(
+                    m, kb.mul(w1.min, loadF32(b, q, kb.add(rec1, kb.idx(36)))));
+              }
+            }
           }
           return out;
         });
-    Value bias = hasBias ? Value(memref::LoadOp::create(b, biasView, row))
-                         : Value();
-    for (int64_t i = 0; i < tile; ++i) {
-      Value s = kb.add(horizontalSum8(b, loop.getResult(2 * i)),
-                       loop.getResult(2 * i + 1));
-      if (bias)
-        s = kb.add(s, bias);
-      memref::StoreOp::create(b, s, y, ValueRange{kb.add(t0, kb.idx(i)), row});
+    for (int64_t r = 0; r < rows; ++r) {
+      Value row = kb.add(row0, kb.idx(r));
+      Value bias = hasBias ? Value(memref::LoadOp::create(b, biasView, row))
+                           : Value();
+      for (int64_t i = 0; i < tile; ++i) {
+        int64_t a = 2 * (r * tile + i);
+        Value s = kb.add(horizontalSum8(b, loop.getResult(a)),
+                         loop.getResult(a + 1));
+        if (bias)
+          s = kb.add(s, bias);
+        memref::StoreOp::create(b, s, y,
+                                ValueRange{kb.add(t0, kb.idx(i)), row});
+      }
     }
   };
 
+  // Token tiles of kTokenTile for each row, then the remaining tokens two
+  // rows at a time.
   kb.forEach(rowBegin, rowEnd, [&](Value row) {
     kb.loop(kb.idx(0), tiledTokens, kb.idx(kTokenTile), {},
             [&](Value t0, ValueRange) {
-              emitTile(row, t0, kTokenTile);
+              emitTile(row, 1, t0, kTokenTile);
               return SmallVector<Value>{};
             });
-    kb.forEach(tiledTokens, tokens, [&](Value t0) { emitTile(row, t0, 1); });
+  });
+  Value rowCount = kb.sub(rowEnd, rowBegin);
+  Value pairedEnd = kb.add(rowBegin, kb.sub(rowCount, kb.rem(rowCount, kb.idx(2))));
+  kb.forEach(tiledTokens, tokens, [&](Value t0) {
+    kb.loop(rowBegin, pairedEnd, kb.idx(2), {}, [&](Value row, ValueRange) {
+      emitTile(row, 2, t0, 1);
+      return SmallVector<Value>{};
+    });
+    kb.forEach(pairedEnd, rowEnd, [&](Value row) { emitTile(row, 1, t0, 1); });
   });
   func::ReturnOp::create(b);
   return fn;

@@ -275,9 +275,10 @@ INT_FORMATS = {"q8_0": (34, None), "q4_0": (18, None), "q4_1": (20, 2),
 def check_linear_int8():
     ok = True
     cases = [("generic", 1, 1), ("generic", 5, 2), ("generic", 8, 3),
-             ("x86-64-v4", 1, 1), ("x86-64-v4", 6, 2), ("x86-64-v3", 1, 2), ("x86-64-v3", 5, 1)]
+             ("x86-64-v4", 1, 1), ("x86-64-v4", 1, 3), ("x86-64-v4", 6, 2),
+             ("x86-64-v3", 1, 2), ("x86-64-v3", 5, 1)]
     for fmt, (block_bytes, min_at) in INT_FORMATS.items():
-        for (n, k) in [(64, 64), (96, 256)]:
+        for (n, k) in [(64, 64), (80, 128), (96, 256)]:
             for cpu, tokens, threads in cases:
                 w = Weights()
                 raw, deq = encode(RNG.standard_normal((n, k)) * 0.5, fmt)
