@@ -67,6 +67,10 @@ int32_t kiln_model_n_ctx(const kiln_model *model) {
   return int32_t(model->model->getManifest().model.nCtx);
 }
 
+int32_t kiln_model_max_tokens(const kiln_model *model) {
+  return int32_t(model->model->getManifest().entry.maxTokens);
+}
+
 const char *kiln_model_host_variant(const kiln_model *model) {
   return model->model->getHostVariant().c_str();
 }

@@ -5,6 +5,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "Measure.h"
 #include "kiln/runtime/Runtime.h"
 
 #include <cerrno>
@@ -30,7 +31,16 @@ const char *kUsage =
     "  --seed N              sampling seed (default 0)\n"
     "  --chat                wrap the prompt in the model's chat template\n"
     "  --ctx N               context size, at most the model's n_ctx\n"
-    "  --tokenize            print the prompt's token ids and exit\n";
+    "  --tokenize            print the prompt's token ids and exit\n"
+    "\n"
+    "       kiln-run -m MODEL.kiln --bench [-p N] [-n N] [-r N] [-t N] [-o md|json]\n"
+    "  --bench               llama-bench-like: prompt processing of -p tokens\n"
+    "                        (default 512) and generation of -n tokens (default\n"
+    "                        128), tok/s mean +/- stddev over -r runs (default 5)\n"
+    "\n"
+    "       kiln-run -m MODEL.kiln --perplexity FILE [--ctx N] [--chunks N] [-t N]\n"
+    "  --perplexity FILE     llama-perplexity-like: PPL of FILE in chunks of --ctx\n"
+    "                        tokens (default min(512, n_ctx)), +/- its standard error\n";
 
 [[noreturn]] void die(const std::string &message) {
   std::fprintf(stderr, "kiln-run: error: %s\n", message.c_str());
@@ -72,6 +82,69 @@ int onPiece(const char *piece, size_t size, void *) {
   return 0;
 }
 
+/// --bench and --perplexity: their own argument checks, then the runs.
+int measure(const std::string &modelPath, bool bench, bool perplexity,
+            bool havePrompt, const std::string &prompt, long long nPredict,
+            bool setNPredict, long long threads, long long ctx,
+            long long repetitions, bool setRepetitions,
+            const std::string &output, const std::string &perplexityFile,
+            long long chunks, bool setChunks) {
+  if (bench && perplexity)
+    die("--bench and --perplexity cannot be combined");
+  if (threads < 1 || threads > 1024)
+    die("-t must be 1 to 1024, got " + std::to_string(threads));
+  kiln::run::BenchOptions b;
+  kiln::run::PerplexityOptions p;
+  if (bench) {
+    if (havePrompt) {
+      long long n = parseInt("-p", prompt.c_str());
+      if (n < 0 || n > INT32_MAX)
+        die("--bench: -p must be >= 0 prompt tokens, got " + std::to_string(n));
+      b.nPrompt = int(n);
+    }
+    if (setNPredict) {
+      if (nPredict < 0 || nPredict > INT32_MAX)
+        die("--bench: -n must be >= 0 tokens, got " + std::to_string(nPredict));
+      b.nGen = int(nPredict);
+    }
+    if (b.nPrompt == 0 && b.nGen == 0)
+      die("--bench: -p and -n are both 0, nothing to measure");
+    if (repetitions < 1 || repetitions > 1000000)
+      die("-r must be >= 1, got " + std::to_string(repetitions));
+    if (!output.empty() && output != "md" && output != "json")
+      die("-o must be md or json, got '" + output + "'");
+    if (setChunks || ctx)
+      die("--chunks and --ctx only apply to --perplexity");
+    b.modelPath = modelPath;
+    b.repetitions = int(repetitions);
+    b.threads = int(threads);
+    b.json = output == "json";
+  } else {
+    if (havePrompt || setNPredict || setRepetitions || !output.empty())
+      die("--perplexity reads its text from FILE: -p, -n, -r and -o do not "
+          "apply");
+    if (ctx < 0 || ctx == 1 || ctx > INT32_MAX)
+      die("--ctx must be >= 2 tokens per chunk (0 = min(512, n_ctx)), got " +
+          std::to_string(ctx));
+    if (chunks < 0 || chunks > INT32_MAX)
+      die("--chunks must be >= 0 (0 = all), got " + std::to_string(chunks));
+    p.textPath = perplexityFile;
+    p.nCtx = int(ctx);
+    p.maxChunks = int(chunks);
+  }
+  const char *err = nullptr;
+  kiln_model *model = nullptr;
+  if (kiln_model_load(modelPath.c_str(), int32_t(threads), &model, &err))
+    die(err);
+  std::string why;
+  bool ok = bench ? kiln::run::runBench(model, b, why)
+                  : kiln::run::runPerplexity(model, p, why);
+  kiln_model_free(model);
+  if (!ok)
+    die(why);
+  return 0;
+}
+
 } // namespace
 
 int main(int argc, char **argv) {
@@ -84,6 +157,10 @@ int main(int argc, char **argv) {
   float temp = 0, topP = 0, minP = 0, penalty = 0;
   long long topK = 0, lastN = 0;
   unsigned long long seed = 0;
+  bool bench = false, perplexity = false, setRepetitions = false,
+       setChunks = false, setNPredict = false;
+  long long repetitions = 5, chunks = 0;
+  std::string output, perplexityFile;
 
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -97,6 +174,10 @@ int main(int argc, char **argv) {
     }
     if (a == "--tokenize") {
       tokenizeOnly = true;
+      continue;
+    }
+    if (a == "--bench") {
+      bench = true;
       continue;
     }
     static const char *const kWithValue[] = {"-m",
@@ -114,7 +195,13 @@ int main(int argc, char **argv) {
                                              "--repeat-penalty",
                                              "--repeat-last-n",
                                              "--seed",
-                                             "--ctx"};
+                                             "--ctx",
+                                             "-r",
+                                             "--repetitions",
+                                             "-o",
+                                             "--output",
+                                             "--perplexity",
+                                             "--chunks"};
     bool known = false;
     for (const char *f : kWithValue)
       known |= a == f;
@@ -128,7 +215,7 @@ int main(int argc, char **argv) {
     else if (a == "-p" || a == "--prompt")
       prompt = v, havePrompt = true;
     else if (a == "-n" || a == "--n-predict")
-      nPredict = parseInt(a, v);
+      nPredict = parseInt(a, v), setNPredict = true;
     else if (a == "-t" || a == "--threads")
       threads = parseInt(a, v);
     else if (a == "--temp")
@@ -147,7 +234,24 @@ int main(int argc, char **argv) {
       seed = parseU64(a, v);
     else if (a == "--ctx")
       ctx = parseInt(a, v);
+    else if (a == "-r" || a == "--repetitions")
+      repetitions = parseInt(a, v), setRepetitions = true;
+    else if (a == "-o" || a == "--output")
+      output = v;
+    else if (a == "--perplexity")
+      perplexityFile = v, perplexity = true;
+    else if (a == "--chunks")
+      chunks = parseInt(a, v), setChunks = true;
   }
+  if (bench || perplexity) {
+    if (modelPath.empty())
+      die("no model given (-m MODEL.kiln)");
+    return measure(modelPath, bench, perplexity, havePrompt, prompt, nPredict,
+                   setNPredict, threads, ctx, repetitions, setRepetitions,
+                   output, perplexityFile, chunks, setChunks);
+  }
+  if (setRepetitions || !output.empty() || setChunks)
+    die("-r, -o and --chunks only apply to --bench or --perplexity");
 
   // Arguments are checked before the (possibly large) model is read.
   if (modelPath.empty())

@@ -73,6 +73,9 @@ KILN_RT_API void kiln_model_free(kiln_model *model);
 
 KILN_RT_API int32_t kiln_model_n_vocab(const kiln_model *model);
 KILN_RT_API int32_t kiln_model_n_ctx(const kiln_model *model);
+/* Most tokens one step of the generated code takes (the manifest's
+ * max_tokens): kiln_eval keeps at most this many rows of logits. */
+KILN_RT_API int32_t kiln_model_max_tokens(const kiln_model *model);
 /* Name of the host-code section chosen for this CPU. */
 KILN_RT_API const char *kiln_model_host_variant(const kiln_model *model);
 /* The artifact's manifest sampling defaults (seed 0, repeat_last_n 64). */
