@@ -851,62 +851,104 @@ func::FuncOp KernelLibrary::norm(const WeightFormat &weight, int64_t dim,
 // rope
 //===----------------------------------------------------------------------===//
 
+static std::string ropeName(StringRef kind, const RopeConfig &cfg) {
+  return llvm::formatv("kiln_{0}_{1}_{2}x{3}_r{4}_b{5}_s{6}", kind,
+                       cfg.neox ? "neox" : "llama", cfg.numHeads, cfg.headDim,
+                       cfg.rotaryDim, int64_t(cfg.freqBase),
+                       int64_t(cfg.freqScale * 1000000))
+      .str();
+}
+
+func::FuncOp KernelLibrary::ropeTable(const RopeConfig &cfg) {
+  MLIRContext *ctx = module.getContext();
+  Type index = IndexType::get(ctx);
+  auto bytes = MemRefType::get({ShapedType::kDynamic}, IntegerType::get(ctx, 8));
+  RopeConfig key = cfg;
+  key.neox = false;
+  key.numHeads = key.headDim = 0;
+  OpBuilder ob(ctx);
+  bool created;
+  func::FuncOp fn = lookupOrStart(
+      ropeName("rope_table", key),
+      FunctionType::get(ctx, {index, index, bytes, index, index, index}, {}),
+      ob, created);
+  if (!created)
+    return fn;
+  ImplicitLocOpBuilder b(module.getLoc(), ob);
+  KB kb{b};
+  Value position = fn.getArgument(0), tokens = fn.getArgument(1),
+        table = fn.getArgument(2), offset = fn.getArgument(3),
+        tid = fn.getArgument(4), nth = fn.getArgument(5);
+  int64_t half = cfg.rotaryDim / 2;
+  Value view = kb.floatView(table, offset, kb.mul(tokens, kb.idx(2 * half)));
+  auto [t0, t1] = kb.share(tokens, tid, nth);
+  // theta_i = p * base^(-2i/d), built by repeated multiplication in f32 as
+  // ggml does, so Kiln's rotations match llama.cpp's as far as cos/sin allow.
+  float thetaScale = std::pow(cfg.freqBase, -2.0f / float(cfg.rotaryDim));
+  kb.forEach(t0, t1, [&](Value t) {
+    Value p = kb.toF32(kb.add(position, t));
+    Value rowBase = kb.mul(t, kb.idx(2 * half));
+    kb.loop(kb.idx(0), kb.idx(half), kb.idx(1), {p},
+            [&](Value i, ValueRange theta) {
+              Value angle = kb.mul(theta[0], kb.f(cfg.freqScale));
+              Value at = kb.add(rowBase, kb.mul(i, kb.idx(2)));
+              memref::StoreOp::create(b, math::CosOp::create(b, angle), view, at);
+              memref::StoreOp::create(b, math::SinOp::create(b, angle), view,
+                                      kb.add(at, kb.idx(1)));
+              return SmallVector<Value>{kb.mul(theta[0], kb.f(thetaScale))};
+            });
+  });
+  func::ReturnOp::create(b);
+  return fn;
+}
+
 func::FuncOp KernelLibrary::rope(const RopeConfig &cfg) {
   MLIRContext *ctx = module.getContext();
   Type f32 = Float32Type::get(ctx);
   Type index = IndexType::get(ctx);
   auto rows = rowsType(ctx, cfg.width, f32);
-  SmallVector<Type> args = {rows, index, rows, index, index};
-  std::string name =
-      llvm::formatv("kiln_rope_{0}_{1}x{2}_r{3}_b{4}_s{5}",
-                    cfg.neox ? "neox" : "llama", cfg.numHeads, cfg.headDim,
-                    cfg.rotaryDim, int64_t(cfg.freqBase),
-                    int64_t(cfg.freqScale * 1000000))
-          .str();
+  auto bytes = MemRefType::get({ShapedType::kDynamic}, IntegerType::get(ctx, 8));
+  SmallVector<Type> args = {rows, bytes, index, rows, index, index};
   OpBuilder ob(ctx);
   bool created;
-  func::FuncOp fn =
-      lookupOrStart(name, FunctionType::get(ctx, args, {}), ob, created);
+  func::FuncOp fn = lookupOrStart(ropeName("rope", cfg),
+                                  FunctionType::get(ctx, args, {}), ob, created);
   if (!created)
     return fn;
   ImplicitLocOpBuilder b(module.getLoc(), ob);
   KB kb{b};
-  Value x = fn.getArgument(0), position = fn.getArgument(1),
-        y = fn.getArgument(2), tid = fn.getArgument(3), nth = fn.getArgument(4);
-  Value heads = kb.idx(cfg.numHeads);
-  Value items = kb.mul(kb.dim(x, 0), heads);
-  auto [i0, i1] = kb.share(items, tid, nth);
-  // theta_i = p * base^(-2i/d), built by repeated multiplication in f32 as
-  // ggml does, so Kiln's rotations match llama.cpp's bit for bit as far as
-  // cos/sin allow.
-  float thetaScale = std::pow(cfg.freqBase, -2.0f / float(cfg.rotaryDim));
+  Value x = fn.getArgument(0), table = fn.getArgument(1),
+        offset = fn.getArgument(2), y = fn.getArgument(3),
+        tid = fn.getArgument(4), nth = fn.getArgument(5);
   int64_t half = cfg.rotaryDim / 2;
+  Value tokens = kb.dim(x, 0);
+  Value view = kb.floatView(table, offset, kb.mul(tokens, kb.idx(2 * half)));
+  Value heads = kb.idx(cfg.numHeads);
+  auto [i0, i1] = kb.share(kb.mul(tokens, heads), tid, nth);
   kb.forEach(i0, i1, [&](Value item) {
     Value t = kb.div(item, heads);
     Value h = kb.rem(item, heads);
     Value base = kb.mul(h, kb.idx(cfg.headDim));
-    Value p = kb.toF32(kb.add(position, t));
-    kb.loop(kb.idx(0), kb.idx(half), kb.idx(1), {p},
-            [&](Value i, ValueRange theta) {
-              Value angle = kb.mul(theta[0], kb.f(cfg.freqScale));
-              Value cos = math::CosOp::create(b, angle);
-              Value sin = math::SinOp::create(b, angle);
-              Value a, c;
-              if (cfg.neox) {
-                a = kb.add(base, i);
-                c = kb.add(a, kb.idx(half));
-              } else {
-                a = kb.add(base, kb.mul(i, kb.idx(2)));
-                c = kb.add(a, kb.idx(1));
-              }
-              Value x0 = memref::LoadOp::create(b, x, ValueRange{t, a});
-              Value x1 = memref::LoadOp::create(b, x, ValueRange{t, c});
-              Value y0 = kb.sub(kb.mul(x0, cos), kb.mul(x1, sin));
-              Value y1 = kb.add(kb.mul(x0, sin), kb.mul(x1, cos));
-              memref::StoreOp::create(b, y0, y, ValueRange{t, a});
-              memref::StoreOp::create(b, y1, y, ValueRange{t, c});
-              return SmallVector<Value>{kb.mul(theta[0], kb.f(thetaScale))};
-            });
+    Value rowBase = kb.mul(t, kb.idx(2 * half));
+    kb.forEach(kb.idx(0), kb.idx(half), [&](Value i) {
+      Value at = kb.add(rowBase, kb.mul(i, kb.idx(2)));
+      Value cos = memref::LoadOp::create(b, view, at);
+      Value sin = memref::LoadOp::create(b, view, kb.add(at, kb.idx(1)));
+      Value a, c;
+      if (cfg.neox) {
+        a = kb.add(base, i);
+        c = kb.add(a, kb.idx(half));
+      } else {
+        a = kb.add(base, kb.mul(i, kb.idx(2)));
+        c = kb.add(a, kb.idx(1));
+      }
+      Value x0 = memref::LoadOp::create(b, x, ValueRange{t, a});
+      Value x1 = memref::LoadOp::create(b, x, ValueRange{t, c});
+      memref::StoreOp::create(b, kb.sub(kb.mul(x0, cos), kb.mul(x1, sin)), y,
+                              ValueRange{t, a});
+      memref::StoreOp::create(b, kb.add(kb.mul(x0, sin), kb.mul(x1, cos)), y,
+                              ValueRange{t, c});
+    });
     // Dimensions past rotary_dim pass through.
     kb.forEach(kb.idx(cfg.rotaryDim), kb.idx(cfg.headDim), [&](Value d) {
       Value v = memref::LoadOp::create(b, x, ValueRange{t, kb.add(base, d)});
@@ -981,10 +1023,19 @@ func::FuncOp KernelLibrary::attention(const AttentionConfig &cfg) {
   func::CallOp::create(b, barrier(), ValueRange{rt});
 
   // 2. One (token, head) pair at a time, online softmax over the visible
-  //    positions (no score buffer).
+  //    positions in chunks of 16 (no score buffer): the 16 scores of a chunk
+  //    form one vector, so max, exp and sum are vector ops.
   Value heads = kb.idx(cfg.numHeads);
   auto [i0, i1] = kb.share(kb.mul(tokens, heads), tid, nth);
   int64_t group = cfg.numHeads / cfg.kvHeads;
+  constexpr int64_t kChunk = kLanes;
+  Value lastPosition = kb.idx(cfg.context - 1);
+  Value lanesIota = arith::ConstantOp::create(
+      b, DenseElementsAttr::get(
+             VectorType::get({kChunk}, b.getIndexType()),
+             llvm::to_vector(llvm::map_range(
+                 llvm::seq<int64_t>(0, kChunk),
+                 [&](int64_t i) -> Attribute { return b.getIndexAttr(i); }))));
   kb.forEach(i0, i1, [&](Value item) {
     Value t = kb.div(item, heads);
     Value h = kb.rem(item, heads);
@@ -1006,27 +1057,55 @@ func::FuncOp KernelLibrary::attention(const AttentionConfig &cfg) {
     SmallVector<Value> inits = {kb.f(-3.0e38f), kb.f(0.0f)};
     for (int64_t c = 0; c < chunks; ++c)
       inits.push_back(kb.zeros());
-    auto scan = kb.loop(start, end, kb.idx(1), inits,
-                        [&](Value j, ValueRange state) {
-      Value kBase = kb.add(slot(0, j), kvCol);
-      Value vBase = kb.add(slot(1, j), kvCol);
-      Value dot = kb.zeros();
-      for (int64_t c = 0; c < chunks; ++c)
-        dot = kb.fma(qv[c], kb.load(cache, {kb.add(kBase, kb.idx(c * kLanes))}),
-                     dot);
-      Value s = kb.mul(kb.sum(dot), kb.f(cfg.scale));
-      if (cfg.softcap > 0)
-        s = kb.mul(math::TanhOp::create(b, kb.div(s, kb.f(cfg.softcap))),
-                   kb.f(cfg.softcap));
-      Value m = kb.maxf(state[0], s);
-      Value corr = kb.exp(kb.sub(state[0], m));
-      Value p = kb.exp(kb.sub(s, m));
-      SmallVector<Value> out = {m, kb.add(kb.mul(state[1], corr), p)};
-      Value corrV = kb.splat(corr), pV = kb.splat(p);
-      for (int64_t c = 0; c < chunks; ++c) {
-        Value vv = kb.load(cache, {kb.add(vBase, kb.idx(c * kLanes))});
-        out.push_back(kb.fma(pV, vv, kb.mul(state[2 + c], corrV)));
+    auto scan = kb.loop(start, end, kb.idx(kChunk), inits,
+                        [&](Value j0, ValueRange state) {
+      // Positions past `end` (the last chunk's tail) get a score of -inf and
+      // read a clamped, valid cache row.
+      Value valid = arith::CmpIOp::create(
+          b, arith::CmpIPredicate::ult,
+          arith::AddIOp::create(b, vector::BroadcastOp::create(
+                                       b, lanesIota.getType(), j0),
+                                lanesIota),
+          vector::BroadcastOp::create(b, lanesIota.getType(), end));
+      SmallVector<Value> rows;
+      Value scores = kb.splat(kb.f(0.0f));
+      for (int64_t jj = 0; jj < kChunk; ++jj) {
+        Value j = arith::MinUIOp::create(b, kb.add(j0, kb.idx(jj)), lastPosition);
+        rows.push_back(j);
+        Value kBase = kb.add(slot(0, j), kvCol);
+        Value dot = kb.zeros();
+        for (int64_t c = 0; c < chunks; ++c)
+          dot = kb.fma(qv[c],
+                       kb.load(cache, {kb.add(kBase, kb.idx(c * kLanes))}), dot);
+        scores = vector::InsertOp::create(b, kb.sum(dot), scores,
+                                          ArrayRef<int64_t>{jj});
       }
+      scores = kb.mul(scores, kb.splat(kb.f(cfg.scale)));
+      if (cfg.softcap > 0)
+        scores = kb.mul(math::TanhOp::create(
+                            b, kb.div(scores, kb.splat(kb.f(cfg.softcap)))),
+                        kb.splat(kb.f(cfg.softcap)));
+      scores = arith::SelectOp::create(b, valid, scores,
+                                       kb.splat(kb.f(-3.0e38f)));
+      Value chunkMax = vector::ReductionOp::create(
+          b, vector::CombiningKind::MAXIMUMF, scores);
+      Value m = kb.maxf(state[0], chunkMax);
+      Value corr = kb.exp(kb.sub(state[0], m));
+      Value p = arith::SelectOp::create(
+          b, valid, kb.exp(kb.sub(scores, kb.splat(m))), kb.zeros());
+      SmallVector<Value> out = {m, kb.add(kb.mul(state[1], corr), kb.sum(p))};
+      Value corrV = kb.splat(corr);
+      SmallVector<Value> acc;
+      for (int64_t c = 0; c < chunks; ++c)
+        acc.push_back(kb.mul(state[2 + c], corrV));
+      for (int64_t jj = 0; jj < kChunk; ++jj) {
+        Value pj = kb.splat(vector::ExtractOp::create(b, p, ArrayRef<int64_t>{jj}));
+        Value vBase = kb.add(slot(1, rows[jj]), kvCol);
+        for (int64_t c = 0; c < chunks; ++c)
+          acc[c] = kb.fma(pj, kb.load(cache, {kb.add(vBase, kb.idx(c * kLanes))}),
+                          acc[c]);
+      }
+      out.append(acc);
       return out;
     });
     Value inv = kb.splat(kb.div(kb.f(1.0f), scan.getResult(1)));

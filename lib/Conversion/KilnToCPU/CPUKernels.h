@@ -74,7 +74,13 @@ public:
   /// (x, w: memref<?xi8>, wOffset, [b: memref<?xi8>, bOffset,] y, tid, nth)
   func::FuncOp norm(const WeightFormat &weight, int64_t dim, float epsilon,
                     bool layerNorm, bool hasBias);
-  /// (x: memref<?xWxf32>, position: index, y, tid, nth)
+  /// (position: index, tokens: index, table: memref<?xi8>, offset: index,
+  ///  tid, nth): (cos, sin) f32 pairs [tokens][rotary_dim / 2] of the
+  /// rotation angles of positions position .. position + tokens - 1, shared
+  /// by every rope of the same frequencies (libm calls once per forward step,
+  /// not once per layer and head).
+  func::FuncOp ropeTable(const RopeConfig &config);
+  /// (x: memref<?xWxf32>, table: memref<?xi8>, offset: index, y, tid, nth)
   func::FuncOp rope(const RopeConfig &config);
   /// (q, k, v, cache: memref<?xi8>, position: index, y, rt: !llvm.ptr,
   ///  tid, nth)

@@ -88,6 +88,22 @@ private:
   /// Q/K/V, quantize it once).
   int64_t q8Offset = 0;
   Value lastQuantized;
+  /// RoPE cos/sin tables in scratch, one per frequency set and position.
+  struct RopeTableKey {
+    int64_t rotaryDim;
+    float base, scale;
+    Value position;
+    bool operator==(const RopeTableKey &o) const {
+      return rotaryDim == o.rotaryDim && base == o.base && scale == o.scale &&
+             position == o.position;
+    }
+  };
+  struct RopeTable {
+    RopeTableKey key;
+    int64_t offset;
+    bool filled = false;
+  };
+  SmallVector<RopeTable> ropeTables;
 
   IRMapping mapping;
   llvm::DenseMap<Value, WeightRef> weights;
@@ -208,6 +224,26 @@ LogicalResult FunctionLowering::planScratch() {
   if (q8Bytes) {
     q8Offset = llvm::alignTo(scratchBytes, kBufferAlignment);
     scratchBytes = q8Offset + q8Bytes;
+  }
+  for (Operation &op : body) {
+    auto rope = dyn_cast<RopeOp>(op);
+    if (!rope)
+      continue;
+    RopeTableKey key{int64_t(rope.getRotaryDim()),
+                     rope.getFreqBase().convertToFloat(),
+                     rope.getFreqScale().convertToFloat(), rope.getPosition()};
+    if (llvm::any_of(ropeTables,
+                     [&](const RopeTable &t) { return t.key == key; }))
+      continue;
+    int64_t rows = rope.getInput().getType().getDimSize(0);
+    if (ShapedType::isDynamic(rows))
+      rows = maxTokens;
+    if (rows <= 0)
+      return rope.emitOpError("has a dynamic token dimension with no "
+                              "kiln.max_tokens bound");
+    int64_t offset = llvm::alignTo(scratchBytes, kBufferAlignment);
+    ropeTables.push_back({key, offset});
+    scratchBytes = offset + rows * key.rotaryDim * int64_t(sizeof(float));
   }
   return success();
 }
@@ -420,7 +456,25 @@ LogicalResult FunctionLowering::emitOp(Operation *op, ImplicitLocOpBuilder &b) {
         cfg.freqScale = r.getFreqScale().convertToFloat();
         Value x = mapped(r.getInput());
         Value y = resultBuffer(r.getResult(), x, b);
-        callKernel(kernels.rope(cfg), {x, mapped(r.getPosition()), y}, b);
+        // One cos/sin table per frequency set and position: the first rope
+        // of the step fills it, the others read it.
+        RopeTableKey key{cfg.rotaryDim, cfg.freqBase, cfg.freqScale,
+                         r.getPosition()};
+        auto it = llvm::find_if(ropeTables, [&](const RopeTable &table) {
+          return table.key == key;
+        });
+        if (it == ropeTables.end())
+          return r.emitOpError("has no rope table (a planning bug)");
+        if (!it->filled) {
+          Value tokens = memref::DimOp::create(b, x, 0);
+          callKernel(kernels.ropeTable(cfg),
+                     {mapped(r.getPosition()), tokens, scratchArg,
+                      idx(b, it->offset)},
+                     b);
+          it->filled = true;
+        }
+        callKernel(kernels.rope(cfg), {x, scratchArg, idx(b, it->offset), y},
+                   b);
         finish(r.getResult(), y);
         return success();
       })

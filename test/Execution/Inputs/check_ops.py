@@ -412,7 +412,7 @@ def check_attention():
     ok = True
     layers, ctx, heads, kv_heads, hd = 2, 32, 6, 2, 32
     for causal, window, softcap in [(True, 0, 0.0), (False, 0, 0.0), (True, 4, 0.0), (True, 0, 5.0)]:
-        for prev, tokens, threads in [(0, 5, 2), (9, 1, 1), (9, 3, 3)]:
+        for prev, tokens, threads in [(0, 5, 2), (9, 1, 1), (9, 3, 3), (20, 7, 2), (30, 1, 1)]:
             scale = 1 / math.sqrt(hd)
             qw, kvw = heads * hd, kv_heads * hd
             cache_t = "!kiln.kv_cache<%dx%dx%dx%dxf32>" % (layers, ctx, kv_heads, hd)
