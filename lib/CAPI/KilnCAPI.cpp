@@ -15,22 +15,19 @@
 #include "kiln-c/Kiln.h"
 
 #include "Compiler/Compiler.h"
+#include "Compiler/CompilerContext.h"
 #include "Compiler/HostCodegen.h"
 #include "Conversion/Passes.h"
 #include "Kiln/IR/KilnDialect.h"
 #include "Runtime/ThreadPool.h"
 
+#include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/BuiltinOps.h"
-#include "mlir/IR/Diagnostics.h"
 #include "mlir/IR/MLIRContext.h"
-#include "mlir/InitAllDialects.h"
-#include "mlir/InitAllExtensions.h"
 #include "mlir/Parser/Parser.h"
 #include "mlir/Pass/PassManager.h"
-#include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
-#include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/ADT/SmallVector.h"
 #include "llvm/ADT/StringExtras.h"
@@ -64,30 +61,6 @@ int fail(const char **err, std::string message) {
 bool parseInt(llvm::StringRef text, int64_t min, int64_t &value) {
   return !text.getAsInteger(10, value) && value >= min;
 }
-
-/// Keeps the first error diagnostic of a context for an error message.
-class FirstError {
-public:
-  explicit FirstError(MLIRContext &ctx)
-      : handler(&ctx, [this](Diagnostic &d) {
-          if (d.getSeverity() == DiagnosticSeverity::Error && text.empty()) {
-            llvm::raw_string_ostream os(text);
-            if (auto loc = dyn_cast<FileLineColLoc>(d.getLocation()))
-              os << loc.getFilename().getValue() << ":" << loc.getLine() << ":"
-                 << loc.getColumn() << ": " << d;
-            else
-              os << d.getLocation() << ": " << d;
-          }
-          return success();
-        }) {}
-  std::string take(llvm::StringRef fallback) const {
-    return text.empty() ? fallback.str() : text;
-  }
-
-private:
-  ScopedDiagnosticHandler handler;
-  std::string text;
-};
 
 /// An argument of a compiled function as the caller sees it.
 struct ArgInfo {
@@ -411,15 +384,8 @@ int kiln_compile_mlir(const char *text, size_t size, const char *pipeline,
                      "needs AVX2, FMA and F16C)");
 
   MLIRContext ctx(MLIRContext::Threading::DISABLED);
-  DialectRegistry registry;
-  registerAllDialects(registry);
-  registerAllExtensions(registry);
-  registry.insert<mlir::kiln::KilnDialect>();
-  registerBuiltinDialectTranslation(registry);
-  registerLLVMDialectTranslation(registry);
-  ctx.appendDialectRegistry(registry);
-  ctx.loadAllAvailableDialects();
-  FirstError diags(ctx);
+  ::kiln::registerCompilerDialects(ctx);
+  ::kiln::FirstError diags(ctx, ::kiln::FirstError::LocationStyle::FileLineCol);
 
   llvm::StringRef source(text, size);
   OwningOpRef<ModuleOp> module =

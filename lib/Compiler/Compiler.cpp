@@ -3,6 +3,7 @@
 #include "Compiler/Compiler.h"
 
 #include "Compiler/ArtifactWriter.h"
+#include "Compiler/CompilerContext.h"
 #include "Compiler/HostCodegen.h"
 #include "Conversion/Passes.h"
 #include "Import/ModelImporter.h"
@@ -11,16 +12,12 @@
 #include "Runtime/Tokenizer.h"
 #include "kiln/runtime/Artifact.h"
 
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/IR/BuiltinOps.h"
-#include "mlir/IR/DialectRegistry.h"
 #include "mlir/IR/MLIRContext.h"
-#include "mlir/InitAllDialects.h"
-#include "mlir/InitAllExtensions.h"
 #include "mlir/Parser/Parser.h"
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Support/FileUtilities.h"
-#include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
-#include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
 #include "llvm/ADT/StringMap.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/FileUtilities.h"
@@ -36,40 +33,6 @@ namespace {
 
 llvm::Error fail(const llvm::Twine &msg) {
   return llvm::createStringError(llvm::inconvertibleErrorCode(), msg);
-}
-
-/// Collects MLIR diagnostics into one line for an llvm::Error.
-class DiagnosticCollector {
-public:
-  explicit DiagnosticCollector(MLIRContext &ctx)
-      : handler(ctx.getDiagEngine().registerHandler([this](Diagnostic &d) {
-          if (d.getSeverity() == DiagnosticSeverity::Error && text.empty()) {
-            llvm::raw_string_ostream os(text);
-            os << d.getLocation() << ": " << d;
-          }
-          return success();
-        })),
-        ctx(ctx) {}
-  ~DiagnosticCollector() { ctx.getDiagEngine().eraseHandler(handler); }
-  std::string take(llvm::StringRef fallback) {
-    return text.empty() ? fallback.str() : text;
-  }
-
-private:
-  DiagnosticEngine::HandlerID handler;
-  MLIRContext &ctx;
-  std::string text;
-};
-
-void registerDialects(MLIRContext &ctx) {
-  DialectRegistry registry;
-  registerAllDialects(registry);
-  registerAllExtensions(registry);
-  registry.insert<mlir::kiln::KilnDialect>();
-  registerBuiltinDialectTranslation(registry);
-  registerLLVMDialectTranslation(registry);
-  ctx.appendDialectRegistry(registry);
-  ctx.loadAllAvailableDialects();
 }
 
 llvm::Error writeOutput(const std::string &path, llvm::StringRef bytes) {
@@ -139,7 +102,7 @@ llvm::StringRef singleVariantKernels(const CompileOptions &options) {
 llvm::Error lowerToLLVM(ModuleOp module, const CompileOptions &options,
                         llvm::StringRef cpu) {
   llvm::StringRef input = options.input;
-  DiagnosticCollector diags(*module.getContext());
+  FirstError diags(*module.getContext());
   PassManager pm(module.getContext());
   mlir::kiln::ConvertKilnToCPUOptions lowering;
   lowering.activations = options.activations;
@@ -178,7 +141,7 @@ llvm::Error emitSingleVariant(ModuleOp lowered, const CompileOptions &options) {
 }
 
 llvm::Error compileMLIR(MLIRContext &ctx, const CompileOptions &options) {
-  DiagnosticCollector diags(ctx);
+  FirstError diags(ctx);
   llvm::SourceMgr sourceMgr;
   std::string error;
   auto file = openInputFile(options.input, &error);
@@ -366,7 +329,7 @@ llvm::Error compile(const CompileOptions &options) {
     return fail("--activations=" + options.activations +
                 " is not one of int8, f32");
   MLIRContext ctx(MLIRContext::Threading::DISABLED);
-  registerDialects(ctx);
+  registerCompilerDialects(ctx);
   if (llvm::StringRef(options.input).ends_with(".mlir"))
     return compileMLIR(ctx, options);
   if (llvm::Error e = safetensors::refusePickleCheckpoint(options.input))
