@@ -19,6 +19,7 @@
 #include "Compiler/HostCodegen.h"
 #include "Conversion/Passes.h"
 #include "Kiln/IR/KilnDialect.h"
+#include "Runtime/HostCode.h"
 #include "Runtime/ThreadPool.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -36,10 +37,8 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
-#include <dlfcn.h>
 #include <memory>
 #include <string>
-#include <sys/mman.h>
 #include <unistd.h>
 #include <vector>
 
@@ -254,19 +253,12 @@ struct kiln_compile_options {
 struct kiln_mlir_module {
   std::vector<FunctionInfo> functions;
   uint64_t weightBytes = 0; // bytes the #kiln.external ranges need
-  void *handle = nullptr;
-  int fd = -1;
+  std::unique_ptr<::kiln::rt::HostCode> code;
   std::unique_ptr<::kiln::rt::ThreadPool> pool;
   void *scratch = nullptr;
   size_t scratchSize = 0;
 
-  ~kiln_mlir_module() {
-    if (handle)
-      ::dlclose(handle);
-    if (fd >= 0)
-      ::close(fd);
-    std::free(scratch);
-  }
+  ~kiln_mlir_module() { std::free(scratch); }
 };
 
 extern "C" {
@@ -441,27 +433,14 @@ int kiln_compile_mlir(const char *text, size_t size, const char *pipeline,
     return fail(err, llvm::toString(so.takeError()));
 
   // Load from an in-memory file, as the runtime loads host code.
-  m->fd = ::memfd_create("kiln-mlir-module", MFD_CLOEXEC);
-  if (m->fd < 0)
-    return fail(err, std::string("cannot create an in-memory file: ") +
-                         std::strerror(errno));
-  for (size_t done = 0; done < so->size();) {
-    ssize_t w = ::write(m->fd, so->data() + done, so->size() - done);
-    if (w < 0 && errno == EINTR)
-      continue;
-    if (w <= 0)
-      return fail(err, std::string("cannot write the in-memory file: ") +
-                           std::strerror(errno));
-    done += w;
-  }
-  std::string path = "/proc/self/fd/" + std::to_string(m->fd);
-  m->handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
-  if (!m->handle) {
-    const char *e = ::dlerror();
-    return fail(err, std::string("dlopen failed: ") + (e ? e : "unknown"));
-  }
+  std::string why;
+  m->code =
+      ::kiln::rt::HostCode::load(reinterpret_cast<const uint8_t *>(so->data()),
+                                 so->size(), "mlir-module", why);
+  if (!m->code)
+    return fail(err, why);
   for (FunctionInfo &info : m->functions) {
-    void *sym = ::dlsym(m->handle, ("_kiln_packed_" + info.name).c_str());
+    void *sym = m->code->lookup("_kiln_packed_" + info.name);
     if (!sym)
       return fail(err, "@" + info.name +
                            ": no packed entry point (a "

@@ -1,4 +1,4 @@
-//===- HostCode.cpp - load a host-code section as a shared object ---------===//
+//===- HostCode.cpp - load a shared object from memory -------------------===//
 
 #include "Runtime/HostCode.h"
 
@@ -28,17 +28,16 @@ static int createMemoryFile(const std::string &name) {
 }
 
 std::unique_ptr<HostCode> HostCode::load(const uint8_t *data, uint64_t size,
-                                         const std::string &sectionName,
-                                         const std::string &symbol,
+                                         const std::string &name,
                                          std::string &err) {
-  std::string where = "host code '" + sectionName + "'";
+  std::string where = "host code '" + name + "'";
   static const uint8_t kElfMagic[4] = {0x7f, 'E', 'L', 'F'};
   if (size < 64 || std::memcmp(data, kElfMagic, 4) != 0) {
     err = where + " is not an ELF shared object";
     return nullptr;
   }
   std::unique_ptr<HostCode> hc(new HostCode());
-  hc->fd = createMemoryFile(sectionName);
+  hc->fd = createMemoryFile(name);
   if (hc->fd < 0) {
     err = where + ": cannot create an in-memory file: " + std::strerror(errno);
     return nullptr;
@@ -66,14 +65,12 @@ std::unique_ptr<HostCode> HostCode::load(const uint8_t *data, uint64_t size,
     err = where + ": dlopen failed: " + (e ? e : "unknown error");
     return nullptr;
   }
-  ::dlerror();
-  void *sym = ::dlsym(hc->handle, symbol.c_str());
-  if (!sym) {
-    err = where + " has no entry symbol '" + symbol + "'";
-    return nullptr;
-  }
-  hc->forward = reinterpret_cast<KilnForwardFn>(sym);
   return hc;
+}
+
+void *HostCode::lookup(const std::string &symbol) const {
+  ::dlerror();
+  return ::dlsym(handle, symbol.c_str());
 }
 
 HostCode::~HostCode() {

@@ -1,9 +1,7 @@
-//===- HostCode.h - load a host-code section as a shared object -*- C++ -*-===//
+//===- HostCode.h - load a shared object from memory ------------*- C++ -*-===//
 
 #ifndef KILN_RUNTIME_HOSTCODE_H
 #define KILN_RUNTIME_HOSTCODE_H
-
-#include "kiln/runtime/HostABI.h"
 
 #include <cstdint>
 #include <memory>
@@ -11,28 +9,30 @@
 
 namespace kiln::rt {
 
-/// A host-code ELF shared object loaded from memory. The artifact's bytes are
-/// copied into an anonymous memfd and dlopen'ed through /proc/self/fd/N, so
-/// nothing is written to disk. The fd stays open while the object is loaded:
-/// glibc recognises an already-loaded object by its path, and a reused fd
-/// number must not alias an earlier model.
+/// An ELF shared object loaded from memory: the runtime's host-code sections
+/// and the C API's compiled modules. The bytes are copied into an anonymous
+/// memfd and dlopen'ed through /proc/self/fd/N, so nothing is written to disk.
+/// The fd stays open while the object is loaded: glibc recognises an
+/// already-loaded object by its path, and a reused fd number must not alias an
+/// earlier model.
 class HostCode {
 public:
+  /// Loads the `size` bytes at `data`; `name` names the object in errors
+  /// ("host code '<name>'") and names the in-memory file ("kiln-<name>").
   static std::unique_ptr<HostCode> load(const uint8_t *data, uint64_t size,
-                                        const std::string &sectionName,
-                                        const std::string &symbol,
+                                        const std::string &name,
                                         std::string &err);
   ~HostCode();
   HostCode(const HostCode &) = delete;
   HostCode &operator=(const HostCode &) = delete;
 
-  KilnForwardFn getForward() const { return forward; }
+  /// The address of `symbol` in the object, or null when it has none.
+  void *lookup(const std::string &symbol) const;
 
 private:
   HostCode() = default;
   void *handle = nullptr;
   int fd = -1;
-  KilnForwardFn forward = nullptr;
 };
 
 } // namespace kiln::rt

@@ -46,10 +46,16 @@ std::unique_ptr<Model> Model::load(const std::string &path, int threads,
   }
   m->hostVariant = man.host[variant].section;
   const SectionView *code = m->artifact->find(m->hostVariant);
-  m->hostCode = HostCode::load(code->data, code->size, m->hostVariant,
-                               man.entry.symbol, why);
+  m->hostCode = HostCode::load(code->data, code->size, m->hostVariant, why);
   if (!m->hostCode) {
     err = path + ": " + why;
+    return nullptr;
+  }
+  m->forward =
+      reinterpret_cast<KilnForwardFn>(m->hostCode->lookup(man.entry.symbol));
+  if (!m->forward) {
+    err = path + ": host code '" + m->hostVariant + "' has no entry symbol '" +
+          man.entry.symbol + "'";
     return nullptr;
   }
 

@@ -15,6 +15,7 @@
 #include "Runtime/Sampler.h"
 #include "Runtime/ThreadPool.h"
 #include "Runtime/Tokenizer.h"
+#include "kiln/runtime/HostABI.h"
 
 #include <functional>
 #include <memory>
@@ -35,7 +36,7 @@ public:
   const Manifest &getManifest() const { return artifact->getManifest(); }
   const Tokenizer &getTokenizer() const { return *tokenizer; }
   ThreadPool &getPool() { return *pool; }
-  KilnForwardFn getForward() const { return hostCode->getForward(); }
+  KilnForwardFn getForward() const { return forward; }
   const SectionView &getWeights() const { return *weights; }
   const std::string &getHostVariant() const { return hostVariant; }
 
@@ -43,6 +44,7 @@ private:
   Model() = default;
   std::unique_ptr<Artifact> artifact;
   std::unique_ptr<HostCode> hostCode;
+  KilnForwardFn forward = nullptr; // the manifest's entry symbol in hostCode
   std::unique_ptr<Tokenizer> tokenizer;
   std::unique_ptr<ThreadPool> pool;
   const SectionView *weights = nullptr;
