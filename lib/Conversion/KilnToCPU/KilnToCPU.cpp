@@ -71,8 +71,26 @@ private:
   /// else its scratch slot.
   Value resultBuffer(Value result, Value rowSource, ImplicitLocOpBuilder &b);
   Value castTo(Value v, Type type, ImplicitLocOpBuilder &b);
+  /// Bytes [begin, end) of a buffer a kernel reads or writes; a null buffer
+  /// stands for any memory.
+  struct Region {
+    Value buffer;
+    int64_t begin = 0, end = INT64_MAX;
+  };
+  /// The memory holding tensor `value` of the function being lowered.
+  Region regionOf(Value value);
+  Region scratchRegion(int64_t offset, int64_t size) {
+    return {scratchArg, offset, offset + size};
+  }
+  /// Calls `kernel` on all threads. A barrier goes first only when the
+  /// kernel reads what a kernel since the last barrier wrote, or writes what
+  /// one read or wrote: independent kernels (Q, K and V projections) run
+  /// back to back.
   void callKernel(func::FuncOp kernel, SmallVector<Value> args,
-                  ImplicitLocOpBuilder &b);
+                  ImplicitLocOpBuilder &b, ArrayRef<Region> reads,
+                  ArrayRef<Region> writes);
+  void barrier(ImplicitLocOpBuilder &b);
+  static bool overlaps(const Region &a, const Region &b);
   std::optional<int64_t> staticBytes(RankedTensorType type);
   /// Whether a linear layer over `weight` takes int8-quantized activations.
   bool usesInt8(WeightType weight);
@@ -100,10 +118,12 @@ private:
   };
   struct RopeTable {
     RopeTableKey key;
-    int64_t offset;
+    int64_t offset, bytes;
     bool filled = false;
   };
   SmallVector<RopeTable> ropeTables;
+  int64_t q8Bytes = 0;
+  SmallVector<Region> pendingReads, pendingWrites;
 
   IRMapping mapping;
   llvm::DenseMap<Value, WeightRef> weights;
@@ -192,8 +212,11 @@ LogicalResult FunctionLowering::planScratch() {
   for (Value v : values) {
     Slot &slot = slots[v];
     SmallVector<std::pair<int64_t, int64_t>> busy;
+    // A slot stays reserved through the op after its last use, so that op's
+    // result never overwrites what the previous kernel may still be reading
+    // on another thread (which would cost a barrier).
     for (Slot *other : placed)
-      if (other->lastUse >= slot.def && other->def <= slot.lastUse)
+      if (other->lastUse + 1 >= slot.def && other->def <= slot.lastUse + 1)
         busy.push_back({other->offset, other->offset + other->size});
     llvm::sort(busy);
     int64_t offset = 0;
@@ -207,7 +230,6 @@ LogicalResult FunctionLowering::planScratch() {
     placed.push_back(&slot);
   }
   // The int8 activation region, after everything else.
-  int64_t q8Bytes = 0;
   for (Operation &op : body) {
     auto linear = dyn_cast<LinearOp>(op);
     if (!linear || !usesInt8(linear.getWeight().getType()))
@@ -242,8 +264,9 @@ LogicalResult FunctionLowering::planScratch() {
       return rope.emitOpError("has a dynamic token dimension with no "
                               "kiln.max_tokens bound");
     int64_t offset = llvm::alignTo(scratchBytes, kBufferAlignment);
-    ropeTables.push_back({key, offset});
-    scratchBytes = offset + rows * key.rotaryDim * int64_t(sizeof(float));
+    int64_t bytes = rows * key.rotaryDim * int64_t(sizeof(float));
+    ropeTables.push_back({key, offset, bytes});
+    scratchBytes = offset + bytes;
   }
   return success();
 }
@@ -283,15 +306,51 @@ Value FunctionLowering::castTo(Value v, Type type, ImplicitLocOpBuilder &b) {
   return memref::CastOp::create(b, type, v);
 }
 
+FunctionLowering::Region FunctionLowering::regionOf(Value value) {
+  if (auto it = destinations.find(value); it != destinations.end())
+    return {it->second};
+  if (auto it = slots.find(value); it != slots.end())
+    return scratchRegion(it->second.offset, it->second.size);
+  if (isa<BlockArgument>(value))
+    return {mapping.lookup(value)};
+  if (auto slice = value.getDefiningOp<tensor::ExtractSliceOp>())
+    return regionOf(slice.getSource());
+  return {};
+}
+
+bool FunctionLowering::overlaps(const Region &a, const Region &b) {
+  if (a.buffer && b.buffer && a.buffer != b.buffer)
+    return false;
+  return a.begin < b.end && b.begin < a.end;
+}
+
+void FunctionLowering::barrier(ImplicitLocOpBuilder &b) {
+  func::CallOp::create(b, kernels.barrier(), ValueRange{rtArg});
+  pendingReads.clear();
+  pendingWrites.clear();
+}
+
 void FunctionLowering::callKernel(func::FuncOp kernel, SmallVector<Value> args,
-                                  ImplicitLocOpBuilder &b) {
+                                  ImplicitLocOpBuilder &b,
+                                  ArrayRef<Region> reads,
+                                  ArrayRef<Region> writes) {
+  auto conflicts = [](ArrayRef<Region> mine, ArrayRef<Region> theirs) {
+    return llvm::any_of(mine, [&](const Region &m) {
+      return llvm::any_of(theirs,
+                          [&](const Region &t) { return overlaps(m, t); });
+    });
+  };
+  if (conflicts(reads, pendingWrites) || conflicts(writes, pendingWrites) ||
+      conflicts(writes, pendingReads))
+    barrier(b);
   args.push_back(tid);
   args.push_back(nth);
   FunctionType type = kernel.getFunctionType();
   for (auto [i, arg] : llvm::enumerate(args))
     args[i] = castTo(arg, type.getInput(i), b);
   func::CallOp::create(b, kernel, args);
-  func::CallOp::create(b, kernels.barrier(), ValueRange{rtArg});
+  pendingReads.append(reads.begin(), reads.end());
+  pendingWrites.append(writes.begin(), writes.end());
 }
 
 Value FunctionLowering::resultBuffer(Value result, Value rowSource,
@@ -369,7 +428,9 @@ LogicalResult FunctionLowering::emitOp(Operation *op, ImplicitLocOpBuilder &b) {
         if (usesInt8(w->type)) {
           if (lastQuantized != x) {
             callKernel(kernels.quantizeActivations(k),
-                       {x, scratchArg, idx(b, q8Offset)}, b);
+                       {x, scratchArg, idx(b, q8Offset)}, b,
+                       {regionOf(l.getInput())},
+                       {scratchRegion(q8Offset, q8Bytes)});
             lastQuantized = x;
           }
           args = {scratchArg, idx(b, q8Offset)};
@@ -384,7 +445,9 @@ LogicalResult FunctionLowering::emitOp(Operation *op, ImplicitLocOpBuilder &b) {
         if (bias)
           args.append({weightsArg, idx(b, bias->offset)});
         args.push_back(y);
-        callKernel(kernel, args, b);
+        Region input = usesInt8(w->type) ? scratchRegion(q8Offset, q8Bytes)
+                                         : regionOf(l.getInput());
+        callKernel(kernel, args, b, {input}, {regionOf(l.getResult())});
         finish(l.getResult(), y);
         return success();
       })
@@ -404,7 +467,8 @@ LogicalResult FunctionLowering::emitOp(Operation *op, ImplicitLocOpBuilder &b) {
         Value ids = mapped(e.getIds());
         Value y = resultBuffer(e.getResult(), ids, b);
         callKernel(kernels.embedding(**f, vocab, dim),
-                   {weightsArg, idx(b, w->offset), ids, y}, b);
+                   {weightsArg, idx(b, w->offset), ids, y}, b,
+                   {regionOf(e.getIds())}, {regionOf(e.getResult())});
         finish(e.getResult(), y);
         return success();
       })
@@ -439,7 +503,7 @@ LogicalResult FunctionLowering::emitOp(Operation *op, ImplicitLocOpBuilder &b) {
         args.push_back(y);
         callKernel(kernels.norm(**f, dim, n.getEpsilon().convertToFloat(),
                                 isLayer, bias.has_value()),
-                   args, b);
+                   args, b, {regionOf(n.getInput())}, {regionOf(n.getResult())});
         finish(n.getResult(), y);
         return success();
       })
@@ -470,11 +534,12 @@ LogicalResult FunctionLowering::emitOp(Operation *op, ImplicitLocOpBuilder &b) {
           callKernel(kernels.ropeTable(cfg),
                      {mapped(r.getPosition()), tokens, scratchArg,
                       idx(b, it->offset)},
-                     b);
+                     b, {}, {scratchRegion(it->offset, it->bytes)});
           it->filled = true;
         }
         callKernel(kernels.rope(cfg), {x, scratchArg, idx(b, it->offset), y},
-                   b);
+                   b, {regionOf(r.getInput()), scratchRegion(it->offset, it->bytes)},
+                   {regionOf(r.getResult())});
         finish(r.getResult(), y);
         return success();
       })
@@ -508,7 +573,11 @@ LogicalResult FunctionLowering::emitOp(Operation *op, ImplicitLocOpBuilder &b) {
                                    mapped(a.getPosition()),
                                    y,
                                    rtArg};
-        callKernel(kernels.attention(cfg), args, b);
+        Region cacheRegion = regionOf(a.getCache());
+        callKernel(kernels.attention(cfg), args, b,
+                   {regionOf(a.getQuery()), regionOf(a.getKey()),
+                    regionOf(a.getValue()), cacheRegion},
+                   {regionOf(a.getResult()), cacheRegion});
         finish(a.getResult(), y);
         return success();
       })
@@ -530,7 +599,9 @@ LogicalResult FunctionLowering::emitOp(Operation *op, ImplicitLocOpBuilder &b) {
         Value y = resultBuffer(e.getResult(), lhs, b);
         int64_t dim = e.getLhs().getType().getDimSize(1);
         callKernel(kernels.elementwise(kind, dim),
-                   {lhs, mapped(e.getRhs()), y}, b);
+                   {lhs, mapped(e.getRhs()), y}, b,
+                   {regionOf(e.getLhs()), regionOf(e.getRhs())},
+                   {regionOf(e.getResult())});
         finish(e.getResult(), y);
         return success();
       })
@@ -545,7 +616,8 @@ LogicalResult FunctionLowering::emitOp(Operation *op, ImplicitLocOpBuilder &b) {
         Value x = mapped(e.getInput());
         Value y = resultBuffer(e.getResult(), x, b);
         int64_t dim = e.getInput().getType().getDimSize(1);
-        callKernel(kernels.elementwise(kind, dim), {x, y}, b);
+        callKernel(kernels.elementwise(kind, dim), {x, y}, b,
+                   {regionOf(e.getInput())}, {regionOf(e.getResult())});
         finish(e.getResult(), y);
         return success();
       })
@@ -555,7 +627,7 @@ LogicalResult FunctionLowering::emitOp(Operation *op, ImplicitLocOpBuilder &b) {
         Value x = mapped(s.getInput());
         Value y = resultBuffer(s.getResult(), x, b);
         callKernel(kernels.softmax(s.getInput().getType().getDimSize(1)),
-                   {x, y}, b);
+                   {x, y}, b, {regionOf(s.getInput())}, {regionOf(s.getResult())});
         finish(s.getResult(), y);
         return success();
       })
@@ -708,8 +780,11 @@ LogicalResult FunctionLowering::run() {
       return ret.emitOpError("the CPU lowering can only copy [rows, 16k] f32 "
                              "results into their buffers");
     callKernel(kernels.elementwise(ElementwiseKind::Copy, type.getDimSize(1)),
-               {src, dest}, b);
+               {src, dest}, b, {regionOf(v)}, {Region{dest}});
   }
+  // Every thread returns only when all results are complete.
+  if (!pendingWrites.empty())
+    barrier(b);
   func::ReturnOp::create(b);
 
   newFunc->setAttr("kiln.scratch_bytes", b.getI64IntegerAttr(scratchBytes));

@@ -44,16 +44,38 @@ func.func @mlp(%x: tensor<?x64xf32>) -> tensor<?x64xf32> attributes {kiln.max_to
 
 // -----
 
-// Values whose live ranges do not overlap share scratch: %a and %c both sit
-// at offset 0, %b at 2048.
+// Values whose live ranges do not overlap share scratch; a slot stays
+// reserved through the op after its last use (that op's kernel may still be
+// reading it on another thread). %a (0), %b (2048), %c (4096), then %d
+// reuses %a's bytes.
 // CHECK-LABEL: func.func @reuse
-// CHECK-SAME: kiln.scratch_bytes = 4096
+// CHECK-SAME: kiln.scratch_bytes = 6144
 func.func @reuse(%x: tensor<?x64xf32>) -> tensor<?x64xf32> attributes {kiln.max_tokens = 8} {
   %a = kiln.silu %x : tensor<?x64xf32>
   %b = kiln.silu %a : tensor<?x64xf32>
   %c = kiln.silu %b : tensor<?x64xf32>
-  %d = kiln.add %c, %b : tensor<?x64xf32>
-  return %d : tensor<?x64xf32>
+  %d = kiln.silu %c : tensor<?x64xf32>
+  %e = kiln.add %d, %c : tensor<?x64xf32>
+  return %e : tensor<?x64xf32>
+}
+
+// -----
+
+// Kernels that neither read what the other writes nor write what it reads
+// run without a barrier between them; a dependent one waits.
+// CHECK-LABEL: func.func @independent
+// CHECK: call @kiln_silu_64
+// CHECK-NOT: call @kiln_barrier
+// CHECK: call @kiln_gelu_tanh_64
+// CHECK-NEXT: call @kiln_barrier
+// CHECK: call @kiln_add_64
+// CHECK-NEXT: call @kiln_barrier
+// CHECK-NEXT: return
+func.func @independent(%x: tensor<?x64xf32>) -> tensor<?x64xf32> attributes {kiln.max_tokens = 8} {
+  %a = kiln.silu %x : tensor<?x64xf32>
+  %b = kiln.gelu %x : tensor<?x64xf32>
+  %c = kiln.add %a, %b : tensor<?x64xf32>
+  return %c : tensor<?x64xf32>
 }
 
 // -----
