@@ -15,6 +15,7 @@
 #include "mlir/Target/LLVMIR/LLVMTranslationInterface.h"
 
 #include "lld/Common/Driver.h"
+#include "llvm/ADT/STLFunctionalExtras.h"
 #include "llvm/ADT/ScopeExit.h"
 #include "llvm/ADT/SmallString.h"
 #include "llvm/IR/LLVMContext.h"
@@ -181,10 +182,13 @@ translateAndOptimize(mlir::ModuleOp module, llvm::LLVMContext &llvmContext,
   return llvmModule;
 }
 
-/// Runs the backend on `module` and returns an object file or assembly text.
-llvm::Expected<std::string> emitCode(mlir::ModuleOp module,
-                                     const CpuTarget &target,
-                                     llvm::CodeGenFileType fileType) {
+/// Translates `module` to LLVM IR optimized for `target` and returns what
+/// `emit` makes of it: the one path behind every emit kind.
+llvm::Expected<std::string> emitOptimized(
+    mlir::ModuleOp module, const CpuTarget &target,
+    llvm::function_ref<llvm::Expected<std::string>(llvm::Module &,
+                                                   llvm::TargetMachine &)>
+        emit) {
   llvm::Expected<std::unique_ptr<llvm::TargetMachine>> machine =
       createTargetMachine(target);
   if (!machine)
@@ -194,17 +198,29 @@ llvm::Expected<std::string> emitCode(mlir::ModuleOp module,
       translateAndOptimize(module, llvmContext, **machine);
   if (!llvmModule)
     return llvmModule.takeError();
+  return emit(**llvmModule, **machine);
+}
 
-  llvm::SmallString<0> buffer;
-  llvm::raw_svector_ostream os(buffer);
-  llvm::legacy::PassManager codegen;
-  if ((*machine)->addPassesToEmitFile(codegen, os, nullptr, fileType))
-    return makeError("the X86 backend cannot emit " +
-                     llvm::Twine(fileType == llvm::CodeGenFileType::ObjectFile
-                                     ? "an object file"
-                                     : "assembly"));
-  codegen.run(**llvmModule);
-  return std::string(buffer.str());
+/// Runs the backend on `module` and returns an object file or assembly text.
+llvm::Expected<std::string> emitCode(mlir::ModuleOp module,
+                                     const CpuTarget &target,
+                                     llvm::CodeGenFileType fileType) {
+  return emitOptimized(
+      module, target,
+      [&](llvm::Module &llvmModule,
+          llvm::TargetMachine &machine) -> llvm::Expected<std::string> {
+        llvm::SmallString<0> buffer;
+        llvm::raw_svector_ostream os(buffer);
+        llvm::legacy::PassManager codegen;
+        if (machine.addPassesToEmitFile(codegen, os, nullptr, fileType))
+          return makeError(
+              "the X86 backend cannot emit " +
+              llvm::Twine(fileType == llvm::CodeGenFileType::ObjectFile
+                              ? "an object file"
+                              : "assembly"));
+        codegen.run(llvmModule);
+        return std::string(buffer.str());
+      });
 }
 
 /// Flags shared by the in-process and the subprocess link.
@@ -363,19 +379,14 @@ kiln::emitSharedObject(mlir::ModuleOp llvmDialectModule,
 
 llvm::Expected<std::string> kiln::emitLLVMIR(mlir::ModuleOp llvmDialectModule,
                                              const CpuTarget &target) {
-  llvm::Expected<std::unique_ptr<llvm::TargetMachine>> machine =
-      createTargetMachine(target);
-  if (!machine)
-    return machine.takeError();
-  llvm::LLVMContext llvmContext;
-  llvm::Expected<std::unique_ptr<llvm::Module>> llvmModule =
-      translateAndOptimize(llvmDialectModule, llvmContext, **machine);
-  if (!llvmModule)
-    return llvmModule.takeError();
-  std::string text;
-  llvm::raw_string_ostream os(text);
-  (*llvmModule)->print(os, nullptr);
-  return text;
+  return emitOptimized(llvmDialectModule, target,
+                       [](llvm::Module &llvmModule, llvm::TargetMachine &)
+                           -> llvm::Expected<std::string> {
+                         std::string text;
+                         llvm::raw_string_ostream os(text);
+                         llvmModule.print(os, nullptr);
+                         return text;
+                       });
 }
 
 llvm::Expected<std::string>
