@@ -250,3 +250,28 @@ TEST(SessionAlloc, MinimumCpuFeaturesAreChecked) {
                                    "code variant of the artifact needs");
   ::unlink(path.c_str());
 }
+
+TEST(SessionAlloc, GpuArtifactIsRefused) {
+  std::string inputs = KILN_RUNTIME_TEST_INPUTS;
+  kiln::ArtifactBuilder b;
+  b.addSection("manifest", KILN_SECTION_MANIFEST,
+               readFile(inputs + "/fake-manifest.json"));
+  b.addSection("vocab", KILN_SECTION_VOCAB,
+               readFile(inputs + "/fake-vocab.json"));
+  b.addSection("weights", KILN_SECTION_WEIGHTS, "1");
+  std::string so = readFile(KILN_FAKE_MODEL_PATH);
+  b.addSection("host.x86-64-v4", KILN_SECTION_HOST_CODE, so);
+  b.addSection("host.x86-64-v3", KILN_SECTION_HOST_CODE, so);
+  b.setGpuArchs("sm_90");
+  std::string path = "/tmp/kiln-gpu-test-" + std::to_string(::getpid()) +
+                     ".kiln",
+              err;
+  ASSERT_TRUE(kiln::writeArtifact(path, b, err)) << err;
+  kiln_model *m = nullptr;
+  const char *e = nullptr;
+  EXPECT_EQ(kiln_model_load(path.c_str(), 1, &m, &e), KILN_ERROR);
+  EXPECT_EQ(m, nullptr);
+  EXPECT_EQ(std::string(e), path + ": the artifact needs a GPU (sm_90), and "
+                                   "this runtime runs CPU host code only");
+  ::unlink(path.c_str());
+}

@@ -39,6 +39,14 @@ std::unique_ptr<Model> Model::load(const std::string &path, int threads,
           ", which every host code variant of the artifact needs";
     return nullptr;
   }
+  // GPU execution is not part of this runtime yet: an artifact that needs a
+  // GPU is refused before any of it runs.
+  const char *gpuArchs = m->artifact->getHeader().gpuArchs;
+  if (gpuArchs[0] != '\0') {
+    err = path + ": the artifact needs a GPU (" + std::string(gpuArchs) +
+          "), and this runtime runs CPU host code only";
+    return nullptr;
+  }
   int variant = chooseHostVariant(man.host, cpuFeatures, why);
   if (variant < 0) {
     err = path + ": " + why;
