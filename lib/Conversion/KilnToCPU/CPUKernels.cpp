@@ -342,24 +342,6 @@ func::FuncOp KernelLibrary::quantizeActivations(int64_t k) {
   return fn;
 }
 
-/// sum over lanes pairs (2i, 2i+1) of a[j] * b[j] as vector<16xi32>: the
-/// shape LLVM matches to vpmaddwd.
-static Value pairwiseDot(ImplicitLocOpBuilder &b, Value a16, Value b16) {
-  SmallVector<int64_t> even, odd;
-  for (int64_t i = 0; i < 16; ++i) {
-    even.push_back(2 * i);
-    odd.push_back(2 * i + 1);
-  }
-  auto i32x16 = VectorType::get({16}, b.getI32Type());
-  auto ext = [&](Value v, ArrayRef<int64_t> lanes) -> Value {
-    Value s = vector::ShuffleOp::create(b, v, v, lanes);
-    return arith::ExtSIOp::create(b, i32x16, s);
-  };
-  Value e = arith::MulIOp::create(b, ext(a16, even), ext(b16, even));
-  Value o = arith::MulIOp::create(b, ext(a16, odd), ext(b16, odd));
-  return arith::AddIOp::create(b, e, o);
-}
-
 // Accumulation order. Integer sums are exact, but the float steps that
 // scale and add them round; int8 activation rounding then turns a 1-ulp
 // difference into a different code later in the network. Kiln follows
@@ -405,125 +387,28 @@ static Value horizontalSum8(ImplicitLocOpBuilder &b, Value acc8) {
   return arith::AddFOp::create(b, x0, x1);
 }
 
-/// Eight lanes of four-product sums from sixteen lanes of pair sums.
-static Value quadsFromPairs(ImplicitLocOpBuilder &b, Value pairs16) {
-  SmallVector<int64_t> even, odd;
-  for (int64_t i = 0; i < 8; ++i) {
-    even.push_back(2 * i);
-    odd.push_back(2 * i + 1);
-  }
-  return arith::AddIOp::create(
-      b, vector::ShuffleOp::create(b, pairs16, pairs16, even),
-      vector::ShuffleOp::create(b, pairs16, pairs16, odd));
-}
-
-func::FuncOp KernelLibrary::linearInt8(const WeightFormat &format, int64_t k,
-                                       int64_t n, bool hasBias) {
-  MLIRContext *ctx = module.getContext();
-  Type f32 = Float32Type::get(ctx);
-  Type index = IndexType::get(ctx);
-  auto bytes = MemRefType::get({ShapedType::kDynamic}, IntegerType::get(ctx, 8));
-  SmallVector<Type> args = {bytes, index, bytes, index};
-  if (hasBias)
-    args.append({bytes, index});
-  args.append({rowsType(ctx, n, f32), index, index});
-  std::string name = ("kiln_linear_q8_" + format.getName() + "_" + Twine(k) +
-                      "x" + Twine(n) + (hasBias ? "_bias" : ""))
-                         .str();
-  OpBuilder ob(ctx);
-  bool created;
-  func::FuncOp fn =
-      lookupOrStart(name, FunctionType::get(ctx, args, {}), ob, created);
-  if (!created)
-    return fn;
-  ImplicitLocOpBuilder b(module.getLoc(), ob);
-  KB kb{b};
-  Value q = fn.getArgument(0), qOffset = fn.getArgument(1),
-        w = fn.getArgument(2), wOffset = fn.getArgument(3);
-  unsigned next = 4;
-  Value biasBuf, biasOffset;
-  if (hasBias) {
-    biasBuf = fn.getArgument(next++);
-    biasOffset = fn.getArgument(next++);
-  }
-  Value y = fn.getArgument(next++), tid = fn.getArgument(next++),
-        nth = fn.getArgument(next++);
-  int64_t blocks = k / 32;
-  Value tokens = kb.dim(y, 0);
-  Value biasView = hasBias ? kb.floatView(biasBuf, biasOffset, kb.idx(n))
-                           : Value();
-  auto [rowBegin, rowEnd] = kb.share(kb.idx(n), tid, nth);
-  Value tiledTokens = kb.sub(tokens, kb.rem(tokens, kb.idx(kTokenTile)));
-  auto i16x32 = VectorType::get({32}, b.getI16Type());
-  auto i8x32 = VectorType::get({32}, b.getI8Type());
-
-  auto emitTile = [&](Value row, Value t0, int64_t tile) {
-    Value rowBase = kb.add(wOffset, kb.mul(row, kb.idx(format.getRowBytes())));
-    Value zero8 = vector::BroadcastOp::create(b, vf32x8(b), kb.f(0.0f));
-    SmallVector<Value> inits;
-    for (int64_t i = 0; i < tile; ++i)
-      inits.append({zero8, kb.f(0.0f)});
-    auto loop = kb.loop(
-        kb.idx(0), kb.idx(blocks), kb.idx(1), inits,
-        [&](Value c, ValueRange acc) {
-          WeightFormat::IntegerChunk wc =
-              format.emitIntegerChunk(b, w, rowBase, c);
-          Value codes =
-              wc.unsignedCodes
-                  ? Value(arith::ExtUIOp::create(b, i16x32, wc.codes))
-                  : Value(arith::ExtSIOp::create(b, i16x32, wc.codes));
-          SmallVector<Value> out;
-          for (int64_t i = 0; i < tile; ++i) {
-            Value t = kb.add(t0, kb.idx(i));
-            Value rec = kb.add(
-                qOffset,
-                kb.mul(kb.add(kb.mul(t, kb.idx(blocks)), c),
-                       kb.idx(kQ8RecordBytes)));
-            Value qx = vector::LoadOp::create(b, i8x32, q, ValueRange{rec});
-            Value dot = pairwiseDot(b, codes,
-                                    arith::ExtSIOp::create(b, i16x32, qx));
-            Value dx = loadF32(b, q, kb.add(rec, kb.idx(32)));
-            out.push_back(accumulateBlock(b, acc[2 * i], quadsFromPairs(b, dot),
-                                          kb.mul(wc.scale, dx)));
-            Value minAcc = acc[2 * i + 1];
-            if (wc.min) {
-              Value sx = loadF32(b, q, kb.add(rec, kb.idx(36)));
-              minAcc = kb.add(minAcc, kb.mul(wc.min, sx));
-            }
-            out.push_back(minAcc);
-          }
-          return out;
-        });
-    Value bias = hasBias ? Value(memref::LoadOp::create(b, biasView, row))
-                         : Value();
-    for (int64_t i = 0; i < tile; ++i) {
-      Value s = kb.add(horizontalSum8(b, loop.getResult(2 * i)),
-                       loop.getResult(2 * i + 1));
-      if (bias)
-        s = kb.add(s, bias);
-      memref::StoreOp::create(b, s, y, ValueRange{kb.add(t0, kb.idx(i)), row});
-    }
-  };
-
-  kb.forEach(rowBegin, rowEnd, [&](Value row) {
-    kb.loop(kb.idx(0), tiledTokens, kb.idx(kTokenTile), {},
-            [&](Value t0, ValueRange) {
-              emitTile(row, t0, kTokenTile);
-              return SmallVector<Value>{};
-            });
-    kb.forEach(tiledTokens, tokens, [&](Value t0) { emitTile(row, t0, 1); });
-  });
-  func::ReturnOp::create(b);
-  return fn;
-}
-
 /// acc + sum of the four products u[4i..4i+3] * s[4i..4i+3] in lane i
 /// (u unsigned, s signed bytes): vpdpbusd on AVX-512 VNNI, the same sums
 /// from vpmaddubsw + vpmaddwd on AVX2 (no saturation for |u| <= 128,
-/// |s| <= 127).
+/// |s| <= 127), portable vector code for `generic`.
 static Value emitByteDot(ImplicitLocOpBuilder &b, Value acc, Value u, Value s,
                          StringRef cpu) {
   auto i32x16 = VectorType::get({16}, b.getI32Type());
+  if (cpu == "generic") {
+    // Widen, multiply, and add groups of four lanes with shuffles.
+    auto i32x64 = VectorType::get({64}, b.getI32Type());
+    Value prod = arith::MulIOp::create(b, arith::ExtUIOp::create(b, i32x64, u),
+                                       arith::ExtSIOp::create(b, i32x64, s));
+    Value sum = acc;
+    for (int64_t j = 0; j < 4; ++j) {
+      SmallVector<int64_t> lanes;
+      for (int64_t i = 0; i < 16; ++i)
+        lanes.push_back(4 * i + j);
+      sum = arith::AddIOp::create(
+          b, sum, vector::ShuffleOp::create(b, prod, prod, lanes));
+    }
+    return sum;
+  }
   if (cpu == "x86-64-v4")
     return LLVM::CallIntrinsicOp::create(
                b, i32x16, b.getStringAttr("llvm.x86.avx512.vpdpbusd.512"),
@@ -558,9 +443,9 @@ static Value emitByteDot(ImplicitLocOpBuilder &b, Value acc, Value u, Value s,
   return arith::AddIOp::create(b, acc, quads);
 }
 
-func::FuncOp KernelLibrary::linearInt8X86(const WeightFormat &format,
-                                          int64_t k, int64_t n, bool hasBias,
-                                          StringRef cpu) {
+func::FuncOp KernelLibrary::linearInt8(const WeightFormat &format,
+                                       int64_t k, int64_t n, bool hasBias,
+                                       StringRef cpu) {
   MLIRContext *ctx = module.getContext();
   Type f32 = Float32Type::get(ctx);
   Type index = IndexType::get(ctx);
@@ -610,6 +495,8 @@ func::FuncOp KernelLibrary::linearInt8X86(const WeightFormat &format,
       b, DenseElementsAttr::get(i32x16, b.getI32IntegerAttr(0)));
   Value zeroI8 = arith::ConstantOp::create(
       b, DenseElementsAttr::get(i8x64, b.getI8IntegerAttr(0)));
+  Value zeroI8x32 = arith::ConstantOp::create(
+      b, DenseElementsAttr::get(i8x32, b.getI8IntegerAttr(0)));
 
   // A tile is `rows` consecutive rows times `tile` consecutive tokens: the
   // weights of a row pair are dequantized once for all tokens of the tile,
@@ -623,74 +510,80 @@ func::FuncOp KernelLibrary::linearInt8X86(const WeightFormat &format,
     SmallVector<Value> inits;
     for (int64_t i = 0; i < rows * tile; ++i)
       inits.append({zero8, kb.f(0.0f)});
-    auto loop = kb.loop(
-        kb.idx(0), kb.idx(blocks), kb.idx(2), inits,
-        [&](Value c0, ValueRange acc) {
-          Value c1 = kb.add(c0, kb.idx(1));
-          // Activations of the tile's tokens for this block pair.
-          SmallVector<Value> qxs, dx0s, dx1s;
-          for (int64_t i = 0; i < tile; ++i) {
-            Value t = kb.add(t0, kb.idx(i));
-            Value rec0 = kb.add(qOffset,
-                                kb.mul(kb.add(kb.mul(t, kb.idx(blocks)), c0),
-                                       kb.idx(kQ8RecordBytes)));
-            Value rec1 = kb.add(rec0, kb.idx(kQ8RecordBytes));
-            qxs.push_back(vector::ShuffleOp::create(
-                b, vector::LoadOp::create(b, i8x32, q, ValueRange{rec0}),
-                vector::LoadOp::create(b, i8x32, q, ValueRange{rec1}), concat64));
-            dx0s.push_back(loadF32(b, q, kb.add(rec0, kb.idx(32))));
-            dx1s.push_back(loadF32(b, q, kb.add(rec1, kb.idx(32))));
+    // One step covers blocks c0 and c0 + 1 (`pair`) or block c0 alone, the
+    // odd last block, with the second half of the byte vectors zero.
+    auto step = [&](Value c0, bool pair, ValueRange acc) {
+      SmallVector<Value> blocksOf = {c0};
+      if (pair)
+        blocksOf.push_back(kb.add(c0, kb.idx(1)));
+      auto record = [&](Value t, Value c) {
+        return kb.add(qOffset, kb.mul(kb.add(kb.mul(t, kb.idx(blocks)), c),
+                                      kb.idx(kQ8RecordBytes)));
+      };
+      auto widen = [&](Value lo, Value hi) -> Value {
+        return vector::ShuffleOp::create(b, lo, hi ? hi : zeroI8x32, concat64);
+      };
+      // Activations of the tile's tokens for these blocks.
+      SmallVector<Value> qxs;
+      SmallVector<SmallVector<Value>> dxs(tile), sxs(tile);
+      for (int64_t i = 0; i < tile; ++i) {
+        Value t = kb.add(t0, kb.idx(i));
+        SmallVector<Value> halves;
+        for (Value c : blocksOf) {
+          Value rec = record(t, c);
+          halves.push_back(vector::LoadOp::create(b, i8x32, q, ValueRange{rec}));
+          dxs[i].push_back(loadF32(b, q, kb.add(rec, kb.idx(32))));
+          sxs[i].push_back(kb.add(rec, kb.idx(36)));
+        }
+        qxs.push_back(widen(halves[0], pair ? halves[1] : Value()));
+      }
+      SmallVector<Value> out(acc.begin(), acc.end());
+      for (int64_t r = 0; r < rows; ++r) {
+        SmallVector<WeightFormat::IntegerChunk> wc;
+        for (Value c : blocksOf)
+          wc.push_back(format.emitIntegerChunk(b, w, rowBases[r], c));
+        Value codes = widen(wc[0].codes, pair ? wc[1].codes : Value());
+        // Signed codes: |w| as the unsigned operand, x negated where w < 0.
+        Value u = codes, negative;
+        if (!wc[0].unsignedCodes) {
+          u = math::AbsIOp::create(b, codes);
+          negative = arith::CmpIOp::create(b, arith::CmpIPredicate::slt, codes,
+                                           zeroI8);
+        }
+        for (int64_t i = 0; i < tile; ++i) {
+          Value qx = qxs[i];
+          if (negative)
+            qx = arith::SelectOp::create(
+                b, negative, arith::SubIOp::create(b, zeroI8, qx), qx);
+          // Lanes 0-7: the first block's quad sums, lanes 8-15: the second's.
+          Value dot = emitByteDot(b, zeroI32, u, qx, cpu);
+          int64_t a = 2 * (r * tile + i);
+          for (auto [j, chunk] : llvm::enumerate(wc)) {
+            out[a] = accumulateBlock(b, out[a], lanes8(b, dot, 8 * j),
+                                     kb.mul(chunk.scale, dxs[i][j]));
+            if (chunk.min)
+              out[a + 1] = kb.add(out[a + 1],
+                                  kb.mul(chunk.min, loadF32(b, q, sxs[i][j])));
           }
-          SmallVector<Value> out(acc.begin(), acc.end());
-          for (int64_t r = 0; r < rows; ++r) {
-            WeightFormat::IntegerChunk w0 =
-                format.emitIntegerChunk(b, w, rowBases[r], c0);
-            WeightFormat::IntegerChunk w1 =
-                format.emitIntegerChunk(b, w, rowBases[r], c1);
-            Value codes =
-                vector::ShuffleOp::create(b, w0.codes, w1.codes, concat64);
-            // Signed codes: |w| as the unsigned operand, x negated where w < 0.
-            Value u = codes, negative;
-            if (!w0.unsignedCodes) {
-              u = math::AbsIOp::create(b, codes);
-              negative = arith::CmpIOp::create(b, arith::CmpIPredicate::slt,
-                                               codes, zeroI8);
-            }
-            for (int64_t i = 0; i < tile; ++i) {
-              Value qx = qxs[i];
-              if (negative)
-                qx = arith::SelectOp::create(
-                    b, negative, arith::SubIOp::create(b, zeroI8, qx), qx);
-              // Lanes 0-7: block c0's quad sums, lanes 8-15: block c1's.
-              Value dot = emitByteDot(b, zeroI32, u, qx, cpu);
-              int64_t a = 2 * (r * tile + i);
-              Value acc8 = accumulateBlock(b, out[a], lanes8(b, dot, 0),
-                                           kb.mul(w0.scale, dx0s[i]));
-              out[a] = accumulateBlock(b, acc8, lanes8(b, dot, 8),
-                                       kb.mul(w1.scale, dx1s[i]));
-              if (w0.min) {
-                Value t = kb.add(t0, kb.idx(i));
-                Value rec0 = kb.add(
-                    qOffset, kb.mul(kb.add(kb.mul(t, kb.idx(blocks)), c0),
-                                    kb.idx(kQ8RecordBytes)));
-                Value rec1 = kb.add(rec0, kb.idx(kQ8RecordBytes));
-                Value m = kb.add(out[a + 1],
-                                 kb.mul(w0.min, loadF32(b, q, kb.add(rec0, kb.idx(36)))));
-                out[a + 1] = kb.add(
-                    m, kb.mul(w1.min, loadF32(b, q, kb.add(rec1, kb.idx(36)))));
-              }
-            }
-          }
-          return out;
-        });
+        }
+      }
+      return out;
+    };
+    int64_t pairs = blocks / 2;
+    auto loop = kb.loop(kb.idx(0), kb.idx(2 * pairs), kb.idx(2), inits,
+                        [&](Value c0, ValueRange acc) {
+                          return step(c0, /*pair=*/true, acc);
+                        });
+    SmallVector<Value> sums(loop.getResults());
+    if (blocks % 2)
+      sums = step(kb.idx(blocks - 1), /*pair=*/false, sums);
     for (int64_t r = 0; r < rows; ++r) {
       Value row = kb.add(row0, kb.idx(r));
       Value bias = hasBias ? Value(memref::LoadOp::create(b, biasView, row))
                            : Value();
       for (int64_t i = 0; i < tile; ++i) {
         int64_t a = 2 * (r * tile + i);
-        Value s = kb.add(horizontalSum8(b, loop.getResult(a)),
-                         loop.getResult(a + 1));
+        Value s = kb.add(horizontalSum8(b, sums[a]), sums[a + 1]);
         if (bias)
           s = kb.add(s, bias);
         memref::StoreOp::create(b, s, y,

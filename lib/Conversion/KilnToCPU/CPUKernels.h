@@ -59,14 +59,11 @@ public:
   func::FuncOp quantizeActivations(int64_t k);
   /// (q: memref<?xi8>, qOffset: index, w, wOffset, [bias, biasOffset,]
   ///  y: memref<?xNxf32>, tid, nth): y = x W^T with x as quantized by
-  /// quantizeActivations, integer dot products per 32-value block.
+  /// quantizeActivations, integer dot products two 32-value blocks at a time:
+  /// AVX-512 VNNI vpdpbusd for `cpu` = x86-64-v4, AVX2 vpmaddubsw + vpmaddwd
+  /// for x86-64-v3, portable vector code for generic.
   func::FuncOp linearInt8(const WeightFormat &format, int64_t k, int64_t n,
-                          bool hasBias);
-  /// As linearInt8, two blocks (64 values) per step with x86 byte dot
-  /// products: AVX-512 VNNI vpdpbusd for `cpu` = x86-64-v4, AVX2
-  /// vpmaddubsw + vpmaddwd for x86-64-v3. Needs k % 64 == 0.
-  func::FuncOp linearInt8X86(const WeightFormat &format, int64_t k, int64_t n,
-                             bool hasBias, StringRef cpu);
+                          bool hasBias, StringRef cpu);
   /// (table: memref<?xi8>, offset: index, ids: memref<?xi32>,
   ///  y: memref<?xDxf32>, tid, nth)
   func::FuncOp embedding(const WeightFormat &format, int64_t vocab,

@@ -434,9 +434,7 @@ LogicalResult FunctionLowering::emitOp(Operation *op, ImplicitLocOpBuilder &b) {
             lastQuantized = x;
           }
           args = {scratchArg, idx(b, q8Offset)};
-          kernel = cpu != "generic" && k % 64 == 0
-                       ? kernels.linearInt8X86(**f, k, n, bias.has_value(), cpu)
-                       : kernels.linearInt8(**f, k, n, bias.has_value());
+          kernel = kernels.linearInt8(**f, k, n, bias.has_value(), cpu);
         } else {
           args = {x};
           kernel = kernels.linear(**f, k, n, bias.has_value());

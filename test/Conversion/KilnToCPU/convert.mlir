@@ -28,9 +28,9 @@
 // INT8-SAME: kiln.scratch_bytes = 2816
 // INT8: call @kiln_quantize_q8_64
 // INT8: call @kiln_barrier
-// INT8: call @kiln_linear_q8_q4_1_64x64
+// INT8: call @kiln_linear_q8_generic_q4_1_64x64
 // INT8: call @kiln_quantize_q8_64
-// INT8: call @kiln_linear_q8_q4_1_64x64
+// INT8: call @kiln_linear_q8_generic_q4_1_64x64
 // INT8: func.func private @kiln_quantize_q8_64
 // INT8: math.roundeven
 // INT8: arith.truncf {{.*}} to f16
