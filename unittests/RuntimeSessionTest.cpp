@@ -225,7 +225,9 @@ TEST(SessionAlloc, UnallocatableKVCacheIsAnError) {
   ::unlink(path.c_str());
 }
 
-TEST(SessionAlloc, MinimumCpuFeaturesAreChecked) {
+/// The fake model's manifest, vocabulary, weights and host code for both
+/// CPU variants.
+static kiln::ArtifactBuilder fakeModelSections() {
   std::string inputs = KILN_RUNTIME_TEST_INPUTS;
   kiln::ArtifactBuilder b;
   b.addSection("manifest", KILN_SECTION_MANIFEST,
@@ -236,6 +238,11 @@ TEST(SessionAlloc, MinimumCpuFeaturesAreChecked) {
   std::string so = readFile(KILN_FAKE_MODEL_PATH);
   b.addSection("host.x86-64-v4", KILN_SECTION_HOST_CODE, so);
   b.addSection("host.x86-64-v3", KILN_SECTION_HOST_CODE, so);
+  return b;
+}
+
+TEST(SessionAlloc, MinimumCpuFeaturesAreChecked) {
+  kiln::ArtifactBuilder b = fakeModelSections();
   b.setMinCpuFeatures(KILN_CPU_AVX2 | KILN_CPU_FMA);
   std::string path = "/tmp/kiln-minfeat-test-" + std::to_string(::getpid()) +
                      ".kiln",
@@ -252,16 +259,7 @@ TEST(SessionAlloc, MinimumCpuFeaturesAreChecked) {
 }
 
 TEST(SessionAlloc, GpuArtifactIsRefused) {
-  std::string inputs = KILN_RUNTIME_TEST_INPUTS;
-  kiln::ArtifactBuilder b;
-  b.addSection("manifest", KILN_SECTION_MANIFEST,
-               readFile(inputs + "/fake-manifest.json"));
-  b.addSection("vocab", KILN_SECTION_VOCAB,
-               readFile(inputs + "/fake-vocab.json"));
-  b.addSection("weights", KILN_SECTION_WEIGHTS, "1");
-  std::string so = readFile(KILN_FAKE_MODEL_PATH);
-  b.addSection("host.x86-64-v4", KILN_SECTION_HOST_CODE, so);
-  b.addSection("host.x86-64-v3", KILN_SECTION_HOST_CODE, so);
+  kiln::ArtifactBuilder b = fakeModelSections();
   b.setGpuArchs("sm_90");
   std::string path = "/tmp/kiln-gpu-test-" + std::to_string(::getpid()) +
                      ".kiln",
