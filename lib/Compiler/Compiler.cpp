@@ -9,6 +9,7 @@
 #include "Import/ModelImporter.h"
 #include "Import/Safetensors.h"
 #include "Kiln/IR/KilnDialect.h"
+#include "Kiln/Transforms/Passes.h"
 #include "Runtime/Tokenizer.h"
 #include "kiln/runtime/Artifact.h"
 
@@ -52,45 +53,120 @@ std::string printModule(ModuleOp module) {
 
 /// Copies every weight a module references into one blob (64-byte aligned,
 /// each distinct range once: tied embeddings are stored a single time) and
-/// points the module's kiln.weight ops at it.
+/// points the module's kiln.weight ops at it. A kiln.pack of a weight is
+/// performed here: the blob holds the packed bytes, in place of the
+/// original when nothing else reads it.
 llvm::Expected<std::string> packWeights(ModuleOp module,
                                         llvm::ArrayRef<uint8_t> source,
                                         llvm::StringRef sourcePath) {
   std::string blob;
-  std::map<std::pair<uint64_t, uint64_t>, uint64_t> placed;
+  // (file offset, size, packed?) -> blob offset
+  std::map<std::tuple<uint64_t, uint64_t, bool>, uint64_t> placed;
   MLIRContext *ctx = module.getContext();
   auto name = StringAttr::get(ctx, "weights");
   llvm::Error error = llvm::Error::success();
-  module.walk([&](mlir::kiln::WeightOp op) {
+  auto rangeOf = [&](mlir::kiln::WeightOp op)
+      -> std::optional<mlir::kiln::ExternalDataAttr> {
     auto ext = dyn_cast<mlir::kiln::ExternalDataAttr>(op.getSource());
     if (!ext || error)
-      return;
+      return std::nullopt;
     if (ext.getPath().getValue() != sourcePath) {
       error = fail("weight '" + ext.getPath().getValue() +
                    "' is not in the model file");
-      return;
+      return std::nullopt;
     }
     uint64_t end;
     if (__builtin_add_overflow(ext.getOffset(), ext.getSize(), &end) ||
         end > source.size()) {
       error = fail(sourcePath + ": weight range past the end of the file");
-      return;
+      return std::nullopt;
     }
-    auto key = std::make_pair(ext.getOffset(), ext.getSize());
+    return ext;
+  };
+  auto place = [&](std::tuple<uint64_t, uint64_t, bool> key,
+                   llvm::function_ref<void(char *)> write,
+                   uint64_t bytes) -> uint64_t {
     auto it = placed.find(key);
-    if (it == placed.end()) {
-      blob.resize(llvm::alignTo(blob.size(), 64), '\0');
-      it = placed.emplace(key, blob.size()).first;
-      blob.append(reinterpret_cast<const char *>(source.data()) +
-                      ext.getOffset(),
-                  ext.getSize());
-    }
-    op.setSourceAttr(mlir::kiln::ExternalDataAttr::get(ctx, name, it->second,
-                                                       ext.getSize()));
+    if (it != placed.end())
+      return it->second;
+    uint64_t at = llvm::alignTo(blob.size(), 64);
+    blob.resize(at + bytes, '\0');
+    write(blob.data() + at);
+    placed.emplace(key, at);
+    return at;
+  };
+
+  llvm::DenseSet<Operation *> packedOps;
+  SmallVector<mlir::kiln::PackOp> packs;
+  module.walk([&](mlir::kiln::PackOp op) { packs.push_back(op); });
+  for (mlir::kiln::PackOp pack : packs) {
+    auto from = pack.getWeight().getDefiningOp<mlir::kiln::WeightOp>();
+    if (!from)
+      return fail("kiln.pack of a value that is not a kiln.weight");
+    std::optional<mlir::kiln::ExternalDataAttr> ext = rangeOf(from);
+    if (error)
+      return std::move(error);
+    if (!ext)
+      return fail("kiln.pack of a weight that is not in the model file");
+    mlir::kiln::WeightType type = pack.getType();
+    const mlir::kiln::Rows16Format *format = type.getRows16Format();
+    FailureOr<uint64_t> sourceBytes = from.getType().getStorageBytes();
+    FailureOr<uint64_t> packedBytes = type.getStorageBytes();
+    if (!format || failed(sourceBytes) || failed(packedBytes) ||
+        *sourceBytes != ext->getSize())
+      return fail(sourcePath + ": weight range does not hold a " +
+                  llvm::Twine(type.getNumRows()) + " x " +
+                  llvm::Twine(type.getInnerDim()) + " weight");
+    uint64_t at = place(
+        {ext->getOffset(), ext->getSize(), true},
+        [&](char *dest) {
+          mlir::kiln::packRows16(*format, type.getNumRows(),
+                                 type.getInnerDim(),
+                                 source.data() + ext->getOffset(),
+                                 reinterpret_cast<uint8_t *>(dest));
+        },
+        *packedBytes);
+    OpBuilder b(pack);
+    auto packed = mlir::kiln::WeightOp::create(
+        b, pack.getLoc(), type,
+        mlir::kiln::ExternalDataAttr::get(ctx, name, at, *packedBytes));
+    packedOps.insert(packed);
+    pack.replaceAllUsesWith(packed.getResult());
+    pack.erase();
+    if (from.use_empty())
+      from.erase();
+  }
+
+  module.walk([&](mlir::kiln::WeightOp op) {
+    if (packedOps.contains(op))
+      return;
+    std::optional<mlir::kiln::ExternalDataAttr> ext = rangeOf(op);
+    if (!ext)
+      return;
+    uint64_t at = place(
+        {ext->getOffset(), ext->getSize(), false},
+        [&](char *dest) {
+          std::memcpy(dest, source.data() + ext->getOffset(), ext->getSize());
+        },
+        ext->getSize());
+    op.setSourceAttr(
+        mlir::kiln::ExternalDataAttr::get(ctx, name, at, ext->getSize()));
   });
   if (error)
     return std::move(error);
   return blob;
+}
+
+/// Runs kiln-pack-weights when linear layers take int8 activations.
+llvm::Error packForKernels(ModuleOp module, const CompileOptions &options) {
+  if (options.activations != "int8")
+    return llvm::Error::success();
+  FirstError diags(*module.getContext());
+  PassManager pm(module.getContext());
+  pm.addPass(mlir::kiln::createKilnPackWeights());
+  if (failed(pm.run(module)))
+    return fail(options.input + ": " + diags.take("packing weights failed"));
+  return llvm::Error::success();
 }
 
 llvm::StringRef singleVariantKernels(const CompileOptions &options) {
@@ -140,6 +216,41 @@ llvm::Error emitSingleVariant(ModuleOp lowered, const CompileOptions &options) {
   return writeOutput(options.output, *bytes);
 }
 
+/// For an .mlir module: with --weights-out, writes the weights its code
+/// reads (packed) and points the module at them; without it, the module must
+/// have nothing to pack, and its code reads its weight file as it is.
+llvm::Error writeWeightsOf(ModuleOp module, const CompileOptions &options) {
+  bool packs = false;
+  std::optional<std::string> path;
+  module.walk([&](Operation *op) {
+    packs |= isa<mlir::kiln::PackOp>(op);
+    if (auto w = dyn_cast<mlir::kiln::WeightOp>(op))
+      if (auto ext = dyn_cast<mlir::kiln::ExternalDataAttr>(w.getSource()))
+        path = ext.getPath().str();
+  });
+  if (options.weightsOutput.empty()) {
+    if (packs)
+      return fail(options.input + ": its weights are repacked for the int8 "
+                                  "kernels; name the file to write them to "
+                                  "with --weights-out");
+    return llvm::Error::success();
+  }
+  if (!path)
+    return fail(options.input + ": --weights-out given but no kiln.weight "
+                                "reads a #kiln.external file");
+  auto buffer = llvm::MemoryBuffer::getFile(*path, /*IsText=*/false,
+                                            /*RequiresNullTerminator=*/false);
+  if (!buffer)
+    return fail(*path + ": " + buffer.getError().message());
+  llvm::ArrayRef<uint8_t> bytes(
+      reinterpret_cast<const uint8_t *>((*buffer)->getBufferStart()),
+      (*buffer)->getBufferSize());
+  llvm::Expected<std::string> blob = packWeights(module, bytes, *path);
+  if (!blob)
+    return blob.takeError();
+  return writeOutput(options.weightsOutput, *blob);
+}
+
 llvm::Error compileMLIR(MLIRContext &ctx, const CompileOptions &options) {
   FirstError diags(ctx);
   llvm::SourceMgr sourceMgr;
@@ -154,6 +265,10 @@ llvm::Error compileMLIR(MLIRContext &ctx, const CompileOptions &options) {
   if (options.emit == EmitKind::Artifact || options.emit == EmitKind::KilnMLIR)
     return fail("--emit=kiln and --emit=mlir need a .gguf model; an .mlir "
                 "input can be emitted as llvm-mlir, llvm, asm or so");
+  if (auto e = packForKernels(*module, options))
+    return e;
+  if (auto e = writeWeightsOf(*module, options))
+    return e;
   report(options, "lowering", 0.2);
   if (auto e = lowerToLLVM(*module, options, singleVariantKernels(options)))
     return e;
@@ -192,6 +307,8 @@ llvm::Error compileGGUF(MLIRContext &ctx, const CompileOptions &options) {
                                         file->fileSize());
   }
   report(options, "packing weights", 0.1);
+  if (auto e = packForKernels(module, options))
+    return e;
   llvm::Expected<std::string> weights =
       packWeights(module, fileBytes, file->path());
   if (!weights)

@@ -34,6 +34,9 @@ struct CompileOptions {
   /// Activations of linear layers over integer-coded weights: "int8" or
   /// "f32" (see convert-kiln-to-cpu).
   std::string activations = "int8";
+  /// For .mlir inputs: where to write the weights the emitted code reads
+  /// (repacked for its kernels); empty: the code reads the module's file.
+  std::string weightsOutput;
   /// Called with (stage name, fraction done in [0, 1]).
   std::function<void(const std::string &, double)> progress;
 };

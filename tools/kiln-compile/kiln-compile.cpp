@@ -44,6 +44,11 @@ static cl::opt<std::string> kernels(
     cl::desc("Kernels for --emit=llvm/asm/so: native (for --cpu, default) or "
              "generic (portable vector code)"),
     cl::init("native"));
+static cl::opt<std::string> weightsOut(
+    "weights-out",
+    cl::desc("For an .mlir input: write the weights the emitted code reads "
+             "(repacked for its kernels) to this file"),
+    cl::value_desc("file"), cl::init(""));
 static cl::opt<bool> quiet("q", cl::desc("No progress bar"), cl::init(false));
 
 /// A one-line bar on stderr, redrawn in place; only on a terminal.
@@ -73,6 +78,7 @@ int main(int argc, char **argv) {
   options.maxTokens = maxTokens;
   options.activations = activations;
   options.kernels = kernels;
+  options.weightsOutput = weightsOut;
   if (!kiln::parseEmitKind(emit, options.emit)) {
     llvm::WithColor::error(llvm::errs(), "kiln-compile")
         << "unknown --emit=" << emit << " (kiln, mlir, llvm-mlir, llvm, asm, so)\n";

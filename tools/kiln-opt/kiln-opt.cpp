@@ -2,6 +2,7 @@
 
 #include "Conversion/Passes.h"
 #include "Kiln/IR/KilnDialect.h"
+#include "Kiln/Transforms/Passes.h"
 
 #include "mlir/IR/DialectRegistry.h"
 #include "mlir/InitAllDialects.h"
@@ -15,6 +16,7 @@ int main(int argc, char **argv) {
   mlir::registerAllExtensions(registry);
   mlir::registerAllPasses();
   registry.insert<mlir::kiln::KilnDialect>();
+  mlir::kiln::registerKilnTransformsPasses();
   mlir::kiln::registerKilnConversionPasses();
   mlir::kiln::registerKilnPipelines();
   return mlir::asMainReturnCode(

@@ -17,7 +17,8 @@ class Kiln_Attr<string name, string attrMnemonic, list<Trait> traits = []>
 // fixes the bit order, so GGUF's formats are instances of one scheme.
 def Kiln_QuantLayout : I32EnumAttr<"QuantLayout", "byte layout of a quantized block", [
     I32EnumAttrCase<"Packed", 0, "packed">,  // Kiln's own: scales, then codes little-endian, LSB first
-    I32EnumAttrCase<"GGUF", 1, "gguf">       // ggml's block_q*/block_q*_K structs (ggml-common.h)
+    I32EnumAttrCase<"GGUF", 1, "gguf">,      // ggml's block_q*/block_q*_K structs (ggml-common.h)
+    I32EnumAttrCase<"Rows16", 2, "rows16">   // ggml's formats, 16 rows interleaved for the int8 kernels (Rows16.h)
   ]> {
   let genSpecializedAttr = 0;
   let cppNamespace = "::mlir::kiln";

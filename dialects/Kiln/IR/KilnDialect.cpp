@@ -117,6 +117,12 @@ QuantSchemeAttr::verify(function_ref<InFlightDiagnostic()> emitError,
   } else if (subScaleBits != 0) {
     return emitError() << "sub_scale_bits needs a super_group";
   }
+  if (layout == QuantLayout::Rows16 &&
+      (!scaleType.isF16() || (zeroType && !zeroType.isF16()) ||
+       !::mlir::kiln::findRows16Format(bits, group, bool(zeroType), superGroup,
+                                 subScaleBits)))
+    return emitError() << "layout = rows16 takes only the ggml formats Q4_0, "
+                          "Q4_1, Q5_0, Q5_1, Q8_0, Q4_K and Q6_K";
   if (layout == QuantLayout::GGUF &&
       !findGGMLBlockFormat(bits, group, scaleType, zeroType, superGroup,
                            subScaleBits)) {

@@ -1,6 +1,7 @@
 //===- KilnTypes.cpp - kiln types -----------------------------------------===//
 
 #include "Kiln/IR/KilnDialect.h"
+#include "Kiln/IR/Rows16.h"
 #include "Kiln/IR/WeightLayout.h"
 
 #include "mlir/IR/Builders.h"
@@ -101,6 +102,9 @@ FailureOr<uint64_t> WeightType::getRowBytes() const {
     return failure();
   uint64_t k = getInnerDim();
   if (QuantSchemeAttr quant = getQuant()) {
+    // rows16 stores groups of 16 rows, not rows (see getStorageBytes).
+    if (quant.getLayout() == QuantLayout::Rows16)
+      return failure();
     ::kiln::QuantBlockShape shape;
     shape.bits = quant.getBits();
     shape.group = quant.getGroup();
@@ -121,6 +125,16 @@ FailureOr<uint64_t> WeightType::getRowBytes() const {
   return *bytes;
 }
 
+const ::mlir::kiln::Rows16Format *WeightType::getRows16Format() const {
+  QuantSchemeAttr q = getQuant();
+  if (!q || getSparsity() || !q.getScaleType().isF16() ||
+      (q.getZeroType() && !q.getZeroType().isF16()))
+    return nullptr;
+  return ::mlir::kiln::findRows16Format(q.getBits(), q.getGroup(),
+                                  bool(q.getZeroType()), q.getSuperGroup(),
+                                  q.getSubScaleBits());
+}
+
 FailureOr<uint64_t> WeightType::getStorageBytes() const {
   std::optional<uint64_t> count = ::kiln::checkedElementCount(getShape());
   if (!count)
@@ -128,6 +142,15 @@ FailureOr<uint64_t> WeightType::getStorageBytes() const {
   uint64_t rows = *count / getInnerDim();
   uint64_t k = getInnerDim();
   SparsityAttr sparsity = getSparsity();
+  if (getQuant() && getQuant().getLayout() == QuantLayout::Rows16) {
+    const ::mlir::kiln::Rows16Format *rows16 = getRows16Format();
+    if (!rows16)
+      return failure();
+    std::optional<uint64_t> total = ::mlir::kiln::rows16Bytes(*rows16, rows, k);
+    if (!total)
+      return failure();
+    return *total;
+  }
   if (!sparsity) {
     FailureOr<uint64_t> rowBytes = getRowBytes();
     if (failed(rowBytes))

@@ -39,6 +39,9 @@ def Kiln_WeightType : Kiln_Type<"Weight", "weight"> {
     ::mlir::FailureOr<uint64_t> getRowBytes() const;
     /// Bytes the whole weight occupies; fails on overflow.
     ::mlir::FailureOr<uint64_t> getStorageBytes() const;
+    /// The rows16 arrangement of this weight's ggml block format (whatever
+    /// its layout now), or null if the format has none (Rows16.h).
+    const ::mlir::kiln::Rows16Format *getRows16Format() const;
   }];
 }
 

@@ -275,6 +275,15 @@ static void storeF32(ImplicitLocOpBuilder &b, Value v, Value bytes,
   vector::StoreOp::create(b, raw, bytes, ValueRange{offset});
 }
 
+static void storeI32(ImplicitLocOpBuilder &b, Value v, Value bytes,
+                     Value offset) {
+  Value vec = vector::BroadcastOp::create(
+      b, VectorType::get({1}, b.getI32Type()), v);
+  Value raw = vector::BitCastOp::create(
+      b, VectorType::get({4}, b.getI8Type()), vec);
+  vector::StoreOp::create(b, raw, bytes, ValueRange{offset});
+}
+
 static Value loadF32(ImplicitLocOpBuilder &b, Value bytes, Value offset) {
   Value raw = vector::LoadOp::create(b, VectorType::get({4}, b.getI8Type()),
                                      bytes, ValueRange{offset});
@@ -324,8 +333,9 @@ func::FuncOp KernelLibrary::quantizeActivations(int64_t k) {
         b, i32x16, math::RoundEvenOp::create(b, kb.mul(v0, invV)));
     Value q1 = arith::FPToSIOp::create(
         b, i32x16, math::RoundEvenOp::create(b, kb.mul(v1, invV)));
-    Value sum = vector::ReductionOp::create(
-        b, vector::CombiningKind::ADD, arith::AddIOp::create(b, q0, q1));
+    Value sumLo = vector::ReductionOp::create(b, vector::CombiningKind::ADD, q0);
+    Value sumHi = vector::ReductionOp::create(b, vector::CombiningKind::ADD, q1);
+    Value sum = arith::AddIOp::create(b, sumLo, sumHi);
     SmallVector<int64_t> order(32);
     for (int64_t i = 0; i < 32; ++i)
       order[i] = i;
@@ -337,6 +347,8 @@ func::FuncOp KernelLibrary::quantizeActivations(int64_t k) {
     Value sumF = arith::SIToFPOp::create(b, f32, sum);
     storeF32(b, roundToF16(b, d), q, kb.add(rec, kb.idx(32)));
     storeF32(b, roundToF16(b, kb.mul(d, sumF)), q, kb.add(rec, kb.idx(36)));
+    storeI32(b, sumLo, q, kb.add(rec, kb.idx(40)));
+    storeI32(b, sumHi, q, kb.add(rec, kb.idx(44)));
   });
   func::ReturnOp::create(b);
   return fn;
@@ -610,6 +622,247 @@ func::FuncOp KernelLibrary::linearInt8(const WeightFormat &format,
     });
     kb.forEach(pairedEnd, rowEnd, [&](Value row) { emitTile(row, 1, t0, 1); });
   });
+  func::ReturnOp::create(b);
+  return fn;
+}
+
+//===----------------------------------------------------------------------===//
+// linearRows16: int8 activations times rows16 weights, 16 rows per vector
+//===----------------------------------------------------------------------===//
+
+static Value loadI32(ImplicitLocOpBuilder &b, Value bytes, Value offset) {
+  Value raw = vector::LoadOp::create(b, VectorType::get({4}, b.getI8Type()),
+                                     bytes, ValueRange{offset});
+  Value vec = vector::BitCastOp::create(
+      b, VectorType::get({1}, b.getI32Type()), raw);
+  return vector::ExtractOp::create(b, vec, ArrayRef<int64_t>{0});
+}
+
+/// Tokens a rows16 kernel multiplies per pass over a block's codes, and
+/// tokens whose activations it keeps hot in L2 while it walks all rows.
+constexpr int64_t kRows16TokenTile = 8;
+constexpr int64_t kRows16TokenChunk = 64;
+
+func::FuncOp KernelLibrary::linearRows16(const Rows16Format &format,
+                                         int64_t k, int64_t n, bool hasBias,
+                                         StringRef cpu) {
+  MLIRContext *ctx = module.getContext();
+  Type f32 = Float32Type::get(ctx);
+  Type index = IndexType::get(ctx);
+  auto bytes = MemRefType::get({ShapedType::kDynamic}, IntegerType::get(ctx, 8));
+  SmallVector<Type> args = {bytes, index, bytes, index};
+  if (hasBias)
+    args.append({bytes, index});
+  args.append({rowsType(ctx, n, f32), index, index});
+  std::string name = ("kiln_linear_r16_" + cpu + "_" + format.name + "_" +
+                      Twine(k) + "x" + Twine(n) + (hasBias ? "_bias" : ""))
+                         .str();
+  for (char &c : name)
+    if (c == '-')
+      c = '_';
+  OpBuilder ob(ctx);
+  bool created;
+  func::FuncOp fn =
+      lookupOrStart(name, FunctionType::get(ctx, args, {}), ob, created);
+  if (!created)
+    return fn;
+  ImplicitLocOpBuilder b(module.getLoc(), ob);
+  KB kb{b};
+  Value q = fn.getArgument(0), qOffset = fn.getArgument(1),
+        w = fn.getArgument(2), wOffset = fn.getArgument(3);
+  unsigned next = 4;
+  Value biasBuf, biasOffset;
+  if (hasBias) {
+    biasBuf = fn.getArgument(next++);
+    biasOffset = fn.getArgument(next++);
+  }
+  Value y = fn.getArgument(next++), tid = fn.getArgument(next++),
+        nth = fn.getArgument(next++);
+
+  const int64_t blocks = k / 32, bps = format.superValues / 32;
+  const int64_t supers = k / format.superValues;
+  // The lowering takes feature dimensions in multiples of 16: whole groups.
+  assert(n % kRows16 == 0 && "rows16 kernels write whole groups of 16 rows");
+  const int64_t groups = n / kRows16;
+  const int64_t groupBytes = format.groupBytes(k);
+  const int64_t headerRegion = format.headerRegionBytes(k);
+  const int64_t codeBytes = format.blockCodeBytes();
+  // vpmaddubsw saturates past 16-bit pair sums: 8-bit codes take the
+  // widening byte dot product without VNNI.
+  StringRef dotCpu =
+      cpu == "x86-64-v3" && format.codeBits == 8 ? StringRef("generic") : cpu;
+
+  auto i8x64 = VectorType::get({64}, b.getI8Type());
+  auto i8x16 = VectorType::get({16}, b.getI8Type());
+  auto i32x16 = VectorType::get({16}, b.getI32Type());
+  auto bytesSplat = [&](int64_t v) -> Value {
+    return arith::ConstantOp::create(
+        b, DenseElementsAttr::get(i8x64, b.getI8IntegerAttr(v)));
+  };
+  auto load64 = [&](Value at) -> Value {
+    return vector::LoadOp::create(b, i8x64, w, ValueRange{at});
+  };
+  // 16 f16 values at `at`, widened.
+  auto loadHalves = [&](Value at) -> Value {
+    Value raw = vector::LoadOp::create(b, VectorType::get({32}, b.getI8Type()),
+                                       w, ValueRange{at});
+    Value h = vector::BitCastOp::create(
+        b, VectorType::get({kLanes}, b.getF16Type()), raw);
+    return arith::ExtFOp::create(b, kb.vf32(), h);
+  };
+  // 16 one-byte integers at `at`, widened to i32.
+  auto loadBytes = [&](Value at, bool isSigned) -> Value {
+    Value raw = vector::LoadOp::create(b, i8x16, w, ValueRange{at});
+    return isSigned ? Value(arith::ExtSIOp::create(b, i32x16, raw))
+                    : Value(arith::ExtUIOp::create(b, i32x16, raw));
+  };
+  auto toFloat = [&](Value v) -> Value {
+    return arith::SIToFPOp::create(b, kb.vf32(), v);
+  };
+  // The 8 targets of a block (Rows16.h): unsigned codes of values 4t..4t+3
+  // of each of the 16 rows.
+  auto unpack = [&](Value at) {
+    SmallVector<Value> t(8);
+    if (format.codeBits == 8) {
+      for (int64_t i = 0; i < 8; ++i)
+        t[i] = load64(kb.add(at, kb.idx(64 * i)));
+      return t;
+    }
+    Value nibbles = kb.add(at, kb.idx(64 * (format.codeBits - 4)));
+    for (int64_t j = 0; j < 4; ++j) {
+      Value x = load64(kb.add(nibbles, kb.idx(64 * j)));
+      t[j] = arith::AndIOp::create(b, x, bytesSplat(0x0F));
+      t[j + 4] = arith::ShRUIOp::create(b, x, bytesSplat(4));
+    }
+    if (format.codeBits == 4)
+      return t;
+    // Move each target's high bits to bit 4 (and 5), then merge.
+    int64_t width = format.codeBits - 4, mask = format.codeBits == 5 ? 0x10 : 0x30;
+    for (int64_t i = 0; i < 8; ++i) {
+      int64_t plane = width == 1 ? 0 : i / 4;
+      int64_t from = width == 1 ? i : 2 * (i % 4);
+      Value p = load64(kb.add(at, kb.idx(64 * plane)));
+      if (from < 4)
+        p = arith::ShLIOp::create(b, p, bytesSplat(4 - from));
+      else if (from > 4)
+        p = arith::ShRUIOp::create(b, p, bytesSplat(from - 4));
+      t[i] = arith::OrIOp::create(
+          b, t[i], arith::AndIOp::create(b, p, bytesSplat(mask)));
+    }
+    return t;
+  };
+
+  Value tokens = kb.dim(y, 0);
+  auto [g0, g1] = kb.share(kb.idx(groups), tid, nth);
+  Value biasView = hasBias ? kb.floatView(biasBuf, biasOffset, kb.idx(n))
+                           : Value();
+  Value zeroI32 = arith::ConstantOp::create(
+      b, DenseElementsAttr::get(i32x16, b.getI32IntegerAttr(0)));
+
+  // Rows 16g .. 16g+15 times tokens t0 .. t0+tile-1.
+  auto emitTile = [&](Value g, Value t0, int64_t tile) {
+    Value group = kb.add(wOffset, kb.mul(g, kb.idx(groupBytes)));
+    SmallVector<Value> inits(tile, kb.zeros());
+    auto loop = kb.loop(
+        kb.idx(0), kb.idx(supers), kb.idx(1), inits,
+        [&](Value s, ValueRange accIn) {
+          SmallVector<Value> acc(accIn.begin(), accIn.end());
+          Value header = kb.add(group, kb.mul(s, kb.idx(format.headerBytes)));
+          Value d = loadHalves(header);
+          for (int64_t j = 0; j < bps; ++j) {
+            Value blk = kb.add(kb.mul(s, kb.idx(bps)), kb.idx(j));
+            SmallVector<Value> codes = unpack(kb.add(
+                group, kb.add(kb.idx(headerRegion), kb.mul(blk, kb.idx(codeBytes)))));
+            // Per-row scale of this block, and min (value = scale*code + min).
+            Value scale = d, min, scLo, scHi;
+            switch (format.kind) {
+            case Rows16Kind::Q4_1:
+            case Rows16Kind::Q5_1:
+              min = loadHalves(kb.add(header, kb.idx(32)));
+              break;
+            case Rows16Kind::Q4_K: {
+              Value sc = loadBytes(kb.add(header, kb.idx(64 + 16 * j)), false);
+              Value m = loadBytes(kb.add(header, kb.idx(192 + 16 * j)), false);
+              scale = kb.mul(d, toFloat(sc));
+              min = arith::NegFOp::create(
+                  b, kb.mul(loadHalves(kb.add(header, kb.idx(32))), toFloat(m)));
+              break;
+            }
+            case Rows16Kind::Q6_K:
+              scLo = loadBytes(kb.add(header, kb.idx(32 + 32 * j)), true);
+              scHi = loadBytes(kb.add(header, kb.idx(48 + 32 * j)), true);
+              break;
+            default:
+              break;
+            }
+            for (int64_t i = 0; i < tile; ++i) {
+              Value rec = kb.add(
+                  qOffset,
+                  kb.mul(kb.add(kb.mul(kb.add(t0, kb.idx(i)), kb.idx(blocks)), blk),
+                         kb.idx(kQ8RecordBytes)));
+              // Symmetric codes: start from -offset * (sum of the
+              // activation codes) so the sums come out signed and exact.
+              auto start = [&](int64_t at) -> Value {
+                if (!format.offset)
+                  return zeroI32;
+                Value sum = loadI32(b, q, kb.add(rec, kb.idx(at)));
+                Value neg = arith::MulIOp::create(
+                    b, sum,
+                    arith::ConstantOp::create(
+                        b, b.getI32IntegerAttr(-int32_t(format.offset))));
+                return vector::BroadcastOp::create(b, i32x16, neg);
+              };
+              Value half[2] = {start(40), start(44)};
+              for (int64_t t = 0; t < 8; ++t) {
+                Value x = vector::BroadcastOp::create(
+                    b, i32x16, loadI32(b, q, kb.add(rec, kb.idx(4 * t))));
+                x = vector::BitCastOp::create(b, i8x64, x);
+                half[t / 4] = emitByteDot(b, half[t / 4], codes[t], x, dotCpu);
+              }
+              Value sum =
+                  format.halfScales
+                      ? arith::AddIOp::create(
+                            b, arith::MulIOp::create(b, half[0], scLo),
+                            arith::MulIOp::create(b, half[1], scHi))
+                      : arith::AddIOp::create(b, half[0], half[1]);
+              Value dx = kb.splat(loadF32(b, q, kb.add(rec, kb.idx(32))));
+              acc[i] = kb.fma(toFloat(sum), kb.mul(scale, dx), acc[i]);
+              if (min)
+                acc[i] = kb.fma(
+                    min, kb.splat(loadF32(b, q, kb.add(rec, kb.idx(36)))),
+                    acc[i]);
+            }
+          }
+          return acc;
+        });
+    Value row0 = kb.mul(g, kb.idx(kRows16));
+    Value bias = hasBias ? kb.load(biasView, {row0}) : Value();
+    for (int64_t i = 0; i < tile; ++i) {
+      Value v = loop.getResult(i);
+      if (bias)
+        v = kb.add(v, bias);
+      kb.store(v, y, {kb.add(t0, kb.idx(i)), row0});
+    }
+  };
+
+  // Chunks of tokens whose activations stay in L2; in a chunk, every group
+  // of rows takes the tokens a tile at a time, then one by one.
+  kb.loop(kb.idx(0), tokens, kb.idx(kRows16TokenChunk), {},
+          [&](Value c0, ValueRange) {
+            Value c1 = arith::MinUIOp::create(
+                b, tokens, kb.add(c0, kb.idx(kRows16TokenChunk)));
+            Value tiledEnd =
+                kb.sub(c1, kb.rem(kb.sub(c1, c0), kb.idx(kRows16TokenTile)));
+            kb.forEach(g0, g1, [&](Value g) {
+              kb.loop(c0, tiledEnd, kb.idx(kRows16TokenTile), {},
+                      [&](Value t0, ValueRange) {
+                        emitTile(g, t0, kRows16TokenTile);
+                        return SmallVector<Value>{};
+                      });
+              kb.forEach(tiledEnd, c1, [&](Value t) { emitTile(g, t, 1); });
+            });
+            return SmallVector<Value>{};
+          });
   func::ReturnOp::create(b);
   return fn;
 }

@@ -18,7 +18,8 @@
 namespace mlir::kiln {
 
 /// One quantized activation block: 32 int8 codes, f32 scale, f32 scale *
-/// sum(codes) (both already rounded to f16 precision).
+/// sum(codes) (both already rounded to f16 precision), then the i32 sums of
+/// codes 0..15 and 16..31.
 constexpr int64_t kQ8RecordBytes = 48;
 
 enum class ElementwiseKind { Add, Mul, SwiGLU, GeGLUTanh, GeGLUErf, Silu,
@@ -64,6 +65,10 @@ public:
   /// for x86-64-v3, portable vector code for generic.
   func::FuncOp linearInt8(const WeightFormat &format, int64_t k, int64_t n,
                           bool hasBias, StringRef cpu);
+  /// linearInt8's signature and result for a weight in layout = rows16:
+  /// 16 rows per vector, one sequential read of the weights per token chunk.
+  func::FuncOp linearRows16(const Rows16Format &format, int64_t k, int64_t n,
+                            bool hasBias, StringRef cpu);
   /// (table: memref<?xi8>, offset: index, ids: memref<?xi32>,
   ///  y: memref<?xDxf32>, tid, nth)
   func::FuncOp embedding(const WeightFormat &format, int64_t vocab,

@@ -137,6 +137,10 @@ private:
 
 } // namespace
 
+static bool isRows16(WeightType type) {
+  return type.getQuant() && type.getQuant().getLayout() == QuantLayout::Rows16;
+}
+
 std::optional<int64_t> FunctionLowering::staticBytes(RankedTensorType type) {
   int64_t elems = 1;
   for (int64_t d : type.getShape()) {
@@ -154,6 +158,8 @@ std::optional<int64_t> FunctionLowering::staticBytes(RankedTensorType type) {
 bool FunctionLowering::usesInt8(WeightType weight) {
   if (!int8Activations || weight.getInnerDim() % 32 != 0)
     return false;
+  if (isRows16(weight))
+    return true;
   std::string error;
   auto format = WeightFormat::get(weight, error);
   return succeeded(format) && (*format)->hasIntegerChunks();
@@ -398,6 +404,10 @@ LogicalResult FunctionLowering::emitOp(Operation *op, ImplicitLocOpBuilder &b) {
 
   return llvm::TypeSwitch<Operation *, LogicalResult>(op)
       .Case<WeightOp>([&](WeightOp w) { return emitWeight(w); })
+      .Case<PackOp>([&](PackOp p) -> LogicalResult {
+        return p.emitOpError("is performed by kiln-compile as it writes the "
+                             "weights; lower the module with kiln-compile");
+      })
       .Case<LinearOp>([&](LinearOp l) -> LogicalResult {
         if (failed(requireRank2F32(l.getInput())) ||
             failed(requireRank2F32(l.getResult())))
@@ -405,8 +415,12 @@ LogicalResult FunctionLowering::emitOp(Operation *op, ImplicitLocOpBuilder &b) {
         auto w = weightOf(l.getWeight(), op);
         if (failed(w))
           return failure();
-        auto f = format(w->type);
-        if (failed(f))
+        const Rows16Format *rows16 =
+            isRows16(w->type) ? w->type.getRows16Format() : nullptr;
+        if (rows16 && !int8Activations)
+          return l.emitOpError("layout = rows16 weights need activations=int8");
+        FailureOr<std::unique_ptr<WeightFormat>> f;
+        if (!rows16 && failed(f = format(w->type)))
           return failure();
         std::optional<WeightRef> bias;
         if (l.getBias()) {
@@ -418,7 +432,7 @@ LogicalResult FunctionLowering::emitOp(Operation *op, ImplicitLocOpBuilder &b) {
           bias = *bw;
         }
         int64_t k = w->type.getShape()[1], n = w->type.getShape()[0];
-        if (k % (*f)->getChunkValues() != 0)
+        if (!rows16 && k % (*f)->getChunkValues() != 0)
           return l.emitOpError("K = ") << k << " is not a multiple of "
                                        << (*f)->getChunkValues();
         Value x = mapped(l.getInput());
@@ -434,7 +448,9 @@ LogicalResult FunctionLowering::emitOp(Operation *op, ImplicitLocOpBuilder &b) {
             lastQuantized = x;
           }
           args = {scratchArg, idx(b, q8Offset)};
-          kernel = kernels.linearInt8(**f, k, n, bias.has_value(), cpu);
+          kernel = rows16 ? kernels.linearRows16(*rows16, k, n,
+                                                 bias.has_value(), cpu)
+                          : kernels.linearInt8(**f, k, n, bias.has_value(), cpu);
         } else {
           args = {x};
           kernel = kernels.linear(**f, k, n, bias.has_value());

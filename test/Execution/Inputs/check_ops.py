@@ -8,6 +8,7 @@ Exits non-zero if any check fails; prints one line per check.
 """
 
 import math
+import os
 import sys
 import tempfile
 
@@ -219,7 +220,9 @@ class Weights:
 
 def run(mlir, name, args, outs, weights, threads, activations="f32", cpu="generic"):
     with tempfile.TemporaryDirectory() as d:
-        Compiled(mlir, d, activations, cpu).call(name, args, outs, weights.array(), threads=threads)
+        with open(os.path.join(d, "weights.bin"), "wb") as f:
+            f.write(weights.data)
+        Compiled(mlir, d, activations, cpu).call(name, args, outs, threads=threads)
 
 
 def check_linear():
@@ -267,9 +270,25 @@ def quantize_q8(x):
     return q.astype(np.float64), dh, s
 
 
-# Block bytes and the byte offset of the f16 min of the integer-coded formats.
-INT_FORMATS = {"q8_0": (34, None), "q4_0": (18, None), "q4_1": (20, 2),
-               "q5_0": (22, None), "q5_1": (24, 2)}
+# The formats linear layers multiply with int8 activations.
+INT_FORMATS = ["q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q6_k"]
+
+
+def block_mins(raw, fmt, n, k):
+    """[n, k/32] float64: the min each 32-value block adds to its values
+    (value = scale * code + min), 0 for symmetric formats."""
+    if fmt in ("q4_1", "q5_1"):
+        blocks = np.frombuffer(raw, dtype=np.uint8).reshape(n, k // 32, -1)
+        return blocks[:, :, 2:4].copy().view(np.float16)[..., 0].astype(np.float64)
+    if fmt == "q4_k":
+        blocks = np.frombuffer(raw, dtype=np.uint8).reshape(n, k // 256, 144)
+        dmin = blocks[:, :, 2:4].copy().view(np.float16)[..., 0].astype(np.float64)
+        sc = blocks[:, :, 4:16].astype(np.int64)
+        # ggml's get_scale_min_k4, the mins only.
+        m = np.concatenate([sc[..., 4:8] & 63,
+                            (sc[..., 8:12] >> 4) | ((sc[..., 4:8] >> 6) << 4)], axis=-1)
+        return (-dmin[..., None] * m).reshape(n, k // 32)
+    return np.zeros((n, k // 32))
 
 
 def check_linear_int8():
@@ -277,9 +296,11 @@ def check_linear_int8():
     cases = [("generic", 1, 1), ("generic", 5, 2), ("generic", 8, 3),
              ("x86-64-v4", 1, 1), ("x86-64-v4", 1, 3), ("x86-64-v4", 6, 2),
              ("x86-64-v3", 1, 2), ("x86-64-v3", 5, 1)]
-    for fmt, (block_bytes, min_at) in INT_FORMATS.items():
-        # 96 = three blocks: a pair step and a single-block tail.
-        for (n, k) in [(64, 64), (80, 96), (96, 256)]:
+    for fmt in INT_FORMATS:
+        # K = 96: three blocks, a pair step and a single-block tail of the
+        # GGUF-layout kernels (kept for layouts rows16 does not cover).
+        shapes = [(48, 256), (32, 512)] if is_k_quant(fmt) else [(64, 64), (80, 96), (96, 256)]
+        for (n, k) in shapes:
             for cpu, tokens, threads in cases:
                 w = Weights()
                 raw, deq = encode(RNG.standard_normal((n, k)) * 0.5, fmt)
@@ -295,11 +316,8 @@ def check_linear_int8():
                 run(mlir, "f", [x], [y], w, threads, activations="int8", cpu=cpu)
                 q, dh, s = quantize_q8(x)
                 want = (q * dh).reshape(tokens, k) @ deq.T
-                if min_at is not None:
-                    # Formats with a min use the stored code sum s, not dh * sum(q).
-                    blocks = np.frombuffer(raw, dtype=np.uint8).reshape(n, k // 32, block_bytes)
-                    mins = blocks[:, :, min_at:min_at + 2].copy().view(np.float16)[..., 0].astype(np.float64)
-                    want += (s - dh[..., 0] * q.sum(-1)) @ mins.T
+                # Formats with a min use the stored code sum s, not dh * sum(q).
+                want += (s - dh[..., 0] * q.sum(-1)) @ block_mins(raw, fmt, n, k).T
                 ok &= check("linear int8 %s %s %dx%d T=%d threads=%d" % (cpu, fmt, n, k, tokens, threads),
                             y, want, 1e-5)
     return ok

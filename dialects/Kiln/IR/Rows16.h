@@ -1,0 +1,98 @@
+//===- Rows16.h - the row-interleaved layout of int8-kernel weights -*- C++ -*-===//
+//
+// `#kiln.quant<..., layout = rows16>`: ggml's integer-coded formats (Q4_0,
+// Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q6_K) rearranged at compile time for the CPU
+// linear kernels, which compute 16 output rows at once, one per 32-bit lane
+// of an AVX-512 register, with byte dot products (vpdpbusd) against one
+// broadcast 4-byte group of int8 activations. Same arithmetic as the GGUF
+// block, other byte order; the kernels then read one sequential stream per
+// 16 rows and never reduce across lanes.
+//
+// Rows are taken 16 at a time (the last group padded with zero rows). Each
+// group of 16 rows is stored as
+//
+//   headers  for each super-block (256 values for K-quants, else one 32-value
+//            block): the scales of the 16 rows, field by field (below);
+//            padded with zeros to a multiple of 64 bytes;
+//   codes    for each 32-value block: 64-byte planes, 16 rows x 4 bytes:
+//            bytes [4r, 4r+4) of a plane belong to row r.
+//
+// Codes are unsigned. The kernel's target t (0..7) is the 64 bytes of codes
+// for values 4t..4t+3 of each row, read by vpdpbusd against activation bytes
+// 4t..4t+3 of the block:
+//   Q8_0     8 planes, plane t = target t, codes q + 128;
+//   4-bit    4 planes, plane j: low nibbles = target j, high nibbles =
+//            target j + 4 (4-bit codes of Q4_0, Q4_1, Q4_K; the low 4 bits
+//            of the 5- and 6-bit codes);
+//   Q5       first one plane, bit t of each byte = bit 4 of target t;
+//   Q6_K     first two planes, plane t / 4, bits 2(t%4)..2(t%4)+1 = bits
+//            4..5 of target t.
+// Header fields (each one value per row, 16 values):
+//   Q4_0, Q5_0, Q8_0   d (f16)
+//   Q4_1, Q5_1         d, m (f16)
+//   Q4_K               d, dmin (f16), sc[8] (u8), m[8] (u8)  (6-bit, unpacked)
+//   Q6_K               d (f16), sc[16] (i8)
+// Value = d * (code - offset) with offset 8, 16, 128, 32 (Q4_0, Q5_0, Q8_0,
+// Q6_K, whose scale is d * sc[sub-block of 16]); d * code + m (Q4_1, Q5_1);
+// d * sc[j] * code - dmin * m[j] for sub-block j of 32 (Q4_K).
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef KILN_IR_ROWS16_H
+#define KILN_IR_ROWS16_H
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+// In mlir::kiln (though plain C++) so it reads the same as the dialect's
+// names wherever both are used.
+namespace mlir::kiln {
+
+constexpr unsigned kRows16 = 16;
+
+enum class Rows16Kind { Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q6_K };
+
+struct Rows16Format {
+  Rows16Kind kind;
+  const char *name;
+  unsigned codeBits;     // 4, 5, 6 or 8
+  unsigned superValues;  // 256 for K-quants, else 32
+  unsigned sourceBytes;  // bytes of one ggml block of superValues values
+  unsigned headerBytes;  // per super-block and group of 16 rows
+  unsigned offset;       // subtracted from the codes (0: asymmetric)
+  bool hasMin;           // Q4_1, Q5_1, Q4_K
+  bool halfScales;       // Q6_K: a scale per 16 values
+
+  /// Bytes of one 32-value block's code planes for 16 rows.
+  unsigned blockCodeBytes() const {
+    return codeBits == 8 ? 512 : 256 + (codeBits - 4) * 64;
+  }
+  /// Bytes of the headers of a group of 16 rows of k values (padded).
+  uint64_t headerRegionBytes(uint64_t k) const {
+    return (k / superValues * headerBytes + 63) / 64 * 64;
+  }
+  uint64_t groupBytes(uint64_t k) const {
+    return headerRegionBytes(k) + k / 32 * blockCodeBytes();
+  }
+};
+
+/// The rows16 form of the ggml block format with these parameters, or null.
+const Rows16Format *findRows16Format(unsigned bits, unsigned group,
+                                     bool hasMin, unsigned superGroup,
+                                     unsigned subScaleBits);
+
+/// Bytes of an n x k weight in rows16; nullopt on overflow or when k is not
+/// a whole number of super-blocks.
+std::optional<uint64_t> rows16Bytes(const Rows16Format &format, uint64_t n,
+                                    uint64_t k);
+
+/// Rearranges n rows of k values from ggml blocks (`source`, n * k /
+/// superValues * sourceBytes bytes) into rows16 (`dest`, rows16Bytes
+/// bytes). Padding rows and bytes are zero.
+void packRows16(const Rows16Format &format, uint64_t n, uint64_t k,
+                const uint8_t *source, uint8_t *dest);
+
+} // namespace mlir::kiln
+
+#endif // KILN_IR_ROWS16_H

@@ -1,0 +1,22 @@
+//===- Passes.td - kiln-to-kiln passes ----------------------*- tablegen -*-===//
+
+#ifndef KILN_TRANSFORMS_PASSES_TD
+#define KILN_TRANSFORMS_PASSES_TD
+
+include "mlir/Pass/PassBase.td"
+
+def KilnPackWeights : Pass<"kiln-pack-weights", "::mlir::ModuleOp"> {
+  let summary = "Rearrange linear-layer weights into the CPU kernels' layout";
+  let description = [{
+    Puts a `kiln.pack` to `layout = rows16` (dialects/Kiln/IR/Rows16.h)
+    between every `kiln.weight` in a ggml block format that has a rows16 form
+    (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q6_K) and the `kiln.linear` ops
+    that multiply by it: the int8 CPU kernels then read 16 rows as one
+    sequential stream. Other users of the weight (an embedding tied to the
+    output layer) keep the GGUF layout. `kiln-compile` runs this pass for
+    int8 activations and performs the packs as it writes the weights.
+  }];
+  let dependentDialects = ["::mlir::kiln::KilnDialect"];
+}
+
+#endif // KILN_TRANSFORMS_PASSES_TD
