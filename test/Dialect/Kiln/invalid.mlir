@@ -106,7 +106,7 @@ func.func @gguf_q2_k_sub_scale(%w: !kiln.weight<4x256x#kiln.quant<bits = 2, grou
 
 // -----
 
-// expected-error @+2 {{expected one of [packed, gguf] for byte layout of a quantized block, got: ggml}}
+// expected-error @+2 {{expected one of [packed, gguf, rows16] for byte layout of a quantized block, got: ggml}}
 // expected-error @+1 {{failed to parse Kiln_QuantSchemeAttr parameter 'layout'}}
 func.func @quant_layout_name(%w: !kiln.weight<4x32x#kiln.quant<bits = 4, group = 32, scale = f16, layout = ggml>>)
 
@@ -928,5 +928,35 @@ func.func @dequantize_shape(%c: tensor<3x64xi8>, %s: tensor<3x2xf32>) {
 func.func @quantize_codes_type(%x: tensor<2x64xf32>) {
   // expected-error @+1 {{'kiln.quantize' op result #0 must be ranked tensor of 8-bit signless integer values, but got 'tensor<2x64xi32>'}}
   %c, %s = kiln.quantize %x {bits = 8, group = 32} : tensor<2x64xf32> -> tensor<2x64xi32>, tensor<2x2xf32>
+  return
+}
+
+// -----
+
+// rows16 covers the ggml formats the int8 kernels multiply; not Q2_K.
+// expected-error @+1 {{layout = rows16 takes only the ggml formats Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K and Q6_K}}
+func.func @rows16_q2_k(%w: !kiln.weight<16x256x#kiln.quant<bits = 2, group = 16, scale = f16, zero = f16, super_group = 256, sub_scale_bits = 4, layout = rows16>>)
+
+// -----
+
+func.func @pack_layouts(%w: !kiln.weight<16x256x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf>>) {
+  // expected-error @+1 {{'kiln.pack' op packs a layout = gguf weight into layout = rows16, got}}
+  %p = kiln.pack %w : !kiln.weight<16x256x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf>> -> !kiln.weight<16x256x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf>>
+  return
+}
+
+// -----
+
+func.func @pack_scheme(%w: !kiln.weight<16x256x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf>>) {
+  // expected-error @+1 {{'kiln.pack' op changes the quantization scheme; only the layout may differ}}
+  %p = kiln.pack %w : !kiln.weight<16x256x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf>> -> !kiln.weight<16x256x#kiln.quant<bits = 8, group = 32, scale = f16, layout = rows16>>
+  return
+}
+
+// -----
+
+func.func @pack_shape(%w: !kiln.weight<16x256x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf>>) {
+  // expected-error @+1 {{'kiln.pack' op result shape differs from the packed weight's}}
+  %p = kiln.pack %w : !kiln.weight<16x256x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf>> -> !kiln.weight<32x256x#kiln.quant<bits = 4, group = 32, scale = f16, layout = rows16>>
   return
 }
