@@ -292,6 +292,45 @@ static Value loadF32(ImplicitLocOpBuilder &b, Value bytes, Value offset) {
   return vector::ExtractOp::create(b, vec, ArrayRef<int64_t>{0});
 }
 
+/// Quantizes x[t, col .. col + 32) into the kQ8RecordBytes record at byte
+/// `rec` of `q` (see quantizeActivations).
+static void emitQuantizeBlock(KB &kb, Value x, Value t, Value col, Value q,
+                              Value rec) {
+  ImplicitLocOpBuilder &b = kb.b;
+  auto i32x16 = VectorType::get({kLanes}, b.getI32Type());
+  auto i8x16 = VectorType::get({kLanes}, b.getI8Type());
+  Value v0 = kb.load(x, {t, col});
+  Value v1 = kb.load(x, {t, kb.add(col, kb.idx(16))});
+  Value amaxV = kb.maxf(math::AbsFOp::create(b, v0), math::AbsFOp::create(b, v1));
+  Value amax = vector::ReductionOp::create(b, vector::CombiningKind::MAXIMUMF,
+                                           amaxV);
+  Value d = kb.div(amax, kb.f(127.0f));
+  Value nonzero = arith::CmpFOp::create(b, arith::CmpFPredicate::ONE, amax,
+                                        kb.f(0.0f));
+  Value inv = arith::SelectOp::create(b, nonzero, kb.div(kb.f(127.0f), amax),
+                                      kb.f(0.0f));
+  Value invV = kb.splat(inv);
+  Value q0 = arith::FPToSIOp::create(
+      b, i32x16, math::RoundEvenOp::create(b, kb.mul(v0, invV)));
+  Value q1 = arith::FPToSIOp::create(
+      b, i32x16, math::RoundEvenOp::create(b, kb.mul(v1, invV)));
+  Value sumLo = vector::ReductionOp::create(b, vector::CombiningKind::ADD, q0);
+  Value sumHi = vector::ReductionOp::create(b, vector::CombiningKind::ADD, q1);
+  Value sum = arith::AddIOp::create(b, sumLo, sumHi);
+  SmallVector<int64_t> order(32);
+  for (int64_t i = 0; i < 32; ++i)
+    order[i] = i;
+  Value codes = vector::ShuffleOp::create(
+      b, arith::TruncIOp::create(b, i8x16, q0),
+      arith::TruncIOp::create(b, i8x16, q1), order);
+  vector::StoreOp::create(b, codes, q, ValueRange{rec});
+  Value sumF = arith::SIToFPOp::create(b, kb.f32(), sum);
+  storeF32(b, roundToF16(b, d), q, kb.add(rec, kb.idx(32)));
+  storeF32(b, roundToF16(b, kb.mul(d, sumF)), q, kb.add(rec, kb.idx(36)));
+  storeI32(b, sumLo, q, kb.add(rec, kb.idx(40)));
+  storeI32(b, sumHi, q, kb.add(rec, kb.idx(44)));
+}
+
 func::FuncOp KernelLibrary::quantizeActivations(int64_t k) {
   MLIRContext *ctx = module.getContext();
   Type f32 = Float32Type::get(ctx);
@@ -313,51 +352,20 @@ func::FuncOp KernelLibrary::quantizeActivations(int64_t k) {
         tid = fn.getArgument(3), nth = fn.getArgument(4);
   int64_t perRow = k / 32;
   auto [i0, i1] = kb.share(kb.mul(kb.dim(x, 0), kb.idx(perRow)), tid, nth);
-  auto i32x16 = VectorType::get({kLanes}, b.getI32Type());
-  auto i8x16 = VectorType::get({kLanes}, b.getI8Type());
   kb.forEach(i0, i1, [&](Value blk) {
     Value t = kb.div(blk, kb.idx(perRow));
     Value col = kb.mul(kb.rem(blk, kb.idx(perRow)), kb.idx(32));
-    Value v0 = kb.load(x, {t, col});
-    Value v1 = kb.load(x, {t, kb.add(col, kb.idx(16))});
-    Value amaxV = kb.maxf(math::AbsFOp::create(b, v0), math::AbsFOp::create(b, v1));
-    Value amax = vector::ReductionOp::create(b, vector::CombiningKind::MAXIMUMF,
-                                             amaxV);
-    Value d = kb.div(amax, kb.f(127.0f));
-    Value nonzero = arith::CmpFOp::create(b, arith::CmpFPredicate::ONE, amax,
-                                          kb.f(0.0f));
-    Value inv = arith::SelectOp::create(b, nonzero, kb.div(kb.f(127.0f), amax),
-                                        kb.f(0.0f));
-    Value invV = kb.splat(inv);
-    Value q0 = arith::FPToSIOp::create(
-        b, i32x16, math::RoundEvenOp::create(b, kb.mul(v0, invV)));
-    Value q1 = arith::FPToSIOp::create(
-        b, i32x16, math::RoundEvenOp::create(b, kb.mul(v1, invV)));
-    Value sumLo = vector::ReductionOp::create(b, vector::CombiningKind::ADD, q0);
-    Value sumHi = vector::ReductionOp::create(b, vector::CombiningKind::ADD, q1);
-    Value sum = arith::AddIOp::create(b, sumLo, sumHi);
-    SmallVector<int64_t> order(32);
-    for (int64_t i = 0; i < 32; ++i)
-      order[i] = i;
-    Value codes = vector::ShuffleOp::create(
-        b, arith::TruncIOp::create(b, i8x16, q0),
-        arith::TruncIOp::create(b, i8x16, q1), order);
-    Value rec = kb.add(qOffset, kb.mul(blk, kb.idx(kQ8RecordBytes)));
-    vector::StoreOp::create(b, codes, q, ValueRange{rec});
-    Value sumF = arith::SIToFPOp::create(b, f32, sum);
-    storeF32(b, roundToF16(b, d), q, kb.add(rec, kb.idx(32)));
-    storeF32(b, roundToF16(b, kb.mul(d, sumF)), q, kb.add(rec, kb.idx(36)));
-    storeI32(b, sumLo, q, kb.add(rec, kb.idx(40)));
-    storeI32(b, sumHi, q, kb.add(rec, kb.idx(44)));
+    emitQuantizeBlock(kb, x, t, col, q,
+                      kb.add(qOffset, kb.mul(blk, kb.idx(kQ8RecordBytes))));
   });
   func::ReturnOp::create(b);
   return fn;
 }
 
-// Accumulation order. Integer sums are exact, but the float steps that
-// scale and add them round; int8 activation rounding then turns a 1-ulp
-// difference into a different code later in the network. Kiln follows
-// ggml's x86 order so a model agrees with llama.cpp token for token: per
+// Accumulation order of the GGUF-layout kernel (rows16 accumulates each
+// row's blocks in order in its own lane instead). Integer sums are exact,
+// but the float steps that scale and add them round. This kernel follows
+// ggml's x86 order, so its results equal llama.cpp's bit for bit: per
 // block, eight lanes of four-product sums, acc8 += (d_w * d_x) * lanes in
 // block order, then ((acc[0:4] + acc[4:8]) pairwise, as hsum_float_8) plus
 // the sum of the min terms.
@@ -921,8 +929,8 @@ func::FuncOp KernelLibrary::embedding(const WeightFormat &format,
 //===----------------------------------------------------------------------===//
 
 func::FuncOp KernelLibrary::norm(const WeightFormat &weight, int64_t dim,
-                                 float epsilon, bool layerNorm,
-                                 bool hasBias) {
+                                 float epsilon, bool layerNorm, bool hasBias,
+                                 bool quantize) {
   MLIRContext *ctx = module.getContext();
   Type f32 = Float32Type::get(ctx);
   Type index = IndexType::get(ctx);
@@ -931,7 +939,10 @@ func::FuncOp KernelLibrary::norm(const WeightFormat &weight, int64_t dim,
   SmallVector<Type> args = {rows, bytes, index};
   if (hasBias)
     args.append({bytes, index});
-  args.append({rows, index, index});
+  args.push_back(rows);
+  if (quantize)
+    args.append({bytes, index});
+  args.append({index, index});
   std::string epsText;
   llvm::raw_string_ostream(epsText) << llvm::format("%a", double(epsilon));
   for (char &c : epsText)
@@ -939,7 +950,7 @@ func::FuncOp KernelLibrary::norm(const WeightFormat &weight, int64_t dim,
       c = '_';
   std::string name = ((layerNorm ? "kiln_layer_norm_" : "kiln_rms_norm_") +
                       weight.getName() + "_" + Twine(dim) + "_eps" + epsText +
-                      (hasBias ? "_bias" : ""))
+                      (hasBias ? "_bias" : "") + (quantize ? "_q8" : ""))
                          .str();
   OpBuilder ob(ctx);
   bool created;
@@ -956,8 +967,13 @@ func::FuncOp KernelLibrary::norm(const WeightFormat &weight, int64_t dim,
     bBuf = fn.getArgument(next++);
     bOffset = fn.getArgument(next++);
   }
-  Value y = fn.getArgument(next++), tid = fn.getArgument(next++),
-        nth = fn.getArgument(next++);
+  Value y = fn.getArgument(next++);
+  Value q, qOffset;
+  if (quantize) {
+    q = fn.getArgument(next++);
+    qOffset = fn.getArgument(next++);
+  }
+  Value tid = fn.getArgument(next++), nth = fn.getArgument(next++);
   auto [t0, t1] = kb.share(kb.dim(x, 0), tid, nth);
   Value chunks = kb.idx(dim / kLanes);
   kb.forEach(t0, t1, [&](Value t) {
@@ -988,6 +1004,14 @@ func::FuncOp KernelLibrary::norm(const WeightFormat &weight, int64_t dim,
         v = kb.add(v, weight.emitChunk(b, bBuf, bOffset, c)[0]);
       kb.store(v, y, {t, col(c)});
     });
+    // The row is in L1: quantize it for the linear layers that read it.
+    if (quantize)
+      kb.forEach(kb.idx(0), kb.idx(dim / 32), [&](Value blk) {
+        Value rec = kb.mul(kb.add(kb.mul(t, kb.idx(dim / 32)), blk),
+                           kb.idx(kQ8RecordBytes));
+        emitQuantizeBlock(kb, y, t, kb.mul(blk, kb.idx(32)), q,
+                          kb.add(qOffset, rec));
+      });
   });
   func::ReturnOp::create(b);
   return fn;

@@ -73,9 +73,12 @@ public:
   ///  y: memref<?xDxf32>, tid, nth)
   func::FuncOp embedding(const WeightFormat &format, int64_t vocab,
                          int64_t dim);
-  /// (x, w: memref<?xi8>, wOffset, [b: memref<?xi8>, bOffset,] y, tid, nth)
+  /// (x, w: memref<?xi8>, wOffset, [b: memref<?xi8>, bOffset,] y,
+  ///  [q: memref<?xi8>, qOffset,] tid, nth); with `quantize`, also writes y
+  /// as quantizeActivations would (one kernel and barrier fewer before the
+  /// linear layers that read it).
   func::FuncOp norm(const WeightFormat &weight, int64_t dim, float epsilon,
-                    bool layerNorm, bool hasBias);
+                    bool layerNorm, bool hasBias, bool quantize);
   /// (position: index, tokens: index, table: memref<?xi8>, offset: index,
   ///  tid, nth): (cos, sin) f32 pairs [tokens][rotary_dim / 2] of the
   /// rotation angles of positions position .. position + tokens - 1, shared

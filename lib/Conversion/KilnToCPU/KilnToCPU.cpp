@@ -515,9 +515,24 @@ LogicalResult FunctionLowering::emitOp(Operation *op, ImplicitLocOpBuilder &b) {
         if (bias)
           args.append({weightsArg, idx(b, bias->offset)});
         args.push_back(y);
+        // Pre-norm blocks feed the norm to int8 linear layers: quantize in
+        // the norm kernel.
+        bool quantize =
+            dim % 32 == 0 && llvm::any_of(n->getUsers(), [&](Operation *u) {
+              auto l = dyn_cast<LinearOp>(u);
+              return l && l.getInput() == n.getResult() &&
+                     usesInt8(l.getWeight().getType());
+            });
+        SmallVector<Region> writes = {regionOf(n.getResult())};
+        if (quantize) {
+          args.append({scratchArg, idx(b, q8Offset)});
+          writes.push_back(scratchRegion(q8Offset, q8Bytes));
+        }
         callKernel(kernels.norm(**f, dim, n.getEpsilon().convertToFloat(),
-                                isLayer, bias.has_value()),
-                   args, b, {regionOf(n.getInput())}, {regionOf(n.getResult())});
+                                isLayer, bias.has_value(), quantize),
+                   args, b, {regionOf(n.getInput())}, writes);
+        if (quantize)
+          lastQuantized = y;
         finish(n.getResult(), y);
         return success();
       })

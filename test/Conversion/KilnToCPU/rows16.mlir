@@ -7,10 +7,28 @@
 // CHECK-LABEL: func.func @linear
 // CHECK: call @kiln_quantize_q8_256(
 // CHECK: call @kiln_linear_r16_generic_q4_k_256x32(
-// CHECK: func.func private @kiln_linear_r16_generic_q4_k_256x32
 // F32: error: 'kiln.linear' op layout = rows16 weights need activations=int8
 func.func @linear(%x: tensor<?x256xf32>) -> tensor<?x32xf32> attributes {kiln.max_tokens = 4} {
   %w = kiln.weight #kiln.external<"w.bin", offset = 0, size = 4736> -> !r16
   %y = kiln.linear %x, %w : tensor<?x256xf32>, !r16 -> tensor<?x32xf32>
   return %y : tensor<?x32xf32>
+}
+
+// A norm read by int8 linear layers quantizes its output itself: no separate
+// quantize kernel (and no barrier) between it and the projections.
+// CHECK-LABEL: func.func @norm_then_linears
+// CHECK: call @kiln_rms_norm_f32_256_eps{{.*}}_q8(
+// CHECK-NOT: call @kiln_quantize_q8
+// CHECK: call @kiln_linear_r16_generic_q4_k_256x32(
+// CHECK-NOT: call @kiln_barrier
+// CHECK: call @kiln_linear_r16_generic_q4_k_256x32(
+// CHECK: return
+// CHECK: func.func private @kiln_linear_r16_generic_q4_k_256x32
+func.func @norm_then_linears(%x: tensor<?x256xf32>) -> (tensor<?x32xf32>, tensor<?x32xf32>) attributes {kiln.max_tokens = 4} {
+  %g = kiln.weight #kiln.external<"w.bin", offset = 4800, size = 1024> -> !kiln.weight<256xf32>
+  %w = kiln.weight #kiln.external<"w.bin", offset = 0, size = 4736> -> !r16
+  %h = kiln.rms_norm %x, %g {epsilon = 1.0e-5 : f32} : tensor<?x256xf32>, !kiln.weight<256xf32> -> tensor<?x256xf32>
+  %y = kiln.linear %h, %w : tensor<?x256xf32>, !r16 -> tensor<?x32xf32>
+  %z = kiln.linear %h, %w : tensor<?x256xf32>, !r16 -> tensor<?x32xf32>
+  return %y, %z : tensor<?x32xf32>, tensor<?x32xf32>
 }

@@ -374,6 +374,46 @@ def check_norm():
     return ok
 
 
+def check_norm_linear_int8():
+    """A norm read by two int8 linear layers: the norm kernel quantizes its
+    output for both. Checked against quantize_q8 of the norm's own output."""
+    ok = True
+    dim, eps = 96, 1e-5
+    for cpu, tokens, threads in [("x86-64-v4", 1, 2), ("x86-64-v4", 9, 2), ("generic", 3, 1)]:
+        w = Weights()
+        gamma = RNG.standard_normal(dim).astype(np.float32)
+        gsrc = w.add(gamma.tobytes())
+        mats = []
+        for fmt, n in [("q4_0", 64), ("q8_0", 32)]:
+            raw, deq = encode(RNG.standard_normal((n, dim)) * 0.5, fmt)
+            mats.append((w.add(raw), weight_type((n, dim), fmt), deq, n))
+        (s0, t0, d0, n0), (s1, t1, d1, n1) = mats
+        mlir = (
+            "func.func @f(%%x: tensor<?x%dxf32>) -> (tensor<?x%dxf32>, tensor<?x%dxf32>, tensor<?x%dxf32>) "
+            "attributes {kiln.max_tokens = 16} {\n"
+            "  %%g = kiln.weight %s -> !kiln.weight<%dxf32>\n"
+            "  %%w0 = kiln.weight %s -> %s\n  %%w1 = kiln.weight %s -> %s\n"
+            "  %%h = kiln.rms_norm %%x, %%g {epsilon = %e : f32} : tensor<?x%dxf32>, !kiln.weight<%dxf32> -> tensor<?x%dxf32>\n"
+            "  %%y0 = kiln.linear %%h, %%w0 : tensor<?x%dxf32>, %s -> tensor<?x%dxf32>\n"
+            "  %%y1 = kiln.linear %%h, %%w1 : tensor<?x%dxf32>, %s -> tensor<?x%dxf32>\n"
+            "  return %%h, %%y0, %%y1 : tensor<?x%dxf32>, tensor<?x%dxf32>, tensor<?x%dxf32>\n}\n") % (
+            dim, dim, n0, n1, gsrc, dim, s0, t0, s1, t1, eps, dim, dim, dim, dim, t0, n0, dim, t1, n1,
+            dim, n0, n1)
+        x = (RNG.standard_normal((tokens, dim)) * 3 + 1).astype(np.float32)
+        h = np.zeros_like(x)
+        y0 = np.zeros((tokens, n0), dtype=np.float32)
+        y1 = np.zeros((tokens, n1), dtype=np.float32)
+        run(mlir, "f", [x], [h, y0, y1], w, threads, activations="int8", cpu=cpu)
+        xd = x.astype(np.float64)
+        want_h = xd / np.sqrt((xd ** 2).mean(-1, keepdims=True) + eps) * gamma
+        ok &= check("rms_norm+q8 %s T=%d threads=%d norm" % (cpu, tokens, threads), h, want_h, 1e-5)
+        q, dh, _ = quantize_q8(h)
+        xq = (q * dh).reshape(tokens, dim)
+        ok &= check("rms_norm+q8 %s T=%d threads=%d q4_0" % (cpu, tokens, threads), y0, xq @ d0.T, 1e-5)
+        ok &= check("rms_norm+q8 %s T=%d threads=%d q8_0" % (cpu, tokens, threads), y1, xq @ d1.T, 1e-5)
+    return ok
+
+
 def rope_reference(x, pos, heads, head_dim, rot, neox, base, scale):
     out = x.astype(np.float64).copy()
     t_count = x.shape[0]
@@ -513,6 +553,7 @@ def check_softmax():
 
 CHECKS = {
     "linear": check_linear, "linear_int8": check_linear_int8,
+    "norm_linear_int8": check_norm_linear_int8,
     "embedding": check_embedding, "norm": check_norm,
     "rope": check_rope, "attention": check_attention,
     "elementwise": check_elementwise, "softmax": check_softmax,
