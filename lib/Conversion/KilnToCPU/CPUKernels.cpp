@@ -650,6 +650,8 @@ static Value loadI32(ImplicitLocOpBuilder &b, Value bytes, Value offset) {
 /// tokens whose activations it keeps hot in L2 while it walks all rows.
 constexpr int64_t kRows16TokenTile = 8;
 constexpr int64_t kRows16TokenChunk = 64;
+/// How far ahead of the codes being multiplied the kernel prefetches.
+constexpr int64_t kPrefetchBytes = 8192;
 
 func::FuncOp KernelLibrary::linearRows16(const Rows16Format &format,
                                          int64_t k, int64_t n, bool hasBias,
@@ -779,8 +781,15 @@ func::FuncOp KernelLibrary::linearRows16(const Rows16Format &format,
           Value d = loadHalves(header);
           for (int64_t j = 0; j < bps; ++j) {
             Value blk = kb.add(kb.mul(s, kb.idx(bps)), kb.idx(j));
-            SmallVector<Value> codes = unpack(kb.add(
-                group, kb.add(kb.idx(headerRegion), kb.mul(blk, kb.idx(codeBytes)))));
+            Value codeAt = kb.add(
+                group, kb.add(kb.idx(headerRegion), kb.mul(blk, kb.idx(codeBytes))));
+            // One core's hardware prefetcher alone leaves DRAM bandwidth
+            // unused (measured: ~1.5x slower GEMV on one thread).
+            for (int64_t l = 0; l < codeBytes; l += 64)
+              memref::PrefetchOp::create(
+                  b, w, ValueRange{kb.add(codeAt, kb.idx(kPrefetchBytes + l))},
+                  /*isWrite=*/false, /*localityHint=*/3, /*isDataCache=*/true);
+            SmallVector<Value> codes = unpack(codeAt);
             // Per-row scale of this block, and min (value = scale*code + min).
             Value scale = d, min, scLo, scHi;
             switch (format.kind) {
