@@ -655,7 +655,7 @@ constexpr int64_t kPrefetchBytes = 8192;
 
 func::FuncOp KernelLibrary::linearRows16(const Rows16Format &format,
                                          int64_t k, int64_t n, bool hasBias,
-                                         StringRef cpu) {
+                                         bool hasResidual, StringRef cpu) {
   MLIRContext *ctx = module.getContext();
   Type f32 = Float32Type::get(ctx);
   Type index = IndexType::get(ctx);
@@ -663,9 +663,12 @@ func::FuncOp KernelLibrary::linearRows16(const Rows16Format &format,
   SmallVector<Type> args = {bytes, index, bytes, index};
   if (hasBias)
     args.append({bytes, index});
+  if (hasResidual)
+    args.push_back(rowsType(ctx, n, f32));
   args.append({rowsType(ctx, n, f32), index, index});
   std::string name = ("kiln_linear_r16_" + cpu + "_" + format.name + "_" +
-                      Twine(k) + "x" + Twine(n) + (hasBias ? "_bias" : ""))
+                      Twine(k) + "x" + Twine(n) + (hasBias ? "_bias" : "") +
+                      (hasResidual ? "_residual" : ""))
                          .str();
   for (char &c : name)
     if (c == '-')
@@ -686,6 +689,7 @@ func::FuncOp KernelLibrary::linearRows16(const Rows16Format &format,
     biasBuf = fn.getArgument(next++);
     biasOffset = fn.getArgument(next++);
   }
+  Value residual = hasResidual ? fn.getArgument(next++) : Value();
   Value y = fn.getArgument(next++), tid = fn.getArgument(next++),
         nth = fn.getArgument(next++);
 
@@ -856,9 +860,12 @@ func::FuncOp KernelLibrary::linearRows16(const Rows16Format &format,
     Value bias = hasBias ? kb.load(biasView, {row0}) : Value();
     for (int64_t i = 0; i < tile; ++i) {
       Value v = loop.getResult(i);
+      Value t = kb.add(t0, kb.idx(i));
       if (bias)
         v = kb.add(v, bias);
-      kb.store(v, y, {kb.add(t0, kb.idx(i)), row0});
+      if (residual)
+        v = kb.add(kb.load(residual, {t, row0}), v);
+      kb.store(v, y, {t, row0});
     }
   };
 
@@ -1322,7 +1329,8 @@ static Value emitGelu(KB &kb, Value x, bool tanhForm) {
   return kb.mul(kb.mul(half, x), kb.add(one, e));
 }
 
-func::FuncOp KernelLibrary::elementwise(ElementwiseKind kind, int64_t dim) {
+func::FuncOp KernelLibrary::elementwise(ElementwiseKind kind, int64_t dim,
+                                        bool quantize) {
   MLIRContext *ctx = module.getContext();
   Type f32 = Float32Type::get(ctx);
   Type index = IndexType::get(ctx);
@@ -1331,15 +1339,20 @@ func::FuncOp KernelLibrary::elementwise(ElementwiseKind kind, int64_t dim) {
                 kind == ElementwiseKind::SwiGLU ||
                 kind == ElementwiseKind::GeGLUTanh ||
                 kind == ElementwiseKind::GeGLUErf;
+  auto bytes = MemRefType::get({ShapedType::kDynamic}, IntegerType::get(ctx, 8));
   SmallVector<Type> args = {rows};
   if (binary)
     args.push_back(rows);
-  args.append({rows, index, index});
+  args.push_back(rows);
+  if (quantize)
+    args.append({bytes, index});
+  args.append({index, index});
   static const char *names[] = {"add",  "mul",       "swiglu",   "geglu_tanh",
                                 "geglu_erf", "silu", "gelu_tanh", "gelu_erf",
                                 "copy"};
-  std::string name =
-      ("kiln_" + Twine(names[int(kind)]) + "_" + Twine(dim)).str();
+  std::string name = ("kiln_" + Twine(names[int(kind)]) + "_" + Twine(dim) +
+                      (quantize ? "_q8" : ""))
+                         .str();
   OpBuilder ob(ctx);
   bool created;
   func::FuncOp fn =
@@ -1351,16 +1364,18 @@ func::FuncOp KernelLibrary::elementwise(ElementwiseKind kind, int64_t dim) {
   unsigned next = 0;
   Value a = fn.getArgument(next++);
   Value bIn = binary ? fn.getArgument(next++) : Value();
-  Value y = fn.getArgument(next++), tid = fn.getArgument(next++),
-        nth = fn.getArgument(next++);
-  // Work is split over chunks of 16 of the flattened [tokens, dim] array so
-  // a single token's wide activation still uses every thread.
-  int64_t perRow = dim / kLanes;
+  Value y = fn.getArgument(next++);
+  Value q = quantize ? fn.getArgument(next++) : Value();
+  Value qOffset = quantize ? fn.getArgument(next++) : Value();
+  Value tid = fn.getArgument(next++), nth = fn.getArgument(next++);
+  // Work is split over chunks of the flattened [tokens, dim] array so a
+  // single token's wide activation still uses every thread: 16 values, or
+  // one 32-value block when the result is quantized for a linear layer too.
+  int64_t width = quantize ? 32 : kLanes;
+  int64_t perRow = dim / width;
   Value total = kb.mul(kb.dim(a, 0), kb.idx(perRow));
   auto [c0, c1] = kb.share(total, tid, nth);
-  kb.forEach(c0, c1, [&](Value c) {
-    Value t = kb.div(c, kb.idx(perRow));
-    Value col = kb.mul(kb.rem(c, kb.idx(perRow)), kb.idx(kLanes));
+  auto emitLanes = [&](Value t, Value col) {
     Value x = kb.load(a, {t, col});
     Value r;
     switch (kind) {
@@ -1390,6 +1405,15 @@ func::FuncOp KernelLibrary::elementwise(ElementwiseKind kind, int64_t dim) {
       break;
     }
     kb.store(r, y, {t, col});
+  };
+  kb.forEach(c0, c1, [&](Value c) {
+    Value t = kb.div(c, kb.idx(perRow));
+    Value col = kb.mul(kb.rem(c, kb.idx(perRow)), kb.idx(width));
+    for (int64_t at = 0; at < width; at += kLanes)
+      emitLanes(t, kb.add(col, kb.idx(at)));
+    if (quantize)
+      emitQuantizeBlock(kb, y, t, col, q,
+                        kb.add(qOffset, kb.mul(c, kb.idx(kQ8RecordBytes))));
   });
   func::ReturnOp::create(b);
   return fn;

@@ -67,8 +67,10 @@ public:
                           bool hasBias, StringRef cpu);
   /// linearInt8's signature and result for a weight in layout = rows16:
   /// 16 rows per vector, one sequential read of the weights per token chunk.
+  /// With `hasResidual`, a rows memref `r` follows the bias and the kernel
+  /// writes y = r + x W^T (the residual add of a transformer block).
   func::FuncOp linearRows16(const Rows16Format &format, int64_t k, int64_t n,
-                            bool hasBias, StringRef cpu);
+                            bool hasBias, bool hasResidual, StringRef cpu);
   /// (table: memref<?xi8>, offset: index, ids: memref<?xi32>,
   ///  y: memref<?xDxf32>, tid, nth)
   func::FuncOp embedding(const WeightFormat &format, int64_t vocab,
@@ -90,8 +92,9 @@ public:
   /// (q, k, v, cache: memref<?xi8>, position: index, y, rt: !llvm.ptr,
   ///  tid, nth)
   func::FuncOp attention(const AttentionConfig &config);
-  /// (a, [b,] y: memref<?xDxf32>, tid, nth)
-  func::FuncOp elementwise(ElementwiseKind kind, int64_t dim);
+  /// (a, [b,] y: memref<?xDxf32>, [q: memref<?xi8>, qOffset,] tid, nth);
+  /// with `quantize`, also writes y as quantizeActivations would.
+  func::FuncOp elementwise(ElementwiseKind kind, int64_t dim, bool quantize);
   /// (x, y: memref<?xDxf32>, tid, nth): softmax of each row.
   func::FuncOp softmax(int64_t dim);
 

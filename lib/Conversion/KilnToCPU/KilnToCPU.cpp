@@ -15,6 +15,7 @@
 #include "mlir/IR/IRMapping.h"
 #include "mlir/Transforms/GreedyPatternRewriteDriver.h"
 #include "llvm/ADT/DenseMap.h"
+#include "llvm/ADT/DenseSet.h"
 #include "llvm/ADT/TypeSwitch.h"
 
 namespace mlir::kiln {
@@ -94,6 +95,13 @@ private:
   std::optional<int64_t> staticBytes(RankedTensorType type);
   /// Whether a linear layer over `weight` takes int8-quantized activations.
   bool usesInt8(WeightType weight);
+  /// Whether `v` (rows of `dim` values) is the input of a linear layer that
+  /// takes int8 activations: its producer then quantizes it as it writes it.
+  bool feedsInt8Linear(Value v, int64_t dim);
+  /// The kiln.add that adds a value computed before `linear` to its result,
+  /// if that add is the result's only use: a rows16 linear performs it.
+  AddOp residualAddOf(LinearOp linear);
+  llvm::DenseSet<Operation *> fusedAdds;
 
   func::FuncOp oldFunc;
   KernelLibrary &kernels;
@@ -163,6 +171,28 @@ bool FunctionLowering::usesInt8(WeightType weight) {
   std::string error;
   auto format = WeightFormat::get(weight, error);
   return succeeded(format) && (*format)->hasIntegerChunks();
+}
+
+bool FunctionLowering::feedsInt8Linear(Value v, int64_t dim) {
+  return dim % 32 == 0 && llvm::any_of(v.getUsers(), [&](Operation *u) {
+           auto l = dyn_cast<LinearOp>(u);
+           return l && l.getInput() == v && usesInt8(l.getWeight().getType());
+         });
+}
+
+AddOp FunctionLowering::residualAddOf(LinearOp linear) {
+  Value y = linear.getResult();
+  if (!int8Activations || !isRows16(linear.getWeight().getType()) ||
+      !y.hasOneUse())
+    return {};
+  auto add = dyn_cast<AddOp>(*y.getUsers().begin());
+  if (!add || add.getType() != y.getType())
+    return {};
+  Value other = add.getLhs() == y ? add.getRhs() : add.getLhs();
+  Operation *def = other.getDefiningOp();
+  if (other == y || (def && !def->isBeforeInBlock(linear)))
+    return {};
+  return add;
 }
 
 LogicalResult FunctionLowering::planScratch() {
@@ -436,7 +466,13 @@ LogicalResult FunctionLowering::emitOp(Operation *op, ImplicitLocOpBuilder &b) {
           return l.emitOpError("K = ") << k << " is not a multiple of "
                                        << (*f)->getChunkValues();
         Value x = mapped(l.getInput());
-        Value y = resultBuffer(l.getResult(), x, b);
+        AddOp residualAdd = residualAddOf(l);
+        Value residual;
+        if (residualAdd)
+          residual = residualAdd.getLhs() == l.getResult() ? residualAdd.getRhs()
+                                                           : residualAdd.getLhs();
+        Value y = residualAdd ? resultBuffer(residualAdd.getResult(), x, b)
+                              : resultBuffer(l.getResult(), x, b);
         SmallVector<Value> args;
         func::FuncOp kernel;
         if (usesInt8(w->type)) {
@@ -449,7 +485,8 @@ LogicalResult FunctionLowering::emitOp(Operation *op, ImplicitLocOpBuilder &b) {
           }
           args = {scratchArg, idx(b, q8Offset)};
           kernel = rows16 ? kernels.linearRows16(*rows16, k, n,
-                                                 bias.has_value(), cpu)
+                                                 bias.has_value(),
+                                                 bool(residualAdd), cpu)
                           : kernels.linearInt8(**f, k, n, bias.has_value(), cpu);
         } else {
           args = {x};
@@ -458,11 +495,21 @@ LogicalResult FunctionLowering::emitOp(Operation *op, ImplicitLocOpBuilder &b) {
         args.append({weightsArg, idx(b, w->offset)});
         if (bias)
           args.append({weightsArg, idx(b, bias->offset)});
+        SmallVector<Region> reads = {usesInt8(w->type)
+                                         ? scratchRegion(q8Offset, q8Bytes)
+                                         : regionOf(l.getInput())};
+        if (residualAdd) {
+          args.push_back(mapped(residual));
+          reads.push_back(regionOf(residual));
+        }
         args.push_back(y);
-        Region input = usesInt8(w->type) ? scratchRegion(q8Offset, q8Bytes)
-                                         : regionOf(l.getInput());
-        callKernel(kernel, args, b, {input}, {regionOf(l.getResult())});
+        Value out = residualAdd ? residualAdd.getResult() : l.getResult();
+        callKernel(kernel, args, b, reads, {regionOf(out)});
         finish(l.getResult(), y);
+        if (residualAdd) {
+          finish(residualAdd.getResult(), y);
+          fusedAdds.insert(residualAdd);
+        }
         return success();
       })
       .Case<EmbeddingOp>([&](EmbeddingOp e) -> LogicalResult {
@@ -517,12 +564,7 @@ LogicalResult FunctionLowering::emitOp(Operation *op, ImplicitLocOpBuilder &b) {
         args.push_back(y);
         // Pre-norm blocks feed the norm to int8 linear layers: quantize in
         // the norm kernel.
-        bool quantize =
-            dim % 32 == 0 && llvm::any_of(n->getUsers(), [&](Operation *u) {
-              auto l = dyn_cast<LinearOp>(u);
-              return l && l.getInput() == n.getResult() &&
-                     usesInt8(l.getWeight().getType());
-            });
+        bool quantize = feedsInt8Linear(n.getResult(), dim);
         SmallVector<Region> writes = {regionOf(n.getResult())};
         if (quantize) {
           args.append({scratchArg, idx(b, q8Offset)});
@@ -611,6 +653,8 @@ LogicalResult FunctionLowering::emitOp(Operation *op, ImplicitLocOpBuilder &b) {
         return success();
       })
       .Case<AddOp, MulOp, SwiGLUOp, GeGLUOp>([&](auto e) -> LogicalResult {
+        if (fusedAdds.contains(e))
+          return success(); // computed by the linear layer before it
         if (failed(requireRank2F32(e.getLhs())))
           return failure();
         ElementwiseKind kind;
@@ -627,11 +671,18 @@ LogicalResult FunctionLowering::emitOp(Operation *op, ImplicitLocOpBuilder &b) {
         Value lhs = mapped(e.getLhs());
         Value y = resultBuffer(e.getResult(), lhs, b);
         int64_t dim = e.getLhs().getType().getDimSize(1);
-        callKernel(kernels.elementwise(kind, dim),
-                   {lhs, mapped(e.getRhs()), y}, b,
-                   {regionOf(e.getLhs()), regionOf(e.getRhs())},
-                   {regionOf(e.getResult())});
+        bool quantize = feedsInt8Linear(e.getResult(), dim);
+        SmallVector<Value> args = {lhs, mapped(e.getRhs()), y};
+        SmallVector<Region> writes = {regionOf(e.getResult())};
+        if (quantize) {
+          args.append({scratchArg, idx(b, q8Offset)});
+          writes.push_back(scratchRegion(q8Offset, q8Bytes));
+        }
+        callKernel(kernels.elementwise(kind, dim, quantize), args, b,
+                   {regionOf(e.getLhs()), regionOf(e.getRhs())}, writes);
         finish(e.getResult(), y);
+        if (quantize)
+          lastQuantized = y;
         return success();
       })
       .Case<SiluOp, GeluOp>([&](auto e) -> LogicalResult {
@@ -645,7 +696,7 @@ LogicalResult FunctionLowering::emitOp(Operation *op, ImplicitLocOpBuilder &b) {
         Value x = mapped(e.getInput());
         Value y = resultBuffer(e.getResult(), x, b);
         int64_t dim = e.getInput().getType().getDimSize(1);
-        callKernel(kernels.elementwise(kind, dim), {x, y}, b,
+        callKernel(kernels.elementwise(kind, dim, /*quantize=*/false), {x, y}, b,
                    {regionOf(e.getInput())}, {regionOf(e.getResult())});
         finish(e.getResult(), y);
         return success();
@@ -808,7 +859,8 @@ LogicalResult FunctionLowering::run() {
         type.getDimSize(1) % kLanes != 0)
       return ret.emitOpError("the CPU lowering can only copy [rows, 16k] f32 "
                              "results into their buffers");
-    callKernel(kernels.elementwise(ElementwiseKind::Copy, type.getDimSize(1)),
+    callKernel(kernels.elementwise(ElementwiseKind::Copy, type.getDimSize(1),
+                                   /*quantize=*/false),
                {src, dest}, b, {regionOf(v)}, {Region{dest}});
   }
   // Every thread returns only when all results are complete.

@@ -23,7 +23,6 @@ func.func @linear(%x: tensor<?x256xf32>) -> tensor<?x32xf32> attributes {kiln.ma
 // CHECK-NOT: call @kiln_barrier
 // CHECK: call @kiln_linear_r16_generic_q4_k_256x32(
 // CHECK: return
-// CHECK: func.func private @kiln_linear_r16_generic_q4_k_256x32
 func.func @norm_then_linears(%x: tensor<?x256xf32>) -> (tensor<?x32xf32>, tensor<?x32xf32>) attributes {kiln.max_tokens = 4} {
   %g = kiln.weight #kiln.external<"w.bin", offset = 4800, size = 1024> -> !kiln.weight<256xf32>
   %w = kiln.weight #kiln.external<"w.bin", offset = 0, size = 4736> -> !r16
@@ -31,4 +30,25 @@ func.func @norm_then_linears(%x: tensor<?x256xf32>) -> (tensor<?x32xf32>, tensor
   %y = kiln.linear %h, %w : tensor<?x256xf32>, !r16 -> tensor<?x32xf32>
   %z = kiln.linear %h, %w : tensor<?x256xf32>, !r16 -> tensor<?x32xf32>
   return %y, %z : tensor<?x32xf32>, tensor<?x32xf32>
+}
+
+// The gated MLP of a block: swiglu quantizes for the down projection, which
+// adds the residual itself (no kiln_add kernel).
+// CHECK-LABEL: func.func @mlp
+// CHECK: call @kiln_swiglu_32_q8(
+// CHECK-NOT: call @kiln_quantize_q8
+// CHECK: call @kiln_linear_r16_generic_q4_0_32x256_residual(
+// CHECK-NOT: call @kiln_add
+// CHECK: return
+// CHECK: func.func private @kiln_linear_r16_generic_q4_k_256x32
+!down = !kiln.weight<256x32x#kiln.quant<bits = 4, group = 32, scale = f16, layout = rows16>>
+func.func @mlp(%x: tensor<?x256xf32>) -> tensor<?x256xf32> attributes {kiln.max_tokens = 4} {
+  %w = kiln.weight #kiln.external<"w.bin", offset = 0, size = 4736> -> !r16
+  %d = kiln.weight #kiln.external<"w.bin", offset = 4800, size = 5120> -> !down
+  %g = kiln.linear %x, %w : tensor<?x256xf32>, !r16 -> tensor<?x32xf32>
+  %u = kiln.linear %x, %w : tensor<?x256xf32>, !r16 -> tensor<?x32xf32>
+  %s = kiln.swiglu %g, %u : tensor<?x32xf32>
+  %o = kiln.linear %s, %d : tensor<?x32xf32>, !down -> tensor<?x256xf32>
+  %z = kiln.add %x, %o : tensor<?x256xf32>
+  return %z : tensor<?x256xf32>
 }

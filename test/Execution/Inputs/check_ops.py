@@ -9,6 +9,7 @@ Exits non-zero if any check fails; prints one line per check.
 
 import math
 import os
+import re
 import sys
 import tempfile
 
@@ -414,6 +415,63 @@ def check_norm_linear_int8():
     return ok
 
 
+def check_mlp_int8():
+    """A pre-norm gated MLP with its residual, as in a transformer block:
+    norm -> gate, up -> swiglu -> down + x. The norm and the swiglu quantize
+    their outputs for the next linear layers and the down projection adds
+    the residual; each stage is checked from the previous stage's output."""
+    ok = True
+    dim, hidden, eps = 64, 96, 1e-5
+    for cpu, tokens, threads in [("x86-64-v4", 1, 2), ("x86-64-v4", 11, 3), ("x86-64-v3", 2, 2),
+                                 ("generic", 3, 1)]:
+        w = Weights()
+        gamma = RNG.standard_normal(dim).astype(np.float32)
+        gsrc = w.add(gamma.tobytes())
+        mats = {}
+        for name, fmt, shape in [("gate", "q4_1", (hidden, dim)), ("up", "q5_0", (hidden, dim)),
+                                 ("down", "q8_0", (dim, hidden))]:
+            raw, deq = encode(RNG.standard_normal(shape) * 0.5, fmt)
+            mats[name] = (w.add(raw), weight_type(shape, fmt), deq)
+        t = {k: v[1] for k, v in mats.items()}
+        mlir = (
+            "func.func @f(%%x: tensor<?x{d}xf32>) -> (tensor<?x{d}xf32>, tensor<?x{h}xf32>, tensor<?x{d}xf32>) "
+            "attributes {{kiln.max_tokens = 16}} {{\n"
+            "  %%g = kiln.weight %s -> !kiln.weight<{d}xf32>\n"
+            "  %%wg = kiln.weight %s -> {tg}\n  %%wu = kiln.weight %s -> {tu}\n  %%wd = kiln.weight %s -> {td}\n"
+            "  %%n = kiln.rms_norm %%x, %%g {{epsilon = {e} : f32}} : tensor<?x{d}xf32>, !kiln.weight<{d}xf32> -> tensor<?x{d}xf32>\n"
+            "  %%a = kiln.linear %%n, %%wg : tensor<?x{d}xf32>, {tg} -> tensor<?x{h}xf32>\n"
+            "  %%b = kiln.linear %%n, %%wu : tensor<?x{d}xf32>, {tu} -> tensor<?x{h}xf32>\n"
+            "  %%s = kiln.swiglu %%a, %%b : tensor<?x{h}xf32>\n"
+            "  %%o = kiln.linear %%s, %%wd : tensor<?x{h}xf32>, {td} -> tensor<?x{d}xf32>\n"
+            "  %%z = kiln.add %%x, %%o : tensor<?x{d}xf32>\n"
+            "  return %%n, %%s, %%z : tensor<?x{d}xf32>, tensor<?x{h}xf32>, tensor<?x{d}xf32>\n}}\n"
+        ).format(d=dim, h=hidden, e="%e" % eps, tg=t["gate"], tu=t["up"], td=t["down"]) % (
+            gsrc, mats["gate"][0], mats["up"][0], mats["down"][0])
+        x = RNG.standard_normal((tokens, dim)).astype(np.float32)
+        n = np.zeros_like(x)
+        sw = np.zeros((tokens, hidden), dtype=np.float32)
+        z = np.zeros_like(x)
+        run(mlir, "f", [x], [n, sw, z], w, threads, activations="int8", cpu=cpu)
+        xd = x.astype(np.float64)
+        name = "mlp int8 %s T=%d threads=%d" % (cpu, tokens, threads)
+        ok &= check(name + " norm", n, xd / np.sqrt((xd ** 2).mean(-1, keepdims=True) + eps) * gamma, 1e-5)
+        q, dh, sq = quantize_q8(n)
+        xq = (q * dh).reshape(tokens, dim)
+        a = xq @ mats["gate"][2].T + (sq - dh[..., 0] * q.sum(-1)) @ block_mins(
+            open_raw(w, mats["gate"][0]), "q4_1", hidden, dim).T
+        bb = xq @ mats["up"][2].T
+        ok &= check(name + " swiglu", sw, a / (1 + np.exp(-a)) * bb, 1e-5)
+        q, dh, _ = quantize_q8(sw)
+        ok &= check(name + " down+residual", z, xd + (q * dh).reshape(tokens, hidden) @ mats["down"][2].T, 1e-5)
+    return ok
+
+
+def open_raw(weights, src):
+    """The bytes of a weight added to `weights`, from its #kiln.external text."""
+    offset, size = [int(v) for v in re.findall(r"= (\d+)", src)]
+    return bytes(weights.data[offset:offset + size])
+
+
 def rope_reference(x, pos, heads, head_dim, rot, neox, base, scale):
     out = x.astype(np.float64).copy()
     t_count = x.shape[0]
@@ -553,7 +611,7 @@ def check_softmax():
 
 CHECKS = {
     "linear": check_linear, "linear_int8": check_linear_int8,
-    "norm_linear_int8": check_norm_linear_int8,
+    "norm_linear_int8": check_norm_linear_int8, "mlp_int8": check_mlp_int8,
     "embedding": check_embedding, "norm": check_norm,
     "rope": check_rope, "attention": check_attention,
     "elementwise": check_elementwise, "softmax": check_softmax,
