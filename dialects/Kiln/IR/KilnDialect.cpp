@@ -122,7 +122,7 @@ QuantSchemeAttr::verify(function_ref<InFlightDiagnostic()> emitError,
        !::mlir::kiln::findRows16Format(bits, group, bool(zeroType), superGroup,
                                  subScaleBits)))
     return emitError() << "layout = rows16 takes only the ggml formats Q4_0, "
-                          "Q4_1, Q5_0, Q5_1, Q8_0, Q4_K and Q6_K";
+                          "Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K and Q6_K";
   if (layout == QuantLayout::GGUF &&
       !findGGMLBlockFormat(bits, group, scaleType, zeroType, superGroup,
                            subScaleBits)) {

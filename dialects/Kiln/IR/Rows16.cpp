@@ -20,6 +20,7 @@ constexpr Rows16Format kFormats[] = {
     {Rows16Kind::Q5_1, "q5_1", 5, 32, 24, 64, 0, true, false},
     {Rows16Kind::Q8_0, "q8_0", 8, 32, 34, 32, 128, false, false},
     {Rows16Kind::Q4_K, "q4_k", 4, 256, 144, 320, 0, true, false},
+    {Rows16Kind::Q5_K, "q5_k", 5, 256, 176, 320, 0, true, false},
     {Rows16Kind::Q6_K, "q6_k", 6, 256, 210, 288, 32, false, true},
 };
 
@@ -57,10 +58,12 @@ void decodeLegacy(const Rows16Format &f, const uint8_t *b, Decoded &out) {
   }
 }
 
-void decodeQ4K(const uint8_t *b, Decoded &out) {
+/// Q4_K (qh null) and Q5_K: the same scales; Q5_K's fifth bits in qh.
+void decodeQ4KQ5K(const uint8_t *b, const uint8_t *qh, const uint8_t *qs,
+                  Decoded &out) {
   out.d = readU16(b);
   out.m = readU16(b + 2);
-  const uint8_t *s = b + 4, *qs = b + 16;
+  const uint8_t *s = b + 4;
   // ggml's get_scale_min_k4: 8 six-bit scales and mins in 12 bytes.
   for (unsigned j = 0; j < 8; ++j) {
     if (j < 4) {
@@ -73,8 +76,10 @@ void decodeQ4K(const uint8_t *b, Decoded &out) {
   }
   for (unsigned i = 0; i < 4; ++i)
     for (unsigned l = 0; l < 32; ++l) {
-      out.codes[64 * i + l] = qs[32 * i + l] & 15;
-      out.codes[64 * i + 32 + l] = qs[32 * i + l] >> 4;
+      unsigned high = qh ? qh[l] >> (2 * i) : 0;
+      out.codes[64 * i + l] = uint8_t((qs[32 * i + l] & 15) | (high & 1) << 4);
+      out.codes[64 * i + 32 + l] =
+          uint8_t((qs[32 * i + l] >> 4) | ((high >> 1) & 1) << 4);
     }
 }
 
@@ -166,14 +171,16 @@ void mlir::kiln::packRows16(const Rows16Format &f, uint64_t n, uint64_t k,
     for (uint64_t s = 0; s < supers; ++s) {
       const uint8_t *block = source + (row * supers + s) * f.sourceBytes;
       if (f.kind == Rows16Kind::Q4_K)
-        decodeQ4K(block, dec);
+        decodeQ4KQ5K(block, nullptr, block + 16, dec);
+      else if (f.kind == Rows16Kind::Q5_K)
+        decodeQ4KQ5K(block, block + 16, block + 48, dec);
       else if (f.kind == Rows16Kind::Q6_K)
         decodeQ6K(block, dec);
       else
         decodeLegacy(f, block, dec);
       uint8_t *header = group + s * f.headerBytes;
       put16(header + 2 * r, dec.d);
-      if (f.kind == Rows16Kind::Q4_K) {
+      if (f.kind == Rows16Kind::Q4_K || f.kind == Rows16Kind::Q5_K) {
         put16(header + 32 + 2 * r, dec.m);
         for (unsigned j = 0; j < 8; ++j) {
           header[64 + 16 * j + r] = dec.sc[j];

@@ -1,7 +1,7 @@
 //===- Rows16.h - the row-interleaved layout of int8-kernel weights -*- C++ -*-===//
 //
 // `#kiln.quant<..., layout = rows16>`: ggml's integer-coded formats (Q4_0,
-// Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q6_K) rearranged at compile time for the CPU
+// Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K) rearranged at compile time for the CPU
 // linear kernels, which compute 16 output rows at once, one per 32-bit lane
 // of an AVX-512 register, with byte dot products (vpdpbusd) against one
 // broadcast 4-byte group of int8 activations. Same arithmetic as the GGUF
@@ -24,17 +24,17 @@
 //   4-bit    4 planes, plane j: low nibbles = target j, high nibbles =
 //            target j + 4 (4-bit codes of Q4_0, Q4_1, Q4_K; the low 4 bits
 //            of the 5- and 6-bit codes);
-//   Q5       first one plane, bit t of each byte = bit 4 of target t;
+//   5-bit    first one plane, bit t of each byte = bit 4 of target t;
 //   Q6_K     first two planes, plane t / 4, bits 2(t%4)..2(t%4)+1 = bits
 //            4..5 of target t.
 // Header fields (each one value per row, 16 values):
 //   Q4_0, Q5_0, Q8_0   d (f16)
 //   Q4_1, Q5_1         d, m (f16)
-//   Q4_K               d, dmin (f16), sc[8] (u8), m[8] (u8)  (6-bit, unpacked)
+//   Q4_K, Q5_K         d, dmin (f16), sc[8] (u8), m[8] (u8)  (6-bit, unpacked)
 //   Q6_K               d (f16), sc[16] (i8)
 // Value = d * (code - offset) with offset 8, 16, 128, 32 (Q4_0, Q5_0, Q8_0,
 // Q6_K, whose scale is d * sc[sub-block of 16]); d * code + m (Q4_1, Q5_1);
-// d * sc[j] * code - dmin * m[j] for sub-block j of 32 (Q4_K).
+// d * sc[j] * code - dmin * m[j] for sub-block j of 32 (Q4_K, Q5_K).
 //
 //===----------------------------------------------------------------------===//
 
@@ -51,7 +51,7 @@ namespace mlir::kiln {
 
 constexpr unsigned kRows16 = 16;
 
-enum class Rows16Kind { Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q6_K };
+enum class Rows16Kind { Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K };
 
 struct Rows16Format {
   Rows16Kind kind;

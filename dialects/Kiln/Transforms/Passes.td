@@ -10,7 +10,7 @@ def KilnPackWeights : Pass<"kiln-pack-weights", "::mlir::ModuleOp"> {
   let description = [{
     Puts a `kiln.pack` to `layout = rows16` (dialects/Kiln/IR/Rows16.h)
     between every `kiln.weight` in a ggml block format that has a rows16 form
-    (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q6_K) and the `kiln.linear` ops
+    (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K) and the `kiln.linear` ops
     that multiply by it: the int8 CPU kernels then read 16 rows as one
     sequential stream. Other users of the weight (an embedding tied to the
     output layer) keep the GGUF layout. `kiln-compile` runs this pass for

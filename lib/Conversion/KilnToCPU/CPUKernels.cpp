@@ -801,7 +801,8 @@ func::FuncOp KernelLibrary::linearRows16(const Rows16Format &format,
             case Rows16Kind::Q5_1:
               min = loadHalves(kb.add(header, kb.idx(32)));
               break;
-            case Rows16Kind::Q4_K: {
+            case Rows16Kind::Q4_K:
+            case Rows16Kind::Q5_K: {
               Value sc = loadBytes(kb.add(header, kb.idx(64 + 16 * j)), false);
               Value m = loadBytes(kb.add(header, kb.idx(192 + 16 * j)), false);
               scale = kb.mul(d, toFloat(sc));

@@ -934,7 +934,7 @@ func.func @quantize_codes_type(%x: tensor<2x64xf32>) {
 // -----
 
 // rows16 covers the ggml formats the int8 kernels multiply; not Q2_K.
-// expected-error @+1 {{layout = rows16 takes only the ggml formats Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K and Q6_K}}
+// expected-error @+1 {{layout = rows16 takes only the ggml formats Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K and Q6_K}}
 func.func @rows16_q2_k(%w: !kiln.weight<16x256x#kiln.quant<bits = 2, group = 16, scale = f16, zero = f16, super_group = 256, sub_scale_bits = 4, layout = rows16>>)
 
 // -----

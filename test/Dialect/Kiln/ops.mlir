@@ -356,6 +356,7 @@ func.func @quantize_asymmetric(%x: tensor<2x128xf16>) -> tensor<2x128xf16> {
 // CHECK: size = 6144> -> !kiln.weight<32x256x#kiln.quant<bits = 5, group = 32, scale = f16, zero = f16, layout = rows16>>
 // CHECK: size = 8704> -> !kiln.weight<32x256x#kiln.quant<bits = 8, group = 32, scale = f16, layout = rows16>>
 // CHECK: size = 4736> -> !kiln.weight<32x256x#kiln.quant<bits = 4, group = 32, scale = f16, zero = f16, super_group = 256, sub_scale_bits = 6, layout = rows16>>
+// CHECK: size = 5760> -> !kiln.weight<32x256x#kiln.quant<bits = 5, group = 32, scale = f16, zero = f16, super_group = 256, sub_scale_bits = 6, layout = rows16>>
 // CHECK: size = 6784> -> !kiln.weight<32x256x#kiln.quant<bits = 6, group = 16, scale = f16, super_group = 256, sub_scale_bits = 8, layout = rows16>>
 func.func @rows16_formats() {
   %q4_0 = kiln.weight #kiln.external<"w.bin", offset = 0, size = 4608> -> !kiln.weight<32x256x#kiln.quant<bits = 4, group = 32, scale = f16, layout = rows16>>
@@ -364,6 +365,7 @@ func.func @rows16_formats() {
   %q5_1 = kiln.weight #kiln.external<"w.bin", offset = 0, size = 6144> -> !kiln.weight<32x256x#kiln.quant<bits = 5, group = 32, scale = f16, zero = f16, layout = rows16>>
   %q8_0 = kiln.weight #kiln.external<"w.bin", offset = 0, size = 8704> -> !kiln.weight<32x256x#kiln.quant<bits = 8, group = 32, scale = f16, layout = rows16>>
   %q4_k = kiln.weight #kiln.external<"w.bin", offset = 0, size = 4736> -> !kiln.weight<32x256x#kiln.quant<bits = 4, group = 32, scale = f16, zero = f16, super_group = 256, sub_scale_bits = 6, layout = rows16>>
+  %q5_k = kiln.weight #kiln.external<"w.bin", offset = 0, size = 5760> -> !kiln.weight<32x256x#kiln.quant<bits = 5, group = 32, scale = f16, zero = f16, super_group = 256, sub_scale_bits = 6, layout = rows16>>
   %q6_k = kiln.weight #kiln.external<"w.bin", offset = 0, size = 6784> -> !kiln.weight<32x256x#kiln.quant<bits = 6, group = 16, scale = f16, super_group = 256, sub_scale_bits = 8, layout = rows16>>
   return
 }

@@ -272,7 +272,7 @@ def quantize_q8(x):
 
 
 # The formats linear layers multiply with int8 activations.
-INT_FORMATS = ["q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q6_k"]
+INT_FORMATS = ["q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k"]
 
 
 def block_mins(raw, fmt, n, k):
@@ -281,8 +281,8 @@ def block_mins(raw, fmt, n, k):
     if fmt in ("q4_1", "q5_1"):
         blocks = np.frombuffer(raw, dtype=np.uint8).reshape(n, k // 32, -1)
         return blocks[:, :, 2:4].copy().view(np.float16)[..., 0].astype(np.float64)
-    if fmt == "q4_k":
-        blocks = np.frombuffer(raw, dtype=np.uint8).reshape(n, k // 256, 144)
+    if fmt in ("q4_k", "q5_k"):
+        blocks = np.frombuffer(raw, dtype=np.uint8).reshape(n, k // 256, 144 if fmt == "q4_k" else 176)
         dmin = blocks[:, :, 2:4].copy().view(np.float16)[..., 0].astype(np.float64)
         sc = blocks[:, :, 4:16].astype(np.int64)
         # ggml's get_scale_min_k4, the mins only.
