@@ -235,9 +235,8 @@ llvm::Error writeWeightsOf(ModuleOp module, const CompileOptions &options) {
                                   "with --weights-out");
     return llvm::Error::success();
   }
-  if (!path)
-    return fail(options.input + ": --weights-out given but no kiln.weight "
-                                "reads a #kiln.external file");
+  if (!path) // nothing to read: an empty file
+    return writeOutput(options.weightsOutput, "");
   auto buffer = llvm::MemoryBuffer::getFile(*path, /*IsText=*/false,
                                             /*RequiresNullTerminator=*/false);
   if (!buffer)

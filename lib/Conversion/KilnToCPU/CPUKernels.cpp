@@ -655,7 +655,8 @@ constexpr int64_t kPrefetchBytes = 8192;
 
 func::FuncOp KernelLibrary::linearRows16(const Rows16Format &format,
                                          int64_t k, int64_t n, bool hasBias,
-                                         bool hasResidual, StringRef cpu) {
+                                         bool hasResidual, int64_t ropeHeadDim,
+                                         StringRef cpu) {
   MLIRContext *ctx = module.getContext();
   Type f32 = Float32Type::get(ctx);
   Type index = IndexType::get(ctx);
@@ -665,10 +666,13 @@ func::FuncOp KernelLibrary::linearRows16(const Rows16Format &format,
     args.append({bytes, index});
   if (hasResidual)
     args.push_back(rowsType(ctx, n, f32));
+  if (ropeHeadDim)
+    args.append({bytes, index});
   args.append({rowsType(ctx, n, f32), index, index});
   std::string name = ("kiln_linear_r16_" + cpu + "_" + format.name + "_" +
                       Twine(k) + "x" + Twine(n) + (hasBias ? "_bias" : "") +
-                      (hasResidual ? "_residual" : ""))
+                      (hasResidual ? "_residual" : "") +
+                      (ropeHeadDim ? "_rope" + Twine(ropeHeadDim) : ""))
                          .str();
   for (char &c : name)
     if (c == '-')
@@ -690,6 +694,11 @@ func::FuncOp KernelLibrary::linearRows16(const Rows16Format &format,
     biasOffset = fn.getArgument(next++);
   }
   Value residual = hasResidual ? fn.getArgument(next++) : Value();
+  Value ropeTable, ropeOffset;
+  if (ropeHeadDim) {
+    ropeTable = fn.getArgument(next++);
+    ropeOffset = fn.getArgument(next++);
+  }
   Value y = fn.getArgument(next++), tid = fn.getArgument(next++),
         nth = fn.getArgument(next++);
 
@@ -772,6 +781,35 @@ func::FuncOp KernelLibrary::linearRows16(const Rows16Format &format,
                            : Value();
   Value zeroI32 = arith::ConstantOp::create(
       b, DenseElementsAttr::get(i32x16, b.getI32IntegerAttr(0)));
+
+  // RoPE on adjacent pairs (llama style, rotary_dim = head_dim): lanes 2i
+  // and 2i+1 are a pair, their (cos, sin) the table's 8 entries for this
+  // token at the rows' place in the head.
+  Value ropeView =
+      ropeHeadDim ? kb.floatView(ropeTable, ropeOffset,
+                                 kb.mul(tokens, kb.idx(ropeHeadDim)))
+                  : Value();
+  auto emitRopePairs = [&](Value v, Value t, Value row0) -> Value {
+    Value at = kb.add(kb.mul(t, kb.idx(ropeHeadDim)),
+                      kb.rem(row0, kb.idx(ropeHeadDim)));
+    Value cs = vector::LoadOp::create(b, kb.vf32(), ropeView, ValueRange{at});
+    SmallVector<int64_t> evens, odds, swap;
+    for (int64_t l = 0; l < kLanes; ++l) {
+      evens.push_back(l & ~1);
+      odds.push_back(l | 1);
+      swap.push_back(l ^ 1);
+    }
+    Value cos = vector::ShuffleOp::create(b, cs, cs, evens);
+    Value sin = vector::ShuffleOp::create(b, cs, cs, odds);
+    SmallVector<float> signs;
+    for (int64_t l = 0; l < kLanes; ++l)
+      signs.push_back(l % 2 ? 1.0f : -1.0f);
+    Value sign = arith::ConstantOp::create(
+        b, DenseElementsAttr::get(kb.vf32(), ArrayRef<float>(signs)));
+    Value swapped = vector::ShuffleOp::create(b, v, v, swap);
+    // x0 * cos - x1 * sin, x0 * sin + x1 * cos
+    return kb.add(kb.mul(v, cos), kb.mul(swapped, kb.mul(sin, sign)));
+  };
 
   // Rows 16g .. 16g+15 times tokens t0 .. t0+tile-1.
   auto emitTile = [&](Value g, Value t0, int64_t tile) {
@@ -866,6 +904,8 @@ func::FuncOp KernelLibrary::linearRows16(const Rows16Format &format,
         v = kb.add(v, bias);
       if (residual)
         v = kb.add(kb.load(residual, {t, row0}), v);
+      if (ropeHeadDim)
+        v = emitRopePairs(v, t, row0);
       kb.store(v, y, {t, row0});
     }
   };

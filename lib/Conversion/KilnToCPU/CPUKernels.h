@@ -68,9 +68,12 @@ public:
   /// linearInt8's signature and result for a weight in layout = rows16:
   /// 16 rows per vector, one sequential read of the weights per token chunk.
   /// With `hasResidual`, a rows memref `r` follows the bias and the kernel
-  /// writes y = r + x W^T (the residual add of a transformer block).
+  /// writes y = r + x W^T (the residual add of a transformer block). With
+  /// `ropeHeadDim`, (table: memref<?xi8>, offset: index) follow: a ropeTable
+  /// of rotary_dim = ropeHeadDim, applied to adjacent pairs (llama style).
   func::FuncOp linearRows16(const Rows16Format &format, int64_t k, int64_t n,
-                            bool hasBias, bool hasResidual, StringRef cpu);
+                            bool hasBias, bool hasResidual,
+                            int64_t ropeHeadDim, StringRef cpu);
   /// (table: memref<?xi8>, offset: index, ids: memref<?xi32>,
   ///  y: memref<?xDxf32>, tid, nth)
   func::FuncOp embedding(const WeightFormat &format, int64_t vocab,

@@ -101,7 +101,17 @@ private:
   /// The kiln.add that adds a value computed before `linear` to its result,
   /// if that add is the result's only use: a rows16 linear performs it.
   AddOp residualAddOf(LinearOp linear);
-  llvm::DenseSet<Operation *> fusedAdds;
+  /// The llama-style kiln.rope of `linear`'s result, if that is its only use
+  /// and a rows16 kernel can rotate whole vectors of pairs.
+  RopeOp ropeOf(LinearOp linear);
+  /// Ops a linear layer computed in its epilogue.
+  llvm::DenseSet<Operation *> fusedOps;
+  struct RopeTable;
+  /// The cos/sin table of `rope`'s frequencies and position, filled by a
+  /// kernel the first time a step needs it.
+  /// `rows` is any buffer with the step's token count as its first dim.
+  FailureOr<RopeTable *> ropeTableFor(RopeOp rope, Value rows,
+                                      ImplicitLocOpBuilder &b);
 
   func::FuncOp oldFunc;
   KernelLibrary &kernels;
@@ -193,6 +203,47 @@ AddOp FunctionLowering::residualAddOf(LinearOp linear) {
   if (other == y || (def && !def->isBeforeInBlock(linear)))
     return {};
   return add;
+}
+
+RopeOp FunctionLowering::ropeOf(LinearOp linear) {
+  Value y = linear.getResult();
+  if (!int8Activations || !isRows16(linear.getWeight().getType()) ||
+      !y.hasOneUse())
+    return {};
+  auto rope = dyn_cast<RopeOp>(*y.getUsers().begin());
+  if (!rope || rope.getStyle() == RopeStyle::NeoX ||
+      rope.getRotaryDim() != rope.getHeadDim() ||
+      rope.getHeadDim() % kLanes != 0)
+    return {};
+  return rope;
+}
+
+FailureOr<FunctionLowering::RopeTable *>
+FunctionLowering::ropeTableFor(RopeOp r, Value rows, ImplicitLocOpBuilder &b) {
+  RopeTableKey key{int64_t(r.getRotaryDim()),
+                   r.getFreqBase().convertToFloat(),
+                   r.getFreqScale().convertToFloat(), r.getPosition()};
+  auto it = llvm::find_if(ropeTables,
+                          [&](const RopeTable &table) { return table.key == key; });
+  if (it == ropeTables.end())
+    return r.emitOpError("has no rope table (a planning bug)");
+  if (!it->filled) {
+    RopeConfig cfg;
+    cfg.width = r.getInput().getType().getDimSize(1);
+    cfg.numHeads = r.getNumHeads();
+    cfg.headDim = r.getHeadDim();
+    cfg.rotaryDim = r.getRotaryDim();
+    cfg.neox = r.getStyle() == RopeStyle::NeoX;
+    cfg.freqBase = key.base;
+    cfg.freqScale = key.scale;
+    Value tokens = memref::DimOp::create(b, rows, 0);
+    callKernel(kernels.ropeTable(cfg),
+               {mapping.lookup(r.getPosition()), tokens, scratchArg,
+                arith::ConstantIndexOp::create(b, it->offset)},
+               b, {}, {scratchRegion(it->offset, it->bytes)});
+    it->filled = true;
+  }
+  return &*it;
 }
 
 LogicalResult FunctionLowering::planScratch() {
@@ -471,8 +522,11 @@ LogicalResult FunctionLowering::emitOp(Operation *op, ImplicitLocOpBuilder &b) {
         if (residualAdd)
           residual = residualAdd.getLhs() == l.getResult() ? residualAdd.getRhs()
                                                            : residualAdd.getLhs();
-        Value y = residualAdd ? resultBuffer(residualAdd.getResult(), x, b)
-                              : resultBuffer(l.getResult(), x, b);
+        RopeOp rope = ropeOf(l);
+        Value out = residualAdd ? residualAdd.getResult()
+                    : rope      ? rope.getResult()
+                                : l.getResult();
+        Value y = resultBuffer(out, x, b);
         SmallVector<Value> args;
         func::FuncOp kernel;
         if (usesInt8(w->type)) {
@@ -484,9 +538,10 @@ LogicalResult FunctionLowering::emitOp(Operation *op, ImplicitLocOpBuilder &b) {
             lastQuantized = x;
           }
           args = {scratchArg, idx(b, q8Offset)};
-          kernel = rows16 ? kernels.linearRows16(*rows16, k, n,
-                                                 bias.has_value(),
-                                                 bool(residualAdd), cpu)
+          kernel = rows16 ? kernels.linearRows16(
+                                *rows16, k, n, bias.has_value(),
+                                bool(residualAdd),
+                                rope ? int64_t(rope.getHeadDim()) : 0, cpu)
                           : kernels.linearInt8(**f, k, n, bias.has_value(), cpu);
         } else {
           args = {x};
@@ -502,13 +557,19 @@ LogicalResult FunctionLowering::emitOp(Operation *op, ImplicitLocOpBuilder &b) {
           args.push_back(mapped(residual));
           reads.push_back(regionOf(residual));
         }
+        if (rope) {
+          FailureOr<RopeTable *> table = ropeTableFor(rope, x, b);
+          if (failed(table))
+            return failure();
+          args.append({scratchArg, idx(b, (*table)->offset)});
+          reads.push_back(scratchRegion((*table)->offset, (*table)->bytes));
+        }
         args.push_back(y);
-        Value out = residualAdd ? residualAdd.getResult() : l.getResult();
         callKernel(kernel, args, b, reads, {regionOf(out)});
         finish(l.getResult(), y);
-        if (residualAdd) {
-          finish(residualAdd.getResult(), y);
-          fusedAdds.insert(residualAdd);
+        if (out != l.getResult()) {
+          finish(out, y);
+          fusedOps.insert(out.getDefiningOp());
         }
         return success();
       })
@@ -579,6 +640,8 @@ LogicalResult FunctionLowering::emitOp(Operation *op, ImplicitLocOpBuilder &b) {
         return success();
       })
       .Case<RopeOp>([&](RopeOp r) -> LogicalResult {
+        if (fusedOps.contains(r))
+          return success(); // applied by the projection before it
         if (failed(requireRank2F32(r.getInput())))
           return failure();
         RopeConfig cfg;
@@ -593,23 +656,12 @@ LogicalResult FunctionLowering::emitOp(Operation *op, ImplicitLocOpBuilder &b) {
         Value y = resultBuffer(r.getResult(), x, b);
         // One cos/sin table per frequency set and position: the first rope
         // of the step fills it, the others read it.
-        RopeTableKey key{cfg.rotaryDim, cfg.freqBase, cfg.freqScale,
-                         r.getPosition()};
-        auto it = llvm::find_if(ropeTables, [&](const RopeTable &table) {
-          return table.key == key;
-        });
-        if (it == ropeTables.end())
-          return r.emitOpError("has no rope table (a planning bug)");
-        if (!it->filled) {
-          Value tokens = memref::DimOp::create(b, x, 0);
-          callKernel(kernels.ropeTable(cfg),
-                     {mapped(r.getPosition()), tokens, scratchArg,
-                      idx(b, it->offset)},
-                     b, {}, {scratchRegion(it->offset, it->bytes)});
-          it->filled = true;
-        }
-        callKernel(kernels.rope(cfg), {x, scratchArg, idx(b, it->offset), y},
-                   b, {regionOf(r.getInput()), scratchRegion(it->offset, it->bytes)},
+        FailureOr<RopeTable *> table = ropeTableFor(r, x, b);
+        if (failed(table))
+          return failure();
+        int64_t at = (*table)->offset, bytes = (*table)->bytes;
+        callKernel(kernels.rope(cfg), {x, scratchArg, idx(b, at), y}, b,
+                   {regionOf(r.getInput()), scratchRegion(at, bytes)},
                    {regionOf(r.getResult())});
         finish(r.getResult(), y);
         return success();
@@ -653,7 +705,7 @@ LogicalResult FunctionLowering::emitOp(Operation *op, ImplicitLocOpBuilder &b) {
         return success();
       })
       .Case<AddOp, MulOp, SwiGLUOp, GeGLUOp>([&](auto e) -> LogicalResult {
-        if (fusedAdds.contains(e))
+        if (fusedOps.contains(e))
           return success(); // computed by the linear layer before it
         if (failed(requireRank2F32(e.getLhs())))
           return failure();

@@ -40,7 +40,6 @@ func.func @norm_then_linears(%x: tensor<?x256xf32>) -> (tensor<?x32xf32>, tensor
 // CHECK: call @kiln_linear_r16_generic_q4_0_32x256_residual(
 // CHECK-NOT: call @kiln_add
 // CHECK: return
-// CHECK: func.func private @kiln_linear_r16_generic_q4_k_256x32
 !down = !kiln.weight<256x32x#kiln.quant<bits = 4, group = 32, scale = f16, layout = rows16>>
 func.func @mlp(%x: tensor<?x256xf32>) -> tensor<?x256xf32> attributes {kiln.max_tokens = 4} {
   %w = kiln.weight #kiln.external<"w.bin", offset = 0, size = 4736> -> !r16
@@ -51,4 +50,20 @@ func.func @mlp(%x: tensor<?x256xf32>) -> tensor<?x256xf32> attributes {kiln.max_
   %o = kiln.linear %s, %d : tensor<?x32xf32>, !down -> tensor<?x256xf32>
   %z = kiln.add %x, %o : tensor<?x256xf32>
   return %z : tensor<?x256xf32>
+}
+
+// Llama-style RoPE (adjacent pairs) happens in the projection's epilogue;
+// the table is filled first.
+// CHECK-LABEL: func.func @projection_rope
+// CHECK: call @kiln_rope_table_llama
+// CHECK: call @kiln_linear_r16_generic_q4_k_256x64_rope32(
+// CHECK-NOT: call @kiln_rope_llama
+// CHECK: return
+// CHECK: func.func private @kiln_linear_r16_generic_q4_k_256x32
+!qw = !kiln.weight<64x256x#kiln.quant<bits = 4, group = 32, scale = f16, zero = f16, super_group = 256, sub_scale_bits = 6, layout = rows16>>
+func.func @projection_rope(%x: tensor<?x256xf32>, %p: index) -> tensor<?x64xf32> attributes {kiln.max_tokens = 4} {
+  %w = kiln.weight #kiln.external<"w.bin", offset = 0, size = 9472> -> !qw
+  %q = kiln.linear %x, %w : tensor<?x256xf32>, !qw -> tensor<?x64xf32>
+  %y = kiln.rope %q, %p {num_heads = 2, head_dim = 32, rotary_dim = 32, style = #kiln.rope_style<llama>, freq_base = 10000.0 : f32} : tensor<?x64xf32> -> tensor<?x64xf32>
+  return %y : tensor<?x64xf32>
 }

@@ -506,6 +506,35 @@ def check_rope():
     return ok
 
 
+def check_linear_rope_int8():
+    """A projection followed by RoPE: llama-style pairs are rotated in the
+    rows16 kernel's epilogue, NeoX ones by the rope kernel. Checked against
+    the rotation of the exact product of the quantized activations."""
+    ok = True
+    heads, hd, pos, base, k = 3, 64, 37, 10000.0, 96
+    width = heads * hd
+    for style in ["llama", "neox"]:
+        for cpu, tokens, threads in [("x86-64-v4", 1, 2), ("x86-64-v4", 10, 3), ("generic", 3, 1)]:
+            w = Weights()
+            raw, deq = encode(RNG.standard_normal((width, k)) * 0.5, "q8_0")
+            wsrc, wt = w.add(raw), weight_type((width, k), "q8_0")
+            mlir = (
+                "func.func @f(%%x: tensor<?x%dxf32>, %%p: index) -> tensor<?x%dxf32> attributes {kiln.max_tokens = 16} {\n"
+                "  %%w = kiln.weight %s -> %s\n"
+                "  %%q = kiln.linear %%x, %%w : tensor<?x%dxf32>, %s -> tensor<?x%dxf32>\n"
+                "  %%y = kiln.rope %%q, %%p {num_heads = %d, head_dim = %d, rotary_dim = %d, style = #kiln.rope_style<%s>, freq_base = %.1f : f32} : tensor<?x%dxf32> -> tensor<?x%dxf32>\n"
+                "  return %%y : tensor<?x%dxf32>\n}\n") % (
+                k, width, wsrc, wt, k, wt, width, heads, hd, hd, style, base, width, width, width)
+            x = RNG.standard_normal((tokens, k)).astype(np.float32)
+            y = np.zeros((tokens, width), dtype=np.float32)
+            run(mlir, "f", [x, pos], [y], w, threads, activations="int8", cpu=cpu)
+            q, dh, _ = quantize_q8(x)
+            want = rope_reference((q * dh).reshape(tokens, k) @ deq.T, pos, heads, hd, hd, style == "neox", base, 1.0)
+            # f32 angles, as in check_rope.
+            ok &= check("linear+rope int8 %s %s T=%d threads=%d" % (style, cpu, tokens, threads), y, want, 2e-5)
+    return ok
+
+
 def attention_reference(q, k_all, v_all, pos, tokens, heads, kv_heads, hd, scale, causal, window, softcap):
     out = np.zeros((tokens, heads * hd))
     group = heads // kv_heads
@@ -612,6 +641,7 @@ def check_softmax():
 CHECKS = {
     "linear": check_linear, "linear_int8": check_linear_int8,
     "norm_linear_int8": check_norm_linear_int8, "mlp_int8": check_mlp_int8,
+    "linear_rope_int8": check_linear_rope_int8,
     "embedding": check_embedding, "norm": check_norm,
     "rope": check_rope, "attention": check_attention,
     "elementwise": check_elementwise, "softmax": check_softmax,
