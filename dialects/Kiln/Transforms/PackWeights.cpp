@@ -41,6 +41,12 @@ struct PackWeights : mlir::kiln::impl::KilnPackWeightsBase<PackWeights> {
       }
       linear.getWeightMutable().assign(pack);
     });
+    // An embedding tied to a packed output layer reads the packed copy, so
+    // the weights are stored once.
+    getOperation().walk([&](EmbeddingOp embedding) {
+      if (Value pack = packed.lookup(embedding.getTable()))
+        embedding.getTableMutable().assign(pack);
+    });
   }
 };
 

@@ -12,9 +12,10 @@ def KilnPackWeights : Pass<"kiln-pack-weights", "::mlir::ModuleOp"> {
     between every `kiln.weight` in a ggml block format that has a rows16 form
     (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K) and the `kiln.linear` ops
     that multiply by it: the int8 CPU kernels then read 16 rows as one
-    sequential stream. Other users of the weight (an embedding tied to the
-    output layer) keep the GGUF layout. `kiln-compile` runs this pass for
-    int8 activations and performs the packs as it writes the weights.
+    sequential stream. An embedding over the same weight (tied to the
+    output layer) reads the packed form too, so the weight is stored once.
+    `kiln-compile` runs this pass for int8 activations and performs the packs
+    as it writes the weights.
   }];
   let dependentDialects = ["::mlir::kiln::KilnDialect"];
 }

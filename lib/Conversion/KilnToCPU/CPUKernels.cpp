@@ -653,6 +653,111 @@ constexpr int64_t kRows16TokenChunk = 64;
 /// How far ahead of the codes being multiplied the kernel prefetches.
 constexpr int64_t kPrefetchBytes = 8192;
 
+namespace {
+/// Reads a rows16 weight (Rows16.h) in registers, 16 rows at a time.
+struct Rows16Reader {
+  KB &kb;
+  const Rows16Format &format;
+  Value w; // the weight bytes
+
+  Value load64(Value at) {
+    return vector::LoadOp::create(kb.b, VectorType::get({64}, kb.b.getI8Type()),
+                                  w, ValueRange{at});
+  }
+  Value bytesSplat(int64_t v) {
+    auto type = VectorType::get({64}, kb.b.getI8Type());
+    return arith::ConstantOp::create(
+        kb.b, DenseElementsAttr::get(type, kb.b.getI8IntegerAttr(v)));
+  }
+  /// 16 f16 values at `at`, widened.
+  Value halves(Value at) {
+    Value raw = vector::LoadOp::create(
+        kb.b, VectorType::get({32}, kb.b.getI8Type()), w, ValueRange{at});
+    Value h = vector::BitCastOp::create(
+        kb.b, VectorType::get({kLanes}, kb.b.getF16Type()), raw);
+    return arith::ExtFOp::create(kb.b, kb.vf32(), h);
+  }
+  /// 16 one-byte integers at `at`, widened to i32.
+  Value bytes(Value at, bool isSigned) {
+    auto i32x16 = VectorType::get({kLanes}, kb.b.getI32Type());
+    Value raw = vector::LoadOp::create(
+        kb.b, VectorType::get({kLanes}, kb.b.getI8Type()), w, ValueRange{at});
+    return isSigned ? Value(arith::ExtSIOp::create(kb.b, i32x16, raw))
+                    : Value(arith::ExtUIOp::create(kb.b, i32x16, raw));
+  }
+  Value toFloat(Value v) { return arith::SIToFPOp::create(kb.b, kb.vf32(), v); }
+  Value toFloatScalar(Value v) {
+    return arith::SIToFPOp::create(kb.b, kb.f32(), v);
+  }
+
+  /// The 8 targets of the block whose codes start at `at`: unsigned codes of
+  /// values 4t..4t+3 of each of the 16 rows.
+  SmallVector<Value> unpack(Value at) {
+    ImplicitLocOpBuilder &b = kb.b;
+    SmallVector<Value> t(8);
+    if (format.codeBits == 8) {
+      for (int64_t i = 0; i < 8; ++i)
+        t[i] = load64(kb.add(at, kb.idx(64 * i)));
+      return t;
+    }
+    Value nibbles = kb.add(at, kb.idx(64 * (format.codeBits - 4)));
+    for (int64_t j = 0; j < 4; ++j) {
+      Value x = load64(kb.add(nibbles, kb.idx(64 * j)));
+      t[j] = arith::AndIOp::create(b, x, bytesSplat(0x0F));
+      t[j + 4] = arith::ShRUIOp::create(b, x, bytesSplat(4));
+    }
+    if (format.codeBits == 4)
+      return t;
+    // Move each target's high bits to bit 4 (and 5), then merge.
+    int64_t width = format.codeBits - 4, mask = format.codeBits == 5 ? 0x10 : 0x30;
+    for (int64_t i = 0; i < 8; ++i) {
+      int64_t plane = width == 1 ? 0 : i / 4;
+      int64_t from = width == 1 ? i : 2 * (i % 4);
+      Value p = load64(kb.add(at, kb.idx(64 * plane)));
+      if (from < 4)
+        p = arith::ShLIOp::create(b, p, bytesSplat(4 - from));
+      else if (from > 4)
+        p = arith::ShRUIOp::create(b, p, bytesSplat(from - 4));
+      t[i] = arith::OrIOp::create(
+          b, t[i], arith::AndIOp::create(b, p, bytesSplat(mask)));
+    }
+    return t;
+  }
+
+  /// Block j's per-row arithmetic: value = scale * code + min, or for
+  /// half-block scales (Q6_K) d * (lo or hi) * code (then scale = d).
+  struct Scales {
+    Value scale, min, lo, hi;
+  };
+  /// `d`: halves(header), the first header field.
+  Scales scales(Value header, Value d, int64_t j) {
+    Scales s{d, {}, {}, {}};
+    switch (format.kind) {
+    case Rows16Kind::Q4_1:
+    case Rows16Kind::Q5_1:
+      s.min = halves(kb.add(header, kb.idx(32)));
+      break;
+    case Rows16Kind::Q4_K:
+    case Rows16Kind::Q5_K: {
+      Value sc = bytes(kb.add(header, kb.idx(64 + 16 * j)), false);
+      Value m = bytes(kb.add(header, kb.idx(192 + 16 * j)), false);
+      s.scale = kb.mul(d, toFloat(sc));
+      s.min = arith::NegFOp::create(
+          kb.b, kb.mul(halves(kb.add(header, kb.idx(32))), toFloat(m)));
+      break;
+    }
+    case Rows16Kind::Q6_K:
+      s.lo = bytes(kb.add(header, kb.idx(32 + 32 * j)), true);
+      s.hi = bytes(kb.add(header, kb.idx(48 + 32 * j)), true);
+      break;
+    default:
+      break;
+    }
+    return s;
+  }
+};
+} // namespace
+
 func::FuncOp KernelLibrary::linearRows16(const Rows16Format &format,
                                          int64_t k, int64_t n, bool hasBias,
                                          bool hasResidual, int64_t ropeHeadDim,
@@ -715,68 +820,15 @@ func::FuncOp KernelLibrary::linearRows16(const Rows16Format &format,
   StringRef dotCpu =
       cpu == "x86-64-v3" && format.codeBits == 8 ? StringRef("generic") : cpu;
 
-  auto i8x64 = VectorType::get({64}, b.getI8Type());
-  auto i8x16 = VectorType::get({16}, b.getI8Type());
+  Rows16Reader reader{kb, format, w};
   auto i32x16 = VectorType::get({16}, b.getI32Type());
-  auto bytesSplat = [&](int64_t v) -> Value {
-    return arith::ConstantOp::create(
-        b, DenseElementsAttr::get(i8x64, b.getI8IntegerAttr(v)));
-  };
-  auto load64 = [&](Value at) -> Value {
-    return vector::LoadOp::create(b, i8x64, w, ValueRange{at});
-  };
-  // 16 f16 values at `at`, widened.
-  auto loadHalves = [&](Value at) -> Value {
-    Value raw = vector::LoadOp::create(b, VectorType::get({32}, b.getI8Type()),
-                                       w, ValueRange{at});
-    Value h = vector::BitCastOp::create(
-        b, VectorType::get({kLanes}, b.getF16Type()), raw);
-    return arith::ExtFOp::create(b, kb.vf32(), h);
-  };
-  // 16 one-byte integers at `at`, widened to i32.
-  auto loadBytes = [&](Value at, bool isSigned) -> Value {
-    Value raw = vector::LoadOp::create(b, i8x16, w, ValueRange{at});
-    return isSigned ? Value(arith::ExtSIOp::create(b, i32x16, raw))
-                    : Value(arith::ExtUIOp::create(b, i32x16, raw));
-  };
   auto toFloat = [&](Value v) -> Value {
     return arith::SIToFPOp::create(b, kb.vf32(), v);
   };
-  // The 8 targets of a block (Rows16.h): unsigned codes of values 4t..4t+3
-  // of each of the 16 rows.
-  auto unpack = [&](Value at) {
-    SmallVector<Value> t(8);
-    if (format.codeBits == 8) {
-      for (int64_t i = 0; i < 8; ++i)
-        t[i] = load64(kb.add(at, kb.idx(64 * i)));
-      return t;
-    }
-    Value nibbles = kb.add(at, kb.idx(64 * (format.codeBits - 4)));
-    for (int64_t j = 0; j < 4; ++j) {
-      Value x = load64(kb.add(nibbles, kb.idx(64 * j)));
-      t[j] = arith::AndIOp::create(b, x, bytesSplat(0x0F));
-      t[j + 4] = arith::ShRUIOp::create(b, x, bytesSplat(4));
-    }
-    if (format.codeBits == 4)
-      return t;
-    // Move each target's high bits to bit 4 (and 5), then merge.
-    int64_t width = format.codeBits - 4, mask = format.codeBits == 5 ? 0x10 : 0x30;
-    for (int64_t i = 0; i < 8; ++i) {
-      int64_t plane = width == 1 ? 0 : i / 4;
-      int64_t from = width == 1 ? i : 2 * (i % 4);
-      Value p = load64(kb.add(at, kb.idx(64 * plane)));
-      if (from < 4)
-        p = arith::ShLIOp::create(b, p, bytesSplat(4 - from));
-      else if (from > 4)
-        p = arith::ShRUIOp::create(b, p, bytesSplat(from - 4));
-      t[i] = arith::OrIOp::create(
-          b, t[i], arith::AndIOp::create(b, p, bytesSplat(mask)));
-    }
-    return t;
-  };
 
   Value tokens = kb.dim(y, 0);
-  auto [g0, g1] = kb.share(kb.idx(groups), tid, nth);
+  auto groupShare = kb.share(kb.idx(groups), tid, nth);
+  Value g0 = groupShare.first, g1 = groupShare.second;
   Value biasView = hasBias ? kb.floatView(biasBuf, biasOffset, kb.idx(n))
                            : Value();
   Value zeroI32 = arith::ConstantOp::create(
@@ -820,7 +872,7 @@ func::FuncOp KernelLibrary::linearRows16(const Rows16Format &format,
         [&](Value s, ValueRange accIn) {
           SmallVector<Value> acc(accIn.begin(), accIn.end());
           Value header = kb.add(group, kb.mul(s, kb.idx(format.headerBytes)));
-          Value d = loadHalves(header);
+          Value d = reader.halves(header);
           for (int64_t j = 0; j < bps; ++j) {
             Value blk = kb.add(kb.mul(s, kb.idx(bps)), kb.idx(j));
             Value codeAt = kb.add(
@@ -831,30 +883,9 @@ func::FuncOp KernelLibrary::linearRows16(const Rows16Format &format,
               memref::PrefetchOp::create(
                   b, w, ValueRange{kb.add(codeAt, kb.idx(kPrefetchBytes + l))},
                   /*isWrite=*/false, /*localityHint=*/3, /*isDataCache=*/true);
-            SmallVector<Value> codes = unpack(codeAt);
-            // Per-row scale of this block, and min (value = scale*code + min).
-            Value scale = d, min, scLo, scHi;
-            switch (format.kind) {
-            case Rows16Kind::Q4_1:
-            case Rows16Kind::Q5_1:
-              min = loadHalves(kb.add(header, kb.idx(32)));
-              break;
-            case Rows16Kind::Q4_K:
-            case Rows16Kind::Q5_K: {
-              Value sc = loadBytes(kb.add(header, kb.idx(64 + 16 * j)), false);
-              Value m = loadBytes(kb.add(header, kb.idx(192 + 16 * j)), false);
-              scale = kb.mul(d, toFloat(sc));
-              min = arith::NegFOp::create(
-                  b, kb.mul(loadHalves(kb.add(header, kb.idx(32))), toFloat(m)));
-              break;
-            }
-            case Rows16Kind::Q6_K:
-              scLo = loadBytes(kb.add(header, kb.idx(32 + 32 * j)), true);
-              scHi = loadBytes(kb.add(header, kb.idx(48 + 32 * j)), true);
-              break;
-            default:
-              break;
-            }
+            SmallVector<Value> codes = reader.unpack(codeAt);
+            Rows16Reader::Scales sc = reader.scales(header, d, j);
+            Value scale = sc.scale, min = sc.min, scLo = sc.lo, scHi = sc.hi;
             for (int64_t i = 0; i < tile; ++i) {
               Value rec = kb.add(
                   qOffset,
@@ -876,7 +907,8 @@ func::FuncOp KernelLibrary::linearRows16(const Rows16Format &format,
               for (int64_t t = 0; t < 8; ++t) {
                 Value x = vector::BroadcastOp::create(
                     b, i32x16, loadI32(b, q, kb.add(rec, kb.idx(4 * t))));
-                x = vector::BitCastOp::create(b, i8x64, x);
+                x = vector::BitCastOp::create(
+                    b, VectorType::get({64}, b.getI8Type()), x);
                 half[t / 4] = emitByteDot(b, half[t / 4], codes[t], x, dotCpu);
               }
               Value sum =
@@ -928,6 +960,96 @@ func::FuncOp KernelLibrary::linearRows16(const Rows16Format &format,
             });
             return SmallVector<Value>{};
           });
+  func::ReturnOp::create(b);
+  return fn;
+}
+
+func::FuncOp KernelLibrary::embeddingRows16(const Rows16Format &format,
+                                            int64_t vocab, int64_t dim) {
+  MLIRContext *ctx = module.getContext();
+  Type f32 = Float32Type::get(ctx);
+  Type index = IndexType::get(ctx);
+  auto bytes = MemRefType::get({ShapedType::kDynamic}, IntegerType::get(ctx, 8));
+  SmallVector<Type> args = {bytes, index, getIdsType(ctx),
+                            rowsType(ctx, dim, f32), index, index};
+  std::string name = ("kiln_embedding_r16_" + Twine(format.name) + "_" +
+                      Twine(vocab) + "x" + Twine(dim))
+                         .str();
+  OpBuilder ob(ctx);
+  bool created;
+  func::FuncOp fn =
+      lookupOrStart(name, FunctionType::get(ctx, args, {}), ob, created);
+  if (!created)
+    return fn;
+  ImplicitLocOpBuilder b(module.getLoc(), ob);
+  KB kb{b};
+  Value table = fn.getArgument(0), offset = fn.getArgument(1),
+        idsBuf = fn.getArgument(2), y = fn.getArgument(3),
+        tid = fn.getArgument(4), nth = fn.getArgument(5);
+  Rows16Reader reader{kb, format, table};
+  const int64_t bps = format.superValues / 32;
+  auto i32x16 = VectorType::get({kLanes}, b.getI32Type());
+  auto i32x8 = VectorType::get({8}, b.getI32Type());
+  auto i32x32 = VectorType::get({32}, b.getI32Type());
+  auto f32x32 = VectorType::get({32}, f32);
+  auto tokenShare = kb.share(kb.dim(y, 0), tid, nth);
+  kb.forEach(tokenShare.first, tokenShare.second, [&](Value t) {
+    Value id = memref::LoadOp::create(b, idsBuf, t);
+    // Out-of-range ids are clamped so a bad token can never read outside the
+    // table; the runtime rejects them before they get here.
+    Value row = arith::IndexCastUIOp::create(b, b.getIndexType(), id);
+    row = arith::MinUIOp::create(b, row, kb.idx(vocab - 1));
+    Value group = kb.add(offset, kb.mul(kb.div(row, kb.idx(kRows16)),
+                                        kb.idx(format.groupBytes(dim))));
+    Value lane = kb.rem(row, kb.idx(kRows16));
+    auto laneOf = [&](Value v) -> Value {
+      return vector::ExtractOp::create(b, v, ArrayRef<OpFoldResult>{lane});
+    };
+    kb.forEach(kb.idx(0), kb.idx(dim / format.superValues), [&](Value s) {
+      Value header = kb.add(group, kb.mul(s, kb.idx(format.headerBytes)));
+      Value d = reader.halves(header);
+      for (int64_t j = 0; j < bps; ++j) {
+        Value blk = kb.add(kb.mul(s, kb.idx(bps)), kb.idx(j));
+        SmallVector<Value> targets = reader.unpack(kb.add(
+            group, kb.add(kb.idx(format.headerRegionBytes(dim)),
+                          kb.mul(blk, kb.idx(format.blockCodeBytes())))));
+        // This row's 4 codes of each target are values 4t..4t+3, in order.
+        SmallVector<Value> words;
+        for (Value target : targets)
+          words.push_back(laneOf(vector::BitCastOp::create(b, i32x16, target)));
+        Value packed = vector::FromElementsOp::create(b, i32x8, words);
+        Value codes = arith::ExtUIOp::create(
+            b, i32x32,
+            vector::BitCastOp::create(
+                b, VectorType::get({32}, b.getI8Type()), packed));
+        if (format.offset)
+          codes = arith::SubIOp::create(
+              b, codes,
+              arith::ConstantOp::create(
+                  b, DenseElementsAttr::get(
+                         i32x32, b.getI32IntegerAttr(format.offset))));
+        Rows16Reader::Scales sc = reader.scales(header, d, j);
+        Value scale = vector::BroadcastOp::create(b, f32x32, laneOf(sc.scale));
+        if (sc.lo) {
+          // Q6_K: values 0..15 take the low half's scale, 16..31 the high's.
+          Value lo = kb.mul(laneOf(sc.scale), reader.toFloatScalar(laneOf(sc.lo)));
+          Value hi = kb.mul(laneOf(sc.scale), reader.toFloatScalar(laneOf(sc.hi)));
+          SmallVector<int64_t> halves;
+          for (int64_t v = 0; v < 32; ++v)
+            halves.push_back(v < 16 ? 0 : 1);
+          Value pair = vector::FromElementsOp::create(
+              b, VectorType::get({2}, f32), ValueRange{lo, hi});
+          scale = vector::ShuffleOp::create(b, pair, pair, halves);
+        }
+        Value values = kb.mul(arith::SIToFPOp::create(b, f32x32, codes), scale);
+        if (sc.min)
+          values = kb.add(values,
+                          vector::BroadcastOp::create(b, f32x32, laneOf(sc.min)));
+        vector::StoreOp::create(b, values, y,
+                                ValueRange{t, kb.mul(blk, kb.idx(32))});
+      }
+    });
+  });
   func::ReturnOp::create(b);
   return fn;
 }

@@ -74,6 +74,10 @@ public:
   func::FuncOp linearRows16(const Rows16Format &format, int64_t k, int64_t n,
                             bool hasBias, bool hasResidual,
                             int64_t ropeHeadDim, StringRef cpu);
+  /// embedding's signature for a table in layout = rows16 (a tied output
+  /// layer's weight, stored once).
+  func::FuncOp embeddingRows16(const Rows16Format &format, int64_t vocab,
+                               int64_t dim);
   /// (table: memref<?xi8>, offset: index, ids: memref<?xi32>,
   ///  y: memref<?xDxf32>, tid, nth)
   func::FuncOp embedding(const WeightFormat &format, int64_t vocab,

@@ -579,17 +579,23 @@ LogicalResult FunctionLowering::emitOp(Operation *op, ImplicitLocOpBuilder &b) {
         auto w = weightOf(e.getTable(), op);
         if (failed(w))
           return failure();
-        auto f = format(w->type);
-        if (failed(f))
-          return failure();
         int64_t vocab = w->type.getShape()[0], dim = w->type.getShape()[1];
-        if (dim % (*f)->getChunkValues() != 0)
-          return e.emitOpError("embedding width must be a multiple of ")
-                 << (*f)->getChunkValues();
+        func::FuncOp kernel;
+        if (isRows16(w->type)) {
+          kernel = kernels.embeddingRows16(*w->type.getRows16Format(), vocab,
+                                           dim);
+        } else {
+          auto f = format(w->type);
+          if (failed(f))
+            return failure();
+          if (dim % (*f)->getChunkValues() != 0)
+            return e.emitOpError("embedding width must be a multiple of ")
+                   << (*f)->getChunkValues();
+          kernel = kernels.embedding(**f, vocab, dim);
+        }
         Value ids = mapped(e.getIds());
         Value y = resultBuffer(e.getResult(), ids, b);
-        callKernel(kernels.embedding(**f, vocab, dim),
-                   {weightsArg, idx(b, w->offset), ids, y}, b,
+        callKernel(kernel, {weightsArg, idx(b, w->offset), ids, y}, b,
                    {regionOf(e.getIds())}, {regionOf(e.getResult())});
         finish(e.getResult(), y);
         return success();

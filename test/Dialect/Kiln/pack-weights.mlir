@@ -5,12 +5,12 @@
 !q2_k = !kiln.weight<64x256x#kiln.quant<bits = 2, group = 16, scale = f16, zero = f16, super_group = 256, sub_scale_bits = 4, layout = gguf>>
 
 // A weight shared by an embedding and two linear layers (tied output): one
-// pack for both linears; the embedding keeps reading the GGUF blocks.
+// pack, read by all three.
 // CHECK-LABEL: func.func @tied
 // CHECK: %[[W:.*]] = kiln.weight {{.*}} -> !kiln.weight<64x256x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf>>
 // CHECK-NEXT: %[[P:.*]] = kiln.pack %[[W]] : {{.*}} -> !kiln.weight<64x256x#kiln.quant<bits = 4, group = 32, scale = f16, layout = rows16>>
 // CHECK-NOT: kiln.pack
-// CHECK: kiln.embedding %[[W]][
+// CHECK: kiln.embedding %[[P]][
 // CHECK: kiln.linear %{{.*}}, %[[P]]
 // CHECK: kiln.linear %{{.*}}, %[[P]]
 // Q2_K has no rows16 form, f32 weights need none.

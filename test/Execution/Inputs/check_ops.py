@@ -472,6 +472,31 @@ def open_raw(weights, src):
     return bytes(weights.data[offset:offset + size])
 
 
+def check_tied_embedding_int8():
+    """An embedding table that is also the output layer (tied): with int8
+    activations it is packed to rows16 once and the embedding gathers rows
+    from the packed form."""
+    ok = True
+    for fmt in INT_FORMATS:
+        vocab, dim = 48, (256 if is_k_quant(fmt) else 64)
+        w = Weights()
+        raw, deq = encode(RNG.standard_normal((vocab, dim)) * 0.5, fmt)
+        src, wt = w.add(raw), weight_type((vocab, dim), fmt)
+        mlir = (
+            "func.func @f(%%ids: tensor<?xi32>) -> (tensor<?x%dxf32>, tensor<?x%dxf32>) attributes {kiln.max_tokens = 8} {\n"
+            "  %%w = kiln.weight %s -> %s\n"
+            "  %%e = kiln.embedding %%w[%%ids] : %s, tensor<?xi32> -> tensor<?x%dxf32>\n"
+            "  %%y = kiln.linear %%e, %%w : tensor<?x%dxf32>, %s -> tensor<?x%dxf32>\n"
+            "  return %%e, %%y : tensor<?x%dxf32>, tensor<?x%dxf32>\n}\n") % (
+            dim, vocab, src, wt, wt, dim, dim, wt, vocab, dim, vocab)
+        ids = np.array([0, 47, 5, 16, 31, 17], dtype=np.int32)
+        e = np.zeros((len(ids), dim), dtype=np.float32)
+        y = np.zeros((len(ids), vocab), dtype=np.float32)
+        run(mlir, "f", [ids], [e, y], w, 2, activations="int8", cpu="x86-64-v4")
+        ok &= check("tied embedding int8 %s" % fmt, e, deq[ids], 1e-6)
+    return ok
+
+
 def rope_reference(x, pos, heads, head_dim, rot, neox, base, scale):
     out = x.astype(np.float64).copy()
     t_count = x.shape[0]
@@ -642,6 +667,7 @@ CHECKS = {
     "linear": check_linear, "linear_int8": check_linear_int8,
     "norm_linear_int8": check_norm_linear_int8, "mlp_int8": check_mlp_int8,
     "linear_rope_int8": check_linear_rope_int8,
+    "tied_embedding_int8": check_tied_embedding_int8,
     "embedding": check_embedding, "norm": check_norm,
     "rope": check_rope, "attention": check_attention,
     "elementwise": check_elementwise, "softmax": check_softmax,
