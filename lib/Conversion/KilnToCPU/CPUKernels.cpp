@@ -123,6 +123,16 @@ MemRefType rowsType(MLIRContext *ctx, int64_t cols, Type elt) {
 
 } // namespace
 
+/// A float in a kernel name: exact hex digits, symbol characters only.
+static std::string floatName(float v) {
+  std::string text;
+  llvm::raw_string_ostream(text) << llvm::format("%a", double(v));
+  for (char &c : text)
+    if (!isalnum(c))
+      c = '_';
+  return text;
+}
+
 MemRefType mlir::kiln::getIdsType(MLIRContext *ctx) {
   auto layout = StridedLayoutAttr::get(ctx, ShapedType::kDynamic, {1});
   return MemRefType::get({ShapedType::kDynamic}, IntegerType::get(ctx, 32),
@@ -619,7 +629,8 @@ func::FuncOp KernelLibrary::linearInt8(const WeightFormat &format,
 //===----------------------------------------------------------------------===//
 
 func::FuncOp KernelLibrary::embedding(const WeightFormat &format,
-                                      int64_t vocab, int64_t dim) {
+                                      int64_t vocab, int64_t dim,
+                                      float scale) {
   MLIRContext *ctx = module.getContext();
   Type f32 = Float32Type::get(ctx);
   Type index = IndexType::get(ctx);
@@ -628,7 +639,8 @@ func::FuncOp KernelLibrary::embedding(const WeightFormat &format,
   SmallVector<Type> args = {bytes, index, ids, rowsType(ctx, dim, f32), index,
                             index};
   std::string name = ("kiln_embedding_" + format.getName() + "_" + Twine(vocab) +
-                      "x" + Twine(dim))
+                      "x" + Twine(dim) +
+                      (scale == 1.0f ? "" : "_s" + floatName(scale)))
                          .str();
   OpBuilder ob(ctx);
   bool created;
@@ -653,10 +665,13 @@ func::FuncOp KernelLibrary::embedding(const WeightFormat &format,
         kb.add(offset, kb.mul(idIndex, kb.idx(format.getRowBytes())));
     kb.forEach(kb.idx(0), kb.idx(dim / chunkValues), [&](Value c) {
       SmallVector<Value> values = format.emitChunk(b, table, rowBase, c);
-      for (auto [p, v] : llvm::enumerate(values))
+      for (auto [p, v] : llvm::enumerate(values)) {
+        if (scale != 1.0f)
+          v = kb.mul(v, kb.splat(kb.f(scale)));
         kb.store(v, y,
                  {t, kb.add(kb.mul(c, kb.idx(chunkValues)),
                             kb.idx(int64_t(p) * kLanes))});
+      }
     });
   });
   func::ReturnOp::create(b);
@@ -679,13 +694,9 @@ func::FuncOp KernelLibrary::norm(const WeightFormat &weight, int64_t dim,
   if (hasBias)
     args.append({bytes, index});
   args.append({rows, index, index});
-  std::string epsText;
-  llvm::raw_string_ostream(epsText) << llvm::format("%a", double(epsilon));
-  for (char &c : epsText)
-    if (!isalnum(c))
-      c = '_';
   std::string name = ((layerNorm ? "kiln_layer_norm_" : "kiln_rms_norm_") +
-                      weight.getName() + "_" + Twine(dim) + "_eps" + epsText +
+                      weight.getName() + "_" + Twine(dim) + "_eps" +
+                      floatName(epsilon) +
                       (hasBias ? "_bias" : ""))
                          .str();
   OpBuilder ob(ctx);

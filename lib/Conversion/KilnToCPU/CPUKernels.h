@@ -65,9 +65,9 @@ public:
   func::FuncOp linearInt8(const WeightFormat &format, int64_t k, int64_t n,
                           bool hasBias, StringRef cpu);
   /// (table: memref<?xi8>, offset: index, ids: memref<?xi32>,
-  ///  y: memref<?xDxf32>, tid, nth)
+  ///  y: memref<?xDxf32>, tid, nth): y[t] = scale * table[ids[t]].
   func::FuncOp embedding(const WeightFormat &format, int64_t vocab,
-                         int64_t dim);
+                         int64_t dim, float scale);
   /// (x, w: memref<?xi8>, wOffset, [b: memref<?xi8>, bOffset,] y, tid, nth)
   func::FuncOp norm(const WeightFormat &weight, int64_t dim, float epsilon,
                     bool layerNorm, bool hasBias);
