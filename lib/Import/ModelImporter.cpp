@@ -329,9 +329,15 @@ llvm::Error Importer::readGemma3Hyperparameters() {
       return fail(file, swaBaseKey + " must be a positive finite number");
     swaRopeBase = float(*v);
   }
+  // A capped output head (Gemma 2 style) has no kiln op; 0 means no cap.
   std::string softcapKey = info.arch + ".final_logit_softcapping";
-  if (file.find(softcapKey))
-    return fail(file, softcapKey + " is not supported");
+  if (file.find(softcapKey)) {
+    auto v = file.getFloat(softcapKey);
+    if (!v)
+      return v.takeError();
+    if (*v != 0.0)
+      return fail(file, softcapKey + " is not supported");
+  }
   // Gemma 3 27B scales queries by 1/sqrt(embedding / heads) rather than
   // 1/sqrt(head_dim) (query_pre_attn_scalar in gemma_pytorch's config.py).
   if (info.layers == 62)
