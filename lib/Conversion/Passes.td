@@ -22,10 +22,13 @@ def ConvertKilnToCPU : Pass<"convert-kiln-to-cpu", "::mlir::ModuleOp"> {
     scratch buffer (dynamic token dimensions bounded by the function attribute
     `kiln.max_tokens`); the pass records the size in `kiln.scratch_bytes`.
     `kiln.weight` ops naming `#kiln.external` ranges become views of
-    `%weights` at those offsets. Each kiln op becomes a call to a kernel
-    specialised for its shapes and weight encoding, written with scf/vector/
-    arith/math/memref: dequantization happens in registers inside the dot
-    product loops. With `activations=int8`, the input of a linear layer over
+    `%weights` at those offsets. `tensor.extract_slice` (of whole rows),
+    `tensor.expand_shape` and `tensor.collapse_shape` become memref views of
+    their source, with no scratch of their own (a per-head norm is an
+    `rms_norm` of a `[T, heads, head_dim]` view). Each kiln op becomes a
+    call to a kernel specialised for its shapes and weight encoding, written
+    with scf/vector/arith/math/memref: dequantization happens in registers
+    inside the dot product loops. With `activations=int8`, the input of a linear layer over
     integer-coded weights is quantized once to int8 blocks and multiplied in
     integers (what llama.cpp computes, and faster); `activations=f32` keeps
     activations exact. Kernels split their work by (tid, nth); a barrier

@@ -33,7 +33,8 @@ static llvm::Error fail(const gguf::GGUFFile &file, const llvm::Twine &what) {
 }
 
 llvm::ArrayRef<llvm::StringRef> getSupportedArchitectures() {
-  static const llvm::StringRef archs[] = {"llama", "qwen2", "mistral"};
+  static const llvm::StringRef archs[] = {"llama", "qwen2", "mistral",
+                                          "gemma3"};
   return archs;
 }
 
@@ -135,6 +136,7 @@ public:
 
 private:
   llvm::Error readHyperparameters();
+  llvm::Error readGemma3Hyperparameters();
   llvm::Expected<std::string> buildVocabulary();
   /// A kiln.weight for tensor `name` checked against `shape` ([N, K] or [N]).
   llvm::Expected<Value> weight(StringRef name, ArrayRef<int64_t> shape);
@@ -152,6 +154,11 @@ private:
   float epsilon = 1e-5f, ropeBase = 10000.0f, ropeScale = 1.0f;
   int64_t rotaryDim = 0;
   bool neoxRope = false;
+  /// Gemma 3: q/k norms, post-norms, GeGLU, scaled embeddings, and
+  /// sliding-window layers with their own rope base.
+  bool gemma3 = false;
+  int64_t slidingWindow = 0, swaPattern = 0;
+  float swaRopeBase = 10000.0f, attentionScale = 0.0f;
 };
 
 } // namespace
@@ -163,15 +170,16 @@ llvm::Error Importer::readHyperparameters() {
   info.arch = archName->str();
   if (!llvm::is_contained(getSupportedArchitectures(), *archName))
     return fail(file, "general.architecture '" + info.arch +
-                          "' is not supported (supported: llama, qwen2, "
-                          "mistral)");
+                          "' is not supported (supported: " +
+                          llvm::join(getSupportedArchitectures(), ", ") + ")");
   if (auto name = file.getString("general.name"))
     info.name = name->str();
   else
     llvm::consumeError(name.takeError());
-  // Qwen2 rotates halves (NeoX style); Llama's GGUF Q/K are permuted for
-  // adjacent pairs.
-  neoxRope = info.arch == "qwen2";
+  gemma3 = info.arch == "gemma3";
+  // Qwen2 and Gemma rotate halves (NeoX style); Llama's GGUF Q/K are
+  // permuted for adjacent pairs.
+  neoxRope = info.arch == "qwen2" || gemma3;
 
   auto readDim = [&](StringRef key, int64_t &out, uint64_t limit) -> llvm::Error {
     auto v = arch(key);
@@ -252,6 +260,12 @@ llvm::Error Importer::readHyperparameters() {
     llvm::consumeError(t.takeError());
   }
 
+  attentionScale = 1.0f / std::sqrt(float(info.headDim));
+  if (gemma3) {
+    if (auto e = readGemma3Hyperparameters())
+      return e;
+  }
+
   auto vocab = file.getStringArray("tokenizer.ggml.tokens");
   if (!vocab)
     return vocab.takeError();
@@ -276,6 +290,58 @@ llvm::Error Importer::readHyperparameters() {
     return fail(file, "a KV cache for " + llvm::Twine(info.context) +
                           " positions would need more than 64 GiB; choose a "
                           "smaller --ctx");
+  return llvm::Error::success();
+}
+
+llvm::Error Importer::readGemma3Hyperparameters() {
+  auto optionalUInt = [&](StringRef key, int64_t &out,
+                          uint64_t limit) -> llvm::Error {
+    std::string full = (info.arch + "." + key).str();
+    if (!file.find(full))
+      return llvm::Error::success();
+    auto v = file.getUInt(full);
+    if (!v)
+      return v.takeError();
+    if (*v > limit)
+      return fail(file, full + " = " + llvm::Twine(*v) +
+                            " is out of range [0, " + llvm::Twine(limit) + "]");
+    out = int64_t(*v);
+    return llvm::Error::success();
+  };
+  if (auto e = optionalUInt("attention.sliding_window", slidingWindow,
+                            1u << 24))
+    return e;
+  // Every sixth layer is global, the others slide (Gemma 3 report, sec. 2.1);
+  // GGUF files of Gemma 3 leave the pattern and the local rope base out.
+  swaPattern = 6;
+  if (auto e = optionalUInt("attention.sliding_window_pattern", swaPattern,
+                            4096))
+    return e;
+  if (swaPattern == 0)
+    return fail(file, info.arch +
+                          ".attention.sliding_window_pattern must be positive");
+  std::string swaBaseKey = info.arch + ".rope.freq_base_swa";
+  if (file.find(swaBaseKey)) {
+    auto v = file.getFloat(swaBaseKey);
+    if (!v)
+      return v.takeError();
+    if (!(*v > 0.0) || !std::isfinite(*v))
+      return fail(file, swaBaseKey + " must be a positive finite number");
+    swaRopeBase = float(*v);
+  }
+  // A capped output head (Gemma 2 style) has no kiln op; 0 means no cap.
+  std::string softcapKey = info.arch + ".final_logit_softcapping";
+  if (file.find(softcapKey)) {
+    auto v = file.getFloat(softcapKey);
+    if (!v)
+      return v.takeError();
+    if (*v != 0.0)
+      return fail(file, softcapKey + " is not supported");
+  }
+  // Gemma 3 27B scales queries by 1/sqrt(embedding / heads) rather than
+  // 1/sqrt(head_dim) (query_pre_attn_scalar in gemma_pytorch's config.py).
+  if (info.layers == 62)
+    attentionScale = 1.0f / std::sqrt(float(info.embedding / info.heads));
   return llvm::Error::success();
 }
 
@@ -475,8 +541,23 @@ llvm::Expected<ImportedModel> Importer::run() {
   auto tokenEmbd = weight("token_embd.weight", {V, d});
   if (!tokenEmbd)
     return tokenEmbd.takeError();
-  Value x = mlir::kiln::EmbeddingOp::create(b, l, rows(d), *tokenEmbd, tokens);
+  // Gemma scales its embeddings by sqrt(dim) (in f32, as llama.cpp does).
+  float embeddingScale = gemma3 ? std::sqrt(float(d)) : 1.0f;
+  Value x = mlir::kiln::EmbeddingOp::create(b, l, rows(d), *tokenEmbd, tokens,
+                                            b.getF32FloatAttr(embeddingScale));
   FloatAttr eps = b.getF32FloatAttr(epsilon);
+  // RMS norm of each head of a [T, heads * head_dim] tensor: one rms_norm
+  // over the last dim of its [T, heads, head_dim] view.
+  auto perHeadNorm = [&](Value t, Value w, int64_t heads) -> Value {
+    auto split = RankedTensorType::get({ShapedType::kDynamic, heads, hd}, f32);
+    SmallVector<ReassociationIndices> dims = {{0}, {1, 2}};
+    Value tokenCount = tensor::DimOp::create(b, l, t, 0);
+    SmallVector<OpFoldResult> shape = {tokenCount, b.getIndexAttr(heads),
+                                       b.getIndexAttr(hd)};
+    Value t3 = tensor::ExpandShapeOp::create(b, l, split, t, dims, shape);
+    Value n3 = mlir::kiln::RMSNormOp::create(b, l, split, t3, w, eps);
+    return tensor::CollapseShapeOp::create(b, l, rows(heads * hd), n3, dims);
+  };
 
   for (int64_t layer = 0; layer < info.layers; ++layer) {
     std::string p = "blk." + std::to_string(layer) + ".";
@@ -496,11 +577,35 @@ llvm::Expected<ImportedModel> Importer::run() {
          {&attnNorm, &wq, &wk, &wv, &bq, &bk, &bv, &wo, &ffnNorm, &wg, &wu, &wd})
       if (!*w)
         return w->takeError();
+    Value qNorm, kNorm, postAttnNorm, postFfnNorm;
+    if (gemma3) {
+      auto qn = weight(p + "attn_q_norm.weight", {hd});
+      auto kn = weight(p + "attn_k_norm.weight", {hd});
+      auto pa = weight(p + "post_attention_norm.weight", {d});
+      auto pf = weight(p + "post_ffw_norm.weight", {d});
+      for (llvm::Expected<Value> *w : {&qn, &kn, &pa, &pf})
+        if (!*w)
+          return w->takeError();
+      qNorm = *qn;
+      kNorm = *kn;
+      postAttnNorm = *pa;
+      postFfnNorm = *pf;
+    }
+    // Gemma 3's sliding-window layers use their own rope base and no rope
+    // scaling (llama.cpp: rope_freq_base_train_swa, freq_scale_train_swa).
+    bool sliding = gemma3 && slidingWindow > 0 &&
+                   (layer + 1) % swaPattern != 0;
+    float layerRopeBase = sliding ? swaRopeBase : ropeBase;
+    float layerRopeScale = sliding ? 1.0f : ropeScale;
 
     Value h = mlir::kiln::RMSNormOp::create(b, l, rows(d), x, *attnNorm, eps);
     Value q = mlir::kiln::LinearOp::create(b, l, rows(qWidth), h, *wq, *bq);
     Value k = mlir::kiln::LinearOp::create(b, l, rows(kvWidth), h, *wk, *bk);
     Value v = mlir::kiln::LinearOp::create(b, l, rows(kvWidth), h, *wv, *bv);
+    if (gemma3) {
+      q = perHeadNorm(q, qNorm, info.heads);
+      k = perHeadNorm(k, kNorm, info.kvHeads);
+    }
     auto style = mlir::kiln::RopeStyleAttr::get(
         &ctx, neoxRope ? mlir::kiln::RopeStyle::NeoX
                        : mlir::kiln::RopeStyle::Llama);
@@ -508,24 +613,32 @@ llvm::Expected<ImportedModel> Importer::run() {
       return mlir::kiln::RopeOp::create(
           b, l, rows(width), t, position, b.getI64IntegerAttr(heads),
           b.getI64IntegerAttr(hd), b.getI64IntegerAttr(rotaryDim), style,
-          b.getF32FloatAttr(ropeBase), b.getF32FloatAttr(ropeScale));
+          b.getF32FloatAttr(layerRopeBase), b.getF32FloatAttr(layerRopeScale));
     };
     q = rope(q, info.heads, qWidth);
     k = rope(k, info.kvHeads, kvWidth);
     Value a = mlir::kiln::AttentionOp::create(
         b, l, rows(qWidth), q, k, v, cache, position,
         b.getI64IntegerAttr(layer), b.getI64IntegerAttr(info.heads),
-        b.getF32FloatAttr(1.0f / std::sqrt(float(hd))), b.getBoolAttr(true),
-        b.getI64IntegerAttr(0), b.getF32FloatAttr(0.0f));
+        b.getF32FloatAttr(attentionScale), b.getBoolAttr(true),
+        b.getI64IntegerAttr(sliding ? slidingWindow : 0),
+        b.getF32FloatAttr(0.0f));
     Value o = mlir::kiln::LinearOp::create(b, l, rows(d), a, *wo, Value());
+    if (gemma3)
+      o = mlir::kiln::RMSNormOp::create(b, l, rows(d), o, postAttnNorm, eps);
     x = mlir::kiln::AddOp::create(b, l, x, o);
     Value h2 = mlir::kiln::RMSNormOp::create(b, l, rows(d), x, *ffnNorm, eps);
     Value g = mlir::kiln::LinearOp::create(b, l, rows(info.feedForward), h2,
                                            *wg, Value());
     Value u = mlir::kiln::LinearOp::create(b, l, rows(info.feedForward), h2,
                                            *wu, Value());
-    Value s = mlir::kiln::SwiGLUOp::create(b, l, g, u);
+    Value s = gemma3 ? Value(mlir::kiln::GeGLUOp::create(
+                           b, l, g, u, mlir::kiln::GeluApprox::Tanh))
+                     : Value(mlir::kiln::SwiGLUOp::create(b, l, g, u));
     Value down = mlir::kiln::LinearOp::create(b, l, rows(d), s, *wd, Value());
+    if (gemma3)
+      down = mlir::kiln::RMSNormOp::create(b, l, rows(d), down, postFfnNorm,
+                                           eps);
     x = mlir::kiln::AddOp::create(b, l, x, down);
   }
 

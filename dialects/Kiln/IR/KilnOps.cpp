@@ -8,6 +8,8 @@
 #include "mlir/IR/DialectResourceBlobManager.h"
 #include "mlir/IR/OpImplementation.h"
 
+#include <cmath>
+
 using namespace mlir;
 using namespace mlir::kiln;
 
@@ -224,6 +226,8 @@ LogicalResult EmbeddingOp::verify() {
     return emitOpError("table must not be sparse");
   if (ids.getRank() != 1)
     return emitOpError("ids must be 1-D, got ") << ids;
+  if (!std::isfinite(getScale().convertToFloat()))
+    return emitOpError("scale must be finite, got ") << getScaleAttr();
   if (result.getRank() != 2 || !dimsAgree(result.getDimSize(0), ids.getDimSize(0)) ||
       !dimsAgree(result.getDimSize(1), table.getShape()[1]))
     return emitOpError("result must be [")

@@ -84,8 +84,14 @@ def Kiln_LinearOp : Kiln_Op<"linear", [Pure]> {
 }
 
 def Kiln_EmbeddingOp : Kiln_Op<"embedding", [Pure]> {
-  let summary = "Rows of a (possibly quantized) table, dequantized";
-  let arguments = (ins Kiln_Weight:$table, RankedTensorOf<[I32]>:$ids);
+  let summary = "Rows of a (possibly quantized) table, dequantized and scaled";
+  let description = [{
+    Row `ids[t]` of `table`, dequantized, times `scale` (Gemma multiplies its
+    embeddings by sqrt(dim); the table is also its output head, so the scale
+    cannot be folded into the weights).
+  }];
+  let arguments = (ins Kiln_Weight:$table, RankedTensorOf<[I32]>:$ids,
+                       DefaultValuedAttr<F32Attr, "1.0f">:$scale);
   let results = (outs Kiln_FloatTensor:$result);
   let assemblyFormat = [{
     $table `[` $ids `]` attr-dict `:` qualified(type($table)) `,` type($ids) `->` type($result)

@@ -123,6 +123,16 @@ MemRefType rowsType(MLIRContext *ctx, int64_t cols, Type elt) {
 
 } // namespace
 
+/// A float in a kernel name: exact hex digits, symbol characters only.
+static std::string floatName(float v) {
+  std::string text;
+  llvm::raw_string_ostream(text) << llvm::format("%a", double(v));
+  for (char &c : text)
+    if (!isalnum(c))
+      c = '_';
+  return text;
+}
+
 MemRefType mlir::kiln::getIdsType(MLIRContext *ctx) {
   auto layout = StridedLayoutAttr::get(ctx, ShapedType::kDynamic, {1});
   return MemRefType::get({ShapedType::kDynamic}, IntegerType::get(ctx, 32),
@@ -965,7 +975,8 @@ func::FuncOp KernelLibrary::linearRows16(const Rows16Format &format,
 }
 
 func::FuncOp KernelLibrary::embeddingRows16(const Rows16Format &format,
-                                            int64_t vocab, int64_t dim) {
+                                            int64_t vocab, int64_t dim,
+                                            float scale) {
   MLIRContext *ctx = module.getContext();
   Type f32 = Float32Type::get(ctx);
   Type index = IndexType::get(ctx);
@@ -973,7 +984,8 @@ func::FuncOp KernelLibrary::embeddingRows16(const Rows16Format &format,
   SmallVector<Type> args = {bytes, index, getIdsType(ctx),
                             rowsType(ctx, dim, f32), index, index};
   std::string name = ("kiln_embedding_r16_" + Twine(format.name) + "_" +
-                      Twine(vocab) + "x" + Twine(dim))
+                      Twine(vocab) + "x" + Twine(dim) +
+                      (scale == 1.0f ? "" : "_s" + floatName(scale)))
                          .str();
   OpBuilder ob(ctx);
   bool created;
@@ -1029,7 +1041,8 @@ func::FuncOp KernelLibrary::embeddingRows16(const Rows16Format &format,
                   b, DenseElementsAttr::get(
                          i32x32, b.getI32IntegerAttr(format.offset))));
         Rows16Reader::Scales sc = reader.scales(header, d, j);
-        Value scale = vector::BroadcastOp::create(b, f32x32, laneOf(sc.scale));
+        Value weightScale =
+            vector::BroadcastOp::create(b, f32x32, laneOf(sc.scale));
         if (sc.lo) {
           // Q6_K: values 0..15 take the low half's scale, 16..31 the high's.
           Value lo = kb.mul(laneOf(sc.scale), reader.toFloatScalar(laneOf(sc.lo)));
@@ -1039,12 +1052,16 @@ func::FuncOp KernelLibrary::embeddingRows16(const Rows16Format &format,
             halves.push_back(v < 16 ? 0 : 1);
           Value pair = vector::FromElementsOp::create(
               b, VectorType::get({2}, f32), ValueRange{lo, hi});
-          scale = vector::ShuffleOp::create(b, pair, pair, halves);
+          weightScale = vector::ShuffleOp::create(b, pair, pair, halves);
         }
-        Value values = kb.mul(arith::SIToFPOp::create(b, f32x32, codes), scale);
+        Value values =
+            kb.mul(arith::SIToFPOp::create(b, f32x32, codes), weightScale);
         if (sc.min)
           values = kb.add(values,
                           vector::BroadcastOp::create(b, f32x32, laneOf(sc.min)));
+        if (scale != 1.0f)
+          values = kb.mul(values, vector::BroadcastOp::create(b, f32x32,
+                                                              kb.f(scale)));
         vector::StoreOp::create(b, values, y,
                                 ValueRange{t, kb.mul(blk, kb.idx(32))});
       }
@@ -1059,7 +1076,8 @@ func::FuncOp KernelLibrary::embeddingRows16(const Rows16Format &format,
 //===----------------------------------------------------------------------===//
 
 func::FuncOp KernelLibrary::embedding(const WeightFormat &format,
-                                      int64_t vocab, int64_t dim) {
+                                      int64_t vocab, int64_t dim,
+                                      float scale) {
   MLIRContext *ctx = module.getContext();
   Type f32 = Float32Type::get(ctx);
   Type index = IndexType::get(ctx);
@@ -1068,7 +1086,8 @@ func::FuncOp KernelLibrary::embedding(const WeightFormat &format,
   SmallVector<Type> args = {bytes, index, ids, rowsType(ctx, dim, f32), index,
                             index};
   std::string name = ("kiln_embedding_" + format.getName() + "_" + Twine(vocab) +
-                      "x" + Twine(dim))
+                      "x" + Twine(dim) +
+                      (scale == 1.0f ? "" : "_s" + floatName(scale)))
                          .str();
   OpBuilder ob(ctx);
   bool created;
@@ -1093,10 +1112,13 @@ func::FuncOp KernelLibrary::embedding(const WeightFormat &format,
         kb.add(offset, kb.mul(idIndex, kb.idx(format.getRowBytes())));
     kb.forEach(kb.idx(0), kb.idx(dim / chunkValues), [&](Value c) {
       SmallVector<Value> values = format.emitChunk(b, table, rowBase, c);
-      for (auto [p, v] : llvm::enumerate(values))
+      for (auto [p, v] : llvm::enumerate(values)) {
+        if (scale != 1.0f)
+          v = kb.mul(v, kb.splat(kb.f(scale)));
         kb.store(v, y,
                  {t, kb.add(kb.mul(c, kb.idx(chunkValues)),
                             kb.idx(int64_t(p) * kLanes))});
+      }
     });
   });
   func::ReturnOp::create(b);
@@ -1122,14 +1144,10 @@ func::FuncOp KernelLibrary::norm(const WeightFormat &weight, int64_t dim,
   if (quantize)
     args.append({bytes, index});
   args.append({index, index});
-  std::string epsText;
-  llvm::raw_string_ostream(epsText) << llvm::format("%a", double(epsilon));
-  for (char &c : epsText)
-    if (!isalnum(c))
-      c = '_';
   std::string name = ((layerNorm ? "kiln_layer_norm_" : "kiln_rms_norm_") +
-                      weight.getName() + "_" + Twine(dim) + "_eps" + epsText +
-                      (hasBias ? "_bias" : "") + (quantize ? "_q8" : ""))
+                      weight.getName() + "_" + Twine(dim) + "_eps" +
+                      floatName(epsilon) + (hasBias ? "_bias" : "") +
+                      (quantize ? "_q8" : ""))
                          .str();
   OpBuilder ob(ctx);
   bool created;

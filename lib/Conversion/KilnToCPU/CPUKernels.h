@@ -77,11 +77,11 @@ public:
   /// embedding's signature for a table in layout = rows16 (a tied output
   /// layer's weight, stored once).
   func::FuncOp embeddingRows16(const Rows16Format &format, int64_t vocab,
-                               int64_t dim);
+                               int64_t dim, float scale);
   /// (table: memref<?xi8>, offset: index, ids: memref<?xi32>,
-  ///  y: memref<?xDxf32>, tid, nth)
+  ///  y: memref<?xDxf32>, tid, nth): y[t] = scale * table[ids[t]].
   func::FuncOp embedding(const WeightFormat &format, int64_t vocab,
-                         int64_t dim);
+                         int64_t dim, float scale);
   /// (x, w: memref<?xi8>, wOffset, [b: memref<?xi8>, bOffset,] y,
   ///  [q: memref<?xi8>, qOffset,] tid, nth); with `quantize`, also writes y
   /// as quantizeActivations would (one kernel and barrier fewer before the

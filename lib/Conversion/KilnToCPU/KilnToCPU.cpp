@@ -48,6 +48,19 @@ struct WeightRef {
   int64_t offset;
 };
 
+/// Ops whose result is a view of their source's buffer (no kernel, no slot).
+bool isView(Operation *op) {
+  return isa_and_nonnull<tensor::ExtractSliceOp, tensor::ExpandShapeOp,
+                         tensor::CollapseShapeOp>(op);
+}
+
+/// The value whose buffer `v` views (itself when it is not a view).
+Value viewRoot(Value v) {
+  while (isView(v.getDefiningOp()))
+    v = v.getDefiningOp()->getOperand(0);
+  return v;
+}
+
 /// A scratch interval for one tensor value.
 struct Slot {
   int64_t offset = 0, size = 0, def = 0, lastUse = 0;
@@ -260,7 +273,7 @@ LogicalResult FunctionLowering::planScratch() {
     for (Value r : op.getResults()) {
       if (!isa<RankedTensorType>(r.getType()) || destinations.count(r))
         continue;
-      if (isa<tensor::ExtractSliceOp, tensor::EmptyOp>(op))
+      if (isView(&op) || isa<tensor::EmptyOp>(op))
         continue;
       auto bytes = staticBytes(cast<RankedTensorType>(r.getType()));
       if (!bytes)
@@ -274,24 +287,12 @@ LogicalResult FunctionLowering::planScratch() {
       values.push_back(r);
     }
   }
-  // Liveness; a slice keeps its source alive as long as itself.
+  // Liveness; a use of a view (slice, reshape) is a use of its source.
   for (Operation &op : llvm::reverse(body)) {
     for (Value operand : op.getOperands()) {
-      Value root = operand;
-      int64_t use = order[&op];
-      if (auto s = dyn_cast_or_null<tensor::ExtractSliceOp>(root.getDefiningOp()))
-        root = s.getSource();
-      auto it = slots.find(root);
+      auto it = slots.find(viewRoot(operand));
       if (it != slots.end())
-        it->second.lastUse = std::max(it->second.lastUse, use);
-    }
-    if (auto s = dyn_cast<tensor::ExtractSliceOp>(op)) {
-      int64_t last = order[&op];
-      for (Operation *user : s.getResult().getUsers())
-        last = std::max(last, order[user]);
-      auto it = slots.find(s.getSource());
-      if (it != slots.end())
-        it->second.lastUse = std::max(it->second.lastUse, last);
+        it->second.lastUse = std::max(it->second.lastUse, order[&op]);
     }
   }
   // First fit: the lowest offset that overlaps no slot live at the same time.
@@ -400,8 +401,8 @@ FunctionLowering::Region FunctionLowering::regionOf(Value value) {
     return scratchRegion(it->second.offset, it->second.size);
   if (isa<BlockArgument>(value))
     return {mapping.lookup(value)};
-  if (auto slice = value.getDefiningOp<tensor::ExtractSliceOp>())
-    return regionOf(slice.getSource());
+  if (isView(value.getDefiningOp()))
+    return regionOf(viewRoot(value));
   return {};
 }
 
@@ -461,8 +462,7 @@ static Value idx(ImplicitLocOpBuilder &b, int64_t v) {
 
 LogicalResult FunctionLowering::emitOp(Operation *op, ImplicitLocOpBuilder &b) {
   auto mapped = [&](Value v) { return mapping.lookup(v); };
-  auto requireRank2F32 = [&](Value v) -> LogicalResult {
-    auto t = cast<RankedTensorType>(v.getType());
+  auto requireRowsF32 = [&](RankedTensorType t) -> LogicalResult {
     if (t.getRank() != 2 || !t.getElementType().isF32() ||
         ShapedType::isDynamic(t.getDimSize(1)))
       return op->emitOpError("the CPU lowering needs [tokens, features] f32 "
@@ -473,6 +473,9 @@ LogicalResult FunctionLowering::emitOp(Operation *op, ImplicitLocOpBuilder &b) {
                              "are multiples of 16, got ")
              << t.getDimSize(1);
     return success();
+  };
+  auto requireRank2F32 = [&](Value v) {
+    return requireRowsF32(cast<RankedTensorType>(v.getType()));
   };
   auto format = [&](WeightType type) -> FailureOr<std::unique_ptr<WeightFormat>> {
     std::string error;
@@ -583,7 +586,7 @@ LogicalResult FunctionLowering::emitOp(Operation *op, ImplicitLocOpBuilder &b) {
         func::FuncOp kernel;
         if (isRows16(w->type)) {
           kernel = kernels.embeddingRows16(*w->type.getRows16Format(), vocab,
-                                           dim);
+                                           dim, e.getScale().convertToFloat());
         } else {
           auto f = format(w->type);
           if (failed(f))
@@ -591,7 +594,8 @@ LogicalResult FunctionLowering::emitOp(Operation *op, ImplicitLocOpBuilder &b) {
           if (dim % (*f)->getChunkValues() != 0)
             return e.emitOpError("embedding width must be a multiple of ")
                    << (*f)->getChunkValues();
-          kernel = kernels.embedding(**f, vocab, dim);
+          kernel = kernels.embedding(**f, vocab, dim,
+                                     e.getScale().convertToFloat());
         }
         Value ids = mapped(e.getIds());
         Value y = resultBuffer(e.getResult(), ids, b);
@@ -602,7 +606,16 @@ LogicalResult FunctionLowering::emitOp(Operation *op, ImplicitLocOpBuilder &b) {
       })
       .Case<RMSNormOp, LayerNormOp>([&](auto n) -> LogicalResult {
         constexpr bool isLayer = std::is_same_v<decltype(n), LayerNormOp>;
-        if (failed(requireRank2F32(n.getInput())))
+        // [tokens, heads, head_dim] (a per-head norm) runs as
+        // [tokens * heads, head_dim] rows.
+        RankedTensorType inputType = n.getInput().getType();
+        bool perHead = inputType.getRank() == 3 &&
+                       !ShapedType::isDynamic(inputType.getDimSize(1));
+        if (failed(requireRowsF32(
+                perHead ? RankedTensorType::get({ShapedType::kDynamic,
+                                                 inputType.getDimSize(2)},
+                                                inputType.getElementType())
+                        : inputType)))
           return failure();
         auto w = weightOf(n.getWeight(), op);
         if (failed(w))
@@ -625,13 +638,19 @@ LogicalResult FunctionLowering::emitOp(Operation *op, ImplicitLocOpBuilder &b) {
         int64_t dim = w->type.getShape()[0];
         Value x = mapped(n.getInput());
         Value y = resultBuffer(n.getResult(), x, b);
+        finish(n.getResult(), y);
+        if (perHead) {
+          SmallVector<ReassociationIndices> rows = {{0, 1}, {2}};
+          x = memref::CollapseShapeOp::create(b, x, rows);
+          y = memref::CollapseShapeOp::create(b, y, rows);
+        }
         SmallVector<Value> args = {x, weightsArg, idx(b, w->offset)};
         if (bias)
           args.append({weightsArg, idx(b, bias->offset)});
         args.push_back(y);
         // Pre-norm blocks feed the norm to int8 linear layers: quantize in
         // the norm kernel.
-        bool quantize = feedsInt8Linear(n.getResult(), dim);
+        bool quantize = !perHead && feedsInt8Linear(n.getResult(), dim);
         SmallVector<Region> writes = {regionOf(n.getResult())};
         if (quantize) {
           args.append({scratchArg, idx(b, q8Offset)});
@@ -641,8 +660,7 @@ LogicalResult FunctionLowering::emitOp(Operation *op, ImplicitLocOpBuilder &b) {
                                 isLayer, bias.has_value(), quantize),
                    args, b, {regionOf(n.getInput())}, writes);
         if (quantize)
-          lastQuantized = y;
-        finish(n.getResult(), y);
+          lastQuantized = mapped(n.getResult());
         return success();
       })
       .Case<RopeOp>([&](RopeOp r) -> LogicalResult {
@@ -797,6 +815,23 @@ LogicalResult FunctionLowering::emitOp(Operation *op, ImplicitLocOpBuilder &b) {
         Value view = memref::SubViewOp::create(b, mapped(s.getSource()),
                                                offsets, sizes, strides);
         mapping.map(s.getResult(), view);
+        return success();
+      })
+      .Case<tensor::ExpandShapeOp>([&](tensor::ExpandShapeOp e) {
+        SmallVector<OpFoldResult> shape;
+        for (OpFoldResult ofr : e.getMixedOutputShape())
+          shape.push_back(isa<Value>(ofr) ? OpFoldResult(mapped(cast<Value>(ofr)))
+                                          : ofr);
+        mapping.map(e.getResult(),
+                    memref::ExpandShapeOp::create(
+                        b, e.getResultType().getShape(), mapped(e.getSrc()),
+                        e.getReassociationIndices(), shape));
+        return success();
+      })
+      .Case<tensor::CollapseShapeOp>([&](tensor::CollapseShapeOp c) {
+        mapping.map(c.getResult(),
+                    memref::CollapseShapeOp::create(
+                        b, mapped(c.getSrc()), c.getReassociationIndices()));
         return success();
       })
       .Default([&](Operation *other) -> LogicalResult {

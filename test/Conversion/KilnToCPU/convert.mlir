@@ -98,6 +98,34 @@ func.func @tied(%x: tensor<?x64xf32>, %init: tensor<?x64xf32>) -> tensor<?x64xf3
 
 // -----
 
+// A per-head norm: tensor.expand_shape / collapse_shape are views of their
+// source's buffer (no slot, the source stays live while they are used), and
+// the rank-3 rms_norm runs as [tokens * heads, head_dim] rows. Slots: %a at
+// 0, %n at 2048 (the views of %a keep it live through the norm).
+// CHECK-LABEL: func.func @per_head_norm
+// CHECK-SAME: kiln.scratch_bytes = 4096
+// CHECK: call @kiln_silu_64
+// CHECK: %[[A3:.*]] = memref.expand_shape %{{.*}} {{\[\[}}0], [1, 2]] output_shape [%{{.*}}, 2, 32]
+// CHECK: %[[N3:.*]] = memref.view
+// CHECK-DAG: %[[A2:.*]] = memref.collapse_shape %[[A3]] {{\[\[}}0, 1], [2]]
+// CHECK-DAG: %[[N2:.*]] = memref.collapse_shape %[[N3]] {{\[\[}}0, 1], [2]]
+// CHECK: call @kiln_rms_norm_f32_32_eps{{.*}}(%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}})
+// CHECK: memref.collapse_shape %[[N3]] {{\[\[}}0], [1, 2]]
+// CHECK: call @kiln_silu_64
+func.func @per_head_norm(%x: tensor<?x64xf32>) -> tensor<?x64xf32> attributes {kiln.max_tokens = 8} {
+  %g = kiln.weight #kiln.external<"w.bin", offset = 0, size = 128> -> !kiln.weight<32xf32>
+  %a = kiln.silu %x : tensor<?x64xf32>
+  %c0 = arith.constant 0 : index
+  %t = tensor.dim %a, %c0 : tensor<?x64xf32>
+  %a3 = tensor.expand_shape %a [[0], [1, 2]] output_shape [%t, 2, 32] : tensor<?x64xf32> into tensor<?x2x32xf32>
+  %n3 = kiln.rms_norm %a3, %g {epsilon = 1.0e-6 : f32} : tensor<?x2x32xf32>, !kiln.weight<32xf32> -> tensor<?x2x32xf32>
+  %n = tensor.collapse_shape %n3 [[0], [1, 2]] : tensor<?x2x32xf32> into tensor<?x64xf32>
+  %y = kiln.silu %n : tensor<?x64xf32>
+  return %y : tensor<?x64xf32>
+}
+
+// -----
+
 !w = !kiln.weight<64x64xf32>
 func.func @two_files(%x: tensor<?x64xf32>) -> tensor<?x64xf32> attributes {kiln.max_tokens = 8} {
   %w1 = kiln.weight #kiln.external<"a.bin", offset = 0, size = 16384> -> !w

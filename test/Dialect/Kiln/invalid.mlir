@@ -521,6 +521,14 @@ func.func @embedding_result_rank(%t: !kiln.weight<100x64xf32>, %ids: tensor<4xi3
 
 // -----
 
+func.func @embedding_scale_inf(%t: !kiln.weight<100x64xf32>, %ids: tensor<4xi32>) {
+  // expected-error @+1 {{'kiln.embedding' op scale must be finite, got 0x7F800000 : f32}}
+  %e = kiln.embedding %t[%ids] {scale = 0x7F800000 : f32} : !kiln.weight<100x64xf32>, tensor<4xi32> -> tensor<4x64xf32>
+  return
+}
+
+// -----
+
 // ODS type constraint: token ids are i32.
 func.func @embedding_ids_i64(%t: !kiln.weight<100x64xf32>, %ids: tensor<4xi64>) {
   // expected-error @+1 {{'kiln.embedding' op operand #1 must be ranked tensor of 32-bit signless integer values, but got 'tensor<4xi64>'}}

@@ -191,6 +191,22 @@ func.func @embedding(%t: !kiln.weight<1000x256x#kiln.quant<bits = 6, group = 16,
   return %e : tensor<?x256xf32>
 }
 
+// CHECK-LABEL: func.func @embedding_scaled
+// CHECK: kiln.embedding %{{.*}}[%{{.*}}] {scale = 2.500000e+01 : f32} : !kiln.weight<100x64xf32>, tensor<?xi32> -> tensor<?x64xf32>
+func.func @embedding_scaled(%t: !kiln.weight<100x64xf32>, %ids: tensor<?xi32>) -> tensor<?x64xf32> {
+  %e = kiln.embedding %t[%ids] {scale = 25.0 : f32} : !kiln.weight<100x64xf32>, tensor<?xi32> -> tensor<?x64xf32>
+  return %e : tensor<?x64xf32>
+}
+
+// A per-head norm: rms_norm over the last dim of a [tokens, heads, head_dim]
+// view.
+// CHECK-LABEL: func.func @rms_norm_per_head
+// CHECK: kiln.rms_norm %{{.*}}, %{{.*}} {epsilon = 9.99999997E-7 : f32} : tensor<?x4x32xf32>, !kiln.weight<32xf32> -> tensor<?x4x32xf32>
+func.func @rms_norm_per_head(%x: tensor<?x4x32xf32>, %w: !kiln.weight<32xf32>) -> tensor<?x4x32xf32> {
+  %y = kiln.rms_norm %x, %w {epsilon = 1.0e-6 : f32} : tensor<?x4x32xf32>, !kiln.weight<32xf32> -> tensor<?x4x32xf32>
+  return %y : tensor<?x4x32xf32>
+}
+
 //===----------------------------------------------------------------------===//
 // Norms
 //===----------------------------------------------------------------------===//

@@ -341,6 +341,24 @@ def check_embedding():
         y = np.zeros((len(ids), dim), dtype=np.float32)
         run(mlir, "f", [ids], [y], w, 2)
         ok &= check("embedding %s" % fmt, y, deq[ids], 1e-6)
+    # Scaled rows (Gemma's sqrt(dim)); a generator of its own leaves the
+    # other checks' data as it was.
+    rng = np.random.default_rng(4321)
+    for fmt in ["f32", "q8_0"]:
+        vocab, dim, scale = 50, embedding_dim(fmt), 25.298221
+        w = Weights()
+        raw, deq = encode(rng.standard_normal((vocab, dim)), fmt)
+        wsrc = w.add(raw)
+        wt = weight_type((vocab, dim), fmt)
+        mlir = (
+            "func.func @f(%%ids: tensor<?xi32>) -> tensor<?x%dxf32> attributes {kiln.max_tokens = 8} {\n"
+            "  %%w = kiln.weight %s -> %s\n"
+            "  %%y = kiln.embedding %%w[%%ids] {scale = %r : f32} : %s, tensor<?xi32> -> tensor<?x%dxf32>\n"
+            "  return %%y : tensor<?x%dxf32>\n}\n") % (dim, wsrc, wt, scale, wt, dim, dim)
+        ids = np.array([3, 0, 49, 17], dtype=np.int32)
+        y = np.zeros((len(ids), dim), dtype=np.float32)
+        run(mlir, "f", [ids], [y], w, 2)
+        ok &= check("embedding %s scale=%g" % (fmt, scale), y, deq[ids] * np.float32(scale), 1e-6)
     return ok
 
 
@@ -372,6 +390,29 @@ def check_norm():
             y = np.zeros_like(x)
             run(mlir, "f", [x], [y], w, threads)
             ok &= check("%s_norm T=%d threads=%d" % (kind, tokens, threads), y, want, 1e-5)
+    # Per-head RMS norm (Gemma 3's q/k norms): [T, heads * hd] viewed as
+    # [T, heads, hd], normalized over hd, viewed back.
+    rng = np.random.default_rng(8765)
+    heads, hd = 3, 32
+    for tokens, threads in [(1, 1), (5, 2)]:
+        w = Weights()
+        gamma = rng.standard_normal(hd).astype(np.float32)
+        gsrc = w.add(gamma.tobytes())
+        x = (rng.standard_normal((tokens, heads * hd)) * 3 + 1).astype(np.float32)
+        mlir = (
+            "func.func @f(%%x: tensor<?x%(w)dxf32>) -> tensor<?x%(w)dxf32> attributes {kiln.max_tokens = 8} {\n"
+            "  %%g = kiln.weight %(g)s -> !kiln.weight<%(hd)dxf32>\n"
+            "  %%c0 = arith.constant 0 : index\n"
+            "  %%t = tensor.dim %%x, %%c0 : tensor<?x%(w)dxf32>\n"
+            "  %%x3 = tensor.expand_shape %%x [[0], [1, 2]] output_shape [%%t, %(h)d, %(hd)d] : tensor<?x%(w)dxf32> into tensor<?x%(h)dx%(hd)dxf32>\n"
+            "  %%y3 = kiln.rms_norm %%x3, %%g {epsilon = 1.0e-6 : f32} : tensor<?x%(h)dx%(hd)dxf32>, !kiln.weight<%(hd)dxf32> -> tensor<?x%(h)dx%(hd)dxf32>\n"
+            "  %%y = tensor.collapse_shape %%y3 [[0], [1, 2]] : tensor<?x%(h)dx%(hd)dxf32> into tensor<?x%(w)dxf32>\n"
+            "  return %%y : tensor<?x%(w)dxf32>\n}\n") % dict(w=heads * hd, h=heads, hd=hd, g=gsrc)
+        xd = x.astype(np.float64).reshape(tokens, heads, hd)
+        want = (xd / np.sqrt((xd ** 2).mean(-1, keepdims=True) + 1e-6) * gamma).reshape(tokens, -1)
+        y = np.zeros_like(x)
+        run(mlir, "f", [x], [y], w, threads)
+        ok &= check("rms_norm per head %dx%d T=%d threads=%d" % (heads, hd, tokens, threads), y, want, 1e-5)
     return ok
 
 
@@ -473,9 +514,9 @@ def open_raw(weights, src):
 
 
 def check_tied_embedding_int8():
-    """An embedding table that is also the output layer (tied): with int8
-    activations it is packed to rows16 once and the embedding gathers rows
-    from the packed form."""
+    """An embedding table that is also the output layer (tied), scaled as
+    Gemma's: with int8 activations it is packed to rows16 once and the
+    embedding gathers rows from the packed form."""
     ok = True
     for fmt in INT_FORMATS:
         vocab, dim = 48, (256 if is_k_quant(fmt) else 64)
@@ -485,7 +526,7 @@ def check_tied_embedding_int8():
         mlir = (
             "func.func @f(%%ids: tensor<?xi32>) -> (tensor<?x%dxf32>, tensor<?x%dxf32>) attributes {kiln.max_tokens = 8} {\n"
             "  %%w = kiln.weight %s -> %s\n"
-            "  %%e = kiln.embedding %%w[%%ids] : %s, tensor<?xi32> -> tensor<?x%dxf32>\n"
+            "  %%e = kiln.embedding %%w[%%ids] {scale = 1.5 : f32} : %s, tensor<?xi32> -> tensor<?x%dxf32>\n"
             "  %%y = kiln.linear %%e, %%w : tensor<?x%dxf32>, %s -> tensor<?x%dxf32>\n"
             "  return %%e, %%y : tensor<?x%dxf32>, tensor<?x%dxf32>\n}\n") % (
             dim, vocab, src, wt, wt, dim, dim, wt, vocab, dim, vocab)
@@ -493,7 +534,7 @@ def check_tied_embedding_int8():
         e = np.zeros((len(ids), dim), dtype=np.float32)
         y = np.zeros((len(ids), vocab), dtype=np.float32)
         run(mlir, "f", [ids], [e, y], w, 2, activations="int8", cpu="x86-64-v4")
-        ok &= check("tied embedding int8 %s" % fmt, e, deq[ids], 1e-6)
+        ok &= check("tied embedding int8 %s" % fmt, e, 1.5 * deq[ids], 1e-6)
     return ok
 
 

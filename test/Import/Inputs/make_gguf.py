@@ -86,6 +86,26 @@ def q4_0_row_of_8(m, t):
                                   np.zeros(36, dtype=np.int8))
 
 
+def gemma3(then=None):
+    """The valid model as a Gemma 3 (`gemma3.*` keys, q/k norms, post-norms,
+    tied output head), then `then` applied."""
+    def make(m, t):
+        for key in [k for k in m if k.startswith("llama.")]:
+            m["gemma3." + key[len("llama."):]] = m.pop(key)
+        m["general.architecture"] = ("gemma3", S, None)
+        m["gemma3.attention.sliding_window"] = (4, U32, None)
+        hd = D // HEADS
+        for i in range(LAYERS):
+            p = f"blk.{i}."
+            for name, n in [("attn_q_norm", hd), ("attn_k_norm", hd),
+                            ("post_attention_norm", D), ("post_ffw_norm", D)]:
+                t[p + name + ".weight"] = ([n], None, None)
+        t.pop("output.weight")
+        if then:
+            then(m, t)
+    return make
+
+
 # Valid models of other sizes: {case: keyword arguments of base()}.
 SIZES = {
     # 2 layers of one 64-wide KV head: 1 KiB of KV cache per position, so
@@ -137,6 +157,10 @@ CASES = {
         "blk.0.attn_norm.weight", ([8], None, np.zeros(8, dtype=np.int32))),
     # 4096 layers of 65536-wide heads: a KV cache no machine can hold. The
     # importer must refuse before looking for the missing tensors.
+    "gemma3-valid": gemma3(),
+    "gemma3-softcap": gemma3(set_("gemma3.final_logit_softcapping", 30.0, F32)),
+    "gemma3-swa-pattern-zero": gemma3(set_("gemma3.attention.sliding_window_pattern", 0, U32)),
+    "gemma3-no-k-norm": gemma3(lambda m, t: t.pop("blk.0.attn_k_norm.weight")),
     "huge-kv-cache": lambda m, t: (m.__setitem__("llama.block_count", (4096, U32, None)),
                                    m.__setitem__("llama.attention.key_length", (65536, U32, None)),
                                    m.__setitem__("llama.context_length", (4096, U32, None))),

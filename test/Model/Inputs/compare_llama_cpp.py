@@ -1,4 +1,5 @@
-"""Kiln against llama.cpp on the same GGUF (SmolLM2-135M-Instruct Q4_1).
+"""Kiln against llama.cpp on the same GGUF (SmolLM2-135M-Instruct Q4_1,
+Gemma 3 270M Q4_K_M).
 
 Checks:
   1. tokenization of a set of texts (Unicode, whitespace runs, special tokens)
@@ -20,6 +21,14 @@ activations to int8 per 32 values; a value that lands on the other side of a
 rounding boundary in one layer moves later layers, so the two int8 runs differ
 by a few percent, as each differs from exact arithmetic (measured: Kiln 3.4%,
 llama.cpp 4.5% from float64; Kiln vs llama.cpp 2.9%).
+Gemma 3 270M is further from llama.cpp because llama.cpp is further from
+exact: over six prompts llama.cpp was 3.3-7.8% from float64 and Kiln 0.8-2.8%
+(llama.cpp rounds the activations of its Q4_K/Q6_K layers to int8 per 256
+values, Kiln per 32), and the two 3.0-6.3% apart; this prompt: Kiln 2.6%,
+llama.cpp 4.4%, apart 4.3%. So Gemma's logits tolerance is wider; the checks
+against float64 stay as strict.
+The float64 reference is reference_gemma3.py for Gemma 3, reference_llama.py
+otherwise; prompts start with BOS where the model's tokenizer asks for it.
 
 Usage: compare_llama_cpp.py MODEL.gguf INT8.kiln F32.kiln LIBKILN_RUNTIME.so
 """
@@ -33,9 +42,12 @@ import numpy as np
 from llama_cpp import Llama
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from reference_gemma3 import ReferenceGemma3  # noqa: E402
 from reference_llama import ReferenceLlama  # noqa: E402
 
 LOGITS_TOL = 5e-2
+# Per architecture where the peer's own error is larger (see above).
+LOGITS_TOL_BY_ARCH = {"gemma3": 8e-2}
 REF_TOL = 1e-5
 # Top-two logit gap below which a greedy step is a near-tie: several times
 # the measured difference of the two engines' logits at the top (~0.05).
@@ -45,7 +57,8 @@ TEXTS = [
     "Hello world", "  leading spaces and trailing  ", "tabs\tand\nnew\n\nlines",
     "Unicode: 日本語のテキスト, café, naïve, Ελληνικά, العربية", "emoji 🙂🚀 done",
     "numbers 1234567 and 3.14159", "def f(x):\n    return x * 2\n",
-    "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n", "",
+    "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n",
+    "<start_of_turn>user\nhi<end_of_turn>\n<start_of_turn>model\n", "",
 ]
 
 
@@ -112,8 +125,11 @@ def main(gguf, artifact, exact_artifact, lib):
             ok &= same
             print("tokenize %-40r special=%d %s" % (text[:40], special, "ok" if same else "FAIL %s != %s" % (got, want)))
 
-    tokens = peer.tokenize(PROMPT.encode(), add_bos=False)
-    reference = ReferenceLlama(gguf).logits(np.array(tokens))[-1]
+    tokens = peer.tokenize(PROMPT.encode(), add_bos=True)
+    arch = peer.metadata["general.architecture"]
+    logits_tol = LOGITS_TOL_BY_ARCH.get(arch, LOGITS_TOL)
+    reference_model = ReferenceGemma3 if arch == "gemma3" else ReferenceLlama
+    reference = reference_model(gguf).logits(np.array(tokens))[-1]
     exact_err = rel(exact.eval(tokens), reference)
     print("f32 activations vs float64 reference rel_err=%.3e tol=%.1e %s" % (
         exact_err, REF_TOL, "ok" if exact_err <= REF_TOL else "FAIL"))
@@ -125,8 +141,8 @@ def main(gguf, artifact, exact_artifact, lib):
     err = rel(ours, theirs)
     same_top = int(np.argmax(ours)) == int(np.argmax(theirs))
     print("int8 logits vs llama.cpp rel_err=%.3e tol=%.1e argmax kiln=%d llama.cpp=%d %s" % (
-        err, LOGITS_TOL, np.argmax(ours), np.argmax(theirs), "ok" if err <= LOGITS_TOL and same_top else "FAIL"))
-    ok &= err <= LOGITS_TOL and same_top
+        err, logits_tol, np.argmax(ours), np.argmax(theirs), "ok" if err <= logits_tol and same_top else "FAIL"))
+    ok &= err <= logits_tol and same_top
     ours_ref, theirs_ref = rel(ours, reference), rel(theirs, reference)
     print("int8 distance from float64 reference: kiln %.3e llama.cpp %.3e %s" % (
         ours_ref, theirs_ref, "ok" if ours_ref <= theirs_ref else "FAIL"))

