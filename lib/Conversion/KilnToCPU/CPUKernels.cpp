@@ -902,18 +902,25 @@ func::FuncOp KernelLibrary::linearRows16(const Rows16Format &format,
                   kb.mul(kb.add(kb.mul(kb.add(t0, kb.idx(i)), kb.idx(blocks)), blk),
                          kb.idx(kQ8RecordBytes)));
               // Symmetric codes: start from -offset * (sum of the
-              // activation codes) so the sums come out signed and exact.
-              auto start = [&](int64_t at) -> Value {
-                if (!format.offset)
+              // activation codes) so the sums come out signed and exact;
+              // one start for the whole block unless the halves are scaled
+              // apart (Q6_K).
+              auto start = [&](ArrayRef<int64_t> at) -> Value {
+                if (!format.offset || at.empty())
                   return zeroI32;
-                Value sum = loadI32(b, q, kb.add(rec, kb.idx(at)));
+                Value sum = loadI32(b, q, kb.add(rec, kb.idx(at[0])));
+                for (int64_t more : at.drop_front())
+                  sum = arith::AddIOp::create(
+                      b, sum, loadI32(b, q, kb.add(rec, kb.idx(more))));
                 Value neg = arith::MulIOp::create(
                     b, sum,
                     arith::ConstantOp::create(
                         b, b.getI32IntegerAttr(-int32_t(format.offset))));
                 return vector::BroadcastOp::create(b, i32x16, neg);
               };
-              Value half[2] = {start(40), start(44)};
+              Value half[2] = {
+                  format.halfScales ? start({40}) : start({40, 44}),
+                  format.halfScales ? start({44}) : start({})};
               for (int64_t t = 0; t < 8; ++t) {
                 Value x = vector::BroadcastOp::create(
                     b, i32x16, loadI32(b, q, kb.add(rec, kb.idx(4 * t))));
