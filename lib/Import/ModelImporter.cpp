@@ -237,9 +237,11 @@ llvm::Error Importer::readHyperparameters() {
     auto v = file.getFloat(full);
     if (!v)
       return v.takeError();
-    if (!(*v > 0.0) || !std::isfinite(*v))
-      return fail(file, full + " must be a positive finite number");
-    out = float(*v);
+    // Checked as the f32 the graph will hold: a tiny f64 rounds to 0.
+    float f = float(*v);
+    if (!(f > 0.0f) || !std::isfinite(f))
+      return fail(file, full + " must be a positive finite f32 number");
+    out = f;
     return llvm::Error::success();
   };
   if (auto e = readFloat("attention.layer_norm_rms_epsilon", epsilon, true))

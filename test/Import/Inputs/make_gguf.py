@@ -17,6 +17,7 @@ S, U32, I32, F32, STR, ARR, BOOL = (GGUFValueType.STRING, GGUFValueType.UINT32,
                                     GGUFValueType.INT32, GGUFValueType.FLOAT32,
                                     GGUFValueType.STRING, GGUFValueType.ARRAY,
                                     GGUFValueType.BOOL)
+F64 = GGUFValueType.FLOAT64
 
 D, HEADS, KV_HEADS, FF, LAYERS, CTX = 8, 2, 1, 16, 1, 32
 TOKENS = ["<s>", "</s>", "a", "b", "c", "ab", "abc", "\u0120"]
@@ -129,6 +130,8 @@ CASES = {
     "no-epsilon": drop("llama.attention.layer_norm_rms_epsilon"),
     "epsilon-string": set_("llama.attention.layer_norm_rms_epsilon", "tiny", S),
     "epsilon-negative": set_("llama.attention.layer_norm_rms_epsilon", -1.0, F32),
+    # Positive as f64, 0 as the f32 the graph holds (found by the import fuzzer).
+    "epsilon-underflow": set_("llama.attention.layer_norm_rms_epsilon", 1e-60, F64),
     "no-tokens": drop("tokenizer.ggml.tokens"),
     "tokens-int": set_("tokenizer.ggml.tokens", [1, 2, 3], ARR, I32),
     "no-tokenizer-model": drop("tokenizer.ggml.model"),
