@@ -832,9 +832,6 @@ func::FuncOp KernelLibrary::linearRows16(const Rows16Format &format,
 
   Rows16Reader reader{kb, format, w};
   auto i32x16 = VectorType::get({16}, b.getI32Type());
-  auto toFloat = [&](Value v) -> Value {
-    return arith::SIToFPOp::create(b, kb.vf32(), v);
-  };
 
   Value tokens = kb.dim(y, 0);
   auto groupShare = kb.share(kb.idx(groups), tid, nth);
@@ -935,7 +932,7 @@ func::FuncOp KernelLibrary::linearRows16(const Rows16Format &format,
                             arith::MulIOp::create(b, half[1], scHi))
                       : arith::AddIOp::create(b, half[0], half[1]);
               Value dx = kb.splat(loadF32(b, q, kb.add(rec, kb.idx(32))));
-              acc[i] = kb.fma(toFloat(sum), kb.mul(scale, dx), acc[i]);
+              acc[i] = kb.fma(reader.toFloat(sum), kb.mul(scale, dx), acc[i]);
               if (min)
                 acc[i] = kb.fma(
                     min, kb.splat(loadF32(b, q, kb.add(rec, kb.idx(36)))),

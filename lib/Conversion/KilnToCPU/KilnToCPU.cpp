@@ -203,12 +203,20 @@ bool FunctionLowering::feedsInt8Linear(Value v, int64_t dim) {
          });
 }
 
-AddOp FunctionLowering::residualAddOf(LinearOp linear) {
+/// The only user of a rows16 linear layer's result, if it is an OpTy: the
+/// candidates for the kernel's epilogue.
+template <typename OpTy>
+static OpTy soleUserOfRows16(LinearOp linear, bool int8Activations) {
   Value y = linear.getResult();
   if (!int8Activations || !isRows16(linear.getWeight().getType()) ||
       !y.hasOneUse())
     return {};
-  auto add = dyn_cast<AddOp>(*y.getUsers().begin());
+  return dyn_cast<OpTy>(*y.getUsers().begin());
+}
+
+AddOp FunctionLowering::residualAddOf(LinearOp linear) {
+  auto add = soleUserOfRows16<AddOp>(linear, int8Activations);
+  Value y = linear.getResult();
   if (!add || add.getType() != y.getType())
     return {};
   Value other = add.getLhs() == y ? add.getRhs() : add.getLhs();
@@ -219,11 +227,7 @@ AddOp FunctionLowering::residualAddOf(LinearOp linear) {
 }
 
 RopeOp FunctionLowering::ropeOf(LinearOp linear) {
-  Value y = linear.getResult();
-  if (!int8Activations || !isRows16(linear.getWeight().getType()) ||
-      !y.hasOneUse())
-    return {};
-  auto rope = dyn_cast<RopeOp>(*y.getUsers().begin());
+  auto rope = soleUserOfRows16<RopeOp>(linear, int8Activations);
   if (!rope || rope.getStyle() == RopeStyle::NeoX ||
       rope.getRotaryDim() != rope.getHeadDim() ||
       rope.getHeadDim() % kLanes != 0)
