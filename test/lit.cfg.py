@@ -6,7 +6,11 @@ from lit.llvm import llvm_config
 from lit.llvm.subst import ToolSubst
 
 config.name = "KILN"
-config.test_format = lit.formats.ShTest(not llvm_config.use_lit_shell)
+# lit's internal shell on every lit: external execution is deprecated from
+# LLVM 23's lit on (the lit on PyPI refuses it), and the internal shell
+# applies pipefail, so no RUN line hides a crashing child behind a pipe.
+config.test_format = lit.formats.ShTest(execute_external=False)
+config.pipefail = True
 config.suffixes = [".mlir", ".test"]
 config.test_source_root = os.path.dirname(__file__)
 config.test_exec_root = os.path.join(config.kiln_obj_root, "test")
