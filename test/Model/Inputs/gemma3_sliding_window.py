@@ -14,10 +14,10 @@ import os
 import sys
 
 import numpy as np
-from llama_cpp import Llama
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from compare_llama_cpp import Kiln, rel  # noqa: E402
+from llama_cpp_peer import LlamaPeer  # noqa: E402 (compare_llama_cpp put it on the path)
 from reference_gemma3 import ReferenceGemma3  # noqa: E402
 
 TOKENS = 640
@@ -28,7 +28,7 @@ WORDS = ["apple", "river", "stone", "cloud", "amber", "violet", "tiger", "ocean"
 
 
 def main(gguf, artifact, lib):
-    vocab = Llama(model_path=gguf, vocab_only=True, verbose=False)
+    vocab = LlamaPeer(gguf, vocab_only=True)
     text = " ".join("Item %d of the list is the word %s." % (i, WORDS[i * 5 % 8]) for i in range(200))
     tokens = vocab.tokenize(text.encode(), add_bos=True)[:TOKENS]
     assert len(tokens) == TOKENS, len(tokens)
