@@ -139,18 +139,69 @@ MemRefType mlir::kiln::getIdsType(MLIRContext *ctx) {
                          layout);
 }
 
-func::FuncOp KernelLibrary::lookupOrStart(StringRef name, FunctionType type,
-                                          OpBuilder &b, bool &created) {
-  if (auto fn = module.lookupSymbol<func::FuncOp>(name)) {
-    created = false;
-    return fn;
-  }
+func::FuncOp KernelLibrary::start(StringRef family, FunctionType type,
+                                  OpBuilder &b) {
   OpBuilder mb = OpBuilder::atBlockEnd(module.getBody());
-  auto fn = func::FuncOp::create(mb, module.getLoc(), name, type);
+  auto fn = func::FuncOp::create(mb, module.getLoc(), family, type);
   fn.setPrivate();
   Block *entry = fn.addEntryBlock();
   b.setInsertionPointToStart(entry);
-  created = true;
+  return fn;
+}
+
+/// A hash of a kernel's code: every op's name, attributes and properties,
+/// operand wiring (values numbered in definition order) and types. Attributes
+/// and types are uniqued in the context, so their pointers stand for their
+/// values within one compilation.
+static llvm::hash_code hashKernelCode(func::FuncOp fn) {
+  llvm::DenseMap<Value, unsigned> ids;
+  llvm::hash_code h = llvm::hash_value(fn.getFunctionType().getAsOpaquePointer());
+  auto number = [&](Region &region) {
+    for (Block &block : region)
+      for (BlockArgument arg : block.getArguments()) {
+        ids.try_emplace(arg, ids.size());
+        h = llvm::hash_combine(h, arg.getType().getAsOpaquePointer());
+      }
+  };
+  number(fn.getBody());
+  fn.getBody().walk<WalkOrder::PreOrder>([&](Operation *op) {
+    h = llvm::hash_combine(h, op->getName().getAsOpaquePointer(),
+                           op->getRawDictionaryAttrs().getAsOpaquePointer(),
+                           op->hashProperties(), op->getNumRegions(),
+                           op->getNumSuccessors());
+    for (Value v : op->getOperands())
+      h = llvm::hash_combine(h, ids.lookup(v));
+    for (Value r : op->getResults()) {
+      ids.try_emplace(r, ids.size());
+      h = llvm::hash_combine(h, r.getType().getAsOpaquePointer());
+    }
+    for (Region &region : op->getRegions())
+      number(region);
+  });
+  return h;
+}
+
+func::FuncOp KernelLibrary::finish(func::FuncOp fn) {
+  // The kernel's identity is its code: ops that differ in any constant the
+  // builder baked in (a rope base of 10000.5, an attention scale) get kernels
+  // of their own, whatever the family name leaves out. Names stay
+  // deterministic: the family's first kernel takes the family name, the
+  // next ones `<family>_1`, `<family>_2`, ...
+  llvm::hash_code code = hashKernelCode(fn);
+  std::vector<BuiltKernel> &family = kernelFamilies[fn.getSymName()];
+  for (BuiltKernel &built : family) {
+    if (built.code == code &&
+        built.fn.getFunctionType() == fn.getFunctionType() &&
+        OperationEquivalence::isRegionEquivalentTo(
+            &built.fn.getBody(), &fn.getBody(),
+            OperationEquivalence::IgnoreLocations)) {
+      fn.erase();
+      return built.fn;
+    }
+  }
+  if (!family.empty())
+    fn.setSymName((fn.getSymName() + "_" + Twine(family.size())).str());
+  family.push_back({code, fn});
   return fn;
 }
 
@@ -158,12 +209,7 @@ func::FuncOp KernelLibrary::barrier() {
   MLIRContext *ctx = module.getContext();
   auto ptr = LLVM::LLVMPointerType::get(ctx);
   OpBuilder ob(ctx);
-  bool created;
-  func::FuncOp fn = lookupOrStart("kiln_barrier",
-                                  FunctionType::get(ctx, {ptr}, {}), ob,
-                                  created);
-  if (!created)
-    return fn;
+  func::FuncOp fn = start("kiln_barrier", FunctionType::get(ctx, {ptr}, {}), ob);
   ImplicitLocOpBuilder b(module.getLoc(), ob);
   Value rt = fn.getArgument(0);
   // KilnRtContext's first field is `void (*barrier)(KilnRtContext *)`.
@@ -171,7 +217,7 @@ func::FuncOp KernelLibrary::barrier() {
   auto fnType = LLVM::LLVMFunctionType::get(LLVM::LLVMVoidType::get(ctx), {ptr});
   LLVM::CallOp::create(b, fnType, ValueRange{callee, rt});
   func::ReturnOp::create(b);
-  return fn;
+  return finish(fn);
 }
 
 //===----------------------------------------------------------------------===//
@@ -196,11 +242,7 @@ func::FuncOp KernelLibrary::linear(const WeightFormat &format, int64_t k,
                       "x" + Twine(n) + (hasBias ? "_bias" : ""))
                          .str();
   OpBuilder ob(ctx);
-  bool created;
-  func::FuncOp fn =
-      lookupOrStart(name, FunctionType::get(ctx, args, {}), ob, created);
-  if (!created)
-    return fn;
+  func::FuncOp fn = start(name, FunctionType::get(ctx, args, {}), ob);
   ImplicitLocOpBuilder b(module.getLoc(), ob);
   KB kb{b};
   Value x = fn.getArgument(0), w = fn.getArgument(1), wOffset = fn.getArgument(2);
@@ -263,7 +305,7 @@ func::FuncOp KernelLibrary::linear(const WeightFormat &format, int64_t k,
     kb.forEach(tiledTokens, tokens, [&](Value t0) { emitTile(row, t0, 1); });
   });
   func::ReturnOp::create(b);
-  return fn;
+  return finish(fn);
 }
 
 //===----------------------------------------------------------------------===//
@@ -348,14 +390,7 @@ func::FuncOp KernelLibrary::quantizeActivations(int64_t k) {
   auto bytes = MemRefType::get({ShapedType::kDynamic}, IntegerType::get(ctx, 8));
   std::string name = ("kiln_quantize_q8_" + Twine(k)).str();
   OpBuilder ob(ctx);
-  bool created;
-  func::FuncOp fn = lookupOrStart(
-      name,
-      FunctionType::get(ctx, {rowsType(ctx, k, f32), bytes, index, index, index},
-                        {}),
-      ob, created);
-  if (!created)
-    return fn;
+  func::FuncOp fn = start(name, FunctionType::get(ctx, {rowsType(ctx, k, f32), bytes, index, index, index}, {}), ob);
   ImplicitLocOpBuilder b(module.getLoc(), ob);
   KB kb{b};
   Value x = fn.getArgument(0), q = fn.getArgument(1), qOffset = fn.getArgument(2),
@@ -369,7 +404,7 @@ func::FuncOp KernelLibrary::quantizeActivations(int64_t k) {
                       kb.add(qOffset, kb.mul(blk, kb.idx(kQ8RecordBytes))));
   });
   func::ReturnOp::create(b);
-  return fn;
+  return finish(fn);
 }
 
 // Accumulation order of the GGUF-layout kernel (rows16 accumulates each
@@ -491,11 +526,7 @@ func::FuncOp KernelLibrary::linearInt8(const WeightFormat &format,
     if (c == '-')
       c = '_';
   OpBuilder ob(ctx);
-  bool created;
-  func::FuncOp fn =
-      lookupOrStart(name, FunctionType::get(ctx, args, {}), ob, created);
-  if (!created)
-    return fn;
+  func::FuncOp fn = start(name, FunctionType::get(ctx, args, {}), ob);
   ImplicitLocOpBuilder b(module.getLoc(), ob);
   KB kb{b};
   Value q = fn.getArgument(0), qOffset = fn.getArgument(1),
@@ -641,7 +672,7 @@ func::FuncOp KernelLibrary::linearInt8(const WeightFormat &format,
     kb.forEach(pairedEnd, rowEnd, [&](Value row) { emitTile(row, 1, t0, 1); });
   });
   func::ReturnOp::create(b);
-  return fn;
+  return finish(fn);
 }
 
 //===----------------------------------------------------------------------===//
@@ -793,11 +824,7 @@ func::FuncOp KernelLibrary::linearRows16(const Rows16Format &format,
     if (c == '-')
       c = '_';
   OpBuilder ob(ctx);
-  bool created;
-  func::FuncOp fn =
-      lookupOrStart(name, FunctionType::get(ctx, args, {}), ob, created);
-  if (!created)
-    return fn;
+  func::FuncOp fn = start(name, FunctionType::get(ctx, args, {}), ob);
   ImplicitLocOpBuilder b(module.getLoc(), ob);
   KB kb{b};
   Value q = fn.getArgument(0), qOffset = fn.getArgument(1),
@@ -975,7 +1002,7 @@ func::FuncOp KernelLibrary::linearRows16(const Rows16Format &format,
             return SmallVector<Value>{};
           });
   func::ReturnOp::create(b);
-  return fn;
+  return finish(fn);
 }
 
 func::FuncOp KernelLibrary::embeddingRows16(const Rows16Format &format,
@@ -992,11 +1019,7 @@ func::FuncOp KernelLibrary::embeddingRows16(const Rows16Format &format,
                       (scale == 1.0f ? "" : "_s" + floatName(scale)))
                          .str();
   OpBuilder ob(ctx);
-  bool created;
-  func::FuncOp fn =
-      lookupOrStart(name, FunctionType::get(ctx, args, {}), ob, created);
-  if (!created)
-    return fn;
+  func::FuncOp fn = start(name, FunctionType::get(ctx, args, {}), ob);
   ImplicitLocOpBuilder b(module.getLoc(), ob);
   KB kb{b};
   Value table = fn.getArgument(0), offset = fn.getArgument(1),
@@ -1072,7 +1095,7 @@ func::FuncOp KernelLibrary::embeddingRows16(const Rows16Format &format,
     });
   });
   func::ReturnOp::create(b);
-  return fn;
+  return finish(fn);
 }
 
 //===----------------------------------------------------------------------===//
@@ -1094,11 +1117,7 @@ func::FuncOp KernelLibrary::embedding(const WeightFormat &format,
                       (scale == 1.0f ? "" : "_s" + floatName(scale)))
                          .str();
   OpBuilder ob(ctx);
-  bool created;
-  func::FuncOp fn =
-      lookupOrStart(name, FunctionType::get(ctx, args, {}), ob, created);
-  if (!created)
-    return fn;
+  func::FuncOp fn = start(name, FunctionType::get(ctx, args, {}), ob);
   ImplicitLocOpBuilder b(module.getLoc(), ob);
   KB kb{b};
   Value table = fn.getArgument(0), offset = fn.getArgument(1),
@@ -1126,7 +1145,7 @@ func::FuncOp KernelLibrary::embedding(const WeightFormat &format,
     });
   });
   func::ReturnOp::create(b);
-  return fn;
+  return finish(fn);
 }
 
 //===----------------------------------------------------------------------===//
@@ -1154,11 +1173,7 @@ func::FuncOp KernelLibrary::norm(const WeightFormat &weight, int64_t dim,
                       (quantize ? "_q8" : ""))
                          .str();
   OpBuilder ob(ctx);
-  bool created;
-  func::FuncOp fn =
-      lookupOrStart(name, FunctionType::get(ctx, args, {}), ob, created);
-  if (!created)
-    return fn;
+  func::FuncOp fn = start(name, FunctionType::get(ctx, args, {}), ob);
   ImplicitLocOpBuilder b(module.getLoc(), ob);
   KB kb{b};
   Value x = fn.getArgument(0), w = fn.getArgument(1), wOffset = fn.getArgument(2);
@@ -1215,7 +1230,7 @@ func::FuncOp KernelLibrary::norm(const WeightFormat &weight, int64_t dim,
       });
   });
   func::ReturnOp::create(b);
-  return fn;
+  return finish(fn);
 }
 
 //===----------------------------------------------------------------------===//
@@ -1238,13 +1253,7 @@ func::FuncOp KernelLibrary::ropeTable(const RopeConfig &cfg) {
   key.neox = false;
   key.numHeads = key.headDim = 0;
   OpBuilder ob(ctx);
-  bool created;
-  func::FuncOp fn = lookupOrStart(
-      ropeName("rope_table", key),
-      FunctionType::get(ctx, {index, index, bytes, index, index, index}, {}),
-      ob, created);
-  if (!created)
-    return fn;
+  func::FuncOp fn = start(ropeName("rope_table", key), FunctionType::get(ctx, {index, index, bytes, index, index, index}, {}), ob);
   ImplicitLocOpBuilder b(module.getLoc(), ob);
   KB kb{b};
   Value position = fn.getArgument(0), tokens = fn.getArgument(1),
@@ -1270,7 +1279,7 @@ func::FuncOp KernelLibrary::ropeTable(const RopeConfig &cfg) {
             });
   });
   func::ReturnOp::create(b);
-  return fn;
+  return finish(fn);
 }
 
 func::FuncOp KernelLibrary::rope(const RopeConfig &cfg) {
@@ -1281,11 +1290,7 @@ func::FuncOp KernelLibrary::rope(const RopeConfig &cfg) {
   auto bytes = MemRefType::get({ShapedType::kDynamic}, IntegerType::get(ctx, 8));
   SmallVector<Type> args = {rows, bytes, index, rows, index, index};
   OpBuilder ob(ctx);
-  bool created;
-  func::FuncOp fn = lookupOrStart(ropeName("rope", cfg),
-                                  FunctionType::get(ctx, args, {}), ob, created);
-  if (!created)
-    return fn;
+  func::FuncOp fn = start(ropeName("rope", cfg), FunctionType::get(ctx, args, {}), ob);
   ImplicitLocOpBuilder b(module.getLoc(), ob);
   KB kb{b};
   Value x = fn.getArgument(0), table = fn.getArgument(1),
@@ -1327,7 +1332,7 @@ func::FuncOp KernelLibrary::rope(const RopeConfig &cfg) {
     });
   });
   func::ReturnOp::create(b);
-  return fn;
+  return finish(fn);
 }
 
 //===----------------------------------------------------------------------===//
@@ -1354,11 +1359,7 @@ func::FuncOp KernelLibrary::attention(const AttentionConfig &cfg) {
                     cfg.softcap > 0 ? "_capped" : "")
           .str();
   OpBuilder ob(ctx);
-  bool created;
-  func::FuncOp fn =
-      lookupOrStart(name, FunctionType::get(ctx, args, {}), ob, created);
-  if (!created)
-    return fn;
+  func::FuncOp fn = start(name, FunctionType::get(ctx, args, {}), ob);
   ImplicitLocOpBuilder b(module.getLoc(), ob);
   KB kb{b};
   Value q = fn.getArgument(0), k = fn.getArgument(1), v = fn.getArgument(2),
@@ -1485,7 +1486,7 @@ func::FuncOp KernelLibrary::attention(const AttentionConfig &cfg) {
                {t, kb.add(qCol, kb.idx(c * kLanes))});
   });
   func::ReturnOp::create(b);
-  return fn;
+  return finish(fn);
 }
 
 //===----------------------------------------------------------------------===//
@@ -1539,11 +1540,7 @@ func::FuncOp KernelLibrary::elementwise(ElementwiseKind kind, int64_t dim,
                       (quantize ? "_q8" : ""))
                          .str();
   OpBuilder ob(ctx);
-  bool created;
-  func::FuncOp fn =
-      lookupOrStart(name, FunctionType::get(ctx, args, {}), ob, created);
-  if (!created)
-    return fn;
+  func::FuncOp fn = start(name, FunctionType::get(ctx, args, {}), ob);
   ImplicitLocOpBuilder b(module.getLoc(), ob);
   KB kb{b};
   unsigned next = 0;
@@ -1601,7 +1598,7 @@ func::FuncOp KernelLibrary::elementwise(ElementwiseKind kind, int64_t dim,
                         kb.add(qOffset, kb.mul(c, kb.idx(kQ8RecordBytes))));
   });
   func::ReturnOp::create(b);
-  return fn;
+  return finish(fn);
 }
 
 func::FuncOp KernelLibrary::softmax(int64_t dim) {
@@ -1611,12 +1608,7 @@ func::FuncOp KernelLibrary::softmax(int64_t dim) {
   auto rows = rowsType(ctx, dim, f32);
   std::string name = ("kiln_softmax_" + Twine(dim)).str();
   OpBuilder ob(ctx);
-  bool created;
-  func::FuncOp fn = lookupOrStart(
-      name, FunctionType::get(ctx, {rows, rows, index, index}, {}), ob,
-      created);
-  if (!created)
-    return fn;
+  func::FuncOp fn = start(name, FunctionType::get(ctx, {rows, rows, index, index}, {}), ob);
   ImplicitLocOpBuilder b(module.getLoc(), ob);
   KB kb{b};
   Value x = fn.getArgument(0), y = fn.getArgument(1), tid = fn.getArgument(2),
@@ -1645,5 +1637,5 @@ func::FuncOp KernelLibrary::softmax(int64_t dim) {
     });
   });
   func::ReturnOp::create(b);
-  return fn;
+  return finish(fn);
 }

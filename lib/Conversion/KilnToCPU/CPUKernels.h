@@ -106,12 +106,20 @@ public:
   func::FuncOp softmax(int64_t dim);
 
 private:
-  /// The kernel called `name` if it exists; else nullptr and the builder `b`
-  /// positioned at the start of a new function `name` of type `type`.
-  func::FuncOp lookupOrStart(StringRef name, FunctionType type,
-                             OpBuilder &b, bool &created);
+  /// A new kernel function of `type` named after its `family` (what the
+  /// reader sees), with `b` at the start of its body.
+  func::FuncOp start(StringRef family, FunctionType type, OpBuilder &b);
+  /// Returns the kernel built before with the same code as `fn` (erasing
+  /// `fn`), else `fn`, renamed `<family>_<n>` if its family has kernels.
+  func::FuncOp finish(func::FuncOp fn);
 
   ModuleOp module;
+  struct BuiltKernel {
+    llvm::hash_code code;
+    func::FuncOp fn;
+  };
+  /// The kernels built so far, by family name.
+  llvm::StringMap<std::vector<BuiltKernel>> kernelFamilies;
 };
 
 } // namespace mlir::kiln

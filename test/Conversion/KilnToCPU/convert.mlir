@@ -152,3 +152,24 @@ func.func @sparse(%x: tensor<?x64xf32>, %w: !s) -> tensor<?x64xf32> attributes {
   %y = kiln.linear %x, %w : tensor<?x64xf32>, !s -> tensor<?x64xf32>
   return %y : tensor<?x64xf32>
 }
+
+// -----
+
+// A kernel's identity is its code: rope tables of bases 10000.5 and 10000
+// (one family name, the base truncated in it) are two kernels; the third
+// rope reuses the first table's kernel. Found when two ops differing only in
+// a constant ran the first one's kernel.
+// CHECK-LABEL: func.func @two_rope_bases
+// CHECK: call @[[TABLE_A:kiln_rope_table_llama_0x0_r64_b10000_s1000000]](
+// CHECK: call @[[TABLE_B:kiln_rope_table_llama_0x0_r64_b10000_s1000000_1]](
+// CHECK-NOT: call @kiln_rope_table
+// CHECK: func.func private @[[TABLE_A]](
+// CHECK: arith.constant 7.498930e-01 : f32
+// CHECK: func.func private @[[TABLE_B]](
+// CHECK: arith.constant 0.749894201 : f32
+func.func @two_rope_bases(%x: tensor<?x128xf32>, %p: index) -> tensor<?x128xf32> attributes {kiln.max_tokens = 8} {
+  %a = kiln.rope %x, %p {num_heads = 2, head_dim = 64, rotary_dim = 64, style = #kiln.rope_style<neox>, freq_base = 10000.5 : f32} : tensor<?x128xf32> -> tensor<?x128xf32>
+  %b = kiln.rope %a, %p {num_heads = 2, head_dim = 64, rotary_dim = 64, style = #kiln.rope_style<neox>, freq_base = 10000.0 : f32} : tensor<?x128xf32> -> tensor<?x128xf32>
+  %c = kiln.rope %b, %p {num_heads = 2, head_dim = 64, rotary_dim = 64, style = #kiln.rope_style<neox>, freq_base = 10000.5 : f32} : tensor<?x128xf32> -> tensor<?x128xf32>
+  return %c : tensor<?x128xf32>
+}

@@ -654,6 +654,50 @@ def check_attention():
     return ok
 
 
+def check_kernel_identity():
+    """Ops that differ only in a constant the kernel bakes in (a rope base of
+    10000.5 vs 10000, an attention scale or softcap) in one module, in two
+    functions: each must run its own kernel, not the first one's."""
+    ok = True
+    heads, hd, pos, width = 3, 64, 37, 192
+    bases = [10000.9, 10000.0]
+    funcs = "".join(
+        "func.func @rope%d(%%x: tensor<?x%dxf32>, %%p: index) -> tensor<?x%dxf32> attributes {kiln.max_tokens = 8} {\n"
+        "  %%y = kiln.rope %%x, %%p {num_heads = %d, head_dim = %d, rotary_dim = %d, style = #kiln.rope_style<neox>, freq_base = %r : f32} : tensor<?x%dxf32> -> tensor<?x%dxf32>\n"
+        "  return %%y : tensor<?x%dxf32>\n}\n" % (i, width, width, heads, hd, hd, base, width, width, width)
+        for i, base in enumerate(bases))
+    layers, ctx, kv_heads, ahd = 1, 16, 1, 32
+    attn = [(0.25, 0.0), (0.125, 0.0), (0.125, 2.0)]
+    cache_t = "!kiln.kv_cache<%dx%dx%dx%dxf32>" % (layers, ctx, kv_heads, ahd)
+    qw, kvw = heads * ahd, kv_heads * ahd
+    funcs += "".join(
+        "func.func @attn%d(%%q: tensor<?x%dxf32>, %%k: tensor<?x%dxf32>, %%v: tensor<?x%dxf32>, %%c: %s, %%p: index) -> tensor<?x%dxf32> attributes {kiln.max_tokens = 8} {\n"
+        "  %%y = kiln.attention %%q, %%k, %%v, %%c[%%p] {layer = 0, num_heads = %d, scale = %r : f32, causal = true, sliding_window = 0, softcap = %r : f32} : tensor<?x%dxf32>, tensor<?x%dxf32>, tensor<?x%dxf32>, %s -> tensor<?x%dxf32>\n"
+        "  return %%y : tensor<?x%dxf32>\n}\n" % (
+            i, qw, kvw, kvw, cache_t, qw, heads, scale, softcap, qw, kvw, kvw, cache_t, qw, qw)
+        for i, (scale, softcap) in enumerate(attn))
+    with tempfile.TemporaryDirectory() as d:
+        open(os.path.join(d, "weights.bin"), "wb").close()
+        compiled = Compiled(funcs, d)
+        x = RNG.standard_normal((5, width)).astype(np.float32)
+        for i, base in enumerate(bases):
+            y = np.zeros_like(x)
+            compiled.call("rope%d" % i, [x, pos], [y])
+            want = rope_reference(x, pos, heads, hd, hd, True, base, 1.0)
+            ok &= check("one module: rope freq_base=%r" % base, y, want, 2e-5)
+        tokens = 4
+        q = RNG.standard_normal((tokens, qw)).astype(np.float32)
+        k = RNG.standard_normal((tokens, kvw)).astype(np.float32)
+        v = RNG.standard_normal((tokens, kvw)).astype(np.float32)
+        for i, (scale, softcap) in enumerate(attn):
+            cache = np.zeros(2 * layers * ctx * kvw * 4, dtype=np.uint8)
+            y = np.zeros_like(q)
+            compiled.call("attn%d" % i, [q, k, v, cache, 0], [y])
+            want = attention_reference(q, k, v, 0, tokens, heads, kv_heads, ahd, scale, True, 0, softcap)
+            ok &= check("one module: attention scale=%r softcap=%r" % (scale, softcap), y, want, 1e-5)
+    return ok
+
+
 def gelu(x, tanh_form):
     if tanh_form:
         return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
@@ -712,6 +756,7 @@ CHECKS = {
     "embedding": check_embedding, "norm": check_norm,
     "rope": check_rope, "attention": check_attention,
     "elementwise": check_elementwise, "softmax": check_softmax,
+    "kernel_identity": check_kernel_identity,
 }
 
 if __name__ == "__main__":
