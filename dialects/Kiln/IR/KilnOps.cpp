@@ -187,6 +187,56 @@ LogicalResult WeightOp::verify() {
 // LinearOp
 //===----------------------------------------------------------------------===//
 
+ParseResult LinearOp::parse(OpAsmParser &parser, OperationState &result) {
+  OpAsmParser::UnresolvedOperand input, weight, bias, residual;
+  bool hasBias = false, hasResidual = false;
+  Type inputType, weightType, biasType, resultType;
+  if (parser.parseOperand(input) || parser.parseComma() ||
+      parser.parseOperand(weight))
+    return failure();
+  if (succeeded(parser.parseOptionalComma())) {
+    if (parser.parseKeyword("bias") || parser.parseOperand(bias))
+      return failure();
+    hasBias = true;
+  }
+  if (succeeded(parser.parseOptionalKeyword("residual"))) {
+    if (parser.parseOperand(residual))
+      return failure();
+    hasResidual = true;
+  }
+  if (parser.parseOptionalAttrDict(result.attributes) ||
+      parser.parseColonType(inputType) || parser.parseComma() ||
+      parser.parseType(weightType))
+    return failure();
+  if (hasBias && (parser.parseComma() || parser.parseType(biasType)))
+    return failure();
+  if (parser.parseArrow() || parser.parseType(resultType))
+    return failure();
+  if (parser.resolveOperand(input, inputType, result.operands) ||
+      parser.resolveOperand(weight, weightType, result.operands) ||
+      (hasBias && parser.resolveOperand(bias, biasType, result.operands)) ||
+      (hasResidual &&
+       parser.resolveOperand(residual, resultType, result.operands)))
+    return failure();
+  result.getOrAddProperties<Properties>().operandSegmentSizes = {
+      1, 1, hasBias, hasResidual};
+  result.addTypes(resultType);
+  return success();
+}
+
+void LinearOp::print(OpAsmPrinter &p) {
+  p << ' ' << getInput() << ", " << getWeight();
+  if (getBias())
+    p << ", bias " << getBias();
+  if (getResidual())
+    p << " residual " << getResidual();
+  p.printOptionalAttrDict((*this)->getAttrs(), {"operandSegmentSizes"});
+  p << " : " << getInput().getType() << ", " << getWeight().getType();
+  if (getBias())
+    p << ", " << getBias().getType();
+  p << " -> " << getResult().getType();
+}
+
 LogicalResult LinearOp::verify() {
   RankedTensorType input = getInput().getType();
   RankedTensorType result = getResult().getType();
@@ -209,6 +259,9 @@ LogicalResult LinearOp::verify() {
     return emitOpError("result element type ")
            << result.getElementType() << " differs from input element type "
            << input.getElementType();
+  if (Value residual = getResidual(); residual && residual.getType() != result)
+    return emitOpError("residual type ")
+           << residual.getType() << " differs from result type " << result;
   return verifyRowwiseResult(*this, input, result, n);
 }
 

@@ -67,19 +67,28 @@ def Kiln_PackOp : Kiln_Op<"pack", [Pure]> {
 // Matrix ops
 //===----------------------------------------------------------------------===//
 
-def Kiln_LinearOp : Kiln_Op<"linear", [Pure]> {
-  let summary = "y = x W^T (+ bias), W dense, quantized or sparse";
+def Kiln_LinearOp : Kiln_Op<"linear", [Pure, AttrSizedOperandSegments]> {
+  let summary = "y = x W^T (+ bias) (+ residual), W dense, quantized or sparse";
   let description = [{
     `x` is `[..., K]`, `weight` is `[N, K]`, the result `[..., N]`. The weight
     is dequantized on the fly by the lowering, never materialized in float.
+    `residual` (of the result's type) is added to the product: the residual
+    connection of a transformer block, which `kiln-fuse` folds into the
+    projection before it so that a kernel can add it in its epilogue.
   }];
   let arguments = (ins Kiln_FloatTensor:$input, Kiln_Weight:$weight,
-                       Optional<Kiln_Weight>:$bias);
+                       Optional<Kiln_Weight>:$bias,
+                       Optional<Kiln_FloatTensor>:$residual);
   let results = (outs Kiln_FloatTensor:$result);
-  let assemblyFormat = [{
-    $input `,` $weight (`,` `bias` $bias^)? attr-dict `:`
-    type($input) `,` qualified(type($weight)) (`,` qualified(type($bias))^)? `->` type($result)
-  }];
+  // `kiln.linear %x, %w[, bias %b][ residual %r] : X, W[, B] -> Y`: the
+  // residual has the result's type, which is written once.
+  let hasCustomAssemblyFormat = 1;
+  let builders = [
+    OpBuilder<(ins "::mlir::Type":$result, "::mlir::Value":$input,
+                   "::mlir::Value":$weight, "::mlir::Value":$bias), [{
+      build($_builder, $_state, result, input, weight, bias, ::mlir::Value());
+    }]>
+  ];
   let hasVerifier = 1;
 }
 

@@ -20,4 +20,18 @@ def KilnPackWeights : Pass<"kiln-pack-weights", "::mlir::ModuleOp"> {
   let dependentDialects = ["::mlir::kiln::KilnDialect"];
 }
 
+def KilnFuse : Pass<"kiln-fuse", "::mlir::ModuleOp"> {
+  let summary = "Fuse neighbouring ops into the forms kernels compute in one pass";
+  let description = [{
+    Target-independent fusion decisions, made in the IR so that every
+    lowering reads the same ones (and `kiln-opt` shows them):
+    - a `kiln.add` of a `kiln.linear` result (its only use) and a value
+      computed before that layer becomes the layer's `residual` operand: the
+      residual connection after an attention output or MLP down projection,
+      added in the projection kernel's epilogue instead of a kernel and a
+      pass over memory of its own.
+  }];
+  let dependentDialects = ["::mlir::kiln::KilnDialect"];
+}
+
 #endif // KILN_TRANSFORMS_PASSES_TD

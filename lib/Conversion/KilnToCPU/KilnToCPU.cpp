@@ -111,9 +111,6 @@ private:
   /// Whether `v` (rows of `dim` values) is the input of a linear layer that
   /// takes int8 activations: its producer then quantizes it as it writes it.
   bool feedsInt8Linear(Value v, int64_t dim);
-  /// The kiln.add that adds a value computed before `linear` to its result,
-  /// if that add is the result's only use: a rows16 linear performs it.
-  AddOp residualAddOf(LinearOp linear);
   /// The llama-style kiln.rope of `linear`'s result, if that is its only use
   /// and a rows16 kernel can rotate whole vectors of pairs.
   RopeOp ropeOf(LinearOp linear);
@@ -214,21 +211,9 @@ static OpTy soleUserOfRows16(LinearOp linear, bool int8Activations) {
   return dyn_cast<OpTy>(*y.getUsers().begin());
 }
 
-AddOp FunctionLowering::residualAddOf(LinearOp linear) {
-  auto add = soleUserOfRows16<AddOp>(linear, int8Activations);
-  Value y = linear.getResult();
-  if (!add || add.getType() != y.getType())
-    return {};
-  Value other = add.getLhs() == y ? add.getRhs() : add.getLhs();
-  Operation *def = other.getDefiningOp();
-  if (other == y || (def && !def->isBeforeInBlock(linear)))
-    return {};
-  return add;
-}
-
 RopeOp FunctionLowering::ropeOf(LinearOp linear) {
   auto rope = soleUserOfRows16<RopeOp>(linear, int8Activations);
-  if (!rope || rope.getStyle() == RopeStyle::NeoX ||
+  if (!rope || linear.getResidual() || rope.getStyle() == RopeStyle::NeoX ||
       rope.getRotaryDim() != rope.getHeadDim() ||
       rope.getHeadDim() % kLanes != 0)
     return {};
@@ -524,15 +509,12 @@ LogicalResult FunctionLowering::emitOp(Operation *op, ImplicitLocOpBuilder &b) {
           return l.emitOpError("K = ") << k << " is not a multiple of "
                                        << (*f)->getChunkValues();
         Value x = mapped(l.getInput());
-        AddOp residualAdd = residualAddOf(l);
-        Value residual;
-        if (residualAdd)
-          residual = residualAdd.getLhs() == l.getResult() ? residualAdd.getRhs()
-                                                           : residualAdd.getLhs();
+        // kiln-fuse's residual: added in the epilogue of the rows16 kernels,
+        // by an add kernel after the others.
+        Value residual = l.getResidual();
+        bool residualEpilogue = residual && rows16;
         RopeOp rope = ropeOf(l);
-        Value out = residualAdd ? residualAdd.getResult()
-                    : rope      ? rope.getResult()
-                                : l.getResult();
+        Value out = rope ? rope.getResult() : l.getResult();
         Value y = resultBuffer(out, x, b);
         SmallVector<Value> args;
         func::FuncOp kernel;
@@ -547,7 +529,7 @@ LogicalResult FunctionLowering::emitOp(Operation *op, ImplicitLocOpBuilder &b) {
           args = {scratchArg, idx(b, q8Offset)};
           kernel = rows16 ? kernels.linearRows16(
                                 *rows16, k, n, bias.has_value(),
-                                bool(residualAdd),
+                                residualEpilogue,
                                 rope ? int64_t(rope.getHeadDim()) : 0, cpu)
                           : kernels.linearInt8(**f, k, n, bias.has_value(), cpu);
         } else {
@@ -560,7 +542,7 @@ LogicalResult FunctionLowering::emitOp(Operation *op, ImplicitLocOpBuilder &b) {
         SmallVector<Region> reads = {usesInt8(w->type)
                                          ? scratchRegion(q8Offset, q8Bytes)
                                          : regionOf(l.getInput())};
-        if (residualAdd) {
+        if (residualEpilogue) {
           args.push_back(mapped(residual));
           reads.push_back(regionOf(residual));
         }
@@ -573,6 +555,11 @@ LogicalResult FunctionLowering::emitOp(Operation *op, ImplicitLocOpBuilder &b) {
         }
         args.push_back(y);
         callKernel(kernel, args, b, reads, {regionOf(out)});
+        if (residual && !residualEpilogue)
+          callKernel(kernels.elementwise(ElementwiseKind::Add, n,
+                                         /*quantize=*/false),
+                     {y, mapped(residual), y}, b,
+                     {regionOf(out), regionOf(residual)}, {regionOf(out)});
         finish(l.getResult(), y);
         if (out != l.getResult()) {
           finish(out, y);
@@ -733,8 +720,6 @@ LogicalResult FunctionLowering::emitOp(Operation *op, ImplicitLocOpBuilder &b) {
         return success();
       })
       .Case<AddOp, MulOp, SwiGLUOp, GeGLUOp>([&](auto e) -> LogicalResult {
-        if (fusedOps.contains(e))
-          return success(); // computed by the linear layer before it
         if (failed(requireRank2F32(e.getLhs())))
           return failure();
         ElementwiseKind kind;

@@ -1,6 +1,7 @@
 //===- Pipeline.cpp - kiln to the LLVM dialect ----------------------------===//
 
 #include "Conversion/Passes.h"
+#include "Kiln/Transforms/Passes.h"
 
 #include "mlir/Conversion/Passes.h"
 #include "mlir/Dialect/MemRef/Transforms/Passes.h"
@@ -11,6 +12,7 @@ using namespace mlir;
 
 void mlir::kiln::buildKilnToLLVMPipeline(
     OpPassManager &pm, const ConvertKilnToCPUOptions &options) {
+  pm.addPass(createKilnFuse());
   pm.addPass(createConvertKilnToCPU(options));
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());

@@ -1,4 +1,4 @@
-// RUN: kiln-opt %s --convert-kiln-to-cpu | FileCheck %s
+// RUN: kiln-opt %s --kiln-fuse --convert-kiln-to-cpu | FileCheck %s
 // RUN: not kiln-opt %s --convert-kiln-to-cpu=activations=f32 2>&1 | FileCheck %s --check-prefix=F32
 
 !r16 = !kiln.weight<32x256x#kiln.quant<bits = 4, group = 32, scale = f16, zero = f16, super_group = 256, sub_scale_bits = 6, layout = rows16>>
@@ -33,7 +33,7 @@ func.func @norm_then_linears(%x: tensor<?x256xf32>) -> (tensor<?x32xf32>, tensor
 }
 
 // The gated MLP of a block: swiglu quantizes for the down projection, which
-// adds the residual itself (no kiln_add kernel).
+// adds the residual kiln-fuse gave it in its epilogue (no kiln_add kernel).
 // CHECK-LABEL: func.func @mlp
 // CHECK: call @kiln_swiglu_32_q8(
 // CHECK-NOT: call @kiln_quantize_q8

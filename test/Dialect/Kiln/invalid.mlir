@@ -427,6 +427,14 @@ func.func @linear_bias_quantized(%x: tensor<2x32xf32>, %w: !kiln.weight<32x32xf3
 
 // -----
 
+func.func @linear_residual_type(%x: tensor<2x8xf32>, %w: !kiln.weight<4x8xf32>, %r: tensor<2x8xf32>) {
+  // expected-error @+1 {{'kiln.linear' op residual type 'tensor<2x8xf32>' differs from result type 'tensor<2x4xf32>'}}
+  %y = "kiln.linear"(%x, %w, %r) <{operandSegmentSizes = array<i32: 1, 1, 0, 1>}> : (tensor<2x8xf32>, !kiln.weight<4x8xf32>, tensor<2x8xf32>) -> tensor<2x4xf32>
+  return
+}
+
+// -----
+
 func.func @linear_element_type(%x: tensor<2x8xf32>, %w: !kiln.weight<4x8xf32>) {
   // expected-error @+1 {{'kiln.linear' op result element type 'f16' differs from input element type 'f32'}}
   %y = kiln.linear %x, %w : tensor<2x8xf32>, !kiln.weight<4x8xf32> -> tensor<2x4xf16>
@@ -462,7 +470,7 @@ func.func @linear_result_n(%x: tensor<?x8xf32>, %w: !kiln.weight<4x8xf32>) {
 // ODS type constraint: activations are f32, f16 or bf16 tensors.
 func.func @linear_int_input(%x: tensor<2x8xi32>, %w: !kiln.weight<4x8xf32>) {
   // expected-error @+1 {{'kiln.linear' op operand #0 must be ranked tensor of 32-bit float or 16-bit float or bfloat16 type values, but got 'tensor<2x8xi32>'}}
-  %y = "kiln.linear"(%x, %w) : (tensor<2x8xi32>, !kiln.weight<4x8xf32>) -> tensor<2x4xf32>
+  %y = "kiln.linear"(%x, %w) <{operandSegmentSizes = array<i32: 1, 1, 0, 0>}> : (tensor<2x8xi32>, !kiln.weight<4x8xf32>) -> tensor<2x4xf32>
   return
 }
 
@@ -470,7 +478,7 @@ func.func @linear_int_input(%x: tensor<2x8xi32>, %w: !kiln.weight<4x8xf32>) {
 
 func.func @linear_weight_operand(%x: tensor<2x8xf32>, %w: tensor<4x8xf32>) {
   // expected-error @+1 {{'kiln.linear' op operand #1 must be kiln weight, but got 'tensor<4x8xf32>'}}
-  %y = "kiln.linear"(%x, %w) : (tensor<2x8xf32>, tensor<4x8xf32>) -> tensor<2x4xf32>
+  %y = "kiln.linear"(%x, %w) <{operandSegmentSizes = array<i32: 1, 1, 0, 0>}> : (tensor<2x8xf32>, tensor<4x8xf32>) -> tensor<2x4xf32>
   return
 }
 

@@ -176,6 +176,16 @@ func.func @linear_bias(%x: tensor<2x3x8xf16>, %w: !kiln.weight<16x8xf16>, %b: !k
   return %y : tensor<2x3x16xf16>
 }
 
+// CHECK-LABEL: func.func @linear_residual
+// CHECK-SAME: (%[[X:.*]]: tensor<?x8xf32>, %[[W:.*]]: !kiln.weight<16x8xf32>, %[[B:.*]]: !kiln.weight<16xf32>, %[[R:.*]]: tensor<?x16xf32>)
+// CHECK: kiln.linear %[[X]], %[[W]], bias %[[B]] residual %[[R]] : tensor<?x8xf32>, !kiln.weight<16x8xf32>, !kiln.weight<16xf32> -> tensor<?x16xf32>
+// CHECK: kiln.linear %[[X]], %[[W]] residual %[[R]] : tensor<?x8xf32>, !kiln.weight<16x8xf32> -> tensor<?x16xf32>
+func.func @linear_residual(%x: tensor<?x8xf32>, %w: !kiln.weight<16x8xf32>, %b: !kiln.weight<16xf32>, %r: tensor<?x16xf32>) -> tensor<?x16xf32> {
+  %y = kiln.linear %x, %w, bias %b residual %r : tensor<?x8xf32>, !kiln.weight<16x8xf32>, !kiln.weight<16xf32> -> tensor<?x16xf32>
+  %z = kiln.linear %x, %w residual %r : tensor<?x8xf32>, !kiln.weight<16x8xf32> -> tensor<?x16xf32>
+  return %z : tensor<?x16xf32>
+}
+
 // CHECK-LABEL: func.func @linear_sparse
 // CHECK: kiln.linear %{{.*}}, %{{.*}} : tensor<4x64xbf16>, !kiln.weight<8x64xf16, sparsity = #kiln.sparsity<kind = n_m, n = 2, m = 4>> -> tensor<4x8xbf16>
 func.func @linear_sparse(%x: tensor<4x64xbf16>, %w: !kiln.weight<8x64xf16, sparsity = #kiln.sparsity<kind = n_m, n = 2, m = 4>>) -> tensor<4x8xbf16> {
