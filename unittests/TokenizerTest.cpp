@@ -291,6 +291,13 @@ TEST(Unicode, Classes) {
   EXPECT_TRUE(isWhitespace(0x85));
   EXPECT_FALSE(isWhitespace(0x200B)); // zero width space is not White_Space
   EXPECT_FALSE(isLetter(0x1F642));    // 🙂
+  EXPECT_TRUE(isPunctuation('!'));
+  EXPECT_TRUE(isPunctuation('_'));     // Pc
+  EXPECT_TRUE(isPunctuation(0x00AB));  // « (Pi)
+  EXPECT_TRUE(isPunctuation(0x3001));  // 、
+  EXPECT_FALSE(isPunctuation('$'));    // Sc
+  EXPECT_FALSE(isPunctuation('`'));    // Sk
+  EXPECT_FALSE(isPunctuation(0x20AC)); // €
   EXPECT_EQ(codepointFlags(0x110000), 0);
   EXPECT_EQ(byteToCodepoint(' '), 0x120u); // Ġ
   EXPECT_EQ(codepointToByte(0x120), ' ');
