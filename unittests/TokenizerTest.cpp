@@ -125,6 +125,49 @@ TEST(TokenizerBPE, Llama3DefaultsAddBos) {
   EXPECT_EQ(tok->decode({9, 5}), "abc");
 }
 
+// llama.cpp's DEFAULT pre-tokenizer, which it runs for `pre` "default" and
+// for a GGUF without one: punctuation runs (and $+<=>^~|) split off before
+// the GPT-2 regex, then numbers split off their space, then ASCII digits go
+// in threes from the left.
+json defaultPreVocab(const char *pre) {
+  return json{
+      {"model", "gpt2"},
+      {"pre", pre},
+      // Ids: a 0, b 1, ! 2, Ġ 3, Ġ! 4, digits 1-4 5-8, 12 9, 123 10, Ġ1 11,
+      // ' 12, t 13, 't 14, $ 15, Ġ$ 16, and the bytes of "«" (C2 AB): Â 17,
+      // « 18, ĠÂ 19.
+      {"tokens", {"a",   "b",  "!", "Ġ", "Ġ!", "1", "2",  "3", "4", "12",
+                  "123", "Ġ1", "'", "t", "'t", "$", "Ġ$", "Â", "«", "ĠÂ"}},
+      {"merges", {"Ġ !", "1 2", "12 3", "Ġ 1", "' t", "Ġ $", "Ġ Â"}},
+      {"bos_id", 0},
+      {"eos_id", 1},
+  };
+}
+
+TEST(TokenizerBPE, DefaultPreTokenizer) {
+  for (const char *pre : {"default", ""}) {
+    SCOPED_TRACE(pre);
+    auto tok = load(defaultPreVocab(pre));
+    ASSERT_TRUE(tok);
+    EXPECT_FALSE(tok->addBos());
+    // GPT-2 alone would give " !" (4), " 1" (11), "'t" (14), " $" (16) and
+    // " «" (19 18).
+    EXPECT_EQ(tok->encode("a !", false, false), (Ids{0, 3, 2}));
+    EXPECT_EQ(tok->encode(" 1", false, false), (Ids{3, 5}));
+    EXPECT_EQ(tok->encode("a't", false, false), (Ids{0, 12, 13}));
+    EXPECT_EQ(tok->encode(" $", false, false), (Ids{3, 15}));
+    EXPECT_EQ(tok->encode(" \xC2\xAB", false, false), (Ids{3, 17, 18}));
+    // "412" "34", not "4" "123" "4".
+    EXPECT_EQ(tok->encode("41234", false, false), (Ids{8, 9, 7, 8}));
+    // Like llama.cpp, decode drops the space before '!'.
+    EXPECT_EQ(tok->decode({0, 3, 2}), "a!");
+  }
+  json j = defaultPreVocab("Default");
+  EXPECT_NE(loadError(j).find("unsupported pre-tokenizer 'Default' for a gpt2 "
+                              "vocabulary (Kiln knows default, gpt2,"),
+            std::string::npos);
+}
+
 // SentencePiece-style: scores decide, U+2581 stands for a space.
 json spmVocab() {
   return json{
@@ -291,6 +334,13 @@ TEST(Unicode, Classes) {
   EXPECT_TRUE(isWhitespace(0x85));
   EXPECT_FALSE(isWhitespace(0x200B)); // zero width space is not White_Space
   EXPECT_FALSE(isLetter(0x1F642));    // 🙂
+  EXPECT_TRUE(isPunctuation('!'));
+  EXPECT_TRUE(isPunctuation('_'));     // Pc
+  EXPECT_TRUE(isPunctuation(0x00AB));  // « (Pi)
+  EXPECT_TRUE(isPunctuation(0x3001));  // 、
+  EXPECT_FALSE(isPunctuation('$'));    // Sc
+  EXPECT_FALSE(isPunctuation('`'));    // Sk
+  EXPECT_FALSE(isPunctuation(0x20AC)); // €
   EXPECT_EQ(codepointFlags(0x110000), 0);
   EXPECT_EQ(byteToCodepoint(' '), 0x120u); // Ġ
   EXPECT_EQ(codepointToByte(0x120), ' ');

@@ -47,6 +47,10 @@ enum class PreTokenizer {
   Llama3,
   // Llama3 with \p{N} instead of \p{N}{1,3}.
   Qwen2,
+  // llama.cpp's DEFAULT: four regexes, each splitting the pieces the one
+  // before left (the gaps between matches stay pieces too):
+  //   [\p{P}\$\+<=>\^~\|]+   then Gpt2   then \p{N}+   then [0-9][0-9][0-9]
+  Default,
 };
 
 struct PreInfo {
@@ -64,6 +68,11 @@ bool lookupPre(const std::string &name, PreInfo &info) {
     PreInfo info;
   };
   static const Entry entries[] = {
+      // llama.cpp also falls back to DEFAULT when the GGUF has no `pre` key
+      // (the importer writes "" then), with a warning that quality suffers;
+      // older conversions are like that.
+      {"default", {PreTokenizer::Default, false, false, true}},
+      {"", {PreTokenizer::Default, false, false, true}},
       {"gpt2", {PreTokenizer::Gpt2, false, false, true}},
       {"gpt-2", {PreTokenizer::Gpt2, false, false, true}},
       {"phi-2", {PreTokenizer::Gpt2, false, false, true}},
@@ -295,6 +304,80 @@ void scanLlama3(const std::vector<uint32_t> &cps, size_t begin, size_t end,
   }
 }
 
+// What the first DEFAULT regex takes: \p{P} and the ASCII symbols it lists.
+// Of ASCII only '`' is left out. (llama.cpp matches \p{P} on a copy of the
+// text where each non-ASCII codepoint stands for its one Unicode category, so
+// \p{P} there is exactly the P* categories.)
+bool isDefaultPunctuation(uint32_t cp) {
+  switch (cp) {
+  case '$':
+  case '+':
+  case '<':
+  case '=':
+  case '>':
+  case '^':
+  case '~':
+  case '|':
+    return true;
+  default:
+    return unicode::isPunctuation(cp);
+  }
+}
+
+bool isAsciiDigit(uint32_t cp) { return cp >= '0' && cp <= '9'; }
+
+// llama.cpp's DEFAULT regex sequence (see PreTokenizer::Default) over cps.
+void scanDefault(const std::vector<uint32_t> &cps, std::vector<Span> &words) {
+  // [\p{P}\$\+<=>\^~\|]+: runs of punctuation and the text between them,
+  // which the GPT-2 regex then splits without seeing past its ends. A run
+  // has no letters, numbers or spaces, so GPT-2 would keep it whole.
+  std::vector<Span> gpt2Words;
+  for (size_t i = 0; i < cps.size();) {
+    size_t j = i;
+    bool punct = isDefaultPunctuation(cps[i]);
+    while (j < cps.size() && isDefaultPunctuation(cps[j]) == punct)
+      ++j;
+    if (punct)
+      gpt2Words.push_back({i, j});
+    else
+      scanGpt2(cps, i, j, gpt2Words);
+    i = j;
+  }
+  for (const Span &w : gpt2Words) {
+    // \p{N}+: a GPT-2 word holds numbers only as " ?\p{N}+", so this splits
+    // the space off.
+    for (size_t i = w.first; i < w.second;) {
+      size_t j = i;
+      bool number = unicode::isNumber(cps[i]);
+      while (j < w.second && unicode::isNumber(cps[j]) == number)
+        ++j;
+      if (!number) {
+        words.push_back({i, j});
+        i = j;
+        continue;
+      }
+      // [0-9][0-9][0-9]: ASCII digits in threes, leftmost first; anything
+      // else in the run (other digits, a shorter tail) stays a piece between.
+      size_t gap = i;
+      for (size_t k = i; k + 3 <= j;) {
+        if (isAsciiDigit(cps[k]) && isAsciiDigit(cps[k + 1]) &&
+            isAsciiDigit(cps[k + 2])) {
+          if (k > gap)
+            words.push_back({gap, k});
+          words.push_back({k, k + 3});
+          k += 3;
+          gap = k;
+        } else {
+          ++k;
+        }
+      }
+      if (gap < j)
+        words.push_back({gap, j});
+      i = j;
+    }
+  }
+}
+
 struct BpeSymbol {
   int prev;
   int next;
@@ -437,6 +520,9 @@ void Tokenizer::Impl::encodeBpe(std::string_view text,
     break;
   case PreTokenizer::Qwen2:
     scanLlama3(cps, 0, cps.size(), 1, words);
+    break;
+  case PreTokenizer::Default:
+    scanDefault(cps, words);
     break;
   }
 
@@ -705,8 +791,8 @@ bool loadVocabulary(const json &j, Tokenizer::Impl &v, std::string &error) {
   if (v.kind == ModelKind::BytePairGpt2) {
     if (!lookupPre(preName, v.pre)) {
       error = "vocabulary: unsupported pre-tokenizer '" + preName +
-              "' for a gpt2 vocabulary (Kiln knows gpt2, smollm, starcoder, "
-              "llama-bpe/llama3, qwen2 and their aliases)";
+              "' for a gpt2 vocabulary (Kiln knows default, gpt2, smollm, "
+              "starcoder, llama-bpe/llama3, qwen2 and their aliases)";
       return false;
     }
   }

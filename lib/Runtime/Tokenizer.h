@@ -55,7 +55,7 @@ public:
   /// Inverse of encode: drops the BOS/EOS that addSpecial would add, removes
   /// the space a SentencePiece vocabulary prefixes, renders special tokens as
   /// their text, and for pre-tokenizers where llama.cpp cleans up spaces
-  /// before punctuation (gpt2, llama3) does the same.
+  /// before punctuation (default, gpt2, llama3) does the same.
   std::string decode(const std::vector<int32_t> &ids) const;
 
   /// One user turn plus the assistant prefix, in the model's chat format

@@ -16,20 +16,22 @@ struct CodepointRun {
 
 #include "Runtime/UnicodeTables.inc"
 
+uint8_t lookupFlags(uint32_t cp) {
+  const CodepointRun *begin = std::begin(kCodepointRuns);
+  const CodepointRun *end = std::end(kCodepointRuns);
+  const CodepointRun *it = std::upper_bound(
+      begin, end, cp, [](uint32_t value, const CodepointRun &run) {
+        return value < run.first;
+      });
+  return (it - 1)->flags;
+}
+
 // ASCII is most of what real prompts contain; keep it off the binary search.
 struct AsciiFlags {
   std::array<uint8_t, 128> flags{};
   AsciiFlags() {
-    for (uint32_t c = 0; c < 128; ++c) {
-      uint8_t f = 0;
-      if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
-        f = kLetter;
-      else if (c >= '0' && c <= '9')
-        f = kNumber;
-      else if (c == ' ' || (c >= 0x09 && c <= 0x0D))
-        f = kWhitespace;
-      flags[c] = f;
-    }
+    for (uint32_t c = 0; c < 128; ++c)
+      flags[c] = lookupFlags(c);
   }
 };
 
@@ -69,12 +71,7 @@ uint8_t codepointFlags(uint32_t cp) {
     return asciiFlags().flags[cp];
   if (cp >= 0x110000)
     return 0;
-  const CodepointRun *begin = std::begin(kCodepointRuns);
-  const CodepointRun *end = std::end(kCodepointRuns);
-  const CodepointRun *it = std::upper_bound(
-      begin, end, cp,
-      [](uint32_t value, const CodepointRun &run) { return value < run.first; });
-  return (it - 1)->flags;
+  return lookupFlags(cp);
 }
 
 size_t utf8SequenceLength(uint8_t lead) {

@@ -1,8 +1,8 @@
 //===- Unicode.h - codepoint classes and UTF-8 helpers for the tokenizer --===//
 //
 // Plain C++17, no MLIR/LLVM. The classes are the ones the GPT-2-style
-// pre-tokenizer regexes use (\p{L}, \p{N}, \s); the table behind them is
-// generated from Python's unicodedata by scripts/gen-unicode-tables.py.
+// pre-tokenizer regexes use (\p{L}, \p{N}, \p{P}, \s); the table behind them
+// is generated from Python's unicodedata by scripts/gen-unicode-tables.py.
 //
 //===----------------------------------------------------------------------===//
 
@@ -19,9 +19,10 @@ namespace kiln {
 namespace unicode {
 
 enum CodepointFlag : uint8_t {
-  kLetter = 1,     // \p{L}
-  kNumber = 2,     // \p{N}
-  kWhitespace = 4, // \s (White_Space)
+  kLetter = 1,      // \p{L}
+  kNumber = 2,      // \p{N}
+  kWhitespace = 4,  // \s (White_Space)
+  kPunctuation = 8, // \p{P}
 };
 
 /// Flags of `cp` (a combination of CodepointFlag); 0 for anything else,
@@ -32,6 +33,9 @@ inline bool isLetter(uint32_t cp) { return codepointFlags(cp) & kLetter; }
 inline bool isNumber(uint32_t cp) { return codepointFlags(cp) & kNumber; }
 inline bool isWhitespace(uint32_t cp) {
   return codepointFlags(cp) & kWhitespace;
+}
+inline bool isPunctuation(uint32_t cp) {
+  return codepointFlags(cp) & kPunctuation;
 }
 
 /// Length of the UTF-8 sequence that starts with `lead`, judged from its high

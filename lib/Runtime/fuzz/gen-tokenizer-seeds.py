@@ -85,7 +85,7 @@ def main():
     os.makedirs(out, exist_ok=True)
     vocabs = [bpe_vocab(p, t) for p, t in (("gpt2", CHATML), ("smollm", ""),
                                            ("llama3", LLAMA3),
-                                           ("qwen2", CHATML))]
+                                           ("qwen2", CHATML), ("default", ""))]
     vocabs.append(spm_vocab(GEMMA))
     i = 0
     for v in vocabs:

