@@ -65,6 +65,20 @@ def signal_name(code):
     return "exit status %s" % code
 
 
+def _detokenize_cleaned(llm, ids):
+    """llama.cpp's llama_detokenize, dropping the BOS/EOS the vocabulary adds
+    and rendering special tokens. (Llama.detokenize only joins pieces, so it
+    skips the clean-up of spaces before punctuation.)"""
+    import ctypes
+    import llama_cpp
+    arr = (llama_cpp.llama_token * max(len(ids), 1))(*ids)
+    size = 64 + 64 * len(ids)
+    buf = ctypes.create_string_buffer(size)
+    n = llama_cpp.llama_detokenize(llm._model.vocab, arr, len(ids), buf, size, True, True)
+    assert 0 <= n <= size, n
+    return buf.raw[:n]
+
+
 def _serve(conn, model_path, kwargs, extra):
     import llama_cpp
     import llama_cpp.llama_cpp as lib
@@ -97,6 +111,8 @@ def _serve(conn, model_path, kwargs, extra):
                 result = llm.tokenize(*args[0:1], **args[1])
             elif method == "detokenize":
                 result = llm.detokenize(args[0])
+            elif method == "detokenize_cleaned":
+                result = _detokenize_cleaned(llm, args[0])
             elif method == "reset":
                 result = llm.reset()
             else:
@@ -147,7 +163,13 @@ class LlamaPeer:
         return self._call("tokenize", text, kwargs)
 
     def detokenize(self, ids):
+        """Llama.detokenize: the tokens' pieces joined."""
         return self._call("detokenize", list(ids))
+
+    def detokenize_cleaned(self, ids):
+        """llama_detokenize: specials rendered, BOS/EOS dropped, spaces
+        cleaned up as the vocabulary asks."""
+        return self._call("detokenize_cleaned", list(ids))
 
     def reset(self):
         return self._call("reset")

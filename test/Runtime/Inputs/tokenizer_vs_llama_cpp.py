@@ -26,6 +26,9 @@ import sys
 
 import gguf
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "Inputs"))
+from llama_cpp_peer import LlamaPeer  # noqa: E402  (llama.cpp in a child process)
+
 TEXTS = [
     "",
     "Hello world",
@@ -156,21 +159,6 @@ def write_smollm2_copy(src, dst, pre, digit_merges=False):
     w.close()
 
 
-def llama_detokenize(llm, ids):
-    """llama.cpp's llama_detokenize, dropping the BOS/EOS the vocabulary adds
-    and rendering special tokens. (Llama.detokenize only joins pieces, so it
-    skips the clean-up of spaces before punctuation.)"""
-    import ctypes
-    import llama_cpp
-    arr = (llama_cpp.llama_token * max(len(ids), 1))(*ids)
-    size = 64 + 64 * len(ids)
-    buf = ctypes.create_string_buffer(size)
-    n = llama_cpp.llama_detokenize(llm._model.vocab, arr, len(ids), buf, size,
-                                   True, True)
-    assert 0 <= n <= size, n
-    return buf.raw[:n]
-
-
 def run_driver(driver, vocab_path, lines, *flags):
     proc = subprocess.run(
         [driver, *flags, vocab_path],
@@ -183,13 +171,11 @@ def run_driver(driver, vocab_path, lines, *flags):
 
 
 def check_model(name, gguf_path, driver, workdir, cleans_spaces=False):
-    from llama_cpp import Llama
-
     vocab = vocab_json(gguf_path)
     vocab_path = os.path.join(workdir, name + ".vocab.json")
     with open(vocab_path, "w") as f:
         json.dump(vocab, f)
-    llm = Llama(model_path=gguf_path, vocab_only=True, verbose=False)
+    llm = LlamaPeer(gguf_path, vocab_only=True)
 
     cases = [(t, add, parse) for t in TEXTS for add in (False, True)
              for parse in (False, True)]
@@ -227,7 +213,7 @@ def check_model(name, gguf_path, driver, workdir, cleans_spaces=False):
         if not vocab.get("add_space_prefix"):
             # Without a space prefix Kiln's decode is llama.cpp's
             # detokenize with specials rendered and BOS/EOS removed.
-            ref = llama_detokenize(llm, ids)
+            ref = llm.detokenize_cleaned(ids)
             if got != ref:
                 failures += 1
                 print(f"DETOKENIZE [{name}] text={t!r}\n  kiln:      {got!r}\n"
