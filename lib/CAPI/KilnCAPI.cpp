@@ -295,9 +295,10 @@ int kiln_compile_options_set(kiln_compile_options *options, const char *key,
       return bad("cpu");
     o.target = v.str();
   } else if (k == "activations") {
-    if (v != "int8" && v != "f32")
+    auto precision = mlir::kiln::parseActivationPrecision(v);
+    if (!precision)
       return bad("int8 or f32");
-    o.activations = v.str();
+    o.activations = *precision;
   } else if (k == "ctx") {
     if (!parseInt(v, 0, o.contextLength))
       return bad("an integer >= 0");
@@ -349,15 +350,15 @@ int kiln_compile_mlir(const char *text, size_t size, const char *pipeline,
 
   // Options: key=value pairs, nothing unknown.
   mlir::kiln::ConvertKilnToCPUOptions lowering;
-  lowering.activations = "int8";
   const ::kiln::CpuTarget *target = nullptr;
   llvm::SmallVector<llvm::StringRef> words;
   llvm::StringRef(pipeline ? pipeline : "")
       .split(words, ' ', /*MaxSplit=*/-1, /*KeepEmpty=*/false);
   for (llvm::StringRef word : words) {
     auto [key, value] = word.split('=');
-    if (key == "activations" && (value == "int8" || value == "f32")) {
-      lowering.activations = value.str();
+    auto precision = mlir::kiln::parseActivationPrecision(value);
+    if (key == "activations" && precision) {
+      lowering.activations = *precision;
     } else if (key == "max-tokens" && parseInt(value, 1, lowering.maxTokens)) {
     } else if (key == "cpu" && (target = ::kiln::lookupCpuTarget(value))) {
     } else if (key == "activations" || key == "max-tokens" || key == "cpu") {

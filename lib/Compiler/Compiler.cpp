@@ -159,7 +159,7 @@ llvm::Expected<std::string> packWeights(ModuleOp module,
 
 /// Runs kiln-pack-weights when linear layers take int8 activations.
 llvm::Error packForKernels(ModuleOp module, const CompileOptions &options) {
-  if (options.activations != "int8")
+  if (options.activations != mlir::kiln::ActivationPrecision::Int8)
     return llvm::Error::success();
   FirstError diags(*module.getContext());
   PassManager pm(module.getContext());
@@ -178,11 +178,14 @@ llvm::StringRef singleVariantKernels(const CompileOptions &options) {
 llvm::Error lowerToLLVM(ModuleOp module, const CompileOptions &options,
                         llvm::StringRef cpu) {
   llvm::StringRef input = options.input;
+  std::optional<mlir::kiln::KernelISA> isa = mlir::kiln::parseKernelISA(cpu);
+  if (!isa)
+    return fail("unknown CPU variant '" + cpu + "'");
   FirstError diags(*module.getContext());
   PassManager pm(module.getContext());
   mlir::kiln::ConvertKilnToCPUOptions lowering;
   lowering.activations = options.activations;
-  lowering.cpu = cpu.str();
+  lowering.cpu = *isa;
   mlir::kiln::buildKilnToLLVMPipeline(pm, lowering);
   if (failed(pm.run(module)))
     return fail(input + ": lowering failed: " + diags.take("unknown error"));
@@ -335,7 +338,8 @@ llvm::Error compileGGUF(MLIRContext &ctx, const CompileOptions &options) {
     if (auto e = lowerToLLVM(*variant, options, target.name))
       return e;
     auto forward = variant->lookupSymbol<LLVM::LLVMFuncOp>("forward");
-    auto bytes = forward ? forward->getAttrOfType<IntegerAttr>("kiln.scratch_bytes")
+    auto bytes = forward ? forward->getAttrOfType<IntegerAttr>(
+                           mlir::kiln::KilnDialect::ScratchBytesAttrHelper::getNameStr())
                          : IntegerAttr();
     if (!bytes || (scratch && bytes != scratch))
       return fail(options.input + ": the lowered module has no forward step "
@@ -441,9 +445,6 @@ llvm::Error compile(const CompileOptions &options) {
     return fail("no output file given (-o)");
   if (options.kernels != "native" && options.kernels != "generic")
     return fail("--kernels=" + options.kernels + " is not one of native, generic");
-  if (options.activations != "int8" && options.activations != "f32")
-    return fail("--activations=" + options.activations +
-                " is not one of int8, f32");
   MLIRContext ctx(MLIRContext::Threading::DISABLED);
   registerCompilerDialects(ctx);
   if (llvm::StringRef(options.input).ends_with(".mlir"))

@@ -3,6 +3,8 @@
 #ifndef KILN_COMPILER_COMPILER_H
 #define KILN_COMPILER_COMPILER_H
 
+#include "Conversion/LoweringOptions.h"
+
 #include "llvm/Support/Error.h"
 
 #include <functional>
@@ -31,9 +33,10 @@ struct CompileOptions {
   std::string kernels = "native";
   int64_t contextLength = 0; // 0: min(model context, 4096)
   int64_t maxTokens = 256;
-  /// Activations of linear layers over integer-coded weights: "int8" or
-  /// "f32" (see convert-kiln-to-cpu).
-  std::string activations = "int8";
+  /// Activations of linear layers over integer-coded weights (see
+  /// convert-kiln-to-cpu).
+  mlir::kiln::ActivationPrecision activations =
+      mlir::kiln::ActivationPrecision::Int8;
   /// For .mlir inputs: where to write the weights the emitted code reads
   /// (repacked for its kernels); empty: the code reads the module's file.
   std::string weightsOutput;

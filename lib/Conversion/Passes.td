@@ -44,15 +44,25 @@ def ConvertKilnToCPU : Pass<"convert-kiln-to-cpu", "::mlir::ModuleOp"> {
     Option<"maxTokens", "max-tokens", "int64_t", /*default=*/"0",
            "Bound of dynamic token dimensions (0: use the function's "
            "kiln.max_tokens attribute)">,
-    Option<"activations", "activations", "std::string", /*default=*/"\"int8\"",
-           "Activations of linear layers over integer-coded weights (Q8_0, "
-           "Q4_0, Q4_1, Q5_0, Q5_1): int8 (quantized per 32-value block as "
-           "ggml's q8_1, integer dot products) or f32 (exact, dequantized "
-           "weights times f32 activations)">,
-    Option<"cpu", "cpu", "std::string", /*default=*/"\"generic\"",
-           "Instruction set the kernels may use: generic (portable vector "
-           "code), x86-64-v3 (AVX2: vpmaddubsw byte dot products) or "
-           "x86-64-v4 (AVX-512 VNNI: vpdpbusd)">
+    Option<"activations", "activations", "::mlir::kiln::ActivationPrecision",
+           /*default=*/"::mlir::kiln::ActivationPrecision::Int8",
+           "Activations of linear layers over integer-coded weights",
+           [{::llvm::cl::values(
+             clEnumValN(::mlir::kiln::ActivationPrecision::Int8, "int8",
+                        "quantized per 32-value block as ggml's q8_1, integer "
+                        "dot products"),
+             clEnumValN(::mlir::kiln::ActivationPrecision::F32, "f32",
+                        "exact: dequantized weights times f32 activations"))}]>,
+    Option<"cpu", "cpu", "::mlir::kiln::KernelISA",
+           /*default=*/"::mlir::kiln::KernelISA::Generic",
+           "Instruction set the kernels may use",
+           [{::llvm::cl::values(
+             clEnumValN(::mlir::kiln::KernelISA::Generic, "generic",
+                        "portable vector code"),
+             clEnumValN(::mlir::kiln::KernelISA::X86_64_V3, "x86-64-v3",
+                        "AVX2: vpmaddubsw byte dot products"),
+             clEnumValN(::mlir::kiln::KernelISA::X86_64_V4, "x86-64-v4",
+                        "AVX-512 VNNI: vpdpbusd"))}]>
   ];
 }
 

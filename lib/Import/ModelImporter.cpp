@@ -532,8 +532,10 @@ llvm::Expected<ImportedModel> Importer::run() {
   auto fnType = b.getFunctionType(
       {tokensType, b.getIndexType(), cacheType, rows(V)}, {rows(V)});
   auto fn = func::FuncOp::create(b, loc, "forward", fnType);
-  fn->setAttr("kiln.max_tokens", b.getI64IntegerAttr(options.maxTokens));
-  fn->setAttr("kiln.tied_results", b.getI64ArrayAttr({3}));
+  fn->setAttr(mlir::kiln::KilnDialect::MaxTokensAttrHelper::getNameStr(),
+              b.getI64IntegerAttr(options.maxTokens));
+  fn->setAttr(mlir::kiln::KilnDialect::TiedResultsAttrHelper::getNameStr(),
+              b.getI64ArrayAttr({3}));
   Block *entry = fn.addEntryBlock();
   b.setInsertionPointToStart(entry);
   Value tokens = entry->getArgument(0), position = entry->getArgument(1),

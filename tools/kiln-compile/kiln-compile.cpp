@@ -34,11 +34,13 @@ static cl::opt<int64_t> maxTokens("max-tokens",
                                   cl::desc("Most tokens per step (prompt "
                                            "chunk size, default 256)"),
                                   cl::init(256));
-static cl::opt<std::string> activations(
-    "activations",
-    cl::desc("Activations of quantized linear layers: int8 (default; "
-             "integer dot products, as llama.cpp) or f32 (exact)"),
-    cl::init("int8"));
+static cl::opt<mlir::kiln::ActivationPrecision> activations(
+    "activations", cl::desc("Activations of quantized linear layers"),
+    cl::values(clEnumValN(mlir::kiln::ActivationPrecision::Int8, "int8",
+                          "integer dot products, as llama.cpp (default)"),
+               clEnumValN(mlir::kiln::ActivationPrecision::F32, "f32",
+                          "exact")),
+    cl::init(mlir::kiln::ActivationPrecision::Int8));
 static cl::opt<std::string> kernels(
     "kernels",
     cl::desc("Kernels for --emit=llvm/asm/so: native (for --cpu, default) or "

@@ -26,6 +26,20 @@ def Kiln_Dialect : Dialect {
   }];
   let useDefaultTypePrinterParser = 1;
   let useDefaultAttributePrinterParser = 1;
+  // The contracts between the importer, the lowering and the driver, checked
+  // by verifyOperationAttribute (KilnFunctionAttrs.cpp).
+  let discardableAttrs = (ins
+    // Bound of a step function's dynamic token dimension (a prompt chunk).
+    "::mlir::IntegerAttr":$max_tokens,
+    // Per result of a function: the argument whose buffer it is computed in
+    // (the KV cache it updates), or -1.
+    "::mlir::ArrayAttr":$tied_results,
+    // Set by a lowering: bytes of scratch memory a step function needs.
+    "::mlir::IntegerAttr":$scratch_bytes,
+    // Set by a lowering: the file the step function's weights come from.
+    "::mlir::StringAttr":$weight_file
+  );
+  let hasOperationAttrVerify = 1;
   let extraClassDeclaration = [{
     void registerTypes();
   }];

@@ -846,7 +846,8 @@ LogicalResult FunctionLowering::run() {
                                "function");
   maxTokens = maxTokensOption;
   if (!maxTokens)
-    if (auto attr = oldFunc->getAttrOfType<IntegerAttr>("kiln.max_tokens"))
+    if (auto attr = oldFunc->getAttrOfType<IntegerAttr>(
+            KilnDialect::MaxTokensAttrHelper::getNameStr()))
       maxTokens = attr.getInt();
 
   // Signature: tensors become memrefs, the cache a byte buffer.
@@ -860,19 +861,11 @@ LogicalResult FunctionLowering::run() {
   };
   FunctionType oldType = oldFunc.getFunctionType();
   SmallVector<int64_t> tied(oldType.getNumResults(), -1);
-  if (auto attr = oldFunc->getAttrOfType<ArrayAttr>("kiln.tied_results")) {
-    if (attr.size() != tied.size())
-      return oldFunc.emitOpError("kiln.tied_results needs one entry per "
-                                 "result");
-    for (auto [i, a] : llvm::enumerate(attr)) {
-      auto v = dyn_cast<IntegerAttr>(a);
-      if (!v || v.getInt() < -1 || v.getInt() >= int64_t(oldType.getNumInputs()) ||
-          (v.getInt() >= 0 &&
-           oldType.getInput(v.getInt()) != oldType.getResult(i)))
-        return oldFunc.emitOpError("kiln.tied_results entry ")
-               << i << " must be -1 or an argument of the result's type";
-      tied[i] = v.getInt();
-    }
+  // The dialect verified the attribute (KilnFunctionAttrs.cpp).
+  if (auto attr = oldFunc->getAttrOfType<ArrayAttr>(
+          KilnDialect::TiedResultsAttrHelper::getNameStr())) {
+    for (auto [i, a] : llvm::enumerate(attr))
+      tied[i] = cast<IntegerAttr>(a).getInt();
   }
   SmallVector<Type> inputs;
   for (Type t : oldType.getInputs()) {
@@ -950,9 +943,11 @@ LogicalResult FunctionLowering::run() {
     barrier(b);
   func::ReturnOp::create(b);
 
-  newFunc->setAttr("kiln.scratch_bytes", b.getI64IntegerAttr(scratchBytes));
+  newFunc->setAttr(KilnDialect::ScratchBytesAttrHelper::getNameStr(),
+                   b.getI64IntegerAttr(scratchBytes));
   if (weightFile)
-    newFunc->setAttr("kiln.weight_file", b.getStringAttr(*weightFile));
+    newFunc->setAttr(KilnDialect::WeightFileAttrHelper::getNameStr(),
+                     b.getStringAttr(*weightFile));
   oldFunc.erase();
   return success();
 }
@@ -970,20 +965,9 @@ struct ConvertKilnToCPUPass
       if (!f.isDeclaration() && usesKiln(f))
         funcs.push_back(f);
     for (func::FuncOp f : funcs) {
-      if (activations != "int8" && activations != "f32") {
-        f.emitError("convert-kiln-to-cpu: activations must be int8 or f32, "
-                    "got '")
-            << activations << "'";
-        return signalPassFailure();
-      }
-      if (cpu != "generic" && cpu != "x86-64-v3" && cpu != "x86-64-v4") {
-        f.emitError("convert-kiln-to-cpu: cpu must be generic, x86-64-v3 or "
-                    "x86-64-v4, got '")
-            << cpu << "'";
-        return signalPassFailure();
-      }
-      FunctionLowering lowering(f, kernels, maxTokens, activations == "int8",
-                                cpu);
+      FunctionLowering lowering(f, kernels, maxTokens,
+                                activations == ActivationPrecision::Int8,
+                                stringify(cpu));
       if (failed(lowering.run()))
         return signalPassFailure();
     }

@@ -9,6 +9,7 @@
 #include "mlir/Transforms/Passes.h"
 
 using namespace mlir;
+using namespace mlir::kiln;
 
 void mlir::kiln::buildKilnToLLVMPipeline(
     OpPassManager &pm, const ConvertKilnToCPUOptions &options) {
@@ -46,7 +47,7 @@ void mlir::kiln::registerKilnPipelines() {
       "activations)",
       [](OpPassManager &pm) {
         ConvertKilnToCPUOptions options;
-        options.activations = "f32";
+        options.activations = ActivationPrecision::F32;
         buildKilnToLLVMPipeline(pm, options);
       });
 }

@@ -976,3 +976,48 @@ func.func @pack_shape(%w: !kiln.weight<16x256x#kiln.quant<bits = 4, group = 32, 
   %p = kiln.pack %w : !kiln.weight<16x256x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf>> -> !kiln.weight<32x256x#kiln.quant<bits = 4, group = 32, scale = f16, layout = rows16>>
   return
 }
+
+// -----
+
+// The kiln.* function attributes are contracts between stages, verified by
+// the dialect.
+// expected-error @+1 {{'func.func' op attribute 'kiln.max_tokens' must be an i64 integer >= 1, got 0 : i64}}
+func.func @max_tokens_zero() attributes {kiln.max_tokens = 0} {
+  return
+}
+
+// -----
+
+// expected-error @+1 {{'func.func' op attribute 'kiln.tied_results' needs one entry per result (1), got 2}}
+func.func @tied_count(%c: tensor<4xf32>) -> tensor<4xf32> attributes {kiln.tied_results = [0, -1]} {
+  return %c : tensor<4xf32>
+}
+
+// -----
+
+// expected-error @+1 {{'func.func' op attribute 'kiln.tied_results' entry 0 must be -1 or the index of an argument of the result's type 'tensor<4xf32>', got 0 : i64}}
+func.func @tied_type(%c: tensor<8xf32>) -> tensor<4xf32> attributes {kiln.tied_results = [0]} {
+  %e = tensor.empty() : tensor<4xf32>
+  return %e : tensor<4xf32>
+}
+
+// -----
+
+// expected-error @+1 {{'func.func' op attribute 'kiln.scratch_bytes' must be an i64 integer >= 0, got "lots"}}
+func.func @scratch_string() attributes {kiln.scratch_bytes = "lots"} {
+  return
+}
+
+// -----
+
+// expected-error @+1 {{'func.func' op attribute 'kiln.weight_file' must be a non-empty string, got ""}}
+func.func @weight_file_empty() attributes {kiln.weight_file = ""} {
+  return
+}
+
+// -----
+
+// expected-error @+1 {{'func.func' op unknown kiln attribute 'kiln.max_token' (kiln.max_tokens, kiln.tied_results, kiln.scratch_bytes and kiln.weight_file are defined)}}
+func.func @misspelled() attributes {kiln.max_token = 8} {
+  return
+}

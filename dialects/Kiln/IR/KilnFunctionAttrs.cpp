@@ -1,0 +1,74 @@
+//===- KilnFunctionAttrs.cpp - the kiln.* attributes of functions ---------===//
+//
+// The discardable attributes through which the importer, the lowerings and
+// the driver agree on a step function (KilnDialect.td): verified here, once,
+// so that every stage can rely on them.
+//
+//===----------------------------------------------------------------------===//
+
+#include "Kiln/IR/KilnDialect.h"
+
+#include "mlir/Interfaces/FunctionInterfaces.h"
+
+using namespace mlir;
+using namespace mlir::kiln;
+
+static LogicalResult verifyInteger(Operation *op, NamedAttribute attr,
+                                   int64_t min) {
+  auto value = dyn_cast<IntegerAttr>(attr.getValue());
+  if (!value || !value.getType().isInteger(64) || value.getInt() < min)
+    return op->emitOpError("attribute '")
+           << attr.getName().getValue() << "' must be an i64 integer >= "
+           << min << ", got " << attr.getValue();
+  return success();
+}
+
+static LogicalResult verifyTiedResults(Operation *op, ArrayAttr tied) {
+  auto fn = dyn_cast<FunctionOpInterface>(op);
+  if (!fn)
+    return op->emitOpError("attribute 'kiln.tied_results' belongs on a "
+                           "function");
+  ArrayRef<Type> inputs = fn.getArgumentTypes(), results = fn.getResultTypes();
+  if (tied.size() != results.size())
+    return op->emitOpError("attribute 'kiln.tied_results' needs one entry "
+                           "per result (")
+           << results.size() << "), got " << tied.size();
+  for (auto [i, entry] : llvm::enumerate(tied)) {
+    auto index = dyn_cast<IntegerAttr>(entry);
+    int64_t arg = index ? index.getInt() : -2;
+    if (arg < -1 || arg >= int64_t(inputs.size()) ||
+        (arg >= 0 && inputs[arg] != results[i]))
+      return op->emitOpError("attribute 'kiln.tied_results' entry ")
+             << i << " must be -1 or the index of an argument of the "
+             << "result's type " << results[i] << ", got " << entry;
+  }
+  return success();
+}
+
+LogicalResult KilnDialect::verifyOperationAttribute(Operation *op,
+                                                    NamedAttribute attr) {
+  StringRef name = attr.getName().getValue();
+  if (name == MaxTokensAttrHelper::getNameStr())
+    return verifyInteger(op, attr, 1);
+  if (name == ScratchBytesAttrHelper::getNameStr())
+    return verifyInteger(op, attr, 0);
+  if (name == TiedResultsAttrHelper::getNameStr()) {
+    auto tied = dyn_cast<ArrayAttr>(attr.getValue());
+    if (!tied)
+      return op->emitOpError("attribute 'kiln.tied_results' must be an "
+                             "array of argument indices, got ")
+             << attr.getValue();
+    return verifyTiedResults(op, tied);
+  }
+  if (name == WeightFileAttrHelper::getNameStr()) {
+    auto file = dyn_cast<StringAttr>(attr.getValue());
+    if (!file || file.getValue().empty())
+      return op->emitOpError("attribute 'kiln.weight_file' must be a "
+                             "non-empty string, got ")
+             << attr.getValue();
+    return success();
+  }
+  return op->emitOpError("unknown kiln attribute '") << name
+         << "' (kiln.max_tokens, kiln.tied_results, kiln.scratch_bytes and "
+            "kiln.weight_file are defined)";
+}
