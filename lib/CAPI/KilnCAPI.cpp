@@ -349,7 +349,7 @@ int kiln_compile_mlir(const char *text, size_t size, const char *pipeline,
   *result = nullptr;
 
   // Options: key=value pairs, nothing unknown.
-  mlir::kiln::ConvertKilnToCPUOptions lowering;
+  mlir::kiln::KilnToLLVMOptions lowering;
   const ::kiln::CpuTarget *target = nullptr;
   llvm::SmallVector<llvm::StringRef> words;
   llvm::StringRef(pipeline ? pipeline : "")

@@ -183,7 +183,7 @@ llvm::Error lowerToLLVM(ModuleOp module, const CompileOptions &options,
     return fail("unknown CPU variant '" + cpu + "'");
   FirstError diags(*module.getContext());
   PassManager pm(module.getContext());
-  mlir::kiln::ConvertKilnToCPUOptions lowering;
+  mlir::kiln::KilnToLLVMOptions lowering;
   lowering.activations = options.activations;
   lowering.cpu = *isa;
   mlir::kiln::buildKilnToLLVMPipeline(pm, lowering);

@@ -23,10 +23,19 @@ namespace mlir::kiln {
 #define GEN_PASS_REGISTRATION
 #include "Conversion/Passes.h.inc"
 
-/// Adds the passes from kiln ops to the LLVM dialect: convert-kiln-to-cpu,
-/// then the upstream lowering of scf/vector/math/memref/arith/func to LLVM.
+/// The options of the whole lowering to the LLVM dialect.
+struct KilnToLLVMOptions {
+  /// Bound of dynamic token dimensions (0: each function's kiln.max_tokens).
+  int64_t maxTokens = 0;
+  ActivationPrecision activations = ActivationPrecision::Int8;
+  KernelISA cpu = KernelISA::Generic;
+};
+
+/// Adds the passes from kiln ops to the LLVM dialect: kiln-fuse,
+/// kiln-plan-memory, convert-kiln-to-cpu, then the upstream lowering of
+/// scf/vector/math/memref/arith/func to LLVM.
 void buildKilnToLLVMPipeline(OpPassManager &pm,
-                             const ConvertKilnToCPUOptions &options = {});
+                             const KilnToLLVMOptions &options = {});
 
 /// Registers `kiln-lower-to-llvm` (the pipeline above) with the pass registry.
 void registerKilnPipelines();

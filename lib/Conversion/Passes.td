@@ -18,9 +18,12 @@ def ConvertKilnToCPU : Pass<"convert-kiln-to-cpu", "::mlir::ModuleOp"> {
       * `%weights: memref<?xi8>`, `%scratch: memref<?xi8>`, `%rt: !llvm.ptr`,
         `%tid: i32`, `%nth: i32` are appended.
 
-    Intermediate tensors are assigned to non-overlapping live ranges of the
-    scratch buffer (dynamic token dimensions bounded by the function attribute
-    `kiln.max_tokens`); the pass records the size in `kiln.scratch_bytes`.
+    Intermediate tensors live in the scratch buffer at the `kiln.slot`s that
+    kiln-plan-memory gave them (for the token bound `kiln.max_tokens`); the
+    kernels' own workspace (int8 activations, RoPE tables) follows
+    `kiln.planned_bytes`, and the pass records the total in
+    `kiln.scratch_bytes`. A `residual` operand (kiln-fuse) is added in the
+    epilogue of the rows16 kernels, else by an add kernel.
     `kiln.weight` ops naming `#kiln.external` ranges become views of
     `%weights` at those offsets. `tensor.extract_slice` (of whole rows),
     `tensor.expand_shape` and `tensor.collapse_shape` become memref views of
@@ -41,9 +44,6 @@ def ConvertKilnToCPU : Pass<"convert-kiln-to-cpu", "::mlir::ModuleOp"> {
     "::mlir::vector::VectorDialect"
   ];
   let options = [
-    Option<"maxTokens", "max-tokens", "int64_t", /*default=*/"0",
-           "Bound of dynamic token dimensions (0: use the function's "
-           "kiln.max_tokens attribute)">,
     Option<"activations", "activations", "::mlir::kiln::ActivationPrecision",
            /*default=*/"::mlir::kiln::ActivationPrecision::Int8",
            "Activations of linear layers over integer-coded weights",

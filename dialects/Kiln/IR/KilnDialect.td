@@ -34,7 +34,13 @@ def Kiln_Dialect : Dialect {
     // Per result of a function: the argument whose buffer it is computed in
     // (the KV cache it updates), or -1.
     "::mlir::ArrayAttr":$tied_results,
-    // Set by a lowering: bytes of scratch memory a step function needs.
+    // Set by kiln-plan-memory: [offset, size] of the scratch bytes an op's
+    // result is computed into.
+    "::mlir::DenseI64ArrayAttr":$slot,
+    // Set by kiln-plan-memory: bytes of scratch the planned slots take.
+    "::mlir::IntegerAttr":$planned_bytes,
+    // Set by a lowering: bytes of scratch memory a step function needs (the
+    // planned slots and the kernels' own workspace).
     "::mlir::IntegerAttr":$scratch_bytes,
     // Set by a lowering: the file the step function's weights come from.
     "::mlir::StringAttr":$weight_file
@@ -42,6 +48,10 @@ def Kiln_Dialect : Dialect {
   let hasOperationAttrVerify = 1;
   let extraClassDeclaration = [{
     void registerTypes();
+
+    /// Whether `op` (a function) is a step function: it takes a kiln type or
+    /// contains a kiln op.
+    static bool isStepFunction(::mlir::Operation *op);
   }];
   let dependentDialects = ["::mlir::tensor::TensorDialect"];
 }

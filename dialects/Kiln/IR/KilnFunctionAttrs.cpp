@@ -45,11 +45,37 @@ static LogicalResult verifyTiedResults(Operation *op, ArrayAttr tied) {
   return success();
 }
 
+bool KilnDialect::isStepFunction(Operation *op) {
+  auto fn = dyn_cast<FunctionOpInterface>(op);
+  if (!fn || fn.isExternal())
+    return false;
+  auto isKilnType = [](Type t) { return isa<WeightType, KVCacheType>(t); };
+  if (llvm::any_of(fn.getArgumentTypes(), isKilnType))
+    return true;
+  return fn->walk([](Operation *inner) {
+             return isa<KilnDialect>(inner->getDialect())
+                        ? WalkResult::interrupt()
+                        : WalkResult::advance();
+           })
+      .wasInterrupted();
+}
+
 LogicalResult KilnDialect::verifyOperationAttribute(Operation *op,
                                                     NamedAttribute attr) {
   StringRef name = attr.getName().getValue();
   if (name == MaxTokensAttrHelper::getNameStr())
     return verifyInteger(op, attr, 1);
+  if (name == PlannedBytesAttrHelper::getNameStr())
+    return verifyInteger(op, attr, 0);
+  if (name == SlotAttrHelper::getNameStr()) {
+    auto slot = dyn_cast<DenseI64ArrayAttr>(attr.getValue());
+    if (!slot || slot.size() != 2 || slot[0] < 0 || slot[1] <= 0 ||
+        op->getNumResults() != 1)
+      return op->emitOpError("attribute 'kiln.slot' must be [offset >= 0, "
+                             "size > 0] on an op with one result, got ")
+             << attr.getValue();
+    return success();
+  }
   if (name == ScratchBytesAttrHelper::getNameStr())
     return verifyInteger(op, attr, 0);
   if (name == TiedResultsAttrHelper::getNameStr()) {
@@ -69,6 +95,7 @@ LogicalResult KilnDialect::verifyOperationAttribute(Operation *op,
     return success();
   }
   return op->emitOpError("unknown kiln attribute '") << name
-         << "' (kiln.max_tokens, kiln.tied_results, kiln.scratch_bytes and "
-            "kiln.weight_file are defined)";
+         << "' (kiln.max_tokens, kiln.tied_results, kiln.slot, "
+            "kiln.planned_bytes, kiln.scratch_bytes and kiln.weight_file are "
+            "defined)";
 }

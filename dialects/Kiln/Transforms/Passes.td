@@ -34,4 +34,25 @@ def KilnFuse : Pass<"kiln-fuse", "::mlir::ModuleOp"> {
   let dependentDialects = ["::mlir::kiln::KilnDialect"];
 }
 
+def KilnPlanMemory : Pass<"kiln-plan-memory", "::mlir::ModuleOp"> {
+  let summary = "Give each intermediate tensor of a step function a scratch slot";
+  let description = [{
+    For every function that uses kiln ops: each tensor result of a kiln op
+    that is not returned gets `kiln.slot = array<i64: offset, size>` in one
+    scratch buffer, first fit over live ranges (a use of a slice or reshape
+    is a use of its source; a slot stays reserved one op past its last use,
+    so a kernel never overwrites what the previous one may still read on
+    another thread). The function gets `kiln.planned_bytes` and the token
+    bound dynamic dimensions were planned for, `kiln.max_tokens` (the option,
+    else the function's own attribute). Lowerings read the slots and append
+    their kernels' private workspace after `kiln.planned_bytes`.
+  }];
+  let options = [
+    Option<"maxTokens", "max-tokens", "int64_t", /*default=*/"0",
+           "Bound of dynamic token dimensions (0: the function's "
+           "kiln.max_tokens attribute)">
+  ];
+  let dependentDialects = ["::mlir::kiln::KilnDialect"];
+}
+
 #endif // KILN_TRANSFORMS_PASSES_TD

@@ -30,18 +30,6 @@ namespace {
 
 constexpr int64_t kBufferAlignment = 64;
 
-bool usesKiln(func::FuncOp f) {
-  auto isKilnType = [](Type t) { return isa<WeightType, KVCacheType>(t); };
-  if (llvm::any_of(f.getArgumentTypes(), isKilnType))
-    return true;
-  bool found = false;
-  f.walk([&](Operation *op) {
-    if (isa<KilnDialect>(op->getDialect()))
-      found = true;
-  });
-  return found;
-}
-
 /// Where a kiln.weight's bytes are: an offset into the `%weights` buffer.
 struct WeightRef {
   WeightType type;
@@ -61,18 +49,18 @@ Value viewRoot(Value v) {
   return v;
 }
 
-/// A scratch interval for one tensor value.
+/// Bytes [offset, offset + size) of scratch holding one tensor value, as
+/// kiln-plan-memory placed it.
 struct Slot {
-  int64_t offset = 0, size = 0, def = 0, lastUse = 0;
+  int64_t offset = 0, size = 0;
 };
 
 class FunctionLowering {
 public:
   FunctionLowering(func::FuncOp func, KernelLibrary &kernels,
-                   int64_t maxTokensOption, bool int8Activations,
-                   StringRef cpu)
-      : oldFunc(func), kernels(kernels), maxTokensOption(maxTokensOption),
-        int8Activations(int8Activations), cpu(cpu) {}
+                   bool int8Activations, StringRef cpu)
+      : oldFunc(func), kernels(kernels), int8Activations(int8Activations),
+        cpu(cpu) {}
 
   LogicalResult run();
 
@@ -105,7 +93,6 @@ private:
                   ArrayRef<Region> writes);
   void barrier(ImplicitLocOpBuilder &b);
   static bool overlaps(const Region &a, const Region &b);
-  std::optional<int64_t> staticBytes(RankedTensorType type);
   /// Whether a linear layer over `weight` takes int8-quantized activations.
   bool usesInt8(WeightType weight);
   /// Whether `v` (rows of `dim` values) is the input of a linear layer that
@@ -125,7 +112,6 @@ private:
 
   func::FuncOp oldFunc;
   KernelLibrary &kernels;
-  int64_t maxTokensOption;
   int64_t maxTokens = 0;
   bool int8Activations;
   std::string cpu;
@@ -167,20 +153,6 @@ private:
 
 static bool isRows16(WeightType type) {
   return type.getQuant() && type.getQuant().getLayout() == QuantLayout::Rows16;
-}
-
-std::optional<int64_t> FunctionLowering::staticBytes(RankedTensorType type) {
-  int64_t elems = 1;
-  for (int64_t d : type.getShape()) {
-    int64_t dim = ShapedType::isDynamic(d) ? maxTokens : d;
-    if (dim <= 0 || __builtin_mul_overflow(elems, dim, &elems))
-      return std::nullopt;
-  }
-  int64_t bytes;
-  if (__builtin_mul_overflow(
-          elems, (type.getElementTypeBitWidth() + 7) / 8, &bytes))
-    return std::nullopt;
-  return llvm::alignTo(bytes, kBufferAlignment);
 }
 
 bool FunctionLowering::usesInt8(WeightType weight) {
@@ -249,62 +221,24 @@ FunctionLowering::ropeTableFor(RopeOp r, Value rows, ImplicitLocOpBuilder &b) {
 }
 
 LogicalResult FunctionLowering::planScratch() {
+  // kiln-plan-memory's slots; the kernels' own workspace goes after them.
   Block &body = oldFunc.getBody().front();
-  llvm::DenseMap<Operation *, int64_t> order;
-  int64_t i = 0;
-  for (Operation &op : body)
-    order[&op] = i++;
-
-  // Values that need a scratch slot: tensor results of kiln ops not computed
-  // straight into an out-parameter.
-  SmallVector<Value> values;
+  MLIRContext *ctx = oldFunc.getContext();
+  IntegerAttr planned =
+      KilnDialect::PlannedBytesAttrHelper(ctx).getAttr(oldFunc);
+  if (!planned)
+    return oldFunc.emitOpError("has no scratch plan: run kiln-plan-memory "
+                               "before convert-kiln-to-cpu");
+  scratchBytes = planned.getInt();
+  auto slotHelper = KilnDialect::SlotAttrHelper(ctx);
   for (Operation &op : body) {
-    for (Value r : op.getResults()) {
-      if (!isa<RankedTensorType>(r.getType()) || destinations.count(r))
-        continue;
-      if (isView(&op) || isa<tensor::EmptyOp>(op))
-        continue;
-      auto bytes = staticBytes(cast<RankedTensorType>(r.getType()));
-      if (!bytes)
-        return op.emitOpError("result size overflows or has a dynamic "
-                              "dimension with no kiln.max_tokens bound");
-      Slot slot;
-      slot.size = *bytes;
-      slot.def = order[&op];
-      slot.lastUse = slot.def;
-      slots[r] = slot;
-      values.push_back(r);
-    }
-  }
-  // Liveness; a use of a view (slice, reshape) is a use of its source.
-  for (Operation &op : llvm::reverse(body)) {
-    for (Value operand : op.getOperands()) {
-      auto it = slots.find(viewRoot(operand));
-      if (it != slots.end())
-        it->second.lastUse = std::max(it->second.lastUse, order[&op]);
-    }
-  }
-  // First fit: the lowest offset that overlaps no slot live at the same time.
-  SmallVector<Slot *> placed;
-  for (Value v : values) {
-    Slot &slot = slots[v];
-    SmallVector<std::pair<int64_t, int64_t>> busy;
-    // A slot stays reserved through the op after its last use, so that op's
-    // result never overwrites what the previous kernel may still be reading
-    // on another thread (which would cost a barrier).
-    for (Slot *other : placed)
-      if (other->lastUse + 1 >= slot.def && other->def <= slot.lastUse + 1)
-        busy.push_back({other->offset, other->offset + other->size});
-    llvm::sort(busy);
-    int64_t offset = 0;
-    for (auto [begin, end] : busy) {
-      if (offset + slot.size <= begin)
-        break;
-      offset = std::max(offset, end);
-    }
-    slot.offset = offset;
-    scratchBytes = std::max(scratchBytes, offset + slot.size);
-    placed.push_back(&slot);
+    DenseI64ArrayAttr slot = slotHelper.getAttr(&op);
+    if (!slot)
+      continue;
+    int64_t end;
+    if (__builtin_add_overflow(slot[0], slot[1], &end) || end > scratchBytes)
+      return op.emitOpError("kiln.slot lies past kiln.planned_bytes");
+    slots[op.getResult(0)] = {slot[0], slot[1]};
   }
   // The int8 activation region, after everything else.
   for (Operation &op : body) {
@@ -844,11 +778,10 @@ LogicalResult FunctionLowering::run() {
   if (!oldFunc.getBody().hasOneBlock())
     return oldFunc.emitOpError("convert-kiln-to-cpu needs a single-block "
                                "function");
-  maxTokens = maxTokensOption;
-  if (!maxTokens)
-    if (auto attr = oldFunc->getAttrOfType<IntegerAttr>(
-            KilnDialect::MaxTokensAttrHelper::getNameStr()))
-      maxTokens = attr.getInt();
+  // The token bound the plan was made for.
+  if (auto attr = oldFunc->getAttrOfType<IntegerAttr>(
+          KilnDialect::MaxTokensAttrHelper::getNameStr()))
+    maxTokens = attr.getInt();
 
   // Signature: tensors become memrefs, the cache a byte buffer.
   auto bytesType = MemRefType::get({ShapedType::kDynamic}, IntegerType::get(ctx, 8));
@@ -962,10 +895,10 @@ struct ConvertKilnToCPUPass
     KernelLibrary kernels(module);
     SmallVector<func::FuncOp> funcs;
     for (auto f : module.getOps<func::FuncOp>())
-      if (!f.isDeclaration() && usesKiln(f))
+      if (KilnDialect::isStepFunction(f))
         funcs.push_back(f);
     for (func::FuncOp f : funcs) {
-      FunctionLowering lowering(f, kernels, maxTokens,
+      FunctionLowering lowering(f, kernels,
                                 activations == ActivationPrecision::Int8,
                                 stringify(cpu));
       if (failed(lowering.run()))

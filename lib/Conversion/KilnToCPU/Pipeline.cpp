@@ -12,9 +12,10 @@ using namespace mlir;
 using namespace mlir::kiln;
 
 void mlir::kiln::buildKilnToLLVMPipeline(
-    OpPassManager &pm, const ConvertKilnToCPUOptions &options) {
+    OpPassManager &pm, const KilnToLLVMOptions &options) {
   pm.addPass(createKilnFuse());
-  pm.addPass(createConvertKilnToCPU(options));
+  pm.addPass(createKilnPlanMemory({options.maxTokens}));
+  pm.addPass(createConvertKilnToCPU({options.activations, options.cpu}));
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());
   pm.addPass(createSCFToControlFlowPass());
@@ -46,7 +47,7 @@ void mlir::kiln::registerKilnPipelines() {
       "Lower kiln ops to the LLVM dialect through the CPU kernels (f32 "
       "activations)",
       [](OpPassManager &pm) {
-        ConvertKilnToCPUOptions options;
+        KilnToLLVMOptions options;
         options.activations = ActivationPrecision::F32;
         buildKilnToLLVMPipeline(pm, options);
       });

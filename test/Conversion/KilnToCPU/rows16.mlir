@@ -1,5 +1,5 @@
-// RUN: kiln-opt %s --kiln-fuse --convert-kiln-to-cpu | FileCheck %s
-// RUN: not kiln-opt %s --convert-kiln-to-cpu=activations=f32 2>&1 | FileCheck %s --check-prefix=F32
+// RUN: kiln-opt %s --kiln-fuse --kiln-plan-memory --convert-kiln-to-cpu | FileCheck %s
+// RUN: not kiln-opt %s --kiln-plan-memory --convert-kiln-to-cpu=activations=f32 2>&1 | FileCheck %s --check-prefix=F32
 
 !r16 = !kiln.weight<32x256x#kiln.quant<bits = 4, group = 32, scale = f16, zero = f16, super_group = 256, sub_scale_bits = 6, layout = rows16>>
 

@@ -1017,7 +1017,15 @@ func.func @weight_file_empty() attributes {kiln.weight_file = ""} {
 
 // -----
 
-// expected-error @+1 {{'func.func' op unknown kiln attribute 'kiln.max_token' (kiln.max_tokens, kiln.tied_results, kiln.scratch_bytes and kiln.weight_file are defined)}}
+// expected-error @+1 {{'func.func' op unknown kiln attribute 'kiln.max_token' (kiln.max_tokens, kiln.tied_results, kiln.slot, kiln.planned_bytes, kiln.scratch_bytes and kiln.weight_file are defined)}}
 func.func @misspelled() attributes {kiln.max_token = 8} {
   return
+}
+
+// -----
+
+func.func @slot_size(%x: tensor<4x16xf32>) -> tensor<4x16xf32> {
+  // expected-error @+1 {{'kiln.silu' op attribute 'kiln.slot' must be [offset >= 0, size > 0] on an op with one result, got array<i64: 0, 0>}}
+  %y = kiln.silu %x {kiln.slot = array<i64: 0, 0>} : tensor<4x16xf32>
+  return %y : tensor<4x16xf32>
 }

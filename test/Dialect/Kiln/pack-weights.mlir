@@ -1,5 +1,5 @@
 // RUN: kiln-opt %s --kiln-pack-weights | FileCheck %s
-// RUN: not kiln-opt %s --kiln-pack-weights --convert-kiln-to-cpu 2>&1 | FileCheck %s --check-prefix=LOWER
+// RUN: not kiln-opt %s --kiln-pack-weights --kiln-plan-memory --convert-kiln-to-cpu 2>&1 | FileCheck %s --check-prefix=LOWER
 
 !q4_0 = !kiln.weight<64x256x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf>>
 !q2_k = !kiln.weight<64x256x#kiln.quant<bits = 2, group = 16, scale = f16, zero = f16, super_group = 256, sub_scale_bits = 4, layout = gguf>>

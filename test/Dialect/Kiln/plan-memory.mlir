@@ -1,0 +1,66 @@
+// RUN: kiln-opt %s --split-input-file --kiln-plan-memory --verify-diagnostics | FileCheck %s
+// RUN: kiln-opt %s --kiln-plan-memory=max-tokens=2 | FileCheck %s --check-prefix=BOUND2
+
+// A chain of four: a slot is reserved one op past its last use, so the third
+// value cannot take the first's bytes (the second op may still read them on
+// another thread), the fourth can. The returned value has no slot (it is
+// computed into its out-parameter). 8 rows x 16 f32 = 512 bytes each.
+// CHECK-LABEL: func.func @chain
+// CHECK-SAME: kiln.max_tokens = 8 : i64
+// CHECK-SAME: kiln.planned_bytes = 1536 : i64
+// CHECK: kiln.silu %{{.*}} {kiln.slot = array<i64: 0, 512>}
+// CHECK: kiln.silu %{{.*}} {kiln.slot = array<i64: 512, 512>}
+// CHECK: kiln.silu %{{.*}} {kiln.slot = array<i64: 1024, 512>}
+// CHECK: kiln.silu %{{.*}} {kiln.slot = array<i64: 0, 512>}
+// CHECK: %[[R:.*]] = kiln.silu %{{.*}} : tensor<?x16xf32>
+// CHECK-NEXT: return %[[R]]
+// The option overrides the function's bound (and is recorded; with it, the
+// last case below has a bound too).
+// BOUND2-LABEL: func.func @chain
+// BOUND2-SAME: kiln.max_tokens = 2 : i64
+// BOUND2-SAME: kiln.planned_bytes = 384 : i64
+func.func @chain(%x: tensor<?x16xf32>) -> tensor<?x16xf32> attributes {kiln.max_tokens = 8} {
+  %a = kiln.silu %x : tensor<?x16xf32>
+  %b = kiln.silu %a : tensor<?x16xf32>
+  %c = kiln.silu %b : tensor<?x16xf32>
+  %d = kiln.silu %c : tensor<?x16xf32>
+  %e = kiln.silu %d : tensor<?x16xf32>
+  return %e : tensor<?x16xf32>
+}
+
+// -----
+
+// A use of a view (a row slice, a reshape) keeps the viewed value alive; the
+// view itself has no slot. Static shapes need no bound.
+// CHECK-LABEL: func.func @views
+// CHECK-SAME: kiln.planned_bytes = 384 : i64
+// CHECK: %[[A:.*]] = kiln.silu %{{.*}} {kiln.slot = array<i64: 0, 256>}
+// CHECK: tensor.extract_slice %[[A]]
+// CHECK-NOT: kiln.slot
+// CHECK: kiln.silu %{{.*}} {kiln.slot = array<i64: 256, 128>}
+// CHECK: kiln.add
+func.func @views(%x: tensor<4x16xf32>) -> tensor<2x16xf32> {
+  %a = kiln.silu %x : tensor<4x16xf32>
+  %s = tensor.extract_slice %a[0, 0] [2, 16] [1, 1] : tensor<4x16xf32> to tensor<2x16xf32>
+  %b = kiln.silu %s : tensor<2x16xf32>
+  %c = kiln.add %b, %s : tensor<2x16xf32>
+  return %c : tensor<2x16xf32>
+}
+
+// -----
+
+// Functions without kiln ops are not step functions: untouched.
+// CHECK-LABEL: func.func @plain
+// CHECK-NOT: kiln.planned_bytes
+func.func @plain(%x: index) -> index {
+  return %x : index
+}
+
+// -----
+
+func.func @unbounded(%x: tensor<?x16xf32>) -> tensor<?x16xf32> {
+  // expected-error @+1 {{'kiln.silu' op result size overflows or has a dynamic dimension with no kiln.max_tokens bound}}
+  %a = kiln.silu %x : tensor<?x16xf32>
+  %b = kiln.silu %a : tensor<?x16xf32>
+  return %b : tensor<?x16xf32>
+}
