@@ -5,6 +5,7 @@
 #include "Compiler/ArtifactWriter.h"
 #include "Compiler/CompilerContext.h"
 #include "Compiler/HostCodegen.h"
+#include "Compiler/NestingLimit.h"
 #include "Conversion/Passes.h"
 #include "Import/ModelImporter.h"
 #include "Import/Safetensors.h"
@@ -260,6 +261,8 @@ llvm::Error compileMLIR(MLIRContext &ctx, const CompileOptions &options) {
   auto file = openInputFile(options.input, &error);
   if (!file)
     return fail(options.input + ": " + error);
+  if (llvm::Error e = checkNestingDepth(*file))
+    return e;
   sourceMgr.AddNewSourceBuffer(std::move(file), llvm::SMLoc());
   OwningOpRef<ModuleOp> module = parseSourceFile<ModuleOp>(sourceMgr, &ctx);
   if (!module)
