@@ -17,6 +17,7 @@
 #include "Compiler/Compiler.h"
 #include "Compiler/CompilerContext.h"
 #include "Compiler/HostCodegen.h"
+#include "Compiler/NestingLimit.h"
 #include "Conversion/Passes.h"
 #include "Kiln/IR/KilnDialect.h"
 #include "Runtime/HostCode.h"
@@ -376,11 +377,14 @@ int kiln_compile_mlir(const char *text, size_t size, const char *pipeline,
     return fail(err, "this CPU runs none of Kiln's CPU variants (x86-64-v3 "
                      "needs AVX2, FMA and F16C)");
 
+  llvm::StringRef source(text, size);
+  if (llvm::Error e = ::kiln::checkNestingDepth(
+          llvm::MemoryBufferRef(source, "input.mlir")))
+    return fail(err, llvm::toString(std::move(e)));
+
   MLIRContext ctx(MLIRContext::Threading::DISABLED);
   ::kiln::registerCompilerDialects(ctx);
   ::kiln::FirstError diags(ctx, ::kiln::FirstError::LocationStyle::FileLineCol);
-
-  llvm::StringRef source(text, size);
   OwningOpRef<ModuleOp> module =
       parseSourceString<ModuleOp>(source, ParserConfig(&ctx), "input.mlir");
   if (!module)
