@@ -110,6 +110,28 @@ TEST(Safetensors, HeaderNotAnObject) {
             "(not a JSON object)");
 }
 
+/// `levels` arrays in each other: "[[...]]".
+std::string nestedArrays(size_t levels) {
+  return std::string(levels, '[') + std::string(levels, ']');
+}
+
+// llvm::json::parse recurses once per level: 100000 levels overflowed the
+// stack (SIGSEGV). The header is refused where level 65 opens: the '{' is
+// level 1, so the 64th '[' (the header's byte 5 + 63, file offset 76).
+TEST(Safetensors, HeaderNestedTooDeep) {
+  for (size_t levels : {64, 100000})
+    EXPECT_EQ(parseError(makeFile("{\"a\":" + nestedArrays(levels) + "}")),
+              "model.safetensors: header at offset 76: nests deeper than 64 "
+              "levels");
+  // 64 levels in all parse: the error is about the tensor, not the depth.
+  EXPECT_EQ(parseError(makeFile("{\"a\":" + nestedArrays(63) + "}")),
+            "model.safetensors: tensor 'a' at offset 9: is not a JSON object");
+  // Brackets in strings do not count, escaped quotes included.
+  std::string metadata =
+      "{\"__metadata__\":{\"k\":\"\\\"" + std::string(100, '[') + "\"}}";
+  EXPECT_EQ(parseError(makeFile(metadata)), "");
+}
+
 TEST(Safetensors, DuplicateTensorName) {
   std::string entry = R"({"dtype":"U8","shape":[1],"data_offsets":[0,1]})";
   std::string header = "{\"a\":" + entry + ",\"a\":" + entry + "}";
@@ -390,6 +412,16 @@ TEST(LlamaConfig, HostileConfigs) {
       "config.json: rope_scaling: is not supported yet (only null)");
   EXPECT_EQ(configError(configWith("hidden_act", "\"gelu\"")),
             "config.json: hidden_act: is not \"silu\" (the SwiGLU of Llama)");
+}
+
+// As the safetensors header: llvm::json::parse overflowed the stack on
+// 100000 levels. The 64th '[' after `{"x":` (byte 68) opens level 65.
+TEST(LlamaConfig, NestedTooDeep) {
+  for (size_t levels : {64, 100000})
+    EXPECT_EQ(configError("{\"x\":" + nestedArrays(levels) + "}"),
+              "config.json: config: nests deeper than 64 levels (at byte 68)");
+  EXPECT_EQ(configError(configWith("rope_scaling", nestedArrays(63))),
+            "config.json: rope_scaling: is not supported yet (only null)");
 }
 
 /// A complete 1-layer checkpoint matching kConfig, F32 except one BF16 norm.

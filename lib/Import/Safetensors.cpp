@@ -97,6 +97,32 @@ std::vector<std::pair<StringRef, size_t>> scanTopLevelKeys(StringRef text) {
   return keys;
 }
 
+/// llvm::json::parse recurses once per level of nesting, and JSON nested
+/// some ten thousand levels deep overflows the stack. A safetensors header
+/// nests three levels (header, tensor, shape) and a config.json a handful, so
+/// anything deeper than this is refused before it is parsed.
+constexpr unsigned kMaxJSONDepth = 64;
+
+/// The offset of the bracket that opens level kMaxJSONDepth + 1 of `text`
+/// (brackets in strings do not count), if any.
+std::optional<size_t> findTooDeepJSON(StringRef text) {
+  unsigned depth = 0;
+  for (size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (c == '{' || c == '[') {
+      if (++depth > kMaxJSONDepth)
+        return i;
+    } else if ((c == '}' || c == ']') && depth > 0) {
+      --depth;
+    } else if (c == '"') {
+      for (++i; i < text.size() && text[i] != '"'; ++i)
+        if (text[i] == '\\')
+          ++i;
+    }
+  }
+  return std::nullopt;
+}
+
 } // namespace
 
 unsigned getDTypeSize(DType dtype) { return entryOf(dtype).size; }
@@ -177,6 +203,9 @@ Error SafetensorsReader::read() {
   }
   if (!header.starts_with("{"))
     return fail(8, "header", "does not start with '{' (not a JSON object)");
+  if (std::optional<size_t> deep = findTooDeepJSON(header))
+    return fail(8 + *deep, "header",
+                "nests deeper than " + llvm::Twine(kMaxJSONDepth) + " levels");
   Expected<llvm::json::Value> json = llvm::json::parse(header);
   if (!json)
     return fail(8, "header",
@@ -436,6 +465,9 @@ Expected<LlamaConfig> parseLlamaConfig(StringRef text, StringRef path) {
   };
   if (!llvm::json::isUTF8(text))
     return fail("config", "is not valid UTF-8");
+  if (std::optional<size_t> deep = findTooDeepJSON(text))
+    return fail("config", "nests deeper than " + llvm::Twine(kMaxJSONDepth) +
+                              " levels (at byte " + llvm::Twine(*deep) + ")");
   Expected<llvm::json::Value> json = llvm::json::parse(text);
   if (!json)
     return fail("config",
