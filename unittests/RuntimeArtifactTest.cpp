@@ -446,4 +446,13 @@ TEST_F(ArtifactTest, BadManifest) {
   }
   EXPECT_NE(manifestError(dir, "[1,2]").find("'(root)' must be an object"),
             std::string::npos);
+  // nlohmann::json parses and destroys without recursion, so a million
+  // levels of nesting are an error here, not a stack overflow (llvm::json
+  // needs a depth limit: see SafetensorsTest).
+  std::string deep = std::string(1000000, '[') + std::string(1000000, ']');
+  EXPECT_NE(manifestError(dir, replaced(kManifest,
+                                        "\"weights\":{\"section\":\"weights\"}",
+                                        "\"weights\":" + deep))
+                .find("'weights' must be an object"),
+            std::string::npos);
 }

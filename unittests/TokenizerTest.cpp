@@ -320,6 +320,13 @@ TEST(TokenizerErrors, BadInput) {
   j = bpeVocab();
   j["add_bos"] = "yes";
   EXPECT_NE(loadError(j).find("'add_bos' must be a boolean"), std::string::npos);
+
+  // nlohmann::json parses and destroys without recursion, so a million
+  // levels of nesting are an error here, not a stack overflow (llvm::json
+  // needs a depth limit: see SafetensorsTest).
+  std::string deep = std::string(1000000, '[') + std::string(1000000, ']');
+  EXPECT_NE(loadError("{\"model\":" + deep + "}").find("'model'"),
+            std::string::npos);
 }
 
 TEST(Unicode, Classes) {
