@@ -91,14 +91,7 @@ StepLowering::ropeTableFor(RopeOp r, Value rows, ImplicitLocOpBuilder &b) {
   if (it == ropeTables.end())
     return r.emitOpError("has no rope table (a planning bug)");
   if (!it->filled) {
-    RopeConfig cfg;
-    cfg.width = r.getInput().getType().getDimSize(1);
-    cfg.numHeads = r.getNumHeads();
-    cfg.headDim = r.getHeadDim();
-    cfg.rotaryDim = r.getRotaryDim();
-    cfg.neox = r.getStyle() == RopeStyle::NeoX;
-    cfg.freqBase = key.base;
-    cfg.freqScale = key.scale;
+    RopeConfig cfg = ropeConfigOf(r);
     Value tokens = memref::DimOp::create(b, rows, 0);
     callKernel(kernels.ropeTable(cfg),
                {mapping.lookup(r.getPosition()), tokens, scratchArg,

@@ -37,6 +37,19 @@ inline bool isRows16(WeightType type) {
   return type.getQuant() && type.getQuant().getLayout() == QuantLayout::Rows16;
 }
 
+/// The constants a rope kernel (and its table kernel) is built for.
+inline RopeConfig ropeConfigOf(RopeOp rope) {
+  RopeConfig cfg;
+  cfg.width = rope.getInput().getType().getDimSize(1);
+  cfg.numHeads = rope.getNumHeads();
+  cfg.headDim = rope.getHeadDim();
+  cfg.rotaryDim = rope.getRotaryDim();
+  cfg.neox = rope.getStyle() == RopeStyle::NeoX;
+  cfg.freqBase = rope.getFreqBase().convertToFloat();
+  cfg.freqScale = rope.getFreqScale().convertToFloat();
+  return cfg;
+}
+
 inline Value idx(ImplicitLocOpBuilder &b, int64_t v) {
   return arith::ConstantIndexOp::create(b, v);
 }

@@ -20,14 +20,7 @@ struct RopeLowering : KernelCallPattern<RopeOp> {
       return success(); // applied by the projection before it
     if (failed(step.requireRowsF32(op, r.getInput())))
       return failure();
-    RopeConfig cfg;
-    cfg.width = r.getInput().getType().getDimSize(1);
-    cfg.numHeads = r.getNumHeads();
-    cfg.headDim = r.getHeadDim();
-    cfg.rotaryDim = r.getRotaryDim();
-    cfg.neox = r.getStyle() == RopeStyle::NeoX;
-    cfg.freqBase = r.getFreqBase().convertToFloat();
-    cfg.freqScale = r.getFreqScale().convertToFloat();
+    RopeConfig cfg = ropeConfigOf(r);
     Value x = step.mapped(r.getInput());
     Value y = step.resultBuffer(r.getResult(), x, b);
     // One cos/sin table per frequency set and position: the first rope
