@@ -49,6 +49,7 @@ std::string printModule(ModuleOp module) {
   std::string text;
   llvm::raw_string_ostream os(text);
   module.print(os);
+  os << '\n'; // a text file ends with a newline, as kiln-opt's output does
   return text;
 }
 

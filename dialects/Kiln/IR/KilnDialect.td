@@ -34,8 +34,8 @@ def Kiln_Dialect : Dialect {
     // Per result of a function: the argument whose buffer it is computed in
     // (the KV cache it updates), or -1.
     "::mlir::ArrayAttr":$tied_results,
-    // Set by kiln-plan-memory: [offset, size] of the scratch bytes an op's
-    // result is computed into.
+    // Set by kiln-plan-memory: per result of an op, [offset, size] of the
+    // scratch bytes it is computed into ([-1, 0]: none).
     "::mlir::DenseI64ArrayAttr":$slot,
     // Set by kiln-plan-memory: bytes of scratch the planned slots take.
     "::mlir::IntegerAttr":$planned_bytes,

@@ -68,11 +68,16 @@ LogicalResult KilnDialect::verifyOperationAttribute(Operation *op,
   if (name == PlannedBytesAttrHelper::getNameStr())
     return verifyInteger(op, attr, 0);
   if (name == SlotAttrHelper::getNameStr()) {
+    // [offset >= 0, size > 0] per result, [-1, 0] for a result with none.
     auto slot = dyn_cast<DenseI64ArrayAttr>(attr.getValue());
-    if (!slot || slot.size() != 2 || slot[0] < 0 || slot[1] <= 0 ||
-        op->getNumResults() != 1)
-      return op->emitOpError("attribute 'kiln.slot' must be [offset >= 0, "
-                             "size > 0] on an op with one result, got ")
+    bool valid = slot && slot.size() == 2 * int64_t(op->getNumResults());
+    for (int64_t i = 0; valid && i < slot.size(); i += 2)
+      valid = (slot[i] >= 0 && slot[i + 1] > 0) ||
+              (slot[i] == -1 && slot[i + 1] == 0);
+    if (!valid)
+      return op->emitOpError("attribute 'kiln.slot' must hold an [offset >= "
+                             "0, size > 0] pair per result ([-1, 0]: none), "
+                             "got ")
              << attr.getValue();
     return success();
   }

@@ -1,7 +1,8 @@
 //===- PlanMemory.cpp - scratch slots for a step's intermediate tensors ---===//
 //
 // Every tensor a step function computes and does not return lives in one
-// scratch buffer; this pass gives each a slot ([offset, size], `kiln.slot`)
+// scratch buffer; this pass gives each a slot (`kiln.slot`: an [offset,
+// size] pair per result of the op)
 // so that values live at the same time never overlap, and records the bytes
 // the slots take (`kiln.planned_bytes`) and the token bound it planned for
 // (`kiln.max_tokens`). Decided once, in the IR, for every target; a lowering
@@ -117,7 +118,6 @@ struct PlanMemory : mlir::kiln::impl::KilnPlanMemoryBase<PlanMemory> {
     // reading on another thread (which would cost a barrier).
     int64_t planned = 0;
     SmallVector<Slot *> placed;
-    auto slotHelper = KilnDialect::SlotAttrHelper(ctx);
     for (Value v : values) {
       Slot &slot = slots[v];
       SmallVector<std::pair<int64_t, int64_t>> busy;
@@ -134,8 +134,22 @@ struct PlanMemory : mlir::kiln::impl::KilnPlanMemoryBase<PlanMemory> {
       slot.offset = offset;
       planned = std::max(planned, offset + slot.size);
       placed.push_back(&slot);
-      slotHelper.setAttr(v.getDefiningOp(),
-                         DenseI64ArrayAttr::get(ctx, {slot.offset, slot.size}));
+    }
+    // One [offset, size] pair per result; [-1, 0] for a result with no slot.
+    auto slotHelper = KilnDialect::SlotAttrHelper(ctx);
+    for (Operation &op : body) {
+      SmallVector<int64_t> pairs;
+      bool any = false;
+      for (Value r : op.getResults()) {
+        auto it = slots.find(r);
+        any |= it != slots.end();
+        pairs.append(it != slots.end()
+                         ? SmallVector<int64_t>{it->second.offset,
+                                                it->second.size}
+                         : SmallVector<int64_t>{-1, 0});
+      }
+      if (any)
+        slotHelper.setAttr(&op, DenseI64ArrayAttr::get(ctx, pairs));
     }
     KilnDialect::PlannedBytesAttrHelper(ctx).setAttr(
         fn, IntegerAttr::get(IntegerType::get(ctx, 64), planned));

@@ -117,10 +117,14 @@ LogicalResult StepLowering::planScratch() {
     DenseI64ArrayAttr slot = slotHelper.getAttr(&op);
     if (!slot)
       continue;
-    int64_t end;
-    if (__builtin_add_overflow(slot[0], slot[1], &end) || end > scratchBytes)
-      return op.emitOpError("kiln.slot lies past kiln.planned_bytes");
-    slots[op.getResult(0)] = {slot[0], slot[1]};
+    for (auto [i, result] : llvm::enumerate(op.getResults())) {
+      int64_t offset = slot[2 * i], size = slot[2 * i + 1], end;
+      if (offset < 0)
+        continue;
+      if (__builtin_add_overflow(offset, size, &end) || end > scratchBytes)
+        return op.emitOpError("kiln.slot lies past kiln.planned_bytes");
+      slots[result] = {offset, size};
+    }
   }
   // The int8 activation region, after everything else.
   for (Operation &op : body) {

@@ -36,19 +36,43 @@ void mlir::kiln::buildKilnToLLVMPipeline(
   pm.addPass(createCanonicalizerPass());
 }
 
+namespace {
+/// kiln-lower-to-llvm's options: KilnToLLVMOptions, spelled as kiln-compile
+/// and the passes spell them.
+struct KilnToLLVMPipelineOptions
+    : public PassPipelineOptions<KilnToLLVMPipelineOptions> {
+  Option<int64_t> maxTokens{
+      *this, "max-tokens",
+      llvm::cl::desc("Bound of dynamic token dimensions (0: each function's "
+                     "kiln.max_tokens)"),
+      llvm::cl::init(0)};
+  Option<ActivationPrecision> activations{
+      *this, "activations",
+      llvm::cl::desc("Activations of linear layers over integer-coded "
+                     "weights"),
+      llvm::cl::init(ActivationPrecision::Int8),
+      llvm::cl::values(
+          clEnumValN(ActivationPrecision::Int8, "int8",
+                     "int8 per 32 values, integer dot products"),
+          clEnumValN(ActivationPrecision::F32, "f32", "exact"))};
+  Option<KernelISA> cpu{
+      *this, "cpu", llvm::cl::desc("Instruction set the kernels may use"),
+      llvm::cl::init(KernelISA::Generic),
+      llvm::cl::values(
+          clEnumValN(KernelISA::Generic, "generic", "portable vector code"),
+          clEnumValN(KernelISA::X86_64_V3, "x86-64-v3", "AVX2"),
+          clEnumValN(KernelISA::X86_64_V4, "x86-64-v4", "AVX-512 VNNI"))};
+};
+} // namespace
+
 void mlir::kiln::registerKilnPipelines() {
-  PassPipelineRegistration<>(
+  PassPipelineRegistration<KilnToLLVMPipelineOptions>(
       "kiln-lower-to-llvm",
-      "Lower kiln ops to the LLVM dialect through the CPU kernels (int8 "
-      "activations)",
-      [](OpPassManager &pm) { buildKilnToLLVMPipeline(pm); });
-  PassPipelineRegistration<>(
-      "kiln-lower-to-llvm-f32",
-      "Lower kiln ops to the LLVM dialect through the CPU kernels (f32 "
-      "activations)",
-      [](OpPassManager &pm) {
-        KilnToLLVMOptions options;
-        options.activations = ActivationPrecision::F32;
-        buildKilnToLLVMPipeline(pm, options);
+      "Lower kiln ops to the LLVM dialect through the CPU kernels: kiln-fuse, "
+      "kiln-plan-memory, convert-kiln-to-cpu, then upstream to LLVM (what "
+      "kiln-compile runs after packing weights)",
+      [](OpPassManager &pm, const KilnToLLVMPipelineOptions &options) {
+        buildKilnToLLVMPipeline(
+            pm, {options.maxTokens, options.activations, options.cpu});
       });
 }

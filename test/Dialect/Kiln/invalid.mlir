@@ -1025,7 +1025,7 @@ func.func @misspelled() attributes {kiln.max_token = 8} {
 // -----
 
 func.func @slot_size(%x: tensor<4x16xf32>) -> tensor<4x16xf32> {
-  // expected-error @+1 {{'kiln.silu' op attribute 'kiln.slot' must be [offset >= 0, size > 0] on an op with one result, got array<i64: 0, 0>}}
+  // expected-error @+1 {{'kiln.silu' op attribute 'kiln.slot' must hold an [offset >= 0, size > 0] pair per result ([-1, 0]: none), got array<i64: 0, 0>}}
   %y = kiln.silu %x {kiln.slot = array<i64: 0, 0>} : tensor<4x16xf32>
   return %y : tensor<4x16xf32>
 }

@@ -64,3 +64,15 @@ func.func @unbounded(%x: tensor<?x16xf32>) -> tensor<?x16xf32> {
   %b = kiln.silu %a : tensor<?x16xf32>
   return %b : tensor<?x16xf32>
 }
+
+// -----
+
+// A slot per result: kiln.quantize's codes and scales (found by the lowering's
+// invalid-input tests, where the second result's slot overwrote the first's).
+// CHECK-LABEL: func.func @two_results
+// CHECK: kiln.quantize %{{.*}} {bits = 8 : i64, group = 32 : i64, kiln.slot = array<i64: 0, 512, 512, 64>}
+func.func @two_results(%x: tensor<?x64xf32>) -> tensor<?x64xf32> attributes {kiln.max_tokens = 8} {
+  %c, %s = kiln.quantize %x {bits = 8, group = 32} : tensor<?x64xf32> -> tensor<?x64xi8>, tensor<?x2xf32>
+  %y = kiln.dequantize %c, %s {bits = 8, group = 32} : tensor<?x64xi8>, tensor<?x2xf32> -> tensor<?x64xf32>
+  return %y : tensor<?x64xf32>
+}
