@@ -77,7 +77,7 @@ protected:
   WeightTypeTest() { context.loadDialect<mlir::kiln::KilnDialect>(); }
 
   mlir::kiln::WeightType parse(llvm::StringRef text) {
-    return dyn_cast_or_null<mlir::kiln::WeightType>(mlir::parseType(text, &context));
+    return llvm::dyn_cast_or_null<mlir::kiln::WeightType>(mlir::parseType(text, &context));
   }
 
   mlir::MLIRContext context;
@@ -136,11 +136,11 @@ TEST_F(WeightTypeTest, Rows16Storage) {
   EXPECT_EQ(*w.getStorageBytes(), 3u * (64u + 2u * 256u));
   // Groups hold no rows of their own.
   EXPECT_TRUE(mlir::failed(w.getRowBytes()));
-  const mlir::kiln::Rows16Format *q6k = mlir::kiln::findRows16Format(6, 16, false, 256, 8);
+  const mlir::kiln::Rows16Format *q6k = mlir::kiln::findRows16Format(kiln::GGMLType::Q6_K);
   ASSERT_TRUE(q6k);
   // One 288-byte Q6_K header padded to 320, 8 blocks of 384 bytes.
   EXPECT_EQ(mlir::kiln::rows16Bytes(*q6k, 16, 256), std::optional<uint64_t>(320u + 8u * 384u));
   EXPECT_EQ(mlir::kiln::rows16Bytes(*q6k, 16, 255), std::nullopt);
   EXPECT_EQ(mlir::kiln::rows16Bytes(*q6k, uint64_t(1) << 62, 1u << 20), std::nullopt);
-  EXPECT_FALSE(mlir::kiln::findRows16Format(2, 16, true, 256, 4)); // Q2_K
+  EXPECT_FALSE(mlir::kiln::findRows16Format(kiln::GGMLType::Q2_K));
 }

@@ -77,58 +77,6 @@ StringRef kiln::gguf::getValueTypeName(ValueType type) {
   return "unknown";
 }
 
-const TensorTypeTraits *kiln::gguf::getTensorTypeTraits(uint32_t rawType) {
-  // Indexed by ggml_type (ggml.h). Block sizes are those of ggml-common.h:
-  // e.g. block_q4_1 = {half d, half m, u8 qs[16]} = 20 bytes for 32 values,
-  // block_q6_K = {u8 ql[128], u8 qh[64], i8 scales[16], half d} = 210 bytes
-  // for QK_K = 256 values. Entries with a null name are numbers ggml retired.
-  static const TensorTypeTraits table[] = {
-      /*0*/ {"f32", 1, 4, true},
-      /*1*/ {"f16", 1, 2, true},
-      /*2*/ {"q4_0", 32, 18, true},
-      /*3*/ {"q4_1", 32, 20, true},
-      /*4*/ {nullptr, 0, 0, false}, // Q4_2, removed
-      /*5*/ {nullptr, 0, 0, false}, // Q4_3, removed
-      /*6*/ {"q5_0", 32, 22, true},
-      /*7*/ {"q5_1", 32, 24, true},
-      /*8*/ {"q8_0", 32, 34, true},
-      /*9*/ {"q8_1", 32, 36, true},
-      /*10*/ {"q2_K", 256, 84, true},
-      /*11*/ {"q3_K", 256, 110, true},
-      /*12*/ {"q4_K", 256, 144, true},
-      /*13*/ {"q5_K", 256, 176, true},
-      /*14*/ {"q6_K", 256, 210, true},
-      /*15*/ {"q8_K", 256, 292, true},
-      /*16*/ {"iq2_xxs", 256, 66, false},
-      /*17*/ {"iq2_xs", 256, 74, false},
-      /*18*/ {"iq3_xxs", 256, 98, false},
-      /*19*/ {"iq1_s", 256, 50, false},
-      /*20*/ {"iq4_nl", 32, 18, false},
-      /*21*/ {"iq3_s", 256, 110, false},
-      /*22*/ {"iq2_s", 256, 82, false},
-      /*23*/ {"iq4_xs", 256, 136, false},
-      /*24*/ {"i8", 1, 1, true},
-      /*25*/ {"i16", 1, 2, true},
-      /*26*/ {"i32", 1, 4, true},
-      /*27*/ {"i64", 1, 8, true},
-      /*28*/ {"f64", 1, 8, true},
-      /*29*/ {"iq1_m", 256, 56, false},
-      /*30*/ {"bf16", 1, 2, true},
-      /*31*/ {nullptr, 0, 0, false}, // Q4_0_4_4, removed
-      /*32*/ {nullptr, 0, 0, false}, // Q4_0_4_8, removed
-      /*33*/ {nullptr, 0, 0, false}, // Q4_0_8_8, removed
-      /*34*/ {"tq1_0", 256, 54, false},
-      /*35*/ {"tq2_0", 256, 66, false},
-      /*36*/ {nullptr, 0, 0, false}, // IQ4_NL_4_4, removed
-      /*37*/ {nullptr, 0, 0, false}, // IQ4_NL_4_8, removed
-      /*38*/ {nullptr, 0, 0, false}, // IQ4_NL_8_8, removed
-      /*39*/ {"mxfp4", 32, 17, false},
-  };
-  if (rawType >= std::size(table) || !table[rawType].name)
-    return nullptr;
-  return &table[rawType];
-}
-
 //===----------------------------------------------------------------------===//
 // Value
 //===----------------------------------------------------------------------===//
@@ -686,32 +634,32 @@ Error GGUFReader::readTensorInfos(uint64_t tensorCount) {
     auto rawType = readInt<uint32_t>([&] { return field + " type"; });
     if (!rawType)
       return rawType.takeError();
-    const TensorTypeTraits *traits = getTensorTypeTraits(*rawType);
-    if (!traits)
+    const GGMLFormat *format = findGGMLFormat(*rawType);
+    if (!format)
       return fail(typeOffset, field + " type",
                   llvm::formatv("unknown ggml type {0}", *rawType).str());
-    if (!traits->supported)
+    if (!format->readable)
       return fail(typeOffset, field + " type",
                   llvm::formatv("unsupported ggml type {0} ({1})",
-                                traits->name, *rawType)
+                                format->name, *rawType)
                       .str());
     info.type = TensorType(*rawType);
     // A row is stored as whole blocks (ggml_row_size); the innermost
     // dimension must therefore be a multiple of the block.
-    if (info.dims[0] % traits->blockValues != 0)
+    if (info.dims[0] % format->blockValues != 0)
       return fail(typeOffset, field + " dims[0]",
                   llvm::formatv("innermost dimension {0} is not a multiple of "
                                 "the {1}-value block of {2}",
-                                info.dims[0], traits->blockValues,
-                                traits->name)
+                                info.dims[0], format->blockValues,
+                                format->name)
                       .str());
-    auto byteSize = checkedMul(elements / traits->blockValues,
-                               traits->blockBytes);
+    auto byteSize = checkedMul(elements / format->blockValues,
+                               format->blockBytes);
     if (!byteSize)
       return fail(typeOffset, field + " byte size",
                   llvm::formatv("{0} elements of {1} overflow a 64-bit byte "
                                 "size",
-                                elements, traits->name)
+                                elements, format->name)
                       .str());
     info.byteSize = *byteSize;
     auto total = checkedAdd(totalDataBytes, info.byteSize);

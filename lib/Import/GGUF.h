@@ -9,12 +9,14 @@
 // other tensor.
 //
 // Format: ggml's docs/gguf.md (versions 2 and 3, little-endian). Block sizes
-// of the quantized tensor types: ggml-common.h.
+// of the tensor types: Kiln/IR/GGMLFormats.h (from ggml-common.h).
 //
 //===----------------------------------------------------------------------===//
 
 #ifndef KILN_IMPORT_GGUF_H
 #define KILN_IMPORT_GGUF_H
+
+#include "Kiln/IR/GGMLFormats.h"
 
 #include "llvm/ADT/ArrayRef.h"
 #include "llvm/ADT/StringMap.h"
@@ -50,42 +52,9 @@ enum class ValueType : uint32_t {
 /// Name of a value type ("u32", "string", ...), or "unknown".
 llvm::StringRef getValueTypeName(ValueType type);
 
-/// Tensor element types (ggml.h, `enum ggml_type`). Only the types the reader
-/// accepts are named here; getTensorTypeTraits also knows the IQ/TQ/MXFP4
-/// types so that errors can name them.
-enum class TensorType : uint32_t {
-  F32 = 0,
-  F16 = 1,
-  Q4_0 = 2,
-  Q4_1 = 3,
-  Q5_0 = 6,
-  Q5_1 = 7,
-  Q8_0 = 8,
-  Q8_1 = 9,
-  Q2_K = 10,
-  Q3_K = 11,
-  Q4_K = 12,
-  Q5_K = 13,
-  Q6_K = 14,
-  Q8_K = 15,
-  I8 = 24,
-  I16 = 25,
-  I32 = 26,
-  I64 = 27,
-  F64 = 28,
-  BF16 = 30,
-};
-
-struct TensorTypeTraits {
-  const char *name;     // ggml's name: "q4_K", "f32", ...
-  uint32_t blockValues; // values per block (1 for plain element types)
-  uint32_t blockBytes;  // bytes per block
-  bool supported;       // false: known to ggml, rejected by this reader
-};
-
-/// Traits of a raw ggml type number; nullptr if the number is unknown
-/// (including the numbers ggml retired, e.g. 4, 5, 31..33).
-const TensorTypeTraits *getTensorTypeTraits(uint32_t rawType);
+/// Tensor element types: ggml's numbers, names and block sizes are the table
+/// of Kiln/IR/GGMLFormats.h (findGGMLFormat for a raw number).
+using TensorType = GGMLType;
 
 /// One metadata value. Scalars are stored widened (integers as 64-bit,
 /// floats as double); arrays are homogeneous and one level deep (the reader

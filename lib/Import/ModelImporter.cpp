@@ -7,6 +7,7 @@
 
 #include "Import/ModelImporter.h"
 
+#include "Kiln/IR/GGMLFormats.h"
 #include "Kiln/IR/KilnDialect.h"
 #include "Kiln/IR/WeightLayout.h"
 
@@ -52,61 +53,24 @@ llvm::Expected<Type> getWeightType(MLIRContext &ctx,
   }
   Builder b(&ctx);
   Type f16 = b.getF16Type();
-  auto scheme = [&](unsigned bits, unsigned group, bool min,
-                    unsigned superGroup = 0, unsigned subBits = 0) {
-    return QuantSchemeAttr::get(&ctx, bits, group, f16, min ? f16 : Type(),
-                                superGroup, subBits, QuantLayout::GGUF);
-  };
-  using TT = gguf::TensorType;
   QuantSchemeAttr quant;
   Type element;
-  switch (tensor.type) {
-  case TT::F32:
+  const GGMLFormat *format = findGGMLFormat(uint32_t(tensor.type));
+  if (format && format->isQuantScheme()) {
+    quant = QuantSchemeAttr::get(&ctx, format->bits, format->group, f16,
+                                 format->hasMin ? f16 : Type(),
+                                 format->superGroup, format->subScaleBits,
+                                 QuantLayout::GGUF);
+  } else if (tensor.type == GGMLType::F32) {
     element = b.getF32Type();
-    break;
-  case TT::F16:
+  } else if (tensor.type == GGMLType::F16) {
     element = f16;
-    break;
-  case TT::BF16:
+  } else if (tensor.type == GGMLType::BF16) {
     element = b.getBF16Type();
-    break;
-  case TT::Q4_0:
-    quant = scheme(4, 32, false);
-    break;
-  case TT::Q4_1:
-    quant = scheme(4, 32, true);
-    break;
-  case TT::Q5_0:
-    quant = scheme(5, 32, false);
-    break;
-  case TT::Q5_1:
-    quant = scheme(5, 32, true);
-    break;
-  case TT::Q8_0:
-    quant = scheme(8, 32, false);
-    break;
-  case TT::Q2_K:
-    quant = scheme(2, 16, true, 256, 4);
-    break;
-  case TT::Q3_K:
-    quant = scheme(3, 16, false, 256, 6);
-    break;
-  case TT::Q4_K:
-    quant = scheme(4, 32, true, 256, 6);
-    break;
-  case TT::Q5_K:
-    quant = scheme(5, 32, true, 256, 6);
-    break;
-  case TT::Q6_K:
-    quant = scheme(6, 16, false, 256, 8);
-    break;
-  default: {
-    const gguf::TensorTypeTraits *traits =
-        gguf::getTensorTypeTraits(uint32_t(tensor.type));
+  } else {
     return err(llvm::Twine("tensor type ") +
-               (traits ? traits->name : "unknown") +
+               (format ? format->name : "unknown") +
                " is not supported by Kiln");
-  }
   }
   std::string diag;
   auto type = WeightType::getChecked(

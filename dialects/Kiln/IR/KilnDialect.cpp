@@ -5,6 +5,7 @@
 
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/DialectImplementation.h"
+#include "llvm/ADT/StringExtras.h"
 #include "llvm/ADT/TypeSwitch.h"
 
 using namespace mlir;
@@ -41,42 +42,21 @@ static bool isScaleType(Type type) {
 // QuantSchemeAttr
 //===----------------------------------------------------------------------===//
 
-namespace {
-/// One of ggml's block formats (ggml-common.h) as a #kiln.quant scheme. All
-/// of them have an f16 scale and, when asymmetric, an f16 min.
-struct GGMLBlockFormat {
-  const char *name;
-  unsigned bits;
-  unsigned group;
-  bool hasZero;
-  unsigned superGroup;
-  unsigned subScaleBits;
-};
-} // namespace
-
-static constexpr GGMLBlockFormat kGGMLBlockFormats[] = {
-    {"Q4_0", 4, 32, false, 0, 0},   {"Q4_1", 4, 32, true, 0, 0},
-    {"Q5_0", 5, 32, false, 0, 0},   {"Q5_1", 5, 32, true, 0, 0},
-    {"Q8_0", 8, 32, false, 0, 0},   {"Q2_K", 2, 16, true, 256, 4},
-    {"Q3_K", 3, 16, false, 256, 6}, {"Q4_K", 4, 32, true, 256, 6},
-    {"Q5_K", 5, 32, true, 256, 6},  {"Q6_K", 6, 16, false, 256, 8},
-};
-
-/// The ggml block format a scheme describes, or null if it describes none.
-static const GGMLBlockFormat *findGGMLBlockFormat(unsigned bits,
-                                                  unsigned group,
-                                                  Type scaleType,
-                                                  Type zeroType,
-                                                  unsigned superGroup,
-                                                  unsigned subScaleBits) {
+const ::kiln::GGMLFormat *
+mlir::kiln::findGGMLBlockFormat(unsigned bits, unsigned group, Type scaleType,
+                                Type zeroType, unsigned superGroup,
+                                unsigned subScaleBits) {
   if (!scaleType.isF16() || (zeroType && !zeroType.isF16()))
     return nullptr;
-  for (const GGMLBlockFormat &format : kGGMLBlockFormats)
-    if (format.bits == bits && format.group == group &&
-        format.hasZero == bool(zeroType) && format.superGroup == superGroup &&
-        format.subScaleBits == subScaleBits)
-      return &format;
-  return nullptr;
+  return ::kiln::findGGMLBlockFormat(bits, group, bool(zeroType), superGroup,
+                                     subScaleBits);
+}
+
+const ::kiln::GGMLFormat *
+mlir::kiln::findGGMLBlockFormat(QuantSchemeAttr scheme) {
+  return findGGMLBlockFormat(scheme.getBits(), scheme.getGroup(),
+                             scheme.getScaleType(), scheme.getZeroType(),
+                             scheme.getSuperGroup(), scheme.getSubScaleBits());
 }
 
 LogicalResult
@@ -117,15 +97,19 @@ QuantSchemeAttr::verify(function_ref<InFlightDiagnostic()> emitError,
   } else if (subScaleBits != 0) {
     return emitError() << "sub_scale_bits needs a super_group";
   }
+  const ::kiln::GGMLFormat *ggml = findGGMLBlockFormat(
+      bits, group, scaleType, zeroType, superGroup, subScaleBits);
   if (layout == QuantLayout::Rows16 &&
-      (!scaleType.isF16() || (zeroType && !zeroType.isF16()) ||
-       !::mlir::kiln::findRows16Format(bits, group, bool(zeroType), superGroup,
-                                 subScaleBits)))
-    return emitError() << "layout = rows16 takes only the ggml formats Q4_0, "
-                          "Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K and Q6_K";
-  if (layout == QuantLayout::GGUF &&
-      !findGGMLBlockFormat(bits, group, scaleType, zeroType, superGroup,
-                           subScaleBits)) {
+      (!ggml || !findRows16Format(ggml->type))) {
+    SmallVector<std::string> names;
+    for (const ::kiln::GGMLFormat &format : ::kiln::kGGMLFormats)
+      if (format.isQuantScheme() && findRows16Format(format.type))
+        names.push_back(StringRef(format.name).upper());
+    std::string last = names.pop_back_val();
+    return emitError() << "layout = rows16 takes only the ggml formats "
+                       << llvm::join(names, ", ") << " and " << last;
+  }
+  if (layout == QuantLayout::GGUF && !ggml) {
     // Print types as the attribute writes them, not quoted.
     auto typeText = [](Type type) {
       std::string text;
@@ -142,8 +126,13 @@ QuantSchemeAttr::verify(function_ref<InFlightDiagnostic()> emitError,
          << ", zero = " << typeText(zeroType)
          << ", super_group = " << superGroup
          << ", sub_scale_bits = " << subScaleBits << "; expected one of";
-    for (const GGMLBlockFormat &format : kGGMLBlockFormats)
-      diag << (&format == kGGMLBlockFormats ? " " : ", ") << format.name;
+    const char *separator = " ";
+    for (const ::kiln::GGMLFormat &format : ::kiln::kGGMLFormats) {
+      if (!format.isQuantScheme())
+        continue;
+      diag << separator << StringRef(format.name).upper();
+      separator = ", ";
+    }
     diag << " (or layout = packed for Kiln's own layout)";
     return diag;
   }

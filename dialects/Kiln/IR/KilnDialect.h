@@ -3,6 +3,7 @@
 #ifndef KILN_IR_KILNDIALECT_H
 #define KILN_IR_KILNDIALECT_H
 
+#include "Kiln/IR/GGMLFormats.h"
 #include "Kiln/IR/Rows16.h"
 
 #include "mlir/Bytecode/BytecodeOpInterface.h"
@@ -27,6 +28,15 @@
 namespace mlir::kiln {
 /// Bytes of one value of a dense weight element type (f8 types: 1).
 unsigned getFloatStorageBytes(Type type);
+
+/// The ggml block format (GGMLFormats.h) whose numbers a #kiln.quant scheme
+/// has, whatever its layout: an f16 scale and an f16 min (zero) or none.
+/// Null if no ggml format has them.
+const ::kiln::GGMLFormat *findGGMLBlockFormat(unsigned bits, unsigned group,
+                                              Type scaleType, Type zeroType,
+                                              unsigned superGroup,
+                                              unsigned subScaleBits);
+const ::kiln::GGMLFormat *findGGMLBlockFormat(QuantSchemeAttr scheme);
 } // namespace mlir::kiln
 
 #endif // KILN_IR_KILNDIALECT_H

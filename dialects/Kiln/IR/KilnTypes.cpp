@@ -127,12 +127,10 @@ FailureOr<uint64_t> WeightType::getRowBytes() const {
 
 const ::mlir::kiln::Rows16Format *WeightType::getRows16Format() const {
   QuantSchemeAttr q = getQuant();
-  if (!q || getSparsity() || !q.getScaleType().isF16() ||
-      (q.getZeroType() && !q.getZeroType().isF16()))
+  if (!q || getSparsity())
     return nullptr;
-  return ::mlir::kiln::findRows16Format(q.getBits(), q.getGroup(),
-                                  bool(q.getZeroType()), q.getSuperGroup(),
-                                  q.getSubScaleBits());
+  const ::kiln::GGMLFormat *ggml = findGGMLBlockFormat(q);
+  return ggml ? findRows16Format(ggml->type) : nullptr;
 }
 
 FailureOr<uint64_t> WeightType::getStorageBytes() const {

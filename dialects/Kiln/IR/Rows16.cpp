@@ -11,17 +11,37 @@ using ::kiln::checkedMul;
 
 namespace {
 
-// ggml-common.h block sizes and, per format, the header size of rows16.
+/// The rows16 form of ggml format `kind`: the ggml facts (code bits, block
+/// values and bytes, min) from GGMLFormats.h, the rows16 ones given here.
+constexpr Rows16Format rows16(Rows16Kind kind, unsigned headerBytes,
+                              unsigned offset) {
+  const ::kiln::GGMLFormat &ggml = ::kiln::getGGMLFormat(kind);
+  Rows16Format f{};
+  f.kind = kind;
+  for (unsigned i = 0; ggml.name[i] && i + 1 < sizeof(f.name); ++i)
+    f.name[i] = ggml.name[i] >= 'A' && ggml.name[i] <= 'Z'
+                    ? char(ggml.name[i] - 'A' + 'a')
+                    : ggml.name[i];
+  f.codeBits = ggml.bits;
+  f.superValues = ggml.blockValues;
+  f.sourceBytes = ggml.blockBytes;
+  f.headerBytes = headerBytes;
+  f.offset = offset;
+  f.hasMin = ggml.hasMin;
+  f.halfScales = ggml.superGroup != 0 && ggml.group == 16;
+  return f;
+}
+
 constexpr Rows16Format kFormats[] = {
-    // kind, name, bits, super, source, header, offset, min, half
-    {Rows16Kind::Q4_0, "q4_0", 4, 32, 18, 32, 8, false, false},
-    {Rows16Kind::Q4_1, "q4_1", 4, 32, 20, 64, 0, true, false},
-    {Rows16Kind::Q5_0, "q5_0", 5, 32, 22, 32, 16, false, false},
-    {Rows16Kind::Q5_1, "q5_1", 5, 32, 24, 64, 0, true, false},
-    {Rows16Kind::Q8_0, "q8_0", 8, 32, 34, 32, 128, false, false},
-    {Rows16Kind::Q4_K, "q4_k", 4, 256, 144, 320, 0, true, false},
-    {Rows16Kind::Q5_K, "q5_k", 5, 256, 176, 320, 0, true, false},
-    {Rows16Kind::Q6_K, "q6_k", 6, 256, 210, 288, 32, false, true},
+    // ggml format, header bytes (Rows16.h), code offset
+    rows16(Rows16Kind::Q4_0, 32, 8),
+    rows16(Rows16Kind::Q4_1, 64, 0),
+    rows16(Rows16Kind::Q5_0, 32, 16),
+    rows16(Rows16Kind::Q5_1, 64, 0),
+    rows16(Rows16Kind::Q8_0, 32, 128),
+    rows16(Rows16Kind::Q4_K, 320, 0),
+    rows16(Rows16Kind::Q5_K, 320, 0),
+    rows16(Rows16Kind::Q6_K, 288, 32),
 };
 
 /// One super-block of one row, decoded from its ggml block.
@@ -129,17 +149,10 @@ void placeCodes(const Rows16Format &f, const uint8_t *codes, unsigned r,
 
 } // namespace
 
-const Rows16Format *mlir::kiln::findRows16Format(unsigned bits, unsigned group,
-                                           bool hasMin, unsigned superGroup,
-                                           unsigned subScaleBits) {
-  for (const Rows16Format &f : kFormats) {
-    bool twoLevel = f.superValues == 256;
-    unsigned fGroup = f.halfScales ? 16 : 32;
-    unsigned fSubBits = !twoLevel ? 0 : f.halfScales ? 8 : 6;
-    if (f.codeBits == bits && fGroup == group && f.hasMin == hasMin &&
-        superGroup == (twoLevel ? 256u : 0u) && subScaleBits == fSubBits)
+const Rows16Format *mlir::kiln::findRows16Format(Rows16Kind kind) {
+  for (const Rows16Format &f : kFormats)
+    if (f.kind == kind)
       return &f;
-  }
   return nullptr;
 }
 

@@ -41,6 +41,8 @@
 #ifndef KILN_IR_ROWS16_H
 #define KILN_IR_ROWS16_H
 
+#include "Kiln/IR/GGMLFormats.h"
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -51,11 +53,12 @@ namespace mlir::kiln {
 
 constexpr unsigned kRows16 = 16;
 
-enum class Rows16Kind { Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K };
+/// Which ggml block format a rows16 form rearranges.
+using Rows16Kind = ::kiln::GGMLType;
 
 struct Rows16Format {
   Rows16Kind kind;
-  const char *name;
+  char name[8];          // ggml's name in lower case ("q4_k"), for symbols
   unsigned codeBits;     // 4, 5, 6 or 8
   unsigned superValues;  // 256 for K-quants, else 32
   unsigned sourceBytes;  // bytes of one ggml block of superValues values
@@ -77,10 +80,8 @@ struct Rows16Format {
   }
 };
 
-/// The rows16 form of the ggml block format with these parameters, or null.
-const Rows16Format *findRows16Format(unsigned bits, unsigned group,
-                                     bool hasMin, unsigned superGroup,
-                                     unsigned subScaleBits);
+/// The rows16 form of a ggml block format, or null if it has none.
+const Rows16Format *findRows16Format(Rows16Kind kind);
 
 /// Bytes of an n x k weight in rows16; nullopt on overflow or when k is not
 /// a whole number of super-blocks.

@@ -42,9 +42,9 @@ struct QuantBlockShape {
   /// Bytes of one block: scales first, then the codes. For one level:
   /// scale + zero + group*bits/8. For two levels: super scale + super zero +
   /// (superGroup/group) sub-scales (and as many sub-mins when asymmetric) of
-  /// subScaleBits each + superGroup*bits/8. With these, ggml's Q4_0 (18),
-  /// Q4_1 (20), Q5_0 (22), Q5_1 (24), Q8_0 (34), Q2_K (84), Q3_K (110),
-  /// Q4_K (144), Q5_K (176) and Q6_K (210) come out as in ggml-common.h.
+  /// subScaleBits each + superGroup*bits/8. For every ggml block format of
+  /// GGMLFormats.h this gives the block size of ggml-common.h
+  /// (unittests/GGMLFormatsTest.cpp checks it).
   uint64_t blockBytes() const {
     uint64_t codes = uint64_t(blockValues()) * bits / 8;
     uint64_t header = scaleBytes + zeroBytes;

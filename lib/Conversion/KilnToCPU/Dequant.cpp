@@ -233,25 +233,14 @@ private:
 /// one; Q5's 5th bit of value i is bit i of the little-endian u32 qh.
 class GGUFBlock32Format : public WeightFormat {
 public:
-  enum class Kind { Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 };
+  /// Q8_0, Q4_0, Q4_1, Q5_0 or Q5_1.
+  using Kind = ::kiln::GGMLType;
 
   GGUFBlock32Format(Kind kind, int64_t rowBytes)
       : WeightFormat(kindName(kind), 32, rowBytes), kind(kind) {}
 
   static int64_t blockBytes(Kind kind) {
-    switch (kind) {
-    case Kind::Q8_0:
-      return 34;
-    case Kind::Q4_0:
-      return 18;
-    case Kind::Q4_1:
-      return 20;
-    case Kind::Q5_0:
-      return 22;
-    case Kind::Q5_1:
-      return 24;
-    }
-    return 0;
+    return ::kiln::getGGMLFormat(kind).blockBytes;
   }
 
   SmallVector<Value> emitChunk(ImplicitLocOpBuilder &b, Value buffer,
@@ -321,20 +310,9 @@ public:
   }
 
 private:
+  /// ggml's name in lower case ("q4_0"), for kernel symbols.
   static std::string kindName(Kind kind) {
-    switch (kind) {
-    case Kind::Q8_0:
-      return "q8_0";
-    case Kind::Q4_0:
-      return "q4_0";
-    case Kind::Q4_1:
-      return "q4_1";
-    case Kind::Q5_0:
-      return "q5_0";
-    case Kind::Q5_1:
-      return "q5_1";
-    }
-    return "";
+    return StringRef(::kiln::getGGMLFormat(kind).name).lower();
   }
   Kind kind;
 };
@@ -359,25 +337,14 @@ private:
 /// bit pair are uniform (a splat amount) and the scales are scalar loads.
 class GGUFKQuantFormat : public WeightFormat {
 public:
-  enum class Kind { Q2_K, Q3_K, Q4_K, Q5_K, Q6_K };
+  /// Q2_K, Q3_K, Q4_K, Q5_K or Q6_K.
+  using Kind = ::kiln::GGMLType;
 
   GGUFKQuantFormat(Kind kind, int64_t rowBytes)
       : WeightFormat(kindName(kind), 32, rowBytes), kind(kind) {}
 
   static int64_t blockBytes(Kind kind) {
-    switch (kind) {
-    case Kind::Q2_K:
-      return 84;
-    case Kind::Q3_K:
-      return 110;
-    case Kind::Q4_K:
-      return 144;
-    case Kind::Q5_K:
-      return 176;
-    case Kind::Q6_K:
-      return 210;
-    }
-    return 0;
+    return ::kiln::getGGMLFormat(kind).blockBytes;
   }
 
   SmallVector<Value> emitChunk(ImplicitLocOpBuilder &b, Value buffer,
@@ -397,8 +364,9 @@ public:
       return emitQ45K(in, buffer, block, s);
     case Kind::Q6_K:
       return emitQ6K(in, buffer, block, s);
+    default:
+      return {};
     }
-    return {};
   }
 
 private:
@@ -531,20 +499,9 @@ private:
     return scaleCodes(b, q, scales, biases);
   }
 
+  /// ggml's name in lower case ("q4_k"), for kernel symbols.
   static std::string kindName(Kind kind) {
-    switch (kind) {
-    case Kind::Q2_K:
-      return "q2_k";
-    case Kind::Q3_K:
-      return "q3_k";
-    case Kind::Q4_K:
-      return "q4_k";
-    case Kind::Q5_K:
-      return "q5_k";
-    case Kind::Q6_K:
-      return "q6_k";
-    }
-    return "";
+    return StringRef(::kiln::getGGMLFormat(kind).name).lower();
   }
   Kind kind;
 };
@@ -619,18 +576,6 @@ private:
 
 } // namespace
 
-/// Matches a #kiln.quant with layout = gguf against one of ggml's blocks
-/// (the table in KilnDialect.cpp).
-static bool isGGUFScheme(QuantSchemeAttr q, unsigned bits, unsigned group,
-                         bool hasMin, unsigned superGroup = 0,
-                         unsigned subScaleBits = 0) {
-  return q.getLayout() == QuantLayout::GGUF && q.getBits() == bits &&
-         q.getGroup() == group && q.getScaleType().isF16() &&
-         (!!q.getZeroType() == hasMin) &&
-         (!hasMin || q.getZeroType().isF16()) &&
-         q.getSuperGroup() == superGroup && q.getSubScaleBits() == subScaleBits;
-}
-
 static bool isPackedFloat(Type t) {
   return isa<Float32Type, Float16Type, BFloat16Type>(t);
 }
@@ -675,34 +620,31 @@ FailureOr<std::unique_ptr<WeightFormat>> WeightFormat::get(WeightType type,
     return owned;
   };
 
-  using B32 = GGUFBlock32Format;
-  struct Block32 {
-    unsigned bits;
-    bool hasMin;
-    B32::Kind kind;
-  };
-  for (Block32 f :
-       {Block32{8, false, B32::Kind::Q8_0}, Block32{4, false, B32::Kind::Q4_0},
-        Block32{4, true, B32::Kind::Q4_1}, Block32{5, false, B32::Kind::Q5_0},
-        Block32{5, true, B32::Kind::Q5_1}})
-    if (isGGUFScheme(q, f.bits, 32, f.hasMin))
-      return sized(new B32(f.kind, *rowBytes), 32, B32::blockBytes(f.kind));
-
-  // ggml-common.h block_q2_K ... block_q6_K (QK_K = 256).
-  using KQ = GGUFKQuantFormat;
-  struct KQuant {
-    unsigned bits, group;
-    bool hasMin;
-    unsigned subScaleBits;
-    KQ::Kind kind;
-  };
-  for (KQuant f : {KQuant{2, 16, true, 4, KQ::Kind::Q2_K},
-                   KQuant{3, 16, false, 6, KQ::Kind::Q3_K},
-                   KQuant{4, 32, true, 6, KQ::Kind::Q4_K},
-                   KQuant{5, 32, true, 6, KQ::Kind::Q5_K},
-                   KQuant{6, 16, false, 8, KQ::Kind::Q6_K}})
-    if (isGGUFScheme(q, f.bits, f.group, f.hasMin, 256, f.subScaleBits))
-      return sized(new KQ(f.kind, *rowBytes), 256, KQ::blockBytes(f.kind));
+  // A ggml block format: its decoder by the table's type (GGMLFormats.h).
+  const ::kiln::GGMLFormat *ggml =
+      q.getLayout() == QuantLayout::GGUF ? findGGMLBlockFormat(q) : nullptr;
+  if (ggml) {
+    using B32 = GGUFBlock32Format;
+    using KQ = GGUFKQuantFormat;
+    switch (ggml->type) {
+    case ::kiln::GGMLType::Q8_0:
+    case ::kiln::GGMLType::Q4_0:
+    case ::kiln::GGMLType::Q4_1:
+    case ::kiln::GGMLType::Q5_0:
+    case ::kiln::GGMLType::Q5_1:
+      return sized(new B32(ggml->type, *rowBytes), ggml->blockValues,
+                   B32::blockBytes(ggml->type));
+    case ::kiln::GGMLType::Q2_K:
+    case ::kiln::GGMLType::Q3_K:
+    case ::kiln::GGMLType::Q4_K:
+    case ::kiln::GGMLType::Q5_K:
+    case ::kiln::GGMLType::Q6_K:
+      return sized(new KQ(ggml->type, *rowBytes), ggml->blockValues,
+                   KQ::blockBytes(ggml->type));
+    default:
+      break;
+    }
+  }
 
   if (q.getLayout() == QuantLayout::Packed) {
     if (q.isTwoLevel()) {
