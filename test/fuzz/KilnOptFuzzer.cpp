@@ -75,7 +75,7 @@ static MLIRContext &getContext() {
   static unsigned uses = 0;
   if (!ctx || ++uses == 1000) {
     DialectRegistry registry;
-    registry.insert<kiln::KilnDialect, func::FuncDialect, arith::ArithDialect,
+    registry.insert<mlir::kiln::KilnDialect, func::FuncDialect, arith::ArithDialect,
                     tensor::TensorDialect>();
     ctx = std::make_unique<MLIRContext>(registry,
                                         MLIRContext::Threading::DISABLED);
