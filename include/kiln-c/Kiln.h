@@ -70,9 +70,9 @@ KILN_C_API int kiln_compile(const char *input, const char *output,
 /*===--------------------------------------------------------------------===*
  * Compiling kiln functions in memory and calling them (for compiler work).
  *
- * Every func.func of the module is lowered with convert-kiln-to-cpu and the
- * LLVM pipeline, compiled for the best CPU variant this machine runs, and
- * loaded. A function's arguments, in order, are its own arguments followed
+ * Every step function of the module (a func.func that uses kiln ops or
+ * types) is lowered as kiln-compile lowers an .mlir module, compiled for the
+ * best CPU variant this machine runs, and loaded. A function's arguments, in order, are its own arguments followed
  * by one buffer per (untied) result; the weights buffer, the scratch buffer
  * (`kiln.scratch_bytes` of the lowered function, allocated here), the
  * runtime context with its barrier and the thread ids are passed by
@@ -125,14 +125,33 @@ typedef struct kiln_buffer {
   int64_t scalar;
 } kiln_buffer;
 
-/* Parses and compiles `text` (`size` bytes). `pipeline` (may be NULL or
- * empty) holds space-separated key=value options: activations=int8|f32,
- * max-tokens=N (bound of dynamic token sizes; default: each function's
- * kiln.max_tokens), cpu=<variant> (default: the best this CPU runs).
- * Unknown keys are an error. */
+/* Parses and compiles `text` (`size` bytes) with kiln-compile's .mlir route
+ * (the same passes and kernels as `kiln-compile --emit=so`). `pipeline` (may
+ * be NULL or empty) holds space-separated key=value options:
+ * activations=int8|f32, max-tokens=N (bound of dynamic token sizes; default:
+ * each function's kiln.max_tokens), cpu=x86-64-v4|x86-64-v3 (default: the
+ * best this CPU runs; kernels use that variant's instruction set) or
+ * cpu=generic (portable kernels, code for the best variant). Unknown keys are
+ * an error.
+ *
+ * kiln_compile_mlir_weights takes the bytes of the file the module's
+ * #kiln.external attributes name (`weights`, `weights_size`; copied, so the
+ * caller may free them on return). Weights that the kernels want in their
+ * own layout are packed now (kiln-pack-weights: with int8 activations,
+ * integer-coded weights use the interleaved 16-row layout of kiln-compile's
+ * artifacts) and the module keeps the packed bytes: its calls read them and
+ * take no weights. kiln_compile_mlir is the form without weights (the same
+ * as `weights` NULL): nothing is packed, the code reads the weight file as it
+ * is, and each call passes it. */
 KILN_C_API int kiln_compile_mlir(const char *text, size_t size,
                                  const char *pipeline,
                                  kiln_mlir_module **module, const char **err);
+KILN_C_API int kiln_compile_mlir_weights(const char *text, size_t size,
+                                         const char *pipeline,
+                                         const void *weights,
+                                         size_t weights_size,
+                                         kiln_mlir_module **module,
+                                         const char **err);
 KILN_C_API void kiln_mlir_module_free(kiln_mlir_module *module);
 
 /* Functions in the module, in source order. */
@@ -159,7 +178,8 @@ KILN_C_API int64_t kiln_function_scratch_bytes(const kiln_mlir_module *module,
 /* Calls function `function` on `n_threads` threads (1 to 1024) with
  * `n_args` buffers (kiln_function_num_args of them) and the weights bytes
  * (the file the module's #kiln.external attributes name; may be NULL when it
- * has none). Checks every buffer's dtype, rank and static sizes, that all
+ * has none; must be NULL when the module was compiled with its weights by
+ * kiln_compile_mlir_weights, whose packed bytes are used). Checks every buffer's dtype, rank and static sizes, that all
  * dynamic sizes agree and stay within max_tokens, and that inputs do not
  * overlap results. Calls on one module must not overlap. */
 KILN_C_API int kiln_function_call(kiln_mlir_module *module, int32_t function,

@@ -18,7 +18,6 @@
 #include "Compiler/CompilerContext.h"
 #include "Compiler/HostCodegen.h"
 #include "Compiler/NestingLimit.h"
-#include "Conversion/Passes.h"
 #include "Kiln/IR/KilnDialect.h"
 #include "Runtime/HostCode.h"
 #include "Runtime/ThreadPool.h"
@@ -29,7 +28,6 @@
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/Parser/Parser.h"
-#include "mlir/Pass/PassManager.h"
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/ADT/SmallVector.h"
 #include "llvm/ADT/StringExtras.h"
@@ -258,8 +256,14 @@ struct kiln_mlir_module {
   std::unique_ptr<::kiln::rt::ThreadPool> pool;
   void *scratch = nullptr;
   size_t scratchSize = 0;
+  /// The weights packed at compile time (kiln_compile_mlir_weights).
+  void *weights = nullptr;
+  bool holdsWeights = false;
 
-  ~kiln_mlir_module() { std::free(scratch); }
+  ~kiln_mlir_module() {
+    std::free(scratch);
+    std::free(weights);
+  }
 };
 
 extern "C" {
@@ -345,37 +349,35 @@ int kiln_compile(const char *input, const char *output,
 
 int kiln_compile_mlir(const char *text, size_t size, const char *pipeline,
                       kiln_mlir_module **result, const char **err) {
+  return kiln_compile_mlir_weights(text, size, pipeline, nullptr, 0, result,
+                                   err);
+}
+
+int kiln_compile_mlir_weights(const char *text, size_t size,
+                              const char *pipeline, const void *weights,
+                              size_t weights_size, kiln_mlir_module **result,
+                              const char **err) {
   if (!text || !result)
     return fail(err, "kiln_compile_mlir: text and module must not be NULL");
   *result = nullptr;
 
-  // Options: key=value pairs, nothing unknown.
-  mlir::kiln::KilnToLLVMOptions lowering;
+  // The options of kiln-compile's .mlir route; the CPU variant defaults to
+  // the best this machine runs.
+  ::kiln::CompileOptions options;
+  options.cpuVariant.clear();
+  if (llvm::Error e = ::kiln::parseMLIRPipelineOptions(
+          pipeline ? pipeline : "", options))
+    return fail(err, llvm::toString(std::move(e)));
   const ::kiln::CpuTarget *target = nullptr;
-  llvm::SmallVector<llvm::StringRef> words;
-  llvm::StringRef(pipeline ? pipeline : "")
-      .split(words, ' ', /*MaxSplit=*/-1, /*KeepEmpty=*/false);
-  for (llvm::StringRef word : words) {
-    auto [key, value] = word.split('=');
-    auto precision = mlir::kiln::parseActivationPrecision(value);
-    if (key == "activations" && precision) {
-      lowering.activations = *precision;
-    } else if (key == "max-tokens" && parseInt(value, 1, lowering.maxTokens)) {
-    } else if (key == "cpu" && (target = ::kiln::lookupCpuTarget(value))) {
-    } else if (key == "activations" || key == "max-tokens" || key == "cpu") {
-      return fail(err, ("pipeline option " + word +
-                        " is invalid (activations=int8|f32, max-tokens=N >= "
-                        "1, cpu=x86-64-v4|x86-64-v3)")
-                           .str());
-    } else {
-      return fail(err, ("unknown pipeline option '" + key +
-                        "' (known: activations, max-tokens, cpu)")
-                           .str());
-    }
+  if (options.cpuVariant.empty()) {
+    if (!(target = hostCpuTarget()))
+      return fail(err, "this CPU runs none of Kiln's CPU variants (x86-64-v3 "
+                       "needs AVX2, FMA and F16C)");
+    options.cpuVariant = target->name;
+  } else if (!(target = ::kiln::lookupCpuTarget(options.cpuVariant))) {
+    return fail(err, "unknown CPU variant '" + options.cpuVariant + "'");
   }
-  if (!target && !(target = hostCpuTarget()))
-    return fail(err, "this CPU runs none of Kiln's CPU variants (x86-64-v3 "
-                     "needs AVX2, FMA and F16C)");
+  options.input = "input.mlir";
 
   llvm::StringRef source(text, size);
   if (llvm::Error e = ::kiln::checkNestingDepth(
@@ -393,15 +395,10 @@ int kiln_compile_mlir(const char *text, size_t size, const char *pipeline,
   auto m = std::make_unique<kiln_mlir_module>();
   // Functions that use no kiln op are not step functions: leave them out.
   for (auto f : module->getOps<func::FuncOp>()) {
-    bool usesKiln = f->walk([](Operation *op) {
-                       return isa<mlir::kiln::KilnDialect>(op->getDialect())
-                                  ? WalkResult::interrupt()
-                                  : WalkResult::advance();
-                     }).wasInterrupted();
-    if (f.isDeclaration() || !usesKiln)
+    if (!mlir::kiln::KilnDialect::isStepFunction(f))
       continue;
     llvm::Expected<FunctionInfo> info =
-        describeFunction(f, source, lowering.maxTokens);
+        describeFunction(f, source, options.mlirMaxTokens);
     if (!info)
       return fail(err, llvm::toString(info.takeError()));
     m->functions.push_back(std::move(*info));
@@ -414,10 +411,24 @@ int kiln_compile_mlir(const char *text, size_t size, const char *pipeline,
           std::max<uint64_t>(m->weightBytes, ext.getOffset() + ext.getSize());
   });
 
-  PassManager pm(&ctx);
-  mlir::kiln::buildKilnToLLVMPipeline(pm, lowering);
-  if (failed(pm.run(*module)))
-    return fail(err, "lowering failed: " + diags.take("unknown error"));
+  std::optional<llvm::ArrayRef<uint8_t>> weightBytes;
+  if (weights)
+    weightBytes.emplace(static_cast<const uint8_t *>(weights), weights_size);
+  llvm::Expected<::kiln::LoweredMLIR> lowered =
+      ::kiln::lowerMLIRModule(*module, options, weightBytes);
+  if (!lowered)
+    return fail(err, llvm::toString(lowered.takeError()));
+  if (lowered->weights) {
+    // Kept 64-byte aligned, as the runtime maps an artifact's weights.
+    m->weightBytes = lowered->weights->size();
+    m->weights = std::aligned_alloc(
+        64, llvm::alignTo(std::max<size_t>(m->weightBytes, 64), 64));
+    if (!m->weights)
+      return fail(err, "cannot allocate " + std::to_string(m->weightBytes) +
+                           " bytes for the packed weights");
+    std::memcpy(m->weights, lowered->weights->data(), m->weightBytes);
+    m->holdsWeights = true;
+  }
 
   for (FunctionInfo &info : m->functions) {
     auto f = module->lookupSymbol<LLVM::LLVMFuncOp>(info.name);
@@ -539,6 +550,13 @@ int kiln_function_call(kiln_mlir_module *module, int32_t function,
                          " arguments, got " + std::to_string(n_args));
   if (n_threads < 1 || n_threads > ::kiln::rt::ThreadPool::kMaxThreads)
     return fail(err, where + "the thread count must be between 1 and 1024");
+  if (module->holdsWeights && weights)
+    return fail(err, where + "the module holds its weights, packed when it "
+                             "was compiled; pass no weights to the call");
+  if (module->holdsWeights) {
+    weights = module->weights;
+    weights_size = module->weightBytes;
+  }
   if (weights_size < module->weightBytes)
     return fail(err, where + "the weights buffer has " +
                          std::to_string(weights_size) +

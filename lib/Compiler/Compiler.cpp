@@ -186,6 +186,7 @@ llvm::Error lowerToLLVM(ModuleOp module, const CompileOptions &options,
   FirstError diags(*module.getContext());
   PassManager pm(module.getContext());
   mlir::kiln::KilnToLLVMOptions lowering;
+  lowering.maxTokens = options.mlirMaxTokens;
   lowering.activations = options.activations;
   lowering.cpu = *isa;
   mlir::kiln::buildKilnToLLVMPipeline(pm, lowering);
@@ -221,38 +222,25 @@ llvm::Error emitSingleVariant(ModuleOp lowered, const CompileOptions &options) {
   return writeOutput(options.output, *bytes);
 }
 
-/// For an .mlir module: with --weights-out, writes the weights its code
-/// reads (packed) and points the module at them; without it, the module must
-/// have nothing to pack, and its code reads its weight file as it is.
-llvm::Error writeWeightsOf(ModuleOp module, const CompileOptions &options) {
-  bool packs = false;
+/// The file an .mlir module's #kiln.external weights name, if any.
+std::optional<std::string> weightFileOf(ModuleOp module) {
   std::optional<std::string> path;
-  module.walk([&](Operation *op) {
-    packs |= isa<mlir::kiln::PackOp>(op);
-    if (auto w = dyn_cast<mlir::kiln::WeightOp>(op))
-      if (auto ext = dyn_cast<mlir::kiln::ExternalDataAttr>(w.getSource()))
-        path = ext.getPath().str();
+  module.walk([&](mlir::kiln::WeightOp w) {
+    if (auto ext = dyn_cast<mlir::kiln::ExternalDataAttr>(w.getSource()))
+      path = ext.getPath().str();
   });
-  if (options.weightsOutput.empty()) {
-    if (packs)
-      return fail(options.input + ": its weights are repacked for the int8 "
-                                  "kernels; name the file to write them to "
-                                  "with --weights-out");
-    return llvm::Error::success();
-  }
-  if (!path) // nothing to read: an empty file
-    return writeOutput(options.weightsOutput, "");
-  auto buffer = llvm::MemoryBuffer::getFile(*path, /*IsText=*/false,
-                                            /*RequiresNullTerminator=*/false);
-  if (!buffer)
-    return fail(*path + ": " + buffer.getError().message());
-  llvm::ArrayRef<uint8_t> bytes(
-      reinterpret_cast<const uint8_t *>((*buffer)->getBufferStart()),
-      (*buffer)->getBufferSize());
-  llvm::Expected<std::string> blob = packWeights(module, bytes, *path);
-  if (!blob)
-    return blob.takeError();
-  return writeOutput(options.weightsOutput, *blob);
+  return path;
+}
+
+/// Whether the kernels want some weight of `module` repacked (so its code
+/// cannot read the weight file as it is).
+llvm::Expected<bool> kernelsRepackWeights(ModuleOp module,
+                                          const CompileOptions &options) {
+  OwningOpRef<ModuleOp> copy = module.clone();
+  if (auto e = packForKernels(*copy, options))
+    return std::move(e);
+  return copy->walk([](mlir::kiln::PackOp) { return WalkResult::interrupt(); })
+      .wasInterrupted();
 }
 
 llvm::Error compileMLIR(MLIRContext &ctx, const CompileOptions &options) {
@@ -271,13 +259,40 @@ llvm::Error compileMLIR(MLIRContext &ctx, const CompileOptions &options) {
   if (options.emit == EmitKind::Artifact || options.emit == EmitKind::KilnMLIR)
     return fail("--emit=kiln and --emit=mlir need a .gguf model; an .mlir "
                 "input can be emitted as llvm-mlir, llvm, asm or so");
-  if (auto e = packForKernels(*module, options))
-    return e;
-  if (auto e = writeWeightsOf(*module, options))
-    return e;
+  // With --weights-out the weights are packed and written; without it the
+  // code reads the module's weight file as it is, so nothing may need
+  // packing.
+  std::unique_ptr<llvm::MemoryBuffer> weightFile;
+  std::optional<llvm::ArrayRef<uint8_t>> weightBytes;
+  if (!options.weightsOutput.empty()) {
+    weightBytes.emplace();
+    if (std::optional<std::string> path = weightFileOf(*module)) {
+      auto buffer = llvm::MemoryBuffer::getFile(
+          *path, /*IsText=*/false, /*RequiresNullTerminator=*/false);
+      if (!buffer)
+        return fail(*path + ": " + buffer.getError().message());
+      weightFile = std::move(*buffer);
+      weightBytes = llvm::ArrayRef<uint8_t>(
+          reinterpret_cast<const uint8_t *>(weightFile->getBufferStart()),
+          weightFile->getBufferSize());
+    }
+  } else {
+    llvm::Expected<bool> repacks = kernelsRepackWeights(*module, options);
+    if (!repacks)
+      return repacks.takeError();
+    if (*repacks)
+      return fail(options.input + ": its weights are repacked for the int8 "
+                                  "kernels; name the file to write them to "
+                                  "with --weights-out");
+  }
   report(options, "lowering", 0.2);
-  if (auto e = lowerToLLVM(*module, options, singleVariantKernels(options)))
-    return e;
+  llvm::Expected<LoweredMLIR> lowered =
+      lowerMLIRModule(*module, options, weightBytes);
+  if (!lowered)
+    return lowered.takeError();
+  if (lowered->weights)
+    if (auto e = writeOutput(options.weightsOutput, *lowered->weights))
+      return e;
   if (options.emit == EmitKind::LLVMMLIR)
     return writeOutput(options.output, printModule(*module));
   report(options, "code generation", 0.5);
@@ -427,6 +442,61 @@ llvm::Error compileSafetensors(const CompileOptions &options) {
 }
 
 } // namespace
+
+llvm::Expected<LoweredMLIR>
+lowerMLIRModule(ModuleOp module, const CompileOptions &options,
+                std::optional<llvm::ArrayRef<uint8_t>> weightFileBytes) {
+  LoweredMLIR lowered;
+  if (weightFileBytes) {
+    if (auto e = packForKernels(module, options))
+      return std::move(e);
+    llvm::Expected<std::string> blob = packWeights(
+        module, *weightFileBytes, weightFileOf(module).value_or(""));
+    if (!blob)
+      return blob.takeError();
+    lowered.weights = std::move(*blob);
+  }
+  if (auto e = lowerToLLVM(module, options, singleVariantKernels(options)))
+    return std::move(e);
+  return lowered;
+}
+
+llvm::Error parseMLIRPipelineOptions(llvm::StringRef pipeline,
+                                     CompileOptions &options) {
+  llvm::SmallVector<llvm::StringRef> words;
+  pipeline.split(words, ' ', /*MaxSplit=*/-1, /*KeepEmpty=*/false);
+  for (llvm::StringRef word : words) {
+    auto [key, value] = word.split('=');
+    if (key == "activations") {
+      auto precision = mlir::kiln::parseActivationPrecision(value);
+      if (!precision)
+        return fail("pipeline option " + word +
+                    " is invalid (activations=int8|f32)");
+      options.activations = *precision;
+    } else if (key == "max-tokens") {
+      if (value.getAsInteger(10, options.mlirMaxTokens) ||
+          options.mlirMaxTokens < 1)
+        return fail("pipeline option " + word +
+                    " is invalid (max-tokens=N >= 1)");
+    } else if (key == "cpu") {
+      std::optional<mlir::kiln::KernelISA> isa =
+          mlir::kiln::parseKernelISA(value);
+      if (!isa)
+        return fail("pipeline option " + word +
+                    " is invalid (cpu=x86-64-v4|x86-64-v3|generic)");
+      if (*isa == mlir::kiln::KernelISA::Generic) {
+        options.kernels = "generic";
+      } else {
+        options.kernels = "native";
+        options.cpuVariant = value.str();
+      }
+    } else {
+      return fail("unknown pipeline option '" + key +
+                  "' (known: activations, max-tokens, cpu)");
+    }
+  }
+  return llvm::Error::success();
+}
 
 bool parseEmitKind(llvm::StringRef text, EmitKind &kind) {
   static const std::pair<llvm::StringRef, EmitKind> kinds[] = {

@@ -5,9 +5,13 @@
 
 #include "Conversion/LoweringOptions.h"
 
+#include "mlir/IR/BuiltinOps.h"
+#include "llvm/ADT/ArrayRef.h"
 #include "llvm/Support/Error.h"
 
+#include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 
 namespace kiln {
@@ -33,6 +37,9 @@ struct CompileOptions {
   std::string kernels = "native";
   int64_t contextLength = 0; // 0: min(model context, 4096)
   int64_t maxTokens = 256;
+  /// For .mlir inputs: the bound of dynamic token sizes the lowering plans
+  /// scratch for (0: each function's kiln.max_tokens).
+  int64_t mlirMaxTokens = 0;
   /// Activations of linear layers over integer-coded weights (see
   /// convert-kiln-to-cpu).
   mlir::kiln::ActivationPrecision activations =
@@ -47,6 +54,34 @@ struct CompileOptions {
 /// Runs the whole pipeline; errors are one line naming the input and what
 /// went wrong. Nothing is written at `output` unless everything succeeded.
 llvm::Error compile(const CompileOptions &options);
+
+/// What lowerMLIRModule produced besides the lowered module.
+struct LoweredMLIR {
+  /// When weight bytes were given: the weights the lowered code reads, each
+  /// weight the kernels want in another layout packed for them, every
+  /// distinct range once, 64-byte aligned offsets (kiln-compile writes them
+  /// with --weights-out, the C API keeps them with its module).
+  std::optional<std::string> weights;
+};
+
+/// The .mlir route of kiln-compile, shared with the C API: lowers `module`
+/// (kiln functions) in place to the LLVM dialect with kernels for
+/// options.cpuVariant's instruction set (or generic ones when
+/// options.kernels is "generic") and options.activations.
+/// `weightFileBytes` are the bytes of the file the module's #kiln.external
+/// ranges name: with them, weights are packed for the kernels
+/// (kiln-pack-weights) and the module is pointed at the returned blob;
+/// without them nothing is packed and the code reads that file as it is.
+llvm::Expected<LoweredMLIR>
+lowerMLIRModule(mlir::ModuleOp module, const CompileOptions &options,
+                std::optional<llvm::ArrayRef<uint8_t>> weightFileBytes);
+
+/// Parses the options of an in-memory .mlir compile (the C API's pipeline
+/// string): space-separated activations=int8|f32, max-tokens=N (N >= 1, sets
+/// mlirMaxTokens), cpu=x86-64-v4|x86-64-v3 (sets cpuVariant; native
+/// kernels) or cpu=generic (portable kernels). Unknown keys are an error.
+llvm::Error parseMLIRPipelineOptions(llvm::StringRef pipeline,
+                                     CompileOptions &options);
 
 /// Parses "kiln", "mlir", "llvm-mlir", "llvm", "asm", "so".
 bool parseEmitKind(llvm::StringRef text, EmitKind &kind);

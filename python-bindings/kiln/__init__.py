@@ -259,16 +259,16 @@ class Function:
     integers, in the function's order; returns its results, allocated here
     (one array, or a tuple). Dynamic result sizes are the token count, taken
     from the input named by `dims_from` (default: the first input with a
-    dynamic size)."""
+    dynamic size). `weights=` is for a module compiled without weights: the
+    bytes its ``#kiln.external`` ranges point into."""
 
-    def __init__(self, module: "_kiln.MlirModule", name: str, weights: Optional[np.ndarray],
-                 threads: int, dims_from: Optional[str]):
+    def __init__(self, module: "_kiln.MlirModule", name: str, threads: int,
+                 dims_from: Optional[str]):
         self._module = module
         self.name = name
         self.signature = module.signature(name)
         self.max_tokens = module.max_tokens(name)
         self.scratch_bytes = module.scratch_bytes(name)
-        self.weights = weights
         self.threads = threads
         self.inputs = [a for a in self.signature if a[1] != "result"]
         self.results = [a for a in self.signature if a[1] == "result"]
@@ -325,7 +325,7 @@ class Function:
                     name, self.name))
             dims = tuple(tokens if d is None else d for d in shape)
             outs.append(np.empty(dims, dtype=_NUMPY_DTYPES[dtype]))
-        w = self.weights if weights is None else _as_weights(weights)
+        w = _as_weights(weights)
         self._module.call(self.name, call_args + outs, w,
                           self.threads if threads is None else int(threads))
         if len(outs) == 1:
@@ -356,16 +356,21 @@ def compile_mlir(text: str, pipeline: str = "", *, entry: Optional[str] = None,
                  threads: int = 1, dims_from: Optional[str] = None) -> Function:
     """Compiles a module of kiln functions and returns one as a callable.
 
+    The module is lowered as ``kiln-compile`` lowers an .mlir module.
     `pipeline`: space-separated options, ``activations=int8|f32``,
-    ``max-tokens=N``, ``cpu=x86-64-v4|x86-64-v3``. `entry`: the function
-    (default: the module's only one). `weights`: the bytes the module's
-    ``#kiln.external`` ranges point into (a path, bytes or a uint8 array).
+    ``max-tokens=N``, ``cpu=x86-64-v4|x86-64-v3|generic``. `entry`: the
+    function (default: the module's only one). `weights`: the bytes the
+    module's ``#kiln.external`` ranges point into (a path, bytes or a uint8
+    array), read now: weights the kernels want in their own layout are packed
+    (int8 activations: the 16-row layout of kiln-compile's artifacts) and the
+    module keeps them, so calls take no weights. Without `weights` nothing is
+    packed and each call passes the file's bytes as they are (``weights=``).
     """
-    module = _kiln.MlirModule(text, pipeline)
+    module = _kiln.MlirModule(text, pipeline, _as_weights(weights))
     names = module.functions()
     if entry is None:
         if len(names) != 1:
             raise KilnError("the module has %d functions (%s): pass entry=" % (
                 len(names), ", ".join("@" + n for n in names)))
         entry = names[0]
-    return Function(module, entry, _as_weights(weights), threads, dims_from)
+    return Function(module, entry, threads, dims_from)

@@ -252,16 +252,30 @@ private:
   kiln_session *session = nullptr;
 };
 
-/// A module compiled by kiln_compile_mlir.
+/// A module compiled by kiln_compile_mlir_weights: with weights, it holds
+/// them packed for its kernels and its calls take none.
 class MlirModule {
 public:
-  MlirModule(const std::string &text, const std::string &pipeline) {
+  MlirModule(const std::string &text, const std::string &pipeline,
+             nb::object weights) {
+    nb::ndarray<nb::ro, uint8_t, nb::ndim<1>, nb::c_contig> weightBytes;
+    if (!weights.is_none() &&
+        !nb::try_cast(weights, weightBytes, /*convert=*/false))
+      raise("weights must be a contiguous 1-D numpy array of uint8");
+    // A zero-sized array may have no data pointer; the C API tells "no
+    // weights" by NULL.
+    static const uint8_t none = 0;
+    const void *wdata = weights.is_none()        ? nullptr
+                        : weightBytes.shape(0) ? weightBytes.data()
+                                               : &none;
+    size_t wsize = weights.is_none() ? 0 : weightBytes.shape(0);
     const char *err = nullptr;
     int status;
     {
       nb::gil_scoped_release release;
-      status = kiln_compile_mlir(text.data(), text.size(), pipeline.c_str(),
-                                 &module, &err);
+      status = kiln_compile_mlir_weights(text.data(), text.size(),
+                                         pipeline.c_str(), wdata, wsize,
+                                         &module, &err);
     }
     check(status, err);
   }
@@ -417,8 +431,8 @@ NB_MODULE(_kiln, m) {
            nb::arg("seed"), nb::arg("chat"), nb::arg("on_piece"));
 
   nb::class_<MlirModule>(m, "MlirModule")
-      .def(nb::init<const std::string &, const std::string &>(),
-           nb::arg("text"), nb::arg("pipeline"))
+      .def(nb::init<const std::string &, const std::string &, nb::object>(),
+           nb::arg("text"), nb::arg("pipeline"), nb::arg("weights").none())
       .def("functions", &MlirModule::functions)
       .def("signature", &MlirModule::signature, nb::arg("name"))
       .def("max_tokens", &MlirModule::maxTokens, nb::arg("name"))

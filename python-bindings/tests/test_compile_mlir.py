@@ -106,3 +106,28 @@ func.func @two(%a: tensor<?x64xf32>, %b: tensor<?x64xf32>) -> tensor<?x64xf32> a
     assert rel_error(fn(a, b), ad / (1 + np.exp(-ad)) * b) < 1e-5
     with pytest.raises(kiln.KilnError, match="names no input"):
         kiln.compile_mlir(text, dims_from="c")
+
+
+@pytest.mark.parametrize("tokens,threads", [(1, 1), (6, 2)])
+def test_q4_0_linear_int8_packed_at_compile_time(tokens, threads):
+    # Weights given at compile time are packed as kiln-compile packs them
+    # (kiln-pack-weights: the 16-row interleaved layout of the int8 kernels)
+    # and kept by the module: calls take none, and raw file bytes passed to
+    # a call are refused rather than read in the wrong layout.
+    n, k = 64, 256
+    w = (RNG.standard_normal((n, k)) * 0.5).astype(np.float32)
+    blocks = quants.quantize(w, GGMLQuantizationType.Q4_0)
+    raw = blocks.tobytes()
+    deq = quants.dequantize(blocks, GGMLQuantizationType.Q4_0).astype(np.float64)
+    text = LINEAR.format(k=k, n=n, src=external(0, raw), enc=Q4_0)
+    fn = kiln.compile_mlir(text, pipeline="activations=int8", weights=raw, threads=threads)
+    x = RNG.standard_normal((tokens, k)).astype(np.float32)
+    want = x.astype(np.float64) @ deq.T
+    # int8 activations (ggml's q8_1 rounding): about 1% relative error.
+    assert rel_error(fn(x), want) < 2e-2
+    with pytest.raises(kiln.KilnError, match="holds its weights"):
+        fn(x, weights=raw)
+    # The same module without weights at compile time reads the file's own
+    # layout on each call; both agree with numpy.
+    unpacked = kiln.compile_mlir(text, pipeline="activations=int8", threads=threads)
+    assert rel_error(unpacked(x, weights=raw), want) < 2e-2
