@@ -1,6 +1,6 @@
 //===- CPUKernels.cpp - kernel functions the CPU lowering calls -----------===//
 
-#include "CPUKernels.h"
+#include "Kernels/KernelBuilder.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
@@ -17,120 +17,10 @@
 using namespace mlir;
 using namespace mlir::kiln;
 
-namespace {
-
-/// Small vocabulary for writing kernels with an ImplicitLocOpBuilder.
-struct KB {
-  ImplicitLocOpBuilder &b;
-
-  Type f32() { return b.getF32Type(); }
-  VectorType vf32() { return VectorType::get({kLanes}, b.getF32Type()); }
-  Value idx(int64_t v) { return arith::ConstantIndexOp::create(b, v); }
-  Value f(float v) {
-    return arith::ConstantOp::create(b, b.getF32FloatAttr(v));
-  }
-  Value splat(Value scalar) {
-    return vector::BroadcastOp::create(b, vf32(), scalar);
-  }
-  Value zeros() { return splat(f(0.0f)); }
-  Value add(Value x, Value y) {
-    return isa<IndexType>(x.getType()) ? Value(arith::AddIOp::create(b, x, y))
-                                       : Value(arith::AddFOp::create(b, x, y));
-  }
-  Value mul(Value x, Value y) {
-    return isa<IndexType>(x.getType()) ? Value(arith::MulIOp::create(b, x, y))
-                                       : Value(arith::MulFOp::create(b, x, y));
-  }
-  Value sub(Value x, Value y) {
-    return isa<IndexType>(x.getType()) ? Value(arith::SubIOp::create(b, x, y))
-                                       : Value(arith::SubFOp::create(b, x, y));
-  }
-  Value div(Value x, Value y) {
-    return isa<IndexType>(x.getType()) ? Value(arith::DivUIOp::create(b, x, y))
-                                       : Value(arith::DivFOp::create(b, x, y));
-  }
-  Value rem(Value x, Value y) { return arith::RemUIOp::create(b, x, y); }
-  Value fma(Value x, Value y, Value acc) {
-    return vector::FMAOp::create(b, x, y, acc);
-  }
-  Value sum(Value v) {
-    return vector::ReductionOp::create(b, vector::CombiningKind::ADD, v);
-  }
-  Value maxf(Value x, Value y) { return arith::MaximumFOp::create(b, x, y); }
-  Value exp(Value x) { return math::ExpOp::create(b, x); }
-  Value dim(Value memref, int64_t d) {
-    return memref::DimOp::create(b, memref, d);
-  }
-  Value load(Value memref, ValueRange indices) {
-    return vector::LoadOp::create(b, vf32(), memref, indices);
-  }
-  void store(Value v, Value memref, ValueRange indices) {
-    vector::StoreOp::create(b, v, memref, indices);
-  }
-  Value toF32(Value index) {
-    Value i = arith::IndexCastOp::create(b, b.getI64Type(), index);
-    return arith::SIToFPOp::create(b, f32(), i);
-  }
-  /// [total * tid / nth, total * (tid + 1) / nth): this thread's share.
-  std::pair<Value, Value> share(Value total, Value tid, Value nth) {
-    Value begin = div(mul(total, tid), nth);
-    Value end = div(mul(total, add(tid, idx(1))), nth);
-    return {begin, end};
-  }
-  /// An f32 view of bytes [offset, offset + 4 * count) of a byte buffer.
-  Value floatView(Value bytes, Value offset, Value count) {
-    auto type = MemRefType::get({ShapedType::kDynamic}, f32());
-    return memref::ViewOp::create(b, type, bytes, offset, ValueRange{count});
-  }
-
-  /// scf.for lb..ub step `step` carrying `inits`; `body` returns the values
-  /// to yield (empty without iter args).
-  scf::ForOp loop(Value lb, Value ub, Value step, ValueRange inits,
-                  function_ref<SmallVector<Value>(Value, ValueRange)> body) {
-    auto forOp = scf::ForOp::create(b, lb, ub, step, inits);
-    OpBuilder::InsertionGuard guard(b);
-    Block *block = forOp.getBody();
-    if (inits.empty())
-      b.setInsertionPoint(block->getTerminator());
-    else
-      b.setInsertionPointToStart(block);
-    SmallVector<Value> yielded =
-        body(forOp.getInductionVar(), forOp.getRegionIterArgs());
-    if (!inits.empty())
-      scf::YieldOp::create(b, yielded);
-    return forOp;
-  }
-  void forEach(Value lb, Value ub, function_ref<void(Value)> body) {
-    loop(lb, ub, idx(1), {}, [&](Value iv, ValueRange) {
-      body(iv);
-      return SmallVector<Value>{};
-    });
-  }
-};
-
-} // namespace
-
 MemRefType mlir::kiln::getRowsType(MLIRContext *ctx, int64_t cols, Type elt) {
   // A dynamic offset lets callers pass row slices of larger buffers.
   auto layout = StridedLayoutAttr::get(ctx, ShapedType::kDynamic, {cols, 1});
   return MemRefType::get({ShapedType::kDynamic, cols}, elt, layout);
-}
-
-namespace {
-MemRefType rowsType(MLIRContext *ctx, int64_t cols, Type elt) {
-  return getRowsType(ctx, cols, elt);
-}
-
-} // namespace
-
-/// A float in a kernel name: exact hex digits, symbol characters only.
-static std::string floatName(float v) {
-  std::string text;
-  llvm::raw_string_ostream(text) << llvm::format("%a", double(v));
-  for (char &c : text)
-    if (!isalnum(c))
-      c = '_';
-  return text;
 }
 
 MemRefType mlir::kiln::getIdsType(MLIRContext *ctx) {
@@ -208,16 +98,16 @@ func::FuncOp KernelLibrary::finish(func::FuncOp fn) {
 func::FuncOp KernelLibrary::barrier() {
   MLIRContext *ctx = module.getContext();
   auto ptr = LLVM::LLVMPointerType::get(ctx);
-  OpBuilder ob(ctx);
-  func::FuncOp fn = start("kiln_barrier", FunctionType::get(ctx, {ptr}, {}), ob);
-  ImplicitLocOpBuilder b(module.getLoc(), ob);
-  Value rt = fn.getArgument(0);
+  KernelSignature sig(ctx);
+  sig.pointer("rt").withoutThreads();
+  KernelBuilder kernel(*this, "kiln_barrier", sig);
+  ImplicitLocOpBuilder &b = kernel.b;
+  Value rt = kernel.arg("rt");
   // KilnRtContext's first field is `void (*barrier)(KilnRtContext *)`.
   Value callee = LLVM::LoadOp::create(b, ptr, rt);
   auto fnType = LLVM::LLVMFunctionType::get(LLVM::LLVMVoidType::get(ctx), {ptr});
   LLVM::CallOp::create(b, fnType, ValueRange{callee, rt});
-  func::ReturnOp::create(b);
-  return finish(fn);
+  return kernel.finish();
 }
 
 //===----------------------------------------------------------------------===//
@@ -230,30 +120,22 @@ constexpr int64_t kTokenTile = 4;
 
 func::FuncOp KernelLibrary::linear(const WeightFormat &format, int64_t k,
                                    int64_t n, bool hasBias) {
-  MLIRContext *ctx = module.getContext();
-  Type f32 = Float32Type::get(ctx);
-  Type index = IndexType::get(ctx);
-  auto bytes = MemRefType::get({ShapedType::kDynamic}, IntegerType::get(ctx, 8));
-  SmallVector<Type> args = {rowsType(ctx, k, f32), bytes, index};
+  KernelSignature sig(module.getContext());
+  sig.rows("x", k).bytesAt("w");
   if (hasBias)
-    args.append({bytes, index});
-  args.append({rowsType(ctx, n, f32), index, index});
+    sig.bytesAt("bias");
+  sig.rows("y", n);
   std::string name = ("kiln_linear_" + format.getName() + "_" + Twine(k) +
                       "x" + Twine(n) + (hasBias ? "_bias" : ""))
                          .str();
-  OpBuilder ob(ctx);
-  func::FuncOp fn = start(name, FunctionType::get(ctx, args, {}), ob);
-  ImplicitLocOpBuilder b(module.getLoc(), ob);
-  KB kb{b};
-  Value x = fn.getArgument(0), w = fn.getArgument(1), wOffset = fn.getArgument(2);
-  unsigned next = 3;
-  Value biasBuf, biasOffset;
-  if (hasBias) {
-    biasBuf = fn.getArgument(next++);
-    biasOffset = fn.getArgument(next++);
-  }
-  Value y = fn.getArgument(next++), tid = fn.getArgument(next++),
-        nth = fn.getArgument(next++);
+  KernelBuilder kernel(*this, name, sig);
+  ImplicitLocOpBuilder &b = kernel.b;
+  KB &kb = kernel.kb;
+  Value x = kernel.arg("x"), w = kernel.arg("w"),
+        wOffset = kernel.arg("wOffset"), y = kernel.arg("y");
+  Value biasBuf = kernel.optionalArg("bias"),
+        biasOffset = kernel.optionalArg("biasOffset");
+  Value tid = kernel.tid(), nth = kernel.nth();
 
   int64_t chunkValues = format.getChunkValues();
   int64_t parts = chunkValues / kLanes;
@@ -304,8 +186,7 @@ func::FuncOp KernelLibrary::linear(const WeightFormat &format, int64_t k,
             });
     kb.forEach(tiledTokens, tokens, [&](Value t0) { emitTile(row, t0, 1); });
   });
-  func::ReturnOp::create(b);
-  return finish(fn);
+  return kernel.finish();
 }
 
 //===----------------------------------------------------------------------===//
@@ -384,17 +265,13 @@ static void emitQuantizeBlock(KB &kb, Value x, Value t, Value col, Value q,
 }
 
 func::FuncOp KernelLibrary::quantizeActivations(int64_t k) {
-  MLIRContext *ctx = module.getContext();
-  Type f32 = Float32Type::get(ctx);
-  Type index = IndexType::get(ctx);
-  auto bytes = MemRefType::get({ShapedType::kDynamic}, IntegerType::get(ctx, 8));
-  std::string name = ("kiln_quantize_q8_" + Twine(k)).str();
-  OpBuilder ob(ctx);
-  func::FuncOp fn = start(name, FunctionType::get(ctx, {rowsType(ctx, k, f32), bytes, index, index, index}, {}), ob);
-  ImplicitLocOpBuilder b(module.getLoc(), ob);
-  KB kb{b};
-  Value x = fn.getArgument(0), q = fn.getArgument(1), qOffset = fn.getArgument(2),
-        tid = fn.getArgument(3), nth = fn.getArgument(4);
+  KernelSignature sig(module.getContext());
+  sig.rows("x", k).bytesAt("q");
+  KernelBuilder kernel(*this, ("kiln_quantize_q8_" + Twine(k)).str(), sig);
+  KB &kb = kernel.kb;
+  Value x = kernel.arg("x"), q = kernel.arg("q"),
+        qOffset = kernel.arg("qOffset"), tid = kernel.tid(),
+        nth = kernel.nth();
   int64_t perRow = k / 32;
   auto [i0, i1] = kb.share(kb.mul(kb.dim(x, 0), kb.idx(perRow)), tid, nth);
   kb.forEach(i0, i1, [&](Value blk) {
@@ -403,8 +280,7 @@ func::FuncOp KernelLibrary::quantizeActivations(int64_t k) {
     emitQuantizeBlock(kb, x, t, col, q,
                       kb.add(qOffset, kb.mul(blk, kb.idx(kQ8RecordBytes))));
   });
-  func::ReturnOp::create(b);
-  return finish(fn);
+  return kernel.finish();
 }
 
 // Accumulation order of the GGUF-layout kernel (rows16 accumulates each
@@ -511,34 +387,26 @@ static Value emitByteDot(ImplicitLocOpBuilder &b, Value acc, Value u, Value s,
 func::FuncOp KernelLibrary::linearInt8(const WeightFormat &format,
                                        int64_t k, int64_t n, bool hasBias,
                                        StringRef cpu) {
-  MLIRContext *ctx = module.getContext();
-  Type f32 = Float32Type::get(ctx);
-  Type index = IndexType::get(ctx);
-  auto bytes = MemRefType::get({ShapedType::kDynamic}, IntegerType::get(ctx, 8));
-  SmallVector<Type> args = {bytes, index, bytes, index};
+  KernelSignature sig(module.getContext());
+  sig.bytesAt("q").bytesAt("w");
   if (hasBias)
-    args.append({bytes, index});
-  args.append({rowsType(ctx, n, f32), index, index});
+    sig.bytesAt("bias");
+  sig.rows("y", n);
   std::string name = ("kiln_linear_q8_" + cpu + "_" + format.getName() + "_" +
                       Twine(k) + "x" + Twine(n) + (hasBias ? "_bias" : ""))
                          .str();
   for (char &c : name)
     if (c == '-')
       c = '_';
-  OpBuilder ob(ctx);
-  func::FuncOp fn = start(name, FunctionType::get(ctx, args, {}), ob);
-  ImplicitLocOpBuilder b(module.getLoc(), ob);
-  KB kb{b};
-  Value q = fn.getArgument(0), qOffset = fn.getArgument(1),
-        w = fn.getArgument(2), wOffset = fn.getArgument(3);
-  unsigned next = 4;
-  Value biasBuf, biasOffset;
-  if (hasBias) {
-    biasBuf = fn.getArgument(next++);
-    biasOffset = fn.getArgument(next++);
-  }
-  Value y = fn.getArgument(next++), tid = fn.getArgument(next++),
-        nth = fn.getArgument(next++);
+  KernelBuilder kernel(*this, name, sig);
+  ImplicitLocOpBuilder &b = kernel.b;
+  KB &kb = kernel.kb;
+  Value q = kernel.arg("q"), qOffset = kernel.arg("qOffset"),
+        w = kernel.arg("w"), wOffset = kernel.arg("wOffset"),
+        y = kernel.arg("y");
+  Value biasBuf = kernel.optionalArg("bias"),
+        biasOffset = kernel.optionalArg("biasOffset");
+  Value tid = kernel.tid(), nth = kernel.nth();
   int64_t blocks = k / 32;
   Value tokens = kb.dim(y, 0);
   Value biasView = hasBias ? kb.floatView(biasBuf, biasOffset, kb.idx(n))
@@ -671,8 +539,7 @@ func::FuncOp KernelLibrary::linearInt8(const WeightFormat &format,
     });
     kb.forEach(pairedEnd, rowEnd, [&](Value row) { emitTile(row, 1, t0, 1); });
   });
-  func::ReturnOp::create(b);
-  return finish(fn);
+  return kernel.finish();
 }
 
 //===----------------------------------------------------------------------===//
@@ -803,18 +670,15 @@ func::FuncOp KernelLibrary::linearRows16(const Rows16Format &format,
                                          int64_t k, int64_t n, bool hasBias,
                                          bool hasResidual, int64_t ropeHeadDim,
                                          StringRef cpu) {
-  MLIRContext *ctx = module.getContext();
-  Type f32 = Float32Type::get(ctx);
-  Type index = IndexType::get(ctx);
-  auto bytes = MemRefType::get({ShapedType::kDynamic}, IntegerType::get(ctx, 8));
-  SmallVector<Type> args = {bytes, index, bytes, index};
+  KernelSignature sig(module.getContext());
+  sig.bytesAt("q").bytesAt("w");
   if (hasBias)
-    args.append({bytes, index});
+    sig.bytesAt("bias");
   if (hasResidual)
-    args.push_back(rowsType(ctx, n, f32));
+    sig.rows("residual", n);
   if (ropeHeadDim)
-    args.append({bytes, index});
-  args.append({rowsType(ctx, n, f32), index, index});
+    sig.bytesAt("rope");
+  sig.rows("y", n);
   std::string name = ("kiln_linear_r16_" + cpu + "_" + format.name + "_" +
                       Twine(k) + "x" + Twine(n) + (hasBias ? "_bias" : "") +
                       (hasResidual ? "_residual" : "") +
@@ -823,26 +687,18 @@ func::FuncOp KernelLibrary::linearRows16(const Rows16Format &format,
   for (char &c : name)
     if (c == '-')
       c = '_';
-  OpBuilder ob(ctx);
-  func::FuncOp fn = start(name, FunctionType::get(ctx, args, {}), ob);
-  ImplicitLocOpBuilder b(module.getLoc(), ob);
-  KB kb{b};
-  Value q = fn.getArgument(0), qOffset = fn.getArgument(1),
-        w = fn.getArgument(2), wOffset = fn.getArgument(3);
-  unsigned next = 4;
-  Value biasBuf, biasOffset;
-  if (hasBias) {
-    biasBuf = fn.getArgument(next++);
-    biasOffset = fn.getArgument(next++);
-  }
-  Value residual = hasResidual ? fn.getArgument(next++) : Value();
-  Value ropeTable, ropeOffset;
-  if (ropeHeadDim) {
-    ropeTable = fn.getArgument(next++);
-    ropeOffset = fn.getArgument(next++);
-  }
-  Value y = fn.getArgument(next++), tid = fn.getArgument(next++),
-        nth = fn.getArgument(next++);
+  KernelBuilder kernel(*this, name, sig);
+  ImplicitLocOpBuilder &b = kernel.b;
+  KB &kb = kernel.kb;
+  Value q = kernel.arg("q"), qOffset = kernel.arg("qOffset"),
+        w = kernel.arg("w"), wOffset = kernel.arg("wOffset"),
+        y = kernel.arg("y");
+  Value biasBuf = kernel.optionalArg("bias"),
+        biasOffset = kernel.optionalArg("biasOffset");
+  Value residual = kernel.optionalArg("residual");
+  Value ropeTable = kernel.optionalArg("rope"),
+        ropeOffset = kernel.optionalArg("ropeOffset");
+  Value tid = kernel.tid(), nth = kernel.nth();
 
   const int64_t blocks = k / 32, bps = format.superValues / 32;
   const int64_t supers = k / format.superValues;
@@ -1001,30 +857,25 @@ func::FuncOp KernelLibrary::linearRows16(const Rows16Format &format,
             });
             return SmallVector<Value>{};
           });
-  func::ReturnOp::create(b);
-  return finish(fn);
+  return kernel.finish();
 }
 
 func::FuncOp KernelLibrary::embeddingRows16(const Rows16Format &format,
                                             int64_t vocab, int64_t dim,
                                             float scale) {
-  MLIRContext *ctx = module.getContext();
-  Type f32 = Float32Type::get(ctx);
-  Type index = IndexType::get(ctx);
-  auto bytes = MemRefType::get({ShapedType::kDynamic}, IntegerType::get(ctx, 8));
-  SmallVector<Type> args = {bytes, index, getIdsType(ctx),
-                            rowsType(ctx, dim, f32), index, index};
+  KernelSignature sig(module.getContext());
+  sig.bytesAt("table").ids("ids").rows("y", dim);
   std::string name = ("kiln_embedding_r16_" + Twine(format.name) + "_" +
                       Twine(vocab) + "x" + Twine(dim) +
                       (scale == 1.0f ? "" : "_s" + floatName(scale)))
                          .str();
-  OpBuilder ob(ctx);
-  func::FuncOp fn = start(name, FunctionType::get(ctx, args, {}), ob);
-  ImplicitLocOpBuilder b(module.getLoc(), ob);
-  KB kb{b};
-  Value table = fn.getArgument(0), offset = fn.getArgument(1),
-        idsBuf = fn.getArgument(2), y = fn.getArgument(3),
-        tid = fn.getArgument(4), nth = fn.getArgument(5);
+  KernelBuilder kernel(*this, name, sig);
+  ImplicitLocOpBuilder &b = kernel.b;
+  KB &kb = kernel.kb;
+  Type f32 = b.getF32Type();
+  Value table = kernel.arg("table"), offset = kernel.arg("tableOffset"),
+        idsBuf = kernel.arg("ids"), y = kernel.arg("y"), tid = kernel.tid(),
+        nth = kernel.nth();
   Rows16Reader reader{kb, format, table};
   const int64_t bps = format.superValues / 32;
   auto i32x16 = VectorType::get({kLanes}, b.getI32Type());
@@ -1094,8 +945,7 @@ func::FuncOp KernelLibrary::embeddingRows16(const Rows16Format &format,
       }
     });
   });
-  func::ReturnOp::create(b);
-  return finish(fn);
+  return kernel.finish();
 }
 
 //===----------------------------------------------------------------------===//
@@ -1105,24 +955,18 @@ func::FuncOp KernelLibrary::embeddingRows16(const Rows16Format &format,
 func::FuncOp KernelLibrary::embedding(const WeightFormat &format,
                                       int64_t vocab, int64_t dim,
                                       float scale) {
-  MLIRContext *ctx = module.getContext();
-  Type f32 = Float32Type::get(ctx);
-  Type index = IndexType::get(ctx);
-  auto bytes = MemRefType::get({ShapedType::kDynamic}, IntegerType::get(ctx, 8));
-  auto ids = getIdsType(ctx);
-  SmallVector<Type> args = {bytes, index, ids, rowsType(ctx, dim, f32), index,
-                            index};
+  KernelSignature sig(module.getContext());
+  sig.bytesAt("table").ids("ids").rows("y", dim);
   std::string name = ("kiln_embedding_" + format.getName() + "_" + Twine(vocab) +
                       "x" + Twine(dim) +
                       (scale == 1.0f ? "" : "_s" + floatName(scale)))
                          .str();
-  OpBuilder ob(ctx);
-  func::FuncOp fn = start(name, FunctionType::get(ctx, args, {}), ob);
-  ImplicitLocOpBuilder b(module.getLoc(), ob);
-  KB kb{b};
-  Value table = fn.getArgument(0), offset = fn.getArgument(1),
-        idsBuf = fn.getArgument(2), y = fn.getArgument(3),
-        tid = fn.getArgument(4), nth = fn.getArgument(5);
+  KernelBuilder kernel(*this, name, sig);
+  ImplicitLocOpBuilder &b = kernel.b;
+  KB &kb = kernel.kb;
+  Value table = kernel.arg("table"), offset = kernel.arg("tableOffset"),
+        idsBuf = kernel.arg("ids"), y = kernel.arg("y"), tid = kernel.tid(),
+        nth = kernel.nth();
   auto [t0, t1] = kb.share(kb.dim(y, 0), tid, nth);
   int64_t chunkValues = format.getChunkValues();
   kb.forEach(t0, t1, [&](Value t) {
@@ -1144,8 +988,7 @@ func::FuncOp KernelLibrary::embedding(const WeightFormat &format,
       }
     });
   });
-  func::ReturnOp::create(b);
-  return finish(fn);
+  return kernel.finish();
 }
 
 //===----------------------------------------------------------------------===//
@@ -1155,41 +998,27 @@ func::FuncOp KernelLibrary::embedding(const WeightFormat &format,
 func::FuncOp KernelLibrary::norm(const WeightFormat &weight, int64_t dim,
                                  float epsilon, bool layerNorm, bool hasBias,
                                  bool quantize) {
-  MLIRContext *ctx = module.getContext();
-  Type f32 = Float32Type::get(ctx);
-  Type index = IndexType::get(ctx);
-  auto bytes = MemRefType::get({ShapedType::kDynamic}, IntegerType::get(ctx, 8));
-  auto rows = rowsType(ctx, dim, f32);
-  SmallVector<Type> args = {rows, bytes, index};
+  KernelSignature sig(module.getContext());
+  sig.rows("x", dim).bytesAt("w");
   if (hasBias)
-    args.append({bytes, index});
-  args.push_back(rows);
+    sig.bytesAt("bias");
+  sig.rows("y", dim);
   if (quantize)
-    args.append({bytes, index});
-  args.append({index, index});
+    sig.bytesAt("q");
   std::string name = ((layerNorm ? "kiln_layer_norm_" : "kiln_rms_norm_") +
                       weight.getName() + "_" + Twine(dim) + "_eps" +
                       floatName(epsilon) + (hasBias ? "_bias" : "") +
                       (quantize ? "_q8" : ""))
                          .str();
-  OpBuilder ob(ctx);
-  func::FuncOp fn = start(name, FunctionType::get(ctx, args, {}), ob);
-  ImplicitLocOpBuilder b(module.getLoc(), ob);
-  KB kb{b};
-  Value x = fn.getArgument(0), w = fn.getArgument(1), wOffset = fn.getArgument(2);
-  unsigned next = 3;
-  Value bBuf, bOffset;
-  if (hasBias) {
-    bBuf = fn.getArgument(next++);
-    bOffset = fn.getArgument(next++);
-  }
-  Value y = fn.getArgument(next++);
-  Value q, qOffset;
-  if (quantize) {
-    q = fn.getArgument(next++);
-    qOffset = fn.getArgument(next++);
-  }
-  Value tid = fn.getArgument(next++), nth = fn.getArgument(next++);
+  KernelBuilder kernel(*this, name, sig);
+  ImplicitLocOpBuilder &b = kernel.b;
+  KB &kb = kernel.kb;
+  Value x = kernel.arg("x"), w = kernel.arg("w"),
+        wOffset = kernel.arg("wOffset"), y = kernel.arg("y");
+  Value bBuf = kernel.optionalArg("bias"),
+        bOffset = kernel.optionalArg("biasOffset");
+  Value q = kernel.optionalArg("q"), qOffset = kernel.optionalArg("qOffset");
+  Value tid = kernel.tid(), nth = kernel.nth();
   auto [t0, t1] = kb.share(kb.dim(x, 0), tid, nth);
   Value chunks = kb.idx(dim / kLanes);
   kb.forEach(t0, t1, [&](Value t) {
@@ -1229,8 +1058,7 @@ func::FuncOp KernelLibrary::norm(const WeightFormat &weight, int64_t dim,
                           kb.add(qOffset, rec));
       });
   });
-  func::ReturnOp::create(b);
-  return finish(fn);
+  return kernel.finish();
 }
 
 //===----------------------------------------------------------------------===//
@@ -1246,19 +1074,17 @@ static std::string ropeName(StringRef kind, const RopeConfig &cfg) {
 }
 
 func::FuncOp KernelLibrary::ropeTable(const RopeConfig &cfg) {
-  MLIRContext *ctx = module.getContext();
-  Type index = IndexType::get(ctx);
-  auto bytes = MemRefType::get({ShapedType::kDynamic}, IntegerType::get(ctx, 8));
   RopeConfig key = cfg;
   key.neox = false;
   key.numHeads = key.headDim = 0;
-  OpBuilder ob(ctx);
-  func::FuncOp fn = start(ropeName("rope_table", key), FunctionType::get(ctx, {index, index, bytes, index, index, index}, {}), ob);
-  ImplicitLocOpBuilder b(module.getLoc(), ob);
-  KB kb{b};
-  Value position = fn.getArgument(0), tokens = fn.getArgument(1),
-        table = fn.getArgument(2), offset = fn.getArgument(3),
-        tid = fn.getArgument(4), nth = fn.getArgument(5);
+  KernelSignature sig(module.getContext());
+  sig.index("position").index("tokens").bytesAt("table");
+  KernelBuilder kernel(*this, ropeName("rope_table", key), sig);
+  ImplicitLocOpBuilder &b = kernel.b;
+  KB &kb = kernel.kb;
+  Value position = kernel.arg("position"), tokens = kernel.arg("tokens"),
+        table = kernel.arg("table"), offset = kernel.arg("tableOffset"),
+        tid = kernel.tid(), nth = kernel.nth();
   int64_t half = cfg.rotaryDim / 2;
   Value view = kb.floatView(table, offset, kb.mul(tokens, kb.idx(2 * half)));
   auto [t0, t1] = kb.share(tokens, tid, nth);
@@ -1278,24 +1104,18 @@ func::FuncOp KernelLibrary::ropeTable(const RopeConfig &cfg) {
               return SmallVector<Value>{kb.mul(theta[0], kb.f(thetaScale))};
             });
   });
-  func::ReturnOp::create(b);
-  return finish(fn);
+  return kernel.finish();
 }
 
 func::FuncOp KernelLibrary::rope(const RopeConfig &cfg) {
-  MLIRContext *ctx = module.getContext();
-  Type f32 = Float32Type::get(ctx);
-  Type index = IndexType::get(ctx);
-  auto rows = rowsType(ctx, cfg.width, f32);
-  auto bytes = MemRefType::get({ShapedType::kDynamic}, IntegerType::get(ctx, 8));
-  SmallVector<Type> args = {rows, bytes, index, rows, index, index};
-  OpBuilder ob(ctx);
-  func::FuncOp fn = start(ropeName("rope", cfg), FunctionType::get(ctx, args, {}), ob);
-  ImplicitLocOpBuilder b(module.getLoc(), ob);
-  KB kb{b};
-  Value x = fn.getArgument(0), table = fn.getArgument(1),
-        offset = fn.getArgument(2), y = fn.getArgument(3),
-        tid = fn.getArgument(4), nth = fn.getArgument(5);
+  KernelSignature sig(module.getContext());
+  sig.rows("x", cfg.width).bytesAt("table").rows("y", cfg.width);
+  KernelBuilder kernel(*this, ropeName("rope", cfg), sig);
+  ImplicitLocOpBuilder &b = kernel.b;
+  KB &kb = kernel.kb;
+  Value x = kernel.arg("x"), table = kernel.arg("table"),
+        offset = kernel.arg("tableOffset"), y = kernel.arg("y"),
+        tid = kernel.tid(), nth = kernel.nth();
   int64_t half = cfg.rotaryDim / 2;
   Value tokens = kb.dim(x, 0);
   Value view = kb.floatView(table, offset, kb.mul(tokens, kb.idx(2 * half)));
@@ -1331,8 +1151,7 @@ func::FuncOp KernelLibrary::rope(const RopeConfig &cfg) {
       memref::StoreOp::create(b, v, y, ValueRange{t, kb.add(base, d)});
     });
   });
-  func::ReturnOp::create(b);
-  return finish(fn);
+  return kernel.finish();
 }
 
 //===----------------------------------------------------------------------===//
@@ -1340,17 +1159,11 @@ func::FuncOp KernelLibrary::rope(const RopeConfig &cfg) {
 //===----------------------------------------------------------------------===//
 
 func::FuncOp KernelLibrary::attention(const AttentionConfig &cfg) {
-  MLIRContext *ctx = module.getContext();
-  Type f32 = Float32Type::get(ctx);
-  Type index = IndexType::get(ctx);
-  auto bytes = MemRefType::get({ShapedType::kDynamic}, IntegerType::get(ctx, 8));
   int64_t qWidth = cfg.numHeads * cfg.headDim;
   int64_t kvWidth = cfg.kvHeads * cfg.headDim;
-  auto qRows = rowsType(ctx, qWidth, f32);
-  auto kvRows = rowsType(ctx, kvWidth, f32);
-  auto ptr = LLVM::LLVMPointerType::get(ctx);
-  SmallVector<Type> args = {qRows, kvRows, kvRows, bytes, index,
-                            qRows, ptr,    index,  index};
+  KernelSignature sig(module.getContext());
+  sig.rows("q", qWidth).rows("k", kvWidth).rows("v", kvWidth).bytes("cache");
+  sig.index("position").rows("y", qWidth).pointer("rt");
   std::string name =
       llvm::formatv("kiln_attention_h{0}_kv{1}_d{2}_L{3}_c{4}_l{5}_w{6}_{7}{8}",
                     cfg.numHeads, cfg.kvHeads, cfg.headDim, cfg.layers,
@@ -1358,14 +1171,13 @@ func::FuncOp KernelLibrary::attention(const AttentionConfig &cfg) {
                     cfg.causal ? "causal" : "full",
                     cfg.softcap > 0 ? "_capped" : "")
           .str();
-  OpBuilder ob(ctx);
-  func::FuncOp fn = start(name, FunctionType::get(ctx, args, {}), ob);
-  ImplicitLocOpBuilder b(module.getLoc(), ob);
-  KB kb{b};
-  Value q = fn.getArgument(0), k = fn.getArgument(1), v = fn.getArgument(2),
-        cacheBytes = fn.getArgument(3), position = fn.getArgument(4),
-        y = fn.getArgument(5), rt = fn.getArgument(6), tid = fn.getArgument(7),
-        nth = fn.getArgument(8);
+  KernelBuilder kernel(*this, name, sig);
+  ImplicitLocOpBuilder &b = kernel.b;
+  KB &kb = kernel.kb;
+  Value q = kernel.arg("q"), k = kernel.arg("k"), v = kernel.arg("v"),
+        cacheBytes = kernel.arg("cache"), position = kernel.arg("position"),
+        y = kernel.arg("y"), rt = kernel.arg("rt"), tid = kernel.tid(),
+        nth = kernel.nth();
   Value tokens = kb.dim(q, 0);
   // Cache layout: [2 (keys, values)][layers][context][kv_heads][head_dim] f32.
   int64_t planeElems = cfg.layers * cfg.context * kvWidth;
@@ -1485,8 +1297,7 @@ func::FuncOp KernelLibrary::attention(const AttentionConfig &cfg) {
       kb.store(kb.mul(scan.getResult(2 + c), inv), y,
                {t, kb.add(qCol, kb.idx(c * kLanes))});
   });
-  func::ReturnOp::create(b);
-  return finish(fn);
+  return kernel.finish();
 }
 
 //===----------------------------------------------------------------------===//
@@ -1517,39 +1328,29 @@ static Value emitGelu(KB &kb, Value x, bool tanhForm) {
 
 func::FuncOp KernelLibrary::elementwise(ElementwiseKind kind, int64_t dim,
                                         bool quantize) {
-  MLIRContext *ctx = module.getContext();
-  Type f32 = Float32Type::get(ctx);
-  Type index = IndexType::get(ctx);
-  auto rows = rowsType(ctx, dim, f32);
   bool binary = kind == ElementwiseKind::Add || kind == ElementwiseKind::Mul ||
                 kind == ElementwiseKind::SwiGLU ||
                 kind == ElementwiseKind::GeGLUTanh ||
                 kind == ElementwiseKind::GeGLUErf;
-  auto bytes = MemRefType::get({ShapedType::kDynamic}, IntegerType::get(ctx, 8));
-  SmallVector<Type> args = {rows};
+  KernelSignature sig(module.getContext());
+  sig.rows("a", dim);
   if (binary)
-    args.push_back(rows);
-  args.push_back(rows);
+    sig.rows("b", dim);
+  sig.rows("y", dim);
   if (quantize)
-    args.append({bytes, index});
-  args.append({index, index});
+    sig.bytesAt("q");
   static const char *names[] = {"add",  "mul",       "swiglu",   "geglu_tanh",
                                 "geglu_erf", "silu", "gelu_tanh", "gelu_erf",
                                 "copy"};
   std::string name = ("kiln_" + Twine(names[int(kind)]) + "_" + Twine(dim) +
                       (quantize ? "_q8" : ""))
                          .str();
-  OpBuilder ob(ctx);
-  func::FuncOp fn = start(name, FunctionType::get(ctx, args, {}), ob);
-  ImplicitLocOpBuilder b(module.getLoc(), ob);
-  KB kb{b};
-  unsigned next = 0;
-  Value a = fn.getArgument(next++);
-  Value bIn = binary ? fn.getArgument(next++) : Value();
-  Value y = fn.getArgument(next++);
-  Value q = quantize ? fn.getArgument(next++) : Value();
-  Value qOffset = quantize ? fn.getArgument(next++) : Value();
-  Value tid = fn.getArgument(next++), nth = fn.getArgument(next++);
+  KernelBuilder kernel(*this, name, sig);
+  KB &kb = kernel.kb;
+  Value a = kernel.arg("a"), bIn = kernel.optionalArg("b"),
+        y = kernel.arg("y");
+  Value q = kernel.optionalArg("q"), qOffset = kernel.optionalArg("qOffset");
+  Value tid = kernel.tid(), nth = kernel.nth();
   // Work is split over chunks of the flattened [tokens, dim] array so a
   // single token's wide activation still uses every thread: 16 values, or
   // one 32-value block when the result is quantized for a linear layer too.
@@ -1597,22 +1398,17 @@ func::FuncOp KernelLibrary::elementwise(ElementwiseKind kind, int64_t dim,
       emitQuantizeBlock(kb, y, t, col, q,
                         kb.add(qOffset, kb.mul(c, kb.idx(kQ8RecordBytes))));
   });
-  func::ReturnOp::create(b);
-  return finish(fn);
+  return kernel.finish();
 }
 
 func::FuncOp KernelLibrary::softmax(int64_t dim) {
-  MLIRContext *ctx = module.getContext();
-  Type f32 = Float32Type::get(ctx);
-  Type index = IndexType::get(ctx);
-  auto rows = rowsType(ctx, dim, f32);
-  std::string name = ("kiln_softmax_" + Twine(dim)).str();
-  OpBuilder ob(ctx);
-  func::FuncOp fn = start(name, FunctionType::get(ctx, {rows, rows, index, index}, {}), ob);
-  ImplicitLocOpBuilder b(module.getLoc(), ob);
-  KB kb{b};
-  Value x = fn.getArgument(0), y = fn.getArgument(1), tid = fn.getArgument(2),
-        nth = fn.getArgument(3);
+  KernelSignature sig(module.getContext());
+  sig.rows("x", dim).rows("y", dim);
+  KernelBuilder kernel(*this, ("kiln_softmax_" + Twine(dim)).str(), sig);
+  ImplicitLocOpBuilder &b = kernel.b;
+  KB &kb = kernel.kb;
+  Value x = kernel.arg("x"), y = kernel.arg("y"), tid = kernel.tid(),
+        nth = kernel.nth();
   auto [t0, t1] = kb.share(kb.dim(x, 0), tid, nth);
   Value chunks = kb.idx(dim / kLanes);
   kb.forEach(t0, t1, [&](Value t) {
@@ -1636,6 +1432,5 @@ func::FuncOp KernelLibrary::softmax(int64_t dim) {
       kb.store(kb.mul(kb.load(y, {t, col(c)}), inv), y, {t, col(c)});
     });
   });
-  func::ReturnOp::create(b);
-  return finish(fn);
+  return kernel.finish();
 }

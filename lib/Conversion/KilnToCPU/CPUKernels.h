@@ -43,6 +43,8 @@ MemRefType getRowsType(MLIRContext *ctx, int64_t cols, Type elt);
 /// memref<?xi32, strided<[1], offset: ?>>: token ids.
 MemRefType getIdsType(MLIRContext *ctx);
 
+class KernelBuilder;
+
 class KernelLibrary {
 public:
   explicit KernelLibrary(ModuleOp module) : module(module) {}
@@ -106,6 +108,8 @@ public:
   func::FuncOp softmax(int64_t dim);
 
 private:
+  friend class KernelBuilder;
+
   /// A new kernel function of `type` named after its `family` (what the
   /// reader sees), with `b` at the start of its body.
   func::FuncOp start(StringRef family, FunctionType type, OpBuilder &b);
