@@ -1,5 +1,6 @@
 //===- CPUKernels.cpp - kernel functions the CPU lowering calls -----------===//
 
+#include "Kernels/CPUTarget.h"
 #include "Kernels/KernelBuilder.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -328,62 +329,6 @@ static Value horizontalSum8(ImplicitLocOpBuilder &b, Value acc8) {
   return arith::AddFOp::create(b, x0, x1);
 }
 
-/// acc + sum of the four products u[4i..4i+3] * s[4i..4i+3] in lane i
-/// (u unsigned, s signed bytes): vpdpbusd on AVX-512 VNNI, the same sums
-/// from vpmaddubsw + vpmaddwd on AVX2 (no saturation for |u| <= 128,
-/// |s| <= 127), portable vector code for `generic`.
-static Value emitByteDot(ImplicitLocOpBuilder &b, Value acc, Value u, Value s,
-                         StringRef cpu) {
-  auto i32x16 = VectorType::get({16}, b.getI32Type());
-  if (cpu == "generic") {
-    // Widen, multiply, and add groups of four lanes with shuffles.
-    auto i32x64 = VectorType::get({64}, b.getI32Type());
-    Value prod = arith::MulIOp::create(b, arith::ExtUIOp::create(b, i32x64, u),
-                                       arith::ExtSIOp::create(b, i32x64, s));
-    Value sum = acc;
-    for (int64_t j = 0; j < 4; ++j) {
-      SmallVector<int64_t> lanes;
-      for (int64_t i = 0; i < 16; ++i)
-        lanes.push_back(4 * i + j);
-      sum = arith::AddIOp::create(
-          b, sum, vector::ShuffleOp::create(b, prod, prod, lanes));
-    }
-    return sum;
-  }
-  if (cpu == "x86-64-v4")
-    return LLVM::CallIntrinsicOp::create(
-               b, i32x16, b.getStringAttr("llvm.x86.avx512.vpdpbusd.512"),
-               ValueRange{acc, u, s})
-        .getResult(0);
-  auto i8x32 = VectorType::get({32}, b.getI8Type());
-  auto i16x16 = VectorType::get({16}, b.getI16Type());
-  auto i32x8 = VectorType::get({8}, b.getI32Type());
-  Value ones = arith::ConstantOp::create(
-      b, DenseElementsAttr::get(i16x16, b.getI16IntegerAttr(1)));
-  SmallVector<Value> halves;
-  for (int64_t h = 0; h < 2; ++h) {
-    auto half = [&](Value v) {
-      return vector::ExtractStridedSliceOp::create(
-          b, v, ArrayRef<int64_t>{32 * h}, ArrayRef<int64_t>{32},
-          ArrayRef<int64_t>{1});
-    };
-    Value pairs = LLVM::CallIntrinsicOp::create(
-                      b, i16x16, b.getStringAttr("llvm.x86.avx2.pmadd.ub.sw"),
-                      ValueRange{half(u), half(s)})
-                      .getResult(0);
-    halves.push_back(LLVM::CallIntrinsicOp::create(
-                         b, i32x8, b.getStringAttr("llvm.x86.avx2.pmadd.wd"),
-                         ValueRange{pairs, ones})
-                         .getResult(0));
-    (void)i8x32;
-  }
-  SmallVector<int64_t> order(16);
-  for (int64_t i = 0; i < 16; ++i)
-    order[i] = i;
-  Value quads = vector::ShuffleOp::create(b, halves[0], halves[1], order);
-  return arith::AddIOp::create(b, acc, quads);
-}
-
 func::FuncOp KernelLibrary::linearInt8(const WeightFormat &format,
                                        int64_t k, int64_t n, bool hasBias,
                                        StringRef cpu) {
@@ -392,12 +337,11 @@ func::FuncOp KernelLibrary::linearInt8(const WeightFormat &format,
   if (hasBias)
     sig.bytesAt("bias");
   sig.rows("y", n);
-  std::string name = ("kiln_linear_q8_" + cpu + "_" + format.getName() + "_" +
-                      Twine(k) + "x" + Twine(n) + (hasBias ? "_bias" : ""))
+  CPUTarget target = CPUTarget::get(cpu);
+  std::string name = ("kiln_linear_q8_" + target.getSymbolName() + "_" +
+                      format.getName() + "_" + Twine(k) + "x" + Twine(n) +
+                      (hasBias ? "_bias" : ""))
                          .str();
-  for (char &c : name)
-    if (c == '-')
-      c = '_';
   KernelBuilder kernel(*this, name, sig);
   ImplicitLocOpBuilder &b = kernel.b;
   KB &kb = kernel.kb;
@@ -485,7 +429,7 @@ func::FuncOp KernelLibrary::linearInt8(const WeightFormat &format,
             qx = arith::SelectOp::create(
                 b, negative, arith::SubIOp::create(b, zeroI8, qx), qx);
           // Lanes 0-7: the first block's quad sums, lanes 8-15: the second's.
-          Value dot = emitByteDot(b, zeroI32, u, qx, cpu);
+          Value dot = target.emitByteDot(b, zeroI32, u, qx);
           int64_t a = 2 * (r * tile + i);
           for (auto [j, chunk] : llvm::enumerate(wc)) {
             out[a] = accumulateBlock(b, out[a], lanes8(b, dot, 8 * j),
@@ -679,14 +623,13 @@ func::FuncOp KernelLibrary::linearRows16(const Rows16Format &format,
   if (ropeHeadDim)
     sig.bytesAt("rope");
   sig.rows("y", n);
-  std::string name = ("kiln_linear_r16_" + cpu + "_" + format.name + "_" +
-                      Twine(k) + "x" + Twine(n) + (hasBias ? "_bias" : "") +
+  CPUTarget target = CPUTarget::get(cpu);
+  std::string name = ("kiln_linear_r16_" + target.getSymbolName() + "_" +
+                      format.name + "_" + Twine(k) + "x" + Twine(n) +
+                      (hasBias ? "_bias" : "") +
                       (hasResidual ? "_residual" : "") +
                       (ropeHeadDim ? "_rope" + Twine(ropeHeadDim) : ""))
                          .str();
-  for (char &c : name)
-    if (c == '-')
-      c = '_';
   KernelBuilder kernel(*this, name, sig);
   ImplicitLocOpBuilder &b = kernel.b;
   KB &kb = kernel.kb;
@@ -708,10 +651,7 @@ func::FuncOp KernelLibrary::linearRows16(const Rows16Format &format,
   const int64_t groupBytes = format.groupBytes(k);
   const int64_t headerRegion = format.headerRegionBytes(k);
   const int64_t codeBytes = format.blockCodeBytes();
-  // vpmaddubsw saturates past 16-bit pair sums: 8-bit codes take the
-  // widening byte dot product without VNNI.
-  StringRef dotCpu =
-      cpu == "x86-64-v3" && format.codeBits == 8 ? StringRef("generic") : cpu;
+  CPUTarget dotTarget = target.forCodeBits(format.codeBits);
 
   Rows16Reader reader{kb, format, w};
   auto i32x16 = VectorType::get({16}, b.getI32Type());
@@ -806,7 +746,7 @@ func::FuncOp KernelLibrary::linearRows16(const Rows16Format &format,
                     b, i32x16, loadI32(b, q, kb.add(rec, kb.idx(4 * t))));
                 x = vector::BitCastOp::create(
                     b, VectorType::get({64}, b.getI8Type()), x);
-                half[t / 4] = emitByteDot(b, half[t / 4], codes[t], x, dotCpu);
+                half[t / 4] = dotTarget.emitByteDot(b, half[t / 4], codes[t], x);
               }
               Value sum =
                   format.halfScales
