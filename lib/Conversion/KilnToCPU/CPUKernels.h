@@ -4,6 +4,10 @@
 // static shapes and weight encoding, created once per module. Kernels follow
 // one convention: memref operands first, then `tid` and `nth` (index); each
 // kernel takes its share of the work from them (SPMD, see HostABI.h).
+// The kernels are built in Kernels/, one file per family (Linear.cpp,
+// Rows16.cpp, Norm.cpp, ...), each declaring its signature once with a
+// KernelBuilder (Kernels/KernelBuilder.h); what differs between the CPU
+// variants is in Kernels/CPUTarget.h.
 //
 //===----------------------------------------------------------------------===//
 

@@ -195,6 +195,18 @@ MemRefType getBytesType(MLIRContext *ctx);
 /// A float in a kernel name: exact hex digits, symbol characters only.
 std::string floatName(float v);
 
+/// One f32 or i32 at byte `offset` of a byte buffer: the fields of an int8
+/// activation record (kQ8RecordBytes).
+void storeF32(ImplicitLocOpBuilder &b, Value v, Value bytes, Value offset);
+void storeI32(ImplicitLocOpBuilder &b, Value v, Value bytes, Value offset);
+Value loadF32(ImplicitLocOpBuilder &b, Value bytes, Value offset);
+Value loadI32(ImplicitLocOpBuilder &b, Value bytes, Value offset);
+
+/// Quantizes x[t, col .. col + 32) into the kQ8RecordBytes record at byte
+/// `rec` of `q` (see KernelLibrary::quantizeActivations); also the norm and
+/// elementwise kernels' fused epilogue.
+void emitQuantizeBlock(KB &kb, Value x, Value t, Value col, Value q, Value rec);
+
 } // namespace mlir::kiln
 
 #endif // KILN_CONVERSION_KILNTOCPU_KERNELS_KERNELBUILDER_H
