@@ -90,12 +90,12 @@ func::FuncOp KernelLibrary::barrier() {
   auto ptr = LLVM::LLVMPointerType::get(ctx);
   KernelSignature sig(ctx);
   sig.pointer("rt").withoutThreads();
-  KernelBuilder kernel(*this, "kiln_barrier", sig);
-  ImplicitLocOpBuilder &b = kernel.b;
-  Value rt = kernel.arg("rt");
+  KernelBuilder kb(*this, sig, "kiln_barrier");
+  ImplicitLocOpBuilder &b = kb.b;
+  Value rt = kb.arg("rt");
   // KilnRtContext's first field is `void (*barrier)(KilnRtContext *)`.
   Value callee = LLVM::LoadOp::create(b, ptr, rt);
   auto fnType = LLVM::LLVMFunctionType::get(LLVM::LLVMVoidType::get(ctx), {ptr});
   LLVM::CallOp::create(b, fnType, ValueRange{callee, rt});
-  return kernel.finish();
+  return kb.finish();
 }

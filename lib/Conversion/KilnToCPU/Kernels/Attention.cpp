@@ -25,13 +25,11 @@ func::FuncOp KernelLibrary::attention(const AttentionConfig &cfg) {
                     cfg.causal ? "causal" : "full",
                     cfg.softcap > 0 ? "_capped" : "")
           .str();
-  KernelBuilder kernel(*this, name, sig);
-  ImplicitLocOpBuilder &b = kernel.b;
-  KB &kb = kernel.kb;
-  Value q = kernel.arg("q"), k = kernel.arg("k"), v = kernel.arg("v"),
-        cacheBytes = kernel.arg("cache"), position = kernel.arg("position"),
-        y = kernel.arg("y"), rt = kernel.arg("rt"), tid = kernel.tid(),
-        nth = kernel.nth();
+  KernelBuilder kb(*this, sig, name);
+  ImplicitLocOpBuilder &b = kb.b;
+  Value q = kb.arg("q"), k = kb.arg("k"), v = kb.arg("v"),
+        cacheBytes = kb.arg("cache"), position = kb.arg("position"),
+        y = kb.arg("y"), rt = kb.arg("rt");
   Value tokens = kb.dim(q, 0);
   // Cache layout: [2 (keys, values)][layers][context][kv_heads][head_dim] f32.
   int64_t planeElems = cfg.layers * cfg.context * kvWidth;
@@ -44,7 +42,7 @@ func::FuncOp KernelLibrary::attention(const AttentionConfig &cfg) {
   int64_t chunks = cfg.headDim / kLanes;
 
   // 1. Append the new keys and values at positions position + t.
-  auto [t0, t1] = kb.share(tokens, tid, nth);
+  auto [t0, t1] = kb.share(tokens);
   kb.forEach(t0, t1, [&](Value t) {
     Value pos = kb.add(position, t);
     Value inside = arith::CmpIOp::create(b, arith::CmpIPredicate::ult, pos,
@@ -64,7 +62,7 @@ func::FuncOp KernelLibrary::attention(const AttentionConfig &cfg) {
   //    positions in chunks of 16 (no score buffer): the 16 scores of a chunk
   //    form one vector, so max, exp and sum are vector ops.
   Value heads = kb.idx(cfg.numHeads);
-  auto [i0, i1] = kb.share(kb.mul(tokens, heads), tid, nth);
+  auto [i0, i1] = kb.share(kb.mul(tokens, heads));
   int64_t group = cfg.numHeads / cfg.kvHeads;
   constexpr int64_t kChunk = kLanes;
   Value lastPosition = kb.idx(cfg.context - 1);
@@ -108,13 +106,14 @@ func::FuncOp KernelLibrary::attention(const AttentionConfig &cfg) {
       SmallVector<Value> rows;
       Value scores = kb.splat(kb.f(0.0f));
       for (int64_t jj = 0; jj < kChunk; ++jj) {
-        Value j = arith::MinUIOp::create(b, kb.add(j0, kb.idx(jj)), lastPosition);
+        Value j =
+            arith::MinUIOp::create(b, kb.add(j0, kb.idx(jj)), lastPosition);
         rows.push_back(j);
         Value kBase = kb.add(slot(0, j), kvCol);
         Value dot = kb.zeros();
         for (int64_t c = 0; c < chunks; ++c)
-          dot = kb.fma(qv[c],
-                       kb.load(cache, {kb.add(kBase, kb.idx(c * kLanes))}), dot);
+          dot = kb.fma(
+              qv[c], kb.load(cache, {kb.add(kBase, kb.idx(c * kLanes))}), dot);
         scores = vector::InsertOp::create(b, kb.sum(dot), scores,
                                           ArrayRef<int64_t>{jj});
       }
@@ -137,11 +136,12 @@ func::FuncOp KernelLibrary::attention(const AttentionConfig &cfg) {
       for (int64_t c = 0; c < chunks; ++c)
         acc.push_back(kb.mul(state[2 + c], corrV));
       for (int64_t jj = 0; jj < kChunk; ++jj) {
-        Value pj = kb.splat(vector::ExtractOp::create(b, p, ArrayRef<int64_t>{jj}));
+        Value pj =
+            kb.splat(vector::ExtractOp::create(b, p, ArrayRef<int64_t>{jj}));
         Value vBase = kb.add(slot(1, rows[jj]), kvCol);
         for (int64_t c = 0; c < chunks; ++c)
-          acc[c] = kb.fma(pj, kb.load(cache, {kb.add(vBase, kb.idx(c * kLanes))}),
-                          acc[c]);
+          acc[c] = kb.fma(
+              pj, kb.load(cache, {kb.add(vBase, kb.idx(c * kLanes))}), acc[c]);
       }
       out.append(acc);
       return out;
@@ -151,5 +151,5 @@ func::FuncOp KernelLibrary::attention(const AttentionConfig &cfg) {
       kb.store(kb.mul(scan.getResult(2 + c), inv), y,
                {t, kb.add(qCol, kb.idx(c * kLanes))});
   });
-  return kernel.finish();
+  return kb.finish();
 }

@@ -47,22 +47,19 @@ func::FuncOp KernelLibrary::elementwise(ElementwiseKind kind, int64_t dim,
   static const char *names[] = {"add",  "mul",       "swiglu",   "geglu_tanh",
                                 "geglu_erf", "silu", "gelu_tanh", "gelu_erf",
                                 "copy"};
-  std::string name = ("kiln_" + Twine(names[int(kind)]) + "_" + Twine(dim) +
-                      (quantize ? "_q8" : ""))
-                         .str();
-  KernelBuilder kernel(*this, name, sig);
-  KB &kb = kernel.kb;
-  Value a = kernel.arg("a"), bIn = kernel.optionalArg("b"),
-        y = kernel.arg("y");
-  Value q = kernel.optionalArg("q"), qOffset = kernel.optionalArg("qOffset");
-  Value tid = kernel.tid(), nth = kernel.nth();
+  KernelBuilder kb(*this, sig,
+                   "kiln_" + Twine(names[int(kind)]) + "_" + Twine(dim) +
+                       (quantize ? "_q8" : ""));
+  Value a = kb.arg("a"), bIn = kb.optionalArg("b"), y = kb.arg("y");
+  Value q = kb.optionalArg("q"),
+        qOffset = kb.optionalArg("qOffset");
   // Work is split over chunks of the flattened [tokens, dim] array so a
   // single token's wide activation still uses every thread: 16 values, or
   // one 32-value block when the result is quantized for a linear layer too.
   int64_t width = quantize ? 32 : kLanes;
   int64_t perRow = dim / width;
   Value total = kb.mul(kb.dim(a, 0), kb.idx(perRow));
-  auto [c0, c1] = kb.share(total, tid, nth);
+  auto [c0, c1] = kb.share(total);
   auto emitLanes = [&](Value t, Value col) {
     Value x = kb.load(a, {t, col});
     Value r;
@@ -103,18 +100,16 @@ func::FuncOp KernelLibrary::elementwise(ElementwiseKind kind, int64_t dim,
       emitQuantizeBlock(kb, y, t, col, q,
                         kb.add(qOffset, kb.mul(c, kb.idx(kQ8RecordBytes))));
   });
-  return kernel.finish();
+  return kb.finish();
 }
 
 func::FuncOp KernelLibrary::softmax(int64_t dim) {
   KernelSignature sig(module.getContext());
   sig.rows("x", dim).rows("y", dim);
-  KernelBuilder kernel(*this, ("kiln_softmax_" + Twine(dim)).str(), sig);
-  ImplicitLocOpBuilder &b = kernel.b;
-  KB &kb = kernel.kb;
-  Value x = kernel.arg("x"), y = kernel.arg("y"), tid = kernel.tid(),
-        nth = kernel.nth();
-  auto [t0, t1] = kb.share(kb.dim(x, 0), tid, nth);
+  KernelBuilder kb(*this, sig, "kiln_softmax_" + Twine(dim));
+  ImplicitLocOpBuilder &b = kb.b;
+  Value x = kb.arg("x"), y = kb.arg("y");
+  auto [t0, t1] = kb.share(kb.dim(x, 0));
   Value chunks = kb.idx(dim / kLanes);
   kb.forEach(t0, t1, [&](Value t) {
     auto col = [&](Value c) { return kb.mul(c, kb.idx(kLanes)); };
@@ -137,5 +132,5 @@ func::FuncOp KernelLibrary::softmax(int64_t dim) {
       kb.store(kb.mul(kb.load(y, {t, col(c)}), inv), y, {t, col(c)});
     });
   });
-  return kernel.finish();
+  return kb.finish();
 }

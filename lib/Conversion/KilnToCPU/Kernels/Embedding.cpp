@@ -14,17 +14,14 @@ func::FuncOp KernelLibrary::embedding(const WeightFormat &format,
                                       float scale) {
   KernelSignature sig(module.getContext());
   sig.bytesAt("table").ids("ids").rows("y", dim);
-  std::string name = ("kiln_embedding_" + format.getName() + "_" + Twine(vocab) +
-                      "x" + Twine(dim) +
-                      (scale == 1.0f ? "" : "_s" + floatName(scale)))
-                         .str();
-  KernelBuilder kernel(*this, name, sig);
-  ImplicitLocOpBuilder &b = kernel.b;
-  KB &kb = kernel.kb;
-  Value table = kernel.arg("table"), offset = kernel.arg("tableOffset"),
-        idsBuf = kernel.arg("ids"), y = kernel.arg("y"), tid = kernel.tid(),
-        nth = kernel.nth();
-  auto [t0, t1] = kb.share(kb.dim(y, 0), tid, nth);
+  KernelBuilder kb(*this, sig,
+                   "kiln_embedding_" + format.getName() + "_" + Twine(vocab) +
+                       "x" + Twine(dim) +
+                       (scale == 1.0f ? "" : "_s" + floatName(scale)));
+  ImplicitLocOpBuilder &b = kb.b;
+  Value table = kb.arg("table"), offset = kb.arg("tableOffset");
+  Value idsBuf = kb.arg("ids"), y = kb.arg("y");
+  auto [t0, t1] = kb.share(kb.dim(y, 0));
   int64_t chunkValues = format.getChunkValues();
   kb.forEach(t0, t1, [&](Value t) {
     Value id = memref::LoadOp::create(b, idsBuf, t);
@@ -45,5 +42,5 @@ func::FuncOp KernelLibrary::embedding(const WeightFormat &format,
       }
     });
   });
-  return kernel.finish();
+  return kb.finish();
 }

@@ -84,11 +84,13 @@ SmallVector<std::string> KernelSignature::getNames() const {
 // KernelBuilder
 //===----------------------------------------------------------------------===//
 
-KernelBuilder::KernelBuilder(KernelLibrary &library, StringRef name,
-                             const KernelSignature &signature)
-    : b(library.module.getLoc(), library.module.getContext()), library(library),
-      names(signature.getNames()) {
-  fn = library.start(name, signature.getType(), b);
+KernelBuilder::KernelBuilder(KernelLibrary &library,
+                             const KernelSignature &signature,
+                             const Twine &name)
+    : detail::KernelBodyBuilder{ImplicitLocOpBuilder(
+          library.module.getLoc(), library.module.getContext())},
+      KB{builder}, library(library), names(signature.getNames()) {
+  fn = library.start(name.str(), signature.getType(), b);
   args = fn.getArguments();
 }
 

@@ -149,20 +149,29 @@ private:
   bool threads = true;
 };
 
-/// One kernel under construction: starts its function in the library with
-/// the builder at the start of the body, gives the arguments by name, and
-/// ends it with finish(). Kernel builders are KernelLibrary's methods:
+namespace detail {
+/// The builder a KernelBuilder owns, constructed before its KB base.
+struct KernelBodyBuilder {
+  ImplicitLocOpBuilder builder;
+};
+} // namespace detail
+
+/// One kernel under construction, with KB's vocabulary: starts its function
+/// in the library with the builder at the start of the body, gives the
+/// arguments by name and this thread's share of the work, and ends the
+/// kernel with finish(). Kernel builders are KernelLibrary's methods:
 ///
-///   KernelSignature sig(ctx);
+///   KernelSignature sig(module.getContext());
 ///   sig.rows("x", k).bytesAt("w").rows("y", n);
-///   KernelBuilder kernel(*this, name, sig);
-///   Value x = kernel.arg("x"), w = kernel.arg("w"), ...;
-///   ... body with kernel.b / kernel.kb ...
-///   return kernel.finish();
-class KernelBuilder {
+///   KernelBuilder kb(*this, sig, name);
+///   Value x = kb.arg("x"), w = kb.arg("w"), wOffset = kb.arg("wOffset");
+///   auto [t0, t1] = kb.share(kb.dim(x, 0));
+///   ... body ...
+///   return kb.finish();
+class KernelBuilder : private detail::KernelBodyBuilder, public KB {
 public:
-  KernelBuilder(KernelLibrary &library, StringRef name,
-                const KernelSignature &signature);
+  KernelBuilder(KernelLibrary &library, const KernelSignature &signature,
+                const Twine &name);
   KernelBuilder(const KernelBuilder &) = delete;
   KernelBuilder &operator=(const KernelBuilder &) = delete;
 
@@ -171,15 +180,16 @@ public:
   /// The argument declared as `name`, or null where the signature left it
   /// out (an optional operand such as a bias).
   Value optionalArg(StringRef name) const;
-  Value tid() const { return arg("tid"); }
-  Value nth() const { return arg("nth"); }
+  using KB::share;
+  /// This thread's share of [0, total): KB::share with the kernel's `tid`
+  /// and `nth`.
+  std::pair<Value, Value> share(Value total) {
+    return share(total, arg("tid"), arg("nth"));
+  }
 
   /// Ends the body and hands the kernel to the library: the kernel built
   /// before with the same code, or this one (KernelLibrary::finish).
   func::FuncOp finish();
-
-  ImplicitLocOpBuilder b;
-  KB kb{b};
 
 private:
   KernelLibrary &library;

@@ -23,24 +23,21 @@ func::FuncOp KernelLibrary::linear(const WeightFormat &format, int64_t k,
   if (hasBias)
     sig.bytesAt("bias");
   sig.rows("y", n);
-  std::string name = ("kiln_linear_" + format.getName() + "_" + Twine(k) +
-                      "x" + Twine(n) + (hasBias ? "_bias" : ""))
-                         .str();
-  KernelBuilder kernel(*this, name, sig);
-  ImplicitLocOpBuilder &b = kernel.b;
-  KB &kb = kernel.kb;
-  Value x = kernel.arg("x"), w = kernel.arg("w"),
-        wOffset = kernel.arg("wOffset"), y = kernel.arg("y");
-  Value biasBuf = kernel.optionalArg("bias"),
-        biasOffset = kernel.optionalArg("biasOffset");
-  Value tid = kernel.tid(), nth = kernel.nth();
+  KernelBuilder kb(*this, sig,
+                   "kiln_linear_" + format.getName() + "_" + Twine(k) + "x" +
+                       Twine(n) + (hasBias ? "_bias" : ""));
+  ImplicitLocOpBuilder &b = kb.b;
+  Value x = kb.arg("x"), y = kb.arg("y");
+  Value w = kb.arg("w"), wOffset = kb.arg("wOffset");
+  Value biasBuf = kb.optionalArg("bias"),
+        biasOffset = kb.optionalArg("biasOffset");
 
   int64_t chunkValues = format.getChunkValues();
   int64_t parts = chunkValues / kLanes;
   Value tokens = kb.dim(x, 0);
   Value biasView = hasBias ? kb.floatView(biasBuf, biasOffset, kb.idx(n))
                            : Value();
-  auto [rowBegin, rowEnd] = kb.share(kb.idx(n), tid, nth);
+  auto [rowBegin, rowEnd] = kb.share(kb.idx(n));
   Value tiledTokens =
       kb.sub(tokens, kb.rem(tokens, kb.idx(kTokenTile)));
 
@@ -84,7 +81,7 @@ func::FuncOp KernelLibrary::linear(const WeightFormat &format, int64_t k,
             });
     kb.forEach(tiledTokens, tokens, [&](Value t0) { emitTile(row, t0, 1); });
   });
-  return kernel.finish();
+  return kb.finish();
 }
 
 //===----------------------------------------------------------------------===//
@@ -94,20 +91,18 @@ func::FuncOp KernelLibrary::linear(const WeightFormat &format, int64_t k,
 func::FuncOp KernelLibrary::quantizeActivations(int64_t k) {
   KernelSignature sig(module.getContext());
   sig.rows("x", k).bytesAt("q");
-  KernelBuilder kernel(*this, ("kiln_quantize_q8_" + Twine(k)).str(), sig);
-  KB &kb = kernel.kb;
-  Value x = kernel.arg("x"), q = kernel.arg("q"),
-        qOffset = kernel.arg("qOffset"), tid = kernel.tid(),
-        nth = kernel.nth();
+  KernelBuilder kb(*this, sig, "kiln_quantize_q8_" + Twine(k));
+  Value x = kb.arg("x");
+  Value q = kb.arg("q"), qOffset = kb.arg("qOffset");
   int64_t perRow = k / 32;
-  auto [i0, i1] = kb.share(kb.mul(kb.dim(x, 0), kb.idx(perRow)), tid, nth);
+  auto [i0, i1] = kb.share(kb.mul(kb.dim(x, 0), kb.idx(perRow)));
   kb.forEach(i0, i1, [&](Value blk) {
     Value t = kb.div(blk, kb.idx(perRow));
     Value col = kb.mul(kb.rem(blk, kb.idx(perRow)), kb.idx(32));
     emitQuantizeBlock(kb, x, t, col, q,
                       kb.add(qOffset, kb.mul(blk, kb.idx(kQ8RecordBytes))));
   });
-  return kernel.finish();
+  return kb.finish();
 }
 
 // Accumulation order of the GGUF-layout kernel (rows16 accumulates each
@@ -164,24 +159,21 @@ func::FuncOp KernelLibrary::linearInt8(const WeightFormat &format,
     sig.bytesAt("bias");
   sig.rows("y", n);
   CPUTarget target = CPUTarget::get(cpu);
-  std::string name = ("kiln_linear_q8_" + target.getSymbolName() + "_" +
-                      format.getName() + "_" + Twine(k) + "x" + Twine(n) +
-                      (hasBias ? "_bias" : ""))
-                         .str();
-  KernelBuilder kernel(*this, name, sig);
-  ImplicitLocOpBuilder &b = kernel.b;
-  KB &kb = kernel.kb;
-  Value q = kernel.arg("q"), qOffset = kernel.arg("qOffset"),
-        w = kernel.arg("w"), wOffset = kernel.arg("wOffset"),
-        y = kernel.arg("y");
-  Value biasBuf = kernel.optionalArg("bias"),
-        biasOffset = kernel.optionalArg("biasOffset");
-  Value tid = kernel.tid(), nth = kernel.nth();
+  KernelBuilder kb(*this, sig,
+                   "kiln_linear_q8_" + target.getSymbolName() + "_" +
+                       format.getName() + "_" + Twine(k) + "x" + Twine(n) +
+                       (hasBias ? "_bias" : ""));
+  ImplicitLocOpBuilder &b = kb.b;
+  Value q = kb.arg("q"), qOffset = kb.arg("qOffset");
+  Value w = kb.arg("w"), wOffset = kb.arg("wOffset");
+  Value biasBuf = kb.optionalArg("bias"),
+        biasOffset = kb.optionalArg("biasOffset");
+  Value y = kb.arg("y");
   int64_t blocks = k / 32;
   Value tokens = kb.dim(y, 0);
   Value biasView = hasBias ? kb.floatView(biasBuf, biasOffset, kb.idx(n))
                            : Value();
-  auto rowShare = kb.share(kb.idx(n), tid, nth);
+  auto rowShare = kb.share(kb.idx(n));
   Value rowBegin = rowShare.first, rowEnd = rowShare.second;
   Value tiledTokens = kb.sub(tokens, kb.rem(tokens, kb.idx(kTokenTile)));
   auto i8x32 = VectorType::get({32}, b.getI8Type());
@@ -203,8 +195,8 @@ func::FuncOp KernelLibrary::linearInt8(const WeightFormat &format,
   auto emitTile = [&](Value row0, int64_t rows, Value t0, int64_t tile) {
     SmallVector<Value> rowBases;
     for (int64_t r = 0; r < rows; ++r)
-      rowBases.push_back(kb.add(
-          wOffset, kb.mul(kb.add(row0, kb.idx(r)), kb.idx(format.getRowBytes()))));
+      rowBases.push_back(kb.add(wOffset, kb.mul(kb.add(row0, kb.idx(r)),
+                                                kb.idx(format.getRowBytes()))));
     Value zero8 = vector::BroadcastOp::create(b, vf32x8(b), kb.f(0.0f));
     SmallVector<Value> inits;
     for (int64_t i = 0; i < rows * tile; ++i)
@@ -230,7 +222,8 @@ func::FuncOp KernelLibrary::linearInt8(const WeightFormat &format,
         SmallVector<Value> halves;
         for (Value c : blocksOf) {
           Value rec = record(t, c);
-          halves.push_back(vector::LoadOp::create(b, i8x32, q, ValueRange{rec}));
+          halves.push_back(
+              vector::LoadOp::create(b, i8x32, q, ValueRange{rec}));
           dxs[i].push_back(loadF32(b, q, kb.add(rec, kb.idx(32))));
           sxs[i].push_back(kb.add(rec, kb.idx(36)));
         }
@@ -301,7 +294,8 @@ func::FuncOp KernelLibrary::linearInt8(const WeightFormat &format,
             });
   });
   Value rowCount = kb.sub(rowEnd, rowBegin);
-  Value pairedEnd = kb.add(rowBegin, kb.sub(rowCount, kb.rem(rowCount, kb.idx(2))));
+  Value pairedEnd =
+      kb.add(rowBegin, kb.sub(rowCount, kb.rem(rowCount, kb.idx(2))));
   kb.forEach(tiledTokens, tokens, [&](Value t0) {
     kb.loop(rowBegin, pairedEnd, kb.idx(2), {}, [&](Value row, ValueRange) {
       emitTile(row, 2, t0, 1);
@@ -309,5 +303,5 @@ func::FuncOp KernelLibrary::linearInt8(const WeightFormat &format,
     });
     kb.forEach(pairedEnd, rowEnd, [&](Value row) { emitTile(row, 1, t0, 1); });
   });
-  return kernel.finish();
+  return kb.finish();
 }

@@ -19,21 +19,19 @@ func::FuncOp KernelLibrary::norm(const WeightFormat &weight, int64_t dim,
   sig.rows("y", dim);
   if (quantize)
     sig.bytesAt("q");
-  std::string name = ((layerNorm ? "kiln_layer_norm_" : "kiln_rms_norm_") +
-                      weight.getName() + "_" + Twine(dim) + "_eps" +
-                      floatName(epsilon) + (hasBias ? "_bias" : "") +
-                      (quantize ? "_q8" : ""))
-                         .str();
-  KernelBuilder kernel(*this, name, sig);
-  ImplicitLocOpBuilder &b = kernel.b;
-  KB &kb = kernel.kb;
-  Value x = kernel.arg("x"), w = kernel.arg("w"),
-        wOffset = kernel.arg("wOffset"), y = kernel.arg("y");
-  Value bBuf = kernel.optionalArg("bias"),
-        bOffset = kernel.optionalArg("biasOffset");
-  Value q = kernel.optionalArg("q"), qOffset = kernel.optionalArg("qOffset");
-  Value tid = kernel.tid(), nth = kernel.nth();
-  auto [t0, t1] = kb.share(kb.dim(x, 0), tid, nth);
+  KernelBuilder kb(*this, sig,
+                   (layerNorm ? "kiln_layer_norm_" : "kiln_rms_norm_") +
+                       weight.getName() + "_" + Twine(dim) + "_eps" +
+                       floatName(epsilon) + (hasBias ? "_bias" : "") +
+                       (quantize ? "_q8" : ""));
+  ImplicitLocOpBuilder &b = kb.b;
+  Value x = kb.arg("x"), y = kb.arg("y");
+  Value w = kb.arg("w"), wOffset = kb.arg("wOffset");
+  Value bBuf = kb.optionalArg("bias"),
+        bOffset = kb.optionalArg("biasOffset");
+  Value q = kb.optionalArg("q"),
+        qOffset = kb.optionalArg("qOffset");
+  auto [t0, t1] = kb.share(kb.dim(x, 0));
   Value chunks = kb.idx(dim / kLanes);
   kb.forEach(t0, t1, [&](Value t) {
     auto col = [&](Value c) { return kb.mul(c, kb.idx(kLanes)); };
@@ -72,5 +70,5 @@ func::FuncOp KernelLibrary::norm(const WeightFormat &weight, int64_t dim,
                           kb.add(qOffset, rec));
       });
   });
-  return kernel.finish();
+  return kb.finish();
 }

@@ -26,15 +26,13 @@ func::FuncOp KernelLibrary::ropeTable(const RopeConfig &cfg) {
   key.numHeads = key.headDim = 0;
   KernelSignature sig(module.getContext());
   sig.index("position").index("tokens").bytesAt("table");
-  KernelBuilder kernel(*this, ropeName("rope_table", key), sig);
-  ImplicitLocOpBuilder &b = kernel.b;
-  KB &kb = kernel.kb;
-  Value position = kernel.arg("position"), tokens = kernel.arg("tokens"),
-        table = kernel.arg("table"), offset = kernel.arg("tableOffset"),
-        tid = kernel.tid(), nth = kernel.nth();
+  KernelBuilder kb(*this, sig, ropeName("rope_table", key));
+  ImplicitLocOpBuilder &b = kb.b;
+  Value position = kb.arg("position"), tokens = kb.arg("tokens");
+  Value table = kb.arg("table"), offset = kb.arg("tableOffset");
   int64_t half = cfg.rotaryDim / 2;
   Value view = kb.floatView(table, offset, kb.mul(tokens, kb.idx(2 * half)));
-  auto [t0, t1] = kb.share(tokens, tid, nth);
+  auto [t0, t1] = kb.share(tokens);
   // theta_i = p * base^(-2i/d), built by repeated multiplication in f32 as
   // ggml does, so Kiln's rotations match llama.cpp's as far as cos/sin allow.
   float thetaScale = std::pow(cfg.freqBase, -2.0f / float(cfg.rotaryDim));
@@ -45,29 +43,28 @@ func::FuncOp KernelLibrary::ropeTable(const RopeConfig &cfg) {
             [&](Value i, ValueRange theta) {
               Value angle = kb.mul(theta[0], kb.f(cfg.freqScale));
               Value at = kb.add(rowBase, kb.mul(i, kb.idx(2)));
-              memref::StoreOp::create(b, math::CosOp::create(b, angle), view, at);
+              memref::StoreOp::create(b, math::CosOp::create(b, angle), view,
+                                      at);
               memref::StoreOp::create(b, math::SinOp::create(b, angle), view,
                                       kb.add(at, kb.idx(1)));
               return SmallVector<Value>{kb.mul(theta[0], kb.f(thetaScale))};
             });
   });
-  return kernel.finish();
+  return kb.finish();
 }
 
 func::FuncOp KernelLibrary::rope(const RopeConfig &cfg) {
   KernelSignature sig(module.getContext());
   sig.rows("x", cfg.width).bytesAt("table").rows("y", cfg.width);
-  KernelBuilder kernel(*this, ropeName("rope", cfg), sig);
-  ImplicitLocOpBuilder &b = kernel.b;
-  KB &kb = kernel.kb;
-  Value x = kernel.arg("x"), table = kernel.arg("table"),
-        offset = kernel.arg("tableOffset"), y = kernel.arg("y"),
-        tid = kernel.tid(), nth = kernel.nth();
+  KernelBuilder kb(*this, sig, ropeName("rope", cfg));
+  ImplicitLocOpBuilder &b = kb.b;
+  Value x = kb.arg("x"), y = kb.arg("y");
+  Value table = kb.arg("table"), offset = kb.arg("tableOffset");
   int64_t half = cfg.rotaryDim / 2;
   Value tokens = kb.dim(x, 0);
   Value view = kb.floatView(table, offset, kb.mul(tokens, kb.idx(2 * half)));
   Value heads = kb.idx(cfg.numHeads);
-  auto [i0, i1] = kb.share(kb.mul(tokens, heads), tid, nth);
+  auto [i0, i1] = kb.share(kb.mul(tokens, heads));
   kb.forEach(i0, i1, [&](Value item) {
     Value t = kb.div(item, heads);
     Value h = kb.rem(item, heads);
@@ -98,5 +95,5 @@ func::FuncOp KernelLibrary::rope(const RopeConfig &cfg) {
       memref::StoreOp::create(b, v, y, ValueRange{t, kb.add(base, d)});
     });
   });
-  return kernel.finish();
+  return kb.finish();
 }

@@ -73,7 +73,8 @@ struct Rows16Reader {
     if (format.codeBits == 4)
       return t;
     // Move each target's high bits to bit 4 (and 5), then merge.
-    int64_t width = format.codeBits - 4, mask = format.codeBits == 5 ? 0x10 : 0x30;
+    int64_t width = format.codeBits - 4,
+            mask = format.codeBits == 5 ? 0x10 : 0x30;
     for (int64_t i = 0; i < 8; ++i) {
       int64_t plane = width == 1 ? 0 : i / 4;
       int64_t from = width == 1 ? i : 2 * (i % 4);
@@ -136,24 +137,20 @@ func::FuncOp KernelLibrary::linearRows16(const Rows16Format &format,
     sig.bytesAt("rope");
   sig.rows("y", n);
   CPUTarget target = CPUTarget::get(cpu);
-  std::string name = ("kiln_linear_r16_" + target.getSymbolName() + "_" +
-                      format.name + "_" + Twine(k) + "x" + Twine(n) +
-                      (hasBias ? "_bias" : "") +
-                      (hasResidual ? "_residual" : "") +
-                      (ropeHeadDim ? "_rope" + Twine(ropeHeadDim) : ""))
-                         .str();
-  KernelBuilder kernel(*this, name, sig);
-  ImplicitLocOpBuilder &b = kernel.b;
-  KB &kb = kernel.kb;
-  Value q = kernel.arg("q"), qOffset = kernel.arg("qOffset"),
-        w = kernel.arg("w"), wOffset = kernel.arg("wOffset"),
-        y = kernel.arg("y");
-  Value biasBuf = kernel.optionalArg("bias"),
-        biasOffset = kernel.optionalArg("biasOffset");
-  Value residual = kernel.optionalArg("residual");
-  Value ropeTable = kernel.optionalArg("rope"),
-        ropeOffset = kernel.optionalArg("ropeOffset");
-  Value tid = kernel.tid(), nth = kernel.nth();
+  KernelBuilder kb(*this, sig,
+                   "kiln_linear_r16_" + target.getSymbolName() + "_" +
+                       format.name + "_" + Twine(k) + "x" + Twine(n) +
+                       (hasBias ? "_bias" : "") +
+                       (hasResidual ? "_residual" : "") +
+                       (ropeHeadDim ? "_rope" + Twine(ropeHeadDim) : ""));
+  ImplicitLocOpBuilder &b = kb.b;
+  Value q = kb.arg("q"), qOffset = kb.arg("qOffset");
+  Value w = kb.arg("w"), wOffset = kb.arg("wOffset");
+  Value biasBuf = kb.optionalArg("bias"),
+        biasOffset = kb.optionalArg("biasOffset");
+  Value residual = kb.optionalArg("residual"), y = kb.arg("y");
+  Value ropeTable = kb.optionalArg("rope"),
+        ropeOffset = kb.optionalArg("ropeOffset");
 
   const int64_t blocks = k / 32, bps = format.superValues / 32;
   const int64_t supers = k / format.superValues;
@@ -169,7 +166,7 @@ func::FuncOp KernelLibrary::linearRows16(const Rows16Format &format,
   auto i32x16 = VectorType::get({16}, b.getI32Type());
 
   Value tokens = kb.dim(y, 0);
-  auto groupShare = kb.share(kb.idx(groups), tid, nth);
+  auto groupShare = kb.share(kb.idx(groups));
   Value g0 = groupShare.first, g1 = groupShare.second;
   Value biasView = hasBias ? kb.floatView(biasBuf, biasOffset, kb.idx(n))
                            : Value();
@@ -217,8 +214,9 @@ func::FuncOp KernelLibrary::linearRows16(const Rows16Format &format,
           Value d = reader.halves(header);
           for (int64_t j = 0; j < bps; ++j) {
             Value blk = kb.add(kb.mul(s, kb.idx(bps)), kb.idx(j));
-            Value codeAt = kb.add(
-                group, kb.add(kb.idx(headerRegion), kb.mul(blk, kb.idx(codeBytes))));
+            Value codeAt =
+                kb.add(group, kb.add(kb.idx(headerRegion),
+                                     kb.mul(blk, kb.idx(codeBytes))));
             // One core's hardware prefetcher alone leaves DRAM bandwidth
             // unused (measured: ~1.5x slower GEMV on one thread).
             for (int64_t l = 0; l < codeBytes; l += 64)
@@ -231,7 +229,8 @@ func::FuncOp KernelLibrary::linearRows16(const Rows16Format &format,
             for (int64_t i = 0; i < tile; ++i) {
               Value rec = kb.add(
                   qOffset,
-                  kb.mul(kb.add(kb.mul(kb.add(t0, kb.idx(i)), kb.idx(blocks)), blk),
+                  kb.mul(kb.add(kb.mul(kb.add(t0, kb.idx(i)), kb.idx(blocks)),
+                                blk),
                          kb.idx(kQ8RecordBytes)));
               // Symmetric codes: start from -offset * (sum of the
               // activation codes) so the sums come out signed and exact;
@@ -258,7 +257,8 @@ func::FuncOp KernelLibrary::linearRows16(const Rows16Format &format,
                     b, i32x16, loadI32(b, q, kb.add(rec, kb.idx(4 * t))));
                 x = vector::BitCastOp::create(
                     b, VectorType::get({64}, b.getI8Type()), x);
-                half[t / 4] = dotTarget.emitByteDot(b, half[t / 4], codes[t], x);
+                half[t / 4] =
+                    dotTarget.emitByteDot(b, half[t / 4], codes[t], x);
               }
               Value sum =
                   format.halfScales
@@ -309,7 +309,7 @@ func::FuncOp KernelLibrary::linearRows16(const Rows16Format &format,
             });
             return SmallVector<Value>{};
           });
-  return kernel.finish();
+  return kb.finish();
 }
 
 func::FuncOp KernelLibrary::embeddingRows16(const Rows16Format &format,
@@ -317,24 +317,21 @@ func::FuncOp KernelLibrary::embeddingRows16(const Rows16Format &format,
                                             float scale) {
   KernelSignature sig(module.getContext());
   sig.bytesAt("table").ids("ids").rows("y", dim);
-  std::string name = ("kiln_embedding_r16_" + Twine(format.name) + "_" +
-                      Twine(vocab) + "x" + Twine(dim) +
-                      (scale == 1.0f ? "" : "_s" + floatName(scale)))
-                         .str();
-  KernelBuilder kernel(*this, name, sig);
-  ImplicitLocOpBuilder &b = kernel.b;
-  KB &kb = kernel.kb;
+  KernelBuilder kb(*this, sig,
+                   "kiln_embedding_r16_" + Twine(format.name) + "_" +
+                       Twine(vocab) + "x" + Twine(dim) +
+                       (scale == 1.0f ? "" : "_s" + floatName(scale)));
+  ImplicitLocOpBuilder &b = kb.b;
   Type f32 = b.getF32Type();
-  Value table = kernel.arg("table"), offset = kernel.arg("tableOffset"),
-        idsBuf = kernel.arg("ids"), y = kernel.arg("y"), tid = kernel.tid(),
-        nth = kernel.nth();
+  Value table = kb.arg("table"), offset = kb.arg("tableOffset");
+  Value idsBuf = kb.arg("ids"), y = kb.arg("y");
   Rows16Reader reader{kb, format, table};
   const int64_t bps = format.superValues / 32;
   auto i32x16 = VectorType::get({kLanes}, b.getI32Type());
   auto i32x8 = VectorType::get({8}, b.getI32Type());
   auto i32x32 = VectorType::get({32}, b.getI32Type());
   auto f32x32 = VectorType::get({32}, f32);
-  auto tokenShare = kb.share(kb.dim(y, 0), tid, nth);
+  auto tokenShare = kb.share(kb.dim(y, 0));
   kb.forEach(tokenShare.first, tokenShare.second, [&](Value t) {
     Value id = memref::LoadOp::create(b, idsBuf, t);
     // Out-of-range ids are clamped so a bad token can never read outside the
@@ -375,8 +372,10 @@ func::FuncOp KernelLibrary::embeddingRows16(const Rows16Format &format,
             vector::BroadcastOp::create(b, f32x32, laneOf(sc.scale));
         if (sc.lo) {
           // Q6_K: values 0..15 take the low half's scale, 16..31 the high's.
-          Value lo = kb.mul(laneOf(sc.scale), reader.toFloatScalar(laneOf(sc.lo)));
-          Value hi = kb.mul(laneOf(sc.scale), reader.toFloatScalar(laneOf(sc.hi)));
+          Value lo =
+              kb.mul(laneOf(sc.scale), reader.toFloatScalar(laneOf(sc.lo)));
+          Value hi =
+              kb.mul(laneOf(sc.scale), reader.toFloatScalar(laneOf(sc.hi)));
           SmallVector<int64_t> halves;
           for (int64_t v = 0; v < 32; ++v)
             halves.push_back(v < 16 ? 0 : 1);
@@ -387,8 +386,8 @@ func::FuncOp KernelLibrary::embeddingRows16(const Rows16Format &format,
         Value values =
             kb.mul(arith::SIToFPOp::create(b, f32x32, codes), weightScale);
         if (sc.min)
-          values = kb.add(values,
-                          vector::BroadcastOp::create(b, f32x32, laneOf(sc.min)));
+          values = kb.add(
+              values, vector::BroadcastOp::create(b, f32x32, laneOf(sc.min)));
         if (scale != 1.0f)
           values = kb.mul(values, vector::BroadcastOp::create(b, f32x32,
                                                               kb.f(scale)));
@@ -397,5 +396,5 @@ func::FuncOp KernelLibrary::embeddingRows16(const Rows16Format &format,
       }
     });
   });
-  return kernel.finish();
+  return kb.finish();
 }
