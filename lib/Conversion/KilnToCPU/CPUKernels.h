@@ -4,6 +4,10 @@
 // static shapes and weight encoding, created once per module. Kernels follow
 // one convention: memref operands first, then `tid` and `nth` (index); each
 // kernel takes its share of the work from them (SPMD, see HostABI.h).
+// The kernels are built in Kernels/, one file per family (Linear.cpp,
+// Rows16.cpp, Norm.cpp, ...), each declaring its signature once with a
+// KernelBuilder (Kernels/KernelBuilder.h); what differs between the CPU
+// variants is in Kernels/CPUTarget.h.
 //
 //===----------------------------------------------------------------------===//
 
@@ -42,6 +46,8 @@ struct AttentionConfig {
 MemRefType getRowsType(MLIRContext *ctx, int64_t cols, Type elt);
 /// memref<?xi32, strided<[1], offset: ?>>: token ids.
 MemRefType getIdsType(MLIRContext *ctx);
+
+class KernelBuilder;
 
 class KernelLibrary {
 public:
@@ -106,6 +112,8 @@ public:
   func::FuncOp softmax(int64_t dim);
 
 private:
+  friend class KernelBuilder;
+
   /// A new kernel function of `type` named after its `family` (what the
   /// reader sees), with `b` at the start of its body.
   func::FuncOp start(StringRef family, FunctionType type, OpBuilder &b);

@@ -1,0 +1,155 @@
+//===- Attention.cpp - attention over the KV cache ------------------------===//
+
+#include "KernelBuilder.h"
+
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "llvm/Support/FormatVariadic.h"
+
+using namespace mlir;
+using namespace mlir::kiln;
+
+//===----------------------------------------------------------------------===//
+// attention over the KV cache
+//===----------------------------------------------------------------------===//
+
+func::FuncOp KernelLibrary::attention(const AttentionConfig &cfg) {
+  int64_t qWidth = cfg.numHeads * cfg.headDim;
+  int64_t kvWidth = cfg.kvHeads * cfg.headDim;
+  KernelSignature sig(module.getContext());
+  sig.rows("q", qWidth).rows("k", kvWidth).rows("v", kvWidth).bytes("cache");
+  sig.index("position").rows("y", qWidth).pointer("rt");
+  std::string name =
+      llvm::formatv("kiln_attention_h{0}_kv{1}_d{2}_L{3}_c{4}_l{5}_w{6}_{7}{8}",
+                    cfg.numHeads, cfg.kvHeads, cfg.headDim, cfg.layers,
+                    cfg.context, cfg.layer, cfg.window,
+                    cfg.causal ? "causal" : "full",
+                    cfg.softcap > 0 ? "_capped" : "")
+          .str();
+  KernelBuilder kb(*this, sig, name);
+  ImplicitLocOpBuilder &b = kb.b;
+  Value q = kb.arg("q"), k = kb.arg("k"), v = kb.arg("v"),
+        cacheBytes = kb.arg("cache"), position = kb.arg("position"),
+        y = kb.arg("y"), rt = kb.arg("rt");
+  Value tokens = kb.dim(q, 0);
+  // Cache layout: [2 (keys, values)][layers][context][kv_heads][head_dim] f32.
+  int64_t planeElems = cfg.layers * cfg.context * kvWidth;
+  Value cache = kb.floatView(cacheBytes, kb.idx(0), kb.idx(2 * planeElems));
+  int64_t layerBase = cfg.layer * cfg.context * kvWidth;
+  auto slot = [&](int64_t plane, Value pos) {
+    return kb.add(kb.idx(plane * planeElems + layerBase),
+                  kb.mul(pos, kb.idx(kvWidth)));
+  };
+  int64_t chunks = cfg.headDim / kLanes;
+
+  // 1. Append the new keys and values at positions position + t.
+  auto [t0, t1] = kb.share(tokens);
+  kb.forEach(t0, t1, [&](Value t) {
+    Value pos = kb.add(position, t);
+    Value inside = arith::CmpIOp::create(b, arith::CmpIPredicate::ult, pos,
+                                         kb.idx(cfg.context));
+    auto guard = scf::IfOp::create(b, inside, /*withElseRegion=*/false);
+    OpBuilder::InsertionGuard g(b);
+    b.setInsertionPoint(guard.thenBlock()->getTerminator());
+    kb.forEach(kb.idx(0), kb.idx(kvWidth / kLanes), [&](Value c) {
+      Value col = kb.mul(c, kb.idx(kLanes));
+      kb.store(kb.load(k, {t, col}), cache, {kb.add(slot(0, pos), col)});
+      kb.store(kb.load(v, {t, col}), cache, {kb.add(slot(1, pos), col)});
+    });
+  });
+  func::CallOp::create(b, barrier(), ValueRange{rt});
+
+  // 2. One (token, head) pair at a time, online softmax over the visible
+  //    positions in chunks of 16 (no score buffer): the 16 scores of a chunk
+  //    form one vector, so max, exp and sum are vector ops.
+  Value heads = kb.idx(cfg.numHeads);
+  auto [i0, i1] = kb.share(kb.mul(tokens, heads));
+  int64_t group = cfg.numHeads / cfg.kvHeads;
+  constexpr int64_t kChunk = kLanes;
+  Value lastPosition = kb.idx(cfg.context - 1);
+  Value lanesIota = arith::ConstantOp::create(
+      b, DenseElementsAttr::get(
+             VectorType::get({kChunk}, b.getIndexType()),
+             llvm::to_vector(llvm::map_range(
+                 llvm::seq<int64_t>(0, kChunk),
+                 [&](int64_t i) -> Attribute { return b.getIndexAttr(i); }))));
+  kb.forEach(i0, i1, [&](Value item) {
+    Value t = kb.div(item, heads);
+    Value h = kb.rem(item, heads);
+    Value kvCol = kb.mul(kb.div(h, kb.idx(group)), kb.idx(cfg.headDim));
+    Value qCol = kb.mul(h, kb.idx(cfg.headDim));
+    SmallVector<Value> qv;
+    for (int64_t c = 0; c < chunks; ++c)
+      qv.push_back(kb.load(q, {t, kb.add(qCol, kb.idx(c * kLanes))}));
+    Value last = kb.add(position, t); // inclusive, causal
+    Value end = cfg.causal ? kb.add(last, kb.idx(1))
+                           : kb.add(position, tokens);
+    end = arith::MinUIOp::create(b, end, kb.idx(cfg.context));
+    Value start = kb.idx(0);
+    if (cfg.window > 0) {
+      Value w = kb.idx(cfg.window);
+      Value ge = arith::CmpIOp::create(b, arith::CmpIPredicate::uge, end, w);
+      start = arith::SelectOp::create(b, ge, kb.sub(end, w), kb.idx(0));
+    }
+    SmallVector<Value> inits = {kb.f(-3.0e38f), kb.f(0.0f)};
+    for (int64_t c = 0; c < chunks; ++c)
+      inits.push_back(kb.zeros());
+    auto scan = kb.loop(start, end, kb.idx(kChunk), inits,
+                        [&](Value j0, ValueRange state) {
+      // Positions past `end` (the last chunk's tail) get a score of -inf and
+      // read a clamped, valid cache row.
+      Value valid = arith::CmpIOp::create(
+          b, arith::CmpIPredicate::ult,
+          arith::AddIOp::create(b, vector::BroadcastOp::create(
+                                       b, lanesIota.getType(), j0),
+                                lanesIota),
+          vector::BroadcastOp::create(b, lanesIota.getType(), end));
+      SmallVector<Value> rows;
+      Value scores = kb.splat(kb.f(0.0f));
+      for (int64_t jj = 0; jj < kChunk; ++jj) {
+        Value j =
+            arith::MinUIOp::create(b, kb.add(j0, kb.idx(jj)), lastPosition);
+        rows.push_back(j);
+        Value kBase = kb.add(slot(0, j), kvCol);
+        Value dot = kb.zeros();
+        for (int64_t c = 0; c < chunks; ++c)
+          dot = kb.fma(
+              qv[c], kb.load(cache, {kb.add(kBase, kb.idx(c * kLanes))}), dot);
+        scores = vector::InsertOp::create(b, kb.sum(dot), scores,
+                                          ArrayRef<int64_t>{jj});
+      }
+      scores = kb.mul(scores, kb.splat(kb.f(cfg.scale)));
+      if (cfg.softcap > 0)
+        scores = kb.mul(math::TanhOp::create(
+                            b, kb.div(scores, kb.splat(kb.f(cfg.softcap)))),
+                        kb.splat(kb.f(cfg.softcap)));
+      scores = arith::SelectOp::create(b, valid, scores,
+                                       kb.splat(kb.f(-3.0e38f)));
+      Value chunkMax = vector::ReductionOp::create(
+          b, vector::CombiningKind::MAXIMUMF, scores);
+      Value m = kb.maxf(state[0], chunkMax);
+      Value corr = kb.exp(kb.sub(state[0], m));
+      Value p = arith::SelectOp::create(
+          b, valid, kb.exp(kb.sub(scores, kb.splat(m))), kb.zeros());
+      SmallVector<Value> out = {m, kb.add(kb.mul(state[1], corr), kb.sum(p))};
+      Value corrV = kb.splat(corr);
+      SmallVector<Value> acc;
+      for (int64_t c = 0; c < chunks; ++c)
+        acc.push_back(kb.mul(state[2 + c], corrV));
+      for (int64_t jj = 0; jj < kChunk; ++jj) {
+        Value pj =
+            kb.splat(vector::ExtractOp::create(b, p, ArrayRef<int64_t>{jj}));
+        Value vBase = kb.add(slot(1, rows[jj]), kvCol);
+        for (int64_t c = 0; c < chunks; ++c)
+          acc[c] = kb.fma(
+              pj, kb.load(cache, {kb.add(vBase, kb.idx(c * kLanes))}), acc[c]);
+      }
+      out.append(acc);
+      return out;
+    });
+    Value inv = kb.splat(kb.div(kb.f(1.0f), scan.getResult(1)));
+    for (int64_t c = 0; c < chunks; ++c)
+      kb.store(kb.mul(scan.getResult(2 + c), inv), y,
+               {t, kb.add(qCol, kb.idx(c * kLanes))});
+  });
+  return kb.finish();
+}

@@ -1,0 +1,95 @@
+//===- CPUTarget.cpp - what differs between the CPU variants --------------===//
+
+#include "CPUTarget.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
+
+using namespace mlir;
+using namespace mlir::kiln;
+
+CPUTarget CPUTarget::get(StringRef cpu) {
+  std::optional<KernelISA> isa = parseKernelISA(cpu);
+  assert(isa && "a KernelISA spelling");
+  return CPUTarget(isa.value_or(KernelISA::Generic));
+}
+
+std::string CPUTarget::getSymbolName() const {
+  std::string name = stringify(isa).str();
+  for (char &c : name)
+    if (c == '-')
+      c = '_';
+  return name;
+}
+
+CPUTarget CPUTarget::forCodeBits(int64_t codeBits) const {
+  if (isa == KernelISA::X86_64_V3 && codeBits == 8)
+    return CPUTarget(KernelISA::Generic);
+  return *this;
+}
+
+/// Widens to i32, multiplies, and adds groups of four lanes with shuffles.
+static Value emitWideningByteDot(ImplicitLocOpBuilder &b, Value acc, Value u,
+                                 Value s) {
+  auto i32x64 = VectorType::get({64}, b.getI32Type());
+  Value prod = arith::MulIOp::create(b, arith::ExtUIOp::create(b, i32x64, u),
+                                     arith::ExtSIOp::create(b, i32x64, s));
+  Value sum = acc;
+  for (int64_t j = 0; j < 4; ++j) {
+    SmallVector<int64_t> lanes;
+    for (int64_t i = 0; i < 16; ++i)
+      lanes.push_back(4 * i + j);
+    sum = arith::AddIOp::create(
+        b, sum, vector::ShuffleOp::create(b, prod, prod, lanes));
+  }
+  return sum;
+}
+
+/// vpmaddubsw (pairs of u * s to i16) then vpmaddwd with ones (pairs of
+/// those to i32), on each 32-byte half.
+static Value emitAVX2ByteDot(ImplicitLocOpBuilder &b, Value acc, Value u,
+                             Value s) {
+  auto i16x16 = VectorType::get({16}, b.getI16Type());
+  auto i32x8 = VectorType::get({8}, b.getI32Type());
+  Value ones = arith::ConstantOp::create(
+      b, DenseElementsAttr::get(i16x16, b.getI16IntegerAttr(1)));
+  SmallVector<Value> halves;
+  for (int64_t h = 0; h < 2; ++h) {
+    auto half = [&](Value v) {
+      return vector::ExtractStridedSliceOp::create(
+          b, v, ArrayRef<int64_t>{32 * h}, ArrayRef<int64_t>{32},
+          ArrayRef<int64_t>{1});
+    };
+    Value pairs = LLVM::CallIntrinsicOp::create(
+                      b, i16x16, b.getStringAttr("llvm.x86.avx2.pmadd.ub.sw"),
+                      ValueRange{half(u), half(s)})
+                      .getResult(0);
+    halves.push_back(LLVM::CallIntrinsicOp::create(
+                         b, i32x8, b.getStringAttr("llvm.x86.avx2.pmadd.wd"),
+                         ValueRange{pairs, ones})
+                         .getResult(0));
+  }
+  SmallVector<int64_t> order(16);
+  for (int64_t i = 0; i < 16; ++i)
+    order[i] = i;
+  Value quads = vector::ShuffleOp::create(b, halves[0], halves[1], order);
+  return arith::AddIOp::create(b, acc, quads);
+}
+
+Value CPUTarget::emitByteDot(ImplicitLocOpBuilder &b, Value acc, Value u,
+                             Value s) const {
+  switch (isa) {
+  case KernelISA::Generic:
+    return emitWideningByteDot(b, acc, u, s);
+  case KernelISA::X86_64_V3:
+    return emitAVX2ByteDot(b, acc, u, s);
+  case KernelISA::X86_64_V4:
+    return LLVM::CallIntrinsicOp::create(
+               b, VectorType::get({16}, b.getI32Type()),
+               b.getStringAttr("llvm.x86.avx512.vpdpbusd.512"),
+               ValueRange{acc, u, s})
+        .getResult(0);
+  }
+  llvm_unreachable("covered switch over KernelISA");
+}

@@ -1,0 +1,47 @@
+//===- CPUTarget.h - what differs between the CPU variants ------*- C++ -*-===//
+//
+// The CPU variants kernels are built for (KernelISA, LoweringOptions.h)
+// differ in one thing the kernels see: how bytes are multiplied and summed
+// in the integer dot products of int8 activations. Kernels ask a CPUTarget;
+// none compares CPU names.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef KILN_CONVERSION_KILNTOCPU_KERNELS_CPUTARGET_H
+#define KILN_CONVERSION_KILNTOCPU_KERNELS_CPUTARGET_H
+
+#include "Conversion/LoweringOptions.h"
+
+#include "mlir/IR/ImplicitLocOpBuilder.h"
+
+namespace mlir::kiln {
+
+class CPUTarget {
+public:
+  explicit CPUTarget(KernelISA isa) : isa(isa) {}
+  /// The variant spelled `cpu` (generic, x86-64-v3, x86-64-v4), as the
+  /// lowering's `cpu` option gives it.
+  static CPUTarget get(StringRef cpu);
+
+  /// The variant's name in kernel symbols: generic, x86_64_v3, x86_64_v4.
+  std::string getSymbolName() const;
+
+  /// acc + sum of the four products u[4i..4i+3] * s[4i..4i+3] in lane i of
+  /// vector<16xi32> `acc` (u, s: vector<64xi8>, u unsigned, s signed):
+  /// vpdpbusd on AVX-512 VNNI, the same sums from vpmaddubsw + vpmaddwd on
+  /// AVX2 (no saturation for |u| <= 128, |s| <= 127), portable vector code
+  /// for generic.
+  Value emitByteDot(ImplicitLocOpBuilder &b, Value acc, Value u, Value s) const;
+
+  /// The target whose emitByteDot multiplies unsigned codes of `codeBits`
+  /// bits exactly: vpmaddubsw saturates past 16-bit pair sums, so on AVX2
+  /// 8-bit codes take the widening (generic) product.
+  CPUTarget forCodeBits(int64_t codeBits) const;
+
+private:
+  KernelISA isa;
+};
+
+} // namespace mlir::kiln
+
+#endif // KILN_CONVERSION_KILNTOCPU_KERNELS_CPUTARGET_H

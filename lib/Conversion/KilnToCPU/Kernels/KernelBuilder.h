@@ -1,0 +1,222 @@
+//===- KernelBuilder.h - how a CPU kernel is written ------------*- C++ -*-===//
+//
+// What every kernel of the CPU kernel library is built with: its signature,
+// declared once with named arguments (KernelSignature), a builder that
+// starts the function, hands out the arguments by name and gives the
+// finished kernel to the KernelLibrary (KernelBuilder), and the small
+// vocabulary kernels are written in (KB).
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef KILN_CONVERSION_KILNTOCPU_KERNELS_KERNELBUILDER_H
+#define KILN_CONVERSION_KILNTOCPU_KERNELS_KERNELBUILDER_H
+
+#include "../CPUKernels.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
+#include "mlir/IR/ImplicitLocOpBuilder.h"
+
+#include <string>
+
+namespace mlir::kiln {
+
+/// Small vocabulary for writing kernels with an ImplicitLocOpBuilder.
+struct KB {
+  ImplicitLocOpBuilder &b;
+
+  Type f32() { return b.getF32Type(); }
+  VectorType vf32() { return VectorType::get({kLanes}, b.getF32Type()); }
+  Value idx(int64_t v) { return arith::ConstantIndexOp::create(b, v); }
+  Value f(float v) {
+    return arith::ConstantOp::create(b, b.getF32FloatAttr(v));
+  }
+  Value splat(Value scalar) {
+    return vector::BroadcastOp::create(b, vf32(), scalar);
+  }
+  Value zeros() { return splat(f(0.0f)); }
+  Value add(Value x, Value y) {
+    return isa<IndexType>(x.getType()) ? Value(arith::AddIOp::create(b, x, y))
+                                       : Value(arith::AddFOp::create(b, x, y));
+  }
+  Value mul(Value x, Value y) {
+    return isa<IndexType>(x.getType()) ? Value(arith::MulIOp::create(b, x, y))
+                                       : Value(arith::MulFOp::create(b, x, y));
+  }
+  Value sub(Value x, Value y) {
+    return isa<IndexType>(x.getType()) ? Value(arith::SubIOp::create(b, x, y))
+                                       : Value(arith::SubFOp::create(b, x, y));
+  }
+  Value div(Value x, Value y) {
+    return isa<IndexType>(x.getType()) ? Value(arith::DivUIOp::create(b, x, y))
+                                       : Value(arith::DivFOp::create(b, x, y));
+  }
+  Value rem(Value x, Value y) { return arith::RemUIOp::create(b, x, y); }
+  Value fma(Value x, Value y, Value acc) {
+    return vector::FMAOp::create(b, x, y, acc);
+  }
+  Value sum(Value v) {
+    return vector::ReductionOp::create(b, vector::CombiningKind::ADD, v);
+  }
+  Value maxf(Value x, Value y) { return arith::MaximumFOp::create(b, x, y); }
+  Value exp(Value x) { return math::ExpOp::create(b, x); }
+  Value dim(Value memref, int64_t d) {
+    return memref::DimOp::create(b, memref, d);
+  }
+  Value load(Value memref, ValueRange indices) {
+    return vector::LoadOp::create(b, vf32(), memref, indices);
+  }
+  void store(Value v, Value memref, ValueRange indices) {
+    vector::StoreOp::create(b, v, memref, indices);
+  }
+  Value toF32(Value index) {
+    Value i = arith::IndexCastOp::create(b, b.getI64Type(), index);
+    return arith::SIToFPOp::create(b, f32(), i);
+  }
+  /// [total * tid / nth, total * (tid + 1) / nth): this thread's share.
+  std::pair<Value, Value> share(Value total, Value tid, Value nth) {
+    Value begin = div(mul(total, tid), nth);
+    Value end = div(mul(total, add(tid, idx(1))), nth);
+    return {begin, end};
+  }
+  /// An f32 view of bytes [offset, offset + 4 * count) of a byte buffer.
+  Value floatView(Value bytes, Value offset, Value count) {
+    auto type = MemRefType::get({ShapedType::kDynamic}, f32());
+    return memref::ViewOp::create(b, type, bytes, offset, ValueRange{count});
+  }
+
+  /// scf.for lb..ub step `step` carrying `inits`; `body` returns the values
+  /// to yield (empty without iter args).
+  scf::ForOp loop(Value lb, Value ub, Value step, ValueRange inits,
+                  function_ref<SmallVector<Value>(Value, ValueRange)> body) {
+    auto forOp = scf::ForOp::create(b, lb, ub, step, inits);
+    OpBuilder::InsertionGuard guard(b);
+    Block *block = forOp.getBody();
+    if (inits.empty())
+      b.setInsertionPoint(block->getTerminator());
+    else
+      b.setInsertionPointToStart(block);
+    SmallVector<Value> yielded =
+        body(forOp.getInductionVar(), forOp.getRegionIterArgs());
+    if (!inits.empty())
+      scf::YieldOp::create(b, yielded);
+    return forOp;
+  }
+  void forEach(Value lb, Value ub, function_ref<void(Value)> body) {
+    loop(lb, ub, idx(1), {}, [&](Value iv, ValueRange) {
+      body(iv);
+      return SmallVector<Value>{};
+    });
+  }
+};
+
+/// A kernel's arguments, declared once, in order, each with a name the body
+/// asks for. Kernels follow one convention (CPUKernels.h): operands first,
+/// then `tid` and `nth`, which the signature appends itself.
+class KernelSignature {
+public:
+  explicit KernelSignature(MLIRContext *ctx) : ctx(ctx) {}
+
+  KernelSignature &arg(StringRef name, Type type);
+  /// `name`: memref<?xCOLSxf32>, rows of activations (getRowsType).
+  KernelSignature &rows(StringRef name, int64_t cols);
+  /// `name`: memref<?xi32>, token ids (getIdsType).
+  KernelSignature &ids(StringRef name);
+  /// `name`: index.
+  KernelSignature &index(StringRef name);
+  /// `name`: memref<?xi8>, a whole byte buffer.
+  KernelSignature &bytes(StringRef name);
+  /// `name`: memref<?xi8> and `name`Offset: index, an operand that starts at
+  /// a byte offset of a buffer (a weight, a scratch slot, a table).
+  KernelSignature &bytesAt(StringRef name);
+  /// `name`: !llvm.ptr.
+  KernelSignature &pointer(StringRef name);
+  /// Leaves out `tid` and `nth`: a function every thread calls whole (the
+  /// barrier), not a share of the work.
+  KernelSignature &withoutThreads();
+
+  /// The function type: the arguments in order, then `tid`, `nth`.
+  FunctionType getType() const;
+  /// The argument names, in the order of getType().
+  SmallVector<std::string> getNames() const;
+
+private:
+  MLIRContext *ctx;
+  SmallVector<std::pair<std::string, Type>> args;
+  bool threads = true;
+};
+
+namespace detail {
+/// The builder a KernelBuilder owns, constructed before its KB base.
+struct KernelBodyBuilder {
+  ImplicitLocOpBuilder builder;
+};
+} // namespace detail
+
+/// One kernel under construction, with KB's vocabulary: starts its function
+/// in the library with the builder at the start of the body, gives the
+/// arguments by name and this thread's share of the work, and ends the
+/// kernel with finish(). Kernel builders are KernelLibrary's methods:
+///
+///   KernelSignature sig(module.getContext());
+///   sig.rows("x", k).bytesAt("w").rows("y", n);
+///   KernelBuilder kb(*this, sig, name);
+///   Value x = kb.arg("x"), w = kb.arg("w"), wOffset = kb.arg("wOffset");
+///   auto [t0, t1] = kb.share(kb.dim(x, 0));
+///   ... body ...
+///   return kb.finish();
+class KernelBuilder : private detail::KernelBodyBuilder, public KB {
+public:
+  KernelBuilder(KernelLibrary &library, const KernelSignature &signature,
+                const Twine &name);
+  KernelBuilder(const KernelBuilder &) = delete;
+  KernelBuilder &operator=(const KernelBuilder &) = delete;
+
+  /// The argument declared as `name`.
+  Value arg(StringRef name) const;
+  /// The argument declared as `name`, or null where the signature left it
+  /// out (an optional operand such as a bias).
+  Value optionalArg(StringRef name) const;
+  using KB::share;
+  /// This thread's share of [0, total): KB::share with the kernel's `tid`
+  /// and `nth`.
+  std::pair<Value, Value> share(Value total) {
+    return share(total, arg("tid"), arg("nth"));
+  }
+
+  /// Ends the body and hands the kernel to the library: the kernel built
+  /// before with the same code, or this one (KernelLibrary::finish).
+  func::FuncOp finish();
+
+private:
+  KernelLibrary &library;
+  func::FuncOp fn;
+  /// fn's arguments, named by `names`.
+  ArrayRef<BlockArgument> args;
+  SmallVector<std::string> names;
+};
+
+/// memref<?xi8>: weights, scratch and tables as the kernels take them.
+MemRefType getBytesType(MLIRContext *ctx);
+
+/// A float in a kernel name: exact hex digits, symbol characters only.
+std::string floatName(float v);
+
+/// One f32 or i32 at byte `offset` of a byte buffer: the fields of an int8
+/// activation record (kQ8RecordBytes).
+void storeF32(ImplicitLocOpBuilder &b, Value v, Value bytes, Value offset);
+void storeI32(ImplicitLocOpBuilder &b, Value v, Value bytes, Value offset);
+Value loadF32(ImplicitLocOpBuilder &b, Value bytes, Value offset);
+Value loadI32(ImplicitLocOpBuilder &b, Value bytes, Value offset);
+
+/// Quantizes x[t, col .. col + 32) into the kQ8RecordBytes record at byte
+/// `rec` of `q` (see KernelLibrary::quantizeActivations); also the norm and
+/// elementwise kernels' fused epilogue.
+void emitQuantizeBlock(KB &kb, Value x, Value t, Value col, Value q, Value rec);
+
+} // namespace mlir::kiln
+
+#endif // KILN_CONVERSION_KILNTOCPU_KERNELS_KERNELBUILDER_H
