@@ -10,6 +10,11 @@
 
 namespace mlir::kiln {
 
+/// The value whose memory `v` views: through tensor.extract_slice,
+/// expand_shape and collapse_shape (views have no buffer of their own);
+/// `v` itself when it is not a view.
+Value viewRoot(Value v);
+
 #define GEN_PASS_DECL
 #include "Kiln/Transforms/Passes.h.inc"
 

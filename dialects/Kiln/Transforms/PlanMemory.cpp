@@ -26,6 +26,13 @@ namespace mlir::kiln {
 using namespace mlir;
 using namespace mlir::kiln;
 
+Value mlir::kiln::viewRoot(Value v) {
+  while (isa_and_nonnull<tensor::ExtractSliceOp, tensor::ExpandShapeOp,
+                         tensor::CollapseShapeOp>(v.getDefiningOp()))
+    v = v.getDefiningOp()->getOperand(0);
+  return v;
+}
+
 namespace {
 
 /// Slots start at multiples of a cache line (and of a 512-bit vector).
@@ -101,12 +108,6 @@ struct PlanMemory : mlir::kiln::impl::KilnPlanMemoryBase<PlanMemory> {
       }
     }
     // Liveness; a use of a view is a use of the value it views.
-    auto viewRoot = [](Value v) {
-      while (isa_and_nonnull<tensor::ExtractSliceOp, tensor::ExpandShapeOp,
-                             tensor::CollapseShapeOp>(v.getDefiningOp()))
-        v = v.getDefiningOp()->getOperand(0);
-      return v;
-    };
     for (Operation &op : body)
       for (Value operand : op.getOperands())
         if (auto it = slots.find(viewRoot(operand)); it != slots.end())

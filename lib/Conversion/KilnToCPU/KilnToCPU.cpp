@@ -8,6 +8,7 @@
 
 #include "StepLowering.h"
 #include "Conversion/Passes.h"
+#include "Kiln/Transforms/Passes.h"
 
 #include "mlir/Dialect/Math/Transforms/Passes.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
@@ -28,19 +29,6 @@ using namespace mlir::kiln;
 namespace {
 
 constexpr int64_t kBufferAlignment = 64;
-
-/// Ops whose result is a view of their source's buffer (no kernel, no slot).
-bool isView(Operation *op) {
-  return isa_and_nonnull<tensor::ExtractSliceOp, tensor::ExpandShapeOp,
-                         tensor::CollapseShapeOp>(op);
-}
-
-/// The value whose buffer `v` views (itself when it is not a view).
-Value viewRoot(Value v) {
-  while (isView(v.getDefiningOp()))
-    v = v.getDefiningOp()->getOperand(0);
-  return v;
-}
 
 } // namespace
 
@@ -210,8 +198,8 @@ StepLowering::Region StepLowering::regionOf(Value value) {
     return scratchRegion(it->second.offset, it->second.size);
   if (isa<BlockArgument>(value))
     return {mapping.lookup(value)};
-  if (isView(value.getDefiningOp()))
-    return regionOf(viewRoot(value));
+  if (Value root = viewRoot(value); root != value)
+    return regionOf(root);
   return {};
 }
 
