@@ -12,46 +12,49 @@
 
 namespace cl = llvm::cl;
 
+// --help lists these alone, not the hundreds of LLVM options linked in.
+static cl::OptionCategory kilnOptions("kiln-compile options");
+
 static cl::opt<std::string> input(cl::Positional, cl::desc("<model.gguf | module.mlir>"),
-                                  cl::Required);
+                                  cl::Required, cl::cat(kilnOptions));
 static cl::opt<std::string> output("o", cl::desc("Output file"),
-                                   cl::value_desc("path"), cl::Required);
+                                   cl::value_desc("path"), cl::Required, cl::cat(kilnOptions));
 static cl::opt<std::string>
     emit("emit",
          cl::desc("What to write: kiln (default: the compiled model), mlir "
                   "(the imported kiln module), llvm-mlir, llvm, asm, so"),
-         cl::init("kiln"));
+         cl::init("kiln"), cl::cat(kilnOptions));
 static cl::opt<std::string> target("target", cl::desc("Targets: cpu"),
-                                   cl::init("cpu"));
+                                   cl::init("cpu"), cl::cat(kilnOptions));
 static cl::opt<std::string>
     cpu("cpu", cl::desc("CPU variant for --emit=llvm/asm/so: x86-64-v4 or "
                         "x86-64-v3"),
-        cl::init("x86-64-v4"));
+        cl::init("x86-64-v4"), cl::cat(kilnOptions));
 static cl::opt<int64_t> ctx("ctx", cl::desc("KV cache positions (default: "
                                             "min(model context, 4096))"),
-                            cl::init(0));
+                            cl::init(0), cl::cat(kilnOptions));
 static cl::opt<int64_t> maxTokens("max-tokens",
                                   cl::desc("Most tokens per step (prompt "
                                            "chunk size, default 256)"),
-                                  cl::init(256));
+                                  cl::init(256), cl::cat(kilnOptions));
 static cl::opt<mlir::kiln::ActivationPrecision> activations(
     "activations", cl::desc("Activations of quantized linear layers"),
     cl::values(clEnumValN(mlir::kiln::ActivationPrecision::Int8, "int8",
                           "integer dot products, as llama.cpp (default)"),
                clEnumValN(mlir::kiln::ActivationPrecision::F32, "f32",
                           "exact")),
-    cl::init(mlir::kiln::ActivationPrecision::Int8));
+    cl::init(mlir::kiln::ActivationPrecision::Int8), cl::cat(kilnOptions));
 static cl::opt<std::string> kernels(
     "kernels",
     cl::desc("Kernels for --emit=llvm/asm/so: native (for --cpu, default) or "
              "generic (portable vector code)"),
-    cl::init("native"));
+    cl::init("native"), cl::cat(kilnOptions));
 static cl::opt<std::string> weightsOut(
     "weights-out",
     cl::desc("For an .mlir input: write the weights the emitted code reads "
              "(repacked for its kernels) to this file"),
-    cl::value_desc("file"), cl::init(""));
-static cl::opt<bool> quiet("q", cl::desc("No progress bar"), cl::init(false));
+    cl::value_desc("file"), cl::init(""), cl::cat(kilnOptions));
+static cl::opt<bool> quiet("q", cl::desc("No progress bar"), cl::init(false), cl::cat(kilnOptions));
 
 /// A one-line bar on stderr, redrawn in place; only on a terminal.
 static void drawProgress(const std::string &stage, double fraction) {
@@ -68,6 +71,7 @@ static void drawProgress(const std::string &stage, double fraction) {
 
 int main(int argc, char **argv) {
   llvm::InitLLVM init(argc, argv);
+  cl::HideUnrelatedOptions(kilnOptions);
   cl::ParseCommandLineOptions(argc, argv,
                               "Kiln: compile a model (GGUF) into a .kiln "
                               "artifact, or an MLIR module into host code\n");
