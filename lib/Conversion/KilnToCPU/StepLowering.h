@@ -4,9 +4,9 @@
 // into calls of kernels on memrefs. StepLowering holds what every op's
 // lowering shares: the new function's buffers, kiln-plan-memory's slots, the
 // kernels' workspace in scratch, and the barriers between dependent kernels.
-// Each op family lowers through a KernelCallPattern in Patterns/<Family>.cpp,
-// registered by its populate<Family>Patterns: a new op is one pattern there
-// and its kernel in CPUKernels.
+// Each op family lowers through KernelCallPatterns in <Family>.cpp,
+// registered by its populate<Family>Patterns, next to the kernels they call:
+// a new op is one pattern and its kernel builder in its family's file.
 //
 //===----------------------------------------------------------------------===//
 

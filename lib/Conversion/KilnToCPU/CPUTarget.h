@@ -7,8 +7,8 @@
 //
 //===----------------------------------------------------------------------===//
 
-#ifndef KILN_CONVERSION_KILNTOCPU_KERNELS_CPUTARGET_H
-#define KILN_CONVERSION_KILNTOCPU_KERNELS_CPUTARGET_H
+#ifndef KILN_CONVERSION_KILNTOCPU_CPUTARGET_H
+#define KILN_CONVERSION_KILNTOCPU_CPUTARGET_H
 
 #include "Conversion/LoweringOptions.h"
 
@@ -44,4 +44,4 @@ private:
 
 } // namespace mlir::kiln
 
-#endif // KILN_CONVERSION_KILNTOCPU_KERNELS_CPUTARGET_H
+#endif // KILN_CONVERSION_KILNTOCPU_CPUTARGET_H

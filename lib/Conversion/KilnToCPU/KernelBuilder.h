@@ -8,10 +8,10 @@
 //
 //===----------------------------------------------------------------------===//
 
-#ifndef KILN_CONVERSION_KILNTOCPU_KERNELS_KERNELBUILDER_H
-#define KILN_CONVERSION_KILNTOCPU_KERNELS_KERNELBUILDER_H
+#ifndef KILN_CONVERSION_KILNTOCPU_KERNELBUILDER_H
+#define KILN_CONVERSION_KILNTOCPU_KERNELBUILDER_H
 
-#include "../CPUKernels.h"
+#include "CPUKernels.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Math/IR/Math.h"
@@ -159,11 +159,12 @@ struct KernelBodyBuilder {
 /// One kernel under construction, with KB's vocabulary: starts its function
 /// in the library with the builder at the start of the body, gives the
 /// arguments by name and this thread's share of the work, and ends the
-/// kernel with finish(). Kernel builders are KernelLibrary's methods:
+/// kernel with finish(). Kernel builders are functions of their family's
+/// file, given the library:
 ///
-///   KernelSignature sig(module.getContext());
+///   KernelSignature sig(library.getContext());
 ///   sig.rows("x", k).bytesAt("w").rows("y", n);
-///   KernelBuilder kb(*this, sig, name);
+///   KernelBuilder kb(library, sig, name);
 ///   Value x = kb.arg("x"), w = kb.arg("w"), wOffset = kb.arg("wOffset");
 ///   auto [t0, t1] = kb.share(kb.dim(x, 0));
 ///   ... body ...
@@ -219,4 +220,4 @@ void emitQuantizeBlock(KB &kb, Value x, Value t, Value col, Value q, Value rec);
 
 } // namespace mlir::kiln
 
-#endif // KILN_CONVERSION_KILNTOCPU_KERNELS_KERNELBUILDER_H
+#endif // KILN_CONVERSION_KILNTOCPU_KERNELBUILDER_H
