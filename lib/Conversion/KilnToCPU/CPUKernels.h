@@ -15,6 +15,7 @@
 #ifndef KILN_CONVERSION_KILNTOCPU_CPUKERNELS_H
 #define KILN_CONVERSION_KILNTOCPU_CPUKERNELS_H
 
+#include "CPUTarget.h"
 #include "Dequant.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -46,9 +47,12 @@ class KernelBuilder;
 
 class KernelLibrary {
 public:
-  explicit KernelLibrary(ModuleOp module) : module(module) {}
+  KernelLibrary(ModuleOp module, CPUTarget target)
+      : module(module), target(target) {}
 
   MLIRContext *getContext() { return module.getContext(); }
+  /// The CPU variant every kernel of the module is built for.
+  const CPUTarget &getTarget() const { return target; }
 
   /// `@kiln_barrier(%rt)`: calls the runtime's barrier through `rt`.
   func::FuncOp barrier();
@@ -64,6 +68,7 @@ private:
   func::FuncOp finish(func::FuncOp fn);
 
   ModuleOp module;
+  CPUTarget target;
   struct BuiltKernel {
     llvm::hash_code code;
     func::FuncOp fn;

@@ -19,9 +19,6 @@ namespace mlir::kiln {
 class CPUTarget {
 public:
   explicit CPUTarget(KernelISA isa) : isa(isa) {}
-  /// The variant spelled `cpu` (generic, x86-64-v3, x86-64-v4), as the
-  /// lowering's `cpu` option gives it.
-  static CPUTarget get(StringRef cpu);
 
   /// The variant's name in kernel symbols: generic, x86_64_v3, x86_64_v4.
   std::string getSymbolName() const;

@@ -15,18 +15,30 @@ using namespace mlir::kiln;
 // embedding: y[t, :] = dequant(table[ids[t], :])
 //===----------------------------------------------------------------------===//
 
-/// (table: memref<?xi8>, offset: index, ids: memref<?xi32>,
-///  y: memref<?xDxf32>, tid, nth): y[t] = scale * table[ids[t]].
+/// The signature of both embedding kernels: (table: memref<?xi8>,
+/// tableOffset: index, ids: memref<?xi32>, y: memref<?xDIMxf32>, tid, nth).
+static KernelSignature embeddingSignature(KernelLibrary &library,
+                                          int64_t dim) {
+  KernelSignature sig(library.getContext());
+  sig.bytesAt("table").ids("ids").rows("y", dim);
+  return sig;
+}
+
+/// kiln_embedding_<encoding>_<vocab>x<dim>[_s<scale>].
+static std::string embeddingName(const Twine &encoding, int64_t vocab,
+                                 int64_t dim, float scale) {
+  return ("kiln_embedding_" + encoding + "_" + Twine(vocab) + "x" +
+          Twine(dim) + (scale == 1.0f ? "" : "_s" + floatName(scale)))
+      .str();
+}
+
+/// y[t] = scale * table[ids[t]] (embeddingSignature).
 static func::FuncOp buildEmbeddingKernel(KernelLibrary &library,
                                          const WeightFormat &format,
                                          int64_t vocab, int64_t dim,
                                          float scale) {
-  KernelSignature sig(library.getContext());
-  sig.bytesAt("table").ids("ids").rows("y", dim);
-  KernelBuilder kb(library, sig,
-                   "kiln_embedding_" + format.getName() + "_" + Twine(vocab) +
-                       "x" + Twine(dim) +
-                       (scale == 1.0f ? "" : "_s" + floatName(scale)));
+  KernelBuilder kb(library, embeddingSignature(library, dim),
+                   embeddingName(format.getName(), vocab, dim, scale));
   ImplicitLocOpBuilder &b = kb.b;
   Value table = kb.arg("table"), offset = kb.arg("tableOffset");
   Value idsBuf = kb.arg("ids"), y = kb.arg("y");
@@ -60,12 +72,9 @@ static func::FuncOp buildEmbeddingRows16Kernel(KernelLibrary &library,
                                                const Rows16Format &format,
                                                int64_t vocab, int64_t dim,
                                                float scale) {
-  KernelSignature sig(library.getContext());
-  sig.bytesAt("table").ids("ids").rows("y", dim);
-  KernelBuilder kb(library, sig,
-                   "kiln_embedding_r16_" + Twine(format.name) + "_" +
-                       Twine(vocab) + "x" + Twine(dim) +
-                       (scale == 1.0f ? "" : "_s" + floatName(scale)));
+  KernelBuilder kb(library, embeddingSignature(library, dim),
+                   embeddingName("r16_" + Twine(format.name), vocab, dim,
+                                 scale));
   ImplicitLocOpBuilder &b = kb.b;
   Type f32 = b.getF32Type();
   Value table = kb.arg("table"), offset = kb.arg("tableOffset");

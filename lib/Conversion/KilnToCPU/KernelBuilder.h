@@ -132,6 +132,9 @@ public:
   /// `name`: memref<?xi8> and `name`Offset: index, an operand that starts at
   /// a byte offset of a buffer (a weight, a scratch slot, a table).
   KernelSignature &bytesAt(StringRef name);
+  /// `w` and, with `hasBias`, `bias`: a weight and its bias, each at a byte
+  /// offset of the weights (bytesAt).
+  KernelSignature &weightAndBias(bool hasBias);
   /// `name`: !llvm.ptr.
   KernelSignature &pointer(StringRef name);
   /// Leaves out `tid` and `nth`: a function every thread calls whole (the
@@ -186,6 +189,13 @@ public:
   /// and `nth`.
   std::pair<Value, Value> share(Value total) {
     return share(total, arg("tid"), arg("nth"));
+  }
+
+  /// The bias weightAndBias declared, as a view of `n` f32 values; null
+  /// where the kernel has no bias.
+  Value biasFloats(int64_t n) {
+    Value bias = optionalArg("bias");
+    return bias ? floatView(bias, arg("biasOffset"), idx(n)) : Value();
   }
 
   /// Ends the body and hands the kernel to the library: the kernel built

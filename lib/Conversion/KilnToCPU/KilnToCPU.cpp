@@ -417,7 +417,7 @@ struct ConvertKilnToCPUPass
 
   void runOnOperation() override {
     ModuleOp module = getOperation();
-    KernelLibrary kernels(module);
+    KernelLibrary kernels(module, CPUTarget(cpu));
     KernelCallPatterns kernelCalls;
     populateLinearPatterns(kernelCalls);
     populateEmbeddingPatterns(kernelCalls);
@@ -432,8 +432,7 @@ struct ConvertKilnToCPUPass
         funcs.push_back(f);
     for (func::FuncOp f : funcs) {
       StepLowering lowering(f, kernelCalls, kernels,
-                                activations == ActivationPrecision::Int8,
-                                stringify(cpu));
+                            activations == ActivationPrecision::Int8);
       if (failed(lowering.run()))
         return signalPassFailure();
     }

@@ -30,9 +30,7 @@ static func::FuncOp buildLinearKernel(KernelLibrary &library,
                                       const WeightFormat &format, int64_t k,
                                       int64_t n, bool hasBias) {
   KernelSignature sig(library.getContext());
-  sig.rows("x", k).bytesAt("w");
-  if (hasBias)
-    sig.bytesAt("bias");
+  sig.rows("x", k).weightAndBias(hasBias);
   sig.rows("y", n);
   KernelBuilder kb(library, sig,
                    "kiln_linear_" + format.getName() + "_" + Twine(k) + "x" +
@@ -40,14 +38,11 @@ static func::FuncOp buildLinearKernel(KernelLibrary &library,
   ImplicitLocOpBuilder &b = kb.b;
   Value x = kb.arg("x"), y = kb.arg("y");
   Value w = kb.arg("w"), wOffset = kb.arg("wOffset");
-  Value biasBuf = kb.optionalArg("bias"),
-        biasOffset = kb.optionalArg("biasOffset");
 
   int64_t chunkValues = format.getChunkValues();
   int64_t parts = chunkValues / kLanes;
   Value tokens = kb.dim(x, 0);
-  Value biasView = hasBias ? kb.floatView(biasBuf, biasOffset, kb.idx(n))
-                           : Value();
+  Value biasView = kb.biasFloats(n);
   auto [rowBegin, rowEnd] = kb.share(kb.idx(n));
   Value tiledTokens =
       kb.sub(tokens, kb.rem(tokens, kb.idx(kTokenTile)));
@@ -169,18 +164,16 @@ static Value horizontalSum8(ImplicitLocOpBuilder &b, Value acc8) {
 /// (q: memref<?xi8>, qOffset: index, w, wOffset, [bias, biasOffset,]
 ///  y: memref<?xNxf32>, tid, nth): y = x W^T with x as quantized by
 /// quantizeActivations, integer dot products two 32-value blocks at a time:
-/// AVX-512 VNNI vpdpbusd for `cpu` = x86-64-v4, AVX2 vpmaddubsw + vpmaddwd
+/// AVX-512 VNNI vpdpbusd on x86-64-v4, AVX2 vpmaddubsw + vpmaddwd
 /// for x86-64-v3, portable vector code for generic.
 static func::FuncOp buildLinearInt8Kernel(KernelLibrary &library,
                                           const WeightFormat &format,
-                                          int64_t k, int64_t n, bool hasBias,
-                                          StringRef cpu) {
+                                          int64_t k, int64_t n,
+                                          bool hasBias) {
   KernelSignature sig(library.getContext());
-  sig.bytesAt("q").bytesAt("w");
-  if (hasBias)
-    sig.bytesAt("bias");
+  sig.bytesAt("q").weightAndBias(hasBias);
   sig.rows("y", n);
-  CPUTarget target = CPUTarget::get(cpu);
+  const CPUTarget &target = library.getTarget();
   KernelBuilder kb(library, sig,
                    "kiln_linear_q8_" + target.getSymbolName() + "_" +
                        format.getName() + "_" + Twine(k) + "x" + Twine(n) +
@@ -188,13 +181,10 @@ static func::FuncOp buildLinearInt8Kernel(KernelLibrary &library,
   ImplicitLocOpBuilder &b = kb.b;
   Value q = kb.arg("q"), qOffset = kb.arg("qOffset");
   Value w = kb.arg("w"), wOffset = kb.arg("wOffset");
-  Value biasBuf = kb.optionalArg("bias"),
-        biasOffset = kb.optionalArg("biasOffset");
   Value y = kb.arg("y");
   int64_t blocks = k / 32;
   Value tokens = kb.dim(y, 0);
-  Value biasView = hasBias ? kb.floatView(biasBuf, biasOffset, kb.idx(n))
-                           : Value();
+  Value biasView = kb.biasFloats(n);
   auto rowShare = kb.share(kb.idx(n));
   Value rowBegin = rowShare.first, rowEnd = rowShare.second;
   Value tiledTokens = kb.sub(tokens, kb.rem(tokens, kb.idx(kTokenTile)));
@@ -339,37 +329,42 @@ constexpr int64_t kRows16TokenChunk = 64;
 /// How far ahead of the codes being multiplied the kernel prefetches.
 constexpr int64_t kPrefetchBytes = 8192;
 
+/// What the rows16 linear kernel adds to x W^T in its epilogue, and the
+/// operands that takes.
+struct Rows16Epilogue {
+  bool hasBias = false;
+  /// A rows memref `residual` follows the bias and the kernel writes
+  /// y = residual + x W^T (the residual add of a transformer block).
+  bool hasResidual = false;
+  /// Non-zero: (rope: memref<?xi8>, ropeOffset: index) follow, a ropeTable
+  /// of rotary_dim = ropeHeadDim, applied to adjacent pairs (llama style).
+  int64_t ropeHeadDim = 0;
+};
+
 /// linearInt8's signature and result for a weight in layout = rows16:
-/// 16 rows per vector, one sequential read of the weights per token chunk.
-/// With `hasResidual`, a rows memref `r` follows the bias and the kernel
-/// writes y = r + x W^T (the residual add of a transformer block). With
-/// `ropeHeadDim`, (table: memref<?xi8>, offset: index) follow: a ropeTable
-/// of rotary_dim = ropeHeadDim, applied to adjacent pairs (llama style).
-static func::FuncOp
-buildLinearRows16Kernel(KernelLibrary &library, const Rows16Format &format,
-                        int64_t k, int64_t n, bool hasBias, bool hasResidual,
-                        int64_t ropeHeadDim, StringRef cpu) {
+/// 16 rows per vector, one sequential read of the weights per token chunk,
+/// then `epilogue`.
+static func::FuncOp buildLinearRows16Kernel(KernelLibrary &library,
+                                            const Rows16Format &format,
+                                            int64_t k, int64_t n,
+                                            const Rows16Epilogue &epilogue) {
   KernelSignature sig(library.getContext());
-  sig.bytesAt("q").bytesAt("w");
-  if (hasBias)
-    sig.bytesAt("bias");
-  if (hasResidual)
+  sig.bytesAt("q").weightAndBias(epilogue.hasBias);
+  if (epilogue.hasResidual)
     sig.rows("residual", n);
-  if (ropeHeadDim)
+  if (epilogue.ropeHeadDim)
     sig.bytesAt("rope");
   sig.rows("y", n);
-  CPUTarget target = CPUTarget::get(cpu);
-  KernelBuilder kb(library, sig,
-                   "kiln_linear_r16_" + target.getSymbolName() + "_" +
-                       format.name + "_" + Twine(k) + "x" + Twine(n) +
-                       (hasBias ? "_bias" : "") +
-                       (hasResidual ? "_residual" : "") +
-                       (ropeHeadDim ? "_rope" + Twine(ropeHeadDim) : ""));
+  const CPUTarget &target = library.getTarget();
+  KernelBuilder kb(
+      library, sig,
+      "kiln_linear_r16_" + target.getSymbolName() + "_" + format.name + "_" +
+          Twine(k) + "x" + Twine(n) + (epilogue.hasBias ? "_bias" : "") +
+          (epilogue.hasResidual ? "_residual" : "") +
+          (epilogue.ropeHeadDim ? "_rope" + Twine(epilogue.ropeHeadDim) : ""));
   ImplicitLocOpBuilder &b = kb.b;
   Value q = kb.arg("q"), qOffset = kb.arg("qOffset");
   Value w = kb.arg("w"), wOffset = kb.arg("wOffset");
-  Value biasBuf = kb.optionalArg("bias"),
-        biasOffset = kb.optionalArg("biasOffset");
   Value residual = kb.optionalArg("residual"), y = kb.arg("y");
   Value ropeTable = kb.optionalArg("rope"),
         ropeOffset = kb.optionalArg("ropeOffset");
@@ -390,8 +385,7 @@ buildLinearRows16Kernel(KernelLibrary &library, const Rows16Format &format,
   Value tokens = kb.dim(y, 0);
   auto groupShare = kb.share(kb.idx(groups));
   Value g0 = groupShare.first, g1 = groupShare.second;
-  Value biasView = hasBias ? kb.floatView(biasBuf, biasOffset, kb.idx(n))
-                           : Value();
+  Value biasView = kb.biasFloats(n);
   Value zeroI32 = arith::ConstantOp::create(
       b, DenseElementsAttr::get(i32x16, b.getI32IntegerAttr(0)));
 
@@ -399,12 +393,13 @@ buildLinearRows16Kernel(KernelLibrary &library, const Rows16Format &format,
   // and 2i+1 are a pair, their (cos, sin) the table's 8 entries for this
   // token at the rows' place in the head.
   Value ropeView =
-      ropeHeadDim ? kb.floatView(ropeTable, ropeOffset,
-                                 kb.mul(tokens, kb.idx(ropeHeadDim)))
-                  : Value();
+      epilogue.ropeHeadDim
+          ? kb.floatView(ropeTable, ropeOffset,
+                         kb.mul(tokens, kb.idx(epilogue.ropeHeadDim)))
+          : Value();
   auto emitRopePairs = [&](Value v, Value t, Value row0) -> Value {
-    Value at = kb.add(kb.mul(t, kb.idx(ropeHeadDim)),
-                      kb.rem(row0, kb.idx(ropeHeadDim)));
+    Value at = kb.add(kb.mul(t, kb.idx(epilogue.ropeHeadDim)),
+                      kb.rem(row0, kb.idx(epilogue.ropeHeadDim)));
     Value cs = vector::LoadOp::create(b, kb.vf32(), ropeView, ValueRange{at});
     SmallVector<int64_t> evens, odds, swap;
     for (int64_t l = 0; l < kLanes; ++l) {
@@ -499,7 +494,7 @@ buildLinearRows16Kernel(KernelLibrary &library, const Rows16Format &format,
           return acc;
         });
     Value row0 = kb.mul(g, kb.idx(kRows16));
-    Value bias = hasBias ? kb.load(biasView, {row0}) : Value();
+    Value bias = epilogue.hasBias ? kb.load(biasView, {row0}) : Value();
     for (int64_t i = 0; i < tile; ++i) {
       Value v = loop.getResult(i);
       Value t = kb.add(t0, kb.idx(i));
@@ -507,7 +502,7 @@ buildLinearRows16Kernel(KernelLibrary &library, const Rows16Format &format,
         v = kb.add(v, bias);
       if (residual)
         v = kb.add(kb.load(residual, {t, row0}), v);
-      if (ropeHeadDim)
+      if (epilogue.ropeHeadDim)
         v = emitRopePairs(v, t, row0);
       kb.store(v, y, {t, row0});
     }
@@ -598,11 +593,12 @@ struct LinearLowering : KernelCallPattern<LinearOp> {
       }
       args = {step.scratchArg, idx(b, step.q8Offset)};
       kernel = rows16 ? buildLinearRows16Kernel(
-                            step.kernels, *rows16, k, n, bias.has_value(),
-                            residualEpilogue,
-                            rope ? int64_t(rope.getHeadDim()) : 0, step.cpu)
+                            step.kernels, *rows16, k, n,
+                            Rows16Epilogue{
+                                bias.has_value(), residualEpilogue,
+                                rope ? int64_t(rope.getHeadDim()) : 0})
                       : buildLinearInt8Kernel(step.kernels, **f, k, n,
-                                              bias.has_value(), step.cpu);
+                                              bias.has_value());
     } else {
       args = {x};
       kernel = buildLinearKernel(step.kernels, **f, k, n, bias.has_value());

@@ -24,9 +24,7 @@ static func::FuncOp buildNormKernel(KernelLibrary &library,
                                     float epsilon, bool layerNorm, bool hasBias,
                                     bool quantize) {
   KernelSignature sig(library.getContext());
-  sig.rows("x", dim).bytesAt("w");
-  if (hasBias)
-    sig.bytesAt("bias");
+  sig.rows("x", dim).weightAndBias(hasBias);
   sig.rows("y", dim);
   if (quantize)
     sig.bytesAt("q");

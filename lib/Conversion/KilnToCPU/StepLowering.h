@@ -59,9 +59,9 @@ class KernelCallPatterns;
 class StepLowering {
 public:
   StepLowering(func::FuncOp func, const KernelCallPatterns &patterns,
-               KernelLibrary &kernels, bool int8Activations, StringRef cpu)
+               KernelLibrary &kernels, bool int8Activations)
       : oldFunc(func), kernels(kernels), int8Activations(int8Activations),
-        cpu(cpu), patterns(patterns) {}
+        patterns(patterns) {}
 
   LogicalResult run();
 
@@ -116,7 +116,6 @@ public:
   func::FuncOp oldFunc;
   KernelLibrary &kernels;
   bool int8Activations;
-  std::string cpu;
   /// Ops a linear layer computed in its epilogue.
   llvm::DenseSet<Operation *> fusedOps;
   /// Scratch region holding the int8-quantized input of the current linear
