@@ -19,6 +19,7 @@
 #include "Compiler/HostCodegen.h"
 #include "Compiler/NestingLimit.h"
 #include "Kiln/IR/KilnDialect.h"
+#include "Kiln/IR/WeightStore.h"
 #include "Runtime/HostCode.h"
 #include "Runtime/ThreadPool.h"
 
@@ -405,17 +406,23 @@ int kiln_compile_mlir_weights(const char *text, size_t size,
   }
   if (m->functions.empty())
     return fail(err, "the module has no function that uses kiln ops");
+  // `weights` are the bytes of the file the module's ranges name: the
+  // weight store reads them in its place.
+  mlir::kiln::WeightStore &store = mlir::kiln::WeightStore::get(&ctx);
   module->walk([&](mlir::kiln::WeightOp op) {
-    if (auto ext = dyn_cast<mlir::kiln::ExternalDataAttr>(op.getSource()))
-      m->weightBytes =
-          std::max<uint64_t>(m->weightBytes, ext.getOffset() + ext.getSize());
+    auto ext = dyn_cast<mlir::kiln::ExternalDataAttr>(op.getSource());
+    if (!ext)
+      return;
+    m->weightBytes =
+        std::max<uint64_t>(m->weightBytes, ext.getOffset() + ext.getSize());
+    if (weights)
+      store.provideFile(ext.getPath(),
+                        llvm::ArrayRef<char>(static_cast<const char *>(weights),
+                                             weights_size));
   });
 
-  std::optional<llvm::ArrayRef<uint8_t>> weightBytes;
-  if (weights)
-    weightBytes.emplace(static_cast<const uint8_t *>(weights), weights_size);
   llvm::Expected<::kiln::LoweredMLIR> lowered =
-      ::kiln::lowerMLIRModule(*module, options, weightBytes);
+      ::kiln::lowerMLIRModule(*module, options, weights != nullptr);
   if (!lowered)
     return fail(err, llvm::toString(lowered.takeError()));
   if (lowered->weights) {
