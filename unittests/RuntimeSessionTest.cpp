@@ -298,9 +298,9 @@ TEST(HostExecution, LoadsHostCodeFromMemory) {
 TEST(HostExecution, ThreadPoolRunsEveryThreadPastItsBarrier) {
   kiln_thread_pool *pool = nullptr;
   const char *e = nullptr;
-  EXPECT_EQ(kiln_thread_pool_create(KILN_THREAD_POOL_MAX_THREADS + 1, &pool,
-                                    &e),
-            KILN_ERROR);
+  EXPECT_EQ(
+      kiln_thread_pool_create(KILN_THREAD_POOL_MAX_THREADS + 1, &pool, &e),
+      KILN_ERROR);
   EXPECT_EQ(std::string(e), "thread count must be 1 to 1024, got 1025");
   ASSERT_EQ(kiln_thread_pool_create(3, &pool, &e), KILN_OK) << e;
   EXPECT_EQ(kiln_thread_pool_size(pool), 3);

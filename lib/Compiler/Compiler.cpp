@@ -60,8 +60,7 @@ std::string printModule(ModuleOp module) {
 llvm::Expected<std::string> gatherWeightSection(ModuleOp module,
                                                 llvm::StringRef input) {
   FirstError diags(*module.getContext());
-  FailureOr<std::string> section =
-      mlir::kiln::gatherWeights(module, "weights");
+  FailureOr<std::string> section = mlir::kiln::gatherWeights(module, "weights");
   if (failed(section))
     return fail(input + ": " + diags.take("cannot read the weights"));
   return std::move(*section);

@@ -1,7 +1,7 @@
 //===- RuntimeAPI.cpp - the C API of include/kiln/runtime/Runtime.h -------===//
 
-#include "kiln/runtime/Runtime.h"
 #include "kiln/runtime/HostExecution.h"
+#include "kiln/runtime/Runtime.h"
 
 #include "Runtime/HostCode.h"
 #include "Runtime/Session.h"
@@ -205,9 +205,8 @@ int kiln_host_code_load(const void *data, uint64_t size, const char *name,
     return fail(err, "kiln_host_code_load: data and code must not be NULL");
   *code = nullptr;
   std::string why;
-  std::unique_ptr<HostCode> loaded =
-      HostCode::load(static_cast<const uint8_t *>(data), size,
-                     name ? name : "host code", why);
+  std::unique_ptr<HostCode> loaded = HostCode::load(
+      static_cast<const uint8_t *>(data), size, name ? name : "host code", why);
   if (!loaded)
     return fail(err, why);
   *code = new kiln_host_code{std::move(loaded)};

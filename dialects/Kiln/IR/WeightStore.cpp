@@ -4,8 +4,8 @@
 
 #include "mlir/IR/BuiltinAttributes.h"
 #include "mlir/IR/BuiltinDialect.h"
-#include "mlir/IR/DialectResourceBlobManager.h"
 #include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/DialectResourceBlobManager.h"
 #include "llvm/ADT/DenseMap.h"
 #include "llvm/Support/MathExtras.h"
 
@@ -34,8 +34,7 @@ FailureOr<ArrayRef<char>> WeightStore::getFile(StringRef path,
     error = (path + ": " + buffer.getError().message()).str();
     return failure();
   }
-  ArrayRef<char> bytes((*buffer)->getBufferStart(),
-                       (*buffer)->getBufferSize());
+  ArrayRef<char> bytes((*buffer)->getBufferStart(), (*buffer)->getBufferSize());
   mapped[path] = std::move(*buffer);
   files[path] = bytes;
   return bytes;
@@ -121,9 +120,9 @@ FailureOr<std::string> mlir::kiln::gatherWeights(ModuleOp module,
   };
   for (WeightOp op : inIR) {
     auto blob = dyn_cast<DenseResourceElementsAttr>(op.getSource());
-    const void *key = blob ? static_cast<const void *>(
-                                 blob.getRawHandle().getResource())
-                           : op.getSource().getAsOpaquePointer();
+    const void *key =
+        blob ? static_cast<const void *>(blob.getRawHandle().getResource())
+             : op.getSource().getAsOpaquePointer();
     auto [it, isNew] = placedInIR.try_emplace(key);
     if (failed(place(op, it->second, isNew)))
       return failure();

@@ -15,8 +15,7 @@ using namespace mlir::kiln;
 
 namespace {
 
-struct GatherWeights
-    : mlir::kiln::impl::KilnGatherWeightsBase<GatherWeights> {
+struct GatherWeights : mlir::kiln::impl::KilnGatherWeightsBase<GatherWeights> {
   using Base::Base;
 
   void runOnOperation() override {
