@@ -15,6 +15,10 @@ namespace mlir::kiln {
 /// `v` itself when it is not a view.
 Value viewRoot(Value v);
 
+/// Whether kiln-pack-weights would repack a weight of `module` (its code
+/// then cannot read the weight file as it is). Reads no weight bytes.
+bool kilnPackWeightsRepacks(ModuleOp module);
+
 #define GEN_PASS_DECL
 #include "Kiln/Transforms/Passes.h.inc"
 

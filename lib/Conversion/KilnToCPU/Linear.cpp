@@ -535,14 +535,6 @@ static func::FuncOp buildLinearRows16Kernel(KernelLibrary &library,
 
 namespace {
 
-struct PackLowering : KernelCallPattern<PackOp> {
-  LogicalResult lower(PackOp p, StepLowering &step,
-                      ImplicitLocOpBuilder &b) const override {
-    return p.emitOpError("is performed by kiln-compile as it writes the "
-                         "weights; lower the module with kiln-compile");
-  }
-};
-
 struct LinearLowering : KernelCallPattern<LinearOp> {
   LogicalResult lower(LinearOp l, StepLowering &step,
                       ImplicitLocOpBuilder &b) const override {
@@ -641,5 +633,5 @@ struct LinearLowering : KernelCallPattern<LinearOp> {
 } // namespace
 
 void mlir::kiln::populateLinearPatterns(KernelCallPatterns &patterns) {
-  patterns.add<PackLowering, LinearLowering>();
+  patterns.add<LinearLowering>();
 }
