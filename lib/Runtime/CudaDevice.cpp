@@ -301,8 +301,7 @@ bool CudaDevice::launchesSucceeded(std::string &err) {
 
 bool CudaDevice::finishStep(std::string &err) {
   if (!brokenBy.empty() && !launchError.empty()) {
-    err = launchError + "; the CUDA context is now unusable: load the model "
-                        "again";
+    err = launchError;
     return false;
   }
   if (!usable(err))
@@ -359,7 +358,10 @@ int32_t CudaDevice::launch(KilnRtContext *rt, int32_t kernel,
   if (d.syncEachLaunch) {
     if (CUresult r = d.driver->cuStreamSynchronize(d.stream)) {
       d.brokenBy = "kernel '" + name + "': " + d.driver->describe(r);
-      return fail(r, "failed in");
+      fail(r, "failed in");
+      d.launchError += "; the CUDA context is now unusable: load the model "
+                       "again";
+      return int32_t(r);
     }
   }
   return CUDA_SUCCESS;

@@ -73,8 +73,8 @@ bool Model::chooseDevice(const std::string &device, std::string &err) {
     if (gpu)
       return true;
   }
-  err = path + ": the artifact runs on CUDA only (targets: " + targetList(man) +
-        "), and " + why;
+  err = path + ": cannot run on cuda:0 (the artifact targets " +
+        targetList(man) + " only): " + why;
   return false;
 }
 
