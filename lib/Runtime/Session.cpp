@@ -143,7 +143,8 @@ std::unique_ptr<Model> Model::load(const std::string &path, int threads,
   m->weights = m->artifact->find(man.weightsSection);
   if (m->gpu) {
     // Uploaded once; every session's steps read this copy.
-    if (!m->gpu->allocate(m->weights->size, "weights", m->deviceWeights, err) ||
+    if (!m->gpu->allocate(m->weights->size, "weights section", m->deviceWeights,
+                          err) ||
         !m->gpu->upload(m->deviceWeights, m->weights->data, m->weights->size,
                         err) ||
         !m->gpu->finishStep(err)) {

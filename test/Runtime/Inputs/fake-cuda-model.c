@@ -23,8 +23,8 @@ void _mlir_ciface_forward(KilnMemRef1D *tokens, int64_t position,
   int64_t rows = logits->sizes[0], vocab = logits->sizes[1];
   void *w = weights->aligned;
   int64_t weightBytes = weights->sizes[0];
-  void *params[] = {&tok, &nTokens, &position, &kv,   &kvSlots,
-                    &out, &rows,    &vocab,    &w,    &weightBytes};
+  void *params[] = {&tok, &nTokens, &position, &kv, &kvSlots,
+                    &out, &rows,    &vocab,    &w,  &weightBytes};
   const uint32_t grid[3] = {1, 1, 1}, block[3] = {1, 1, 1};
   rt->launch(rt, 0, grid, block, 0, params);
 }
