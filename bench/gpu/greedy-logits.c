@@ -44,7 +44,9 @@ int main(int argc, char **argv) {
   int steps = atoi(argv[4]), repeats = argc > 6 ? atoi(argv[6]) : 0;
   const char *err = NULL;
   kiln_model *model = NULL;
-  if (kiln_model_load_on(argv[1], 8, argv[2], &model, &err))
+  const char *threads = getenv("KILN_THREADS"); /* CPU only; default 2 */
+  if (kiln_model_load_on(argv[1], threads ? atoi(threads) : 2, argv[2], &model,
+                         &err))
     die("load", err);
   fprintf(stderr, "greedy-logits: running on %s\n", kiln_model_device(model));
   int nVocab = kiln_model_n_vocab(model);
