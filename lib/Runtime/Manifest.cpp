@@ -94,6 +94,107 @@ private:
 };
 } // namespace
 
+/// "sm_90a" -> 9, 0, 'a'. The last digit is the minor version, the digits
+/// before it the major (sm_100 is 10.0), as nvcc names them.
+static bool parseCudaArch(const std::string &arch, CudaImage &image) {
+  if (arch.size() < 5 || arch.compare(0, 3, "sm_") != 0)
+    return false;
+  size_t end = arch.size();
+  char suffix = 0;
+  if (arch.back() == 'a' || arch.back() == 'f')
+    suffix = arch[--end];
+  std::string digits = arch.substr(3, end - 3);
+  if (digits.size() < 2 || digits.size() > 3 ||
+      digits.find_first_not_of("0123456789") != std::string::npos ||
+      digits[0] == '0')
+    return false;
+  image.major = std::stoi(digits.substr(0, digits.size() - 1));
+  image.minor = digits.back() - '0';
+  image.suffix = suffix;
+  return true;
+}
+
+/// "targets" and, when it names cuda, the "cuda" object.
+static bool parseTargets(const json &root, Manifest &m, Reader &r) {
+  auto targets = root.find("targets");
+  if (targets != root.end()) {
+    if (!targets->is_array() || targets->empty())
+      return r.fail("targets", "must be a non-empty array of \"cpu\" and "
+                               "\"cuda\"");
+    m.targetsCpu = false;
+    for (const json &t : *targets) {
+      std::string name = t.is_string() ? t.get<std::string>() : std::string();
+      if (name != "cpu" && name != "cuda")
+        return r.fail("targets", "must be a non-empty array of \"cpu\" and "
+                                 "\"cuda\"");
+      bool &seen = name == "cpu" ? m.targetsCpu : m.targetsCuda;
+      if (seen)
+        return r.fail("targets", "names '" + name + "' twice");
+      seen = true;
+      m.targets.push_back(name);
+    }
+  } else {
+    m.targets = {"cpu"};
+  }
+  if (!m.targetsCuda) {
+    if (root.contains("cuda"))
+      return r.fail("cuda", "is given but 'targets' does not name cuda");
+    return true;
+  }
+
+  const json *cuda = r.object(root, "cuda", "cuda");
+  if (!cuda)
+    return false;
+  auto kernels = cuda->find("kernels");
+  if (kernels == cuda->end())
+    return r.fail("cuda.kernels", "is missing");
+  if (!kernels->is_array() || kernels->empty())
+    return r.fail("cuda.kernels", "must be a non-empty array of kernel names");
+  for (size_t i = 0; i < kernels->size(); ++i) {
+    const json &k = (*kernels)[i];
+    std::string path = "cuda.kernels[" + std::to_string(i) + "]";
+    if (!k.is_string() || k.get_ref<const std::string &>().empty())
+      return r.fail(path, "must be a non-empty string");
+    m.cuda.kernels.push_back(k.get<std::string>());
+  }
+
+  auto images = cuda->find("images");
+  if (images == cuda->end())
+    return r.fail("cuda.images", "is missing");
+  if (!images->is_array() || images->empty())
+    return r.fail("cuda.images", "must be a non-empty array");
+  for (size_t i = 0; i < images->size(); ++i) {
+    const json &im = (*images)[i];
+    std::string path = "cuda.images[" + std::to_string(i) + "]";
+    if (!im.is_object())
+      return r.fail(path, "must be an object");
+    CudaImage image;
+    std::string format;
+    if (!r.string(im, "format", path + ".format", format) ||
+        !r.string(im, "arch", path + ".arch", image.arch) ||
+        !r.string(im, "section", path + ".section", image.section))
+      return false;
+    if (format != "cubin" && format != "ptx")
+      return r.fail(path + ".format",
+                    "is '" + format + "', expected \"cubin\" or \"ptx\"");
+    image.format = format == "ptx" ? CudaImage::PTX : CudaImage::Cubin;
+    if (!parseCudaArch(image.arch, image))
+      return r.fail(path + ".arch", "is '" + image.arch +
+                                        "', expected sm_<major><minor> with "
+                                        "an optional a or f (\"sm_90a\")");
+    m.cuda.images.push_back(std::move(image));
+  }
+
+  m.cuda.symbol = m.entry.symbol;
+  if (cuda->contains("symbol") &&
+      !r.string(*cuda, "symbol", "cuda.symbol", m.cuda.symbol))
+    return false;
+  if (m.targetsCpu && m.cuda.symbol == m.entry.symbol)
+    return r.fail("cuda.symbol", "must name a step function other than "
+                                 "entry.symbol when targets has cpu and cuda");
+  return true;
+}
+
 static bool parseManifestJSON(const json &root, Manifest &m, std::string &err) {
   Reader r(err);
   if (!root.is_object())
@@ -171,6 +272,9 @@ static bool parseManifestJSON(const json &root, Manifest &m, std::string &err) {
   const json *tok = r.object(root, "tokenizer", "tokenizer");
   if (!tok ||
       !r.string(*tok, "section", "tokenizer.section", m.tokenizerSection))
+    return false;
+
+  if (!parseTargets(root, m, r))
     return false;
 
   if (root.contains("sampling")) {

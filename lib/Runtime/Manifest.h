@@ -9,7 +9,15 @@
 //    "host":[{"section":s,"cpu_features":[s,...]},...],
 //    "weights":{"section":s}, "tokenizer":{"section":s},
 //    "sampling":{"temperature":f,"top_k":i,"top_p":f,"min_p":f,
-//                "repeat_penalty":f}}          ("sampling" is optional)
+//                "repeat_penalty":f},          ("sampling" is optional)
+//    "targets":["cpu"|"cuda",...],                ("targets" is optional: cpu)
+//    "cuda":{"kernels":[s,...],                   (with target cuda)
+//            "images":[{"format":"cubin"|"ptx","arch":"sm_90a","section":s},...],
+//            "symbol":s}}                         (optional: entry.symbol)
+//
+// A cuda step function has the CPU one's signature (HostABI.h) and only
+// launches the kernels, by index into cuda.kernels. An artifact with both
+// targets needs two step functions, so its cuda.symbol must differ.
 //
 //===----------------------------------------------------------------------===//
 
@@ -31,6 +39,15 @@ struct HostVariant {
   uint64_t cpuFeatures = 0; // KilnCpuFeature bits
 };
 
+/// One GPU image: a cubin for one architecture, or PTX the driver compiles.
+struct CudaImage {
+  enum Format { Cubin, PTX } format = Cubin;
+  std::string arch; // "sm_90a": sm_<major><minor>, optional a/f suffix
+  int major = 0, minor = 0;
+  char suffix = 0; // 'a' (this exact chip), 'f' (family) or 0
+  std::string section;
+};
+
 struct Manifest {
   int64_t format = 0;
   struct {
@@ -46,6 +63,13 @@ struct Manifest {
   std::string weightsSection;
   std::string tokenizerSection;
   SamplingParams sampling; // defaults when the manifest has none
+  bool targetsCpu = true, targetsCuda = false;
+  std::vector<std::string> targets; // in the manifest's order of preference
+  struct {
+    std::vector<std::string> kernels;
+    std::vector<CudaImage> images;
+    std::string symbol;
+  } cuda; // filled when targetsCuda
 };
 
 /// Parses and validates `json`. On failure returns false with a one-line

@@ -8,12 +8,14 @@
 #include "Runtime/ThreadPool.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 
 using namespace kiln::rt;
 
 struct kiln_model {
   std::unique_ptr<Model> model;
+  std::string device;
 };
 
 struct kiln_host_code {
@@ -55,17 +57,30 @@ static SamplingParams toSampling(const kiln_sampling_params &p) {
 
 extern "C" {
 
-int kiln_model_load(const char *path, int32_t n_threads, kiln_model **model,
-                    const char **err) {
+int kiln_model_load_on(const char *path, int32_t n_threads, const char *device,
+                       kiln_model **model, const char **err) {
   if (!path || !model)
     return fail(err, "kiln_model_load: path and model must not be NULL");
   *model = nullptr;
+  if (!device || !*device)
+    device = std::getenv("KILN_DEVICE");
   std::string why;
-  std::unique_ptr<Model> m = Model::load(path, n_threads, why);
+  std::unique_ptr<Model> m =
+      Model::load(path, n_threads, device ? device : "", why);
   if (!m)
     return fail(err, why);
-  *model = new kiln_model{std::move(m)};
+  std::string description = m->getDeviceDescription();
+  *model = new kiln_model{std::move(m), std::move(description)};
   return KILN_OK;
+}
+
+int kiln_model_load(const char *path, int32_t n_threads, kiln_model **model,
+                    const char **err) {
+  return kiln_model_load_on(path, n_threads, nullptr, model, err);
+}
+
+const char *kiln_model_device(const kiln_model *model) {
+  return model->device.c_str();
 }
 
 void kiln_model_free(kiln_model *model) { delete model; }

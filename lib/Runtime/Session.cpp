@@ -13,17 +13,83 @@
 using namespace kiln::rt;
 
 std::unique_ptr<Model> Model::load(const std::string &path, int threads,
+                                   const std::string &device,
                                    std::string &err) {
-  return load(path, threads, detectHostCpuFeatures(), err);
+  return load(path, threads, device, detectHostCpuFeatures(), err);
+}
+
+/// "cuda" -> 0, "cuda:N" -> N, anything else -> -1.
+static int cudaOrdinal(const std::string &device) {
+  if (device == "cuda")
+    return 0;
+  if (device.compare(0, 5, "cuda:") != 0 || device.size() == 5 ||
+      device.size() > 9 ||
+      device.find_first_not_of("0123456789", 5) != std::string::npos)
+    return -1;
+  return std::stoi(device.substr(5));
+}
+
+static std::string targetList(const Manifest &man) {
+  std::string list;
+  for (const std::string &t : man.targets)
+    list += (list.empty() ? "" : ", ") + t;
+  return list;
+}
+
+/// Opens the CUDA device for `device` ("cuda[:N]") or picks the CPU, as the
+/// manifest's targets allow; "" tries the targets in order.
+bool Model::chooseDevice(const std::string &device, std::string &err) {
+  const Manifest &man = artifact->getManifest();
+  const std::string &path = artifact->getPath();
+  if (device == "cpu") {
+    if (man.targetsCpu)
+      return true;
+    err = path + ": the artifact has no CPU code (targets: " + targetList(man) +
+          ")";
+    return false;
+  }
+  if (!device.empty()) {
+    int ordinal = cudaOrdinal(device);
+    if (ordinal < 0) {
+      err = "device must be cpu, cuda or cuda:N, got '" + device + "'";
+      return false;
+    }
+    if (!man.targetsCuda) {
+      err = path +
+            ": the artifact has no CUDA code (targets: " + targetList(man) +
+            ")";
+      return false;
+    }
+    gpu = CudaDevice::open(*artifact, ordinal, err);
+    if (!gpu)
+      err = path + ": cannot run on " + device + ": " + err;
+    return gpu != nullptr;
+  }
+  std::string why;
+  for (const std::string &target : man.targets) {
+    if (target == "cpu")
+      return true;
+    gpu = CudaDevice::open(*artifact, 0, why);
+    if (gpu)
+      return true;
+  }
+  err = path + ": cannot run on cuda:0 (the artifact targets " +
+        targetList(man) + " only): " + why;
+  return false;
 }
 
 std::unique_ptr<Model> Model::load(const std::string &path, int threads,
+                                   const std::string &device,
                                    uint64_t cpuFeatures, std::string &err) {
   // Check the cheap argument before reading a possibly huge file.
   if (threads < 1 || threads > ThreadPool::kMaxThreads) {
     err = "thread count must be 1 to " +
           std::to_string(ThreadPool::kMaxThreads) + ", got " +
           std::to_string(threads);
+    return nullptr;
+  }
+  if (!device.empty() && device != "cpu" && cudaOrdinal(device) < 0) {
+    err = "device must be cpu, cuda or cuda:N, got '" + device + "'";
     return nullptr;
   }
   std::unique_ptr<Model> m(new Model());
@@ -39,19 +105,13 @@ std::unique_ptr<Model> Model::load(const std::string &path, int threads,
           ", which every host code variant of the artifact needs";
     return nullptr;
   }
-  // GPU execution is not part of this runtime yet: an artifact that needs a
-  // GPU is refused before any of it runs.
-  const char *gpuArchs = m->artifact->getHeader().gpuArchs;
-  if (gpuArchs[0] != '\0') {
-    err = path + ": the artifact needs a GPU (" + std::string(gpuArchs) +
-          "), and this runtime runs CPU host code only";
-    return nullptr;
-  }
   int variant = chooseHostVariant(man.host, cpuFeatures, why);
   if (variant < 0) {
     err = path + ": " + why;
     return nullptr;
   }
+  if (!m->chooseDevice(device, err))
+    return nullptr;
   m->hostVariant = man.host[variant].section;
   const SectionView *code = m->artifact->find(m->hostVariant);
   m->hostCode = HostCode::load(code->data, code->size, m->hostVariant, why);
@@ -59,11 +119,11 @@ std::unique_ptr<Model> Model::load(const std::string &path, int threads,
     err = path + ": " + why;
     return nullptr;
   }
-  m->forward =
-      reinterpret_cast<KilnForwardFn>(m->hostCode->lookup(man.entry.symbol));
+  const std::string &symbol = m->gpu ? man.cuda.symbol : man.entry.symbol;
+  m->forward = reinterpret_cast<KilnForwardFn>(m->hostCode->lookup(symbol));
   if (!m->forward) {
     err = path + ": host code '" + m->hostVariant + "' has no entry symbol '" +
-          man.entry.symbol + "'";
+          symbol + "'";
     return nullptr;
   }
 
@@ -81,6 +141,19 @@ std::unique_ptr<Model> Model::load(const std::string &path, int threads,
     return nullptr;
   }
   m->weights = m->artifact->find(man.weightsSection);
+  if (m->gpu) {
+    // Uploaded once; every session's steps read this copy.
+    if (!m->gpu->allocate(m->weights->size, "weights section", m->deviceWeights,
+                          err) ||
+        !m->gpu->upload(m->deviceWeights, m->weights->data, m->weights->size,
+                        err) ||
+        !m->gpu->finishStep(err)) {
+      err = path + ": " + err;
+      return nullptr;
+    }
+    // The step runs on the calling thread: no pool.
+    return m;
+  }
   m->pool = ThreadPool::create(threads, err);
   if (!m->pool)
     return nullptr;
@@ -125,9 +198,22 @@ std::unique_ptr<Session> Session::create(Model &model, int64_t nCtx,
   }
   std::unique_ptr<Session> s(new Session(model));
   s->nCtx = nCtx ? nCtx : man.model.nCtx;
-  if (!s->kvCache.allocate(man.entry.kvCacheBytes, "KV cache", err) ||
-      !s->scratch.allocate(man.entry.scratchBytes, "scratch memory", err))
+  if (CudaDevice *gpu = model.getCudaDevice()) {
+    if (!gpu->allocate(man.entry.kvCacheBytes, "KV cache", s->deviceKvCache,
+                       err) ||
+        !gpu->allocate(man.entry.scratchBytes, "scratch memory",
+                       s->deviceScratch, err) ||
+        !gpu->allocate(man.entry.maxTokens * sizeof(int32_t), "token buffer",
+                       s->deviceTokens, err) ||
+        !gpu->allocate(man.entry.maxTokens * man.model.nVocab * sizeof(float),
+                       "logits buffer", s->deviceLogits, err) ||
+        !gpu->finishStep(err))
+      return nullptr;
+  } else if (!s->kvCache.allocate(man.entry.kvCacheBytes, "KV cache", err) ||
+             !s->scratch.allocate(man.entry.scratchBytes, "scratch memory",
+                                  err)) {
     return nullptr;
+  }
   s->logits.assign(size_t(man.entry.maxTokens) * man.model.nVocab, 0.0f);
   s->history.reserve(s->nCtx);
   return s;
@@ -137,6 +223,10 @@ void Session::reset() {
   history.clear();
   logitRows = 0;
   kvCache.zero();
+  // A failure here shows up at the next step, which fails with it.
+  std::string ignored;
+  if (CudaDevice *gpu = model.getCudaDevice())
+    gpu->zero(deviceKvCache, ignored);
 }
 
 namespace {
@@ -196,6 +286,8 @@ const float *Session::forward(const int32_t *tokens, size_t n, int64_t pos,
 
   history.resize(pos);
   logitRows = 0;
+  if (model.getCudaDevice())
+    return forwardOnDevice(tokens, n, pos, nLogitRows, err);
   ThreadPool &pool = model.getPool();
   const SectionView &w = model.getWeights();
   StepCall call;
@@ -226,6 +318,55 @@ const float *Session::forward(const int32_t *tokens, size_t n, int64_t pos,
     history.insert(history.end(), tokens + done, tokens + done + chunk);
     done += chunk;
     chunk = maxTokens;
+  }
+  logitRows = nLogitRows;
+  return logits.data();
+}
+
+const float *Session::forwardOnDevice(const int32_t *tokens, size_t n,
+                                      int64_t pos, int nLogitRows,
+                                      std::string &err) {
+  const Manifest &man = model.getManifest();
+  const int64_t maxTokens = man.entry.maxTokens;
+  const int64_t nVocab = man.model.nVocab;
+  CudaDevice &gpu = *model.getCudaDevice();
+  if (!gpu.beginStep(err))
+    return nullptr;
+  // Same chunking as on the CPU; the step function only launches kernels,
+  // so it runs once, on this thread, with device addresses.
+  StepCall call;
+  call.fn = model.getForward();
+  call.kv = bytes1D(deviceKvCache.address(), deviceKvCache.size());
+  call.weights = bytes1D(model.getDeviceWeights().address(),
+                         model.getDeviceWeights().size());
+  call.scratch = bytes1D(deviceScratch.address(), deviceScratch.size());
+  call.rt = gpu.getContext();
+  size_t nChunks = (n + maxTokens - 1) / maxTokens;
+  size_t chunk = n - (nChunks - 1) * maxTokens;
+  size_t done = 0;
+  int64_t rows = 1;
+  while (done < n) {
+    rows = done + chunk == n ? nLogitRows : 1;
+    if (!gpu.upload(deviceTokens, tokens + done, chunk * sizeof(int32_t), err))
+      return nullptr;
+    void *t = deviceTokens.address(), *l = deviceLogits.address();
+    call.tokens = {t, t, 0, {int64_t(chunk)}, {1}};
+    call.logits = {l, l, 0, {rows, nVocab}, {nVocab, 1}};
+    call.position = pos + int64_t(done);
+    call(0, 1);
+    if (!gpu.launchesSucceeded(err)) {
+      history.resize(pos);
+      return nullptr;
+    }
+    history.insert(history.end(), tokens + done, tokens + done + chunk);
+    done += chunk;
+    chunk = maxTokens;
+  }
+  if (!gpu.download(logits.data(), deviceLogits,
+                    uint64_t(rows) * nVocab * sizeof(float), err) ||
+      !gpu.finishStep(err)) {
+    history.resize(pos);
+    return nullptr;
   }
   logitRows = nLogitRows;
   return logits.data();

@@ -1,9 +1,10 @@
 //===- Session.h - a loaded model and its inference sessions ----*- C++ -*-===//
 //
 // Model: a verified artifact, the host-code variant chosen for this CPU, the
-// tokenizer and the thread pool. Session: one sequence's KV cache, scratch
-// memory and position, and forward() that feeds tokens to the generated step
-// function in chunks of at most the manifest's max_tokens.
+// tokenizer, and the thread pool or, for a cuda artifact, the GPU. Session: one
+// sequence's KV cache, scratch memory and position, and forward() that feeds
+// tokens to the generated step function in chunks of at most the manifest's
+// max_tokens.
 //
 //===----------------------------------------------------------------------===//
 
@@ -11,6 +12,7 @@
 #define KILN_RUNTIME_SESSION_H
 
 #include "Runtime/ArtifactLoader.h"
+#include "Runtime/CudaDevice.h"
 #include "Runtime/HostCode.h"
 #include "Runtime/Sampler.h"
 #include "Runtime/ThreadPool.h"
@@ -26,11 +28,15 @@ namespace kiln::rt {
 
 class Model {
 public:
-  /// Loads `path` for this CPU (see detectHostCpuFeatures).
+  /// Loads `path` for this CPU (see detectHostCpuFeatures) to run on
+  /// `device`: "cpu", "cuda", "cuda:N", or "" for the first of the
+  /// manifest's targets that this machine can run.
   static std::unique_ptr<Model> load(const std::string &path, int threads,
+                                     const std::string &device,
                                      std::string &err);
   /// Same, with an explicit feature set (tests use fake CPUs).
   static std::unique_ptr<Model> load(const std::string &path, int threads,
+                                     const std::string &device,
                                      uint64_t cpuFeatures, std::string &err);
 
   const Manifest &getManifest() const { return artifact->getManifest(); }
@@ -39,9 +45,21 @@ public:
   KilnForwardFn getForward() const { return forward; }
   const SectionView &getWeights() const { return *weights; }
   const std::string &getHostVariant() const { return hostVariant; }
+  /// The GPU the model runs on, or nullptr when it runs on the CPU.
+  CudaDevice *getCudaDevice() const { return gpu.get(); }
+  const DeviceBuffer &getDeviceWeights() const { return deviceWeights; }
+  /// "cpu" or the CUDA device's description.
+  std::string getDeviceDescription() const {
+    return gpu ? gpu->getDescription() : "cpu";
+  }
 
 private:
   Model() = default;
+  bool chooseDevice(const std::string &device, std::string &err);
+  // Declared first so that it is destroyed last: the device buffers below
+  // (and every session's) give their memory back through it.
+  std::unique_ptr<CudaDevice> gpu;
+  DeviceBuffer deviceWeights; // the weights section, uploaded once
   std::unique_ptr<Artifact> artifact;
   std::unique_ptr<HostCode> hostCode;
   KilnForwardFn forward = nullptr; // the manifest's entry symbol in hostCode
@@ -112,9 +130,14 @@ public:
 
 private:
   explicit Session(Model &model) : model(model) {}
+  const float *forwardOnDevice(const int32_t *tokens, size_t n, int64_t pos,
+                               int nLogitRows, std::string &err);
   Model &model;
   int64_t nCtx = 0;
   Buffer kvCache, scratch;
+  // On a CUDA model the step reads and writes these instead; tokens and
+  // logits pass through device copies of the host arrays.
+  DeviceBuffer deviceKvCache, deviceScratch, deviceTokens, deviceLogits;
   std::vector<float> logits; // [max_tokens][n_vocab]
   int logitRows = 0;
   std::vector<int32_t> history; // tokens in the cache, by position

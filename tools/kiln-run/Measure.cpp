@@ -124,8 +124,10 @@ bool runBench(kiln_model *model, const BenchOptions &opts, std::string &err) {
 
   std::string name = baseName(opts.modelPath);
   double mib = fileSize(opts.modelPath) / (1024.0 * 1024.0);
+  std::string on = kiln_model_device(model);
   std::string backend =
-      std::string("CPU (") + kiln_model_host_variant(model) + ")";
+      on == "cpu" ? std::string("CPU (") + kiln_model_host_variant(model) + ")"
+                  : "CUDA " + on;
   if (opts.json) {
     std::printf("[\n");
     for (size_t i = 0; i < samples.size(); ++i) {

@@ -22,10 +22,13 @@ const char *kUsage =
     "usage: kiln-run -m MODEL.kiln -p PROMPT [-n N] [-t THREADS] [--temp F]\n"
     "       [--top-k N] [--top-p F] [--min-p F] [--repeat-penalty F]\n"
     "       [--repeat-last-n N] [--seed N] [--chat] [--ctx N] [--tokenize]\n"
+    "       [--device cpu|cuda|cuda:N]\n"
     "  -m, --model FILE      compiled model (.kiln)\n"
     "  -p, --prompt TEXT     prompt\n"
     "  -n, --n-predict N     tokens to generate (default 64)\n"
     "  -t, --threads N       threads, 1 to 1024 (default 2)\n"
+    "  --device D            cpu, cuda or cuda:N (default: $KILN_DEVICE, else\n"
+    "                        the artifact's first target this machine runs)\n"
     "  --temp F              temperature, 0 = greedy (default: the model's)\n"
     "  --top-k N --top-p F --min-p F --repeat-penalty F --repeat-last-n N\n"
     "  --seed N              sampling seed (default 0)\n"
@@ -33,14 +36,20 @@ const char *kUsage =
     "  --ctx N               context size, at most the model's n_ctx\n"
     "  --tokenize            print the prompt's token ids and exit\n"
     "\n"
-    "       kiln-run -m MODEL.kiln --bench [-p N] [-n N] [-r N] [-t N] [-o md|json]\n"
+    "       kiln-run -m MODEL.kiln --bench [-p N] [-n N] [-r N] [-t N] [-o "
+    "md|json]\n"
     "  --bench               llama-bench-like: prompt processing of -p tokens\n"
-    "                        (default 512) and generation of -n tokens (default\n"
-    "                        128), tok/s mean +/- stddev over -r runs (default 5)\n"
+    "                        (default 512) and generation of -n tokens "
+    "(default\n"
+    "                        128), tok/s mean +/- stddev over -r runs (default "
+    "5)\n"
     "\n"
-    "       kiln-run -m MODEL.kiln --perplexity FILE [--ctx N] [--chunks N] [-t N]\n"
-    "  --perplexity FILE     llama-perplexity-like: PPL of FILE in chunks of --ctx\n"
-    "                        tokens (default min(512, n_ctx)), +/- its standard error\n";
+    "       kiln-run -m MODEL.kiln --perplexity FILE [--ctx N] [--chunks N] "
+    "[-t N]\n"
+    "  --perplexity FILE     llama-perplexity-like: PPL of FILE in chunks of "
+    "--ctx\n"
+    "                        tokens (default min(512, n_ctx)), +/- its "
+    "standard error\n";
 
 [[noreturn]] void die(const std::string &message) {
   std::fprintf(stderr, "kiln-run: error: %s\n", message.c_str());
@@ -83,10 +92,10 @@ int onPiece(const char *piece, size_t size, void *) {
 }
 
 /// --bench and --perplexity: their own argument checks, then the runs.
-int measure(const std::string &modelPath, bool bench, bool perplexity,
-            bool havePrompt, const std::string &prompt, long long nPredict,
-            bool setNPredict, long long threads, long long ctx,
-            long long repetitions, bool setRepetitions,
+int measure(const std::string &modelPath, const std::string &device, bool bench,
+            bool perplexity, bool havePrompt, const std::string &prompt,
+            long long nPredict, bool setNPredict, long long threads,
+            long long ctx, long long repetitions, bool setRepetitions,
             const std::string &output, const std::string &perplexityFile,
             long long chunks, bool setChunks) {
   if (bench && perplexity)
@@ -134,7 +143,8 @@ int measure(const std::string &modelPath, bool bench, bool perplexity,
   }
   const char *err = nullptr;
   kiln_model *model = nullptr;
-  if (kiln_model_load(modelPath.c_str(), int32_t(threads), &model, &err))
+  if (kiln_model_load_on(modelPath.c_str(), int32_t(threads), device.c_str(),
+                         &model, &err))
     die(err);
   std::string why;
   bool ok = bench ? kiln::run::runBench(model, b, why)
@@ -148,7 +158,7 @@ int measure(const std::string &modelPath, bool bench, bool perplexity,
 } // namespace
 
 int main(int argc, char **argv) {
-  std::string modelPath, prompt;
+  std::string modelPath, prompt, device;
   bool havePrompt = false, tokenizeOnly = false, chat = false;
   long long nPredict = 64, threads = 2, ctx = 0;
   // Flags given on the command line override the model's defaults.
@@ -201,7 +211,8 @@ int main(int argc, char **argv) {
                                              "-o",
                                              "--output",
                                              "--perplexity",
-                                             "--chunks"};
+                                             "--chunks",
+                                             "--device"};
     bool known = false;
     for (const char *f : kWithValue)
       known |= a == f;
@@ -242,13 +253,15 @@ int main(int argc, char **argv) {
       perplexityFile = v, perplexity = true;
     else if (a == "--chunks")
       chunks = parseInt(a, v), setChunks = true;
+    else if (a == "--device")
+      device = v;
   }
   if (bench || perplexity) {
     if (modelPath.empty())
       die("no model given (-m MODEL.kiln)");
-    return measure(modelPath, bench, perplexity, havePrompt, prompt, nPredict,
-                   setNPredict, threads, ctx, repetitions, setRepetitions,
-                   output, perplexityFile, chunks, setChunks);
+    return measure(modelPath, device, bench, perplexity, havePrompt, prompt,
+                   nPredict, setNPredict, threads, ctx, repetitions,
+                   setRepetitions, output, perplexityFile, chunks, setChunks);
   }
   if (setRepetitions || !output.empty() || setChunks)
     die("-r, -o and --chunks only apply to --bench or --perplexity");
@@ -271,7 +284,8 @@ int main(int argc, char **argv) {
 
   const char *err = nullptr;
   kiln_model *model = nullptr;
-  if (kiln_model_load(modelPath.c_str(), int32_t(threads), &model, &err))
+  if (kiln_model_load_on(modelPath.c_str(), int32_t(threads), device.c_str(),
+                         &model, &err))
     die(err);
 
   if (tokenizeOnly) {
@@ -322,13 +336,17 @@ int main(int argc, char **argv) {
   std::fflush(stdout);
 
   auto rate = [](int n, double s) { return s > 0 ? n / s : 0.0; };
+  std::string on = kiln_model_device(model);
+  std::string placement =
+      on == "cpu" ? std::to_string(threads) + " threads" : "on " + on;
   std::fprintf(stderr,
-               "kiln-run: host code %s, %lld threads\n"
+               "kiln-run: host code %s, %s\n"
                "kiln-run: prompt: %d tokens in %.3f s (%.2f tokens/s)\n"
                "kiln-run: generation: %d tokens in %.3f s (%.2f tokens/s)%s\n",
-               kiln_model_host_variant(model), threads, stats.n_prompt,
-               stats.prompt_seconds, rate(stats.n_prompt, stats.prompt_seconds),
-               stats.n_generated, stats.generate_seconds,
+               kiln_model_host_variant(model), placement.c_str(),
+               stats.n_prompt, stats.prompt_seconds,
+               rate(stats.n_prompt, stats.prompt_seconds), stats.n_generated,
+               stats.generate_seconds,
                rate(stats.n_generated, stats.generate_seconds),
                stats.stopped_at_eog ? ", stopped at end of generation" : "");
   kiln_session_free(session);

@@ -43,8 +43,8 @@ typedef enum KilnSectionKind {
   KILN_SECTION_MANIFEST = 1,  /* JSON, see lib/Runtime/Manifest.h */
   KILN_SECTION_VOCAB = 2,     /* JSON read by kiln::Tokenizer::fromJSON */
   KILN_SECTION_HOST_CODE = 3, /* one ELF shared object per CPU variant */
-  KILN_SECTION_PTX = 4,       /* reserved */
-  KILN_SECTION_CUBIN = 5,     /* reserved */
+  KILN_SECTION_PTX = 4,       /* PTX text (manifest cuda.images) */
+  KILN_SECTION_CUBIN = 5,     /* a CUDA ELF image (manifest cuda.images) */
   KILN_SECTION_WEIGHTS = 6,
 } KilnSectionKind;
 
@@ -99,7 +99,9 @@ typedef struct KilnArtifactHeader {
                                          manifest */
   uint64_t sectionTableChecksum; /* 56: XXH64 of the section table */
   char gpuArchs[KILN_ARTIFACT_GPU_ARCHS_SIZE]; /* 64: comma-separated
-                                       ("sm_90"), NUL-padded; empty for now */
+                                       ("sm_90a,sm_80"), NUL-padded; for
+                                       people and tools: the runtime reads
+                                       the manifest's cuda.images */
   uint64_t headerChecksum; /* 120: XXH64 of bytes [0, 120) */
 } KilnArtifactHeader;
 

@@ -66,7 +66,15 @@ typedef struct kiln_generate_stats {
 typedef int (*kiln_piece_callback)(const char *piece, size_t size, void *user);
 
 /* Maps and verifies the artifact at `path`, picks the host-code variant for
- * this CPU, loads it and starts `n_threads` threads (1 to 1024). */
+ * this CPU, loads it and starts `n_threads` threads (1 to 1024), or, on a
+ * GPU, uploads the weights and loads the kernels. `device` is "cpu", "cuda"
+ * (device 0), "cuda:N", or NULL or "" for $KILN_DEVICE when set, else the
+ * first of the artifact's targets that this machine can run. The CUDA
+ * driver (libcuda.so.1, or $KILN_LIBCUDA) is loaded only to run on a GPU. */
+KILN_RT_API int kiln_model_load_on(const char *path, int32_t n_threads,
+                                   const char *device, kiln_model **model,
+                                   const char **err);
+/* kiln_model_load_on(path, n_threads, NULL, model, err). */
 KILN_RT_API int kiln_model_load(const char *path, int32_t n_threads,
                                 kiln_model **model, const char **err);
 KILN_RT_API void kiln_model_free(kiln_model *model);
@@ -78,6 +86,9 @@ KILN_RT_API int32_t kiln_model_n_ctx(const kiln_model *model);
 KILN_RT_API int32_t kiln_model_max_tokens(const kiln_model *model);
 /* Name of the host-code section chosen for this CPU. */
 KILN_RT_API const char *kiln_model_host_variant(const kiln_model *model);
+/* Where the model runs: "cpu", or e.g. "cuda:0 (NVIDIA H200, sm_90, cubin
+ * sm_90a)". */
+KILN_RT_API const char *kiln_model_device(const kiln_model *model);
 /* The artifact's manifest sampling defaults (seed 0, repeat_last_n 64). */
 KILN_RT_API void kiln_model_default_params(const kiln_model *model,
                                            kiln_generate_params *params);

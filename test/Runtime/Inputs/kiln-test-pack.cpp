@@ -1,8 +1,9 @@
 //===- kiln-test-pack.cpp - write a .kiln artifact from files (tests) -----===//
 //
 // kiln-test-pack -o OUT [--min-features f1,f2] NAME=KIND:FILE...
-//   KIND: manifest | vocab | host | weights;  FILE "@fake-model" is the
-//   fake host-code shared object built from fake-model.c.
+//   KIND: manifest | vocab | host | weights | ptx | cubin;  FILE
+//   "@fake-model" / "@fake-cuda-model" is the fake host-code shared object
+//   built from fake-model.c / fake-cuda-model.c.
 // Lets lit tests build artifacts with the real writer but no compiler.
 //
 //===----------------------------------------------------------------------===//
@@ -46,11 +47,15 @@ int main(int argc, char **argv) {
                  : kind == "vocab"   ? KILN_SECTION_VOCAB
                  : kind == "host"    ? KILN_SECTION_HOST_CODE
                  : kind == "weights" ? KILN_SECTION_WEIGHTS
+                 : kind == "ptx"     ? KILN_SECTION_PTX
+                 : kind == "cubin"   ? KILN_SECTION_CUBIN
                                      : 0;
     if (!k)
       return fail("unknown section kind '" + kind + "'");
     if (file == "@fake-model")
       file = KILN_FAKE_MODEL_PATH;
+    else if (file == "@fake-cuda-model")
+      file = KILN_FAKE_CUDA_MODEL_PATH;
     std::ifstream in(file, std::ios::binary);
     if (!in)
       return fail("cannot read '" + file + "'");
