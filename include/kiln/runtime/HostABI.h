@@ -37,11 +37,22 @@ typedef struct KilnMemRef2D {
   int64_t strides[2];
 } KilnMemRef2D;
 
-/* Handed to every call of a generated function. Generated code reads only
- * `barrier` (at offset 0); the rest belongs to the runtime. */
+/* Handed to every call of a generated function. Generated CPU code reads
+ * only `barrier` (at offset 0); generated CUDA host code reads only `launch`.
+ * The rest belongs to the runtime. */
 typedef struct KilnRtContext {
   void (*barrier)(struct KilnRtContext *rt);
   void *pool;
+  /* Launches kernel `kernel` (an index into the manifest's cuda.kernels) on
+   * the runtime's stream. `params` follows cuLaunchKernel's kernelParams:
+   * params[i] points at the i-th argument's value; a memref argument is one
+   * 64-bit device pointer (bare-pointer convention), index/i64 scalars are
+   * int64_t, f32 scalars float. Returns 0 or a CUresult; generated code may
+   * ignore it because the runtime records the first error and fails the step.
+   * Null in a CPU session. */
+  int32_t (*launch)(struct KilnRtContext *rt, int32_t kernel,
+                    const uint32_t grid[3], const uint32_t block[3],
+                    uint32_t shared_bytes, void **params);
 } KilnRtContext;
 
 /* The step function of a compiled decoder model (symbol named in the
@@ -53,6 +64,11 @@ typedef struct KilnRtContext {
  *                             1 <= R <= T)
  *   weights  bytes            the artifact's weights section, mapped
  *   scratch  bytes            manifest scratch_bytes, 64-byte aligned
+ *
+ * For a cuda artifact the runtime calls the same function once per step
+ * (tid = 0, nth = 1) with DEVICE addresses in tokens, kv_cache, logits,
+ * weights and scratch; the function only computes launch parameters and
+ * calls rt->launch, it never touches tensor data.
  */
 typedef void (*KilnForwardFn)(KilnMemRef1D *tokens, int64_t position,
                               KilnMemRef1D *kv_cache, KilnMemRef2D *logits,
