@@ -1017,7 +1017,7 @@ func.func @weight_file_empty() attributes {kiln.weight_file = ""} {
 
 // -----
 
-// expected-error @+1 {{'func.func' op unknown kiln attribute 'kiln.max_token' (kiln.max_tokens, kiln.tied_results, kiln.slot, kiln.planned_bytes, kiln.scratch_bytes and kiln.weight_file are defined)}}
+// expected-error @+1 {{'func.func' op unknown kiln attribute 'kiln.max_token' (kiln.max_tokens, kiln.tied_results, kiln.slot, kiln.planned_bytes, kiln.scratch_bytes, kiln.weight_file and kiln.cuda_kernels are defined)}}
 func.func @misspelled() attributes {kiln.max_token = 8} {
   return
 }
