@@ -61,9 +61,10 @@ int64_t appendKernel(GPUKernelLibrary &kernels, const AttentionShape &a) {
 
 int64_t attendKernel(GPUKernelLibrary &kernels, const AttentionShape &a) {
   std::string name = llvm::formatv(
-      "kiln_attention_h{0}_kv{1}_d{2}_L{3}_c{4}_l{5}_w{6}_{7}{8}", a.heads,
-      a.kvHeads, a.headDim, a.layers, a.context, a.layer, a.window,
-      a.causal ? "causal" : "full", a.softcap > 0 ? "_capped" : "");
+      "kiln_attention_h{0}_kv{1}_d{2}_L{3}_c{4}_l{5}_w{6}_{7}_s{8}{9}",
+      a.heads, a.kvHeads, a.headDim, a.layers, a.context, a.layer, a.window,
+      a.causal ? "causal" : "full", floatKey(a.scale),
+      a.softcap > 0 ? "_cap" + floatKey(a.softcap) : "");
   return kernels.get(
       name,
       {{"q", KernelArgKind::Buffer},

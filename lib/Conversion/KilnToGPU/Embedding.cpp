@@ -18,12 +18,7 @@ int64_t embeddingKernel(GPUKernelLibrary &kernels,
                         int64_t dim, float scale) {
   std::string name = llvm::formatv("kiln_embedding_{0}_{1}x{2}{3}",
                                    decoder.getName(), vocab, dim,
-                                   scale == 1.0f
-                                       ? std::string()
-                                       : llvm::formatv("_s{0:e}", scale).str());
-  std::replace(name.begin(), name.end(), '+', 'p');
-  std::replace(name.begin(), name.end(), '.', 'p');
-  std::replace(name.begin(), name.end(), '-', 'm');
+                                   scale == 1.0f ? "" : "_s" + floatKey(scale));
   return kernels.get(
       name,
       {{"table", KernelArgKind::Buffer},

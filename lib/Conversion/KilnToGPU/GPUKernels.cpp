@@ -4,9 +4,20 @@
 
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/Math/IR/Math.h"
+#include "llvm/Support/Format.h"
+#include "llvm/Support/FormatVariadic.h"
 
 using namespace mlir;
 using namespace mlir::kiln;
+
+std::string mlir::kiln::floatKey(float value) {
+  std::string text = llvm::formatv("{0}", llvm::format("%g", value)).str();
+  std::string key;
+  for (char c : text)
+    if (c != '+')
+      key += c == '.' ? 'p' : c == '-' ? 'm' : c;
+  return key;
+}
 
 GPUKernelLibrary::GPUKernelLibrary(ModuleOp top) {
   MLIRContext *ctx = top.getContext();
@@ -103,8 +114,17 @@ Value GPUKernelBuilder::fma(Value x, Value y, Value acc) {
   return LLVM::FMAOp::create(b, x, y, acc);
 }
 
-// llvm.sqrt is sqrt.rn.f32 in PTX; math.sqrt would become a libdevice call.
-Value GPUKernelBuilder::sqrt(Value x) { return LLVM::SqrtOp::create(b, x); }
+// PTX's correctly rounded sqrt.rn.f32 as inline PTX: math.sqrt would become
+// a libdevice call and convert-gpu-to-nvvm rejects llvm.intr.sqrt.
+Value GPUKernelBuilder::sqrt(Value x) {
+  return LLVM::InlineAsmOp::create(
+             b, b.getF32Type(), ValueRange{x},
+             b.getStringAttr("sqrt.rn.f32 $0, $1;"), b.getStringAttr("=f,f"),
+             /*has_side_effects=*/nullptr, /*is_align_stack=*/nullptr,
+             LLVM::TailCallKindAttr::get(b.getContext(), LLVM::TailCallKind::None),
+             /*asm_dialect=*/nullptr, /*operand_attrs=*/nullptr)
+      .getResult(0);
+}
 
 // A polynomial after the pass's approximation patterns, not libdevice.
 Value GPUKernelBuilder::exp(Value x) { return math::ExpOp::create(b, x); }

@@ -47,6 +47,10 @@ struct KernelArg {
 
 class GPUKernelBuilder;
 
+/// A float in a kernel name: %g with '.' as 'p' and '-' as 'm' (1e-05 ->
+/// "1em05").
+std::string floatKey(float value);
+
 /// The gpu.module of a step's kernels, each built once.
 class GPUKernelLibrary {
 public:

@@ -20,10 +20,7 @@ int64_t normKernel(GPUKernelLibrary &kernels, int64_t dim, float epsilon,
   std::string name =
       llvm::formatv("kiln_{0}_{1}_eps{2}{3}",
                     layerNorm ? "layer_norm" : "rms_norm", dim,
-                    llvm::formatv("{0:e}", epsilon).str(), bias ? "_bias" : "");
-  std::replace(name.begin(), name.end(), '+', 'p');
-  std::replace(name.begin(), name.end(), '.', 'p');
-  std::replace(name.begin(), name.end(), '-', 'm');
+                    floatKey(epsilon), bias ? "_bias" : "");
   SmallVector<KernelArg> args = {{"x", KernelArgKind::Buffer},
                                  {"w", KernelArgKind::Buffer}};
   if (bias)

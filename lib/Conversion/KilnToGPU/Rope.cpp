@@ -27,8 +27,7 @@ struct RopeShape {
 int64_t ropeKernel(GPUKernelLibrary &kernels, const RopeShape &r) {
   std::string name = llvm::formatv(
       "kiln_rope_{0}_{1}x{2}_r{3}_b{4}_s{5}", r.neox ? "neox" : "llama",
-      r.heads, r.headDim, r.rotaryDim, int64_t(r.base),
-      int64_t(std::lround(double(r.scale) * 1000000)));
+      r.heads, r.headDim, r.rotaryDim, floatKey(r.base), floatKey(r.scale));
   return kernels.get(
       name,
       {{"x", KernelArgKind::Buffer},
