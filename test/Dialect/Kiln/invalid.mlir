@@ -1029,3 +1029,10 @@ func.func @slot_size(%x: tensor<4x16xf32>) -> tensor<4x16xf32> {
   %y = kiln.silu %x {kiln.slot = array<i64: 0, 0>} : tensor<4x16xf32>
   return %y : tensor<4x16xf32>
 }
+
+// -----
+
+// expected-error @+1 {{'func.func' op attribute 'kiln.cuda_kernels' must be an array of non-empty kernel names, got ["kiln_silu", ""]}}
+func.func @empty_kernel_name() attributes {kiln.cuda_kernels = ["kiln_silu", ""]} {
+  return
+}
