@@ -24,6 +24,8 @@ FORMATS = {
     "f16": (Q.F16, 1, 2, "{n}x{k}xf16"),
     "q4_0": (Q.Q4_0, 32, 18, "{n}x{k}x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf>"),
     "q4_1": (Q.Q4_1, 32, 20, "{n}x{k}x#kiln.quant<bits = 4, group = 32, scale = f16, zero = f16, layout = gguf>"),
+    "q5_0": (Q.Q5_0, 32, 22, "{n}x{k}x#kiln.quant<bits = 5, group = 32, scale = f16, layout = gguf>"),
+    "q5_1": (Q.Q5_1, 32, 24, "{n}x{k}x#kiln.quant<bits = 5, group = 32, scale = f16, zero = f16, layout = gguf>"),
     "q8_0": (Q.Q8_0, 32, 34, "{n}x{k}x#kiln.quant<bits = 8, group = 32, scale = f16, layout = gguf>"),
     "q4_K": (Q.Q4_K, 256, 144, "{n}x{k}x#kiln.quant<bits = 4, group = 32, scale = f16, zero = f16, super_group = 256, sub_scale_bits = 6, layout = gguf>"),
     "q6_K": (Q.Q6_K, 256, 210, "{n}x{k}x#kiln.quant<bits = 6, group = 16, scale = f16, super_group = 256, sub_scale_bits = 8, layout = gguf>"),
@@ -46,9 +48,9 @@ def random_weight(fmt, n, k):
     blocks = n * k // bv
     raw = rng.integers(0, 256, size=(blocks, bb), dtype=np.uint8)
     d = f16_bytes(rng.uniform(0.001, 0.02, blocks))
-    if fmt in ("q4_0", "q8_0"):
+    if fmt in ("q4_0", "q5_0", "q8_0"):
         raw[:, 0:2] = d
-    elif fmt == "q4_1":
+    elif fmt in ("q4_1", "q5_1"):
         raw[:, 0:2] = d
         raw[:, 2:4] = f16_bytes(rng.uniform(-0.1, 0.1, blocks))
     elif fmt == "q4_K":
@@ -261,6 +263,7 @@ def main():
         cases.append(elementwise_case(kc, a.out, op, 3, 1536))
     cases.append(embedding_case(kc, a.out, "q8_0", 1000, 576, 4))
     cases.append(embedding_case(kc, a.out, "q4_K", 300, 256, 3))
+    cases.append(embedding_case(kc, a.out, "q6_K", 300, 512, 2))
     cases.append(attention_case(kc, a.out, 1, 37, 9, 3, 64, 128))
     cases.append(attention_case(kc, a.out, 4, 0, 8, 2, 128, 64))
     index = []

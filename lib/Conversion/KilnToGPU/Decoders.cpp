@@ -3,8 +3,8 @@
 // Each decoder turns one 32-value chunk of a weight row into f32 values in
 // registers, with the widest loads the encoding's alignment allows: 128-bit
 // loads for f32 and f16 rows (ld.global.v4), 32-bit words for Q4_1 and Q4_K
-// blocks (20 and 144 bytes), 16-bit words for Q4_0, Q8_0 and Q6_K (18, 34
-// and 210 bytes). Block layouts are ggml-common.h's (see GGMLFormats.h).
+// blocks (20 and 144 bytes), 16-bit words for Q4_0, Q5_0, Q5_1, Q8_0 and
+// Q6_K (18, 22, 24, 34 and 210 bytes). Block layouts are ggml-common.h's (see GGMLFormats.h).
 // Weight rows start 64-byte aligned (kiln-compile's weights blob) on a
 // device allocation, which is 256-byte aligned.
 //
@@ -167,6 +167,54 @@ public:
   }
 };
 
+/// Q5_0 {half d; u8 qh[4]; u8 qs[16]} and Q5_1 {half d, m; u8 qh[4]; u8
+/// qs[16]}: code j = (qs[j] & 15) | bit j of qh << 4, code j + 16 =
+/// (qs[j] >> 4) | bit j + 16 of qh << 4; value = d * (code - 16) (Q5_0) or
+/// d * code + m (Q5_1). Both blocks are 2-byte aligned: 16-bit loads.
+class Q5Decoder : public GPUWeightDecoder {
+public:
+  Q5Decoder(bool withMin, int64_t rowBytes)
+      : GPUWeightDecoder(withMin ? "q5_1" : "q5_0", rowBytes),
+        withMin(withMin) {}
+  SmallVector<Value> decode(GPUKernelBuilder &kb, StringRef buffer,
+                            Value rowBase, Value chunk) const override {
+    Bits bits{kb};
+    int64_t blockBytes = withMin ? 24 : 22, header = withMin ? 2 : 1;
+    Value view = kb.view(buffer, kb.b.getI16Type());
+    Value base = kb.div(kb.add(rowBase, kb.mul(chunk, kb.idx(blockBytes))),
+                        kb.idx(2));
+    auto half = [&](int64_t i) {
+      return bits.word(view, kb.add(base, kb.idx(i)));
+    };
+    Value d = bits.half(half(0));
+    Value m = withMin ? bits.half(half(1)) : Value();
+    Value qh = bits.orI(half(header), bits.shl(half(header + 1), 16));
+    SmallVector<Value> values(kChunk);
+    for (int64_t i = 0; i < 8; ++i) {
+      Value w = half(header + 2 + i);
+      for (int64_t k = 0; k < 2; ++k) {
+        Value byte = bits.byte(w, k);
+        int64_t j = 2 * i + k;
+        Value lo = bits.orI(bits.mask(byte, 15),
+                            bits.shl(bits.mask(bits.shr(qh, j), 1), 4));
+        Value hi = bits.orI(bits.shr(byte, 4),
+                            bits.shl(bits.mask(bits.shr(qh, j + 16), 1), 4));
+        for (auto [at, code] : {std::pair{j, lo}, std::pair{j + 16, hi}}) {
+          if (withMin)
+            values[at] = kb.fma(bits.signedF32(code), d, m);
+          else
+            values[at] =
+                kb.mul(bits.signedF32(kb.sub(code, kb.i32(16))), d);
+        }
+      }
+    }
+    return values;
+  }
+
+private:
+  bool withMin;
+};
+
 /// Q4_K {half d, dmin; u8 scales[12]; u8 qs[128]}, 256 values in 8 chunks:
 /// chunk s has 6-bit scale sc and min mn (ggml's get_scale_min_k4) and the
 /// low (s even) or high (s odd) nibbles of qs[32 * (s / 2) ..][0..31]:
@@ -303,6 +351,10 @@ GPUWeightDecoder::get(WeightType type, std::string &error) {
           new Block16BitDecoder(ggml->type, bytes));
     case ::kiln::GGMLType::Q4_1:
       return std::unique_ptr<GPUWeightDecoder>(new Q4_1Decoder(bytes));
+    case ::kiln::GGMLType::Q5_0:
+    case ::kiln::GGMLType::Q5_1:
+      return std::unique_ptr<GPUWeightDecoder>(
+          new Q5Decoder(ggml->type == ::kiln::GGMLType::Q5_1, bytes));
     case ::kiln::GGMLType::Q4_K:
       return std::unique_ptr<GPUWeightDecoder>(new Q4_KDecoder(bytes));
     case ::kiln::GGMLType::Q6_K:
@@ -312,6 +364,6 @@ GPUWeightDecoder::get(WeightType type, std::string &error) {
     }
   }
   error = "this weight encoding is not supported by the GPU lowering yet "
-          "(f32, f16, Q4_0, Q4_1, Q8_0, Q4_K, Q6_K)";
+          "(f32, f16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q6_K)";
   return failure();
 }

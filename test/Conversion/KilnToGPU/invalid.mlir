@@ -23,10 +23,11 @@ func.func @k_not_32(%x: tensor<?x48xf32>) -> tensor<?x16xf32> attributes {kiln.m
 
 // -----
 
-func.func @q5_0(%x: tensor<?x64xf32>) -> tensor<?x16xf32> attributes {kiln.max_tokens = 8} {
-  %w = kiln.weight #kiln.external<"w.bin", offset = 0, size = 704> -> !kiln.weight<16x64x#kiln.quant<bits = 5, group = 32, scale = f16, layout = gguf>>
-  // expected-error @+1 {{this weight encoding is not supported by the GPU lowering yet (f32, f16, Q4_0, Q4_1, Q8_0, Q4_K, Q6_K)}}
-  %y = kiln.linear %x, %w : tensor<?x64xf32>, !kiln.weight<16x64x#kiln.quant<bits = 5, group = 32, scale = f16, layout = gguf>> -> tensor<?x16xf32>
+!q2_k = !kiln.weight<16x256x#kiln.quant<bits = 2, group = 16, scale = f16, zero = f16, super_group = 256, sub_scale_bits = 4, layout = gguf>>
+func.func @q2_K(%x: tensor<?x256xf32>) -> tensor<?x16xf32> attributes {kiln.max_tokens = 8} {
+  %w = kiln.weight #kiln.external<"w.bin", offset = 0, size = 1344> -> !q2_k
+  // expected-error @+1 {{this weight encoding is not supported by the GPU lowering yet (f32, f16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q6_K)}}
+  %y = kiln.linear %x, %w : tensor<?x256xf32>, !q2_k -> tensor<?x16xf32>
   return %y : tensor<?x16xf32>
 }
 

@@ -8,7 +8,7 @@
 // (ceil(N / 4), T, 1) blocks of 128 threads (one warp per output row).
 // Each kernel views its byte buffers with the widest load the encoding
 // allows: vector<4xf32> (128-bit) for activations and f32/f16 rows, i32
-// words for Q4_1 and Q4_K, i16 for Q4_0, Q8_0 and Q6_K.
+// words for Q4_1 and Q4_K, i16 for Q4_0, Q5_0, Q5_1, Q8_0 and Q6_K.
 
 
 // -----
@@ -240,6 +240,34 @@ func.func @gemv_q4_K(%x: tensor<?x256xf32>) -> tensor<?x64xf32> attributes {kiln
 func.func @gemv_q6_K(%x: tensor<?x256xf32>) -> tensor<?x64xf32> attributes {kiln.max_tokens = 8} {
   %w = kiln.weight #kiln.external<"w.bin", offset = 0, size = 13440> -> !kiln.weight<64x256x#kiln.quant<bits = 6, group = 16, scale = f16, super_group = 256, sub_scale_bits = 8, layout = gguf>>
   %y = kiln.linear %x, %w : tensor<?x256xf32>, !kiln.weight<64x256x#kiln.quant<bits = 6, group = 16, scale = f16, super_group = 256, sub_scale_bits = 8, layout = gguf>> -> tensor<?x64xf32>
+  return %y : tensor<?x64xf32>
+}
+
+// -----
+
+// CHECK-LABEL: func.func @gemv_q5_0(
+// CHECK-SAME: kiln.cuda_kernels = ["kiln_gemv_q5_0_64x64"]
+// CHECK: gpu.func @kiln_gemv_q5_0_64x64(
+// CHECK: memref.view {{.*}} to memref<549755813888xi16>
+// CHECK: arith.shli %{{.*}}, %c16_i32 : i32
+// CHECK-COUNT-5: gpu.shuffle  xor
+func.func @gemv_q5_0(%x: tensor<?x64xf32>) -> tensor<?x64xf32> attributes {kiln.max_tokens = 8} {
+  %w = kiln.weight #kiln.external<"w.bin", offset = 0, size = 2816> -> !kiln.weight<64x64x#kiln.quant<bits = 5, group = 32, scale = f16, layout = gguf>>
+  %y = kiln.linear %x, %w : tensor<?x64xf32>, !kiln.weight<64x64x#kiln.quant<bits = 5, group = 32, scale = f16, layout = gguf>> -> tensor<?x64xf32>
+  return %y : tensor<?x64xf32>
+}
+
+// -----
+
+// CHECK-LABEL: func.func @gemv_q5_1(
+// CHECK-SAME: kiln.cuda_kernels = ["kiln_gemv_q5_1_64x64"]
+// CHECK: gpu.func @kiln_gemv_q5_1_64x64(
+// CHECK: memref.view {{.*}} to memref<549755813888xi16>
+// CHECK: llvm.intr.fma
+// CHECK-COUNT-5: gpu.shuffle  xor
+func.func @gemv_q5_1(%x: tensor<?x64xf32>) -> tensor<?x64xf32> attributes {kiln.max_tokens = 8} {
+  %w = kiln.weight #kiln.external<"w.bin", offset = 0, size = 3072> -> !kiln.weight<64x64x#kiln.quant<bits = 5, group = 32, scale = f16, zero = f16, layout = gguf>>
+  %y = kiln.linear %x, %w : tensor<?x64xf32>, !kiln.weight<64x64x#kiln.quant<bits = 5, group = 32, scale = f16, zero = f16, layout = gguf>> -> tensor<?x64xf32>
   return %y : tensor<?x64xf32>
 }
 
