@@ -90,8 +90,13 @@ def gemv_case(kc, out, fmt, n, k, t):
     expected = x.astype(np.float64) @ w.T
     arrays = {"x": x, "w": np.frombuffer(data, dtype=np.uint8),
               "y": np.zeros((t, n), np.float32), "expected_y": expected}
-    launches = [{"kernel": entries[0], "grid": [(n + 3) // 4, t, 1],
-                 "block": [128, 1, 1], "args": ["x", "w", "y"]}]
+    if t == 1:  # the decode kernel
+        launches = [{"kernel": entries[0], "grid": [(n + 3) // 4, 1, 1],
+                     "block": [128, 1, 1], "args": ["x", "w", "y"]}]
+    else:  # the prefill kernel: 4 tokens per warp
+        prefill = [e for e in entries if e.endswith("_t4")][0]
+        launches = [{"kernel": prefill, "grid": [(n + 3) // 4, (t + 3) // 4, 1],
+                     "block": [128, 1, 1], "args": ["x", "w", "y", {"index": t}]}]
     return name, ptx, arrays, launches, "y"
 
 
@@ -234,6 +239,7 @@ def main():
                  [(64, 64, 1), (576, 576, 1), (1536, 576, 3)]
         for n, k, t in shapes:
             cases.append(gemv_case(kc, a.out, fmt, n, k, t))
+    cases.append(gemv_case(kc, a.out, "q4_1", 576, 576, 9))
     # Decode-size GEMVs for --bench only: 14336 x 4096 (llama-3-8B's MLP),
     # weights of random bytes made on the device (nothing is checked), so
     # the case files stay small.

@@ -25,6 +25,32 @@ def load_cuda():
 
 
 cuda = load_cuda()
+# Every driver entry point with its C signature: without argtypes ctypes
+# passes Python ints as 32-bit C ints, truncating sizes and host addresses.
+_u64, _vp, _sz, _u32 = ctypes.c_uint64, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint
+for _name, _args in {
+        "cuInit": [_u32],
+        "cuDeviceGet": [ctypes.POINTER(ctypes.c_int), ctypes.c_int],
+        "cuDevicePrimaryCtxRetain": [ctypes.POINTER(_vp), ctypes.c_int],
+        "cuCtxSetCurrent": [_vp],
+        "cuCtxSynchronize": [],
+        "cuGetErrorString": [ctypes.c_int, ctypes.POINTER(ctypes.c_char_p)],
+        "cuModuleLoadData": [ctypes.POINTER(_vp), ctypes.c_char_p],
+        "cuModuleGetFunction": [ctypes.POINTER(_vp), _vp, ctypes.c_char_p],
+        "cuModuleUnload": [_vp],
+        "cuMemAlloc_v2": [ctypes.POINTER(_u64), _sz],
+        "cuMemFree_v2": [_u64],
+        "cuMemcpyHtoD_v2": [_u64, _vp, _sz],
+        "cuMemcpyDtoH_v2": [_vp, _u64, _sz],
+        "cuLaunchKernel": [_vp, _u32, _u32, _u32, _u32, _u32, _u32, _u32, _vp,
+                           ctypes.POINTER(_vp), ctypes.POINTER(_vp)],
+        "cuEventCreate": [ctypes.POINTER(_vp), _u32],
+        "cuEventRecord": [_vp, _vp],
+        "cuEventSynchronize": [_vp],
+        "cuEventElapsedTime": [ctypes.POINTER(ctypes.c_float), _vp, _vp],
+}.items():
+    getattr(cuda, _name).argtypes = _args
+    getattr(cuda, _name).restype = ctypes.c_int
 
 
 def check(result, what):

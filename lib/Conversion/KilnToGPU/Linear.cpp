@@ -4,7 +4,8 @@
 // of the weight row in registers (GPUWeightDecoder), multiplies them with the
 // activations (128-bit loads) into f32 accumulators, and a shuffle-xor
 // reduction sums the lanes; lane 0 adds bias and kiln-fuse's residual.
-// Prefill (T > 1) runs one grid row per token, reading the weights T times.
+// Prefill (T > 1) launches a variant whose warps take 4 tokens each, so the
+// weights are read ceil(T / 4) times rather than T times.
 //
 //===----------------------------------------------------------------------===//
 
@@ -19,13 +20,21 @@ using namespace mlir::kiln;
 namespace {
 
 constexpr int64_t kWarpsPerBlock = 4;
+/// Tokens a prefill warp multiplies each decoded weight chunk with.
+constexpr int64_t kPrefillTokens = 4;
 
+/// The GEMV over `tokens` tokens per warp: 1 for decode (T = 1; four
+/// accumulators over the chunk's values), kPrefillTokens for prefill (one
+/// accumulator per token; rows past T are clamped on read, skipped on write).
 int64_t gemvKernel(GPUKernelLibrary &kernels, const GPUWeightDecoder &decoder,
-                   int64_t n, int64_t k, bool bias, bool residual) {
-  std::string name = llvm::formatv("kiln_gemv_{0}_{1}x{2}{3}{4}",
+                   int64_t n, int64_t k, bool bias, bool residual,
+                   int64_t tokens) {
+  std::string name = llvm::formatv("kiln_gemv_{0}_{1}x{2}{3}{4}{5}",
                                    decoder.getName(), n, k,
                                    bias ? "_bias" : "",
-                                   residual ? "_residual" : "");
+                                   residual ? "_residual" : "",
+                                   tokens > 1 ? "_t" + std::to_string(tokens)
+                                              : std::string());
   SmallVector<KernelArg> args = {{"x", KernelArgKind::Buffer},
                                  {"w", KernelArgKind::Buffer}};
   if (bias)
@@ -33,6 +42,8 @@ int64_t gemvKernel(GPUKernelLibrary &kernels, const GPUWeightDecoder &decoder,
   if (residual)
     args.push_back({"residual", KernelArgKind::Buffer});
   args.push_back({"y", KernelArgKind::Buffer});
+  if (tokens > 1)
+    args.push_back({"tokens", KernelArgKind::Index});
   return kernels.get(name, args, [&](GPUKernelBuilder &kb) {
     ImplicitLocOpBuilder &b = kb.b;
     Type f32 = b.getF32Type();
@@ -42,39 +53,64 @@ int64_t gemvKernel(GPUKernelLibrary &kernels, const GPUWeightDecoder &decoder,
     Value row = kb.add(kb.mul(kb.blockIdx(gpu::Dimension::x),
                               kb.idx(kWarpsPerBlock)),
                        kb.warp());
-    Value t = kb.blockIdx(gpu::Dimension::y);
+    Value t0 = kb.mul(kb.blockIdx(gpu::Dimension::y), kb.idx(tokens));
+    SmallVector<Value> xBases;
+    for (int64_t i = 0; i < tokens; ++i) {
+      Value t = kb.add(t0, kb.idx(i));
+      if (tokens > 1)
+        t = kb.minu(t, kb.sub(kb.arg("tokens"), kb.idx(1)));
+      xBases.push_back(kb.mul(t, kb.idx(k / 4)));
+    }
+    int64_t chains = tokens > 1 ? tokens : 4;
     kb.ifThen(kb.ult(row, kb.idx(n)), [&] {
       Value rowBase = kb.mul(row, kb.idx(decoder.getRowBytes()));
-      Value xBase = kb.mul(t, kb.idx(k / 4));
-      // Four accumulators: four independent FMA chains per lane.
-      SmallVector<Value> zeros(4, kb.f(0.0f));
+      SmallVector<Value> zeros(chains, kb.f(0.0f));
       auto scan = kb.loop(
           lane, kb.idx(k / GPUWeightDecoder::kChunkValues), kb.idx(kWarpSize),
           zeros, [&](Value chunk, ValueRange acc) {
             SmallVector<Value> w = decoder.decode(kb, "w", rowBase, chunk);
             SmallVector<Value> sums(acc.begin(), acc.end());
-            Value first = kb.add(xBase, kb.mul(chunk, kb.idx(8)));
-            for (int64_t i = 0; i < 8; ++i) {
-              Value xv = kb.load(x4, kb.add(first, kb.idx(i)));
-              for (int64_t j = 0; j < 4; ++j)
-                sums[j] = kb.fma(w[4 * i + j],
-                                 vector::ExtractOp::create(b, xv, j), sums[j]);
+            for (int64_t tt = 0; tt < tokens; ++tt) {
+              Value first = kb.add(xBases[tt], kb.mul(chunk, kb.idx(8)));
+              for (int64_t i = 0; i < 8; ++i) {
+                Value xv = kb.load(x4, kb.add(first, kb.idx(i)));
+                for (int64_t j = 0; j < 4; ++j) {
+                  int64_t c = tokens > 1 ? tt : j;
+                  sums[c] = kb.fma(w[4 * i + j],
+                                   vector::ExtractOp::create(b, xv, j), sums[c]);
+                }
+              }
             }
             return sums;
           });
-      Value partial = kb.add(kb.add(scan.getResult(0), scan.getResult(1)),
-                             kb.add(scan.getResult(2), scan.getResult(3)));
-      Value total = kb.warpSum(partial);
+      SmallVector<Value> totals;
+      if (tokens > 1) {
+        for (int64_t tt = 0; tt < tokens; ++tt)
+          totals.push_back(kb.warpSum(scan.getResult(tt)));
+      } else {
+        totals.push_back(kb.warpSum(
+            kb.add(kb.add(scan.getResult(0), scan.getResult(1)),
+                   kb.add(scan.getResult(2), scan.getResult(3)))));
+      }
       kb.ifThen(arith::CmpIOp::create(b, arith::CmpIPredicate::eq, lane,
                                       kb.idx(0)),
                 [&] {
-                  Value out = kb.add(kb.mul(t, kb.idx(n)), row);
-                  Value v = total;
-                  if (bias)
-                    v = kb.add(v, kb.load(kb.view("bias", f32), row));
-                  if (residual)
-                    v = kb.add(v, kb.load(kb.view("residual", f32), out));
-                  kb.store(v, y, out);
+                  for (int64_t tt = 0; tt < tokens; ++tt) {
+                    Value t = kb.add(t0, kb.idx(tt));
+                    auto store = [&] {
+                      Value out = kb.add(kb.mul(t, kb.idx(n)), row);
+                      Value v = totals[tt];
+                      if (bias)
+                        v = kb.add(v, kb.load(kb.view("bias", f32), row));
+                      if (residual)
+                        v = kb.add(v, kb.load(kb.view("residual", f32), out));
+                      kb.store(v, y, out);
+                    };
+                    if (tokens > 1)
+                      kb.ifThen(kb.ult(t, kb.arg("tokens")), store);
+                    else
+                      store();
+                  }
                 });
     });
   });
@@ -113,18 +149,33 @@ struct LinearLowering : GPUKernelPattern<LinearOp> {
     int64_t n = w->type.getShape()[0], k = w->type.getShape()[1];
     Value x = step.mapped(l.getInput());
     Value y = step.resultBuffer(l.getResult(), x, b);
-    int64_t kernel = gemvKernel(step.kernels, **decoder, n, k,
-                                bias.has_value(), bool(l.getResidual()));
     SmallVector<Value> args = {x, step.weightBuffer(*w, b)};
     if (bias)
       args.push_back(step.weightBuffer(*bias, b));
     if (l.getResidual())
       args.push_back(step.mapped(l.getResidual()));
     args.push_back(y);
-    step.launch(kernel,
-                {GPUStepLowering::ceilDiv(idx(b, n), kWarpsPerBlock, b),
-                 step.rowsOf(x, b), idx(b, 1)},
-                {kWarpsPerBlock * kWarpSize, 1, 1}, args, b);
+    // Decode (T = 1) and prefill launch different kernels.
+    Value tokens = step.rowsOf(x, b);
+    Value blocks = GPUStepLowering::ceilDiv(idx(b, n), kWarpsPerBlock, b);
+    auto decode = scf::IfOp::create(
+        b, arith::CmpIOp::create(b, arith::CmpIPredicate::eq, tokens, idx(b, 1)),
+        /*withElseRegion=*/true);
+    {
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPoint(decode.thenBlock()->getTerminator());
+      step.launch(gemvKernel(step.kernels, **decoder, n, k, bias.has_value(),
+                             bool(l.getResidual()), 1),
+                  {blocks, idx(b, 1), idx(b, 1)},
+                  {kWarpsPerBlock * kWarpSize, 1, 1}, args, b);
+      b.setInsertionPoint(decode.elseBlock()->getTerminator());
+      args.push_back(tokens);
+      step.launch(gemvKernel(step.kernels, **decoder, n, k, bias.has_value(),
+                             bool(l.getResidual()), kPrefillTokens),
+                  {blocks, GPUStepLowering::ceilDiv(tokens, kPrefillTokens, b),
+                   idx(b, 1)},
+                  {kWarpsPerBlock * kWarpSize, 1, 1}, args, b);
+    }
     step.bind(l.getResult(), y);
     return success();
   }

@@ -4,8 +4,10 @@
 // The host function keeps the CPU step's signature; its body takes the
 // device addresses of x, the weight (%weights + its offset) and y, stores
 // them in the kernel parameter array and calls rt->launch (the third
-// pointer of KilnRtContext) with the kernel's index, a grid of
-// (ceil(N / 4), T, 1) blocks of 128 threads (one warp per output row).
+// pointer of KilnRtContext) with the kernel's index: for T = 1 the decode
+// kernel on ceil(N / 4) blocks of 128 threads (one warp per output row),
+// else the prefill kernel (_t4: each warp takes 4 tokens) on
+// (ceil(N / 4), ceil(T / 4)) blocks, with T as its last argument.
 // Each kernel views its byte buffers with the widest load the encoding
 // allows: vector<4xf32> (128-bit) for activations and f32/f16 rows, i32
 // words for Q4_1 and Q4_K, i16 for Q4_0, Q5_0, Q5_1, Q8_0 and Q6_K.
@@ -15,17 +17,22 @@
 
 // CHECK-LABEL: func.func @gemv_f32(
 // CHECK-SAME: %[[X:[^:]*]]: memref<?x64xf32>, %[[Y:[^:]*]]: memref<?x64xf32>, %[[W:[^:]*]]: memref<?xi8>, %{{.*}}: memref<?xi8>, %[[RT:[^:]*]]: !llvm.ptr, %{{.*}}: i32, %{{.*}}: i32)
-// CHECK-SAME: kiln.cuda_kernels = ["kiln_gemv_f32_64x64"]
+// CHECK-SAME: kiln.cuda_kernels = ["kiln_gemv_f32_64x64", "kiln_gemv_f32_64x64_t4"]
 // CHECK: %[[SLOT:.*]] = llvm.getelementptr %[[RT]][2] : (!llvm.ptr) -> !llvm.ptr, !llvm.ptr
 // CHECK: %[[LAUNCH:.*]] = llvm.load %[[SLOT]] : !llvm.ptr -> !llvm.ptr
 // CHECK: memref.subview %[[W]][
 // CHECK: %[[T:.*]] = memref.dim %[[X]], %{{.*}} : memref<?x64xf32>
+// CHECK: %[[DECODE:.*]] = arith.cmpi eq, %[[T]], %{{.*}} : index
+// CHECK: scf.if %[[DECODE]] {
 // CHECK: memref.extract_aligned_pointer_as_index %[[X]]
 // CHECK: memref.extract_aligned_pointer_as_index %[[Y]]
 // CHECK: arith.constant 128 : i32
-// CHECK: arith.index_castui %[[T]] : index to i32
 // CHECK: %[[KERNEL:.*]] = arith.constant 0 : i32
 // CHECK: llvm.call %[[LAUNCH]](%[[RT]], %[[KERNEL]], %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}) : !llvm.ptr, (!llvm.ptr, i32, !llvm.ptr, !llvm.ptr, i32, !llvm.ptr) -> i32
+// CHECK: } else {
+// CHECK: arith.addi %[[T]], %c3{{.*}} : index
+// CHECK: arith.index_castui %[[T]] : index to i64
+// CHECK: llvm.call %[[LAUNCH]](%[[RT]],
 // CHECK: return
 // CHECK: gpu.module @kiln_kernels
 // CHECK: gpu.func @kiln_gemv_f32_64x64(%{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>) kernel
@@ -37,6 +44,9 @@
 // CHECK: gpu.shuffle  xor
 // CHECK: gpu.shuffle  xor
 // CHECK: memref.store
+// CHECK: gpu.func @kiln_gemv_f32_64x64_t4(%{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>, %{{.*}}: index) kernel
+// CHECK: arith.minui
+// CHECK-COUNT-20: gpu.shuffle  xor
 func.func @gemv_f32(%x: tensor<?x64xf32>) -> tensor<?x64xf32> attributes {kiln.max_tokens = 8} {
   %w = kiln.weight #kiln.external<"w.bin", offset = 0, size = 16384> -> !kiln.weight<64x64xf32>
   %y = kiln.linear %x, %w : tensor<?x64xf32>, !kiln.weight<64x64xf32> -> tensor<?x64xf32>
@@ -47,17 +57,22 @@ func.func @gemv_f32(%x: tensor<?x64xf32>) -> tensor<?x64xf32> attributes {kiln.m
 
 // CHECK-LABEL: func.func @gemv_f16(
 // CHECK-SAME: %[[X:[^:]*]]: memref<?x64xf32>, %[[Y:[^:]*]]: memref<?x64xf32>, %[[W:[^:]*]]: memref<?xi8>, %{{.*}}: memref<?xi8>, %[[RT:[^:]*]]: !llvm.ptr, %{{.*}}: i32, %{{.*}}: i32)
-// CHECK-SAME: kiln.cuda_kernels = ["kiln_gemv_f16_64x64"]
+// CHECK-SAME: kiln.cuda_kernels = ["kiln_gemv_f16_64x64", "kiln_gemv_f16_64x64_t4"]
 // CHECK: %[[SLOT:.*]] = llvm.getelementptr %[[RT]][2] : (!llvm.ptr) -> !llvm.ptr, !llvm.ptr
 // CHECK: %[[LAUNCH:.*]] = llvm.load %[[SLOT]] : !llvm.ptr -> !llvm.ptr
 // CHECK: memref.subview %[[W]][
 // CHECK: %[[T:.*]] = memref.dim %[[X]], %{{.*}} : memref<?x64xf32>
+// CHECK: %[[DECODE:.*]] = arith.cmpi eq, %[[T]], %{{.*}} : index
+// CHECK: scf.if %[[DECODE]] {
 // CHECK: memref.extract_aligned_pointer_as_index %[[X]]
 // CHECK: memref.extract_aligned_pointer_as_index %[[Y]]
 // CHECK: arith.constant 128 : i32
-// CHECK: arith.index_castui %[[T]] : index to i32
 // CHECK: %[[KERNEL:.*]] = arith.constant 0 : i32
 // CHECK: llvm.call %[[LAUNCH]](%[[RT]], %[[KERNEL]], %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}) : !llvm.ptr, (!llvm.ptr, i32, !llvm.ptr, !llvm.ptr, i32, !llvm.ptr) -> i32
+// CHECK: } else {
+// CHECK: arith.addi %[[T]], %c3{{.*}} : index
+// CHECK: arith.index_castui %[[T]] : index to i64
+// CHECK: llvm.call %[[LAUNCH]](%[[RT]],
 // CHECK: return
 // CHECK: gpu.module @kiln_kernels
 // CHECK: gpu.func @kiln_gemv_f16_64x64(%{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>) kernel
@@ -70,6 +85,9 @@ func.func @gemv_f32(%x: tensor<?x64xf32>) -> tensor<?x64xf32> attributes {kiln.m
 // CHECK: gpu.shuffle  xor
 // CHECK: gpu.shuffle  xor
 // CHECK: memref.store
+// CHECK: gpu.func @kiln_gemv_f16_64x64_t4(%{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>, %{{.*}}: index) kernel
+// CHECK: arith.minui
+// CHECK-COUNT-20: gpu.shuffle  xor
 func.func @gemv_f16(%x: tensor<?x64xf32>) -> tensor<?x64xf32> attributes {kiln.max_tokens = 8} {
   %w = kiln.weight #kiln.external<"w.bin", offset = 0, size = 8192> -> !kiln.weight<64x64xf16>
   %y = kiln.linear %x, %w : tensor<?x64xf32>, !kiln.weight<64x64xf16> -> tensor<?x64xf32>
@@ -80,17 +98,22 @@ func.func @gemv_f16(%x: tensor<?x64xf32>) -> tensor<?x64xf32> attributes {kiln.m
 
 // CHECK-LABEL: func.func @gemv_q4_0(
 // CHECK-SAME: %[[X:[^:]*]]: memref<?x64xf32>, %[[Y:[^:]*]]: memref<?x64xf32>, %[[W:[^:]*]]: memref<?xi8>, %{{.*}}: memref<?xi8>, %[[RT:[^:]*]]: !llvm.ptr, %{{.*}}: i32, %{{.*}}: i32)
-// CHECK-SAME: kiln.cuda_kernels = ["kiln_gemv_q4_0_64x64"]
+// CHECK-SAME: kiln.cuda_kernels = ["kiln_gemv_q4_0_64x64", "kiln_gemv_q4_0_64x64_t4"]
 // CHECK: %[[SLOT:.*]] = llvm.getelementptr %[[RT]][2] : (!llvm.ptr) -> !llvm.ptr, !llvm.ptr
 // CHECK: %[[LAUNCH:.*]] = llvm.load %[[SLOT]] : !llvm.ptr -> !llvm.ptr
 // CHECK: memref.subview %[[W]][
 // CHECK: %[[T:.*]] = memref.dim %[[X]], %{{.*}} : memref<?x64xf32>
+// CHECK: %[[DECODE:.*]] = arith.cmpi eq, %[[T]], %{{.*}} : index
+// CHECK: scf.if %[[DECODE]] {
 // CHECK: memref.extract_aligned_pointer_as_index %[[X]]
 // CHECK: memref.extract_aligned_pointer_as_index %[[Y]]
 // CHECK: arith.constant 128 : i32
-// CHECK: arith.index_castui %[[T]] : index to i32
 // CHECK: %[[KERNEL:.*]] = arith.constant 0 : i32
 // CHECK: llvm.call %[[LAUNCH]](%[[RT]], %[[KERNEL]], %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}) : !llvm.ptr, (!llvm.ptr, i32, !llvm.ptr, !llvm.ptr, i32, !llvm.ptr) -> i32
+// CHECK: } else {
+// CHECK: arith.addi %[[T]], %c3{{.*}} : index
+// CHECK: arith.index_castui %[[T]] : index to i64
+// CHECK: llvm.call %[[LAUNCH]](%[[RT]],
 // CHECK: return
 // CHECK: gpu.module @kiln_kernels
 // CHECK: gpu.func @kiln_gemv_q4_0_64x64(%{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>) kernel
@@ -104,6 +127,9 @@ func.func @gemv_f16(%x: tensor<?x64xf32>) -> tensor<?x64xf32> attributes {kiln.m
 // CHECK: gpu.shuffle  xor
 // CHECK: gpu.shuffle  xor
 // CHECK: memref.store
+// CHECK: gpu.func @kiln_gemv_q4_0_64x64_t4(%{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>, %{{.*}}: index) kernel
+// CHECK: arith.minui
+// CHECK-COUNT-20: gpu.shuffle  xor
 func.func @gemv_q4_0(%x: tensor<?x64xf32>) -> tensor<?x64xf32> attributes {kiln.max_tokens = 8} {
   %w = kiln.weight #kiln.external<"w.bin", offset = 0, size = 2304> -> !kiln.weight<64x64x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf>>
   %y = kiln.linear %x, %w : tensor<?x64xf32>, !kiln.weight<64x64x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf>> -> tensor<?x64xf32>
@@ -114,17 +140,22 @@ func.func @gemv_q4_0(%x: tensor<?x64xf32>) -> tensor<?x64xf32> attributes {kiln.
 
 // CHECK-LABEL: func.func @gemv_q4_1(
 // CHECK-SAME: %[[X:[^:]*]]: memref<?x64xf32>, %[[Y:[^:]*]]: memref<?x64xf32>, %[[W:[^:]*]]: memref<?xi8>, %{{.*}}: memref<?xi8>, %[[RT:[^:]*]]: !llvm.ptr, %{{.*}}: i32, %{{.*}}: i32)
-// CHECK-SAME: kiln.cuda_kernels = ["kiln_gemv_q4_1_64x64"]
+// CHECK-SAME: kiln.cuda_kernels = ["kiln_gemv_q4_1_64x64", "kiln_gemv_q4_1_64x64_t4"]
 // CHECK: %[[SLOT:.*]] = llvm.getelementptr %[[RT]][2] : (!llvm.ptr) -> !llvm.ptr, !llvm.ptr
 // CHECK: %[[LAUNCH:.*]] = llvm.load %[[SLOT]] : !llvm.ptr -> !llvm.ptr
 // CHECK: memref.subview %[[W]][
 // CHECK: %[[T:.*]] = memref.dim %[[X]], %{{.*}} : memref<?x64xf32>
+// CHECK: %[[DECODE:.*]] = arith.cmpi eq, %[[T]], %{{.*}} : index
+// CHECK: scf.if %[[DECODE]] {
 // CHECK: memref.extract_aligned_pointer_as_index %[[X]]
 // CHECK: memref.extract_aligned_pointer_as_index %[[Y]]
 // CHECK: arith.constant 128 : i32
-// CHECK: arith.index_castui %[[T]] : index to i32
 // CHECK: %[[KERNEL:.*]] = arith.constant 0 : i32
 // CHECK: llvm.call %[[LAUNCH]](%[[RT]], %[[KERNEL]], %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}) : !llvm.ptr, (!llvm.ptr, i32, !llvm.ptr, !llvm.ptr, i32, !llvm.ptr) -> i32
+// CHECK: } else {
+// CHECK: arith.addi %[[T]], %c3{{.*}} : index
+// CHECK: arith.index_castui %[[T]] : index to i64
+// CHECK: llvm.call %[[LAUNCH]](%[[RT]],
 // CHECK: return
 // CHECK: gpu.module @kiln_kernels
 // CHECK: gpu.func @kiln_gemv_q4_1_64x64(%{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>) kernel
@@ -137,6 +168,9 @@ func.func @gemv_q4_0(%x: tensor<?x64xf32>) -> tensor<?x64xf32> attributes {kiln.
 // CHECK: gpu.shuffle  xor
 // CHECK: gpu.shuffle  xor
 // CHECK: memref.store
+// CHECK: gpu.func @kiln_gemv_q4_1_64x64_t4(%{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>, %{{.*}}: index) kernel
+// CHECK: arith.minui
+// CHECK-COUNT-20: gpu.shuffle  xor
 func.func @gemv_q4_1(%x: tensor<?x64xf32>) -> tensor<?x64xf32> attributes {kiln.max_tokens = 8} {
   %w = kiln.weight #kiln.external<"w.bin", offset = 0, size = 2560> -> !kiln.weight<64x64x#kiln.quant<bits = 4, group = 32, scale = f16, zero = f16, layout = gguf>>
   %y = kiln.linear %x, %w : tensor<?x64xf32>, !kiln.weight<64x64x#kiln.quant<bits = 4, group = 32, scale = f16, zero = f16, layout = gguf>> -> tensor<?x64xf32>
@@ -147,17 +181,22 @@ func.func @gemv_q4_1(%x: tensor<?x64xf32>) -> tensor<?x64xf32> attributes {kiln.
 
 // CHECK-LABEL: func.func @gemv_q8_0(
 // CHECK-SAME: %[[X:[^:]*]]: memref<?x64xf32>, %[[Y:[^:]*]]: memref<?x64xf32>, %[[W:[^:]*]]: memref<?xi8>, %{{.*}}: memref<?xi8>, %[[RT:[^:]*]]: !llvm.ptr, %{{.*}}: i32, %{{.*}}: i32)
-// CHECK-SAME: kiln.cuda_kernels = ["kiln_gemv_q8_0_64x64"]
+// CHECK-SAME: kiln.cuda_kernels = ["kiln_gemv_q8_0_64x64", "kiln_gemv_q8_0_64x64_t4"]
 // CHECK: %[[SLOT:.*]] = llvm.getelementptr %[[RT]][2] : (!llvm.ptr) -> !llvm.ptr, !llvm.ptr
 // CHECK: %[[LAUNCH:.*]] = llvm.load %[[SLOT]] : !llvm.ptr -> !llvm.ptr
 // CHECK: memref.subview %[[W]][
 // CHECK: %[[T:.*]] = memref.dim %[[X]], %{{.*}} : memref<?x64xf32>
+// CHECK: %[[DECODE:.*]] = arith.cmpi eq, %[[T]], %{{.*}} : index
+// CHECK: scf.if %[[DECODE]] {
 // CHECK: memref.extract_aligned_pointer_as_index %[[X]]
 // CHECK: memref.extract_aligned_pointer_as_index %[[Y]]
 // CHECK: arith.constant 128 : i32
-// CHECK: arith.index_castui %[[T]] : index to i32
 // CHECK: %[[KERNEL:.*]] = arith.constant 0 : i32
 // CHECK: llvm.call %[[LAUNCH]](%[[RT]], %[[KERNEL]], %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}) : !llvm.ptr, (!llvm.ptr, i32, !llvm.ptr, !llvm.ptr, i32, !llvm.ptr) -> i32
+// CHECK: } else {
+// CHECK: arith.addi %[[T]], %c3{{.*}} : index
+// CHECK: arith.index_castui %[[T]] : index to i64
+// CHECK: llvm.call %[[LAUNCH]](%[[RT]],
 // CHECK: return
 // CHECK: gpu.module @kiln_kernels
 // CHECK: gpu.func @kiln_gemv_q8_0_64x64(%{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>) kernel
@@ -170,6 +209,9 @@ func.func @gemv_q4_1(%x: tensor<?x64xf32>) -> tensor<?x64xf32> attributes {kiln.
 // CHECK: gpu.shuffle  xor
 // CHECK: gpu.shuffle  xor
 // CHECK: memref.store
+// CHECK: gpu.func @kiln_gemv_q8_0_64x64_t4(%{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>, %{{.*}}: index) kernel
+// CHECK: arith.minui
+// CHECK-COUNT-20: gpu.shuffle  xor
 func.func @gemv_q8_0(%x: tensor<?x64xf32>) -> tensor<?x64xf32> attributes {kiln.max_tokens = 8} {
   %w = kiln.weight #kiln.external<"w.bin", offset = 0, size = 4352> -> !kiln.weight<64x64x#kiln.quant<bits = 8, group = 32, scale = f16, layout = gguf>>
   %y = kiln.linear %x, %w : tensor<?x64xf32>, !kiln.weight<64x64x#kiln.quant<bits = 8, group = 32, scale = f16, layout = gguf>> -> tensor<?x64xf32>
@@ -180,17 +222,22 @@ func.func @gemv_q8_0(%x: tensor<?x64xf32>) -> tensor<?x64xf32> attributes {kiln.
 
 // CHECK-LABEL: func.func @gemv_q4_K(
 // CHECK-SAME: %[[X:[^:]*]]: memref<?x256xf32>, %[[Y:[^:]*]]: memref<?x64xf32>, %[[W:[^:]*]]: memref<?xi8>, %{{.*}}: memref<?xi8>, %[[RT:[^:]*]]: !llvm.ptr, %{{.*}}: i32, %{{.*}}: i32)
-// CHECK-SAME: kiln.cuda_kernels = ["kiln_gemv_q4_K_64x256"]
+// CHECK-SAME: kiln.cuda_kernels = ["kiln_gemv_q4_K_64x256", "kiln_gemv_q4_K_64x256_t4"]
 // CHECK: %[[SLOT:.*]] = llvm.getelementptr %[[RT]][2] : (!llvm.ptr) -> !llvm.ptr, !llvm.ptr
 // CHECK: %[[LAUNCH:.*]] = llvm.load %[[SLOT]] : !llvm.ptr -> !llvm.ptr
 // CHECK: memref.subview %[[W]][
 // CHECK: %[[T:.*]] = memref.dim %[[X]], %{{.*}} : memref<?x256xf32>
+// CHECK: %[[DECODE:.*]] = arith.cmpi eq, %[[T]], %{{.*}} : index
+// CHECK: scf.if %[[DECODE]] {
 // CHECK: memref.extract_aligned_pointer_as_index %[[X]]
 // CHECK: memref.extract_aligned_pointer_as_index %[[Y]]
 // CHECK: arith.constant 128 : i32
-// CHECK: arith.index_castui %[[T]] : index to i32
 // CHECK: %[[KERNEL:.*]] = arith.constant 0 : i32
 // CHECK: llvm.call %[[LAUNCH]](%[[RT]], %[[KERNEL]], %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}) : !llvm.ptr, (!llvm.ptr, i32, !llvm.ptr, !llvm.ptr, i32, !llvm.ptr) -> i32
+// CHECK: } else {
+// CHECK: arith.addi %[[T]], %c3{{.*}} : index
+// CHECK: arith.index_castui %[[T]] : index to i64
+// CHECK: llvm.call %[[LAUNCH]](%[[RT]],
 // CHECK: return
 // CHECK: gpu.module @kiln_kernels
 // CHECK: gpu.func @kiln_gemv_q4_K_64x256(%{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>) kernel
@@ -203,6 +250,9 @@ func.func @gemv_q8_0(%x: tensor<?x64xf32>) -> tensor<?x64xf32> attributes {kiln.
 // CHECK: gpu.shuffle  xor
 // CHECK: gpu.shuffle  xor
 // CHECK: memref.store
+// CHECK: gpu.func @kiln_gemv_q4_K_64x256_t4(%{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>, %{{.*}}: index) kernel
+// CHECK: arith.minui
+// CHECK-COUNT-20: gpu.shuffle  xor
 func.func @gemv_q4_K(%x: tensor<?x256xf32>) -> tensor<?x64xf32> attributes {kiln.max_tokens = 8} {
   %w = kiln.weight #kiln.external<"w.bin", offset = 0, size = 9216> -> !kiln.weight<64x256x#kiln.quant<bits = 4, group = 32, scale = f16, zero = f16, super_group = 256, sub_scale_bits = 6, layout = gguf>>
   %y = kiln.linear %x, %w : tensor<?x256xf32>, !kiln.weight<64x256x#kiln.quant<bits = 4, group = 32, scale = f16, zero = f16, super_group = 256, sub_scale_bits = 6, layout = gguf>> -> tensor<?x64xf32>
@@ -213,17 +263,22 @@ func.func @gemv_q4_K(%x: tensor<?x256xf32>) -> tensor<?x64xf32> attributes {kiln
 
 // CHECK-LABEL: func.func @gemv_q6_K(
 // CHECK-SAME: %[[X:[^:]*]]: memref<?x256xf32>, %[[Y:[^:]*]]: memref<?x64xf32>, %[[W:[^:]*]]: memref<?xi8>, %{{.*}}: memref<?xi8>, %[[RT:[^:]*]]: !llvm.ptr, %{{.*}}: i32, %{{.*}}: i32)
-// CHECK-SAME: kiln.cuda_kernels = ["kiln_gemv_q6_K_64x256"]
+// CHECK-SAME: kiln.cuda_kernels = ["kiln_gemv_q6_K_64x256", "kiln_gemv_q6_K_64x256_t4"]
 // CHECK: %[[SLOT:.*]] = llvm.getelementptr %[[RT]][2] : (!llvm.ptr) -> !llvm.ptr, !llvm.ptr
 // CHECK: %[[LAUNCH:.*]] = llvm.load %[[SLOT]] : !llvm.ptr -> !llvm.ptr
 // CHECK: memref.subview %[[W]][
 // CHECK: %[[T:.*]] = memref.dim %[[X]], %{{.*}} : memref<?x256xf32>
+// CHECK: %[[DECODE:.*]] = arith.cmpi eq, %[[T]], %{{.*}} : index
+// CHECK: scf.if %[[DECODE]] {
 // CHECK: memref.extract_aligned_pointer_as_index %[[X]]
 // CHECK: memref.extract_aligned_pointer_as_index %[[Y]]
 // CHECK: arith.constant 128 : i32
-// CHECK: arith.index_castui %[[T]] : index to i32
 // CHECK: %[[KERNEL:.*]] = arith.constant 0 : i32
 // CHECK: llvm.call %[[LAUNCH]](%[[RT]], %[[KERNEL]], %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}) : !llvm.ptr, (!llvm.ptr, i32, !llvm.ptr, !llvm.ptr, i32, !llvm.ptr) -> i32
+// CHECK: } else {
+// CHECK: arith.addi %[[T]], %c3{{.*}} : index
+// CHECK: arith.index_castui %[[T]] : index to i64
+// CHECK: llvm.call %[[LAUNCH]](%[[RT]],
 // CHECK: return
 // CHECK: gpu.module @kiln_kernels
 // CHECK: gpu.func @kiln_gemv_q6_K_64x256(%{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>) kernel
@@ -237,6 +292,9 @@ func.func @gemv_q4_K(%x: tensor<?x256xf32>) -> tensor<?x64xf32> attributes {kiln
 // CHECK: gpu.shuffle  xor
 // CHECK: gpu.shuffle  xor
 // CHECK: memref.store
+// CHECK: gpu.func @kiln_gemv_q6_K_64x256_t4(%{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>, %{{.*}}: index) kernel
+// CHECK: arith.minui
+// CHECK-COUNT-20: gpu.shuffle  xor
 func.func @gemv_q6_K(%x: tensor<?x256xf32>) -> tensor<?x64xf32> attributes {kiln.max_tokens = 8} {
   %w = kiln.weight #kiln.external<"w.bin", offset = 0, size = 13440> -> !kiln.weight<64x256x#kiln.quant<bits = 6, group = 16, scale = f16, super_group = 256, sub_scale_bits = 8, layout = gguf>>
   %y = kiln.linear %x, %w : tensor<?x256xf32>, !kiln.weight<64x256x#kiln.quant<bits = 6, group = 16, scale = f16, super_group = 256, sub_scale_bits = 8, layout = gguf>> -> tensor<?x64xf32>
@@ -246,7 +304,7 @@ func.func @gemv_q6_K(%x: tensor<?x256xf32>) -> tensor<?x64xf32> attributes {kiln
 // -----
 
 // CHECK-LABEL: func.func @gemv_q5_0(
-// CHECK-SAME: kiln.cuda_kernels = ["kiln_gemv_q5_0_64x64"]
+// CHECK-SAME: kiln.cuda_kernels = ["kiln_gemv_q5_0_64x64", "kiln_gemv_q5_0_64x64_t4"]
 // CHECK: gpu.func @kiln_gemv_q5_0_64x64(
 // CHECK: memref.view {{.*}} to memref<549755813888xi16>
 // CHECK: arith.shli %{{.*}}, %c16_i32 : i32
@@ -260,7 +318,7 @@ func.func @gemv_q5_0(%x: tensor<?x64xf32>) -> tensor<?x64xf32> attributes {kiln.
 // -----
 
 // CHECK-LABEL: func.func @gemv_q5_1(
-// CHECK-SAME: kiln.cuda_kernels = ["kiln_gemv_q5_1_64x64"]
+// CHECK-SAME: kiln.cuda_kernels = ["kiln_gemv_q5_1_64x64", "kiln_gemv_q5_1_64x64_t4"]
 // CHECK: gpu.func @kiln_gemv_q5_1_64x64(
 // CHECK: memref.view {{.*}} to memref<549755813888xi16>
 // CHECK: llvm.intr.fma
@@ -277,7 +335,7 @@ func.func @gemv_q5_1(%x: tensor<?x64xf32>) -> tensor<?x64xf32> attributes {kiln.
 // the bias and the residual in its epilogue (lane 0), and the host passes
 // both buffers.
 // CHECK-LABEL: func.func @gemv_bias_residual(
-// CHECK-SAME: kiln.cuda_kernels = ["kiln_gemv_f32_64x64_bias_residual"]
+// CHECK-SAME: kiln.cuda_kernels = ["kiln_gemv_f32_64x64_bias_residual", "kiln_gemv_f32_64x64_bias_residual_t4"]
 // CHECK: gpu.func @kiln_gemv_f32_64x64_bias_residual(%{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>) kernel
 // CHECK: gpu.shuffle  xor
 // CHECK: scf.if
