@@ -46,14 +46,12 @@ Value silu(GPUKernelBuilder &kb, Value x) {
 } // namespace
 
 int64_t mlir::kiln::elementwiseKernel(GPUKernelLibrary &kernels,
-                                      StringRef kind, int64_t width) {
+                                      StringRef kind) {
   int64_t arity = arityOf(kind);
   SmallVector<KernelArg> args = {{"a", KernelArgKind::Buffer}};
   if (arity == 2)
     args.push_back({"b", KernelArgKind::Buffer});
   args.append({{"y", KernelArgKind::Buffer}, {"count", KernelArgKind::Index}});
-  // The kernel does not depend on the width: rows * width is its count.
-  (void)width;
   return kernels.get(("kiln_" + kind).str(), args, [&](GPUKernelBuilder &kb) {
     Type f32 = kb.b.getF32Type();
     Value i = kb.add(kb.mul(kb.blockIdx(gpu::Dimension::x), kb.idx(kThreads)),
@@ -74,8 +72,10 @@ int64_t mlir::kiln::elementwiseKernel(GPUKernelLibrary &kernels,
         v = silu(kb, a);
       else if (kind == "gelu_tanh" || kind == "gelu_erf")
         v = gelu(kb, a, kind == "gelu_tanh");
+      else if (kind == "copy")
+        v = a;
       else
-        v = a; // copy
+        llvm_unreachable("unknown elementwise kernel kind");
       kb.store(v, kb.view("y", f32), i);
     });
   });
@@ -124,7 +124,7 @@ template <typename OpTy> struct ElementwiseLowering : GPUKernelPattern<OpTy> {
     Value y = step.resultBuffer(e->getResult(0), buffers.front(), b);
     Value rows = step.rowsOf(buffers.front(), b);
     buffers.push_back(y);
-    launchElementwise(step, elementwiseKernel(step.kernels, kindOf(e), width),
+    launchElementwise(step, elementwiseKernel(step.kernels, kindOf(e)),
                       width, buffers, rows, b);
     step.bind(e->getResult(0), y);
     return success();

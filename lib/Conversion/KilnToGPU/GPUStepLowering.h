@@ -134,11 +134,12 @@ void populateGPUAttentionPatterns(GPUKernelPatterns &patterns);
 void populateGPUElementwisePatterns(GPUKernelPatterns &patterns);
 void populateGPUViewsPatterns(GPUKernelPatterns &patterns);
 
-/// The elementwise kernel computing `kind` over [rows, width] (a copy when
-/// kind is "copy"); returned values are copied with it.
-int64_t elementwiseKernel(GPUKernelLibrary &kernels, StringRef kind,
-                          int64_t width);
-/// Launches an elementwise kernel of `arity` inputs over `rows` rows.
+/// The elementwise kernel computing `kind` ("add", "mul", "swiglu",
+/// "geglu_tanh", "geglu_erf", "silu", "gelu_tanh", "gelu_erf", or "copy",
+/// which copies returned values into their buffers) over a count of values.
+int64_t elementwiseKernel(GPUKernelLibrary &kernels, StringRef kind);
+/// Launches elementwise kernel `kernel` over `rows` rows of `width` values:
+/// `buffers` are its inputs, then its output.
 void launchElementwise(GPUStepLowering &step, int64_t kernel, int64_t width,
                        ArrayRef<Value> buffers, Value rows,
                        ImplicitLocOpBuilder &b);

@@ -261,7 +261,7 @@ LogicalResult GPUStepLowering::run() {
       return failure();
     }
     int64_t width = cast<RankedTensorType>(v.getType()).getDimSize(1);
-    launchElementwise(*this, elementwiseKernel(kernels, "copy", width), width,
+    launchElementwise(*this, elementwiseKernel(kernels, "copy"), width,
                       {src, dest}, rowsOf(src, b), b);
   }
   func::ReturnOp::create(b);
