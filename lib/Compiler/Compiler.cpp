@@ -4,6 +4,7 @@
 
 #include "Compiler/ArtifactWriter.h"
 #include "Compiler/CompilerContext.h"
+#include "Compiler/CudaCodegen.h"
 #include "Compiler/HostCodegen.h"
 #include "Compiler/NestingLimit.h"
 #include "Conversion/Passes.h"
@@ -129,6 +130,24 @@ llvm::Error emitSingleVariant(ModuleOp lowered, const CompileOptions &options) {
   return writeOutput(options.output, *bytes);
 }
 
+/// --target=cuda with --emit=llvm-mlir (the host step, kernels serialized
+/// away) or --emit=ptx (the PTX of the first GPU arch).
+llvm::Error emitCuda(ModuleOp module, const CompileOptions &options) {
+  if (options.emit != EmitKind::PTX && options.emit != EmitKind::LLVMMLIR)
+    return fail("--target=cuda emits kiln (an artifact), llvm-mlir or ptx");
+  report(options, "lowering to CUDA", 0.2);
+  llvm::Expected<CudaCode> code =
+      lowerToCuda(module, options.mlirMaxTokens, /*withCubins=*/false);
+  if (!code)
+    return fail(options.input + ": " + llvm::toString(code.takeError()));
+  if (options.emit == EmitKind::LLVMMLIR)
+    return writeOutput(options.output, printModule(module));
+  for (const CudaImage &image : code->images)
+    if (image.format == "ptx" && image.arch == getCudaArchs().front())
+      return writeOutput(options.output, image.bytes);
+  return fail("no PTX was generated (a compiler bug)");
+}
+
 llvm::Error compileMLIR(MLIRContext &ctx, const CompileOptions &options) {
   FirstError diags(ctx);
   llvm::SourceMgr sourceMgr;
@@ -144,7 +163,9 @@ llvm::Error compileMLIR(MLIRContext &ctx, const CompileOptions &options) {
     return fail(diags.take(options.input + ": cannot parse"));
   if (options.emit == EmitKind::Artifact || options.emit == EmitKind::KilnMLIR)
     return fail("--emit=kiln and --emit=mlir need a .gguf model; an .mlir "
-                "input can be emitted as llvm-mlir, llvm, asm or so");
+                "input can be emitted as llvm-mlir, llvm, asm, so or ptx");
+  if (options.target == "cuda")
+    return emitCuda(*module, options);
   // With --weights-out the weights are packed and written; without it the
   // code reads the module's weight file as it is, so nothing may need
   // packing.
@@ -200,13 +221,17 @@ llvm::Error compileGGUF(MLIRContext &ctx, const CompileOptions &options) {
                                            file->fileSize()));
   }
   report(options, "packing weights", 0.1);
-  if (auto e = packForKernels(module, options))
-    return e;
+  // The GPU kernels read weights in their gguf layout.
+  if (options.target != "cuda")
+    if (auto e = packForKernels(module, options))
+      return e;
   llvm::Expected<std::string> weights =
       gatherWeightSection(module, options.input);
   if (!weights)
     return weights.takeError();
 
+  if (options.target == "cuda" && options.emit != EmitKind::Artifact)
+    return emitCuda(module, options);
   if (options.emit != EmitKind::Artifact) {
     report(options, "lowering", 0.2);
     if (auto e = lowerToLLVM(module, options, singleVariantKernels(options)))
@@ -216,12 +241,58 @@ llvm::Error compileGGUF(MLIRContext &ctx, const CompileOptions &options) {
     return emitSingleVariant(module, options);
   }
 
-  // Each CPU variant gets kernels for its own instruction set.
   ArtifactBuilder builder;
   llvm::json::Array hosts;
   uint64_t commonFeatures = ~uint64_t(0);
   IntegerAttr scratch;
+  std::optional<llvm::json::Object> cuda;
+  // CUDA: one host step (it only launches kernels) for the baseline CPU
+  // variant, and the kernels' images.
   llvm::ArrayRef<CpuTarget> targets = getCpuTargets();
+  if (options.target == "cuda") {
+    report(options, "lowering to CUDA", 0.2);
+    llvm::Expected<CudaCode> code =
+        lowerToCuda(module, options.mlirMaxTokens, /*withCubins=*/true);
+    if (!code)
+      return fail(options.input + ": " + llvm::toString(code.takeError()));
+    scratch = IntegerAttr::get(IntegerType::get(&ctx, 64), code->scratchBytes);
+    llvm::json::Array kernels, images;
+    for (const std::string &k : code->kernels)
+      kernels.push_back(k);
+    std::string archs;
+    for (CudaImage &image : code->images) {
+      std::string section = image.format + "." + image.arch;
+      builder.addSection(section,
+                         image.format == "ptx" ? KILN_SECTION_PTX
+                                               : KILN_SECTION_CUBIN,
+                         std::move(image.bytes));
+      images.push_back(llvm::json::Object{{"format", image.format},
+                                          {"arch", image.arch},
+                                          {"section", section}});
+      if (llvm::StringRef(archs).find(image.arch) == llvm::StringRef::npos)
+        archs += (archs.empty() ? "" : ",") + image.arch;
+    }
+    builder.setGpuArchs(archs);
+    cuda = llvm::json::Object{{"kernels", std::move(kernels)},
+                              {"images", std::move(images)}};
+    const CpuTarget &host = targets.back();
+    report(options, "code generation " + host.name, 0.6);
+    llvm::Expected<std::string> so = emitSharedObject(module, host);
+    if (!so)
+      return so.takeError();
+    std::string section = "host." + host.name;
+    builder.addSection(section, KILN_SECTION_HOST_CODE, std::move(*so));
+    llvm::json::Array features;
+    commonFeatures = 0;
+    for (const std::string &f : host.runtimeFeatures) {
+      features.push_back(f);
+      commonFeatures |= cpuFeatureFromName(f.c_str());
+    }
+    hosts.push_back(llvm::json::Object{{"section", section},
+                                       {"cpu_features", std::move(features)}});
+    targets = {};
+  }
+  // Each CPU variant gets kernels for its own instruction set.
   for (auto [i, target] : llvm::enumerate(targets)) {
     report(options, "lowering " + target.name,
            0.2 + 0.6 * double(i) / targets.size());
@@ -280,7 +351,10 @@ llvm::Error compileGGUF(MLIRContext &ctx, const CompileOptions &options) {
                                       {"top_p", 0.95},
                                       {"min_p", 0.05},
                                       {"repeat_penalty", 1.0}}},
+      {"targets", llvm::json::Array{cuda ? "cuda" : "cpu"}},
   };
+  if (cuda)
+    manifest["cuda"] = std::move(*cuda);
   std::string manifestText;
   llvm::raw_string_ostream(manifestText) << llvm::json::Value(std::move(manifest));
   builder.addSection("manifest", KILN_SECTION_MANIFEST, std::move(manifestText));
@@ -374,7 +448,8 @@ bool parseEmitKind(llvm::StringRef text, EmitKind &kind) {
   static const std::pair<llvm::StringRef, EmitKind> kinds[] = {
       {"kiln", EmitKind::Artifact},  {"mlir", EmitKind::KilnMLIR},
       {"llvm-mlir", EmitKind::LLVMMLIR}, {"llvm", EmitKind::LLVMIR},
-      {"asm", EmitKind::Assembly},   {"so", EmitKind::SharedObject}};
+      {"asm", EmitKind::Assembly},   {"so", EmitKind::SharedObject},
+      {"ptx", EmitKind::PTX}};
   for (auto [name, k] : kinds)
     if (text == name) {
       kind = k;
@@ -384,9 +459,16 @@ bool parseEmitKind(llvm::StringRef text, EmitKind &kind) {
 }
 
 llvm::Error compile(const CompileOptions &options) {
-  if (options.target != "cpu")
+  if (options.target != "cpu" && options.target != "cuda")
     return fail("--target=" + options.target +
-                " is not available yet (supported: cpu)");
+                " is not available yet (supported: cpu, cuda)");
+  if (options.emit == EmitKind::PTX && options.target != "cuda")
+    return fail("--emit=ptx needs --target=cuda");
+  if (options.target == "cuda" &&
+      (options.emit == EmitKind::LLVMIR || options.emit == EmitKind::Assembly ||
+       options.emit == EmitKind::SharedObject))
+    return fail("--target=cuda emits kiln (an artifact), mlir, llvm-mlir or "
+                "ptx");
   if (options.output.empty())
     return fail("no output file given (-o)");
   if (options.kernels != "native" && options.kernels != "generic")

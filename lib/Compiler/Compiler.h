@@ -22,6 +22,7 @@ enum class EmitKind {
   LLVMIR,   // optimized LLVM IR for one CPU variant
   Assembly, // assembly for one CPU variant
   SharedObject, // the host code of one CPU variant
+  PTX,          // --target=cuda: the kernels' PTX for the first GPU arch
 };
 
 struct CompileOptions {
@@ -83,7 +84,7 @@ llvm::Expected<LoweredMLIR> lowerMLIRModule(mlir::ModuleOp module,
 llvm::Error parseMLIRPipelineOptions(llvm::StringRef pipeline,
                                      CompileOptions &options);
 
-/// Parses "kiln", "mlir", "llvm-mlir", "llvm", "asm", "so".
+/// Parses "kiln", "mlir", "llvm-mlir", "llvm", "asm", "so", "ptx".
 bool parseEmitKind(llvm::StringRef text, EmitKind &kind);
 
 } // namespace kiln

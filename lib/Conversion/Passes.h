@@ -7,6 +7,7 @@
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
@@ -39,6 +40,29 @@ void buildKilnToLLVMPipeline(OpPassManager &pm,
 
 /// Registers `kiln-lower-to-llvm` (the pipeline above) with the pass registry.
 void registerKilnPipelines();
+
+/// The options of the CUDA lowering.
+struct KilnToCUDAOptions {
+  /// Bound of dynamic token dimensions (0: each function's kiln.max_tokens).
+  int64_t maxTokens = 0;
+  /// GPU architectures to generate code for, best first.
+  SmallVector<std::string> chips = {"sm_90a", "sm_80"};
+};
+
+/// Adds the passes from kiln ops to kernels in the NVVM dialect (inside
+/// `gpu.module @kiln_kernels`, with an #nvvm.target per chip) and a host step
+/// still in func/memref/arith/llvm: kiln-fuse, kiln-plan-memory,
+/// convert-kiln-to-gpu, then convert-gpu-to-nvvm with bare pointers.
+void buildKilnToNVVMPipeline(OpPassManager &pm,
+                             const KilnToCUDAOptions &options = {});
+
+/// Adds the lowering of the host step (everything outside gpu.module and
+/// gpu.binary ops) to the LLVM dialect.
+void buildGPUHostToLLVMPipeline(OpPassManager &pm);
+
+/// Registers `kiln-lower-to-cuda`: buildKilnToNVVMPipeline,
+/// gpu-module-to-binary, buildGPUHostToLLVMPipeline.
+void registerKilnGPUPipelines();
 
 } // namespace mlir::kiln
 

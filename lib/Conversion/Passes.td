@@ -66,4 +66,40 @@ def ConvertKilnToCPU : Pass<"convert-kiln-to-cpu", "::mlir::ModuleOp"> {
   ];
 }
 
+def ConvertKilnToGPU : Pass<"convert-kiln-to-gpu", "::mlir::ModuleOp"> {
+  let summary = "Lower kiln ops to CUDA kernels and a host step that launches "
+                "them";
+  let description = [{
+    Rewrites the module's step function into a host function with the
+    signature convert-kiln-to-cpu gives it (tensors as memrefs, results as
+    out-parameters unless `kiln.tied_results` ties them, then `%weights`,
+    `%scratch`, `%rt`, `%tid`, `%nth`), whose memrefs hold device addresses
+    (include/kiln/runtime/HostABI.h). Its body only computes launch
+    parameters and calls `rt->launch` (the third pointer of KilnRtContext)
+    with an index into the kernels of `gpu.module @kiln_kernels`, one
+    `gpu.func` per kernel; the function attribute `kiln.cuda_kernels` lists
+    their names in that order (the manifest's `cuda.kernels`). Kernel
+    arguments are device pointers (bare-pointer memrefs) and index values.
+
+    Intermediate tensors live in the device scratch buffer at
+    kiln-plan-memory's `kiln.slot`s; the pass records `kiln.scratch_bytes`.
+    Weights are read in place, in their gguf layout, from the `%weights`
+    buffer at their `#kiln.external` offsets, and dequantized in registers:
+    f32, f16, Q4_0, Q4_1, Q8_0, Q4_K and Q6_K. Kernels: a GEMV per linear
+    layer (one warp per output row and token, shuffle-xor reduction, bias
+    and kiln-fuse's residual in the epilogue), embedding, rms/layer norm,
+    rope (llama and NeoX), attention over the KV cache (an append kernel,
+    then one warp per token and head with an online softmax; causal,
+    GQA, sliding window, softcap), and elementwise add, mul, swiglu, geglu,
+    silu, gelu. Slices of whole rows and reshapes are views. exp, tanh,
+    erf, sin and cos become polynomials, so no libdevice is needed.
+  }];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect", "::mlir::func::FuncDialect",
+    "::mlir::gpu::GPUDialect", "::mlir::LLVM::LLVMDialect",
+    "::mlir::math::MathDialect", "::mlir::memref::MemRefDialect",
+    "::mlir::scf::SCFDialect", "::mlir::vector::VectorDialect"
+  ];
+}
+
 #endif // KILN_CONVERSION_PASSES_TD

@@ -22,10 +22,14 @@ static cl::opt<std::string> output("o", cl::desc("Output file"),
 static cl::opt<std::string>
     emit("emit",
          cl::desc("What to write: kiln (default: the compiled model), mlir "
-                  "(the imported kiln module), llvm-mlir, llvm, asm, so"),
+                  "(the imported kiln module), llvm-mlir, llvm, asm, so, ptx (with "
+                  "--target=cuda)"),
          cl::init("kiln"), cl::cat(kilnOptions));
-static cl::opt<std::string> target("target", cl::desc("Targets: cpu"),
-                                   cl::init("cpu"), cl::cat(kilnOptions));
+static cl::opt<std::string>
+    target("target",
+           cl::desc("Targets: cpu or cuda (PTX, and cubins for sm_90a and "
+                    "sm_80 when ptxas is installed)"),
+           cl::init("cpu"), cl::cat(kilnOptions));
 static cl::opt<std::string>
     cpu("cpu", cl::desc("CPU variant for --emit=llvm/asm/so: x86-64-v4 or "
                         "x86-64-v3"),
@@ -87,7 +91,8 @@ int main(int argc, char **argv) {
   options.weightsOutput = weightsOut;
   if (!kiln::parseEmitKind(emit, options.emit)) {
     llvm::WithColor::error(llvm::errs(), "kiln-compile")
-        << "unknown --emit=" << emit << " (kiln, mlir, llvm-mlir, llvm, asm, so)\n";
+        << "unknown --emit=" << emit
+        << " (kiln, mlir, llvm-mlir, llvm, asm, so, ptx)\n";
     return 1;
   }
   if (ctx < 0 || maxTokens <= 0) {

@@ -43,7 +43,11 @@ def Kiln_Dialect : Dialect {
     // planned slots and the kernels' own workspace).
     "::mlir::IntegerAttr":$scratch_bytes,
     // Set by a lowering: the file the step function's weights come from.
-    "::mlir::StringAttr":$weight_file
+    "::mlir::StringAttr":$weight_file,
+    // Set by convert-kiln-to-gpu on a step function: the names of the
+    // kernels its rt->launch calls index, in order (the manifest's
+    // cuda.kernels).
+    "::mlir::ArrayAttr":$cuda_kernels
   );
   let hasOperationAttrVerify = 1;
   let extraClassDeclaration = [{

@@ -99,8 +99,19 @@ LogicalResult KilnDialect::verifyOperationAttribute(Operation *op,
              << attr.getValue();
     return success();
   }
+  if (name == CudaKernelsAttrHelper::getNameStr()) {
+    auto names = dyn_cast<ArrayAttr>(attr.getValue());
+    if (!names || !llvm::all_of(names, [](Attribute a) {
+          auto s = dyn_cast<StringAttr>(a);
+          return s && !s.getValue().empty();
+        }))
+      return op->emitOpError("attribute 'kiln.cuda_kernels' must be an "
+                             "array of non-empty kernel names, got ")
+             << attr.getValue();
+    return success();
+  }
   return op->emitOpError("unknown kiln attribute '") << name
          << "' (kiln.max_tokens, kiln.tied_results, kiln.slot, "
-            "kiln.planned_bytes, kiln.scratch_bytes and kiln.weight_file are "
-            "defined)";
+            "kiln.planned_bytes, kiln.scratch_bytes, kiln.weight_file and "
+            "kiln.cuda_kernels are defined)";
 }

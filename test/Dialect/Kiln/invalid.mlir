@@ -993,7 +993,7 @@ func.func @weight_file_empty() attributes {kiln.weight_file = ""} {
 
 // -----
 
-// expected-error @+1 {{'func.func' op unknown kiln attribute 'kiln.max_token' (kiln.max_tokens, kiln.tied_results, kiln.slot, kiln.planned_bytes, kiln.scratch_bytes and kiln.weight_file are defined)}}
+// expected-error @+1 {{'func.func' op unknown kiln attribute 'kiln.max_token' (kiln.max_tokens, kiln.tied_results, kiln.slot, kiln.planned_bytes, kiln.scratch_bytes, kiln.weight_file and kiln.cuda_kernels are defined)}}
 func.func @misspelled() attributes {kiln.max_token = 8} {
   return
 }
@@ -1004,4 +1004,11 @@ func.func @slot_size(%x: tensor<4x16xf32>) -> tensor<4x16xf32> {
   // expected-error @+1 {{'kiln.silu' op attribute 'kiln.slot' must hold an [offset >= 0, size > 0] pair per result ([-1, 0]: none), got array<i64: 0, 0>}}
   %y = kiln.silu %x {kiln.slot = array<i64: 0, 0>} : tensor<4x16xf32>
   return %y : tensor<4x16xf32>
+}
+
+// -----
+
+// expected-error @+1 {{'func.func' op attribute 'kiln.cuda_kernels' must be an array of non-empty kernel names, got ["kiln_silu", ""]}}
+func.func @empty_kernel_name() attributes {kiln.cuda_kernels = ["kiln_silu", ""]} {
+  return
 }

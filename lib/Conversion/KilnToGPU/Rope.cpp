@@ -1,0 +1,92 @@
+//===- Rope.cpp - kiln.rope -----------------------------------------------===//
+//
+// One warp per (token, head); lane i rotates pairs i, i + 32, ...: adjacent
+// pairs (2i, 2i + 1) for llama style, (i, i + rotary_dim / 2) for NeoX, by
+// angle (position + t) * freq_scale * freq_base^(-2i / rotary_dim).
+//
+//===----------------------------------------------------------------------===//
+
+#include "GPUStepLowering.h"
+
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "llvm/Support/FormatVariadic.h"
+
+#include <cmath>
+
+using namespace mlir;
+using namespace mlir::kiln;
+
+namespace {
+
+struct RopeShape {
+  int64_t heads, headDim, rotaryDim;
+  bool neox;
+  float base, scale;
+};
+
+int64_t ropeKernel(GPUKernelLibrary &kernels, const RopeShape &r) {
+  std::string name = llvm::formatv(
+      "kiln_rope_{0}_{1}x{2}_r{3}_b{4}_s{5}", r.neox ? "neox" : "llama",
+      r.heads, r.headDim, r.rotaryDim, floatKey(r.base), floatKey(r.scale));
+  return kernels.get(
+      name,
+      {{"x", KernelArgKind::Buffer},
+       {"y", KernelArgKind::Buffer},
+       {"position", KernelArgKind::Index}},
+      [&](GPUKernelBuilder &kb) {
+        ImplicitLocOpBuilder &b = kb.b;
+        Type f32 = b.getF32Type();
+        Value x = kb.view("x", f32), y = kb.view("y", f32);
+        Value t = kb.blockIdx(gpu::Dimension::x);
+        Value h = kb.blockIdx(gpu::Dimension::y);
+        Value head = kb.add(kb.mul(t, kb.idx(r.heads * r.headDim)),
+                            kb.mul(h, kb.idx(r.headDim)));
+        Value p = kb.mul(kb.toF32(kb.add(kb.arg("position"), t)), kb.f(r.scale));
+        int64_t half = r.rotaryDim / 2;
+        float logBase = std::log(r.base);
+        kb.forEach(kb.lane(), kb.idx(half), kb.idx(kWarpSize), [&](Value i) {
+          Value exponent =
+              kb.mul(kb.toF32(i), kb.f(-2.0f * logBase / float(r.rotaryDim)));
+          Value angle = kb.mul(p, kb.exp(exponent));
+          Value cos = math::CosOp::create(b, angle);
+          Value sin = math::SinOp::create(b, angle);
+          Value a = r.neox ? kb.add(head, i) : kb.add(head, kb.mul(i, kb.idx(2)));
+          Value c = kb.add(a, kb.idx(r.neox ? half : 1));
+          Value x0 = kb.load(x, a), x1 = kb.load(x, c);
+          kb.store(kb.sub(kb.mul(x0, cos), kb.mul(x1, sin)), y, a);
+          kb.store(kb.add(kb.mul(x0, sin), kb.mul(x1, cos)), y, c);
+        });
+        // Dimensions past rotary_dim pass through.
+        kb.forEach(kb.add(kb.idx(r.rotaryDim), kb.lane()), kb.idx(r.headDim),
+                   kb.idx(kWarpSize), [&](Value d) {
+                     kb.store(kb.load(x, kb.add(head, d)), y, kb.add(head, d));
+                   });
+      });
+}
+
+struct RopeLowering : GPUKernelPattern<RopeOp> {
+  LogicalResult lower(RopeOp r, GPUStepLowering &step,
+                      ImplicitLocOpBuilder &b) const override {
+    if (failed(step.requireRowsF32(r, r.getInput().getType(), 1)))
+      return failure();
+    RopeShape shape{int64_t(r.getNumHeads()), int64_t(r.getHeadDim()),
+                    int64_t(r.getRotaryDim()), r.getStyle() == RopeStyle::NeoX,
+                    r.getFreqBase().convertToFloat(),
+                    r.getFreqScale().convertToFloat()};
+    Value x = step.mapped(r.getInput());
+    Value y = step.resultBuffer(r.getResult(), x, b);
+    Value one = arith::ConstantIndexOp::create(b, 1);
+    step.launch(ropeKernel(step.kernels, shape),
+                {step.rowsOf(x, b),
+                 arith::ConstantIndexOp::create(b, shape.heads), one},
+                {kWarpSize, 1, 1}, {x, y, step.mapped(r.getPosition())}, b);
+    step.bind(r.getResult(), y);
+    return success();
+  }
+};
+
+} // namespace
+
+void mlir::kiln::populateGPURopePatterns(GPUKernelPatterns &patterns) {
+  patterns.add<RopeLowering>();
+}

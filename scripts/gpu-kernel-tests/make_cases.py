@@ -1,0 +1,286 @@
+#!/usr/bin/env python3
+"""Kernel execution cases for the CUDA lowering, to run on a GPU machine.
+
+For each case: a one-op kiln module compiled here with
+`kiln-compile --target=cuda --emit=ptx`, its inputs, and the expected output
+computed in float64 numpy (weights dequantized by gguf-py, an implementation
+independent of Kiln's). run_cases.py launches the kernels with the launch
+geometry convert-kiln-to-gpu gives them and reports the relative error
+max|y - expected| / max|expected| of each case.
+
+  make_cases.py --kiln-compile build/bin/kiln-compile --out DIR
+"""
+import argparse, json, os, subprocess, sys
+import numpy as np
+import gguf
+from gguf.quants import dequantize
+from gguf import GGMLQuantizationType as Q
+
+rng = np.random.default_rng(7)
+
+# name: (quant type, values per block, bytes per block, kiln weight element)
+FORMATS = {
+    "f32": (Q.F32, 1, 4, "{n}x{k}xf32"),
+    "f16": (Q.F16, 1, 2, "{n}x{k}xf16"),
+    "q4_0": (Q.Q4_0, 32, 18, "{n}x{k}x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf>"),
+    "q4_1": (Q.Q4_1, 32, 20, "{n}x{k}x#kiln.quant<bits = 4, group = 32, scale = f16, zero = f16, layout = gguf>"),
+    "q5_0": (Q.Q5_0, 32, 22, "{n}x{k}x#kiln.quant<bits = 5, group = 32, scale = f16, layout = gguf>"),
+    "q5_1": (Q.Q5_1, 32, 24, "{n}x{k}x#kiln.quant<bits = 5, group = 32, scale = f16, zero = f16, layout = gguf>"),
+    "q8_0": (Q.Q8_0, 32, 34, "{n}x{k}x#kiln.quant<bits = 8, group = 32, scale = f16, layout = gguf>"),
+    "q4_K": (Q.Q4_K, 256, 144, "{n}x{k}x#kiln.quant<bits = 4, group = 32, scale = f16, zero = f16, super_group = 256, sub_scale_bits = 6, layout = gguf>"),
+    "q6_K": (Q.Q6_K, 256, 210, "{n}x{k}x#kiln.quant<bits = 6, group = 16, scale = f16, super_group = 256, sub_scale_bits = 8, layout = gguf>"),
+}
+
+
+def f16_bytes(values):
+    return np.asarray(values, dtype=np.float16).view(np.uint8).reshape(-1, 2)
+
+
+def random_weight(fmt, n, k):
+    """Random bytes of an [n, k] weight whose scales are sane f16 values."""
+    qtype, bv, bb, _ = FORMATS[fmt]
+    if fmt == "f32":
+        w = rng.standard_normal((n, k)).astype(np.float32)
+        return w.tobytes(), w.astype(np.float64)
+    if fmt == "f16":
+        w = rng.standard_normal((n, k)).astype(np.float16)
+        return w.tobytes(), w.astype(np.float64)
+    blocks = n * k // bv
+    raw = rng.integers(0, 256, size=(blocks, bb), dtype=np.uint8)
+    d = f16_bytes(rng.uniform(0.001, 0.02, blocks))
+    if fmt in ("q4_0", "q5_0", "q8_0"):
+        raw[:, 0:2] = d
+    elif fmt in ("q4_1", "q5_1"):
+        raw[:, 0:2] = d
+        raw[:, 2:4] = f16_bytes(rng.uniform(-0.1, 0.1, blocks))
+    elif fmt == "q4_K":
+        raw[:, 0:2] = d
+        raw[:, 2:4] = f16_bytes(rng.uniform(0.0, 0.01, blocks))
+    elif fmt == "q6_K":
+        raw[:, 208:210] = d
+    data = raw.tobytes()
+    w = dequantize(np.frombuffer(data, dtype=np.uint8).reshape(n, -1), qtype)
+    return data, np.asarray(w, dtype=np.float64).reshape(n, k)
+
+
+def compile_ptx(kiln_compile, mlir_text, path):
+    with open(path + ".mlir", "w") as f:
+        f.write(mlir_text)
+    subprocess.check_call([kiln_compile, "--target=cuda", "--emit=ptx", "-q",
+                           path + ".mlir", "-o", path + ".ptx"])
+    entries = []
+    for line in open(path + ".ptx"):
+        if line.startswith(".visible .entry "):
+            entries.append(line.split()[2].split("(")[0])
+    return os.path.basename(path) + ".ptx", entries
+
+
+def gemv_case(kc, out, fmt, n, k, t):
+    name = f"gemv_{fmt}_{n}x{k}_t{t}"
+    wtype = FORMATS[fmt][3].format(n=n, k=k)
+    data, w = random_weight(fmt, n, k)
+    x = rng.standard_normal((t, k)).astype(np.float32)
+    mlir = f'''func.func @forward(%x: tensor<?x{k}xf32>) -> tensor<?x{n}xf32> attributes {{kiln.max_tokens = 16}} {{
+  %w = kiln.weight #kiln.external<"w.bin", offset = 0, size = {len(data)}> -> !kiln.weight<{wtype}>
+  %y = kiln.linear %x, %w : tensor<?x{k}xf32>, !kiln.weight<{wtype}> -> tensor<?x{n}xf32>
+  return %y : tensor<?x{n}xf32>
+}}
+'''
+    ptx, entries = compile_ptx(kc, mlir, os.path.join(out, name))
+    expected = x.astype(np.float64) @ w.T
+    arrays = {"x": x, "w": np.frombuffer(data, dtype=np.uint8),
+              "y": np.zeros((t, n), np.float32), "expected_y": expected}
+    if t == 1:  # the decode kernel
+        launches = [{"kernel": entries[0], "grid": [(n + 3) // 4, 1, 1],
+                     "block": [128, 1, 1], "args": ["x", "w", "y"]}]
+    else:  # the prefill kernel: 4 tokens per warp
+        prefill = [e for e in entries if e.endswith("_t4")][0]
+        launches = [{"kernel": prefill, "grid": [(n + 3) // 4, (t + 3) // 4, 1],
+                     "block": [128, 1, 1], "args": ["x", "w", "y", {"index": t}]}]
+    return name, ptx, arrays, launches, "y"
+
+
+def norm_case(kc, out, t, dim, eps):
+    name = f"rms_norm_{dim}_t{t}"
+    x = rng.standard_normal((t, dim)).astype(np.float32)
+    w = rng.standard_normal(dim).astype(np.float32)
+    mlir = f'''func.func @forward(%x: tensor<?x{dim}xf32>) -> tensor<?x{dim}xf32> attributes {{kiln.max_tokens = 16}} {{
+  %w = kiln.weight #kiln.external<"w.bin", offset = 0, size = {4 * dim}> -> !kiln.weight<{dim}xf32>
+  %y = kiln.rms_norm %x, %w {{epsilon = {eps:e} : f32}} : tensor<?x{dim}xf32>, !kiln.weight<{dim}xf32> -> tensor<?x{dim}xf32>
+  return %y : tensor<?x{dim}xf32>
+}}
+'''
+    ptx, entries = compile_ptx(kc, mlir, os.path.join(out, name))
+    x64 = x.astype(np.float64)
+    expected = x64 / np.sqrt((x64 ** 2).mean(axis=1, keepdims=True) + eps) * w
+    arrays = {"x": x, "w": w, "y": np.zeros_like(x), "expected_y": expected}
+    launches = [{"kernel": entries[0], "grid": [t, 1, 1], "block": [32, 1, 1],
+                 "args": ["x", "w", "y"]}]
+    return name, ptx, arrays, launches, "y"
+
+
+def rope_case(kc, out, style, t, heads, hd, rot, pos, base):
+    name = f"rope_{style}_{heads}x{hd}_r{rot}_p{pos}_t{t}"
+    x = rng.standard_normal((t, heads * hd)).astype(np.float32)
+    mlir = f'''func.func @forward(%x: tensor<?x{heads * hd}xf32>, %pos: index) -> tensor<?x{heads * hd}xf32> attributes {{kiln.max_tokens = 16}} {{
+  %y = kiln.rope %x, %pos {{freq_base = {base:e} : f32, head_dim = {hd} : i64, num_heads = {heads} : i64, rotary_dim = {rot} : i64, style = #kiln.rope_style<{style}>}} : tensor<?x{heads * hd}xf32> -> tensor<?x{heads * hd}xf32>
+  return %y : tensor<?x{heads * hd}xf32>
+}}
+'''
+    ptx, entries = compile_ptx(kc, mlir, os.path.join(out, name))
+    e = x.astype(np.float64).reshape(t, heads, hd).copy()
+    half = rot // 2
+    for ti in range(t):
+        for i in range(half):
+            angle = (pos + ti) * base ** (-2.0 * i / rot)
+            a, c = (i, i + half) if style == "neox" else (2 * i, 2 * i + 1)
+            x0, x1 = e[ti, :, a].copy(), e[ti, :, c].copy()
+            e[ti, :, a] = x0 * np.cos(angle) - x1 * np.sin(angle)
+            e[ti, :, c] = x0 * np.sin(angle) + x1 * np.cos(angle)
+    arrays = {"x": x, "y": np.zeros_like(x), "expected_y": e.reshape(t, -1)}
+    launches = [{"kernel": entries[0], "grid": [t, heads, 1], "block": [32, 1, 1],
+                 "args": ["x", "y", {"index": pos}]}]
+    return name, ptx, arrays, launches, "y"
+
+
+def elementwise_case(kc, out, op, t, dim):
+    name = f"{op}_{dim}_t{t}"
+    a = rng.standard_normal((t, dim)).astype(np.float32)
+    b = rng.standard_normal((t, dim)).astype(np.float32)
+    binary = op in ("add", "mul", "swiglu")
+    args = "%a, %b" if binary else "%a"
+    mlir = f'''func.func @forward(%a: tensor<?x{dim}xf32>, %b: tensor<?x{dim}xf32>) -> tensor<?x{dim}xf32> attributes {{kiln.max_tokens = 16}} {{
+  %y = kiln.{op} {args} : tensor<?x{dim}xf32>
+  return %y : tensor<?x{dim}xf32>
+}}
+'''
+    ptx, entries = compile_ptx(kc, mlir, os.path.join(out, name))
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    silu = a64 / (1 + np.exp(-a64))
+    gelu = 0.5 * a64 * (1 + np.tanh(np.sqrt(2 / np.pi) * (a64 + 0.044715 * a64 ** 3)))
+    expected = {"add": a64 + b64, "mul": a64 * b64, "swiglu": silu * b64,
+                "silu": silu, "gelu": gelu}[op]
+    arrays = {"a": a, "b": b, "y": np.zeros_like(a), "expected_y": expected}
+    count = t * dim
+    launches = [{"kernel": entries[0], "grid": [(count + 255) // 256, 1, 1],
+                 "block": [256, 1, 1],
+                 "args": ["a", "b", "y", {"index": count}] if binary
+                 else ["a", "y", {"index": count}]}]
+    return name, ptx, arrays, launches, "y"
+
+
+def embedding_case(kc, out, fmt, vocab, dim, t):
+    name = f"embedding_{fmt}_{vocab}x{dim}_t{t}"
+    wtype = FORMATS[fmt][3].format(n=vocab, k=dim)
+    data, w = random_weight(fmt, vocab, dim)
+    ids = rng.integers(0, vocab, size=t).astype(np.int32)
+    mlir = f'''func.func @forward(%ids: tensor<?xi32>) -> tensor<?x{dim}xf32> attributes {{kiln.max_tokens = 16}} {{
+  %t = kiln.weight #kiln.external<"w.bin", offset = 0, size = {len(data)}> -> !kiln.weight<{wtype}>
+  %y = kiln.embedding %t[%ids] : !kiln.weight<{wtype}>, tensor<?xi32> -> tensor<?x{dim}xf32>
+  return %y : tensor<?x{dim}xf32>
+}}
+'''
+    ptx, entries = compile_ptx(kc, mlir, os.path.join(out, name))
+    arrays = {"w": np.frombuffer(data, dtype=np.uint8), "ids": ids,
+              "y": np.zeros((t, dim), np.float32), "expected_y": w[ids]}
+    launches = [{"kernel": entries[0], "grid": [t, 1, 1], "block": [32, 1, 1],
+                 "args": ["w", "ids", "y"]}]
+    return name, ptx, arrays, launches, "y"
+
+
+def attention_case(kc, out, t, pos, heads, kv, hd, ctx):
+    name = f"attention_h{heads}_kv{kv}_d{hd}_p{pos}_t{t}"
+    layers, scale = 1, 1.0 / np.sqrt(hd)
+    q = rng.standard_normal((t, heads * hd)).astype(np.float32)
+    k = rng.standard_normal((t, kv * hd)).astype(np.float32)
+    v = rng.standard_normal((t, kv * hd)).astype(np.float32)
+    cache = rng.standard_normal((2, layers, ctx, kv * hd)).astype(np.float32)
+    mlir = f'''func.func @forward(%q: tensor<?x{heads * hd}xf32>, %k: tensor<?x{kv * hd}xf32>, %v: tensor<?x{kv * hd}xf32>, %cache: !kiln.kv_cache<{layers}x{ctx}x{kv}x{hd}xf32>, %pos: index) -> tensor<?x{heads * hd}xf32> attributes {{kiln.max_tokens = 16}} {{
+  %y = kiln.attention %q, %k, %v, %cache[%pos] {{layer = 0 : i64, num_heads = {heads} : i64, scale = {scale:e} : f32}} : tensor<?x{heads * hd}xf32>, tensor<?x{kv * hd}xf32>, tensor<?x{kv * hd}xf32>, !kiln.kv_cache<{layers}x{ctx}x{kv}x{hd}xf32> -> tensor<?x{heads * hd}xf32>
+  return %y : tensor<?x{heads * hd}xf32>
+}}
+'''
+    ptx, entries = compile_ptx(kc, mlir, os.path.join(out, name))
+    c = cache.astype(np.float64).copy()
+    c[0, 0, pos:pos + t] = k
+    c[1, 0, pos:pos + t] = v
+    expected = np.zeros((t, heads, hd))
+    for ti in range(t):
+        end = pos + ti + 1
+        for h in range(heads):
+            g = h // (heads // kv)
+            keys = c[0, 0, :end, g * hd:(g + 1) * hd]
+            vals = c[1, 0, :end, g * hd:(g + 1) * hd]
+            s = keys @ q[ti, h * hd:(h + 1) * hd].astype(np.float64) * scale
+            p = np.exp(s - s.max())
+            expected[ti, h] = p @ vals / p.sum()
+    arrays = {"q": q, "k": k, "v": v, "cache": cache,
+              "y": np.zeros_like(q), "expected_y": expected.reshape(t, -1)}
+    append = [e for e in entries if e.startswith("kiln_kv_append")][0]
+    attend = [e for e in entries if e.startswith("kiln_attention")][0]
+    launches = [
+        {"kernel": append, "grid": [t, 1, 1], "block": [128, 1, 1],
+         "args": ["k", "v", "cache", {"index": pos}]},
+        {"kernel": attend, "grid": [t, heads, 1], "block": [32, 1, 1],
+         "args": ["q", "cache", "y", {"index": pos}, {"index": t}]}]
+    return name, ptx, arrays, launches, "y"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--kiln-compile", required=True)
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args()
+    os.makedirs(a.out, exist_ok=True)
+    kc = a.kiln_compile
+    cases = []
+    for fmt in FORMATS:
+        shapes = [(64, 256, 1), (256, 512, 3)] if fmt.endswith("K") else \
+                 [(64, 64, 1), (576, 576, 1), (1536, 576, 3)]
+        for n, k, t in shapes:
+            cases.append(gemv_case(kc, a.out, fmt, n, k, t))
+    cases.append(gemv_case(kc, a.out, "q4_1", 576, 576, 9))
+    # Decode-size GEMVs for --bench only: 14336 x 4096 (llama-3-8B's MLP),
+    # weights of random bytes made on the device (nothing is checked), so
+    # the case files stay small.
+    for fmt in ("q4_0", "q4_1", "q8_0", "q4_K", "q6_K", "f16"):
+        n, k = 14336, 4096
+        wtype = FORMATS[fmt][3].format(n=n, k=k)
+        _, bv, bb, _ = FORMATS[fmt]
+        size = n * k // bv * bb
+        name = f"bench_gemv_{fmt}_{n}x{k}"
+        mlir = f'''func.func @forward(%x: tensor<?x{k}xf32>) -> tensor<?x{n}xf32> attributes {{kiln.max_tokens = 16}} {{
+  %w = kiln.weight #kiln.external<"w.bin", offset = 0, size = {size}> -> !kiln.weight<{wtype}>
+  %y = kiln.linear %x, %w : tensor<?x{k}xf32>, !kiln.weight<{wtype}> -> tensor<?x{n}xf32>
+  return %y : tensor<?x{n}xf32>
+}}
+'''
+        ptx, entries = compile_ptx(kc, mlir, os.path.join(a.out, name))
+        arrays = {"x": rng.standard_normal((1, k)).astype(np.float32),
+                  "y": np.zeros((1, n), np.float32)}
+        launches = [{"kernel": entries[0], "grid": [(n + 3) // 4, 1, 1],
+                     "block": [128, 1, 1], "args": ["x", "w", "y"],
+                     "bench": True, "random_bytes": {"w": size}}]
+        cases.append((name, ptx, arrays, launches, None))
+    cases.append(norm_case(kc, a.out, 3, 576, 1e-5))
+    cases.append(rope_case(kc, a.out, "llama", 3, 9, 64, 64, 7, 100000.0))
+    cases.append(rope_case(kc, a.out, "neox", 2, 4, 128, 64, 3, 10000.0))
+    for op in ("add", "mul", "swiglu", "silu", "gelu"):
+        cases.append(elementwise_case(kc, a.out, op, 3, 1536))
+    cases.append(embedding_case(kc, a.out, "q8_0", 1000, 576, 4))
+    cases.append(embedding_case(kc, a.out, "q4_K", 300, 256, 3))
+    cases.append(embedding_case(kc, a.out, "q6_K", 300, 512, 2))
+    cases.append(attention_case(kc, a.out, 1, 37, 9, 3, 64, 128))
+    cases.append(attention_case(kc, a.out, 4, 0, 8, 2, 128, 64))
+    index = []
+    for name, ptx, arrays, launches, output in cases:
+        np.savez(os.path.join(a.out, name + ".npz"), **arrays)
+        index.append({"name": name, "ptx": ptx, "data": name + ".npz",
+                      "launches": launches, "output": output})
+    with open(os.path.join(a.out, "cases.json"), "w") as f:
+        json.dump(index, f, indent=1)
+    print(f"{len(index)} cases in {a.out}")
+
+
+if __name__ == "__main__":
+    main()
