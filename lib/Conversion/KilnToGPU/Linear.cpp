@@ -116,14 +116,6 @@ int64_t gemvKernel(GPUKernelLibrary &kernels, const GPUWeightDecoder &decoder,
   });
 }
 
-struct PackLowering : GPUKernelPattern<PackOp> {
-  LogicalResult lower(PackOp p, GPUStepLowering &step,
-                      ImplicitLocOpBuilder &b) const override {
-    return p.emitOpError("the GPU lowering reads weights in their gguf "
-                         "layout; do not run kiln-pack-weights before it");
-  }
-};
-
 struct LinearLowering : GPUKernelPattern<LinearOp> {
   LogicalResult lower(LinearOp l, GPUStepLowering &step,
                       ImplicitLocOpBuilder &b) const override {
@@ -187,5 +179,5 @@ struct LinearLowering : GPUKernelPattern<LinearOp> {
 } // namespace
 
 void mlir::kiln::populateGPULinearPatterns(GPUKernelPatterns &patterns) {
-  patterns.add<PackLowering, LinearLowering>();
+  patterns.add<LinearLowering>();
 }
