@@ -2,6 +2,7 @@
 
 #include "Kiln/IR/KilnDialect.h"
 #include "Kiln/IR/WeightLayout.h"
+#include "Kiln/IR/WeightStore.h"
 
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/DialectImplementation.h"
@@ -18,6 +19,7 @@ using namespace mlir::kiln;
 #include "Kiln/IR/KilnAttrs.cpp.inc"
 
 void KilnDialect::initialize() {
+  weightStore = std::make_unique<WeightStore>();
   addAttributes<
 #define GET_ATTRDEF_LIST
 #include "Kiln/IR/KilnAttrs.cpp.inc"

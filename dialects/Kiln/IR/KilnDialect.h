@@ -13,6 +13,10 @@
 #include "mlir/IR/OpDefinition.h"
 #include "mlir/Interfaces/SideEffectInterfaces.h"
 
+namespace mlir::kiln {
+class WeightStore;
+} // namespace mlir::kiln
+
 #include "Kiln/IR/KilnDialect.h.inc"
 #include "Kiln/IR/KilnEnums.h.inc"
 

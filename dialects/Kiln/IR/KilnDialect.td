@@ -52,6 +52,14 @@ def Kiln_Dialect : Dialect {
     /// Whether `op` (a function) is a step function: it takes a kiln type or
     /// contains a kiln op.
     static bool isStepFunction(::mlir::Operation *op);
+
+    /// The bytes behind this context's kiln.weight ops (WeightStore.h).
+    ::mlir::kiln::WeightStore &getWeightStore() { return *weightStore; }
+
+  private:
+    std::unique_ptr<::mlir::kiln::WeightStore> weightStore;
+
+  public:
   }];
   let dependentDialects = ["::mlir::tensor::TensorDialect"];
 }
