@@ -1,4 +1,5 @@
-//===- GGUFWriter.h - write a GGUF file --------------------------*- C++ -*-===//
+//===- GGUFWriter.h - write a GGUF file --------------------------*- C++
+//-*-===//
 //
 // The writing half of GGUF.h (gguf.md, version 3): metadata in the reader's
 // Value form and tensors of any ggml type, data aligned to general.alignment.

@@ -1,12 +1,13 @@
 //===- Quantize.cpp - kiln-quantize: float weights to codes ---------------===//
 
-#include "Kiln/Transforms/Passes.h"
 #include "Kiln/IR/WeightStore.h"
+#include "Kiln/Transforms/Passes.h"
 #include "Kiln/Transforms/QuantizeOptions.h"
 
 #include "mlir/IR/Builders.h"
 #include "llvm/ADT/SetVector.h"
 
+#include <cmath>
 #include <vector>
 
 namespace mlir::kiln {
@@ -68,8 +69,7 @@ QuantSchemeAttr getScheme(MLIRContext *ctx,
 bool onlyMultipliedOrGathered(WeightOp weight) {
   return llvm::all_of(weight->getUses(), [](OpOperand &use) {
     if (auto linear = dyn_cast<LinearOp>(use.getOwner()))
-      return use.get() == linear.getWeight() &&
-             use.getOperandNumber() == linear.getWeightMutable().getOperandNumber();
+      return &use == &linear.getWeightMutable();
     return isa<EmbeddingOp>(use.getOwner());
   });
 }
@@ -87,9 +87,8 @@ LogicalResult quantizeWeight(WeightOp weight,
   if (failed(bytes))
     return failure();
   MLIRContext *ctx = weight.getContext();
-  auto quantized =
-      WeightType::get(ctx, type.getShape(), Type(),
-                      getScheme(ctx, *encoding), SparsityAttr());
+  auto quantized = WeightType::get(ctx, type.getShape(), Type(),
+                                   getScheme(ctx, *encoding), SparsityAttr());
   uint64_t rowBytes = encoding->rowBytes(k);
   if (failed(quantized.getRowBytes()) || *quantized.getRowBytes() != rowBytes)
     return weight.emitOpError("quantize: the encoder and WeightLayout.h "
@@ -99,16 +98,16 @@ LogicalResult quantizeWeight(WeightOp weight,
   unsigned valueBytes = ::kiln::getScalarBytes(storage);
   std::vector<float> row(k);
   for (int64_t r = 0; r < rows; ++r) {
-    ::kiln::decodeScalars(
-        storage, reinterpret_cast<const uint8_t *>(bytes->data()) + r * k * valueBytes,
-        k, row.data());
+    ::kiln::decodeScalars(storage,
+                          reinterpret_cast<const uint8_t *>(bytes->data()) +
+                              r * k * valueBytes,
+                          k, row.data());
     for (float v : row)
       if (!std::isfinite(v))
         return weight.emitOpError("quantize: row ")
                << r << " holds a value that is not finite";
-    encoding->quantizeRow(row.data(), k,
-                          reinterpret_cast<uint8_t *>(out.data()) +
-                              r * rowBytes);
+    encoding->quantizeRow(
+        row.data(), k, reinterpret_cast<uint8_t *>(out.data()) + r * rowBytes);
   }
   StringRef name = "quantized";
   if (auto loc = dyn_cast<NameLoc>(weight.getLoc()))
@@ -129,13 +128,13 @@ struct Quantize : mlir::kiln::impl::KilnQuantizeBase<Quantize> {
     options.bits = bits;
     options.group = group;
     options.symmetric = symmetric;
-    options.format = format == "gguf" ? ::kiln::QuantizeFormat::GGUF
-                                      : ::kiln::QuantizeFormat::Packed;
     if (format != "gguf" && format != "packed") {
       getOperation().emitError("quantize: format=")
           << format << " is not one of packed, gguf";
       return signalPassFailure();
     }
+    options.format = format == "gguf" ? ::kiln::QuantizeFormat::GGUF
+                                      : ::kiln::QuantizeFormat::Packed;
     if (!::kiln::parseScalarType(scaleType, options.scaleType)) {
       getOperation().emitError("quantize: scale-type=")
           << scaleType << " is not one of f16, bf16, f32";
@@ -148,8 +147,9 @@ struct Quantize : mlir::kiln::impl::KilnQuantizeBase<Quantize> {
 
 } // namespace
 
-LogicalResult mlir::kiln::quantizeWeights(ModuleOp module,
-                                          const ::kiln::QuantizeOptions &options) {
+LogicalResult
+mlir::kiln::quantizeWeights(ModuleOp module,
+                            const ::kiln::QuantizeOptions &options) {
   if (llvm::Error e = options.validate())
     return module.emitError(llvm::toString(std::move(e)));
   llvm::SetVector<WeightOp> weights;

@@ -55,15 +55,17 @@ llvm::Error QuantizeOptions::validate() const {
   // A packed block is a whole number of bytes.
   unsigned minGroup = 8 / std::gcd(8u, bits);
   if (group != 0 && group % minGroup != 0)
-    return fail("quantize: group=" + llvm::Twine(group) + " at bits=" +
-                llvm::Twine(bits) + " is not a whole number of bytes (use a "
-                "multiple of " + llvm::Twine(minGroup) + ")");
+    return fail("quantize: group=" + llvm::Twine(group) +
+                " at bits=" + llvm::Twine(bits) +
+                " is not a whole number of bytes (use a "
+                "multiple of " +
+                llvm::Twine(minGroup) + ")");
   if (format == QuantizeFormat::GGUF && !findEncodableGGMLFormat(*this))
     return fail("quantize: format=gguf has no ggml block type with bits=" +
                 llvm::Twine(bits) + " group=" +
                 (group ? llvm::Twine(group) : llvm::Twine("channel")) +
-                (symmetric ? " sym" : " asym") + " scale=" +
-                getScalarTypeName(scaleType) +
+                (symmetric ? " sym" : " asym") +
+                " scale=" + getScalarTypeName(scaleType) +
                 " (ggml has q4_0, q5_0, q8_0: sym; q4_1, q5_1: asym; group 32, "
                 "scale f16)");
   return llvm::Error::success();
@@ -136,8 +138,8 @@ llvm::Expected<RowEncoding> chooseRowEncoding(const QuantizeOptions &options,
   perRow.group = group;
   if (llvm::Error e = perRow.validate())
     return std::move(e);
-  encoding.packed = {options.bits, group, options.symmetric,
-                     options.scaleType, options.scaleType};
+  encoding.packed = {options.bits, group, options.symmetric, options.scaleType,
+                     options.scaleType};
   return encoding;
 }
 

@@ -50,7 +50,7 @@ float halfToFloat(uint16_t bits) {
   if (exponent == 0x1f)
     return llvm::bit_cast<float>(sign | 0x7f800000 | (mantissa << 13));
   return llvm::bit_cast<float>(sign | ((exponent + 112) << 23) |
-                              (mantissa << 13));
+                               (mantissa << 13));
 }
 
 uint16_t floatToBF16(float value) {
@@ -92,7 +92,8 @@ static float storeScalar(ScalarType type, double value, uint8_t *out) {
 }
 
 uint64_t PackedScheme::blockBytes() const {
-  return getScalarBytes(scaleType) + (symmetric ? 0 : getScalarBytes(zeroType)) +
+  return getScalarBytes(scaleType) +
+         (symmetric ? 0 : getScalarBytes(zeroType)) +
          uint64_t(group) * bits / 8;
 }
 
@@ -135,8 +136,8 @@ void quantizePackedRow(const PackedScheme &scheme, const float *values,
       else if (scheme.symmetric)
         code = int64_t(std::nearbyint(double(x[i]) / storedScale)) + midpoint;
       else
-        code = int64_t(
-            std::nearbyint((double(x[i]) - storedZero) / storedScale));
+        code =
+            int64_t(std::nearbyint((double(x[i]) - storedZero) / storedScale));
       code = std::clamp<int64_t>(code, 0, maxCode);
       uint32_t shifted = uint32_t(code) << (bitPos % 8);
       for (uint64_t byte = bitPos / 8; shifted; ++byte, shifted >>= 8)
