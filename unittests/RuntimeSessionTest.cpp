@@ -6,9 +6,11 @@
 //===----------------------------------------------------------------------===//
 
 #include "Compiler/ArtifactWriter.h"
+#include "kiln/runtime/HostExecution.h"
 #include "kiln/runtime/Runtime.h"
 
 #include <algorithm>
+#include <atomic>
 #include <fstream>
 #include <gtest/gtest.h>
 #include <iterator>
@@ -272,4 +274,58 @@ TEST(SessionAlloc, GpuArtifactIsRefused) {
   EXPECT_EQ(std::string(e), path + ": the artifact needs a GPU (sm_90), and "
                                    "this runtime runs CPU host code only");
   ::unlink(path.c_str());
+}
+
+// HostExecution.h: what the C API runs its compiled modules with.
+TEST(HostExecution, LoadsHostCodeFromMemory) {
+  std::string so = readFile(KILN_FAKE_MODEL_PATH);
+  kiln_host_code *code = nullptr;
+  const char *e = nullptr;
+  ASSERT_EQ(kiln_host_code_load(so.data(), so.size(), "fake", &code, &e),
+            KILN_OK)
+      << e;
+  EXPECT_NE(kiln_host_code_symbol(code, "_mlir_ciface_forward"), nullptr);
+  EXPECT_EQ(kiln_host_code_symbol(code, "no_such_symbol"), nullptr);
+  kiln_host_code_free(code);
+
+  const char junk[] = "not a shared object";
+  EXPECT_EQ(kiln_host_code_load(junk, sizeof(junk), "junk", &code, &e),
+            KILN_ERROR);
+  EXPECT_EQ(code, nullptr);
+  EXPECT_NE(std::string(e).find("host code 'junk'"), std::string::npos) << e;
+}
+
+TEST(HostExecution, ThreadPoolRunsEveryThreadPastItsBarrier) {
+  kiln_thread_pool *pool = nullptr;
+  const char *e = nullptr;
+  EXPECT_EQ(
+      kiln_thread_pool_create(KILN_THREAD_POOL_MAX_THREADS + 1, &pool, &e),
+      KILN_ERROR);
+  EXPECT_EQ(std::string(e), "thread count must be 1 to 1024, got 1025");
+  ASSERT_EQ(kiln_thread_pool_create(3, &pool, &e), KILN_OK) << e;
+  EXPECT_EQ(kiln_thread_pool_size(pool), 3);
+  struct Shared {
+    KilnRtContext *rt;
+    std::atomic<int> arrived{0}, early{0}, calls{0};
+  } shared;
+  shared.rt = kiln_thread_pool_context(pool);
+  for (int run = 0; run < 100; ++run) {
+    shared.arrived = 0;
+    kiln_thread_pool_run(
+        pool,
+        [](void *ctx, int32_t tid, int32_t nth) {
+          auto *s = static_cast<Shared *>(ctx);
+          s->calls.fetch_add(1);
+          s->arrived.fetch_add(tid + 1);
+          s->rt->barrier(s->rt);
+          // Past the barrier every thread has arrived: 1 + 2 + 3.
+          if (s->arrived.load() != 6 || nth != 3)
+            s->early.fetch_add(1);
+        },
+        &shared);
+    ASSERT_EQ(shared.arrived.load(), 6);
+  }
+  EXPECT_EQ(shared.calls.load(), 300);
+  EXPECT_EQ(shared.early.load(), 0);
+  kiln_thread_pool_free(pool);
 }

@@ -22,8 +22,8 @@ protected:
     ctx.loadDialect<KilnDialect>();
     module = ModuleOp::create(builder.getUnknownLoc());
     builder.setInsertionPointToEnd(module->getBody());
-    handler = std::make_unique<ScopedDiagnosticHandler>(
-        &ctx, [this](Diagnostic &d) {
+    handler =
+        std::make_unique<ScopedDiagnosticHandler>(&ctx, [this](Diagnostic &d) {
           diagnostics.push_back(d.str());
           return success();
         });
@@ -83,8 +83,8 @@ TEST_F(WeightStoreTest, ProvidedBytesReplaceTheFile) {
 }
 
 TEST_F(WeightStoreTest, MissingAndShortFilesAreOneLineErrors) {
-  EXPECT_TRUE(failed(readWeightBytes(
-      externalWeight("/nonexistent/kiln-weights.bin", 0, 32))));
+  EXPECT_TRUE(failed(
+      readWeightBytes(externalWeight("/nonexistent/kiln-weights.bin", 0, 32))));
   ASSERT_EQ(diagnostics.size(), 1u);
   EXPECT_NE(diagnostics[0].find("/nonexistent/kiln-weights.bin: No such file"),
             std::string::npos)

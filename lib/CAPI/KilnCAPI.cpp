@@ -13,14 +13,14 @@
 //===----------------------------------------------------------------------===//
 
 #include "kiln-c/Kiln.h"
+#include "kiln/runtime/HostExecution.h"
 
 #include "Compiler/Compiler.h"
 #include "Compiler/CompilerContext.h"
 #include "Compiler/HostCodegen.h"
 #include "Compiler/NestingLimit.h"
 #include "Kiln/IR/KilnDialect.h"
-#include "Runtime/HostCode.h"
-#include "Runtime/ThreadPool.h"
+#include "Kiln/IR/WeightStore.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
@@ -252,8 +252,8 @@ struct kiln_compile_options {
 struct kiln_mlir_module {
   std::vector<FunctionInfo> functions;
   uint64_t weightBytes = 0; // bytes the #kiln.external ranges need
-  std::unique_ptr<::kiln::rt::HostCode> code;
-  std::unique_ptr<::kiln::rt::ThreadPool> pool;
+  kiln_host_code *code = nullptr;
+  kiln_thread_pool *pool = nullptr;
   void *scratch = nullptr;
   size_t scratchSize = 0;
   /// The weights packed at compile time (kiln_compile_mlir_weights).
@@ -261,6 +261,8 @@ struct kiln_mlir_module {
   bool holdsWeights = false;
 
   ~kiln_mlir_module() {
+    kiln_thread_pool_free(pool);
+    kiln_host_code_free(code);
     std::free(scratch);
     std::free(weights);
   }
@@ -411,17 +413,23 @@ int kiln_compile_mlir_weights(const char *text, size_t size,
   }
   if (m->functions.empty())
     return fail(err, "the module has no function that uses kiln ops");
+  // `weights` are the bytes of the file the module's ranges name: the
+  // weight store reads them in its place.
+  mlir::kiln::WeightStore &store = mlir::kiln::WeightStore::get(&ctx);
   module->walk([&](mlir::kiln::WeightOp op) {
-    if (auto ext = dyn_cast<mlir::kiln::ExternalDataAttr>(op.getSource()))
-      m->weightBytes =
-          std::max<uint64_t>(m->weightBytes, ext.getOffset() + ext.getSize());
+    auto ext = dyn_cast<mlir::kiln::ExternalDataAttr>(op.getSource());
+    if (!ext)
+      return;
+    m->weightBytes =
+        std::max<uint64_t>(m->weightBytes, ext.getOffset() + ext.getSize());
+    if (weights)
+      store.provideFile(ext.getPath(),
+                        llvm::ArrayRef<char>(static_cast<const char *>(weights),
+                                             weights_size));
   });
 
-  std::optional<llvm::ArrayRef<uint8_t>> weightBytes;
-  if (weights)
-    weightBytes.emplace(static_cast<const uint8_t *>(weights), weights_size);
   llvm::Expected<::kiln::LoweredMLIR> lowered =
-      ::kiln::lowerMLIRModule(*module, options, weightBytes);
+      ::kiln::lowerMLIRModule(*module, options, weights != nullptr);
   if (!lowered)
     return fail(err, llvm::toString(lowered.takeError()));
   if (lowered->weights) {
@@ -455,14 +463,13 @@ int kiln_compile_mlir_weights(const char *text, size_t size,
     return fail(err, llvm::toString(so.takeError()));
 
   // Load from an in-memory file, as the runtime loads host code.
-  std::string why;
-  m->code =
-      ::kiln::rt::HostCode::load(reinterpret_cast<const uint8_t *>(so->data()),
-                                 so->size(), "mlir-module", why);
-  if (!m->code)
+  const char *why = nullptr;
+  if (kiln_host_code_load(so->data(), so->size(), "mlir-module", &m->code,
+                          &why) != KILN_OK)
     return fail(err, why);
   for (FunctionInfo &info : m->functions) {
-    void *sym = m->code->lookup("_kiln_packed_" + info.name);
+    void *sym =
+        kiln_host_code_symbol(m->code, ("_kiln_packed_" + info.name).c_str());
     if (!sym)
       return fail(err, "@" + info.name +
                            ": no packed entry point (a "
@@ -554,7 +561,7 @@ int kiln_function_call(kiln_mlir_module *module, int32_t function,
   if (n_args != f->args.size() || (n_args && !args))
     return fail(err, where + "expected " + std::to_string(f->args.size()) +
                          " arguments, got " + std::to_string(n_args));
-  if (n_threads < 1 || n_threads > ::kiln::rt::ThreadPool::kMaxThreads)
+  if (n_threads < 1 || n_threads > KILN_THREAD_POOL_MAX_THREADS)
     return fail(err, where + "the thread count must be between 1 and 1024");
   if (module->holdsWeights && weights)
     return fail(err, where + "the module holds its weights, packed when it "
@@ -678,15 +685,15 @@ int kiln_function_call(kiln_mlir_module *module, int32_t function,
   int64_t scratchDesc[5] = {0, 0, 0, int64_t(module->scratchSize), 1};
   std::memcpy(&scratchDesc[0], &module->scratch, sizeof(void *));
   std::memcpy(&scratchDesc[1], &module->scratch, sizeof(void *));
-  if (!module->pool || module->pool->size() != n_threads) {
-    module->pool.reset();
-    std::string why;
-    module->pool = ::kiln::rt::ThreadPool::create(n_threads, why);
-    if (!module->pool)
+  if (!module->pool || kiln_thread_pool_size(module->pool) != n_threads) {
+    kiln_thread_pool_free(module->pool);
+    module->pool = nullptr;
+    const char *why = nullptr;
+    if (kiln_thread_pool_create(n_threads, &module->pool, &why) != KILN_OK)
       return fail(err, where + why);
   }
   void *weightsPtr = weightsDesc, *scratchPtr = scratchDesc;
-  void *rt = module->pool->getContext();
+  void *rt = kiln_thread_pool_context(module->pool);
   values.push_back(&weightsPtr);
   values.push_back(&scratchPtr);
   values.push_back(&rt);
@@ -697,7 +704,12 @@ int kiln_function_call(kiln_mlir_module *module, int32_t function,
     slots.push_back(&n);
     f->packed(slots.data());
   };
-  module->pool->run(run);
+  kiln_thread_pool_run(
+      module->pool,
+      [](void *ctx, int32_t tid, int32_t nth) {
+        (*static_cast<decltype(run) *>(ctx))(tid, nth);
+      },
+      &run);
   return KILN_OK;
 }
 

@@ -55,110 +55,16 @@ std::string printModule(ModuleOp module) {
   return text;
 }
 
-/// Copies every weight a module references into one blob (64-byte aligned,
-/// each distinct range once: tied embeddings are stored a single time) and
-/// points the module's kiln.weight ops at it. A kiln.pack of a weight is
-/// performed here: the blob holds the packed bytes, in place of the
-/// original when nothing else reads it.
-llvm::Expected<std::string> packWeights(ModuleOp module,
-                                        llvm::ArrayRef<uint8_t> source,
-                                        llvm::StringRef sourcePath) {
-  std::string blob;
-  // (file offset, size, packed?) -> blob offset
-  std::map<std::tuple<uint64_t, uint64_t, bool>, uint64_t> placed;
-  MLIRContext *ctx = module.getContext();
-  auto name = StringAttr::get(ctx, "weights");
-  llvm::Error error = llvm::Error::success();
-  auto rangeOf = [&](mlir::kiln::WeightOp op)
-      -> std::optional<mlir::kiln::ExternalDataAttr> {
-    auto ext = dyn_cast<mlir::kiln::ExternalDataAttr>(op.getSource());
-    if (!ext || error)
-      return std::nullopt;
-    if (ext.getPath().getValue() != sourcePath) {
-      error = fail("weight '" + ext.getPath().getValue() +
-                   "' is not in the model file");
-      return std::nullopt;
-    }
-    uint64_t end;
-    if (__builtin_add_overflow(ext.getOffset(), ext.getSize(), &end) ||
-        end > source.size()) {
-      error = fail(sourcePath + ": weight range past the end of the file");
-      return std::nullopt;
-    }
-    return ext;
-  };
-  auto place = [&](std::tuple<uint64_t, uint64_t, bool> key,
-                   llvm::function_ref<void(char *)> write,
-                   uint64_t bytes) -> uint64_t {
-    auto it = placed.find(key);
-    if (it != placed.end())
-      return it->second;
-    uint64_t at = llvm::alignTo(blob.size(), 64);
-    blob.resize(at + bytes, '\0');
-    write(blob.data() + at);
-    placed.emplace(key, at);
-    return at;
-  };
-
-  llvm::DenseSet<Operation *> packedOps;
-  SmallVector<mlir::kiln::PackOp> packs;
-  module.walk([&](mlir::kiln::PackOp op) { packs.push_back(op); });
-  for (mlir::kiln::PackOp pack : packs) {
-    auto from = pack.getWeight().getDefiningOp<mlir::kiln::WeightOp>();
-    if (!from)
-      return fail("kiln.pack of a value that is not a kiln.weight");
-    std::optional<mlir::kiln::ExternalDataAttr> ext = rangeOf(from);
-    if (error)
-      return std::move(error);
-    if (!ext)
-      return fail("kiln.pack of a weight that is not in the model file");
-    mlir::kiln::WeightType type = pack.getType();
-    const mlir::kiln::Rows16Format *format = type.getRows16Format();
-    FailureOr<uint64_t> sourceBytes = from.getType().getStorageBytes();
-    FailureOr<uint64_t> packedBytes = type.getStorageBytes();
-    if (!format || failed(sourceBytes) || failed(packedBytes) ||
-        *sourceBytes != ext->getSize())
-      return fail(sourcePath + ": weight range does not hold a " +
-                  llvm::Twine(type.getNumRows()) + " x " +
-                  llvm::Twine(type.getInnerDim()) + " weight");
-    uint64_t at = place(
-        {ext->getOffset(), ext->getSize(), true},
-        [&](char *dest) {
-          mlir::kiln::packRows16(*format, type.getNumRows(),
-                                 type.getInnerDim(),
-                                 source.data() + ext->getOffset(),
-                                 reinterpret_cast<uint8_t *>(dest));
-        },
-        *packedBytes);
-    OpBuilder b(pack);
-    auto packed = mlir::kiln::WeightOp::create(
-        b, pack.getLoc(), type,
-        mlir::kiln::ExternalDataAttr::get(ctx, name, at, *packedBytes));
-    packedOps.insert(packed);
-    pack.replaceAllUsesWith(packed.getResult());
-    pack.erase();
-    if (from.use_empty())
-      from.erase();
-  }
-
-  module.walk([&](mlir::kiln::WeightOp op) {
-    if (packedOps.contains(op))
-      return;
-    std::optional<mlir::kiln::ExternalDataAttr> ext = rangeOf(op);
-    if (!ext)
-      return;
-    uint64_t at = place(
-        {ext->getOffset(), ext->getSize(), false},
-        [&](char *dest) {
-          std::memcpy(dest, source.data() + ext->getOffset(), ext->getSize());
-        },
-        ext->getSize());
-    op.setSourceAttr(
-        mlir::kiln::ExternalDataAttr::get(ctx, name, at, ext->getSize()));
-  });
-  if (error)
-    return std::move(error);
-  return blob;
+/// Lays the weights `module` uses out in the weights section (each distinct
+/// one once, 64-byte aligned; see gatherWeights) and points the module's
+/// kiln.weight ops at it.
+llvm::Expected<std::string> gatherWeightSection(ModuleOp module,
+                                                llvm::StringRef input) {
+  FirstError diags(*module.getContext());
+  FailureOr<std::string> section = mlir::kiln::gatherWeights(module, "weights");
+  if (failed(section))
+    return fail(input + ": " + diags.take("cannot read the weights"));
+  return std::move(*section);
 }
 
 /// Runs kiln-pack-weights when linear layers take int8 activations.
@@ -224,27 +130,6 @@ llvm::Error emitSingleVariant(ModuleOp lowered, const CompileOptions &options) {
   return writeOutput(options.output, *bytes);
 }
 
-/// The file an .mlir module's #kiln.external weights name, if any.
-std::optional<std::string> weightFileOf(ModuleOp module) {
-  std::optional<std::string> path;
-  module.walk([&](mlir::kiln::WeightOp w) {
-    if (auto ext = dyn_cast<mlir::kiln::ExternalDataAttr>(w.getSource()))
-      path = ext.getPath().str();
-  });
-  return path;
-}
-
-/// Whether the kernels want some weight of `module` repacked (so its code
-/// cannot read the weight file as it is).
-llvm::Expected<bool> kernelsRepackWeights(ModuleOp module,
-                                          const CompileOptions &options) {
-  OwningOpRef<ModuleOp> copy = module.clone();
-  if (auto e = packForKernels(*copy, options))
-    return std::move(e);
-  return copy->walk([](mlir::kiln::PackOp) { return WalkResult::interrupt(); })
-      .wasInterrupted();
-}
-
 llvm::Error compileMLIR(MLIRContext &ctx, const CompileOptions &options) {
   FirstError diags(ctx);
   llvm::SourceMgr sourceMgr;
@@ -268,32 +153,16 @@ llvm::Error compileMLIR(MLIRContext &ctx, const CompileOptions &options) {
   // With --weights-out the weights are packed and written; without it the
   // code reads the module's weight file as it is, so nothing may need
   // packing.
-  std::unique_ptr<llvm::MemoryBuffer> weightFile;
-  std::optional<llvm::ArrayRef<uint8_t>> weightBytes;
-  if (!options.weightsOutput.empty()) {
-    weightBytes.emplace();
-    if (std::optional<std::string> path = weightFileOf(*module)) {
-      auto buffer = llvm::MemoryBuffer::getFile(
-          *path, /*IsText=*/false, /*RequiresNullTerminator=*/false);
-      if (!buffer)
-        return fail(*path + ": " + buffer.getError().message());
-      weightFile = std::move(*buffer);
-      weightBytes = llvm::ArrayRef<uint8_t>(
-          reinterpret_cast<const uint8_t *>(weightFile->getBufferStart()),
-          weightFile->getBufferSize());
-    }
-  } else {
-    llvm::Expected<bool> repacks = kernelsRepackWeights(*module, options);
-    if (!repacks)
-      return repacks.takeError();
-    if (*repacks)
-      return fail(options.input + ": its weights are repacked for the int8 "
-                                  "kernels; name the file to write them to "
-                                  "with --weights-out");
-  }
+  bool withWeights = !options.weightsOutput.empty();
+  if (!withWeights &&
+      options.activations == mlir::kiln::ActivationPrecision::Int8 &&
+      mlir::kiln::kilnPackWeightsRepacks(*module))
+    return fail(options.input + ": its weights are repacked for the int8 "
+                                "kernels; name the file to write them to "
+                                "with --weights-out");
   report(options, "lowering", 0.2);
   llvm::Expected<LoweredMLIR> lowered =
-      lowerMLIRModule(*module, options, weightBytes);
+      lowerMLIRModule(*module, options, withWeights);
   if (!lowered)
     return lowered.takeError();
   if (lowered->weights)
@@ -399,18 +268,15 @@ llvm::Error compileGGUF(MLIRContext &ctx, const CompileOptions &options) {
   if (!Tokenizer::fromJSON(model->vocabJSON, vocabError))
     return fail(options.input + ": " + vocabError);
   ModuleOp module = *model->module;
-  // The weight store reads the file the reader already mapped.
-  llvm::ArrayRef<uint8_t> fileBytes;
+  // Passes read the GGUF through the weight store, from the mapping the
+  // reader already holds.
   if (!file->tensors().empty()) {
     const gguf::TensorInfo &first = file->tensors().front();
-    llvm::ArrayRef<uint8_t> data = file->tensorData(first);
-    fileBytes = llvm::ArrayRef<uint8_t>(data.data() - first.fileOffset,
-                                        file->fileSize());
+    const uint8_t *data = file->tensorData(first).data() - first.fileOffset;
+    mlir::kiln::WeightStore::get(&ctx).provideFile(
+        file->path(), llvm::ArrayRef<char>(reinterpret_cast<const char *>(data),
+                                           file->fileSize()));
   }
-  mlir::kiln::WeightStore::get(&ctx).provideFile(
-      file->path(), llvm::ArrayRef<char>(
-                        reinterpret_cast<const char *>(fileBytes.data()),
-                        fileBytes.size()));
   if (options.quantize) {
     report(options, "quantizing", 0.07);
     FirstError diags(ctx);
@@ -422,27 +288,13 @@ llvm::Error compileGGUF(MLIRContext &ctx, const CompileOptions &options) {
   if (options.emit == EmitKind::GGUF)
     return writeQuantizedGGUF(module, *file, options);
 
-  // Weights: the bytes of every tensor the graph uses, one section. Weights
-  // kiln-quantize rewrote are blobs: gather them and the file's ranges into
-  // one buffer first.
-  llvm::StringRef weightsPath = file->path();
-  std::string gathered;
-  if (options.quantize) {
-    FirstError diags(ctx);
-    FailureOr<std::string> section =
-        mlir::kiln::gatherWeights(module, "quantized");
-    if (failed(section))
-      return fail(options.input + ": " + diags.take("gathering weights failed"));
-    gathered = std::move(*section);
-    fileBytes = llvm::ArrayRef<uint8_t>(
-        reinterpret_cast<const uint8_t *>(gathered.data()), gathered.size());
-    weightsPath = "quantized";
-  }
+  // Weights: the bytes of every tensor the graph uses (and the blobs passes
+  // wrote), one section.
   report(options, "packing weights", 0.1);
   if (auto e = packForKernels(module, options))
     return e;
   llvm::Expected<std::string> weights =
-      packWeights(module, fileBytes, weightsPath);
+      gatherWeightSection(module, options.input);
   if (!weights)
     return weights.takeError();
 
@@ -554,18 +406,18 @@ llvm::Error compileSafetensors(const CompileOptions &options) {
 
 } // namespace
 
-llvm::Expected<LoweredMLIR>
-lowerMLIRModule(ModuleOp module, const CompileOptions &options,
-                std::optional<llvm::ArrayRef<uint8_t>> weightFileBytes) {
+llvm::Expected<LoweredMLIR> lowerMLIRModule(ModuleOp module,
+                                            const CompileOptions &options,
+                                            bool withWeights) {
   LoweredMLIR lowered;
-  if (weightFileBytes) {
+  if (withWeights) {
     if (auto e = packForKernels(module, options))
       return std::move(e);
-    llvm::Expected<std::string> blob = packWeights(
-        module, *weightFileBytes, weightFileOf(module).value_or(""));
-    if (!blob)
-      return blob.takeError();
-    lowered.weights = std::move(*blob);
+    llvm::Expected<std::string> section =
+        gatherWeightSection(module, options.input);
+    if (!section)
+      return section.takeError();
+    lowered.weights = std::move(*section);
   }
   if (auto e = lowerToLLVM(module, options, singleVariantKernels(options)))
     return std::move(e);

@@ -7,7 +7,6 @@
 #include "Kiln/Transforms/QuantizeOptions.h"
 
 #include "mlir/IR/BuiltinOps.h"
-#include "llvm/ADT/ArrayRef.h"
 #include "llvm/Support/Error.h"
 
 #include <cstdint>
@@ -62,10 +61,10 @@ llvm::Error compile(const CompileOptions &options);
 
 /// What lowerMLIRModule produced besides the lowered module.
 struct LoweredMLIR {
-  /// When weight bytes were given: the weights the lowered code reads, each
-  /// weight the kernels want in another layout packed for them, every
-  /// distinct range once, 64-byte aligned offsets (kiln-compile writes them
-  /// with --weights-out, the C API keeps them with its module).
+  /// With weights: the weights the lowered code reads, each weight the
+  /// kernels want in another layout packed for them, every distinct one
+  /// once, 64-byte aligned offsets (kiln-compile writes them with
+  /// --weights-out, the C API keeps them with its module).
   std::optional<std::string> weights;
 };
 
@@ -73,13 +72,14 @@ struct LoweredMLIR {
 /// (kiln functions) in place to the LLVM dialect with kernels for
 /// options.cpuVariant's instruction set (or generic ones when
 /// options.kernels is "generic") and options.activations.
-/// `weightFileBytes` are the bytes of the file the module's #kiln.external
-/// ranges name: with them, weights are packed for the kernels
-/// (kiln-pack-weights) and the module is pointed at the returned blob;
-/// without them nothing is packed and the code reads that file as it is.
-llvm::Expected<LoweredMLIR>
-lowerMLIRModule(mlir::ModuleOp module, const CompileOptions &options,
-                std::optional<llvm::ArrayRef<uint8_t>> weightFileBytes);
+/// `withWeights`: weights are packed for the kernels (kiln-pack-weights),
+/// read through the context's WeightStore (a caller that holds a weight
+/// file's bytes lends them with WeightStore::provideFile), and gathered into
+/// the returned section the module then points at; without, nothing is
+/// packed and the code reads the module's weight file as it is.
+llvm::Expected<LoweredMLIR> lowerMLIRModule(mlir::ModuleOp module,
+                                            const CompileOptions &options,
+                                            bool withWeights);
 
 /// Parses the options of an in-memory .mlir compile (the C API's pipeline
 /// string): space-separated activations=int8|f32, max-tokens=N (N >= 1, sets

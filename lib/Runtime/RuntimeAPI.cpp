@@ -1,8 +1,11 @@
 //===- RuntimeAPI.cpp - the C API of include/kiln/runtime/Runtime.h -------===//
 
+#include "kiln/runtime/HostExecution.h"
 #include "kiln/runtime/Runtime.h"
 
+#include "Runtime/HostCode.h"
 #include "Runtime/Session.h"
+#include "Runtime/ThreadPool.h"
 
 #include <algorithm>
 #include <cstring>
@@ -11,6 +14,14 @@ using namespace kiln::rt;
 
 struct kiln_model {
   std::unique_ptr<Model> model;
+};
+
+struct kiln_host_code {
+  std::unique_ptr<HostCode> code;
+};
+
+struct kiln_thread_pool {
+  std::unique_ptr<ThreadPool> pool;
 };
 
 struct kiln_session {
@@ -180,5 +191,62 @@ int kiln_generate(kiln_session *session, const char *prompt,
   }
   return ok ? KILN_OK : fail(err, why);
 }
+
+//===----------------------------------------------------------------------===//
+// HostExecution.h
+//===----------------------------------------------------------------------===//
+
+static_assert(KILN_THREAD_POOL_MAX_THREADS == ThreadPool::kMaxThreads,
+              "HostExecution.h states the pool's limit");
+
+int kiln_host_code_load(const void *data, uint64_t size, const char *name,
+                        kiln_host_code **code, const char **err) {
+  if (!data || !code)
+    return fail(err, "kiln_host_code_load: data and code must not be NULL");
+  *code = nullptr;
+  std::string why;
+  std::unique_ptr<HostCode> loaded = HostCode::load(
+      static_cast<const uint8_t *>(data), size, name ? name : "host code", why);
+  if (!loaded)
+    return fail(err, why);
+  *code = new kiln_host_code{std::move(loaded)};
+  return KILN_OK;
+}
+
+void *kiln_host_code_symbol(const kiln_host_code *code, const char *symbol) {
+  return code && symbol ? code->code->lookup(symbol) : nullptr;
+}
+
+void kiln_host_code_free(kiln_host_code *code) { delete code; }
+
+int kiln_thread_pool_create(int32_t n_threads, kiln_thread_pool **pool,
+                            const char **err) {
+  if (!pool)
+    return fail(err, "kiln_thread_pool_create: pool must not be NULL");
+  *pool = nullptr;
+  std::string why;
+  std::unique_ptr<ThreadPool> created = ThreadPool::create(n_threads, why);
+  if (!created)
+    return fail(err, why);
+  *pool = new kiln_thread_pool{std::move(created)};
+  return KILN_OK;
+}
+
+int32_t kiln_thread_pool_size(const kiln_thread_pool *pool) {
+  return pool ? pool->pool->size() : 0;
+}
+
+KilnRtContext *kiln_thread_pool_context(kiln_thread_pool *pool) {
+  return pool ? pool->pool->getContext() : nullptr;
+}
+
+void kiln_thread_pool_run(kiln_thread_pool *pool,
+                          void (*fn)(void *ctx, int32_t tid, int32_t n_threads),
+                          void *ctx) {
+  if (pool && fn)
+    pool->pool->run(fn, ctx);
+}
+
+void kiln_thread_pool_free(kiln_thread_pool *pool) { delete pool; }
 
 } // extern "C"

@@ -112,26 +112,6 @@ static LogicalResult verifySourceElementType(Operation *op, WeightType type,
                            << " weight must be i8 bytes, got " << elt;
 }
 
-LogicalResult PackOp::verify() {
-  WeightType from = getWeight().getType(), to = getType();
-  QuantSchemeAttr fq = from.getQuant(), tq = to.getQuant();
-  if (from.getShape() != to.getShape())
-    return emitOpError("result shape differs from the packed weight's");
-  if (!fq || !tq || fq.getLayout() != QuantLayout::GGUF ||
-      tq.getLayout() != QuantLayout::Rows16)
-    return emitOpError("packs a layout = gguf weight into layout = rows16, "
-                       "got ")
-           << from << " -> " << to;
-  if (fq.getBits() != tq.getBits() || fq.getGroup() != tq.getGroup() ||
-      fq.getScaleType() != tq.getScaleType() ||
-      fq.getZeroType() != tq.getZeroType() ||
-      fq.getSuperGroup() != tq.getSuperGroup() ||
-      fq.getSubScaleBits() != tq.getSubScaleBits())
-    return emitOpError("changes the quantization scheme; only the layout may "
-                       "differ");
-  return success();
-}
-
 LogicalResult WeightOp::verify() {
   Attribute source = getSource();
   WeightType type = getType();

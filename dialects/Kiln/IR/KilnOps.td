@@ -42,27 +42,6 @@ def Kiln_WeightOp : Kiln_Op<"weight", [Pure]> {
   }];
 }
 
-def Kiln_PackOp : Kiln_Op<"pack", [Pure]> {
-  let summary = "A weight rearranged into the layout a kernel reads";
-  let description = [{
-    ```mlir
-    %p = kiln.pack %w : !kiln.weight<64x256x#kiln.quant<bits = 4, group = 32,
-           scale = f16, layout = gguf>> -> !kiln.weight<64x256x#kiln.quant<
-           bits = 4, group = 32, scale = f16, layout = rows16>>
-    ```
-    The same values in another byte layout of the same quantization scheme:
-    today ggml blocks (`gguf`) into `rows16`, the row-interleaved layout of
-    the CPU int8 linear kernels (dialects/Kiln/IR/Rows16.h). `kiln-compile`
-    performs it when it writes the weights; it never runs at inference.
-  }];
-  let arguments = (ins Kiln_Weight:$weight);
-  let results = (outs Kiln_Weight:$result);
-  let assemblyFormat = [{
-    $weight attr-dict `:` qualified(type($weight)) `->` qualified(type($result))
-  }];
-  let hasVerifier = 1;
-}
-
 //===----------------------------------------------------------------------===//
 // Matrix ops
 //===----------------------------------------------------------------------===//

@@ -4,8 +4,8 @@
 
 #include "mlir/IR/BuiltinAttributes.h"
 #include "mlir/IR/BuiltinDialect.h"
-#include "mlir/IR/DialectResourceBlobManager.h"
 #include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/DialectResourceBlobManager.h"
 #include "llvm/ADT/DenseMap.h"
 #include "llvm/Support/MathExtras.h"
 
@@ -34,8 +34,7 @@ FailureOr<ArrayRef<char>> WeightStore::getFile(StringRef path,
     error = (path + ": " + buffer.getError().message()).str();
     return failure();
   }
-  ArrayRef<char> bytes((*buffer)->getBufferStart(),
-                       (*buffer)->getBufferSize());
+  ArrayRef<char> bytes((*buffer)->getBufferStart(), (*buffer)->getBufferSize());
   mapped[path] = std::move(*buffer);
   files[path] = bytes;
   return bytes;
@@ -99,34 +98,43 @@ FailureOr<std::string> mlir::kiln::gatherWeights(ModuleOp module,
     (isa<ExternalDataAttr>(op.getSource()) ? inFiles : inIR).push_back(op);
   });
   std::string section;
-  // Where each blob (by its data) or file range already is.
-  llvm::DenseMap<const char *, uint64_t> placedBlobs;
-  std::map<std::tuple<StringRef, uint64_t, uint64_t>, uint64_t> placedRanges;
   auto name = StringAttr::get(module.getContext(), sectionName);
-  auto place = [&](WeightOp op, auto &placed, auto key) -> LogicalResult {
-    FailureOr<ArrayRef<char>> bytes = readWeightBytes(op);
-    if (failed(bytes))
-      return failure();
-    auto [it, isNew] = placed.try_emplace(key, 0);
+  // (offset, size) in the section of each blob or inline source (by its
+  // storage) and of each file range.
+  using Placement = std::pair<uint64_t, uint64_t>;
+  llvm::DenseMap<const void *, Placement> placedInIR;
+  std::map<std::tuple<StringRef, uint64_t, uint64_t>, Placement> placedRanges;
+  auto place = [&](WeightOp op, Placement &placement,
+                   bool isNew) -> LogicalResult {
     if (isNew) {
-      it->second = llvm::alignTo(section.size(), 64);
-      section.resize(it->second, '\0');
+      FailureOr<ArrayRef<char>> bytes = readWeightBytes(op);
+      if (failed(bytes))
+        return failure();
+      placement = {llvm::alignTo(section.size(), 64), bytes->size()};
+      section.resize(placement.first, '\0');
       section.append(bytes->data(), bytes->size());
     }
     op.setSourceAttr(ExternalDataAttr::get(module.getContext(), name,
-                                           it->second, bytes->size()));
+                                           placement.first, placement.second));
     return success();
   };
   for (WeightOp op : inIR) {
-    FailureOr<ArrayRef<char>> bytes = readWeightBytes(op);
-    if (failed(bytes) || failed(place(op, placedBlobs, bytes->data())))
+    auto blob = dyn_cast<DenseResourceElementsAttr>(op.getSource());
+    const void *key =
+        blob ? static_cast<const void *>(blob.getRawHandle().getResource())
+             : op.getSource().getAsOpaquePointer();
+    auto [it, isNew] = placedInIR.try_emplace(key);
+    if (failed(place(op, it->second, isNew)))
       return failure();
+    // The section holds the bytes now: a packed model is not kept twice.
+    if (blob && isNew)
+      blob.getRawHandle().getResource()->setBlob(AsmResourceBlob());
   }
   for (WeightOp op : inFiles) {
     auto ext = cast<ExternalDataAttr>(op.getSource());
-    if (failed(place(op, placedRanges,
-                     std::make_tuple(ext.getPath().getValue(), ext.getOffset(),
-                                     ext.getSize()))))
+    auto [it, isNew] = placedRanges.try_emplace(
+        {ext.getPath().getValue(), ext.getOffset(), ext.getSize()});
+    if (failed(place(op, it->second, isNew)))
       return failure();
   }
   return section;

@@ -65,8 +65,10 @@ WeightOp createWeight(OpBuilder &builder, Location loc, WeightType type,
 /// Lays every distinct weight of `module` out in one buffer (64-byte aligned
 /// offsets; a file range or blob used by several ops is stored once) and
 /// points the weights at it as `#kiln.external<sectionName, offset, size>`.
-/// Blob-backed weights (the ones passes rewrote) come first, then file
-/// ranges, each in module order. Errors are emitted on the offending op.
+/// Blob-backed and inline weights (the ones passes rewrote) come first, then
+/// file ranges, each in module order. The blobs are released once copied
+/// (the module's weights all name the section then; another module over the
+/// same blobs could no longer read them). Errors are emitted on the op.
 FailureOr<std::string> gatherWeights(ModuleOp module, StringRef sectionName);
 
 } // namespace mlir::kiln

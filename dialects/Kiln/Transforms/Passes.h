@@ -26,6 +26,10 @@ Value viewRoot(Value v);
 LogicalResult quantizeWeights(ModuleOp module,
                               const ::kiln::QuantizeOptions &options);
 
+/// Whether kiln-pack-weights would repack a weight of `module` (its code
+/// then cannot read the weight file as it is). Reads no weight bytes.
+bool kilnPackWeightsRepacks(ModuleOp module);
+
 #define GEN_PASS_DECL
 #include "Kiln/Transforms/Passes.h.inc"
 

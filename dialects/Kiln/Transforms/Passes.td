@@ -8,15 +8,32 @@ include "mlir/Pass/PassBase.td"
 def KilnPackWeights : Pass<"kiln-pack-weights", "::mlir::ModuleOp"> {
   let summary = "Rearrange linear-layer weights into the CPU kernels' layout";
   let description = [{
-    Puts a `kiln.pack` to `layout = rows16` (dialects/Kiln/IR/Rows16.h)
-    between every `kiln.weight` in a ggml block format that has a rows16 form
-    (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K) and the `kiln.linear` ops
-    that multiply by it: the int8 CPU kernels then read 16 rows as one
-    sequential stream. An embedding over the same weight (tied to the
-    output layer) reads the packed form too, so the weight is stored once.
-    `kiln-compile` runs this pass for int8 activations and performs the packs
-    as it writes the weights.
+    Replaces every `kiln.weight` in a ggml block format that has a rows16
+    form (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K) that `kiln.linear`
+    ops multiply by with its `layout = rows16` copy (dialects/Kiln/IR/Rows16.h),
+    packed now into a `dense_resource` blob (WeightStore.h): the int8 CPU
+    kernels then read 16 rows as one sequential stream. Each weight is packed
+    once: the linear layers over it, an embedding tied to it and other
+    `kiln.weight` ops of the same bytes share the packed copy. `kiln-compile`
+    and the C API run this pass for int8 activations.
   }];
+  let dependentDialects = ["::mlir::kiln::KilnDialect"];
+}
+
+def KilnGatherWeights : Pass<"kiln-gather-weights", "::mlir::ModuleOp"> {
+  let summary = "Write every weight into one file the lowered code reads";
+  let description = [{
+    Lays the bytes of every `kiln.weight` (file ranges and blobs) out in the
+    file `file` (each distinct weight once, 64-byte aligned; packed weights
+    first) and points the weights at it with `#kiln.external<file, ...>`,
+    as `kiln-compile` does with an artifact's weights section (named
+    `weights`): `kiln-opt --kiln-pack-weights --kiln-gather-weights
+    --kiln-lower-to-llvm` replays kiln-compile's lowering.
+  }];
+  let options = [
+    Option<"file", "file", "std::string", /*default=*/"\"weights\"",
+           "The file to write (and the name the weights give it)">
+  ];
   let dependentDialects = ["::mlir::kiln::KilnDialect"];
 }
 

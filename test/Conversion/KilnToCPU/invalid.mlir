@@ -96,19 +96,6 @@ func.func @offset_too_large(%x: tensor<?x64xf32>) -> tensor<?x64xf32> attributes
 
 // -----
 
-// kiln-pack-weights' packs are performed by kiln-compile on the bytes.
-!q4_0 = !kiln.weight<64x256x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf>>
-!r16 = !kiln.weight<64x256x#kiln.quant<bits = 4, group = 32, scale = f16, layout = rows16>>
-func.func @unperformed_pack(%x: tensor<?x256xf32>) -> tensor<?x64xf32> attributes {kiln.max_tokens = 8} {
-  %w = kiln.weight #kiln.external<"w.bin", offset = 0, size = 9216> -> !q4_0
-  // expected-error @+1 {{is performed by kiln-compile as it writes the weights; lower the module with kiln-compile}}
-  %p = kiln.pack %w : !q4_0 -> !r16
-  %y = kiln.linear %x, %p : tensor<?x256xf32>, !r16 -> tensor<?x64xf32>
-  return %y : tensor<?x64xf32>
-}
-
-// -----
-
 !s = !kiln.weight<64x64xf32, sparsity = #kiln.sparsity<kind = bitmap, nnz = 10>>
 func.func @sparse_weight(%x: tensor<?x64xf32>) -> tensor<?x64xf32> attributes {kiln.max_tokens = 8} {
   %w = kiln.weight #kiln.external<"w.bin", offset = 0, size = 552> -> !s

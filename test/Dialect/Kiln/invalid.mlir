@@ -955,30 +955,6 @@ func.func @rows16_q2_k(%w: !kiln.weight<16x256x#kiln.quant<bits = 2, group = 16,
 
 // -----
 
-func.func @pack_layouts(%w: !kiln.weight<16x256x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf>>) {
-  // expected-error @+1 {{'kiln.pack' op packs a layout = gguf weight into layout = rows16, got}}
-  %p = kiln.pack %w : !kiln.weight<16x256x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf>> -> !kiln.weight<16x256x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf>>
-  return
-}
-
-// -----
-
-func.func @pack_scheme(%w: !kiln.weight<16x256x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf>>) {
-  // expected-error @+1 {{'kiln.pack' op changes the quantization scheme; only the layout may differ}}
-  %p = kiln.pack %w : !kiln.weight<16x256x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf>> -> !kiln.weight<16x256x#kiln.quant<bits = 8, group = 32, scale = f16, layout = rows16>>
-  return
-}
-
-// -----
-
-func.func @pack_shape(%w: !kiln.weight<16x256x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf>>) {
-  // expected-error @+1 {{'kiln.pack' op result shape differs from the packed weight's}}
-  %p = kiln.pack %w : !kiln.weight<16x256x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf>> -> !kiln.weight<32x256x#kiln.quant<bits = 4, group = 32, scale = f16, layout = rows16>>
-  return
-}
-
-// -----
-
 // The kiln.* function attributes are contracts between stages, verified by
 // the dialect.
 // expected-error @+1 {{'func.func' op attribute 'kiln.max_tokens' must be an i64 integer >= 1, got 0 : i64}}

@@ -396,14 +396,6 @@ func.func @rows16_formats() {
   return
 }
 
-// kiln.pack: same scheme, GGUF blocks to rows16.
-// CHECK-LABEL: func.func @pack
-// CHECK: kiln.pack %{{.*}} : !kiln.weight<32x256x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf>> -> !kiln.weight<32x256x#kiln.quant<bits = 4, group = 32, scale = f16, layout = rows16>>
-func.func @pack(%w: !kiln.weight<32x256x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf>>) -> !kiln.weight<32x256x#kiln.quant<bits = 4, group = 32, scale = f16, layout = rows16>> {
-  %p = kiln.pack %w : !kiln.weight<32x256x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf>> -> !kiln.weight<32x256x#kiln.quant<bits = 4, group = 32, scale = f16, layout = rows16>>
-  return %p : !kiln.weight<32x256x#kiln.quant<bits = 4, group = 32, scale = f16, layout = rows16>>
-}
-
 // The blob survives the round trip.
 // CHECK: {-#
 // CHECK-NEXT: dialect_resources: {

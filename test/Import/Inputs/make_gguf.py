@@ -10,6 +10,7 @@ writes whatever it is given, so inconsistent files are easy to make.
 """
 import sys
 
+import gguf.quants
 import numpy as np
 from gguf import GGMLQuantizationType, GGUFValueType, GGUFWriter
 
@@ -87,6 +88,22 @@ def q4_0_row_of_8(m, t):
                                   np.zeros(36, dtype=np.int8))
 
 
+def quantized(m, t):
+    """Matrices in the block formats the int8 kernels repack: Q4_0 layers
+    and a Q8_0 token embedding that is also the output head (tied)."""
+    t.pop("output.weight")
+    rng = np.random.default_rng(1)
+    for name, (shape, raw, data) in list(t.items()):
+        if len(shape) != 2:
+            continue
+        kind = (GGMLQuantizationType.Q8_0 if name == "token_embd.weight"
+                else GGMLQuantizationType.Q4_0)
+        values = rng.standard_normal(shape).astype(np.float32) * 0.1
+        blocks = gguf.quants.quantize(values, kind)
+        # The writer takes a quantized tensor's shape in bytes.
+        t[name] = (list(blocks.shape), kind, blocks)
+
+
 def gemma3(then=None):
     """The valid model as a Gemma 3 (`gemma3.*` keys, q/k norms, post-norms,
     tied output head), then `then` applied."""
@@ -114,11 +131,14 @@ SIZES = {
     # dimensions (the vocabulary included) that are multiples of 16.
     "wide": dict(D=64, HEADS=1, KV_HEADS=1, FF=64, LAYERS=2,
                  EXTRA_TOKENS=list("defghijk")),
+    "wide-quantized": dict(D=64, HEADS=1, KV_HEADS=1, FF=64, LAYERS=2,
+                           EXTRA_TOKENS=list("defghijk")),
 }
 
 CASES = {
     "valid": lambda m, t: None,
     "wide": lambda m, t: None,
+    "wide-quantized": quantized,
     "no-arch": drop("general.architecture"),
     "arch-not-string": set_("general.architecture", 7, U32),
     "unknown-arch": set_("general.architecture", "mamba", S),

@@ -13,14 +13,6 @@ using namespace mlir::kiln;
 
 namespace {
 
-struct PackLowering : KernelCallPattern<PackOp> {
-  LogicalResult lower(PackOp p, StepLowering &step,
-                      ImplicitLocOpBuilder &b) const override {
-    return p.emitOpError("is performed by kiln-compile as it writes the "
-                         "weights; lower the module with kiln-compile");
-  }
-};
-
 struct LinearLowering : KernelCallPattern<LinearOp> {
   LogicalResult lower(LinearOp l, StepLowering &step,
                       ImplicitLocOpBuilder &b) const override {
@@ -117,5 +109,5 @@ struct LinearLowering : KernelCallPattern<LinearOp> {
 } // namespace
 
 void mlir::kiln::populateLinearPatterns(KernelCallPatterns &patterns) {
-  patterns.add<PackLowering, LinearLowering>();
+  patterns.add<LinearLowering>();
 }
