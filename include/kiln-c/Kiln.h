@@ -49,8 +49,10 @@ KILN_C_API void kiln_compile_options_free(kiln_compile_options *options);
  *   activations  "int8" | "f32"   (linear layers over integer-coded weights)
  *   ctx          context length, integer >= 0 (0: min(model context, 4096))
  *   max_tokens   tokens per forward step, integer >= 1
- *   emit         "kiln" | "mlir" | "llvm-mlir" | "llvm" | "asm" | "so"
+ *   emit         "kiln" | "mlir" | "llvm-mlir" | "llvm" | "asm" | "so" | "gguf"
  *   cpu          CPU variant for the single-variant emit kinds
+ *   quantize     kiln-compile's --quantize value, e.g. "bits=4,group=32" or
+ *                "bits=4,group=32,asym,format=gguf" (.gguf inputs)
  */
 KILN_C_API int kiln_compile_options_set(kiln_compile_options *options,
                                         const char *key, const char *value,

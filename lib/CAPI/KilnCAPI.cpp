@@ -314,15 +314,21 @@ int kiln_compile_options_set(kiln_compile_options *options, const char *key,
       return bad("an integer >= 1");
   } else if (k == "emit") {
     if (!::kiln::parseEmitKind(v, o.emit))
-      return bad("one of kiln, mlir, llvm-mlir, llvm, asm, so");
+      return bad("one of kiln, mlir, llvm-mlir, llvm, asm, so, gguf");
   } else if (k == "cpu") {
     if (!::kiln::lookupCpuTarget(v))
       return bad("a CPU variant such as x86-64-v4 or x86-64-v3");
     o.cpuVariant = v.str();
+  } else if (k == "quantize") {
+    llvm::Expected<::kiln::QuantizeOptions> quantize =
+        ::kiln::parseQuantizeOptions(v);
+    if (!quantize)
+      return fail(err, llvm::toString(quantize.takeError()));
+    o.quantize = *quantize;
   } else {
     return fail(err, ("unknown compile option '" + k +
                       "' (known: target, activations, ctx, max_tokens, emit, "
-                      "cpu)")
+                      "cpu, quantize)")
                          .str());
   }
   return KILN_OK;

@@ -8,6 +8,7 @@
 #include "Compiler/HostCodegen.h"
 #include "Compiler/NestingLimit.h"
 #include "Conversion/Passes.h"
+#include "Import/GGUFWriter.h"
 #include "Import/ModelImporter.h"
 #include "Import/Safetensors.h"
 #include "Kiln/IR/KilnDialect.h"
@@ -161,9 +162,13 @@ llvm::Error compileMLIR(MLIRContext &ctx, const CompileOptions &options) {
   OwningOpRef<ModuleOp> module = parseSourceFile<ModuleOp>(sourceMgr, &ctx);
   if (!module)
     return fail(diags.take(options.input + ": cannot parse"));
-  if (options.emit == EmitKind::Artifact || options.emit == EmitKind::KilnMLIR)
-    return fail("--emit=kiln and --emit=mlir need a .gguf model; an .mlir "
+  if (options.emit == EmitKind::Artifact || options.emit == EmitKind::KilnMLIR ||
+      options.emit == EmitKind::GGUF)
+    return fail("--emit=kiln, mlir and gguf need a .gguf model; an .mlir "
                 "input can be emitted as llvm-mlir, llvm, asm, so or ptx");
+  if (options.quantize)
+    return fail("--quantize needs a .gguf model; run kiln-opt "
+                "--kiln-quantize on an .mlir module");
   if (options.target == "cuda")
     return emitCuda(*module, options);
   // With --weights-out the weights are packed and written; without it the
@@ -190,6 +195,83 @@ llvm::Error compileMLIR(MLIRContext &ctx, const CompileOptions &options) {
   return emitSingleVariant(*module, options);
 }
 
+/// llama.cpp's llama_ftype of a model whose linear layers are all `type`
+/// (llama.h: LLAMA_FTYPE_MOSTLY_Q4_0 = 2, ...).
+std::optional<uint32_t> getLlamaFileType(GGMLType type) {
+  switch (type) {
+  case GGMLType::Q4_0:
+    return 2;
+  case GGMLType::Q4_1:
+    return 3;
+  case GGMLType::Q8_0:
+    return 7;
+  case GGMLType::Q5_0:
+    return 8;
+  case GGMLType::Q5_1:
+    return 9;
+  default:
+    return std::nullopt;
+  }
+}
+
+/// --emit=gguf: `file` with each tensor that kiln-quantize rewrote (found by
+/// the tensor name the importer gives each weight's location) in its new
+/// ggml type, everything else as it was.
+llvm::Error writeQuantizedGGUF(ModuleOp module, const gguf::GGUFFile &file,
+                               const CompileOptions &options) {
+  llvm::StringMap<mlir::kiln::WeightOp> rewritten;
+  module.walk([&](mlir::kiln::WeightOp op) {
+    auto name = dyn_cast<NameLoc>(op.getLoc());
+    if (name && !isa<mlir::kiln::ExternalDataAttr>(op.getSource()))
+      rewritten[name.getName()] = op;
+  });
+  FirstError diags(*module.getContext());
+  std::vector<gguf::TensorToWrite> tensors;
+  std::optional<GGMLType> quantizedType;
+  for (const gguf::TensorInfo &info : file.tensors()) {
+    gguf::TensorToWrite tensor{info.name, info.dims, info.type,
+                               file.tensorData(info)};
+    if (mlir::kiln::WeightOp op = rewritten.lookup(info.name)) {
+      mlir::kiln::QuantSchemeAttr q = op.getType().getQuant();
+      const GGMLFormat *format =
+          q && q.getLayout() == mlir::kiln::QuantLayout::GGUF
+              ? mlir::kiln::findGGMLBlockFormat(q)
+              : nullptr;
+      if (!format)
+        return fail(options.input + ": --emit=gguf needs ggml block types; "
+                                    "quantize with format=gguf (Kiln's packed "
+                                    "layout has no ggml type)");
+      FailureOr<ArrayRef<char>> bytes = mlir::kiln::readWeightBytes(op);
+      if (failed(bytes))
+        return fail(options.input + ": " + diags.take("cannot read weight"));
+      tensor.type = format->type;
+      tensor.data = llvm::ArrayRef<uint8_t>(
+          reinterpret_cast<const uint8_t *>(bytes->data()), bytes->size());
+      quantizedType = format->type;
+    }
+    tensors.push_back(std::move(tensor));
+  }
+  std::vector<gguf::KeyValue> metadata(file.metadata().begin(),
+                                       file.metadata().end());
+  if (std::optional<uint32_t> fileType =
+          quantizedType ? getLlamaFileType(*quantizedType) : std::nullopt) {
+    auto set = [&](llvm::StringRef key, gguf::Value value) {
+      for (gguf::KeyValue &kv : metadata)
+        if (kv.key == key) {
+          kv.value = std::move(value);
+          return;
+        }
+      metadata.push_back({key.str(), std::move(value)});
+    };
+    set("general.file_type",
+        gguf::Value::makeUInt(gguf::ValueType::UInt32, *fileType));
+    // ggml's GGML_QNT_VERSION, which llama-quantize writes beside it.
+    set("general.quantization_version",
+        gguf::Value::makeUInt(gguf::ValueType::UInt32, 2));
+  }
+  return gguf::writeGGUF(options.output, metadata, tensors, file.alignment());
+}
+
 llvm::Error compileGGUF(MLIRContext &ctx, const CompileOptions &options) {
   report(options, "reading model", 0.0);
   llvm::Expected<gguf::GGUFFile> file = gguf::GGUFFile::open(options.input);
@@ -207,12 +289,8 @@ llvm::Error compileGGUF(MLIRContext &ctx, const CompileOptions &options) {
   if (!Tokenizer::fromJSON(model->vocabJSON, vocabError))
     return fail(options.input + ": " + vocabError);
   ModuleOp module = *model->module;
-  if (options.emit == EmitKind::KilnMLIR)
-    return writeOutput(options.output, printModule(module));
-
-  // Weights: the bytes of every tensor the graph uses, one section. Passes
-  // read the GGUF through the weight store, from the mapping the reader
-  // already holds.
+  // Passes read the GGUF through the weight store, from the mapping the
+  // reader already holds.
   if (!file->tensors().empty()) {
     const gguf::TensorInfo &first = file->tensors().front();
     const uint8_t *data = file->tensorData(first).data() - first.fileOffset;
@@ -220,6 +298,19 @@ llvm::Error compileGGUF(MLIRContext &ctx, const CompileOptions &options) {
         file->path(), llvm::ArrayRef<char>(reinterpret_cast<const char *>(data),
                                            file->fileSize()));
   }
+  if (options.quantize) {
+    report(options, "quantizing", 0.07);
+    FirstError diags(ctx);
+    if (failed(mlir::kiln::quantizeWeights(module, *options.quantize)))
+      return fail(options.input + ": " + diags.take("quantizing failed"));
+  }
+  if (options.emit == EmitKind::KilnMLIR)
+    return writeOutput(options.output, printModule(module));
+  if (options.emit == EmitKind::GGUF)
+    return writeQuantizedGGUF(module, *file, options);
+
+  // Weights: the bytes of every tensor the graph uses (and the blobs passes
+  // wrote), one section.
   report(options, "packing weights", 0.1);
   // The GPU kernels read weights in their gguf layout.
   if (options.target != "cuda")
@@ -449,7 +540,7 @@ bool parseEmitKind(llvm::StringRef text, EmitKind &kind) {
       {"kiln", EmitKind::Artifact},  {"mlir", EmitKind::KilnMLIR},
       {"llvm-mlir", EmitKind::LLVMMLIR}, {"llvm", EmitKind::LLVMIR},
       {"asm", EmitKind::Assembly},   {"so", EmitKind::SharedObject},
-      {"ptx", EmitKind::PTX}};
+      {"ptx", EmitKind::PTX},        {"gguf", EmitKind::GGUF}};
   for (auto [name, k] : kinds)
     if (text == name) {
       kind = k;

@@ -4,6 +4,7 @@
 #define KILN_COMPILER_COMPILER_H
 
 #include "Conversion/LoweringOptions.h"
+#include "Kiln/Transforms/QuantizeOptions.h"
 
 #include "mlir/IR/BuiltinOps.h"
 #include "llvm/Support/Error.h"
@@ -23,6 +24,7 @@ enum class EmitKind {
   Assembly, // assembly for one CPU variant
   SharedObject, // the host code of one CPU variant
   PTX,          // --target=cuda: the kernels' PTX for the first GPU arch
+  GGUF,         // the model as a GGUF file, with the weights --quantize rewrote
 };
 
 struct CompileOptions {
@@ -47,6 +49,9 @@ struct CompileOptions {
   /// For .mlir inputs: where to write the weights the emitted code reads
   /// (repacked for its kernels); empty: the code reads the module's file.
   std::string weightsOutput;
+  /// For .gguf inputs: quantize the float weights of the linear layers
+  /// (kiln-quantize) before anything else.
+  std::optional<QuantizeOptions> quantize;
   /// Called with (stage name, fraction done in [0, 1]).
   std::function<void(const std::string &, double)> progress;
 };
@@ -84,7 +89,7 @@ llvm::Expected<LoweredMLIR> lowerMLIRModule(mlir::ModuleOp module,
 llvm::Error parseMLIRPipelineOptions(llvm::StringRef pipeline,
                                      CompileOptions &options);
 
-/// Parses "kiln", "mlir", "llvm-mlir", "llvm", "asm", "so", "ptx".
+/// Parses "kiln", "mlir", "llvm-mlir", "llvm", "asm", "so", "ptx", "gguf".
 bool parseEmitKind(llvm::StringRef text, EmitKind &kind);
 
 } // namespace kiln

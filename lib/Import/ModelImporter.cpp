@@ -341,7 +341,10 @@ llvm::Expected<Value> Importer::weight(StringRef name, ArrayRef<int64_t> shape) 
   auto source = mlir::kiln::ExternalDataAttr::get(
       &ctx, b.getStringAttr(file.path()), tensor->fileOffset,
       tensor->byteSize);
-  return mlir::kiln::WeightOp::create(b, b.getUnknownLoc(), wt, source)
+  // The tensor's name as the location: diagnostics name it, and
+  // kiln-compile --emit=gguf finds the tensor a rewritten weight came from.
+  return mlir::kiln::WeightOp::create(b, NameLoc::get(b.getStringAttr(name)),
+                                      wt, source)
       .getResult();
 }
 

@@ -30,6 +30,8 @@ def test_load_not_an_artifact(tmp_path):
     ({"target": "tpu"}, "target='tpu' is invalid"),
     ({"ctx": -1}, "ctx='-1' is invalid"),
     ({"max_tokens": 0}, "max_tokens='0' is invalid"),
+    ({"quantize": "bits=9"}, r"quantize: bits=9 is out of range \(2..8\)"),
+    ({"quantize": "bits=3,format=gguf"}, "format=gguf has no ggml block type"),
 ])
 def test_compile_bad_option(smollm2_gguf, options, message):
     with pytest.raises(kiln.KilnError, match=message):

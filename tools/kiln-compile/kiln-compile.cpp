@@ -23,7 +23,8 @@ static cl::opt<std::string>
     emit("emit",
          cl::desc("What to write: kiln (default: the compiled model), mlir "
                   "(the imported kiln module), llvm-mlir, llvm, asm, so, ptx (with "
-                  "--target=cuda)"),
+                  "--target=cuda), gguf (the model with its --quantize'd "
+                  "weights, for llama.cpp)"),
          cl::init("kiln"), cl::cat(kilnOptions));
 static cl::opt<std::string>
     target("target",
@@ -58,7 +59,15 @@ static cl::opt<std::string> weightsOut(
     cl::desc("For an .mlir input: write the weights the emitted code reads "
              "(repacked for its kernels) to this file"),
     cl::value_desc("file"), cl::init(""), cl::cat(kilnOptions));
-static cl::opt<bool> quiet("q", cl::desc("No progress bar"), cl::init(false), cl::cat(kilnOptions));
+static cl::opt<std::string> quantize(
+    "quantize",
+    cl::desc("Quantize the float weights of linear layers by rounding to "
+             "nearest: bits=2..8, group=N|channel, sym|asym, "
+             "scale=f16|bf16|f32, format=packed|gguf (e.g. "
+             "bits=4,group=32,asym,format=gguf)"),
+    cl::value_desc("options"), cl::init(""), cl::cat(kilnOptions));
+static cl::opt<bool> quiet("q", cl::desc("No progress bar"), cl::init(false),
+                           cl::cat(kilnOptions));
 
 /// A one-line bar on stderr, redrawn in place; only on a terminal.
 static void drawProgress(const std::string &stage, double fraction) {
@@ -92,8 +101,18 @@ int main(int argc, char **argv) {
   if (!kiln::parseEmitKind(emit, options.emit)) {
     llvm::WithColor::error(llvm::errs(), "kiln-compile")
         << "unknown --emit=" << emit
-        << " (kiln, mlir, llvm-mlir, llvm, asm, so, ptx)\n";
+        << " (kiln, mlir, llvm-mlir, llvm, asm, so, ptx, gguf)\n";
     return 1;
+  }
+  if (quantize.getNumOccurrences()) {
+    llvm::Expected<kiln::QuantizeOptions> parsed =
+        kiln::parseQuantizeOptions(quantize);
+    if (!parsed) {
+      llvm::WithColor::error(llvm::errs(), "kiln-compile")
+          << llvm::toString(parsed.takeError()) << "\n";
+      return 1;
+    }
+    options.quantize = *parsed;
   }
   if (ctx < 0 || maxTokens <= 0) {
     llvm::WithColor::error(llvm::errs(), "kiln-compile")

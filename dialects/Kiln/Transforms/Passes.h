@@ -8,12 +8,23 @@
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/Pass/Pass.h"
 
+namespace kiln {
+struct QuantizeOptions;
+} // namespace kiln
+
 namespace mlir::kiln {
 
 /// The value whose memory `v` views: through tensor.extract_slice,
 /// expand_shape and collapse_shape (views have no buffer of their own);
 /// `v` itself when it is not a view.
 Value viewRoot(Value v);
+
+/// What kiln-quantize does, for drivers that hold the options as a struct
+/// (kiln-compile --quantize): quantizes the float weights of the linear
+/// layers of `module`; errors (one line) are emitted on the module or the
+/// weight.
+LogicalResult quantizeWeights(ModuleOp module,
+                              const ::kiln::QuantizeOptions &options);
 
 /// Whether kiln-pack-weights would repack a weight of `module` (its code
 /// then cannot read the weight file as it is). Reads no weight bytes.

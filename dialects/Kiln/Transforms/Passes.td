@@ -72,4 +72,34 @@ def KilnPlanMemory : Pass<"kiln-plan-memory", "::mlir::ModuleOp"> {
   let dependentDialects = ["::mlir::kiln::KilnDialect"];
 }
 
+def KilnQuantize : Pass<"kiln-quantize", "::mlir::ModuleOp"> {
+  let summary = "Quantize float linear-layer weights by rounding to nearest";
+  let description = [{
+    Every `kiln.weight` of float values (f32, f16, bf16) that a `kiln.linear`
+    multiplies by becomes a quantized weight of the same shape: `bits`-wide
+    codes in groups of `group` values along K (0: one group per row), each
+    group with a `scale-type` scale (and, unless `symmetric`, a zero of that
+    type), rounded to nearest (RoundToNearest.h). `format=packed` writes
+    Kiln's packed layout; `format=gguf` writes ggml's blocks (Q4_0, Q4_1,
+    Q5_0, Q5_1, Q8_0), with ggml's rounding, so the weights can go back into
+    a GGUF file. Norms, biases and embedding tables no linear layer reads
+    stay float (a table tied to the output layer is quantized with it). The
+    new bytes are dense_resource blobs of the weight store (WeightStore.h).
+    Options that cannot be encoded, and a group that does not divide a
+    weight's K, are one-line errors.
+  }];
+  let options = [
+    Option<"bits", "bits", "unsigned", /*default=*/"4", "Code width, 2..8">,
+    Option<"group", "group", "unsigned", /*default=*/"32",
+           "Values per scale along K (0: one group per row)">,
+    Option<"symmetric", "symmetric", "bool", /*default=*/"true",
+           "No zero point (codes centred on 2^(bits-1))">,
+    Option<"scaleType", "scale-type", "std::string", /*default=*/"\"f16\"",
+           "Type of scales and zeros: f16, bf16 or f32">,
+    Option<"format", "format", "std::string", /*default=*/"\"packed\"",
+           "packed (Kiln's layout) or gguf (ggml's blocks)">
+  ];
+  let dependentDialects = ["::mlir::kiln::KilnDialect"];
+}
+
 #endif // KILN_TRANSFORMS_PASSES_TD

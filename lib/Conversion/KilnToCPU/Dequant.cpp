@@ -507,56 +507,103 @@ private:
 };
 
 /// Kiln's packed layout (see Dequant.h): scale, [zero], then group*bits/8
-/// code bytes, code i in bits [i*bits, (i+1)*bits), LSB first. Each code is
-/// gathered with one constant byte shuffle as the 16-bit pair (byte holding
-/// its first bit, next byte), then shifted right by the constant i*bits % 8
-/// per lane (vpsrlvw) and masked: no per-code scalar work for any width.
+/// code bytes, code i in bits [i*bits, (i+1)*bits), LSB first. A chunk is 32
+/// values of one group (a group of 64 or 128 is 2 or 4 chunks under one
+/// scale; a chunk's codes start at byte 4*bits of its group's codes). Each
+/// code is gathered with one constant byte shuffle as the 16-bit pair (byte
+/// holding its first bit, next byte), then shifted right by the constant
+/// i*bits % 8 per lane (vpsrlvw) and masked: no per-code scalar work for any
+/// width.
 class PackedFormat : public WeightFormat {
 public:
+  static constexpr int64_t kChunk = 32;
+
   PackedFormat(unsigned bits, unsigned group, Type scaleType, Type zeroType,
                int64_t blockBytes, int64_t rowBytes)
-      : WeightFormat(formatName(bits, group, scaleType, zeroType), group,
+      : WeightFormat(formatName(bits, group, scaleType, zeroType), kChunk,
                      rowBytes),
         bits(bits), group(group), scaleType(scaleType), zeroType(zeroType),
         blockBytes(blockBytes) {}
 
   SmallVector<Value> emitChunk(ImplicitLocOpBuilder &b, Value buffer,
                                Value rowBase, Value chunk) const override {
+    ChunkParts parts = emitParts(b, buffer, rowBase, chunk);
+    return scaleCodes(b, parts.codes, {parts.scale}, {parts.min});
+  }
+
+  // Every code is unsigned and value = scale * code + min, with min = zero
+  // or, when symmetric, -2^(bits-1) * scale: the integer kernels take the
+  // min through the activations' block sums, as for ggml's Q4_1.
+  bool hasIntegerChunks() const override { return true; }
+
+  IntegerChunk emitIntegerChunk(ImplicitLocOpBuilder &b, Value buffer,
+                                Value rowBase, Value chunk) const override {
+    ChunkParts parts = emitParts(b, buffer, rowBase, chunk);
+    IntegerChunk out;
+    out.codes = bits == 8 ? parts.codes
+                          : Value(arith::TruncIOp::create(
+                                b, VectorType::get({kChunk}, b.getI8Type()),
+                                parts.codes));
+    out.unsignedCodes = true;
+    out.scale = parts.scale;
+    out.min = parts.min;
+    return out;
+  }
+
+private:
+  struct ChunkParts {
+    Value codes; // vector<32xi8> (bits == 8) or vector<32xi16>, unsigned
+    Value scale, min;
+  };
+
+  ChunkParts emitParts(ImplicitLocOpBuilder &b, Value buffer, Value rowBase,
+                       Value chunk) const {
     Ints in{b};
-    Value block = in.add(rowBase, in.mul(chunk, blockBytes));
+    int64_t chunksPerGroup = group / kChunk;
+    Value groupIndex = chunk, chunkInGroup;
+    if (chunksPerGroup > 1) {
+      groupIndex = arith::DivUIOp::create(b, chunk, in.idx(chunksPerGroup));
+      chunkInGroup = arith::RemUIOp::create(b, chunk, in.idx(chunksPerGroup));
+    }
+    Value block = in.add(rowBase, in.mul(groupIndex, blockBytes));
     int64_t scaleBytes = getFloatStorageBytes(scaleType);
     int64_t zeroBytes = zeroType ? getFloatStorageBytes(zeroType) : 0;
-    Value scale = loadFloatAsF32(b, buffer, block, scaleType);
+    ChunkParts parts;
+    parts.scale = loadFloatAsF32(b, buffer, block, scaleType);
     // Symmetric: scale * (q - 2^(bits-1)) = q * scale + (-2^(bits-1) scale).
-    Value bias = zeroType ? loadFloatAsF32(b, buffer, in.add(block, scaleBytes),
-                                           zeroType)
-                          : in.fmul(scale, in.fconst(-float(1 << (bits - 1))));
-    int64_t codeBytes = int64_t(group) * bits / 8;
-    Value bytes =
-        loadBytes(b, buffer, in.add(block, scaleBytes + zeroBytes), codeBytes);
-    if (bits == 8)
-      return scaleCodes(b, bytes, {scale}, {bias});
+    parts.min = zeroType ? loadFloatAsF32(b, buffer, in.add(block, scaleBytes),
+                                          zeroType)
+                         : in.fmul(parts.scale,
+                                   in.fconst(-float(1 << (bits - 1))));
+    int64_t codeBytes = kChunk * bits / 8;
+    Value codesAt = in.add(block, scaleBytes + zeroBytes);
+    if (chunkInGroup)
+      codesAt = in.add(codesAt, in.mul(chunkInGroup, codeBytes));
+    Value bytes = loadBytes(b, buffer, codesAt, codeBytes);
+    if (bits == 8) {
+      parts.codes = bytes;
+      return parts;
+    }
     // Lane i of the i16 vector is bytes (first, first + 1) of code i; the
     // last code ends on its byte's last bit, so clamping `first + 1` to the
     // last byte never loses a bit.
-    SmallVector<int64_t> pairs(2 * group);
-    SmallVector<int16_t> shifts(group);
-    for (int64_t i = 0; i < group; ++i) {
+    SmallVector<int64_t> pairs(2 * kChunk);
+    SmallVector<int16_t> shifts(kChunk);
+    for (int64_t i = 0; i < kChunk; ++i) {
       int64_t first = i * bits / 8;
       pairs[2 * i] = first;
       pairs[2 * i + 1] = std::min(first + 1, codeBytes - 1);
       shifts[i] = static_cast<int16_t>(i * bits % 8);
     }
-    auto i16s = VectorType::get({group}, b.getI16Type());
+    auto i16s = VectorType::get({kChunk}, b.getI16Type());
     Value gathered = vector::ShuffleOp::create(b, bytes, bytes, pairs);
     Value words = vector::BitCastOp::create(b, i16s, gathered);
     Value shiftVec = arith::ConstantOp::create(
         b, DenseElementsAttr::get(i16s, ArrayRef<int16_t>(shifts)));
-    Value q = in.band(in.shr(words, shiftVec), (1 << bits) - 1);
-    return scaleCodes(b, q, {scale}, {bias});
+    parts.codes = in.band(in.shr(words, shiftVec), (1 << bits) - 1);
+    return parts;
   }
 
-private:
   static std::string typeName(Type t) {
     return t.isF32() ? "f32" : t.isF16() ? "f16" : "bf16";
   }
@@ -652,9 +699,9 @@ FailureOr<std::unique_ptr<WeightFormat>> WeightFormat::get(WeightType type,
               "the CPU lowering yet";
       return failure();
     }
-    if (q.getGroup() != 32 && q.getGroup() != 64) {
-      error = "the CPU lowering supports packed groups of 32 or 64 values, "
-              "got " +
+    if (q.getGroup() % PackedFormat::kChunk != 0) {
+      error = "the CPU lowering supports packed groups of a multiple of 32 "
+              "values, got " +
               std::to_string(q.getGroup());
       return failure();
     }

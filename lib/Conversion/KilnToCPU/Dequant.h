@@ -25,7 +25,8 @@
 //           scale * code_i + zero          otherwise (zero is a float "min").
 // Block bytes = scaleBytes + zeroBytes + group*bits/8, the one-level formula of
 // QuantBlockShape::blockBytes (WeightLayout.h). The CPU lowering takes bits
-// 2..8 with group 32 or 64 (one chunk = one group).
+// 2..8 with any group that is a multiple of 32 (one chunk = 32 values of a
+// group), and multiplies the codes by int8 activations in integers.
 //
 //===----------------------------------------------------------------------===//
 

@@ -156,17 +156,32 @@ for _i, _bits in enumerate(range(2, 9)):
             _p.scheme(), _p)
 
 
+# Groups over 64 values (several 32-value chunks under one scale) and one
+# group per row (per channel, K = 256).
+for _p in (Packed(4, 128, "f16"), Packed(3, 128, "bf16", "bf16"), Packed(6, 256, "f32")):
+    SCHEMES["p%dg%d_%s%s" % (_p.bits, _p.group, _p.scale, "_z" + _p.zero if _p.zero else "")] = (
+        _p.scheme(), _p)
+
+
+def packed_group(fmt):
+    qtype = SCHEMES[fmt][1] if fmt in SCHEMES else None
+    return qtype.group if isinstance(qtype, Packed) else 32
+
+
 def is_k_quant(fmt):
     return SCHEMES[fmt][1] in K_QUANT_F16_FIELDS
 
 
 def linear_shapes(fmt):
     """(n, k) shapes for `fmt`: K a multiple of its block."""
-    return [(32, 256), (48, 512)] if is_k_quant(fmt) else [(64, 64), (96, 256)]
+    if is_k_quant(fmt):
+        return [(32, 256), (48, 512)]
+    return [(n, k) for (n, k) in [(64, 64), (96, 256), (48, 384)]
+            if k % packed_group(fmt) == 0][:2]
 
 
 def embedding_dim(fmt):
-    return 256 if is_k_quant(fmt) else 64
+    return 256 if is_k_quant(fmt) else max(64, packed_group(fmt))
 
 
 def encode(values, fmt):
@@ -272,7 +287,9 @@ def quantize_q8(x):
 
 
 # The formats linear layers multiply with int8 activations.
-INT_FORMATS = ["q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k"]
+INT_FORMATS = ["q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k",
+               "p2g32_f16", "p3g32_f32_zf32", "p4g64_f16_zbf16", "p5g64_f16",
+               "p8g64_bf16_zf16", "p4g128_f16", "p3g128_bf16_zbf16", "p6g256_f32"]
 
 
 def block_mins(raw, fmt, n, k):
@@ -289,6 +306,17 @@ def block_mins(raw, fmt, n, k):
         m = np.concatenate([sc[..., 4:8] & 63,
                             (sc[..., 8:12] >> 4) | ((sc[..., 4:8] >> 6) << 4)], axis=-1)
         return (-dmin[..., None] * m).reshape(n, k // 32)
+    qtype = SCHEMES[fmt][1]
+    if isinstance(qtype, Packed):
+        # Packed codes are unsigned: symmetric groups add -2^(bits-1) * scale.
+        sb = FLOAT_BYTES[qtype.scale]
+        blocks = np.frombuffer(raw, dtype=np.uint8).reshape(n * k // qtype.group, -1)
+        scale = float_from_bytes(blocks[:, :sb], qtype.scale)
+        if qtype.zero is None:
+            mins = -(2.0 ** (qtype.bits - 1)) * scale
+        else:
+            mins = float_from_bytes(blocks[:, sb:sb + FLOAT_BYTES[qtype.zero]], qtype.zero)
+        return np.repeat(mins.reshape(-1), qtype.group // 32).reshape(n, k // 32)
     return np.zeros((n, k // 32))
 
 
@@ -298,11 +326,15 @@ def check_linear_int8():
              ("x86-64-v4", 1, 1), ("x86-64-v4", 1, 3), ("x86-64-v4", 6, 2),
              ("x86-64-v3", 1, 2), ("x86-64-v3", 5, 1)]
     for fmt in INT_FORMATS:
+        # Packed formats share one kernel path; a few cases each suffice.
+        fmt_cases = cases[1:6:2] if fmt.startswith("p") else cases
         # K = 96: three blocks, a pair step and a single-block tail of the
         # GGUF-layout kernels (kept for layouts rows16 does not cover).
-        shapes = [(48, 256), (32, 512)] if is_k_quant(fmt) else [(64, 64), (80, 96), (96, 256)]
+        shapes = [(48, 256), (32, 512)] if is_k_quant(fmt) else [
+            (n, k) for (n, k) in [(64, 64), (80, 96), (96, 256), (48, 384)]
+            if k % packed_group(fmt) == 0][:2 if fmt.startswith("p") else 3]
         for (n, k) in shapes:
-            for cpu, tokens, threads in cases:
+            for cpu, tokens, threads in fmt_cases:
                 w = Weights()
                 raw, deq = encode(RNG.standard_normal((n, k)) * 0.5, fmt)
                 wsrc = w.add(raw)

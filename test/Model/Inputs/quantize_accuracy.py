@@ -1,0 +1,209 @@
+"""kiln-quantize beside llama.cpp's quantizer, from the same float model.
+
+The teacher is an F16 GGUF made from a packaged quantized model with the gguf
+package (test/Inputs/make_float_gguf.py); its weights lie on the source's
+4-bit grid, so formats on that grid are nearly lossless and the table says
+which rows are off it.
+  1. ggml formats: Kiln (kiln-compile --quantize=...,format=gguf --emit=gguf)
+     and llama.cpp (llama_model_quantize, in a child process) write the same
+     GGUF; every tensor's type and bytes are compared, and llama.cpp loads
+     Kiln's file (its logits on a prompt are compared with those of its own).
+  2. Every row is compiled by Kiln with f32 activations (so the figures are
+     the weights' error alone) and measured against the teacher: relative L2
+     error of the last-position logits of a prompt, and perplexity of a text
+     (kiln-run --perplexity, llama-perplexity's method). For the GGUF rows
+     llama.cpp's own perplexity of the same file, context and chunks too.
+
+usage: quantize_accuracy.py SRC.gguf WORKDIR KILN_TOOLS_DIR LIBKILN_RUNTIME.so
+           TEXT CTX CHUNKS ROWS   (ROWS: comma-separated row names, or "all")
+"""
+
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "Inputs"))
+sys.path.insert(0, HERE)
+from compare_llama_cpp import Kiln, rel  # noqa: E402
+from llama_cpp_peer import LlamaPeer, extra_bufts  # noqa: E402
+
+PROMPT = "The three primary colors are red, yellow and"
+# llama.h llama_ftype of the ggml rows.
+LLAMA_FTYPE = {"q4_0": 2, "q4_1": 3, "q8_0": 7, "q5_0": 8, "q5_1": 9}
+GGML_OPTIONS = {"q4_0": "bits=4,group=32,sym", "q4_1": "bits=4,group=32,asym",
+                "q5_0": "bits=5,group=32,sym", "q5_1": "bits=5,group=32,asym",
+                "q8_0": "bits=8,group=32,sym"}
+# Kiln's packed rows: --quantize options (bits per weight counted below).
+PACKED = {"kiln p8 g32": "bits=8,group=32", "kiln p5 g32": "bits=5,group=32",
+          "kiln p4 g32": "bits=4,group=32", "kiln p4 g128 asym": "bits=4,group=128,asym",
+          "kiln p3 g32 asym": "bits=3,group=32,asym", "kiln p3 g32": "bits=3,group=32",
+          "kiln p2 g32 asym": "bits=2,group=32,asym"}
+
+
+def run(cmd, **kw):
+    proc = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if proc.returncode != 0:
+        raise RuntimeError("%s failed:\n%s" % (" ".join(cmd), proc.stderr[-3000:]))
+    return proc
+
+
+def llama_quantize(src, dst, ftype):
+    code = ("import sys, llama_cpp\n"
+            "p = llama_cpp.llama_model_quantize_default_params()\n"
+            "p.ftype = %d\np.nthread = 2\n"
+            "sys.exit(llama_cpp.llama_model_quantize(%r, %r, p))\n") % (ftype, src.encode(), dst.encode())
+    run([sys.executable, "-c", code])
+
+
+def tensors(path):
+    import gguf
+    return {t.name: (t.tensor_type.name, np.asarray(t.data).view(np.uint8).reshape(-1))
+            for t in gguf.GGUFReader(path).tensors}
+
+
+def compare_ggml_files(name, kiln_path, llama_path):
+    ours, theirs = tensors(kiln_path), tensors(llama_path)
+    assert ours.keys() == theirs.keys(), "tensor names differ"
+    quantized = [n for n in ours if ours[n][0] != "F32"]
+    equal = [n for n in quantized if ours[n][0] == theirs[n][0] and np.array_equal(ours[n][1], theirs[n][1])]
+    other_type = [n for n in quantized if ours[n][0] != theirs[n][0]]
+    other_bytes = [n for n in quantized if n not in equal and n not in other_type]
+    floats_equal = all(np.array_equal(ours[n][1], theirs[n][1]) for n in ours if n not in quantized)
+    print("%s bytes: %d of %d quantized tensors equal llama.cpp's, %d differ in bytes, "
+          "%d in type%s; float tensors %s" % (
+              name, len(equal), len(quantized), len(other_bytes), len(other_type),
+              "".join(" (%s: Kiln %s, llama.cpp %s)" % (n, ours[n][0], theirs[n][0]) for n in other_type),
+              "equal" if floats_equal else "DIFFER"))
+    return not other_bytes and floats_equal
+
+
+def bits_per_weight(path):
+    """Bytes of all tensors * 8 / values, over the tensors of linear layers
+    and the embedding (the 2-D ones), as llama.cpp counts BPW."""
+    import gguf
+    size = count = 0
+    for t in gguf.GGUFReader(path).tensors:
+        if len(t.shape) == 2:
+            size += t.n_bytes
+            count += int(np.prod(t.shape))
+    return 8.0 * size / count
+
+
+def llama_perplexity(path, text, ctx, chunks):
+    """llama-perplexity's figure from llama.cpp in a child process."""
+    code = r'''
+import sys, numpy as np, llama_cpp
+import llama_cpp.llama_cpp as lib
+path, text_path, ctx, chunks, extra = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5] == "1"
+default = lib.llama_model_default_params
+def params():
+    p = default(); p.use_extra_bufts = extra; return p
+lib.llama_model_default_params = params
+llm = llama_cpp.Llama(model_path=path, n_ctx=ctx, n_batch=ctx, n_threads=2, logits_all=True,
+                      type_k=0, type_v=0, verbose=False)
+tokens = llm.tokenize(open(text_path, "rb").read(), add_bos=False, special=False)
+bos = llm.tokenize(b"", add_bos=True, special=False)
+nll, count = 0.0, 0
+for c in range(min(chunks, len(tokens) // ctx)):
+    chunk = tokens[c * ctx:(c + 1) * ctx]
+    if len(bos) == 1:
+        chunk[0] = bos[0]
+    llm.reset()
+    llm.eval(chunk)
+    logits = np.array(llm.scores[:ctx], dtype=np.float64)
+    for pos in range(ctx // 2, ctx - 1):
+        row = logits[pos]
+        mx = row.max()
+        nll += np.log(np.exp(row - mx).sum()) + mx - row[chunk[pos + 1]]
+        count += 1
+print("PPL %.6f" % np.exp(nll / count))
+'''
+    out = run([sys.executable, "-c", code, path, text, str(ctx), str(chunks), "1" if extra_bufts() else "0"]).stdout
+    return float(re.search(r"PPL ([0-9.]+)", out).group(1))
+
+
+class Row:
+    def __init__(self, name, gguf_path=None, quantize=None, note=""):
+        self.name, self.gguf, self.quantize, self.note = name, gguf_path, quantize, note
+
+
+def main(src, work, tools, lib, text, ctx, chunks, wanted):
+    ok = True
+    os.makedirs(work, exist_ok=True)
+    compile_ = os.path.join(tools, "kiln-compile")
+    teacher = os.path.join(work, "teacher-f16.gguf")
+    run([sys.executable, os.path.join(HERE, "..", "..", "Inputs", "make_float_gguf.py"), src, teacher, "f16"])
+    print("teacher: %s dequantized to F16 by the gguf package" % os.path.basename(src))
+
+    rows = [Row("f16 teacher", teacher)]
+    ggml_rows = [f for f in ("q8_0", "q4_0") if wanted == "all" or f in wanted]
+    for fmt in ggml_rows:
+        ours = os.path.join(work, "kiln-%s.gguf" % fmt)
+        theirs = os.path.join(work, "llama-%s.gguf" % fmt)
+        run([compile_, "-q", teacher, "--quantize=%s,format=gguf" % GGML_OPTIONS[fmt], "--emit=gguf", "-o", ours])
+        llama_quantize(teacher, theirs, LLAMA_FTYPE[fmt])
+        ok &= compare_ggml_files(fmt, ours, theirs)
+        # llama.cpp loads Kiln's file; its logits against those of its own.
+        got = LlamaPeer(ours, n_ctx=128, n_threads=2, logits_all=True, type_k=0, type_v=0)
+        want = LlamaPeer(theirs, n_ctx=128, n_threads=2, logits_all=True, type_k=0, type_v=0)
+        prompt = want.tokenize(PROMPT.encode(), add_bos=True, special=False)
+        diff = rel(got.eval(prompt), want.eval(prompt))
+        got.close()
+        want.close()
+        print("%s: llama.cpp on Kiln's GGUF vs on its own: logits rel diff %.3e" % (fmt, diff))
+        rows += [Row("kiln %s (gguf)" % fmt, ours), Row("llama.cpp %s" % fmt, theirs)]
+    for name, options in PACKED.items():
+        if wanted == "all" or name in wanted:
+            rows.append(Row(name, quantize=options))
+
+    lib_kiln = None
+    teacher_logits = None
+    print("%-22s %6s %12s %10s %12s" % ("row", "bpw", "logits err", "Kiln PPL", "llama.cpp PPL"))
+    results = {}
+    for i, row in enumerate(rows):
+        artifact = os.path.join(work, "row%d.kiln" % i)
+        cmd = [compile_, "-q", "--activations=f32", row.gguf or teacher, "-o", artifact]
+        if row.quantize:
+            cmd.insert(2, "--quantize=" + row.quantize)
+            # Packed weights: bpw from the option (scale and zero per group).
+            bits, group = [int(re.search(k + r"=(\d+)", row.quantize).group(1)) for k in ("bits", "group")]
+            bpw = bits + 16.0 * (2 if "asym" in row.quantize else 1) / group
+        else:
+            bpw = bits_per_weight(row.gguf)
+        run(cmd)
+        kiln = Kiln(lib, artifact)
+        prompt = kiln.tokenize(PROMPT, False)
+        logits = kiln.eval(prompt).astype(np.float64)
+        if teacher_logits is None:
+            teacher_logits = logits
+        err = rel(logits, teacher_logits)
+        out = run([os.path.join(tools, "kiln-run"), "-m", artifact, "--perplexity", text, "--ctx", str(ctx),
+                   "--chunks", str(chunks), "-t", "2"]).stdout
+        ppl = float(re.search(r"PPL = ([0-9.]+)", out).group(1))
+        peer = llama_perplexity(row.gguf, text, ctx, chunks) if row.gguf else None
+        results[row.name] = (bpw, err, ppl, peer)
+        print("%-22s %6.3f %12.3e %10.4f %12s" % (row.name, bpw, err, ppl, "%.4f" % peer if peer else "-"))
+        os.remove(artifact)
+
+    # What must hold: fewer bits, more error (RTN on one teacher); equal GGUF
+    # bytes give equal logits in Kiln.
+    packed = [(results[n][0], results[n][1], n) for n in results if n.startswith("kiln p") and "asym" not in n]
+    packed.sort()
+    monotone = all(a[1] >= b[1] for a, b in zip(packed, packed[1:]))
+    print("packed sym rows: logits error falls as bits rise: %s" % ("ok" if monotone else "FAIL %s" % packed))
+    ok &= monotone
+    for fmt in ggml_rows:
+        a, b = results["kiln %s (gguf)" % fmt], results["llama.cpp %s" % fmt]
+        print("%s: Kiln-written vs llama.cpp-written, Kiln PPL %.4f vs %.4f" % (fmt, a[2], b[2]))
+    print("PASS" if ok else "FAIL")
+    return ok
+
+
+if __name__ == "__main__":
+    src, work, tools, lib, text, ctx, chunks, rows = sys.argv[1:9]
+    sys.exit(0 if main(src, work, tools, lib, text, int(ctx), int(chunks),
+                       "all" if rows == "all" else rows.split(",")) else 1)
