@@ -23,7 +23,9 @@ def ConvertKilnToCPU : Pass<"convert-kiln-to-cpu", "::mlir::ModuleOp"> {
     kernels' own workspace (int8 activations, RoPE tables) follows
     `kiln.planned_bytes`, and the pass records the total in
     `kiln.scratch_bytes`. A `residual` operand (kiln-fuse) is added in the
-    epilogue of the rows16 kernels, else by an add kernel.
+    epilogue of the rows16 kernels, else by an add kernel; a `rope` epilogue
+    (kiln-fuse) is applied by the rows16 kernels when head_dim is a whole
+    number of vectors, else by the rope kernel in place after the product.
     `kiln.weight` ops naming `#kiln.external` ranges become views of
     `%weights` at those offsets. `tensor.extract_slice` (of whole rows),
     `tensor.expand_shape` and `tensor.collapse_shape` become memref views of

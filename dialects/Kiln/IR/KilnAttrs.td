@@ -134,6 +134,43 @@ def Kiln_RopeStyleAttr : EnumAttr<Kiln_Dialect, Kiln_RopeStyle, "rope_style"> {
   let assemblyFormat = "`<` $value `>`";
 }
 
+// An f32 written as a float literal (AttrDef parameters have no float parser).
+def Kiln_F32Parameter : AttrOrTypeParameter<"::llvm::APFloat", "an f32 value"> {
+  let comparator = "$_lhs.bitwiseIsEqual($_rhs)";
+  let parser = [{ [&]() -> ::mlir::FailureOr<::llvm::APFloat> {
+    double value;
+    if ($_parser.parseFloat(value))
+      return ::mlir::failure();
+    return ::llvm::APFloat(float(value));
+  }() }];
+  let printer = [{ $_printer.printFloat($_self) }];
+}
+
+def Kiln_RopeAttr : Kiln_Attr<"Rope", "rope"> {
+  let summary = "The rotation of a kiln.rope, carried by the op that applies it";
+  let description = [{
+    The attributes of `kiln.rope` (see there), without its input and position:
+    `kiln-fuse` puts one on a `kiln.linear` whose result only a rope read, and
+    the projection's kernel rotates its output as it writes it.
+    Example: `#kiln.rope<num_heads = 9, head_dim = 64, rotary_dim = 64,
+    style = llama, freq_base = 1.000000e+05, freq_scale = 1.000000e+00>`.
+  }];
+  let parameters = (ins
+    "int64_t":$num_heads,
+    "int64_t":$head_dim,
+    "int64_t":$rotary_dim,
+    EnumParameter<Kiln_RopeStyle>:$style,
+    Kiln_F32Parameter:$freq_base,
+    Kiln_F32Parameter:$freq_scale
+  );
+  let assemblyFormat = "`<` struct(params) `>`";
+  let genVerifyDecl = 1;
+  let extraClassDeclaration = [{
+    /// num_heads * head_dim: the width of the rows it rotates.
+    int64_t getWidth() const { return getNumHeads() * getHeadDim(); }
+  }];
+}
+
 def Kiln_GeluApprox : I32EnumAttr<"GeluApprox", "gelu formula", [
     I32EnumAttrCase<"Erf", 0, "erf">,
     I32EnumAttrCase<"Tanh", 1, "tanh">

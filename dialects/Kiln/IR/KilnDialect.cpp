@@ -9,6 +9,8 @@
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/ADT/TypeSwitch.h"
 
+#include <cmath>
+
 using namespace mlir;
 using namespace mlir::kiln;
 
@@ -150,6 +152,34 @@ uint64_t QuantSchemeAttr::getBlockBytes() const {
   shape.superGroup = getSuperGroup();
   shape.subScaleBits = getSubScaleBits();
   return shape.blockBytes();
+}
+
+//===----------------------------------------------------------------------===//
+// RopeAttr
+//===----------------------------------------------------------------------===//
+
+LogicalResult RopeAttr::verify(function_ref<InFlightDiagnostic()> emitError,
+                               int64_t heads, int64_t headDim, int64_t rotary,
+                               RopeStyle, APFloat freqBaseValue,
+                               APFloat freqScaleValue) {
+  float freqBase = freqBaseValue.convertToFloat(),
+        freqScale = freqScaleValue.convertToFloat();
+  if (heads <= 0 || headDim <= 0)
+    return emitError() << "num_heads and head_dim must be positive, got "
+                       << heads << " and " << headDim;
+  int64_t width;
+  if (__builtin_mul_overflow(heads, headDim, &width))
+    return emitError() << "num_heads * head_dim = " << heads << " * "
+                       << headDim << " overflows 64 bits";
+  if (rotary <= 0 || rotary > headDim || rotary % 2 != 0)
+    return emitError() << "rotary_dim " << rotary
+                       << " must be even and in (0, head_dim = " << headDim
+                       << "]";
+  if (!(freqBase > 0.0f) || !std::isfinite(freqBase))
+    return emitError() << "freq_base must be positive, got " << freqBase;
+  if (!(freqScale > 0.0f) || !std::isfinite(freqScale))
+    return emitError() << "freq_scale must be positive, got " << freqScale;
+  return success();
 }
 
 //===----------------------------------------------------------------------===//

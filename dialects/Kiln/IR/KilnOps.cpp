@@ -168,8 +168,8 @@ LogicalResult WeightOp::verify() {
 //===----------------------------------------------------------------------===//
 
 ParseResult LinearOp::parse(OpAsmParser &parser, OperationState &result) {
-  OpAsmParser::UnresolvedOperand input, weight, bias, residual;
-  bool hasBias = false, hasResidual = false;
+  OpAsmParser::UnresolvedOperand input, weight, bias, residual, position;
+  bool hasBias = false, hasResidual = false, hasRope = false;
   Type inputType, weightType, biasType, resultType;
   if (parser.parseOperand(input) || parser.parseComma() ||
       parser.parseOperand(weight))
@@ -184,6 +184,17 @@ ParseResult LinearOp::parse(OpAsmParser &parser, OperationState &result) {
       return failure();
     hasResidual = true;
   }
+  if (succeeded(parser.parseOptionalKeyword("rope"))) {
+    RopeAttr rope;
+    // In parentheses: a dialect attribute would take the `:` after it as
+    // the start of its own type.
+    if (parser.parseLParen() || parser.parseOperand(position) ||
+        parser.parseComma() || parser.parseAttribute(rope) ||
+        parser.parseRParen())
+      return failure();
+    result.getOrAddProperties<Properties>().rope = rope;
+    hasRope = true;
+  }
   if (parser.parseOptionalAttrDict(result.attributes) ||
       parser.parseColonType(inputType) || parser.parseComma() ||
       parser.parseType(weightType))
@@ -196,10 +207,13 @@ ParseResult LinearOp::parse(OpAsmParser &parser, OperationState &result) {
       parser.resolveOperand(weight, weightType, result.operands) ||
       (hasBias && parser.resolveOperand(bias, biasType, result.operands)) ||
       (hasResidual &&
-       parser.resolveOperand(residual, resultType, result.operands)))
+       parser.resolveOperand(residual, resultType, result.operands)) ||
+      (hasRope && parser.resolveOperand(position,
+                                        parser.getBuilder().getIndexType(),
+                                        result.operands)))
     return failure();
   result.getOrAddProperties<Properties>().operandSegmentSizes = {
-      1, 1, hasBias, hasResidual};
+      1, 1, hasBias, hasResidual, hasRope};
   result.addTypes(resultType);
   return success();
 }
@@ -210,7 +224,10 @@ void LinearOp::print(OpAsmPrinter &p) {
     p << ", bias " << getBias();
   if (getResidual())
     p << " residual " << getResidual();
-  p.printOptionalAttrDict((*this)->getAttrs(), {"operandSegmentSizes"});
+  if (getRope())
+    p << " rope(" << getRopePosition() << ", " << getRopeAttr() << ')';
+  p.printOptionalAttrDict((*this)->getAttrs(),
+                          {"operandSegmentSizes", getRopeAttrName()});
   p << " : " << getInput().getType() << ", " << getWeight().getType();
   if (getBias())
     p << ", " << getBias().getType();
@@ -242,6 +259,18 @@ LogicalResult LinearOp::verify() {
   if (Value residual = getResidual(); residual && residual.getType() != result)
     return emitOpError("residual type ")
            << residual.getType() << " differs from result type " << result;
+  if (bool(getRope()) != bool(getRopePosition()))
+    return emitOpError("needs both a rope position and a #kiln.rope, or "
+                       "neither");
+  if (RopeAttr rope = getRopeAttr()) {
+    if (getResidual())
+      return emitOpError("cannot have both a residual and a rope (their "
+                         "order would be ambiguous)");
+    if (result.getRank() != 2 || !dimsAgree(result.getDimSize(1),
+                                            rope.getWidth()))
+      return emitOpError("result must be [tokens, num_heads * head_dim = ")
+             << rope.getWidth() << "] for its rope, got " << result;
+  }
   return verifyRowwiseResult(*this, input, result, n);
 }
 
@@ -310,6 +339,12 @@ LogicalResult LayerNormOp::verify() {
 // RopeOp
 //===----------------------------------------------------------------------===//
 
+RopeAttr RopeOp::getParameters() {
+  return RopeAttr::get(getContext(), getNumHeads(), getHeadDim(),
+                       getRotaryDim(), getStyle(), getFreqBase(),
+                       getFreqScale());
+}
+
 LogicalResult RopeOp::verify() {
   RankedTensorType input = getInput().getType();
   if (input != getResult().getType())
@@ -318,29 +353,16 @@ LogicalResult RopeOp::verify() {
   if (input.getRank() != 2)
     return emitOpError("input must be 2-D [tokens, heads * head_dim], got ")
            << input;
-  int64_t heads = getNumHeads(), headDim = getHeadDim(),
-          rotary = getRotaryDim();
-  if (heads <= 0 || headDim <= 0)
-    return emitOpError("num_heads and head_dim must be positive, got ")
-           << heads << " and " << headDim;
-  int64_t width;
-  if (__builtin_mul_overflow(heads, headDim, &width))
-    return emitOpError("num_heads * head_dim = ")
-           << heads << " * " << headDim << " overflows 64 bits";
+  auto emitError = [&] { return emitOpError(); };
+  if (failed(RopeAttr::verify(emitError, getNumHeads(), getHeadDim(),
+                              getRotaryDim(), getStyle(),
+                              getFreqBase(), getFreqScale())))
+    return failure();
+  int64_t width = getNumHeads() * getHeadDim();
   if (!dimsAgree(input.getDimSize(1), width))
     return emitOpError("last dimension ")
            << input.getDimSize(1) << " is not num_heads * head_dim = "
            << width;
-  if (rotary <= 0 || rotary > headDim || rotary % 2 != 0)
-    return emitOpError("rotary_dim ")
-           << rotary << " must be even and in (0, head_dim = " << headDim
-           << "]";
-  if (!(getFreqBase().convertToFloat() > 0.0f))
-    return emitOpError("freq_base must be positive, got ")
-           << getFreqBase().convertToFloat();
-  if (!(getFreqScale().convertToFloat() > 0.0f))
-    return emitOpError("freq_scale must be positive, got ")
-           << getFreqScale().convertToFloat();
   return success();
 }
 

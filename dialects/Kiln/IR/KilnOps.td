@@ -54,18 +54,27 @@ def Kiln_LinearOp : Kiln_Op<"linear", [Pure, AttrSizedOperandSegments]> {
     `residual` (of the result's type) is added to the product: the residual
     connection of a transformer block, which `kiln-fuse` folds into the
     projection before it so that a kernel can add it in its epilogue.
+    `rope(%p, #kiln.rope<...>)`: the result is then
+    `kiln.rope(x W^T + bias, %p)` with the attribute's parameters, the RoPE
+    of a query or key projection that `kiln-fuse` folds into it. A target
+    whose linear kernel has no rope epilogue computes the product, then
+    rotates it in place. A layer has a residual or a rope, not both (their
+    order would be ambiguous).
   }];
   let arguments = (ins Kiln_FloatTensor:$input, Kiln_Weight:$weight,
                        Optional<Kiln_Weight>:$bias,
-                       Optional<Kiln_FloatTensor>:$residual);
+                       Optional<Kiln_FloatTensor>:$residual,
+                       Optional<Index>:$rope_position,
+                       OptionalAttr<Kiln_RopeAttr>:$rope);
   let results = (outs Kiln_FloatTensor:$result);
-  // `kiln.linear %x, %w[, bias %b][ residual %r] : X, W[, B] -> Y`: the
-  // residual has the result's type, which is written once.
+  // `kiln.linear %x, %w[, bias %b][ residual %r][ rope(%p, #kiln.rope<...>)]
+  // : X, W[, B] -> Y`: the residual has the result's type, written once.
   let hasCustomAssemblyFormat = 1;
   let builders = [
     OpBuilder<(ins "::mlir::Type":$result, "::mlir::Value":$input,
                    "::mlir::Value":$weight, "::mlir::Value":$bias), [{
-      build($_builder, $_state, result, input, weight, bias, ::mlir::Value());
+      build($_builder, $_state, result, input, weight, bias, ::mlir::Value(),
+            ::mlir::Value(), nullptr);
     }]>
   ];
   let hasVerifier = 1;
@@ -134,6 +143,10 @@ def Kiln_RopeOp : Kiln_Op<"rope", [Pure]> {
   let results = (outs Kiln_FloatTensor:$result);
   let assemblyFormat = [{
     $input `,` $position attr-dict `:` type($input) `->` type($result)
+  }];
+  let extraClassDeclaration = [{
+    /// Its rotation, as a kiln.linear's rope epilogue carries it.
+    ::mlir::kiln::RopeAttr getParameters();
   }];
   let hasVerifier = 1;
 }

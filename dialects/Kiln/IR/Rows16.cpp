@@ -7,13 +7,14 @@
 
 using namespace mlir::kiln;
 using ::kiln::checkedAdd;
+using ::kiln::GGMLType;
 using ::kiln::checkedMul;
 
 namespace {
 
 /// The rows16 form of ggml format `kind`: the ggml facts (code bits, block
 /// values and bytes, min) from GGMLFormats.h, the rows16 ones given here.
-constexpr Rows16Format rows16(Rows16Kind kind, unsigned headerBytes,
+constexpr Rows16Format rows16(GGMLType kind, unsigned headerBytes,
                               unsigned offset) {
   const ::kiln::GGMLFormat &ggml = ::kiln::getGGMLFormat(kind);
   Rows16Format f{};
@@ -34,14 +35,14 @@ constexpr Rows16Format rows16(Rows16Kind kind, unsigned headerBytes,
 
 constexpr Rows16Format kFormats[] = {
     // ggml format, header bytes (Rows16.h), code offset
-    rows16(Rows16Kind::Q4_0, 32, 8),
-    rows16(Rows16Kind::Q4_1, 64, 0),
-    rows16(Rows16Kind::Q5_0, 32, 16),
-    rows16(Rows16Kind::Q5_1, 64, 0),
-    rows16(Rows16Kind::Q8_0, 32, 128),
-    rows16(Rows16Kind::Q4_K, 320, 0),
-    rows16(Rows16Kind::Q5_K, 320, 0),
-    rows16(Rows16Kind::Q6_K, 288, 32),
+    rows16(GGMLType::Q4_0, 32, 8),
+    rows16(GGMLType::Q4_1, 64, 0),
+    rows16(GGMLType::Q5_0, 32, 16),
+    rows16(GGMLType::Q5_1, 64, 0),
+    rows16(GGMLType::Q8_0, 32, 128),
+    rows16(GGMLType::Q4_K, 320, 0),
+    rows16(GGMLType::Q5_K, 320, 0),
+    rows16(GGMLType::Q6_K, 288, 32),
 };
 
 /// One super-block of one row, decoded from its ggml block.
@@ -149,7 +150,7 @@ void placeCodes(const Rows16Format &f, const uint8_t *codes, unsigned r,
 
 } // namespace
 
-const Rows16Format *mlir::kiln::findRows16Format(Rows16Kind kind) {
+const Rows16Format *mlir::kiln::findRows16Format(GGMLType kind) {
   for (const Rows16Format &f : kFormats)
     if (f.kind == kind)
       return &f;
@@ -183,23 +184,23 @@ void mlir::kiln::packRows16(const Rows16Format &f, uint64_t n, uint64_t k,
     uint8_t *group = dest + row / kRows16 * groupBytes;
     for (uint64_t s = 0; s < supers; ++s) {
       const uint8_t *block = source + (row * supers + s) * f.sourceBytes;
-      if (f.kind == Rows16Kind::Q4_K)
+      if (f.kind == GGMLType::Q4_K)
         decodeQ4KQ5K(block, nullptr, block + 16, dec);
-      else if (f.kind == Rows16Kind::Q5_K)
+      else if (f.kind == GGMLType::Q5_K)
         decodeQ4KQ5K(block, block + 16, block + 48, dec);
-      else if (f.kind == Rows16Kind::Q6_K)
+      else if (f.kind == GGMLType::Q6_K)
         decodeQ6K(block, dec);
       else
         decodeLegacy(f, block, dec);
       uint8_t *header = group + s * f.headerBytes;
       put16(header + 2 * r, dec.d);
-      if (f.kind == Rows16Kind::Q4_K || f.kind == Rows16Kind::Q5_K) {
+      if (f.kind == GGMLType::Q4_K || f.kind == GGMLType::Q5_K) {
         put16(header + 32 + 2 * r, dec.m);
         for (unsigned j = 0; j < 8; ++j) {
           header[64 + 16 * j + r] = dec.sc[j];
           header[192 + 16 * j + r] = dec.mins[j];
         }
-      } else if (f.kind == Rows16Kind::Q6_K) {
+      } else if (f.kind == GGMLType::Q6_K) {
         for (unsigned j = 0; j < 16; ++j)
           header[32 + 16 * j + r] = dec.sc[j];
       } else if (f.hasMin) {

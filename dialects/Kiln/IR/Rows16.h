@@ -53,11 +53,8 @@ namespace mlir::kiln {
 
 constexpr unsigned kRows16 = 16;
 
-/// Which ggml block format a rows16 form rearranges.
-using Rows16Kind = ::kiln::GGMLType;
-
 struct Rows16Format {
-  Rows16Kind kind;
+  ::kiln::GGMLType kind; // the ggml block format this form rearranges
   char name[8];          // ggml's name in lower case ("q4_k"), for symbols
   unsigned codeBits;     // 4, 5, 6 or 8
   unsigned superValues;  // 256 for K-quants, else 32
@@ -81,7 +78,7 @@ struct Rows16Format {
 };
 
 /// The rows16 form of a ggml block format, or null if it has none.
-const Rows16Format *findRows16Format(Rows16Kind kind);
+const Rows16Format *findRows16Format(::kiln::GGMLType kind);
 
 /// Bytes of an n x k weight in rows16; nullopt on overflow or when k is not
 /// a whole number of super-blocks.

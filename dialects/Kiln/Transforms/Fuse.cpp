@@ -39,7 +39,24 @@ residualCandidate(AddOp add, DominanceInfo &dominance) {
   return std::nullopt;
 }
 
+/// The rope that is the only use of `linear`'s result, if a projection can
+/// rotate its output as it writes it: llama-style pairs over whole heads (a
+/// neox rope pairs dims half a head apart, a partial one passes dims through).
+RopeOp ropeEpilogueCandidate(LinearOp linear) {
+  Value y = linear.getResult();
+  if (linear.getResidual() || linear.getRope() || !y.hasOneUse())
+    return {};
+  auto rope = dyn_cast<RopeOp>(*y.getUsers().begin());
+  if (!rope || rope.getStyle() != RopeStyle::Llama ||
+      rope.getRotaryDim() != rope.getHeadDim() ||
+      rope.getType() != linear.getType())
+    return {};
+  return rope;
+}
+
 struct Fuse : mlir::kiln::impl::KilnFuseBase<Fuse> {
+  using KilnFuseBase::KilnFuseBase;
+
   void runOnOperation() override {
     DominanceInfo dominance(getOperation());
     SmallVector<AddOp> adds;
@@ -54,6 +71,23 @@ struct Fuse : mlir::kiln::impl::KilnFuseBase<Fuse> {
       rewriter.modifyOpInPlace(
           linear, [&] { linear.getResidualMutable().assign(residual); });
       rewriter.replaceOp(add, linear.getResult());
+    }
+    if (!ropeEpilogue)
+      return;
+    SmallVector<LinearOp> linears;
+    getOperation().walk([&](LinearOp linear) { linears.push_back(linear); });
+    for (LinearOp linear : linears) {
+      RopeOp rope = ropeEpilogueCandidate(linear);
+      if (!rope)
+        continue;
+      // The position is an argument or computed before the projections.
+      if (!dominance.properlyDominates(rope.getPosition(), linear))
+        continue;
+      rewriter.modifyOpInPlace(linear, [&] {
+        linear.getRopePositionMutable().assign(rope.getPosition());
+        linear.setRopeAttr(rope.getParameters());
+      });
+      rewriter.replaceOp(rope, linear.getResult());
     }
   }
 };

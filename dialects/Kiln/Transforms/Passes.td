@@ -47,7 +47,18 @@ def KilnFuse : Pass<"kiln-fuse", "::mlir::ModuleOp"> {
       residual connection after an attention output or MLP down projection,
       added in the projection kernel's epilogue instead of a kernel and a
       pass over memory of its own.
+    - with `rope-epilogue`, a llama-style `kiln.rope` over all of each head
+      (`rotary_dim = head_dim`) that is the only use of a `kiln.linear`
+      without a residual becomes the layer's `rope(%position, #kiln.rope<...>)`:
+      the query and key projections rotate their output as they write it.
+      `kiln-lower-to-llvm` asks for it with int8 activations, whose CPU
+      kernels have the epilogue; its f32 kernels have none, and a rope
+      folded there would only be applied in place after the product.
   }];
+  let options = [
+    Option<"ropeEpilogue", "rope-epilogue", "bool", /*default=*/"true",
+           "Fold a rope into the projection whose result it rotates">
+  ];
   let dependentDialects = ["::mlir::kiln::KilnDialect"];
 }
 

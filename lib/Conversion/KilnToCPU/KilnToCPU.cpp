@@ -49,20 +49,10 @@ bool StepLowering::feedsInt8Linear(Value v, int64_t dim) {
          });
 }
 
-/// The only user of a rows16 linear layer's result, if it is an OpTy: the
-/// candidates for the kernel's epilogue.
-template <typename OpTy>
-static OpTy soleUserOfRows16(LinearOp linear, bool int8Activations) {
-  Value y = linear.getResult();
-  if (!int8Activations || !isRows16(linear.getWeight().getType()) ||
-      !y.hasOneUse())
-    return {};
-  return dyn_cast<OpTy>(*y.getUsers().begin());
-}
-
-RopeOp StepLowering::ropeOf(LinearOp linear) {
-  auto rope = soleUserOfRows16<RopeOp>(linear, int8Activations);
-  if (!rope || linear.getResidual() || rope.getStyle() == RopeStyle::NeoX ||
+RopeAttr StepLowering::ropeEpilogueOf(LinearOp linear) {
+  RopeAttr rope = linear.getRopeAttr();
+  if (!rope || !int8Activations || !isRows16(linear.getWeight().getType()) ||
+      rope.getStyle() == RopeStyle::NeoX ||
       rope.getRotaryDim() != rope.getHeadDim() ||
       rope.getHeadDim() % kLanes != 0)
     return {};
@@ -70,19 +60,19 @@ RopeOp StepLowering::ropeOf(LinearOp linear) {
 }
 
 FailureOr<StepLowering::RopeTable *>
-StepLowering::ropeTableFor(RopeOp r, Value rows, ImplicitLocOpBuilder &b) {
-  RopeTableKey key{int64_t(r.getRotaryDim()),
-                   r.getFreqBase().convertToFloat(),
-                   r.getFreqScale().convertToFloat(), r.getPosition()};
+StepLowering::ropeTableFor(Operation *user, RopeAttr rope, Value position,
+                           Value rows, ImplicitLocOpBuilder &b) {
+  RopeTableKey key{rope.getRotaryDim(), rope.getFreqBase().convertToFloat(),
+                   rope.getFreqScale().convertToFloat(), position};
   auto it = llvm::find_if(ropeTables,
                           [&](const RopeTable &table) { return table.key == key; });
   if (it == ropeTables.end())
-    return r.emitOpError("has no rope table (a planning bug)");
+    return user->emitOpError("has no rope table (a planning bug)");
   if (!it->filled) {
-    RopeConfig cfg = ropeConfigOf(r);
+    RopeConfig cfg = ropeConfigOf(rope);
     Value tokens = memref::DimOp::create(b, rows, 0);
     callKernel(buildRopeTableKernel(kernels, cfg),
-               {mapping.lookup(r.getPosition()), tokens, scratchArg,
+               {mapping.lookup(position), tokens, scratchArg,
                 arith::ConstantIndexOp::create(b, it->offset)},
                b, {}, {scratchRegion(it->offset, it->bytes)});
     it->filled = true;
@@ -132,22 +122,32 @@ LogicalResult StepLowering::planScratch() {
     q8Offset = llvm::alignTo(scratchBytes, kBufferAlignment);
     scratchBytes = q8Offset + q8Bytes;
   }
+  // A table per frequency set and position, for kiln.rope and for the rope
+  // epilogues of projections.
   for (Operation &op : body) {
-    auto rope = dyn_cast<RopeOp>(op);
+    RopeAttr rope;
+    Value position;
+    if (auto r = dyn_cast<RopeOp>(op)) {
+      rope = r.getParameters();
+      position = r.getPosition();
+    } else if (auto linear = dyn_cast<LinearOp>(op)) {
+      rope = linear.getRopeAttr();
+      position = linear.getRopePosition();
+    }
     if (!rope)
       continue;
-    RopeTableKey key{int64_t(rope.getRotaryDim()),
-                     rope.getFreqBase().convertToFloat(),
-                     rope.getFreqScale().convertToFloat(), rope.getPosition()};
+    RopeTableKey key{rope.getRotaryDim(), rope.getFreqBase().convertToFloat(),
+                     rope.getFreqScale().convertToFloat(), position};
     if (llvm::any_of(ropeTables,
                      [&](const RopeTable &t) { return t.key == key; }))
       continue;
-    int64_t rows = rope.getInput().getType().getDimSize(0);
+    int64_t rows =
+        cast<RankedTensorType>(op.getResult(0).getType()).getDimSize(0);
     if (ShapedType::isDynamic(rows))
       rows = maxTokens;
     if (rows <= 0)
-      return rope.emitOpError("has a dynamic token dimension with no "
-                              "kiln.max_tokens bound");
+      return op.emitOpError("has a dynamic token dimension with no "
+                            "kiln.max_tokens bound");
     int64_t offset = llvm::alignTo(scratchBytes, kBufferAlignment);
     int64_t bytes = rows * key.rotaryDim * int64_t(sizeof(float));
     ropeTables.push_back({key, offset, bytes});

@@ -570,8 +570,8 @@ struct LinearLowering : KernelCallPattern<LinearOp> {
     // by an add kernel after the others.
     Value residual = l.getResidual();
     bool residualEpilogue = residual && rows16;
-    RopeOp rope = step.ropeOf(l);
-    Value out = rope ? rope.getResult() : l.getResult();
+    RopeAttr rope = step.ropeEpilogueOf(l);
+    Value out = l.getResult();
     Value y = step.resultBuffer(out, x, b);
     SmallVector<Value> args;
     func::FuncOp kernel;
@@ -588,7 +588,7 @@ struct LinearLowering : KernelCallPattern<LinearOp> {
                             step.kernels, *rows16, k, n,
                             Rows16Epilogue{
                                 bias.has_value(), residualEpilogue,
-                                rope ? int64_t(rope.getHeadDim()) : 0})
+                                rope ? rope.getHeadDim() : 0})
                       : buildLinearInt8Kernel(step.kernels, **f, k, n,
                                               bias.has_value());
     } else {
@@ -607,7 +607,7 @@ struct LinearLowering : KernelCallPattern<LinearOp> {
     }
     if (rope) {
       FailureOr<StepLowering::RopeTable *> table =
-          step.ropeTableFor(rope, x, b);
+          step.ropeTableFor(op, rope, l.getRopePosition(), x, b);
       if (failed(table))
         return failure();
       args.append({step.scratchArg, idx(b, (*table)->offset)});
@@ -622,10 +622,10 @@ struct LinearLowering : KernelCallPattern<LinearOp> {
           {y, step.mapped(residual), y}, b,
           {step.regionOf(out), step.regionOf(residual)}, {step.regionOf(out)});
     step.bind(l.getResult(), y);
-    if (out != l.getResult()) {
-      step.bind(out, y);
-      step.fusedOps.insert(out.getDefiningOp());
-    }
+    // A rope this kernel could not apply: rotated in place.
+    if (l.getRope() && !rope)
+      return emitRope(step, op, l.getRopeAttr(), l.getRopePosition(), out,
+                      out, b);
     return success();
   }
 };

@@ -13,7 +13,9 @@ using namespace mlir::kiln;
 
 void mlir::kiln::buildKilnToLLVMPipeline(
     OpPassManager &pm, const KilnToLLVMOptions &options) {
-  pm.addPass(createKilnFuse());
+  // The CPU's int8 kernels rotate in their epilogue, its f32 ones do not.
+  pm.addPass(createKilnFuse(
+      {/*ropeEpilogue=*/options.activations == ActivationPrecision::Int8}));
   pm.addPass(createKilnPlanMemory({options.maxTokens}));
   pm.addPass(createConvertKilnToCPU({options.activations, options.cpu}));
   pm.addPass(createCanonicalizerPass());

@@ -60,7 +60,8 @@ func::FuncOp mlir::kiln::buildRopeTableKernel(KernelLibrary &library,
   return kb.finish();
 }
 
-/// (x: memref<?xWxf32>, table: memref<?xi8>, offset: index, y, tid, nth)
+/// (x: memref<?xWxf32>, table: memref<?xi8>, offset: index, y, tid, nth);
+/// x may be y: each pair is loaded before it is stored.
 static func::FuncOp buildRopeKernel(KernelLibrary &library,
                                     const RopeConfig &cfg) {
   KernelSignature sig(library.getContext());
@@ -111,31 +112,35 @@ static func::FuncOp buildRopeKernel(KernelLibrary &library,
 // Patterns
 //===----------------------------------------------------------------------===//
 
+LogicalResult mlir::kiln::emitRope(StepLowering &step, Operation *op,
+                                   RopeAttr rope, Value position, Value input,
+                                   Value result, ImplicitLocOpBuilder &b) {
+  Value x = step.mapped(input), y = step.mapped(result);
+  // One cos/sin table per frequency set and position: the first rope of the
+  // step fills it, the others read it.
+  FailureOr<StepLowering::RopeTable *> table =
+      step.ropeTableFor(op, rope, position, x, b);
+  if (failed(table))
+    return failure();
+  int64_t at = (*table)->offset, bytes = (*table)->bytes;
+  step.callKernel(buildRopeKernel(step.kernels, ropeConfigOf(rope)),
+                  {x, step.scratchArg, idx(b, at), y}, b,
+                  {step.regionOf(input), step.scratchRegion(at, bytes)},
+                  {step.regionOf(result)});
+  return success();
+}
+
 namespace {
 
 struct RopeLowering : KernelCallPattern<RopeOp> {
   LogicalResult lower(RopeOp r, StepLowering &step,
                       ImplicitLocOpBuilder &b) const override {
-    Operation *op = r;
-    if (step.fusedOps.contains(r))
-      return success(); // applied by the projection before it
-    if (failed(step.requireRowsF32(op, r.getInput())))
+    if (failed(step.requireRowsF32(r, r.getInput())))
       return failure();
-    RopeConfig cfg = ropeConfigOf(r);
-    Value x = step.mapped(r.getInput());
-    Value y = step.resultBuffer(r.getResult(), x, b);
-    // One cos/sin table per frequency set and position: the first rope
-    // of the step fills it, the others read it.
-    FailureOr<StepLowering::RopeTable *> table = step.ropeTableFor(r, x, b);
-    if (failed(table))
-      return failure();
-    int64_t at = (*table)->offset, bytes = (*table)->bytes;
-    step.callKernel(
-        buildRopeKernel(step.kernels, cfg), {x, step.scratchArg, idx(b, at), y},
-        b, {step.regionOf(r.getInput()), step.scratchRegion(at, bytes)},
-        {step.regionOf(r.getResult())});
-    step.bind(r.getResult(), y);
-    return success();
+    step.bind(r.getResult(),
+              step.resultBuffer(r.getResult(), step.mapped(r.getInput()), b));
+    return emitRope(step, r, r.getParameters(), r.getPosition(), r.getInput(),
+                    r.getResult(), b);
   }
 };
 

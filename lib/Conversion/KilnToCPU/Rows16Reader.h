@@ -92,12 +92,12 @@ struct Rows16Reader {
   Scales scales(Value header, Value d, int64_t j) {
     Scales s{d, {}, {}, {}};
     switch (format.kind) {
-    case Rows16Kind::Q4_1:
-    case Rows16Kind::Q5_1:
+    case ::kiln::GGMLType::Q4_1:
+    case ::kiln::GGMLType::Q5_1:
       s.min = halves(kb.add(header, kb.idx(32)));
       break;
-    case Rows16Kind::Q4_K:
-    case Rows16Kind::Q5_K: {
+    case ::kiln::GGMLType::Q4_K:
+    case ::kiln::GGMLType::Q5_K: {
       Value sc = bytes(kb.add(header, kb.idx(64 + 16 * j)), false);
       Value m = bytes(kb.add(header, kb.idx(192 + 16 * j)), false);
       s.scale = kb.mul(d, toFloat(sc));
@@ -105,7 +105,7 @@ struct Rows16Reader {
           kb.b, kb.mul(halves(kb.add(header, kb.idx(32))), toFloat(m)));
       break;
     }
-    case Rows16Kind::Q6_K:
+    case ::kiln::GGMLType::Q6_K:
       s.lo = bytes(kb.add(header, kb.idx(32 + 32 * j)), true);
       s.hi = bytes(kb.add(header, kb.idx(48 + 32 * j)), true);
       break;

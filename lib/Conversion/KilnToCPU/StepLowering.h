@@ -38,9 +38,9 @@ inline bool isRows16(WeightType type) {
 }
 
 /// The constants a rope kernel (and its table kernel) is built for.
-inline RopeConfig ropeConfigOf(RopeOp rope) {
+inline RopeConfig ropeConfigOf(RopeAttr rope) {
   RopeConfig cfg;
-  cfg.width = rope.getInput().getType().getDimSize(1);
+  cfg.width = rope.getWidth();
   cfg.numHeads = rope.getNumHeads();
   cfg.headDim = rope.getHeadDim();
   cfg.rotaryDim = rope.getRotaryDim();
@@ -103,21 +103,21 @@ public:
   /// Whether `v` (rows of `dim` values) is the input of a linear layer that
   /// takes int8 activations: its producer then quantizes it as it writes it.
   bool feedsInt8Linear(Value v, int64_t dim);
-  /// The llama-style kiln.rope of `linear`'s result, if that is its only use
-  /// and a rows16 kernel can rotate whole vectors of pairs.
-  RopeOp ropeOf(LinearOp linear);
+  /// kiln-fuse's rope of `linear`, if its kernel applies it in the epilogue:
+  /// a rows16 kernel rotating whole vectors of pairs. Else null, and the rope
+  /// is applied after the product.
+  RopeAttr ropeEpilogueOf(LinearOp linear);
   struct RopeTable;
-  /// The cos/sin table of `rope`'s frequencies and position, filled by a
-  /// kernel the first time a step needs it.
+  /// The cos/sin table of `rope`'s frequencies at `position`, filled by a
+  /// kernel the first time a step needs it (`user` gets the errors).
   /// `rows` is any buffer with the step's token count as its first dim.
-  FailureOr<RopeTable *> ropeTableFor(RopeOp rope, Value rows,
+  FailureOr<RopeTable *> ropeTableFor(Operation *user, RopeAttr rope,
+                                      Value position, Value rows,
                                       ImplicitLocOpBuilder &b);
 
   func::FuncOp oldFunc;
   KernelLibrary &kernels;
   bool int8Activations;
-  /// Ops a linear layer computed in its epilogue.
-  llvm::DenseSet<Operation *> fusedOps;
   /// Scratch region holding the int8-quantized input of the current linear
   /// layer, and the input it holds (consecutive layers over one input, like
   /// Q/K/V, quantize it once).
@@ -209,6 +209,12 @@ private:
   llvm::DenseMap<TypeID, const KernelCallPatternBase *> byOp;
   std::vector<std::unique_ptr<KernelCallPatternBase>> owned;
 };
+
+/// Calls the rope kernel rotating tensor `input` into `result` (both
+/// lowered already; they may share a buffer) at `position`.
+LogicalResult emitRope(StepLowering &step, Operation *op, RopeAttr rope,
+                       Value position, Value input, Value result,
+                       ImplicitLocOpBuilder &b);
 
 void populateLinearPatterns(KernelCallPatterns &patterns);
 void populateEmbeddingPatterns(KernelCallPatterns &patterns);

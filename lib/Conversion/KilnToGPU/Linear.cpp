@@ -120,6 +120,10 @@ struct LinearLowering : GPUKernelPattern<LinearOp> {
   LogicalResult lower(LinearOp l, GPUStepLowering &step,
                       ImplicitLocOpBuilder &b) const override {
     Operation *op = l;
+    // kiln-lower-to-cuda runs kiln-fuse with rope-epilogue=false.
+    if (l.getRope())
+      return l.emitOpError("has a rope epilogue, which the GPU lowering does "
+                           "not fuse yet; run kiln-fuse{rope-epilogue=false}");
     if (failed(step.requireRowsF32(op, l.getInput().getType(), 32)) ||
         failed(step.requireRowsF32(op, l.getResult().getType(), 1)))
       return failure();

@@ -14,7 +14,8 @@ using namespace mlir::kiln;
 
 void mlir::kiln::buildKilnToNVVMPipeline(OpPassManager &pm,
                                          const KilnToCUDAOptions &options) {
-  pm.addPass(createKilnFuse());
+  // The GPU linear kernels have no rope epilogue yet.
+  pm.addPass(createKilnFuse({/*ropeEpilogue=*/false}));
   pm.addPass(createKilnPlanMemory({options.maxTokens}));
   pm.addPass(createConvertKilnToGPU());
   pm.addPass(createCanonicalizerPass());

@@ -1,4 +1,5 @@
 // RUN: kiln-opt %s --split-input-file --kiln-fuse --kiln-plan-memory --convert-kiln-to-cpu | FileCheck %s
+// RUN: kiln-opt %s --split-input-file --kiln-fuse --kiln-plan-memory --convert-kiln-to-cpu --cse | FileCheck %s --check-prefix=INPLACE
 
 // The RoPE kernels' emitted IR: a table kernel computes cos/sin once per
 // position and frequency (theta_i by repeated multiplication, as ggml), the
@@ -107,5 +108,20 @@ func.func @projection_rope(%x: tensor<?x256xf32>, %p: index) -> tensor<?x64xf32>
   %w = kiln.weight #kiln.external<"w.bin", offset = 0, size = 9472> -> !qw
   %q = kiln.linear %x, %w : tensor<?x256xf32>, !qw -> tensor<?x64xf32>
   %y = kiln.rope %q, %p {num_heads = 2, head_dim = 32, rotary_dim = 32, style = #kiln.rope_style<llama>, freq_base = 10000.0 : f32} : tensor<?x64xf32> -> tensor<?x64xf32>
+  return %y : tensor<?x64xf32>
+}
+
+// -----
+
+// kiln-fuse's rope epilogue on a projection whose kernel has none (f32
+// weights): the product, then the rope kernel rotating it in place.
+// INPLACE-LABEL: func.func @rope_after_product(
+// INPLACE: call @kiln_linear_f32_32x64(%{{.*}}, %{{.*}}, %{{.*}}, %[[Y:[^,]*]], %{{.*}}, %{{.*}})
+// INPLACE: call @kiln_rope_table_llama_0x0_r32_b10000_s1000000(
+// INPLACE: call @kiln_rope_llama_2x32_r32_b10000_s1000000(%[[Y]], %{{.*}}, %{{.*}}, %[[Y]], %{{.*}}, %{{.*}})
+// INPLACE: return
+func.func @rope_after_product(%x: tensor<?x32xf32>, %p: index) -> tensor<?x64xf32> attributes {kiln.max_tokens = 4} {
+  %w = kiln.weight #kiln.external<"w.bin", offset = 0, size = 8192> -> !kiln.weight<64x32xf32>
+  %y = kiln.linear %x, %w rope(%p, #kiln.rope<num_heads = 2, head_dim = 32, rotary_dim = 32, style = llama, freq_base = 10000.0, freq_scale = 1.0>) : tensor<?x32xf32>, !kiln.weight<64x32xf32> -> tensor<?x64xf32>
   return %y : tensor<?x64xf32>
 }

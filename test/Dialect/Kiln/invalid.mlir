@@ -429,7 +429,47 @@ func.func @linear_bias_quantized(%x: tensor<2x32xf32>, %w: !kiln.weight<32x32xf3
 
 func.func @linear_residual_type(%x: tensor<2x8xf32>, %w: !kiln.weight<4x8xf32>, %r: tensor<2x8xf32>) {
   // expected-error @+1 {{'kiln.linear' op residual type 'tensor<2x8xf32>' differs from result type 'tensor<2x4xf32>'}}
-  %y = "kiln.linear"(%x, %w, %r) <{operandSegmentSizes = array<i32: 1, 1, 0, 1>}> : (tensor<2x8xf32>, !kiln.weight<4x8xf32>, tensor<2x8xf32>) -> tensor<2x4xf32>
+  %y = "kiln.linear"(%x, %w, %r) <{operandSegmentSizes = array<i32: 1, 1, 0, 1, 0>}> : (tensor<2x8xf32>, !kiln.weight<4x8xf32>, tensor<2x8xf32>) -> tensor<2x4xf32>
+  return
+}
+
+// -----
+
+func.func @linear_rope_without_position(%x: tensor<2x8xf32>, %w: !kiln.weight<16x8xf32>) {
+  // expected-error @+1 {{'kiln.linear' op needs both a rope position and a #kiln.rope, or neither}}
+  %y = "kiln.linear"(%x, %w) <{operandSegmentSizes = array<i32: 1, 1, 0, 0, 0>, rope = #kiln.rope<num_heads = 2, head_dim = 8, rotary_dim = 8, style = llama, freq_base = 10000.0, freq_scale = 1.0>}> : (tensor<2x8xf32>, !kiln.weight<16x8xf32>) -> tensor<2x16xf32>
+  return
+}
+
+// -----
+
+func.func @linear_rope_and_residual(%x: tensor<2x8xf32>, %w: !kiln.weight<16x8xf32>, %r: tensor<2x16xf32>, %p: index) {
+  // expected-error @+1 {{'kiln.linear' op cannot have both a residual and a rope (their order would be ambiguous)}}
+  %y = "kiln.linear"(%x, %w, %r, %p) <{operandSegmentSizes = array<i32: 1, 1, 0, 1, 1>, rope = #kiln.rope<num_heads = 2, head_dim = 8, rotary_dim = 8, style = llama, freq_base = 10000.0, freq_scale = 1.0>}> : (tensor<2x8xf32>, !kiln.weight<16x8xf32>, tensor<2x16xf32>, index) -> tensor<2x16xf32>
+  return
+}
+
+// -----
+
+func.func @linear_rope_width(%x: tensor<2x8xf32>, %w: !kiln.weight<16x8xf32>, %p: index) {
+  // expected-error @+1 {{'kiln.linear' op result must be [tokens, num_heads * head_dim = 8] for its rope, got 'tensor<2x16xf32>'}}
+  %y = kiln.linear %x, %w rope(%p, #kiln.rope<num_heads = 1, head_dim = 8, rotary_dim = 8, style = llama, freq_base = 10000.0, freq_scale = 1.0>) : tensor<2x8xf32>, !kiln.weight<16x8xf32> -> tensor<2x16xf32>
+  return
+}
+
+// -----
+
+func.func @linear_rope_rotary_dim(%x: tensor<2x8xf32>, %w: !kiln.weight<16x8xf32>, %p: index) {
+  // expected-error @+1 {{rotary_dim 3 must be even and in (0, head_dim = 8]}}
+  %y = kiln.linear %x, %w rope(%p, #kiln.rope<num_heads = 2, head_dim = 8, rotary_dim = 3, style = llama, freq_base = 10000.0, freq_scale = 1.0>) : tensor<2x8xf32>, !kiln.weight<16x8xf32> -> tensor<2x16xf32>
+  return
+}
+
+// -----
+
+func.func @linear_rope_freq_scale(%x: tensor<2x8xf32>, %w: !kiln.weight<16x8xf32>, %p: index) {
+  // expected-error @+1 {{freq_scale must be positive, got 0}}
+  %y = kiln.linear %x, %w rope(%p, #kiln.rope<num_heads = 2, head_dim = 8, rotary_dim = 8, style = llama, freq_base = 10000.0, freq_scale = 0.0>) : tensor<2x8xf32>, !kiln.weight<16x8xf32> -> tensor<2x16xf32>
   return
 }
 
@@ -470,7 +510,7 @@ func.func @linear_result_n(%x: tensor<?x8xf32>, %w: !kiln.weight<4x8xf32>) {
 // ODS type constraint: activations are f32, f16 or bf16 tensors.
 func.func @linear_int_input(%x: tensor<2x8xi32>, %w: !kiln.weight<4x8xf32>) {
   // expected-error @+1 {{'kiln.linear' op operand #0 must be ranked tensor of 32-bit float or 16-bit float or bfloat16 type values, but got 'tensor<2x8xi32>'}}
-  %y = "kiln.linear"(%x, %w) <{operandSegmentSizes = array<i32: 1, 1, 0, 0>}> : (tensor<2x8xi32>, !kiln.weight<4x8xf32>) -> tensor<2x4xf32>
+  %y = "kiln.linear"(%x, %w) <{operandSegmentSizes = array<i32: 1, 1, 0, 0, 0>}> : (tensor<2x8xi32>, !kiln.weight<4x8xf32>) -> tensor<2x4xf32>
   return
 }
 
@@ -478,7 +518,7 @@ func.func @linear_int_input(%x: tensor<2x8xi32>, %w: !kiln.weight<4x8xf32>) {
 
 func.func @linear_weight_operand(%x: tensor<2x8xf32>, %w: tensor<4x8xf32>) {
   // expected-error @+1 {{'kiln.linear' op operand #1 must be kiln weight, but got 'tensor<4x8xf32>'}}
-  %y = "kiln.linear"(%x, %w) <{operandSegmentSizes = array<i32: 1, 1, 0, 0>}> : (tensor<2x8xf32>, tensor<4x8xf32>) -> tensor<2x4xf32>
+  %y = "kiln.linear"(%x, %w) <{operandSegmentSizes = array<i32: 1, 1, 0, 0, 0>}> : (tensor<2x8xf32>, tensor<4x8xf32>) -> tensor<2x4xf32>
   return
 }
 

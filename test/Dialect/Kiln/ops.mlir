@@ -396,6 +396,14 @@ func.func @rows16_formats() {
   return
 }
 
+// CHECK-LABEL: func.func @linear_rope
+// CHECK-SAME: (%[[X:.*]]: tensor<?x8xf32>, %[[W:.*]]: !kiln.weight<16x8xf32>, %[[P:.*]]: index)
+// CHECK: kiln.linear %[[X]], %[[W]] rope(%[[P]], #kiln.rope<num_heads = 2, head_dim = 8, rotary_dim = 8, style = llama, freq_base = 1.000000e+04, freq_scale = 1.000000e+00>) : tensor<?x8xf32>, !kiln.weight<16x8xf32> -> tensor<?x16xf32>
+func.func @linear_rope(%x: tensor<?x8xf32>, %w: !kiln.weight<16x8xf32>, %p: index) -> tensor<?x16xf32> {
+  %y = kiln.linear %x, %w rope(%p, #kiln.rope<num_heads = 2, head_dim = 8, rotary_dim = 8, style = llama, freq_base = 10000.0, freq_scale = 1.0>) : tensor<?x8xf32>, !kiln.weight<16x8xf32> -> tensor<?x16xf32>
+  return %y : tensor<?x16xf32>
+}
+
 // The blob survives the round trip.
 // CHECK: {-#
 // CHECK-NEXT: dialect_resources: {
@@ -408,3 +416,4 @@ func.func @rows16_formats() {
     }
   }
 #-}
+
