@@ -467,7 +467,8 @@ TEST_F(TempDir, CheckpointDirectoryValidates) {
   auto ckpt = openCheckpoint(dir);
   ASSERT_TRUE(bool(ckpt)) << llvm::toString(ckpt.takeError());
   EXPECT_EQ(ckpt->config.layers, 1);
-  EXPECT_EQ(ckpt->weights.tensors().size(), 11u);
+  ASSERT_EQ(ckpt->shards.size(), 1u);
+  EXPECT_EQ(ckpt->shards[0].tensors().size(), 11u);
 }
 
 TEST_F(TempDir, CheckpointTensorShapeContradictsConfig) {

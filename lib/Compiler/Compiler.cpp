@@ -53,39 +53,44 @@ std::string printModule(ModuleOp module) {
   return text;
 }
 
+/// The bytes of each file a module's #kiln.external weights name.
+using WeightFiles = llvm::StringMap<llvm::ArrayRef<uint8_t>>;
+
 /// Copies every weight a module references into one blob (64-byte aligned,
 /// each distinct range once: tied embeddings are stored a single time) and
 /// points the module's kiln.weight ops at it. A kiln.pack of a weight is
 /// performed here: the blob holds the packed bytes, in place of the
 /// original when nothing else reads it.
 llvm::Expected<std::string> packWeights(ModuleOp module,
-                                        llvm::ArrayRef<uint8_t> source,
-                                        llvm::StringRef sourcePath) {
+                                        const WeightFiles &files) {
   std::string blob;
-  // (file offset, size, packed?) -> blob offset
-  std::map<std::tuple<uint64_t, uint64_t, bool>, uint64_t> placed;
+  // (file, file offset, size, packed?) -> blob offset
+  std::map<std::tuple<std::string, uint64_t, uint64_t, bool>, uint64_t> placed;
   MLIRContext *ctx = module.getContext();
   auto name = StringAttr::get(ctx, "weights");
   llvm::Error error = llvm::Error::success();
+  // A weight's range and the bytes of the file it is in.
   auto rangeOf = [&](mlir::kiln::WeightOp op)
-      -> std::optional<mlir::kiln::ExternalDataAttr> {
+      -> std::optional<
+          std::pair<mlir::kiln::ExternalDataAttr, llvm::ArrayRef<uint8_t>>> {
     auto ext = dyn_cast<mlir::kiln::ExternalDataAttr>(op.getSource());
     if (!ext || error)
       return std::nullopt;
-    if (ext.getPath().getValue() != sourcePath) {
-      error = fail("weight '" + ext.getPath().getValue() +
-                   "' is not in the model file");
+    llvm::StringRef sourcePath = ext.getPath().getValue();
+    auto file = files.find(sourcePath);
+    if (file == files.end()) {
+      error = fail("weight '" + sourcePath + "' is not in the model file");
       return std::nullopt;
     }
     uint64_t end;
     if (__builtin_add_overflow(ext.getOffset(), ext.getSize(), &end) ||
-        end > source.size()) {
+        end > file->second.size()) {
       error = fail(sourcePath + ": weight range past the end of the file");
       return std::nullopt;
     }
-    return ext;
+    return std::make_pair(ext, file->second);
   };
-  auto place = [&](std::tuple<uint64_t, uint64_t, bool> key,
+  auto place = [&](std::tuple<std::string, uint64_t, uint64_t, bool> key,
                    llvm::function_ref<void(char *)> write,
                    uint64_t bytes) -> uint64_t {
     auto it = placed.find(key);
@@ -105,26 +110,29 @@ llvm::Expected<std::string> packWeights(ModuleOp module,
     auto from = pack.getWeight().getDefiningOp<mlir::kiln::WeightOp>();
     if (!from)
       return fail("kiln.pack of a value that is not a kiln.weight");
-    std::optional<mlir::kiln::ExternalDataAttr> ext = rangeOf(from);
+    auto range = rangeOf(from);
     if (error)
       return std::move(error);
-    if (!ext)
+    if (!range)
       return fail("kiln.pack of a weight that is not in the model file");
+    mlir::kiln::ExternalDataAttr ext = range->first;
+    llvm::ArrayRef<uint8_t> source = range->second;
+    llvm::StringRef sourcePath = ext.getPath().getValue();
     mlir::kiln::WeightType type = pack.getType();
     const mlir::kiln::Rows16Format *format = type.getRows16Format();
     FailureOr<uint64_t> sourceBytes = from.getType().getStorageBytes();
     FailureOr<uint64_t> packedBytes = type.getStorageBytes();
     if (!format || failed(sourceBytes) || failed(packedBytes) ||
-        *sourceBytes != ext->getSize())
+        *sourceBytes != ext.getSize())
       return fail(sourcePath + ": weight range does not hold a " +
                   llvm::Twine(type.getNumRows()) + " x " +
                   llvm::Twine(type.getInnerDim()) + " weight");
     uint64_t at = place(
-        {ext->getOffset(), ext->getSize(), true},
+        {sourcePath.str(), ext.getOffset(), ext.getSize(), true},
         [&](char *dest) {
           mlir::kiln::packRows16(*format, type.getNumRows(),
                                  type.getInnerDim(),
-                                 source.data() + ext->getOffset(),
+                                 source.data() + ext.getOffset(),
                                  reinterpret_cast<uint8_t *>(dest));
         },
         *packedBytes);
@@ -142,17 +150,19 @@ llvm::Expected<std::string> packWeights(ModuleOp module,
   module.walk([&](mlir::kiln::WeightOp op) {
     if (packedOps.contains(op))
       return;
-    std::optional<mlir::kiln::ExternalDataAttr> ext = rangeOf(op);
-    if (!ext)
+    auto range = rangeOf(op);
+    if (!range)
       return;
+    mlir::kiln::ExternalDataAttr ext = range->first;
+    llvm::ArrayRef<uint8_t> source = range->second;
     uint64_t at = place(
-        {ext->getOffset(), ext->getSize(), false},
+        {ext.getPath().str(), ext.getOffset(), ext.getSize(), false},
         [&](char *dest) {
-          std::memcpy(dest, source.data() + ext->getOffset(), ext->getSize());
+          std::memcpy(dest, source.data() + ext.getOffset(), ext.getSize());
         },
-        ext->getSize());
+        ext.getSize());
     op.setSourceAttr(
-        mlir::kiln::ExternalDataAttr::get(ctx, name, at, ext->getSize()));
+        mlir::kiln::ExternalDataAttr::get(ctx, name, at, ext.getSize()));
   });
   if (error)
     return std::move(error);
@@ -299,16 +309,10 @@ llvm::Error compileMLIR(MLIRContext &ctx, const CompileOptions &options) {
   return emitSingleVariant(*module, options);
 }
 
-llvm::Error compileGGUF(MLIRContext &ctx, const CompileOptions &options) {
-  report(options, "reading model", 0.0);
-  llvm::Expected<gguf::GGUFFile> file = gguf::GGUFFile::open(options.input);
-  if (!file)
-    return file.takeError();
-  ImportOptions importOptions;
-  importOptions.contextLength = options.contextLength;
-  importOptions.maxTokens = options.maxTokens;
-  report(options, "importing", 0.05);
-  llvm::Expected<ImportedModel> model = importGGUF(ctx, *file, importOptions);
+/// Packs, lowers and writes an imported model whose weights are in `files`.
+llvm::Error compileImported(llvm::Expected<ImportedModel> model,
+                            const WeightFiles &files,
+                            const CompileOptions &options) {
   if (!model)
     return model.takeError();
   // An artifact whose vocabulary the runtime would refuse is refused now.
@@ -320,18 +324,10 @@ llvm::Error compileGGUF(MLIRContext &ctx, const CompileOptions &options) {
     return writeOutput(options.output, printModule(module));
 
   // Weights: the bytes of every tensor the graph uses, one section.
-  llvm::ArrayRef<uint8_t> fileBytes;
-  if (!file->tensors().empty()) {
-    const gguf::TensorInfo &first = file->tensors().front();
-    llvm::ArrayRef<uint8_t> data = file->tensorData(first);
-    fileBytes = llvm::ArrayRef<uint8_t>(data.data() - first.fileOffset,
-                                        file->fileSize());
-  }
   report(options, "packing weights", 0.1);
   if (auto e = packForKernels(module, options))
     return e;
-  llvm::Expected<std::string> weights =
-      packWeights(module, fileBytes, file->path());
+  llvm::Expected<std::string> weights = packWeights(module, files);
   if (!weights)
     return weights.takeError();
 
@@ -426,19 +422,46 @@ llvm::Error compileGGUF(MLIRContext &ctx, const CompileOptions &options) {
   return llvm::Error::success();
 }
 
-/// Validates a safetensors checkpoint (weights, config.json and the tensors
-/// Llama needs); the graph builder does not read safetensors yet.
-llvm::Error compileSafetensors(const CompileOptions &options) {
+ImportOptions importOptionsOf(const CompileOptions &options) {
+  ImportOptions importOptions;
+  importOptions.contextLength = options.contextLength;
+  importOptions.maxTokens = options.maxTokens;
+  return importOptions;
+}
+
+llvm::Error compileGGUF(MLIRContext &ctx, const CompileOptions &options) {
+  report(options, "reading model", 0.0);
+  llvm::Expected<gguf::GGUFFile> file = gguf::GGUFFile::open(options.input);
+  if (!file)
+    return file.takeError();
+  WeightFiles files;
+  if (!file->tensors().empty()) {
+    const gguf::TensorInfo &first = file->tensors().front();
+    llvm::ArrayRef<uint8_t> data = file->tensorData(first);
+    files[file->path()] = llvm::ArrayRef<uint8_t>(
+        data.data() - first.fileOffset, file->fileSize());
+  }
+  report(options, "importing", 0.05);
+  return compileImported(importGGUF(ctx, *file, importOptionsOf(options)),
+                         files, options);
+}
+
+/// A Hugging Face checkpoint: safetensors weights (one file or shards),
+/// config.json and tokenizer.json.
+llvm::Error compileSafetensors(MLIRContext &ctx,
+                               const CompileOptions &options) {
   report(options, "reading model", 0.0);
   llvm::Expected<safetensors::Checkpoint> checkpoint =
       safetensors::openCheckpoint(options.input);
   if (!checkpoint)
     return checkpoint.takeError();
-  return fail(checkpoint->weights.path() + ": a valid " +
-              checkpoint->config.modelType +
-              " safetensors checkpoint, but compiling safetensors models is "
-              "not supported yet; convert it to GGUF (llama.cpp's "
-              "convert_hf_to_gguf.py)");
+  WeightFiles files;
+  for (const safetensors::SafetensorsFile &shard : checkpoint->shards)
+    files[shard.path()] = shard.fileBytes();
+  report(options, "importing", 0.05);
+  return compileImported(
+      importSafetensors(ctx, *checkpoint, importOptionsOf(options)), files,
+      options);
 }
 
 } // namespace
@@ -450,8 +473,9 @@ lowerMLIRModule(ModuleOp module, const CompileOptions &options,
   if (weightFileBytes) {
     if (auto e = packForKernels(module, options))
       return std::move(e);
-    llvm::Expected<std::string> blob = packWeights(
-        module, *weightFileBytes, weightFileOf(module).value_or(""));
+    WeightFiles files;
+    files[weightFileOf(module).value_or("")] = *weightFileBytes;
+    llvm::Expected<std::string> blob = packWeights(module, files);
     if (!blob)
       return blob.takeError();
     lowered.weights = std::move(*blob);
@@ -527,7 +551,7 @@ llvm::Error compile(const CompileOptions &options) {
     return e;
   if (llvm::StringRef(options.input).ends_with(".safetensors") ||
       llvm::sys::fs::is_directory(options.input))
-    return compileSafetensors(options);
+    return compileSafetensors(ctx, options);
   return compileGGUF(ctx, options);
 }
 

@@ -6,6 +6,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "Import/ModelImporter.h"
+#include "Import/TokenizerJSON.h"
 
 #include "Kiln/IR/GGMLFormats.h"
 #include "Kiln/IR/KilnDialect.h"
@@ -18,6 +19,8 @@
 #include "llvm/ADT/StringSet.h"
 #include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/JSON.h"
+#include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/Path.h"
 
 #include <cmath>
 
@@ -28,9 +31,13 @@ using mlir::kiln::WeightType;
 
 namespace kiln {
 
-static llvm::Error fail(const gguf::GGUFFile &file, const llvm::Twine &what) {
+static llvm::Error fail(llvm::StringRef path, const llvm::Twine &what) {
   return llvm::createStringError(llvm::inconvertibleErrorCode(),
-                                 file.path() + ": " + what);
+                                 path + ": " + what);
+}
+
+static llvm::Error fail(const gguf::GGUFFile &file, const llvm::Twine &what) {
+  return fail(file.path(), what);
 }
 
 llvm::ArrayRef<llvm::StringRef> getSupportedArchitectures() {
@@ -89,31 +96,8 @@ llvm::Expected<Type> getWeightType(MLIRContext &ctx,
 
 namespace {
 
-/// Reads hyperparameters and builds the graph of one model.
-class Importer {
-public:
-  Importer(MLIRContext &ctx, const gguf::GGUFFile &file,
-           const ImportOptions &options)
-      : ctx(ctx), file(file), options(options), b(&ctx) {}
-
-  llvm::Expected<ImportedModel> run();
-
-private:
-  llvm::Error readHyperparameters();
-  llvm::Error readGemma3Hyperparameters();
-  llvm::Expected<std::string> buildVocabulary();
-  /// A kiln.weight for tensor `name` checked against `shape` ([N, K] or [N]).
-  llvm::Expected<Value> weight(StringRef name, ArrayRef<int64_t> shape);
-  /// As weight(), or a null Value when the tensor is absent.
-  llvm::Expected<Value> optionalWeight(StringRef name, ArrayRef<int64_t> shape);
-  llvm::Expected<uint64_t> arch(StringRef key) {
-    return file.getUInt((info.arch + "." + key).str());
-  }
-
-  MLIRContext &ctx;
-  const gguf::GGUFFile &file;
-  const ImportOptions &options;
-  OpBuilder b;
+/// The hyperparameters of a decoder, whichever file format they came from.
+struct DecoderConfig {
   ModelInfo info;
   float epsilon = 1e-5f, ropeBase = 10000.0f, ropeScale = 1.0f;
   int64_t rotaryDim = 0;
@@ -124,6 +108,210 @@ private:
   int64_t slidingWindow = 0, swaPattern = 0;
   float swaRopeBase = 10000.0f, attentionScale = 0.0f;
 };
+
+/// A weight's type and the byte range of a file holding it.
+struct SourceTensor {
+  WeightType type;
+  std::string path;
+  uint64_t offset, size;
+};
+
+/// The weights of a model by their GGUF names (`blk.0.attn_q.weight`): the
+/// graph builder's one view of a GGUF file or a safetensors checkpoint.
+class TensorSource {
+public:
+  virtual ~TensorSource() = default;
+  /// The file that errors name.
+  virtual StringRef path() const = 0;
+  /// The name the file itself uses for GGUF name `name`.
+  virtual std::string fileName(StringRef name) const { return name.str(); }
+  /// Tensor `name`, std::nullopt when the file does not have it.
+  virtual llvm::Expected<std::optional<SourceTensor>>
+  find(MLIRContext &ctx, StringRef name) const = 0;
+};
+
+class GGUFTensors : public TensorSource {
+public:
+  explicit GGUFTensors(const gguf::GGUFFile &file) : file(file) {}
+  StringRef path() const override { return file.path(); }
+  llvm::Expected<std::optional<SourceTensor>>
+  find(MLIRContext &ctx, StringRef name) const override {
+    const gguf::TensorInfo *tensor = file.findTensor(name);
+    if (!tensor)
+      return std::nullopt;
+    auto type = getWeightType(ctx, *tensor);
+    if (!type)
+      return fail(file, llvm::toString(type.takeError()));
+    return SourceTensor{cast<WeightType>(*type), file.path().str(),
+                        tensor->fileOffset, tensor->byteSize};
+  }
+
+private:
+  const gguf::GGUFFile &file;
+};
+
+/// A Hugging Face checkpoint's tensors under their GGUF names.
+class SafetensorsTensors : public TensorSource {
+public:
+  explicit SafetensorsTensors(const safetensors::Checkpoint &checkpoint)
+      : checkpoint(checkpoint) {}
+  StringRef path() const override {
+    return checkpoint.shards.front().path();
+  }
+
+  /// Hugging Face's name for a GGUF tensor name (llama.cpp's
+  /// gguf-py/gguf/tensor_mapping.py, read backwards), "" for none.
+  std::string fileName(StringRef name) const override {
+    StringRef stem = name, suffix;
+    if (name.ends_with(".weight") || name.ends_with(".bias")) {
+      size_t dot = name.rfind('.');
+      stem = name.take_front(dot);
+      suffix = name.drop_front(dot);
+    }
+    static const std::pair<StringRef, StringRef> global[] = {
+        {"token_embd", "model.embed_tokens"},
+        {"output_norm", "model.norm"},
+        {"output", "lm_head"}};
+    for (auto [gguf, hf] : global)
+      if (stem == gguf)
+        return (hf + suffix).str();
+    static const std::pair<StringRef, StringRef> perLayer[] = {
+        {"attn_norm", "input_layernorm"},
+        {"attn_q", "self_attn.q_proj"},
+        {"attn_k", "self_attn.k_proj"},
+        {"attn_v", "self_attn.v_proj"},
+        {"attn_output", "self_attn.o_proj"},
+        {"attn_q_norm", "self_attn.q_norm"},
+        {"attn_k_norm", "self_attn.k_norm"},
+        {"ffn_norm", "post_attention_layernorm"},
+        {"ffn_gate", "mlp.gate_proj"},
+        {"ffn_up", "mlp.up_proj"},
+        {"ffn_down", "mlp.down_proj"}};
+    if (!stem.consume_front("blk."))
+      return "";
+    auto [layer, part] = stem.split('.');
+    for (auto [gguf, hf] : perLayer)
+      if (part == gguf && !layer.empty())
+        return ("model.layers." + layer + "." + hf + suffix).str();
+    return "";
+  }
+
+  llvm::Expected<std::optional<SourceTensor>>
+  find(MLIRContext &ctx, StringRef name) const override {
+    // Tied embeddings: the head is the table, whatever else the file holds.
+    if (name == "output.weight" && checkpoint.config.tieWordEmbeddings)
+      return std::nullopt;
+    std::string hfName = fileName(name);
+    auto [tensor, shard] = checkpoint.findTensor(hfName);
+    if (!tensor)
+      return std::nullopt;
+    Builder b(&ctx);
+    Type element;
+    switch (tensor->dtype) {
+    case safetensors::DType::F32:
+      element = b.getF32Type();
+      break;
+    case safetensors::DType::F16:
+      element = b.getF16Type();
+      break;
+    case safetensors::DType::BF16:
+      element = b.getBF16Type();
+      break;
+    default:
+      return fail(shard->path(),
+                  "tensor '" + hfName + "': dtype " +
+                      safetensors::getDTypeName(tensor->dtype) +
+                      " is not supported (F32, F16, BF16)");
+    }
+    SmallVector<int64_t> shape;
+    for (uint64_t d : tensor->shape) {
+      if (d == 0 || d > uint64_t(INT64_MAX))
+        return fail(shard->path(),
+                    "tensor '" + hfName + "': dimension out of range");
+      shape.push_back(int64_t(d));
+    }
+    auto type = WeightType::getChecked(
+        [&]() { return emitError(UnknownLoc::get(&ctx)); }, &ctx,
+        ArrayRef<int64_t>(shape), element, QuantSchemeAttr(),
+        mlir::kiln::SparsityAttr());
+    if (!type)
+      return fail(shard->path(), "tensor '" + hfName +
+                                     "': shape does not fit its encoding");
+    return SourceTensor{type, shard->path().str(), tensor->fileOffset,
+                        tensor->byteSize()};
+  }
+
+private:
+  const safetensors::Checkpoint &checkpoint;
+};
+
+/// Builds the forward step of a decoder from its config and weights.
+class DecoderBuilder : DecoderConfig {
+public:
+  DecoderBuilder(MLIRContext &ctx, const DecoderConfig &config,
+                 const TensorSource &tensors, const ImportOptions &options)
+      : DecoderConfig(config), ctx(ctx), tensors(tensors), options(options),
+        b(&ctx) {}
+
+  llvm::Expected<OwningOpRef<ModuleOp>> build();
+
+private:
+  /// A kiln.weight for tensor `name` checked against `shape` ([N, K] or [N]).
+  llvm::Expected<Value> weight(StringRef name, ArrayRef<int64_t> shape);
+  /// As weight(), or a null Value when the tensor is absent.
+  llvm::Expected<Value> optionalWeight(StringRef name, ArrayRef<int64_t> shape);
+
+  MLIRContext &ctx;
+  const TensorSource &tensors;
+  const ImportOptions &options;
+  OpBuilder b;
+};
+
+/// Reads a GGUF file's hyperparameters and vocabulary.
+class Importer : DecoderConfig {
+public:
+  Importer(MLIRContext &ctx, const gguf::GGUFFile &file,
+           const ImportOptions &options)
+      : ctx(ctx), file(file), options(options) {}
+
+  llvm::Expected<ImportedModel> run();
+
+private:
+  llvm::Error readHyperparameters();
+  llvm::Error readGemma3Hyperparameters();
+  llvm::Expected<std::string> buildVocabulary();
+  llvm::Expected<uint64_t> arch(StringRef key) {
+    return file.getUInt((info.arch + "." + key).str());
+  }
+
+  MLIRContext &ctx;
+  const gguf::GGUFFile &file;
+  const ImportOptions &options;
+};
+
+/// Picks the KV cache length and checks the limits every decoder shares.
+llvm::Error chooseContext(DecoderConfig &config, const ImportOptions &options,
+                          StringRef path) {
+  ModelInfo &info = config.info;
+  info.context = options.contextLength
+                     ? options.contextLength
+                     : std::min<int64_t>(info.trainedContext, 4096);
+  if (info.context <= 0 || info.context > (int64_t(1) << 24))
+    return fail(path, "context length " + llvm::Twine(info.context) +
+                          " is out of range [1, 16777216]");
+  if (options.maxTokens <= 0 || options.maxTokens > 4096)
+    return fail(path, "max tokens per step " + llvm::Twine(options.maxTokens) +
+                          " is out of range [1, 4096]");
+  // The KV cache must fit in memory: refuse what no machine here could hold.
+  int64_t dims[] = {2, info.layers, info.context, info.kvHeads, info.headDim, 4};
+  std::optional<uint64_t> cacheBytes = checkedElementCount(dims);
+  constexpr uint64_t kMaxCacheBytes = uint64_t(64) << 30;
+  if (!cacheBytes || *cacheBytes > kMaxCacheBytes)
+    return fail(path, "a KV cache for " + llvm::Twine(info.context) +
+                          " positions would need more than 64 GiB; choose a "
+                          "smaller --ctx");
+  return llvm::Error::success();
+}
 
 } // namespace
 
@@ -239,24 +427,7 @@ llvm::Error Importer::readHyperparameters() {
   if (info.vocab == 0)
     return fail(file, "tokenizer.ggml.tokens is empty");
 
-  info.context = options.contextLength
-                     ? options.contextLength
-                     : std::min<int64_t>(info.trainedContext, 4096);
-  if (info.context <= 0 || info.context > (int64_t(1) << 24))
-    return fail(file, "context length " + llvm::Twine(info.context) +
-                          " is out of range [1, 16777216]");
-  if (options.maxTokens <= 0 || options.maxTokens > 4096)
-    return fail(file, "max tokens per step " + llvm::Twine(options.maxTokens) +
-                          " is out of range [1, 4096]");
-  // The KV cache must fit in memory: refuse what no machine here could hold.
-  int64_t dims[] = {2, info.layers, info.context, info.kvHeads, info.headDim, 4};
-  std::optional<uint64_t> cacheBytes = checkedElementCount(dims);
-  constexpr uint64_t kMaxCacheBytes = uint64_t(64) << 30;
-  if (!cacheBytes || *cacheBytes > kMaxCacheBytes)
-    return fail(file, "a KV cache for " + llvm::Twine(info.context) +
-                          " positions would need more than 64 GiB; choose a "
-                          "smaller --ctx");
-  return llvm::Error::success();
+  return chooseContext(*this, options, file.path());
 }
 
 llvm::Error Importer::readGemma3Hyperparameters() {
@@ -311,22 +482,25 @@ llvm::Error Importer::readGemma3Hyperparameters() {
   return llvm::Error::success();
 }
 
-llvm::Expected<Value> Importer::optionalWeight(StringRef name,
-                                               ArrayRef<int64_t> shape) {
-  const gguf::TensorInfo *tensor = file.findTensor(name);
+llvm::Expected<Value> DecoderBuilder::optionalWeight(StringRef name,
+                                                     ArrayRef<int64_t> shape) {
+  auto tensor = tensors.find(ctx, name);
   if (!tensor)
+    return tensor.takeError();
+  if (!*tensor)
     return Value();
   return weight(name, shape);
 }
 
-llvm::Expected<Value> Importer::weight(StringRef name, ArrayRef<int64_t> shape) {
-  const gguf::TensorInfo *tensor = file.findTensor(name);
+llvm::Expected<Value> DecoderBuilder::weight(StringRef name,
+                                             ArrayRef<int64_t> shape) {
+  auto tensor = tensors.find(ctx, name);
   if (!tensor)
-    return fail(file, "missing tensor '" + name + "'");
-  auto type = getWeightType(ctx, *tensor);
-  if (!type)
-    return fail(file, llvm::toString(type.takeError()));
-  auto wt = cast<WeightType>(*type);
+    return tensor.takeError();
+  if (!*tensor)
+    return fail(tensors.path(),
+                "missing tensor '" + tensors.fileName(name) + "'");
+  WeightType wt = (*tensor)->type;
   if (wt.getShape() != shape) {
     std::string got;
     for (int64_t d : wt.getShape())
@@ -334,13 +508,14 @@ llvm::Expected<Value> Importer::weight(StringRef name, ArrayRef<int64_t> shape) 
     std::string expected;
     for (int64_t d : shape)
       expected += (expected.empty() ? "" : "x") + std::to_string(d);
-    return fail(file, "tensor '" + name + "' has shape " + got +
-                          ", expected " + expected +
-                          " from the model's hyperparameters");
+    return fail(tensors.path(), "tensor '" + tensors.fileName(name) +
+                                    "' has shape " + got + ", expected " +
+                                    expected +
+                                    " from the model's hyperparameters");
   }
   auto source = mlir::kiln::ExternalDataAttr::get(
-      &ctx, b.getStringAttr(file.path()), tensor->fileOffset,
-      tensor->byteSize);
+      &ctx, b.getStringAttr((*tensor)->path), (*tensor)->offset,
+      (*tensor)->size);
   return mlir::kiln::WeightOp::create(b, b.getUnknownLoc(), wt, source)
       .getResult();
 }
@@ -472,15 +647,26 @@ llvm::Expected<std::string> Importer::buildVocabulary() {
 }
 
 llvm::Expected<ImportedModel> Importer::run() {
-  ctx.loadDialect<mlir::kiln::KilnDialect, func::FuncDialect,
-                  arith::ArithDialect, tensor::TensorDialect>();
   if (auto e = readHyperparameters())
     return std::move(e);
   auto vocabJSON = buildVocabulary();
   if (!vocabJSON)
     return vocabJSON.takeError();
+  auto module =
+      DecoderBuilder(ctx, *this, GGUFTensors(file), options).build();
+  if (!module)
+    return module.takeError();
+  ImportedModel result;
+  result.module = std::move(*module);
+  result.info = info;
+  result.vocabJSON = std::move(*vocabJSON);
+  return result;
+}
 
-  Location loc = FileLineColLoc::get(&ctx, file.path(), 0, 0);
+llvm::Expected<OwningOpRef<ModuleOp>> DecoderBuilder::build() {
+  ctx.loadDialect<mlir::kiln::KilnDialect, func::FuncDialect,
+                  arith::ArithDialect, tensor::TensorDialect>();
+  Location loc = FileLineColLoc::get(&ctx, tensors.path(), 0, 0);
   OwningOpRef<ModuleOp> module = ModuleOp::create(loc);
   b.setInsertionPointToEnd(module->getBody());
 
@@ -634,9 +820,65 @@ llvm::Expected<ImportedModel> Importer::run() {
   func::ReturnOp::create(b, l, logits);
 
   if (failed(module->verify()))
-    return fail(file, "the imported module does not verify (an importer bug)");
+    return fail(tensors.path(),
+                "the imported module does not verify (an importer bug)");
+  return std::move(module);
+}
+
+llvm::Expected<ImportedModel>
+importSafetensors(MLIRContext &context,
+                  const safetensors::Checkpoint &checkpoint,
+                  const ImportOptions &options) {
+  const safetensors::LlamaConfig &c = checkpoint.config;
+  llvm::SmallString<256> configPath(checkpoint.directory);
+  llvm::sys::path::append(configPath, "config.json");
+  DecoderConfig config;
+  ModelInfo &info = config.info;
+  info.arch = c.modelType;
+  info.name = llvm::sys::path::filename(checkpoint.directory).str();
+  info.layers = c.layers;
+  info.embedding = c.hiddenSize;
+  info.heads = c.heads;
+  info.kvHeads = c.kvHeads;
+  info.headDim = c.headDim;
+  info.vocab = c.vocabSize;
+  info.trainedContext = c.maxPositions;
+  info.feedForward = c.intermediateSize;
+  config.epsilon = float(c.rmsNormEps);
+  config.ropeBase = float(c.ropeTheta);
+  if (!(config.epsilon > 0.0f) || !(config.ropeBase > 0.0f) ||
+      !std::isfinite(config.ropeBase))
+    return fail(configPath, "rms_norm_eps and rope_theta must be positive "
+                            "finite f32 numbers");
+  config.rotaryDim = c.headDim;
+  // GGUF converters permute Llama's Q/K rows for adjacent-pair rotation;
+  // Hugging Face checkpoints keep them as trained, rotating halves.
+  config.neoxRope = true;
+  config.attentionScale = 1.0f / std::sqrt(float(c.headDim));
+  if (auto e = chooseContext(config, options, configPath))
+    return std::move(e);
+
+  llvm::SmallString<256> tokenizerPath(checkpoint.directory);
+  llvm::sys::path::append(tokenizerPath, "tokenizer.json");
+  auto tokenizerFile = llvm::MemoryBuffer::getFile(tokenizerPath,
+                                                   /*IsText=*/true);
+  if (!tokenizerFile)
+    return fail(tokenizerPath, "cannot open (Kiln takes the vocabulary "
+                               "from it): " +
+                                   tokenizerFile.getError().message());
+  auto vocabJSON = convertTokenizerJSON(
+      (*tokenizerFile)->getBuffer(), tokenizerPath, c.vocabSize,
+      SpecialTokenIds{c.bosTokenId, c.eosTokenId});
+  if (!vocabJSON)
+    return vocabJSON.takeError();
+
+  auto module = DecoderBuilder(context, config, SafetensorsTensors(checkpoint),
+                               options)
+                    .build();
+  if (!module)
+    return module.takeError();
   ImportedModel result;
-  result.module = std::move(module);
+  result.module = std::move(*module);
   result.info = info;
   result.vocabJSON = std::move(*vocabJSON);
   return result;

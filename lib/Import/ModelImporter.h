@@ -1,8 +1,9 @@
 //===- ModelImporter.h - GGUF model to a kiln module ------------*- C++ -*-===//
 //
 // Builds the `kiln` dialect graph of a decoder-only transformer from a
-// validated GGUF file, keeping every weight in its GGUF encoding as a
-// `#kiln.external` byte range of the file (no weight is copied or converted).
+// validated GGUF file or safetensors checkpoint, keeping every weight in its
+// file's encoding as a `#kiln.external` byte range of the file (no weight is
+// copied or converted).
 //
 //===----------------------------------------------------------------------===//
 
@@ -10,6 +11,7 @@
 #define KILN_IMPORT_MODELIMPORTER_H
 
 #include "Import/GGUF.h"
+#include "Import/Safetensors.h"
 
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/OwningOpRef.h"
@@ -50,6 +52,14 @@ llvm::ArrayRef<llvm::StringRef> getSupportedArchitectures();
 llvm::Expected<ImportedModel> importGGUF(mlir::MLIRContext &context,
                                          const gguf::GGUFFile &file,
                                          const ImportOptions &options);
+
+/// Imports a Hugging Face Llama-family checkpoint into the same `@forward`
+/// as importGGUF, reading the vocabulary from the tokenizer.json beside its
+/// config.json. Errors name the file and the field or tensor at fault.
+llvm::Expected<ImportedModel>
+importSafetensors(mlir::MLIRContext &context,
+                  const safetensors::Checkpoint &checkpoint,
+                  const ImportOptions &options);
 
 /// The !kiln.weight type of a GGUF tensor (shape [N, K] from ggml's [K, N]).
 llvm::Expected<mlir::Type> getWeightType(mlir::MLIRContext &context,

@@ -563,6 +563,20 @@ Expected<LlamaConfig> parseLlamaConfig(StringRef text, StringRef path) {
       return fail("tie_word_embeddings", "is not a boolean");
     config.tieWordEmbeddings = *b;
   }
+  // Llama 3.1 lists several eos ids; the first is the one generation stops at.
+  for (auto [key, out] : {std::pair<StringRef, int64_t *>{"bos_token_id",
+                                                          &config.bosTokenId},
+                          {"eos_token_id", &config.eosTokenId}}) {
+    const llvm::json::Value *v = obj->get(key);
+    if (v && v->getAsArray() && !v->getAsArray()->empty())
+      v = &v->getAsArray()->front();
+    if (!v || v->kind() == llvm::json::Value::Null)
+      continue;
+    std::optional<int64_t> id = v->getAsInteger();
+    if (!id || *id < 0 || *id >= config.vocabSize)
+      return fail(key, "is not a token id below vocab_size");
+    *out = *id;
+  }
   if (const llvm::json::Value *scaling = obj->get("rope_scaling"))
     if (scaling->kind() != llvm::json::Value::Null)
       return fail("rope_scaling", "is not supported yet (only null)");
@@ -585,42 +599,119 @@ Expected<LlamaConfig> readLlamaConfig(StringRef path) {
   return parseLlamaConfig((*buffer)->getBuffer(), path);
 }
 
+std::pair<const TensorInfo *, const SafetensorsFile *>
+Checkpoint::findTensor(StringRef name) const {
+  for (const SafetensorsFile &shard : shards)
+    if (const TensorInfo *t = shard.findTensor(name))
+      return {t, &shard};
+  return {nullptr, nullptr};
+}
+
+/// The shard files model.safetensors.index.json names in its weight_map,
+/// each once, in order of first appearance.
+static Expected<std::vector<std::string>> readShardIndex(StringRef path) {
+  auto buffer = llvm::MemoryBuffer::getFile(path, /*IsText=*/true);
+  if (!buffer)
+    return llvm::createStringError(
+        buffer.getError(),
+        path + ": cannot open: " + buffer.getError().message());
+  StringRef text = (*buffer)->getBuffer();
+  if (text.size() > (64u << 20))
+    return makeError(path + ": larger than 64 MiB");
+  if (std::optional<size_t> deep = findTooDeepJSON(text))
+    return makeError(path + ": nests deeper than " +
+                     llvm::Twine(kMaxJSONDepth) + " levels (at byte " +
+                     llvm::Twine(*deep) + ")");
+  Expected<llvm::json::Value> json = llvm::json::parse(text);
+  if (!json)
+    return makeError(path + ": is not valid JSON: " +
+                     llvm::toString(json.takeError()));
+  const llvm::json::Object *map =
+      json->getAsObject() ? json->getAsObject()->getObject("weight_map")
+                          : nullptr;
+  if (!map)
+    return makeError(path + ": weight_map is missing or not an object");
+  std::vector<std::string> files;
+  for (const auto &[tensor, file] : *map) {
+    std::optional<StringRef> name = file.getAsString();
+    // A shard is a file beside the index, never a path elsewhere.
+    if (!name || name->empty() || name->contains('/') ||
+        name->contains('\\') || *name == "." || *name == "..")
+      return makeError(path + ": weight_map[" + quote(tensor.str()) +
+                       "] is not a file name in the checkpoint directory");
+    if (!llvm::is_contained(files, *name))
+      files.push_back(name->str());
+  }
+  if (files.empty())
+    return makeError(path + ": weight_map names no tensors");
+  // json::Object is unordered: sort for a deterministic shard order.
+  llvm::sort(files);
+  return files;
+}
+
 Expected<Checkpoint> openCheckpoint(StringRef path) {
-  llvm::SmallString<256> weightsPath(path), configPath;
+  llvm::SmallString<256> configPath, directory;
+  std::vector<std::string> weightPaths;
   if (llvm::sys::fs::is_directory(path)) {
-    llvm::sys::path::append(weightsPath, "model.safetensors");
-    configPath = path;
-    llvm::sys::path::append(configPath, "config.json");
-    if (!llvm::sys::fs::exists(weightsPath)) {
+    directory = path;
+    llvm::SmallString<256> single(path), index(path);
+    llvm::sys::path::append(single, "model.safetensors");
+    llvm::sys::path::append(index, "model.safetensors.index.json");
+    if (llvm::sys::fs::exists(single)) {
+      weightPaths.push_back(single.str().str());
+    } else if (llvm::sys::fs::exists(index)) {
+      Expected<std::vector<std::string>> shards = readShardIndex(index);
+      if (!shards)
+        return shards.takeError();
+      for (const std::string &name : *shards) {
+        llvm::SmallString<256> p(path);
+        llvm::sys::path::append(p, name);
+        weightPaths.push_back(p.str().str());
+      }
+    } else {
       for (StringRef pickled : {"pytorch_model.bin", "model.pt", "model.pth"}) {
         llvm::SmallString<256> p(path);
         llvm::sys::path::append(p, pickled);
         if (llvm::sys::fs::exists(p))
           return refusePickleCheckpoint(p);
       }
-      return makeError(path + ": no model.safetensors in the directory "
-                              "(sharded checkpoints are not supported yet)");
+      return makeError(path + ": no model.safetensors or "
+                              "model.safetensors.index.json in the directory");
     }
   } else {
-    configPath = llvm::sys::path::parent_path(path);
-    llvm::sys::path::append(configPath, "config.json");
+    directory = llvm::sys::path::parent_path(path);
+    weightPaths.push_back(path.str());
   }
-  if (Error e = refusePickleCheckpoint(weightsPath))
-    return std::move(e);
+  configPath = directory;
+  llvm::sys::path::append(configPath, "config.json");
+  for (const std::string &p : weightPaths)
+    if (Error e = refusePickleCheckpoint(p))
+      return std::move(e);
   Expected<LlamaConfig> config = readLlamaConfig(configPath);
   if (!config)
     return config.takeError();
-  Expected<SafetensorsFile> weights = SafetensorsFile::open(weightsPath);
-  if (!weights)
-    return weights.takeError();
+  Checkpoint checkpoint;
+  checkpoint.config = std::move(*config);
+  checkpoint.directory = directory.str().str();
+  for (const std::string &p : weightPaths) {
+    Expected<SafetensorsFile> shard = SafetensorsFile::open(p);
+    if (!shard)
+      return shard.takeError();
+    for (const TensorInfo &t : shard->tensors())
+      if (auto [other, otherShard] = checkpoint.findTensor(t.name); other)
+        return makeError(shard->path() + ": tensor " + quote(t.name) +
+                         " is also in " + otherShard->path());
+    checkpoint.shards.push_back(std::move(*shard));
+  }
 
   // The tensors Llama needs, with the shapes the config implies.
-  const LlamaConfig &c = *config;
+  const LlamaConfig &c = checkpoint.config;
   auto check = [&](const std::string &name,
                    std::vector<uint64_t> shape) -> Error {
-    const TensorInfo *t = weights->findTensor(name);
+    auto [t, weights] = checkpoint.findTensor(name);
     if (!t)
-      return makeError(weights->path() + ": missing tensor " + quote(name));
+      return makeError(checkpoint.shards.front().path() +
+                       ": missing tensor " + quote(name));
     if (t->dtype != DType::F32 && t->dtype != DType::F16 &&
         t->dtype != DType::BF16)
       return makeError(weights->path() + ": tensor " + quote(name) +
@@ -662,7 +753,7 @@ Expected<Checkpoint> openCheckpoint(StringRef path) {
   for (auto &[name, shape] : needed)
     if (Error e = check(name, shape))
       return std::move(e);
-  return Checkpoint{std::move(*weights), std::move(*config)};
+  return std::move(checkpoint);
 }
 
 } // namespace safetensors

@@ -98,6 +98,12 @@ public:
 
   llvm::StringRef path() const { return filePath; }
   size_t fileSize() const { return buffer->getBufferSize(); }
+  /// The whole mapped file (weights are byte ranges of it).
+  llvm::ArrayRef<uint8_t> fileBytes() const {
+    return llvm::ArrayRef<uint8_t>(
+        reinterpret_cast<const uint8_t *>(buffer->getBufferStart()),
+        buffer->getBufferSize());
+  }
 
 private:
   friend class SafetensorsReader;
@@ -129,6 +135,8 @@ struct LlamaConfig {
           kvHeads = 0, headDim = 0, vocabSize = 0, maxPositions = 0;
   double rmsNormEps = 1e-6, ropeTheta = 10000.0;
   bool tieWordEmbeddings = false;
+  /// bos_token_id / eos_token_id, -1 when absent.
+  int64_t bosTokenId = -1, eosTokenId = -1;
 };
 
 /// Parses and checks `config.json` text; `path` names it in errors.
@@ -139,13 +147,21 @@ llvm::Expected<LlamaConfig> readLlamaConfig(llvm::StringRef path);
 
 /// A checkpoint directory or file: the validated weights and their config.
 struct Checkpoint {
-  SafetensorsFile weights;
+  /// model.safetensors, or the shards model.safetensors.index.json names.
+  std::vector<SafetensorsFile> shards;
   LlamaConfig config;
+  /// The directory holding config.json (and tokenizer.json, if any).
+  std::string directory;
+
+  /// Tensor `name` and the shard holding it; {nullptr, nullptr} if absent.
+  std::pair<const TensorInfo *, const SafetensorsFile *>
+  findTensor(llvm::StringRef name) const;
 };
 
 /// Opens `path`, a .safetensors file (config.json beside it) or a directory
-/// holding model.safetensors and config.json, validates both and checks the
-/// tensors Llama needs against the config's shapes.
+/// holding config.json and model.safetensors or model.safetensors.index.json
+/// with its shards, validates them and checks the tensors Llama needs
+/// against the config's shapes.
 llvm::Expected<Checkpoint> openCheckpoint(llvm::StringRef path);
 
 } // namespace safetensors
