@@ -24,7 +24,12 @@ llvm::Error fail(llvm::StringRef path, const llvm::Twine &what) {
 }
 
 // GGUF token types (ggml docs/gguf.md, tokenizer.ggml.token_type).
-enum TokenType : int64_t { Normal = 1, Control = 3, UserDefined = 4, Unused = 5 };
+enum TokenType : int64_t {
+  Normal = 1,
+  Control = 3,
+  UserDefined = 4,
+  Unused = 5
+};
 
 // The split patterns of the byte-level BPE pre-tokenizers the runtime
 // implements, as their tokenizer.json files spell them.
@@ -132,9 +137,8 @@ llvm::Expected<std::string> convertTokenizerJSON(llvm::StringRef text,
       if (!pair || pair->size() != 2 || !(*pair)[0].getAsString() ||
           !(*pair)[1].getAsString())
         return fail(path, "model.merges holds an entry that is not a pair");
-      merges.push_back((*(*pair)[0].getAsString() + " " +
-                        *(*pair)[1].getAsString())
-                           .str());
+      merges.push_back(
+          (*(*pair)[0].getAsString() + " " + *(*pair)[1].getAsString()).str());
     }
   }
 
@@ -144,8 +148,9 @@ llvm::Expected<std::string> convertTokenizerJSON(llvm::StringRef text,
                          {"token_types", llvm::json::Array(types)},
                          {"merges", std::move(merges)},
                          {"chat_template", ""}};
-  for (auto [field, id] : {std::pair<const char *, int64_t>{"bos_id", special.bos},
-                           {"eos_id", special.eos}})
+  for (auto [field, id] :
+       {std::pair<const char *, int64_t>{"bos_id", special.bos},
+        {"eos_id", special.eos}})
     out[field] = id >= 0 ? llvm::json::Value(id) : llvm::json::Value(nullptr);
   // A post-processor template that starts with a special token adds BOS.
   if (const llvm::json::Object *post = root->getObject("post_processor")) {

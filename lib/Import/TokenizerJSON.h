@@ -1,4 +1,5 @@
-//===- TokenizerJSON.h - Hugging Face tokenizer.json as a vocabulary -*- C++ -*-===//
+//===- TokenizerJSON.h - Hugging Face tokenizer.json as a vocabulary -*- C++
+//-*-===//
 //
 // Reads the `tokenizer.json` of a Hugging Face checkpoint into the runtime's
 // vocabulary section (the schema of lib/Runtime/Tokenizer.h, which mirrors
