@@ -405,6 +405,9 @@ llvm::Error compileImported(llvm::Expected<ImportedModel> model,
                                       {"min_p", 0.05},
                                       {"repeat_penalty", 1.0}}},
   };
+  // An encoder's step returns its sentence embedding, not logits.
+  if (info.encoder)
+    manifest.getObject("model")->try_emplace("kind", "encoder");
   std::string manifestText;
   llvm::raw_string_ostream(manifestText) << llvm::json::Value(std::move(manifest));
   builder.addSection("manifest", KILN_SECTION_MANIFEST, std::move(manifestText));

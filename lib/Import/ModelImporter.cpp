@@ -162,6 +162,8 @@ public:
   /// Hugging Face's name for a GGUF tensor name (llama.cpp's
   /// gguf-py/gguf/tensor_mapping.py, read backwards), "" for none.
   std::string fileName(StringRef name) const override {
+    if (checkpoint.bert)
+      return bertName(name);
     StringRef stem = name, suffix;
     if (name.ends_with(".weight") || name.ends_with(".bias")) {
       size_t dot = name.rfind('.');
@@ -193,6 +195,41 @@ public:
     for (auto [gguf, hf] : perLayer)
       if (part == gguf && !layer.empty())
         return ("model.layers." + layer + "." + hf + suffix).str();
+    return "";
+  }
+
+  /// Hugging Face BERT's name for a GGUF tensor name (llama.cpp's BERT
+  /// names: token_types, token_embd_norm, attn_output_norm, ...), "" for none.
+  static std::string bertName(StringRef name) {
+    StringRef stem = name, suffix;
+    if (name.ends_with(".weight") || name.ends_with(".bias")) {
+      size_t dot = name.rfind('.');
+      stem = name.take_front(dot);
+      suffix = name.drop_front(dot);
+    }
+    static const std::pair<StringRef, StringRef> global[] = {
+        {"token_embd", "embeddings.word_embeddings"},
+        {"position_embd", "embeddings.position_embeddings"},
+        {"token_types", "embeddings.token_type_embeddings"},
+        {"token_embd_norm", "embeddings.LayerNorm"}};
+    for (auto [gguf, hf] : global)
+      if (stem == gguf)
+        return (hf + suffix).str();
+    static const std::pair<StringRef, StringRef> perLayer[] = {
+        {"attn_q", "attention.self.query"},
+        {"attn_k", "attention.self.key"},
+        {"attn_v", "attention.self.value"},
+        {"attn_output", "attention.output.dense"},
+        {"attn_output_norm", "attention.output.LayerNorm"},
+        {"ffn_up", "intermediate.dense"},
+        {"ffn_down", "output.dense"},
+        {"layer_output_norm", "output.LayerNorm"}};
+    if (!stem.consume_front("blk."))
+      return "";
+    auto [layer, part] = stem.split('.');
+    for (auto [gguf, hf] : perLayer)
+      if (part == gguf && !layer.empty())
+        return ("encoder.layer." + layer + "." + hf + suffix).str();
     return "";
   }
 
@@ -245,17 +282,13 @@ private:
   const safetensors::Checkpoint &checkpoint;
 };
 
-/// Builds the forward step of a decoder from its config and weights.
-class DecoderBuilder : DecoderConfig {
-public:
-  DecoderBuilder(MLIRContext &ctx, const DecoderConfig &config,
-                 const TensorSource &tensors, const ImportOptions &options)
-      : DecoderConfig(config), ctx(ctx), tensors(tensors), options(options),
-        b(&ctx) {}
+/// What the graph builders share: the weights and the builder.
+class GraphBuilder {
+protected:
+  GraphBuilder(MLIRContext &ctx, const TensorSource &tensors,
+               const ImportOptions &options)
+      : ctx(ctx), tensors(tensors), options(options), b(&ctx) {}
 
-  llvm::Expected<OwningOpRef<ModuleOp>> build();
-
-private:
   /// A kiln.weight for tensor `name` checked against `shape` ([N, K] or [N]).
   llvm::Expected<Value> weight(StringRef name, ArrayRef<int64_t> shape);
   /// As weight(), or a null Value when the tensor is absent.
@@ -265,6 +298,31 @@ private:
   const TensorSource &tensors;
   const ImportOptions &options;
   OpBuilder b;
+};
+
+/// Builds the forward step of a decoder from its config and weights.
+class DecoderBuilder : DecoderConfig, GraphBuilder {
+public:
+  DecoderBuilder(MLIRContext &ctx, const DecoderConfig &config,
+                 const TensorSource &tensors, const ImportOptions &options)
+      : DecoderConfig(config), GraphBuilder(ctx, tensors, options) {}
+
+  llvm::Expected<OwningOpRef<ModuleOp>> build();
+};
+
+/// Builds the step function of a BERT encoder: its sentence embedding.
+class EncoderBuilder : GraphBuilder {
+public:
+  EncoderBuilder(MLIRContext &ctx, const safetensors::BertConfig &config,
+                 const ModelInfo &info, const TensorSource &tensors,
+                 const ImportOptions &options)
+      : GraphBuilder(ctx, tensors, options), config(config), info(info) {}
+
+  llvm::Expected<OwningOpRef<ModuleOp>> build();
+
+private:
+  const safetensors::BertConfig &config;
+  const ModelInfo &info;
 };
 
 /// Reads a GGUF file's hyperparameters and vocabulary.
@@ -482,8 +540,8 @@ llvm::Error Importer::readGemma3Hyperparameters() {
   return llvm::Error::success();
 }
 
-llvm::Expected<Value> DecoderBuilder::optionalWeight(StringRef name,
-                                                     ArrayRef<int64_t> shape) {
+llvm::Expected<Value> GraphBuilder::optionalWeight(StringRef name,
+                                                   ArrayRef<int64_t> shape) {
   auto tensor = tensors.find(ctx, name);
   if (!tensor)
     return tensor.takeError();
@@ -492,8 +550,8 @@ llvm::Expected<Value> DecoderBuilder::optionalWeight(StringRef name,
   return weight(name, shape);
 }
 
-llvm::Expected<Value> DecoderBuilder::weight(StringRef name,
-                                             ArrayRef<int64_t> shape) {
+llvm::Expected<Value> GraphBuilder::weight(StringRef name,
+                                           ArrayRef<int64_t> shape) {
   auto tensor = tensors.find(ctx, name);
   if (!tensor)
     return tensor.takeError();
@@ -825,10 +883,164 @@ llvm::Expected<OwningOpRef<ModuleOp>> DecoderBuilder::build() {
   return std::move(module);
 }
 
+llvm::Expected<OwningOpRef<ModuleOp>> EncoderBuilder::build() {
+  ctx.loadDialect<mlir::kiln::KilnDialect, func::FuncDialect,
+                  arith::ArithDialect, tensor::TensorDialect>();
+  Location l = FileLineColLoc::get(&ctx, tensors.path(), 0, 0);
+  OwningOpRef<ModuleOp> module = ModuleOp::create(l);
+  b.setInsertionPointToEnd(module->getBody());
+  int64_t d = info.embedding, ff = info.feedForward, V = info.vocab;
+  Type f32 = b.getF32Type();
+  auto rows = [&](int64_t width) {
+    return RankedTensorType::get({ShapedType::kDynamic, width}, f32);
+  };
+  // The decoder's step signature, so the runtime calls both alike; the
+  // out-parameter gets the one row of the sentence embedding.
+  auto cacheType = mlir::kiln::KVCacheType::get(
+      &ctx, info.layers, info.context, info.kvHeads, info.headDim, f32);
+  auto tokensType =
+      RankedTensorType::get({ShapedType::kDynamic}, b.getI32Type());
+  auto fnType = b.getFunctionType(
+      {tokensType, b.getIndexType(), cacheType, rows(d)}, {rows(d)});
+  auto fn = func::FuncOp::create(b, l, "forward", fnType);
+  fn->setAttr(mlir::kiln::KilnDialect::MaxTokensAttrHelper::getNameStr(),
+              b.getI64IntegerAttr(options.maxTokens));
+  fn->setAttr(mlir::kiln::KilnDialect::TiedResultsAttrHelper::getNameStr(),
+              b.getI64ArrayAttr({3}));
+  Block *entry = fn.addEntryBlock();
+  b.setInsertionPointToStart(entry);
+  Value tokens = entry->getArgument(0), position = entry->getArgument(1),
+        cache = entry->getArgument(2);
+  FloatAttr eps = b.getF32FloatAttr(float(config.layerNormEps));
+
+  auto wordEmbd = weight("token_embd.weight", {V, d});
+  auto positionEmbd =
+      weight("position_embd.weight", {config.maxPositions, d});
+  auto typeEmbd = weight("token_types.weight", {config.typeVocabSize, d});
+  auto embdNorm = weight("token_embd_norm.weight", {d});
+  auto embdNormBias = weight("token_embd_norm.bias", {d});
+  for (llvm::Expected<Value> *w :
+       {&wordEmbd, &positionEmbd, &typeEmbd, &embdNorm, &embdNormBias})
+    if (!*w)
+      return w->takeError();
+  Value x = mlir::kiln::EmbeddingOp::create(b, l, rows(d), *wordEmbd, tokens,
+                                            b.getF32FloatAttr(1.0f));
+  x = mlir::kiln::PositionEmbeddingOp::create(b, l, rows(d), x, *positionEmbd,
+                                              position, 1);
+  // One segment: every token has token type 0.
+  Value c0 = arith::ConstantIndexOp::create(b, l, 0);
+  x = mlir::kiln::PositionEmbeddingOp::create(b, l, rows(d), x, *typeEmbd, c0,
+                                              0);
+  x = mlir::kiln::LayerNormOp::create(b, l, rows(d), x, *embdNorm,
+                                      *embdNormBias, eps);
+  float scale = 1.0f / std::sqrt(float(info.headDim));
+  for (int64_t layer = 0; layer < info.layers; ++layer) {
+    std::string p = "blk." + std::to_string(layer) + ".";
+    llvm::Expected<Value> w[] = {
+        weight(p + "attn_q.weight", {d, d}),
+        weight(p + "attn_q.bias", {d}),
+        weight(p + "attn_k.weight", {d, d}),
+        weight(p + "attn_k.bias", {d}),
+        weight(p + "attn_v.weight", {d, d}),
+        weight(p + "attn_v.bias", {d}),
+        weight(p + "attn_output.weight", {d, d}),
+        weight(p + "attn_output.bias", {d}),
+        weight(p + "attn_output_norm.weight", {d}),
+        weight(p + "attn_output_norm.bias", {d}),
+        weight(p + "ffn_up.weight", {ff, d}),
+        weight(p + "ffn_up.bias", {ff}),
+        weight(p + "ffn_down.weight", {d, ff}),
+        weight(p + "ffn_down.bias", {d}),
+        weight(p + "layer_output_norm.weight", {d}),
+        weight(p + "layer_output_norm.bias", {d})};
+    for (llvm::Expected<Value> &v : w)
+      if (!v)
+        return v.takeError();
+    auto linear = [&](Value in, int i, int64_t width) -> Value {
+      return mlir::kiln::LinearOp::create(b, l, rows(width), in, *w[i],
+                                          *w[i + 1]);
+    };
+    Value q = linear(x, 0, d), k = linear(x, 2, d), v = linear(x, 4, d);
+    // Bidirectional: every token sees the whole sequence.
+    Value a = mlir::kiln::AttentionOp::create(
+        b, l, rows(d), q, k, v, cache, position, b.getI64IntegerAttr(layer),
+        b.getI64IntegerAttr(info.heads), b.getF32FloatAttr(scale),
+        b.getBoolAttr(false), b.getI64IntegerAttr(0), b.getF32FloatAttr(0.0f));
+    // Post-norm blocks: LayerNorm(x + sublayer(x)).
+    x = mlir::kiln::AddOp::create(b, l, x, linear(a, 6, d));
+    x = mlir::kiln::LayerNormOp::create(b, l, rows(d), x, *w[8], *w[9], eps);
+    Value h = mlir::kiln::GeluOp::create(b, l, linear(x, 10, ff),
+                                         mlir::kiln::GeluApprox::Erf);
+    x = mlir::kiln::AddOp::create(b, l, x, linear(h, 12, d));
+    x = mlir::kiln::LayerNormOp::create(b, l, rows(d), x, *w[14], *w[15], eps);
+  }
+  Value embedding = mlir::kiln::MeanPoolOp::create(b, l, rows(d), x,
+                                                   config.normalize);
+  func::ReturnOp::create(b, l, embedding);
+  if (failed(module->verify()))
+    return fail(tensors.path(),
+                "the imported module does not verify (an importer bug)");
+  return std::move(module);
+}
+
+/// A BERT checkpoint: the encoder and its WordPiece vocabulary.
+static llvm::Expected<ImportedModel>
+importBert(MLIRContext &context, const safetensors::Checkpoint &checkpoint,
+           const ImportOptions &options) {
+  const safetensors::BertConfig &c = *checkpoint.bert;
+  llvm::SmallString<256> configPath(checkpoint.directory);
+  llvm::sys::path::append(configPath, "config.json");
+  ModelInfo info;
+  info.arch = "bert";
+  info.encoder = true;
+  info.name = llvm::sys::path::filename(checkpoint.directory).str();
+  info.layers = c.layers;
+  info.embedding = c.hiddenSize;
+  info.heads = info.kvHeads = c.heads;
+  info.headDim = c.hiddenSize / c.heads;
+  info.vocab = c.vocabSize;
+  info.feedForward = c.intermediateSize;
+  info.trainedContext = c.maxPositions;
+  // A sequence is encoded in one step: the positions are the step's tokens.
+  info.context = std::min<int64_t>(options.maxTokens, c.maxPositions);
+  if (options.maxTokens <= 0 || options.maxTokens > 4096)
+    return fail(configPath, "max tokens per step " +
+                                llvm::Twine(options.maxTokens) +
+                                " is out of range [1, 4096]");
+  ImportOptions encoderOptions = options;
+  encoderOptions.maxTokens = info.context;
+
+  llvm::SmallString<256> tokenizerPath(checkpoint.directory);
+  llvm::sys::path::append(tokenizerPath, "tokenizer.json");
+  auto tokenizerFile = llvm::MemoryBuffer::getFile(tokenizerPath,
+                                                   /*IsText=*/true);
+  if (!tokenizerFile)
+    return fail(tokenizerPath, "cannot open (Kiln takes the vocabulary "
+                               "from it): " +
+                                   tokenizerFile.getError().message());
+  auto vocabJSON = convertTokenizerJSON((*tokenizerFile)->getBuffer(),
+                                        tokenizerPath, c.vocabSize,
+                                        SpecialTokenIds{});
+  if (!vocabJSON)
+    return vocabJSON.takeError();
+  auto module = EncoderBuilder(context, c, info,
+                               SafetensorsTensors(checkpoint), encoderOptions)
+                    .build();
+  if (!module)
+    return module.takeError();
+  ImportedModel result;
+  result.module = std::move(*module);
+  result.info = info;
+  result.vocabJSON = std::move(*vocabJSON);
+  return result;
+}
+
 llvm::Expected<ImportedModel>
 importSafetensors(MLIRContext &context,
                   const safetensors::Checkpoint &checkpoint,
                   const ImportOptions &options) {
+  if (checkpoint.bert)
+    return importBert(context, checkpoint, options);
   const safetensors::LlamaConfig &c = checkpoint.config;
   llvm::SmallString<256> configPath(checkpoint.directory);
   llvm::sys::path::append(configPath, "config.json");

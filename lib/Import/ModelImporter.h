@@ -33,6 +33,9 @@ struct ModelInfo {
   std::string arch, name;
   int64_t layers = 0, embedding = 0, heads = 0, kvHeads = 0, headDim = 0,
           vocab = 0, context = 0, trainedContext = 0, feedForward = 0;
+  /// An encoder's step returns its sentence embedding ([1, embedding])
+  /// instead of logits.
+  bool encoder = false;
 };
 
 struct ImportedModel {

@@ -32,6 +32,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -139,6 +140,21 @@ struct LlamaConfig {
   int64_t bosTokenId = -1, eosTokenId = -1;
 };
 
+/// The hyperparameters of a Hugging Face BERT config.json ("model_type":
+/// "bert"), and how sentence-transformers pools it (modules.json and
+/// 1_Pooling/config.json beside it, when present).
+struct BertConfig {
+  int64_t hiddenSize = 0, intermediateSize = 0, layers = 0, heads = 0,
+          vocabSize = 0, maxPositions = 0, typeVocabSize = 0;
+  double layerNormEps = 1e-12;
+  /// sentence-transformers' Normalize module follows the pooling.
+  bool normalize = false;
+};
+
+/// Parses and checks a BERT `config.json` text; `path` names it in errors.
+llvm::Expected<BertConfig> parseBertConfig(llvm::StringRef text,
+                                           llvm::StringRef path);
+
 /// Parses and checks `config.json` text; `path` names it in errors.
 llvm::Expected<LlamaConfig> parseLlamaConfig(llvm::StringRef text,
                                              llvm::StringRef path);
@@ -150,6 +166,8 @@ struct Checkpoint {
   /// model.safetensors, or the shards model.safetensors.index.json names.
   std::vector<SafetensorsFile> shards;
   LlamaConfig config;
+  /// Set for a BERT encoder ("model_type": "bert"); `config` is then unused.
+  std::optional<BertConfig> bert;
   /// The directory holding config.json (and tokenizer.json, if any).
   std::string directory;
 
