@@ -135,14 +135,14 @@ llvm::Expected<std::string> convertWordPiece(const llvm::json::Object &root,
   bool lowercase = normalizer->getBoolean("lowercase").value_or(true);
   // tokenizers' BertNormalizer: strip_accents null follows lowercase.
   const llvm::json::Value *strip = normalizer->get("strip_accents");
-  bool stripAccents = strip && strip->getAsBoolean() ? *strip->getAsBoolean()
-                                                     : lowercase;
+  bool stripAccents =
+      strip && strip->getAsBoolean() ? *strip->getAsBoolean() : lowercase;
   std::string unk = model.getString("unk_token").value_or("[UNK]").str();
   int64_t unkId = idOf(unk), clsId = idOf("[CLS]"), sepId = idOf("[SEP]"),
           padId = idOf("[PAD]");
   if (unkId < 0 || clsId < 0 || sepId < 0)
-    return fail(path, "the WordPiece vocabulary lacks " + unk +
-                          ", [CLS] or [SEP]");
+    return fail(path,
+                "the WordPiece vocabulary lacks " + unk + ", [CLS] or [SEP]");
   auto idOrNull = [](int64_t id) {
     return id >= 0 ? llvm::json::Value(id) : llvm::json::Value(nullptr);
   };

@@ -1,6 +1,6 @@
 //===- CPUKernels.cpp - kernel functions the CPU lowering calls -----------===//
 
-#include "Kernels/KernelBuilder.h"
+#include "KernelBuilder.h"
 
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 

@@ -81,7 +81,7 @@ StepLowering::ropeTableFor(RopeOp r, Value rows, ImplicitLocOpBuilder &b) {
   if (!it->filled) {
     RopeConfig cfg = ropeConfigOf(r);
     Value tokens = memref::DimOp::create(b, rows, 0);
-    callKernel(kernels.ropeTable(cfg),
+    callKernel(buildRopeTableKernel(kernels, cfg),
                {mapping.lookup(r.getPosition()), tokens, scratchArg,
                 arith::ConstantIndexOp::create(b, it->offset)},
                b, {}, {scratchRegion(it->offset, it->bytes)});
@@ -391,8 +391,9 @@ LogicalResult StepLowering::run() {
         type.getDimSize(1) % kLanes != 0)
       return ret.emitOpError("the CPU lowering can only copy [rows, 16k] f32 "
                              "results into their buffers");
-    callKernel(kernels.elementwise(ElementwiseKind::Copy, type.getDimSize(1),
-                                   /*quantize=*/false),
+    callKernel(buildElementwiseKernel(kernels, ElementwiseKind::Copy,
+                                      type.getDimSize(1),
+                                      /*quantize=*/false),
                {src, dest}, b, {regionOf(v)}, {Region{dest}});
   }
   // Every thread returns only when all results are complete.
@@ -416,7 +417,7 @@ struct ConvertKilnToCPUPass
 
   void runOnOperation() override {
     ModuleOp module = getOperation();
-    KernelLibrary kernels(module);
+    KernelLibrary kernels(module, CPUTarget(cpu));
     KernelCallPatterns kernelCalls;
     populateLinearPatterns(kernelCalls);
     populateEmbeddingPatterns(kernelCalls);
@@ -433,8 +434,7 @@ struct ConvertKilnToCPUPass
         funcs.push_back(f);
     for (func::FuncOp f : funcs) {
       StepLowering lowering(f, kernelCalls, kernels,
-                                activations == ActivationPrecision::Int8,
-                                stringify(cpu));
+                            activations == ActivationPrecision::Int8);
       if (failed(lowering.run()))
         return signalPassFailure();
     }

@@ -5,7 +5,7 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "Kernels/KernelBuilder.h"
+#include "KernelBuilder.h"
 #include "StepLowering.h"
 
 #include "mlir/Dialect/Math/IR/Math.h"
@@ -19,10 +19,9 @@ using namespace mlir::kiln;
 
 /// (x, y, tid, nth). One row of output is a few hundred values: thread 0
 /// computes it whole (the norm needs all of it), the others return.
-static func::FuncOp buildMeanPoolKernel(KernelLibrary &library,
-                                        MLIRContext *ctx, int64_t dim,
+static func::FuncOp buildMeanPoolKernel(KernelLibrary &library, int64_t dim,
                                         bool normalize) {
-  KernelSignature sig(ctx);
+  KernelSignature sig(library.getContext());
   sig.rows("x", dim).rows("y", dim);
   KernelBuilder kb(library, sig,
                    "kiln_mean_pool_" + Twine(dim) +
@@ -81,8 +80,7 @@ struct MeanPoolLowering : KernelCallPattern<MeanPoolOp> {
     int64_t dim = p.getInput().getType().getDimSize(1);
     Value x = step.mapped(p.getInput());
     Value y = step.resultBuffer(p.getResult(), x, b);
-    step.callKernel(buildMeanPoolKernel(step.kernels, op->getContext(), dim,
-                                        p.getNormalize()),
+    step.callKernel(buildMeanPoolKernel(step.kernels, dim, p.getNormalize()),
                     {x, y}, b, {step.regionOf(p.getInput())},
                     {step.regionOf(p.getResult())});
     step.bind(p.getResult(), y);

@@ -5,7 +5,7 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "Kernels/KernelBuilder.h"
+#include "KernelBuilder.h"
 #include "StepLowering.h"
 
 using namespace mlir;
@@ -17,11 +17,11 @@ using namespace mlir::kiln;
 
 /// (x, table: memref<?xi8>, tableOffset, position, y, tid, nth).
 static func::FuncOp buildPositionEmbeddingKernel(KernelLibrary &library,
-                                                 MLIRContext *ctx,
+
                                                  const WeightFormat &format,
                                                  int64_t rows, int64_t dim,
                                                  int64_t step) {
-  KernelSignature sig(ctx);
+  KernelSignature sig(library.getContext());
   sig.rows("x", dim).bytesAt("table").index("position").rows("y", dim);
   KernelBuilder kb(library, sig,
                    "kiln_position_embedding_" + format.getName() + "_" +
@@ -75,12 +75,11 @@ struct PositionEmbeddingLowering : KernelCallPattern<PositionEmbeddingOp> {
              << (*f)->getChunkValues();
     Value x = step.mapped(e.getInput());
     Value y = step.resultBuffer(e.getResult(), x, b);
-    step.callKernel(buildPositionEmbeddingKernel(step.kernels, op->getContext(),
-                                                 **f, rows, dim, e.getStep()),
-                    {x, step.weightsArg, idx(b, w->offset),
-                     step.mapped(e.getPosition()), y},
-                    b, {step.regionOf(e.getInput())},
-                    {step.regionOf(e.getResult())});
+    step.callKernel(
+        buildPositionEmbeddingKernel(step.kernels, **f, rows, dim, e.getStep()),
+        {x, step.weightsArg, idx(b, w->offset), step.mapped(e.getPosition()),
+         y},
+        b, {step.regionOf(e.getInput())}, {step.regionOf(e.getResult())});
     step.bind(e.getResult(), y);
     return success();
   }

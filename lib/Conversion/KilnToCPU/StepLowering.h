@@ -4,9 +4,9 @@
 // into calls of kernels on memrefs. StepLowering holds what every op's
 // lowering shares: the new function's buffers, kiln-plan-memory's slots, the
 // kernels' workspace in scratch, and the barriers between dependent kernels.
-// Each op family lowers through a KernelCallPattern in Patterns/<Family>.cpp,
-// registered by its populate<Family>Patterns: a new op is one pattern there
-// and its kernel in CPUKernels.
+// Each op family lowers through KernelCallPatterns in <Family>.cpp,
+// registered by its populate<Family>Patterns, next to the kernels they call:
+// a new op is one pattern and its kernel builder in its family's file.
 //
 //===----------------------------------------------------------------------===//
 
@@ -59,9 +59,9 @@ class KernelCallPatterns;
 class StepLowering {
 public:
   StepLowering(func::FuncOp func, const KernelCallPatterns &patterns,
-               KernelLibrary &kernels, bool int8Activations, StringRef cpu)
+               KernelLibrary &kernels, bool int8Activations)
       : oldFunc(func), kernels(kernels), int8Activations(int8Activations),
-        cpu(cpu), patterns(patterns) {}
+        patterns(patterns) {}
 
   LogicalResult run();
 
@@ -116,7 +116,6 @@ public:
   func::FuncOp oldFunc;
   KernelLibrary &kernels;
   bool int8Activations;
-  std::string cpu;
   /// Ops a linear layer computed in its epilogue.
   llvm::DenseSet<Operation *> fusedOps;
   /// Scratch region holding the int8-quantized input of the current linear

@@ -7,8 +7,8 @@
 //
 //===----------------------------------------------------------------------===//
 
-#ifndef KILN_CONVERSION_KILNTOCPU_KERNELS_CPUTARGET_H
-#define KILN_CONVERSION_KILNTOCPU_KERNELS_CPUTARGET_H
+#ifndef KILN_CONVERSION_KILNTOCPU_CPUTARGET_H
+#define KILN_CONVERSION_KILNTOCPU_CPUTARGET_H
 
 #include "Conversion/LoweringOptions.h"
 
@@ -19,9 +19,6 @@ namespace mlir::kiln {
 class CPUTarget {
 public:
   explicit CPUTarget(KernelISA isa) : isa(isa) {}
-  /// The variant spelled `cpu` (generic, x86-64-v3, x86-64-v4), as the
-  /// lowering's `cpu` option gives it.
-  static CPUTarget get(StringRef cpu);
 
   /// The variant's name in kernel symbols: generic, x86_64_v3, x86_64_v4.
   std::string getSymbolName() const;
@@ -44,4 +41,4 @@ private:
 
 } // namespace mlir::kiln
 
-#endif // KILN_CONVERSION_KILNTOCPU_KERNELS_CPUTARGET_H
+#endif // KILN_CONVERSION_KILNTOCPU_CPUTARGET_H

@@ -1,6 +1,12 @@
-//===- Rope.cpp - rotary position embedding -------------------------------===//
+//===- Rope.cpp - kiln.rope to kernel calls -------------------------------===//
+//
+// RoPE from a cos/sin table shared by every rope of the same frequencies
+// and position in a step.
+//
+//===----------------------------------------------------------------------===//
 
 #include "KernelBuilder.h"
+#include "StepLowering.h"
 
 #include "llvm/Support/FormatVariadic.h"
 #include <cmath>
@@ -20,13 +26,14 @@ static std::string ropeName(StringRef kind, const RopeConfig &cfg) {
       .str();
 }
 
-func::FuncOp KernelLibrary::ropeTable(const RopeConfig &cfg) {
+func::FuncOp mlir::kiln::buildRopeTableKernel(KernelLibrary &library,
+                                              const RopeConfig &cfg) {
   RopeConfig key = cfg;
   key.neox = false;
   key.numHeads = key.headDim = 0;
-  KernelSignature sig(module.getContext());
+  KernelSignature sig(library.getContext());
   sig.index("position").index("tokens").bytesAt("table");
-  KernelBuilder kb(*this, sig, ropeName("rope_table", key));
+  KernelBuilder kb(library, sig, ropeName("rope_table", key));
   ImplicitLocOpBuilder &b = kb.b;
   Value position = kb.arg("position"), tokens = kb.arg("tokens");
   Value table = kb.arg("table"), offset = kb.arg("tableOffset");
@@ -53,10 +60,12 @@ func::FuncOp KernelLibrary::ropeTable(const RopeConfig &cfg) {
   return kb.finish();
 }
 
-func::FuncOp KernelLibrary::rope(const RopeConfig &cfg) {
-  KernelSignature sig(module.getContext());
+/// (x: memref<?xWxf32>, table: memref<?xi8>, offset: index, y, tid, nth)
+static func::FuncOp buildRopeKernel(KernelLibrary &library,
+                                    const RopeConfig &cfg) {
+  KernelSignature sig(library.getContext());
   sig.rows("x", cfg.width).bytesAt("table").rows("y", cfg.width);
-  KernelBuilder kb(*this, sig, ropeName("rope", cfg));
+  KernelBuilder kb(library, sig, ropeName("rope", cfg));
   ImplicitLocOpBuilder &b = kb.b;
   Value x = kb.arg("x"), y = kb.arg("y");
   Value table = kb.arg("table"), offset = kb.arg("tableOffset");
@@ -96,4 +105,42 @@ func::FuncOp KernelLibrary::rope(const RopeConfig &cfg) {
     });
   });
   return kb.finish();
+}
+
+//===----------------------------------------------------------------------===//
+// Patterns
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+struct RopeLowering : KernelCallPattern<RopeOp> {
+  LogicalResult lower(RopeOp r, StepLowering &step,
+                      ImplicitLocOpBuilder &b) const override {
+    Operation *op = r;
+    if (step.fusedOps.contains(r))
+      return success(); // applied by the projection before it
+    if (failed(step.requireRowsF32(op, r.getInput())))
+      return failure();
+    RopeConfig cfg = ropeConfigOf(r);
+    Value x = step.mapped(r.getInput());
+    Value y = step.resultBuffer(r.getResult(), x, b);
+    // One cos/sin table per frequency set and position: the first rope
+    // of the step fills it, the others read it.
+    FailureOr<StepLowering::RopeTable *> table = step.ropeTableFor(r, x, b);
+    if (failed(table))
+      return failure();
+    int64_t at = (*table)->offset, bytes = (*table)->bytes;
+    step.callKernel(
+        buildRopeKernel(step.kernels, cfg), {x, step.scratchArg, idx(b, at), y},
+        b, {step.regionOf(r.getInput()), step.scratchRegion(at, bytes)},
+        {step.regionOf(r.getResult())});
+    step.bind(r.getResult(), y);
+    return success();
+  }
+};
+
+} // namespace
+
+void mlir::kiln::populateRopePatterns(KernelCallPatterns &patterns) {
+  patterns.add<RopeLowering>();
 }

@@ -1,6 +1,11 @@
-//===- Attention.cpp - attention over the KV cache ------------------------===//
+//===- Attention.cpp - kiln.attention to a kernel call --------------------===//
+//
+// Attention over the KV cache (causal, GQA, sliding window, softcap).
+//
+//===----------------------------------------------------------------------===//
 
 #include "KernelBuilder.h"
+#include "StepLowering.h"
 
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "llvm/Support/FormatVariadic.h"
@@ -8,14 +13,25 @@
 using namespace mlir;
 using namespace mlir::kiln;
 
+namespace {
+struct AttentionConfig {
+  int64_t numHeads, kvHeads, headDim, layers, context, layer, window;
+  float scale, softcap;
+  bool causal;
+};
+} // namespace
+
 //===----------------------------------------------------------------------===//
 // attention over the KV cache
 //===----------------------------------------------------------------------===//
 
-func::FuncOp KernelLibrary::attention(const AttentionConfig &cfg) {
+/// (q, k, v, cache: memref<?xi8>, position: index, y, rt: !llvm.ptr,
+///  tid, nth)
+static func::FuncOp buildAttentionKernel(KernelLibrary &library,
+                                         const AttentionConfig &cfg) {
   int64_t qWidth = cfg.numHeads * cfg.headDim;
   int64_t kvWidth = cfg.kvHeads * cfg.headDim;
-  KernelSignature sig(module.getContext());
+  KernelSignature sig(library.getContext());
   sig.rows("q", qWidth).rows("k", kvWidth).rows("v", kvWidth).bytes("cache");
   sig.index("position").rows("y", qWidth).pointer("rt");
   std::string name =
@@ -25,7 +41,7 @@ func::FuncOp KernelLibrary::attention(const AttentionConfig &cfg) {
                     cfg.causal ? "causal" : "full",
                     cfg.softcap > 0 ? "_capped" : "")
           .str();
-  KernelBuilder kb(*this, sig, name);
+  KernelBuilder kb(library, sig, name);
   ImplicitLocOpBuilder &b = kb.b;
   Value q = kb.arg("q"), k = kb.arg("k"), v = kb.arg("v"),
         cacheBytes = kb.arg("cache"), position = kb.arg("position"),
@@ -56,7 +72,7 @@ func::FuncOp KernelLibrary::attention(const AttentionConfig &cfg) {
       kb.store(kb.load(v, {t, col}), cache, {kb.add(slot(1, pos), col)});
     });
   });
-  func::CallOp::create(b, barrier(), ValueRange{rt});
+  func::CallOp::create(b, library.barrier(), ValueRange{rt});
 
   // 2. One (token, head) pair at a time, online softmax over the visible
   //    positions in chunks of 16 (no score buffer): the 16 scores of a chunk
@@ -152,4 +168,59 @@ func::FuncOp KernelLibrary::attention(const AttentionConfig &cfg) {
                {t, kb.add(qCol, kb.idx(c * kLanes))});
   });
   return kb.finish();
+}
+
+//===----------------------------------------------------------------------===//
+// Patterns
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+struct AttentionLowering : KernelCallPattern<AttentionOp> {
+  LogicalResult lower(AttentionOp a, StepLowering &step,
+                      ImplicitLocOpBuilder &b) const override {
+    Operation *op = a;
+    for (Value v : {a.getQuery(), a.getKey(), a.getValue()})
+      if (failed(step.requireRowsF32(op, v)))
+        return failure();
+    KVCacheType cache = a.getCache().getType();
+    if (!cache.getElementType().isF32())
+      return a.emitOpError("the CPU lowering needs an f32 KV cache");
+    if (cache.getHeadDim() % kLanes != 0)
+      return a.emitOpError("the CPU lowering needs head_dim to be a "
+                           "multiple of 16");
+    AttentionConfig cfg;
+    cfg.numHeads = a.getNumHeads();
+    cfg.kvHeads = cache.getKvHeads();
+    cfg.headDim = cache.getHeadDim();
+    cfg.layers = cache.getLayers();
+    cfg.context = cache.getContextLength();
+    cfg.layer = a.getLayer();
+    cfg.window = a.getSlidingWindow();
+    cfg.scale = a.getScale().convertToFloat();
+    cfg.softcap = a.getSoftcap().convertToFloat();
+    cfg.causal = a.getCausal();
+    Value q = step.mapped(a.getQuery());
+    Value y = step.resultBuffer(a.getResult(), q, b);
+    SmallVector<Value> args = {q,
+                               step.mapped(a.getKey()),
+                               step.mapped(a.getValue()),
+                               step.mapped(a.getCache()),
+                               step.mapped(a.getPosition()),
+                               y,
+                               step.rtArg};
+    StepLowering::Region cacheRegion = step.regionOf(a.getCache());
+    step.callKernel(buildAttentionKernel(step.kernels, cfg), args, b,
+                    {step.regionOf(a.getQuery()), step.regionOf(a.getKey()),
+                     step.regionOf(a.getValue()), cacheRegion},
+                    {step.regionOf(a.getResult()), cacheRegion});
+    step.bind(a.getResult(), y);
+    return success();
+  }
+};
+
+} // namespace
+
+void mlir::kiln::populateAttentionPatterns(KernelCallPatterns &patterns) {
+  patterns.add<AttentionLowering>();
 }

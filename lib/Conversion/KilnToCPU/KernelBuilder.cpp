@@ -53,6 +53,13 @@ KernelSignature &KernelSignature::bytesAt(StringRef name) {
   return bytes(name).index((name + "Offset").str());
 }
 
+KernelSignature &KernelSignature::weightAndBias(bool hasBias) {
+  bytesAt("w");
+  if (hasBias)
+    bytesAt("bias");
+  return *this;
+}
+
 KernelSignature &KernelSignature::pointer(StringRef name) {
   return arg(name, LLVM::LLVMPointerType::get(ctx));
 }

@@ -8,10 +8,10 @@
 //
 //===----------------------------------------------------------------------===//
 
-#ifndef KILN_CONVERSION_KILNTOCPU_KERNELS_KERNELBUILDER_H
-#define KILN_CONVERSION_KILNTOCPU_KERNELS_KERNELBUILDER_H
+#ifndef KILN_CONVERSION_KILNTOCPU_KERNELBUILDER_H
+#define KILN_CONVERSION_KILNTOCPU_KERNELBUILDER_H
 
-#include "../CPUKernels.h"
+#include "CPUKernels.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Math/IR/Math.h"
@@ -132,6 +132,9 @@ public:
   /// `name`: memref<?xi8> and `name`Offset: index, an operand that starts at
   /// a byte offset of a buffer (a weight, a scratch slot, a table).
   KernelSignature &bytesAt(StringRef name);
+  /// `w` and, with `hasBias`, `bias`: a weight and its bias, each at a byte
+  /// offset of the weights (bytesAt).
+  KernelSignature &weightAndBias(bool hasBias);
   /// `name`: !llvm.ptr.
   KernelSignature &pointer(StringRef name);
   /// Leaves out `tid` and `nth`: a function every thread calls whole (the
@@ -159,11 +162,12 @@ struct KernelBodyBuilder {
 /// One kernel under construction, with KB's vocabulary: starts its function
 /// in the library with the builder at the start of the body, gives the
 /// arguments by name and this thread's share of the work, and ends the
-/// kernel with finish(). Kernel builders are KernelLibrary's methods:
+/// kernel with finish(). Kernel builders are functions of their family's
+/// file, given the library:
 ///
-///   KernelSignature sig(module.getContext());
+///   KernelSignature sig(library.getContext());
 ///   sig.rows("x", k).bytesAt("w").rows("y", n);
-///   KernelBuilder kb(*this, sig, name);
+///   KernelBuilder kb(library, sig, name);
 ///   Value x = kb.arg("x"), w = kb.arg("w"), wOffset = kb.arg("wOffset");
 ///   auto [t0, t1] = kb.share(kb.dim(x, 0));
 ///   ... body ...
@@ -185,6 +189,13 @@ public:
   /// and `nth`.
   std::pair<Value, Value> share(Value total) {
     return share(total, arg("tid"), arg("nth"));
+  }
+
+  /// The bias weightAndBias declared, as a view of `n` f32 values; null
+  /// where the kernel has no bias.
+  Value biasFloats(int64_t n) {
+    Value bias = optionalArg("bias");
+    return bias ? floatView(bias, arg("biasOffset"), idx(n)) : Value();
   }
 
   /// Ends the body and hands the kernel to the library: the kernel built
@@ -219,4 +230,4 @@ void emitQuantizeBlock(KB &kb, Value x, Value t, Value col, Value q, Value rec);
 
 } // namespace mlir::kiln
 
-#endif // KILN_CONVERSION_KILNTOCPU_KERNELS_KERNELBUILDER_H
+#endif // KILN_CONVERSION_KILNTOCPU_KERNELBUILDER_H

@@ -9,12 +9,6 @@
 using namespace mlir;
 using namespace mlir::kiln;
 
-CPUTarget CPUTarget::get(StringRef cpu) {
-  std::optional<KernelISA> isa = parseKernelISA(cpu);
-  assert(isa && "a KernelISA spelling");
-  return CPUTarget(isa.value_or(KernelISA::Generic));
-}
-
 std::string CPUTarget::getSymbolName() const {
   std::string name = stringify(isa).str();
   for (char &c : name)

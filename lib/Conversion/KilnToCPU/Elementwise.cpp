@@ -1,6 +1,12 @@
-//===- Elementwise.cpp - elementwise ops and softmax ----------------------===//
+//===- Elementwise.cpp - elementwise ops and softmax to kernel calls ------===//
+//
+// Binary and gated ops (which quantize their output for int8 linear
+// layers), activations and softmax.
+//
+//===----------------------------------------------------------------------===//
 
 #include "KernelBuilder.h"
+#include "StepLowering.h"
 
 using namespace mlir;
 using namespace mlir::kiln;
@@ -31,13 +37,14 @@ static Value emitGelu(KB &kb, Value x, bool tanhForm) {
   return kb.mul(kb.mul(half, x), kb.add(one, e));
 }
 
-func::FuncOp KernelLibrary::elementwise(ElementwiseKind kind, int64_t dim,
-                                        bool quantize) {
+func::FuncOp mlir::kiln::buildElementwiseKernel(KernelLibrary &library,
+                                                ElementwiseKind kind,
+                                                int64_t dim, bool quantize) {
   bool binary = kind == ElementwiseKind::Add || kind == ElementwiseKind::Mul ||
                 kind == ElementwiseKind::SwiGLU ||
                 kind == ElementwiseKind::GeGLUTanh ||
                 kind == ElementwiseKind::GeGLUErf;
-  KernelSignature sig(module.getContext());
+  KernelSignature sig(library.getContext());
   sig.rows("a", dim);
   if (binary)
     sig.rows("b", dim);
@@ -47,7 +54,7 @@ func::FuncOp KernelLibrary::elementwise(ElementwiseKind kind, int64_t dim,
   static const char *names[] = {"add",  "mul",       "swiglu",   "geglu_tanh",
                                 "geglu_erf", "silu", "gelu_tanh", "gelu_erf",
                                 "copy"};
-  KernelBuilder kb(*this, sig,
+  KernelBuilder kb(library, sig,
                    "kiln_" + Twine(names[int(kind)]) + "_" + Twine(dim) +
                        (quantize ? "_q8" : ""));
   Value a = kb.arg("a"), bIn = kb.optionalArg("b"), y = kb.arg("y");
@@ -103,10 +110,12 @@ func::FuncOp KernelLibrary::elementwise(ElementwiseKind kind, int64_t dim,
   return kb.finish();
 }
 
-func::FuncOp KernelLibrary::softmax(int64_t dim) {
-  KernelSignature sig(module.getContext());
+/// (x, y: memref<?xDxf32>, tid, nth): softmax of each row.
+static func::FuncOp buildSoftmaxKernel(KernelLibrary &library,
+                                       int64_t dim) {
+  KernelSignature sig(library.getContext());
   sig.rows("x", dim).rows("y", dim);
-  KernelBuilder kb(*this, sig, "kiln_softmax_" + Twine(dim));
+  KernelBuilder kb(library, sig, "kiln_softmax_" + Twine(dim));
   ImplicitLocOpBuilder &b = kb.b;
   Value x = kb.arg("x"), y = kb.arg("y");
   auto [t0, t1] = kb.share(kb.dim(x, 0));
@@ -133,4 +142,94 @@ func::FuncOp KernelLibrary::softmax(int64_t dim) {
     });
   });
   return kb.finish();
+}
+
+//===----------------------------------------------------------------------===//
+// Patterns
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+template <typename BinaryOp>
+struct BinaryLowering : KernelCallPattern<BinaryOp> {
+  LogicalResult lower(BinaryOp e, StepLowering &step,
+                      ImplicitLocOpBuilder &b) const override {
+    Operation *op = e;
+    if (failed(step.requireRowsF32(op, e.getLhs())))
+      return failure();
+    ElementwiseKind kind;
+    if constexpr (std::is_same_v<decltype(e), AddOp>)
+      kind = ElementwiseKind::Add;
+    else if constexpr (std::is_same_v<decltype(e), MulOp>)
+      kind = ElementwiseKind::Mul;
+    else if constexpr (std::is_same_v<decltype(e), SwiGLUOp>)
+      kind = ElementwiseKind::SwiGLU;
+    else
+      kind = e.getApproximate() == GeluApprox::Tanh ? ElementwiseKind::GeGLUTanh
+                                                    : ElementwiseKind::GeGLUErf;
+    Value lhs = step.mapped(e.getLhs());
+    Value y = step.resultBuffer(e.getResult(), lhs, b);
+    int64_t dim = e.getLhs().getType().getDimSize(1);
+    bool quantize = step.feedsInt8Linear(e.getResult(), dim);
+    SmallVector<Value> args = {lhs, step.mapped(e.getRhs()), y};
+    SmallVector<StepLowering::Region> writes = {step.regionOf(e.getResult())};
+    if (quantize) {
+      args.append({step.scratchArg, idx(b, step.q8Offset)});
+      writes.push_back(step.scratchRegion(step.q8Offset, step.q8Bytes));
+    }
+    step.callKernel(
+        buildElementwiseKernel(step.kernels, kind, dim, quantize), args, b,
+        {step.regionOf(e.getLhs()), step.regionOf(e.getRhs())}, writes);
+    step.bind(e.getResult(), y);
+    if (quantize)
+      step.lastQuantized = y;
+    return success();
+  }
+};
+
+template <typename UnaryOp> struct UnaryLowering : KernelCallPattern<UnaryOp> {
+  LogicalResult lower(UnaryOp e, StepLowering &step,
+                      ImplicitLocOpBuilder &b) const override {
+    Operation *op = e;
+    if (failed(step.requireRowsF32(op, e.getInput())))
+      return failure();
+    ElementwiseKind kind = ElementwiseKind::Silu;
+    if constexpr (std::is_same_v<decltype(e), GeluOp>)
+      kind = e.getApproximate() == GeluApprox::Tanh ? ElementwiseKind::GeluTanh
+                                                    : ElementwiseKind::GeluErf;
+    Value x = step.mapped(e.getInput());
+    Value y = step.resultBuffer(e.getResult(), x, b);
+    int64_t dim = e.getInput().getType().getDimSize(1);
+    step.callKernel(
+        buildElementwiseKernel(step.kernels, kind, dim, /*quantize=*/false),
+        {x, y}, b, {step.regionOf(e.getInput())},
+        {step.regionOf(e.getResult())});
+    step.bind(e.getResult(), y);
+    return success();
+  }
+};
+
+struct SoftmaxLowering : KernelCallPattern<SoftmaxOp> {
+  LogicalResult lower(SoftmaxOp s, StepLowering &step,
+                      ImplicitLocOpBuilder &b) const override {
+    Operation *op = s;
+    if (failed(step.requireRowsF32(op, s.getInput())))
+      return failure();
+    Value x = step.mapped(s.getInput());
+    Value y = step.resultBuffer(s.getResult(), x, b);
+    step.callKernel(
+        buildSoftmaxKernel(step.kernels, s.getInput().getType().getDimSize(1)),
+        {x, y}, b, {step.regionOf(s.getInput())},
+        {step.regionOf(s.getResult())});
+    step.bind(s.getResult(), y);
+    return success();
+  }
+};
+
+} // namespace
+
+void mlir::kiln::populateElementwisePatterns(KernelCallPatterns &patterns) {
+  patterns.add<BinaryLowering<AddOp>, BinaryLowering<MulOp>,
+               BinaryLowering<SwiGLUOp>, BinaryLowering<GeGLUOp>,
+               UnaryLowering<SiluOp>, UnaryLowering<GeluOp>, SoftmaxLowering>();
 }

@@ -1,0 +1,121 @@
+//===- Rows16Reader.h - reading rows16 weights in kernels -------*- C++ -*-===//
+//
+// The rows16 linear and embedding kernels (Linear.cpp, Embedding.cpp) read a
+// rows16 weight (Rows16.h) the same way: 16 rows at a time, in registers.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef KILN_CONVERSION_KILNTOCPU_ROWS16READER_H
+#define KILN_CONVERSION_KILNTOCPU_ROWS16READER_H
+
+#include "KernelBuilder.h"
+
+namespace mlir::kiln {
+
+/// Reads a rows16 weight (Rows16.h) in registers, 16 rows at a time.
+struct Rows16Reader {
+  KB &kb;
+  const Rows16Format &format;
+  Value w; // the weight bytes
+
+  Value load64(Value at) {
+    return vector::LoadOp::create(kb.b, VectorType::get({64}, kb.b.getI8Type()),
+                                  w, ValueRange{at});
+  }
+  Value bytesSplat(int64_t v) {
+    auto type = VectorType::get({64}, kb.b.getI8Type());
+    return arith::ConstantOp::create(
+        kb.b, DenseElementsAttr::get(type, kb.b.getI8IntegerAttr(v)));
+  }
+  /// 16 f16 values at `at`, widened.
+  Value halves(Value at) {
+    Value raw = vector::LoadOp::create(
+        kb.b, VectorType::get({32}, kb.b.getI8Type()), w, ValueRange{at});
+    Value h = vector::BitCastOp::create(
+        kb.b, VectorType::get({kLanes}, kb.b.getF16Type()), raw);
+    return arith::ExtFOp::create(kb.b, kb.vf32(), h);
+  }
+  /// 16 one-byte integers at `at`, widened to i32.
+  Value bytes(Value at, bool isSigned) {
+    auto i32x16 = VectorType::get({kLanes}, kb.b.getI32Type());
+    Value raw = vector::LoadOp::create(
+        kb.b, VectorType::get({kLanes}, kb.b.getI8Type()), w, ValueRange{at});
+    return isSigned ? Value(arith::ExtSIOp::create(kb.b, i32x16, raw))
+                    : Value(arith::ExtUIOp::create(kb.b, i32x16, raw));
+  }
+  Value toFloat(Value v) { return arith::SIToFPOp::create(kb.b, kb.vf32(), v); }
+  Value toFloatScalar(Value v) {
+    return arith::SIToFPOp::create(kb.b, kb.f32(), v);
+  }
+
+  /// The 8 targets of the block whose codes start at `at`: unsigned codes of
+  /// values 4t..4t+3 of each of the 16 rows.
+  SmallVector<Value> unpack(Value at) {
+    ImplicitLocOpBuilder &b = kb.b;
+    SmallVector<Value> t(8);
+    if (format.codeBits == 8) {
+      for (int64_t i = 0; i < 8; ++i)
+        t[i] = load64(kb.add(at, kb.idx(64 * i)));
+      return t;
+    }
+    Value nibbles = kb.add(at, kb.idx(64 * (format.codeBits - 4)));
+    for (int64_t j = 0; j < 4; ++j) {
+      Value x = load64(kb.add(nibbles, kb.idx(64 * j)));
+      t[j] = arith::AndIOp::create(b, x, bytesSplat(0x0F));
+      t[j + 4] = arith::ShRUIOp::create(b, x, bytesSplat(4));
+    }
+    if (format.codeBits == 4)
+      return t;
+    // Move each target's high bits to bit 4 (and 5), then merge.
+    int64_t width = format.codeBits - 4,
+            mask = format.codeBits == 5 ? 0x10 : 0x30;
+    for (int64_t i = 0; i < 8; ++i) {
+      int64_t plane = width == 1 ? 0 : i / 4;
+      int64_t from = width == 1 ? i : 2 * (i % 4);
+      Value p = load64(kb.add(at, kb.idx(64 * plane)));
+      if (from < 4)
+        p = arith::ShLIOp::create(b, p, bytesSplat(4 - from));
+      else if (from > 4)
+        p = arith::ShRUIOp::create(b, p, bytesSplat(from - 4));
+      t[i] = arith::OrIOp::create(
+          b, t[i], arith::AndIOp::create(b, p, bytesSplat(mask)));
+    }
+    return t;
+  }
+
+  /// Block j's per-row arithmetic: value = scale * code + min, or for
+  /// half-block scales (Q6_K) d * (lo or hi) * code (then scale = d).
+  struct Scales {
+    Value scale, min, lo, hi;
+  };
+  /// `d`: halves(header), the first header field.
+  Scales scales(Value header, Value d, int64_t j) {
+    Scales s{d, {}, {}, {}};
+    switch (format.kind) {
+    case Rows16Kind::Q4_1:
+    case Rows16Kind::Q5_1:
+      s.min = halves(kb.add(header, kb.idx(32)));
+      break;
+    case Rows16Kind::Q4_K:
+    case Rows16Kind::Q5_K: {
+      Value sc = bytes(kb.add(header, kb.idx(64 + 16 * j)), false);
+      Value m = bytes(kb.add(header, kb.idx(192 + 16 * j)), false);
+      s.scale = kb.mul(d, toFloat(sc));
+      s.min = arith::NegFOp::create(
+          kb.b, kb.mul(halves(kb.add(header, kb.idx(32))), toFloat(m)));
+      break;
+    }
+    case Rows16Kind::Q6_K:
+      s.lo = bytes(kb.add(header, kb.idx(32 + 32 * j)), true);
+      s.hi = bytes(kb.add(header, kb.idx(48 + 32 * j)), true);
+      break;
+    default:
+      break;
+    }
+    return s;
+  }
+};
+
+} // namespace mlir::kiln
+
+#endif // KILN_CONVERSION_KILNTOCPU_ROWS16READER_H
