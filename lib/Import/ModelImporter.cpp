@@ -718,6 +718,7 @@ llvm::Expected<ImportedModel> Importer::run() {
   result.module = std::move(*module);
   result.info = info;
   result.vocabJSON = std::move(*vocabJSON);
+  result.maxTokens = options.maxTokens;
   return result;
 }
 
@@ -1032,6 +1033,7 @@ importBert(MLIRContext &context, const safetensors::Checkpoint &checkpoint,
   result.module = std::move(*module);
   result.info = info;
   result.vocabJSON = std::move(*vocabJSON);
+  result.maxTokens = encoderOptions.maxTokens;
   return result;
 }
 
@@ -1093,6 +1095,7 @@ importSafetensors(MLIRContext &context,
   result.module = std::move(*module);
   result.info = info;
   result.vocabJSON = std::move(*vocabJSON);
+  result.maxTokens = options.maxTokens;
   return result;
 }
 

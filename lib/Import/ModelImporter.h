@@ -43,6 +43,9 @@ struct ImportedModel {
   ModelInfo info;
   /// The tokenizer section (see lib/Runtime/Tokenizer.h for the schema).
   std::string vocabJSON;
+  /// Most tokens one step takes: the ImportOptions', or fewer where the
+  /// model has fewer positions (an encoder).
+  int64_t maxTokens = 0;
 };
 
 /// The architectures importGGUF understands ("llama", "qwen2", ...).

@@ -404,19 +404,6 @@ func.func @pack(%w: !kiln.weight<32x256x#kiln.quant<bits = 4, group = 32, scale 
   return %p : !kiln.weight<32x256x#kiln.quant<bits = 4, group = 32, scale = f16, layout = rows16>>
 }
 
-// The blob survives the round trip.
-// CHECK: {-#
-// CHECK-NEXT: dialect_resources: {
-// CHECK-NEXT: builtin: {
-// CHECK-NEXT: norm_weight: "0x040000000000803F000000400000404000008040"
-{-#
-  dialect_resources: {
-    builtin: {
-      norm_weight: "0x040000000000803f000000400000404000008040"
-    }
-  }
-#-}
-
 //===----------------------------------------------------------------------===//
 // Encoders
 //===----------------------------------------------------------------------===//
@@ -439,3 +426,16 @@ func.func @mean_pool(%x: tensor<?x384xf32>) -> (tensor<1x384xf32>, tensor<?x384x
   %n = kiln.mean_pool %x {normalize = true} : tensor<?x384xf32> -> tensor<?x384xf32>
   return %m, %n : tensor<1x384xf32>, tensor<?x384xf32>
 }
+
+// The blob survives the round trip.
+// CHECK: {-#
+// CHECK-NEXT: dialect_resources: {
+// CHECK-NEXT: builtin: {
+// CHECK-NEXT: norm_weight: "0x040000000000803F000000400000404000008040"
+{-#
+  dialect_resources: {
+    builtin: {
+      norm_weight: "0x040000000000803f000000400000404000008040"
+    }
+  }
+#-}
