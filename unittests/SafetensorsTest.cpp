@@ -467,7 +467,8 @@ TEST_F(TempDir, CheckpointDirectoryValidates) {
   auto ckpt = openCheckpoint(dir);
   ASSERT_TRUE(bool(ckpt)) << llvm::toString(ckpt.takeError());
   EXPECT_EQ(ckpt->config.layers, 1);
-  EXPECT_EQ(ckpt->weights.tensors().size(), 11u);
+  ASSERT_EQ(ckpt->shards.size(), 1u);
+  EXPECT_EQ(ckpt->shards[0].tensors().size(), 11u);
 }
 
 TEST_F(TempDir, CheckpointTensorShapeContradictsConfig) {
@@ -509,6 +510,45 @@ TEST_F(TempDir, CheckpointDirectoryWithOnlyAPickle) {
   ASSERT_FALSE(bool(ckpt));
   EXPECT_NE(llvm::toString(ckpt.takeError()).find("arbitrary code"),
             std::string::npos);
+}
+
+constexpr const char *kBertConfig =
+    "{\"model_type\": \"bert\", \"hidden_size\": 384, "
+    "\"intermediate_size\": 1536, \"num_hidden_layers\": 6, "
+    "\"num_attention_heads\": 12, \"vocab_size\": 30522, "
+    "\"max_position_embeddings\": 512, \"type_vocab_size\": 2, "
+    "\"layer_norm_eps\": 1e-12, \"hidden_act\": \"gelu\"}";
+
+TEST(BertConfig, ValidConfig) {
+  auto config = parseBertConfig(kBertConfig, "config.json");
+  ASSERT_TRUE(bool(config)) << llvm::toString(config.takeError());
+  EXPECT_EQ(config->hiddenSize, 384);
+  EXPECT_EQ(config->heads, 12);
+  EXPECT_EQ(config->typeVocabSize, 2);
+  EXPECT_DOUBLE_EQ(config->layerNormEps, 1e-12);
+  EXPECT_FALSE(config->normalize);
+}
+
+TEST(BertConfig, HostileConfigs) {
+  auto errorOf = [](std::string from, std::string to) {
+    std::string text = kBertConfig;
+    size_t at = text.find(from);
+    EXPECT_NE(at, std::string::npos) << from;
+    text.replace(at, from.size(), to);
+    auto config = parseBertConfig(text, "config.json");
+    EXPECT_FALSE(bool(config)) << text;
+    return config ? std::string() : llvm::toString(config.takeError());
+  };
+  EXPECT_EQ(errorOf("\"gelu\"", "\"relu\""),
+            "config.json: hidden_act: 'relu' is not supported (gelu)");
+  EXPECT_EQ(errorOf("\"num_attention_heads\": 12",
+                    "\"num_attention_heads\": 7"),
+            "config.json: num_attention_heads: 7 does not divide hidden_size "
+            "384");
+  EXPECT_EQ(errorOf("\"type_vocab_size\": 2, ", ""),
+            "config.json: type_vocab_size: is missing or not an integer");
+  EXPECT_EQ(errorOf("\"hidden_size\": 384", "\"hidden_size\": 0"),
+            "config.json: hidden_size: 0 is out of range [1, 1048576]");
 }
 
 } // namespace

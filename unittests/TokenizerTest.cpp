@@ -298,8 +298,10 @@ TEST(TokenizerErrors, BadInput) {
   EXPECT_NE(loadError(raw).find("UTF-8"), std::string::npos);
 
   j = bpeVocab();
-  j["model"] = "bert";
-  EXPECT_NE(loadError(j).find("unknown tokenizer model 'bert'"), std::string::npos);
+  j["model"] = "t5";
+  EXPECT_NE(loadError(j).find("unknown tokenizer model 't5'"), std::string::npos);
+  j["model"] = "bert"; // WordPiece: unknown words need an [UNK] id
+  EXPECT_NE(loadError(j).find("needs 'unk_id'"), std::string::npos);
   j.erase("model");
   EXPECT_NE(loadError(j).find("missing 'model'"), std::string::npos);
 

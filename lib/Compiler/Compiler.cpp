@@ -56,6 +56,9 @@ std::string printModule(ModuleOp module) {
   return text;
 }
 
+/// The bytes of each file an imported model's weights name.
+using WeightFiles = llvm::StringMap<llvm::ArrayRef<uint8_t>>;
+
 /// Lays the weights `module` uses out in the weights section (each distinct
 /// one once, 64-byte aligned; see gatherWeights) and points the module's
 /// kiln.weight ops at it.
@@ -272,16 +275,12 @@ llvm::Error writeQuantizedGGUF(ModuleOp module, const gguf::GGUFFile &file,
   return gguf::writeGGUF(options.output, metadata, tensors, file.alignment());
 }
 
-llvm::Error compileGGUF(MLIRContext &ctx, const CompileOptions &options) {
-  report(options, "reading model", 0.0);
-  llvm::Expected<gguf::GGUFFile> file = gguf::GGUFFile::open(options.input);
-  if (!file)
-    return file.takeError();
-  ImportOptions importOptions;
-  importOptions.contextLength = options.contextLength;
-  importOptions.maxTokens = options.maxTokens;
-  report(options, "importing", 0.05);
-  llvm::Expected<ImportedModel> model = importGGUF(ctx, *file, importOptions);
+/// Quantizes, packs, lowers and writes an imported model whose weights are in
+/// `files`; `ggufFile` is the GGUF it came from, if any (--emit=gguf).
+llvm::Error compileImported(llvm::Expected<ImportedModel> model,
+                            const WeightFiles &files,
+                            const gguf::GGUFFile *ggufFile,
+                            const CompileOptions &options) {
   if (!model)
     return model.takeError();
   // An artifact whose vocabulary the runtime would refuse is refused now.
@@ -289,15 +288,14 @@ llvm::Error compileGGUF(MLIRContext &ctx, const CompileOptions &options) {
   if (!Tokenizer::fromJSON(model->vocabJSON, vocabError))
     return fail(options.input + ": " + vocabError);
   ModuleOp module = *model->module;
-  // Passes read the GGUF through the weight store, from the mapping the
-  // reader already holds.
-  if (!file->tensors().empty()) {
-    const gguf::TensorInfo &first = file->tensors().front();
-    const uint8_t *data = file->tensorData(first).data() - first.fileOffset;
+  MLIRContext &ctx = *module.getContext();
+  // Passes read the weights through the weight store, from the mappings the
+  // readers already hold.
+  for (const auto &file : files)
     mlir::kiln::WeightStore::get(&ctx).provideFile(
-        file->path(), llvm::ArrayRef<char>(reinterpret_cast<const char *>(data),
-                                           file->fileSize()));
-  }
+        file.getKey(),
+        llvm::ArrayRef<char>(reinterpret_cast<const char *>(file.second.data()),
+                             file.second.size()));
   if (options.quantize) {
     report(options, "quantizing", 0.07);
     FirstError diags(ctx);
@@ -306,8 +304,11 @@ llvm::Error compileGGUF(MLIRContext &ctx, const CompileOptions &options) {
   }
   if (options.emit == EmitKind::KilnMLIR)
     return writeOutput(options.output, printModule(module));
-  if (options.emit == EmitKind::GGUF)
-    return writeQuantizedGGUF(module, *file, options);
+  if (options.emit == EmitKind::GGUF) {
+    if (!ggufFile)
+      return fail(options.input + ": --emit=gguf needs a .gguf model");
+    return writeQuantizedGGUF(module, *ggufFile, options);
+  }
 
   // Weights: the bytes of every tensor the graph uses (and the blobs passes
   // wrote), one section.
@@ -431,7 +432,7 @@ llvm::Error compileGGUF(MLIRContext &ctx, const CompileOptions &options) {
                           {"n_vocab", info.vocab},
                           {"n_ctx", info.context}}},
       {"entry", llvm::json::Object{{"symbol", "_mlir_ciface_forward"},
-                                   {"max_tokens", options.maxTokens},
+                                   {"max_tokens", model->maxTokens},
                                    {"scratch_bytes", scratch.getInt()},
                                    {"kv_cache_bytes", int64_t(kvBytes)}}},
       {"host", std::move(hosts)},
@@ -446,6 +447,9 @@ llvm::Error compileGGUF(MLIRContext &ctx, const CompileOptions &options) {
   };
   if (cuda)
     manifest["cuda"] = std::move(*cuda);
+  // An encoder's step returns its sentence embedding, not logits.
+  if (info.encoder)
+    manifest.getObject("model")->try_emplace("kind", "encoder");
   std::string manifestText;
   llvm::raw_string_ostream(manifestText) << llvm::json::Value(std::move(manifest));
   builder.addSection("manifest", KILN_SECTION_MANIFEST, std::move(manifestText));
@@ -463,19 +467,46 @@ llvm::Error compileGGUF(MLIRContext &ctx, const CompileOptions &options) {
   return llvm::Error::success();
 }
 
-/// Validates a safetensors checkpoint (weights, config.json and the tensors
-/// Llama needs); the graph builder does not read safetensors yet.
-llvm::Error compileSafetensors(const CompileOptions &options) {
+ImportOptions importOptionsOf(const CompileOptions &options) {
+  ImportOptions importOptions;
+  importOptions.contextLength = options.contextLength;
+  importOptions.maxTokens = options.maxTokens;
+  return importOptions;
+}
+
+llvm::Error compileGGUF(MLIRContext &ctx, const CompileOptions &options) {
+  report(options, "reading model", 0.0);
+  llvm::Expected<gguf::GGUFFile> file = gguf::GGUFFile::open(options.input);
+  if (!file)
+    return file.takeError();
+  WeightFiles files;
+  if (!file->tensors().empty()) {
+    const gguf::TensorInfo &first = file->tensors().front();
+    llvm::ArrayRef<uint8_t> data = file->tensorData(first);
+    files[file->path()] = llvm::ArrayRef<uint8_t>(
+        data.data() - first.fileOffset, file->fileSize());
+  }
+  report(options, "importing", 0.05);
+  return compileImported(importGGUF(ctx, *file, importOptionsOf(options)),
+                         files, &*file, options);
+}
+
+/// A Hugging Face checkpoint: safetensors weights (one file or shards),
+/// config.json and tokenizer.json.
+llvm::Error compileSafetensors(MLIRContext &ctx,
+                               const CompileOptions &options) {
   report(options, "reading model", 0.0);
   llvm::Expected<safetensors::Checkpoint> checkpoint =
       safetensors::openCheckpoint(options.input);
   if (!checkpoint)
     return checkpoint.takeError();
-  return fail(checkpoint->weights.path() + ": a valid " +
-              checkpoint->config.modelType +
-              " safetensors checkpoint, but compiling safetensors models is "
-              "not supported yet; convert it to GGUF (llama.cpp's "
-              "convert_hf_to_gguf.py)");
+  WeightFiles files;
+  for (const safetensors::SafetensorsFile &shard : checkpoint->shards)
+    files[shard.path()] = shard.fileBytes();
+  report(options, "importing", 0.05);
+  return compileImported(
+      importSafetensors(ctx, *checkpoint, importOptionsOf(options)), files,
+      /*ggufFile=*/nullptr, options);
 }
 
 } // namespace
@@ -572,7 +603,7 @@ llvm::Error compile(const CompileOptions &options) {
     return e;
   if (llvm::StringRef(options.input).ends_with(".safetensors") ||
       llvm::sys::fs::is_directory(options.input))
-    return compileSafetensors(options);
+    return compileSafetensors(ctx, options);
   return compileGGUF(ctx, options);
 }
 

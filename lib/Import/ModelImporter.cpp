@@ -6,6 +6,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "Import/ModelImporter.h"
+#include "Import/TokenizerJSON.h"
 
 #include "Kiln/IR/GGMLFormats.h"
 #include "Kiln/IR/KilnDialect.h"
@@ -18,6 +19,8 @@
 #include "llvm/ADT/StringSet.h"
 #include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/JSON.h"
+#include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/Path.h"
 
 #include <cmath>
 
@@ -28,9 +31,13 @@ using mlir::kiln::WeightType;
 
 namespace kiln {
 
-static llvm::Error fail(const gguf::GGUFFile &file, const llvm::Twine &what) {
+static llvm::Error fail(llvm::StringRef path, const llvm::Twine &what) {
   return llvm::createStringError(llvm::inconvertibleErrorCode(),
-                                 file.path() + ": " + what);
+                                 path + ": " + what);
+}
+
+static llvm::Error fail(const gguf::GGUFFile &file, const llvm::Twine &what) {
+  return fail(file.path(), what);
 }
 
 llvm::ArrayRef<llvm::StringRef> getSupportedArchitectures() {
@@ -89,31 +96,8 @@ llvm::Expected<Type> getWeightType(MLIRContext &ctx,
 
 namespace {
 
-/// Reads hyperparameters and builds the graph of one model.
-class Importer {
-public:
-  Importer(MLIRContext &ctx, const gguf::GGUFFile &file,
-           const ImportOptions &options)
-      : ctx(ctx), file(file), options(options), b(&ctx) {}
-
-  llvm::Expected<ImportedModel> run();
-
-private:
-  llvm::Error readHyperparameters();
-  llvm::Error readGemma3Hyperparameters();
-  llvm::Expected<std::string> buildVocabulary();
-  /// A kiln.weight for tensor `name` checked against `shape` ([N, K] or [N]).
-  llvm::Expected<Value> weight(StringRef name, ArrayRef<int64_t> shape);
-  /// As weight(), or a null Value when the tensor is absent.
-  llvm::Expected<Value> optionalWeight(StringRef name, ArrayRef<int64_t> shape);
-  llvm::Expected<uint64_t> arch(StringRef key) {
-    return file.getUInt((info.arch + "." + key).str());
-  }
-
-  MLIRContext &ctx;
-  const gguf::GGUFFile &file;
-  const ImportOptions &options;
-  OpBuilder b;
+/// The hyperparameters of a decoder, whichever file format they came from.
+struct DecoderConfig {
   ModelInfo info;
   float epsilon = 1e-5f, ropeBase = 10000.0f, ropeScale = 1.0f;
   int64_t rotaryDim = 0;
@@ -124,6 +108,268 @@ private:
   int64_t slidingWindow = 0, swaPattern = 0;
   float swaRopeBase = 10000.0f, attentionScale = 0.0f;
 };
+
+/// A weight's type and the byte range of a file holding it.
+struct SourceTensor {
+  WeightType type;
+  std::string path;
+  uint64_t offset, size;
+};
+
+/// The weights of a model by their GGUF names (`blk.0.attn_q.weight`): the
+/// graph builder's one view of a GGUF file or a safetensors checkpoint.
+class TensorSource {
+public:
+  virtual ~TensorSource() = default;
+  /// The file that errors name.
+  virtual StringRef path() const = 0;
+  /// The name the file itself uses for GGUF name `name`.
+  virtual std::string fileName(StringRef name) const { return name.str(); }
+  /// Tensor `name`, std::nullopt when the file does not have it.
+  virtual llvm::Expected<std::optional<SourceTensor>>
+  find(MLIRContext &ctx, StringRef name) const = 0;
+};
+
+class GGUFTensors : public TensorSource {
+public:
+  explicit GGUFTensors(const gguf::GGUFFile &file) : file(file) {}
+  StringRef path() const override { return file.path(); }
+  llvm::Expected<std::optional<SourceTensor>>
+  find(MLIRContext &ctx, StringRef name) const override {
+    const gguf::TensorInfo *tensor = file.findTensor(name);
+    if (!tensor)
+      return std::nullopt;
+    auto type = getWeightType(ctx, *tensor);
+    if (!type)
+      return fail(file, llvm::toString(type.takeError()));
+    return SourceTensor{cast<WeightType>(*type), file.path().str(),
+                        tensor->fileOffset, tensor->byteSize};
+  }
+
+private:
+  const gguf::GGUFFile &file;
+};
+
+/// A Hugging Face checkpoint's tensors under their GGUF names.
+class SafetensorsTensors : public TensorSource {
+public:
+  explicit SafetensorsTensors(const safetensors::Checkpoint &checkpoint)
+      : checkpoint(checkpoint) {}
+  StringRef path() const override {
+    return checkpoint.shards.front().path();
+  }
+
+  /// Hugging Face's name for a GGUF tensor name (llama.cpp's
+  /// gguf-py/gguf/tensor_mapping.py, read backwards), "" for none.
+  std::string fileName(StringRef name) const override {
+    if (checkpoint.bert)
+      return bertName(name);
+    StringRef stem = name, suffix;
+    if (name.ends_with(".weight") || name.ends_with(".bias")) {
+      size_t dot = name.rfind('.');
+      stem = name.take_front(dot);
+      suffix = name.drop_front(dot);
+    }
+    static const std::pair<StringRef, StringRef> global[] = {
+        {"token_embd", "model.embed_tokens"},
+        {"output_norm", "model.norm"},
+        {"output", "lm_head"}};
+    for (auto [gguf, hf] : global)
+      if (stem == gguf)
+        return (hf + suffix).str();
+    static const std::pair<StringRef, StringRef> perLayer[] = {
+        {"attn_norm", "input_layernorm"},
+        {"attn_q", "self_attn.q_proj"},
+        {"attn_k", "self_attn.k_proj"},
+        {"attn_v", "self_attn.v_proj"},
+        {"attn_output", "self_attn.o_proj"},
+        {"attn_q_norm", "self_attn.q_norm"},
+        {"attn_k_norm", "self_attn.k_norm"},
+        {"ffn_norm", "post_attention_layernorm"},
+        {"ffn_gate", "mlp.gate_proj"},
+        {"ffn_up", "mlp.up_proj"},
+        {"ffn_down", "mlp.down_proj"}};
+    if (!stem.consume_front("blk."))
+      return "";
+    auto [layer, part] = stem.split('.');
+    for (auto [gguf, hf] : perLayer)
+      if (part == gguf && !layer.empty())
+        return ("model.layers." + layer + "." + hf + suffix).str();
+    return "";
+  }
+
+  /// Hugging Face BERT's name for a GGUF tensor name (llama.cpp's BERT
+  /// names: token_types, token_embd_norm, attn_output_norm, ...), "" for none.
+  static std::string bertName(StringRef name) {
+    StringRef stem = name, suffix;
+    if (name.ends_with(".weight") || name.ends_with(".bias")) {
+      size_t dot = name.rfind('.');
+      stem = name.take_front(dot);
+      suffix = name.drop_front(dot);
+    }
+    static const std::pair<StringRef, StringRef> global[] = {
+        {"token_embd", "embeddings.word_embeddings"},
+        {"position_embd", "embeddings.position_embeddings"},
+        {"token_types", "embeddings.token_type_embeddings"},
+        {"token_embd_norm", "embeddings.LayerNorm"}};
+    for (auto [gguf, hf] : global)
+      if (stem == gguf)
+        return (hf + suffix).str();
+    static const std::pair<StringRef, StringRef> perLayer[] = {
+        {"attn_q", "attention.self.query"},
+        {"attn_k", "attention.self.key"},
+        {"attn_v", "attention.self.value"},
+        {"attn_output", "attention.output.dense"},
+        {"attn_output_norm", "attention.output.LayerNorm"},
+        {"ffn_up", "intermediate.dense"},
+        {"ffn_down", "output.dense"},
+        {"layer_output_norm", "output.LayerNorm"}};
+    if (!stem.consume_front("blk."))
+      return "";
+    auto [layer, part] = stem.split('.');
+    for (auto [gguf, hf] : perLayer)
+      if (part == gguf && !layer.empty())
+        return ("encoder.layer." + layer + "." + hf + suffix).str();
+    return "";
+  }
+
+  llvm::Expected<std::optional<SourceTensor>>
+  find(MLIRContext &ctx, StringRef name) const override {
+    // Tied embeddings: the head is the table, whatever else the file holds.
+    if (name == "output.weight" && checkpoint.config.tieWordEmbeddings)
+      return std::nullopt;
+    std::string hfName = fileName(name);
+    auto [tensor, shard] = checkpoint.findTensor(hfName);
+    if (!tensor)
+      return std::nullopt;
+    Builder b(&ctx);
+    Type element;
+    switch (tensor->dtype) {
+    case safetensors::DType::F32:
+      element = b.getF32Type();
+      break;
+    case safetensors::DType::F16:
+      element = b.getF16Type();
+      break;
+    case safetensors::DType::BF16:
+      element = b.getBF16Type();
+      break;
+    default:
+      return fail(shard->path(),
+                  "tensor '" + hfName + "': dtype " +
+                      safetensors::getDTypeName(tensor->dtype) +
+                      " is not supported (F32, F16, BF16)");
+    }
+    SmallVector<int64_t> shape;
+    for (uint64_t d : tensor->shape) {
+      if (d == 0 || d > uint64_t(INT64_MAX))
+        return fail(shard->path(),
+                    "tensor '" + hfName + "': dimension out of range");
+      shape.push_back(int64_t(d));
+    }
+    auto type = WeightType::getChecked(
+        [&]() { return emitError(UnknownLoc::get(&ctx)); }, &ctx,
+        ArrayRef<int64_t>(shape), element, QuantSchemeAttr(),
+        mlir::kiln::SparsityAttr());
+    if (!type)
+      return fail(shard->path(), "tensor '" + hfName +
+                                     "': shape does not fit its encoding");
+    return SourceTensor{type, shard->path().str(), tensor->fileOffset,
+                        tensor->byteSize()};
+  }
+
+private:
+  const safetensors::Checkpoint &checkpoint;
+};
+
+/// What the graph builders share: the weights and the builder.
+class GraphBuilder {
+protected:
+  GraphBuilder(MLIRContext &ctx, const TensorSource &tensors,
+               const ImportOptions &options)
+      : ctx(ctx), tensors(tensors), options(options), b(&ctx) {}
+
+  /// A kiln.weight for tensor `name` checked against `shape` ([N, K] or [N]).
+  llvm::Expected<Value> weight(StringRef name, ArrayRef<int64_t> shape);
+  /// As weight(), or a null Value when the tensor is absent.
+  llvm::Expected<Value> optionalWeight(StringRef name, ArrayRef<int64_t> shape);
+
+  MLIRContext &ctx;
+  const TensorSource &tensors;
+  const ImportOptions &options;
+  OpBuilder b;
+};
+
+/// Builds the forward step of a decoder from its config and weights.
+class DecoderBuilder : DecoderConfig, GraphBuilder {
+public:
+  DecoderBuilder(MLIRContext &ctx, const DecoderConfig &config,
+                 const TensorSource &tensors, const ImportOptions &options)
+      : DecoderConfig(config), GraphBuilder(ctx, tensors, options) {}
+
+  llvm::Expected<OwningOpRef<ModuleOp>> build();
+};
+
+/// Builds the step function of a BERT encoder: its sentence embedding.
+class EncoderBuilder : GraphBuilder {
+public:
+  EncoderBuilder(MLIRContext &ctx, const safetensors::BertConfig &config,
+                 const ModelInfo &info, const TensorSource &tensors,
+                 const ImportOptions &options)
+      : GraphBuilder(ctx, tensors, options), config(config), info(info) {}
+
+  llvm::Expected<OwningOpRef<ModuleOp>> build();
+
+private:
+  const safetensors::BertConfig &config;
+  const ModelInfo &info;
+};
+
+/// Reads a GGUF file's hyperparameters and vocabulary.
+class Importer : DecoderConfig {
+public:
+  Importer(MLIRContext &ctx, const gguf::GGUFFile &file,
+           const ImportOptions &options)
+      : ctx(ctx), file(file), options(options) {}
+
+  llvm::Expected<ImportedModel> run();
+
+private:
+  llvm::Error readHyperparameters();
+  llvm::Error readGemma3Hyperparameters();
+  llvm::Expected<std::string> buildVocabulary();
+  llvm::Expected<uint64_t> arch(StringRef key) {
+    return file.getUInt((info.arch + "." + key).str());
+  }
+
+  MLIRContext &ctx;
+  const gguf::GGUFFile &file;
+  const ImportOptions &options;
+};
+
+/// Picks the KV cache length and checks the limits every decoder shares.
+llvm::Error chooseContext(DecoderConfig &config, const ImportOptions &options,
+                          StringRef path) {
+  ModelInfo &info = config.info;
+  info.context = options.contextLength
+                     ? options.contextLength
+                     : std::min<int64_t>(info.trainedContext, 4096);
+  if (info.context <= 0 || info.context > (int64_t(1) << 24))
+    return fail(path, "context length " + llvm::Twine(info.context) +
+                          " is out of range [1, 16777216]");
+  if (options.maxTokens <= 0 || options.maxTokens > 4096)
+    return fail(path, "max tokens per step " + llvm::Twine(options.maxTokens) +
+                          " is out of range [1, 4096]");
+  // The KV cache must fit in memory: refuse what no machine here could hold.
+  int64_t dims[] = {2, info.layers, info.context, info.kvHeads, info.headDim, 4};
+  std::optional<uint64_t> cacheBytes = checkedElementCount(dims);
+  constexpr uint64_t kMaxCacheBytes = uint64_t(64) << 30;
+  if (!cacheBytes || *cacheBytes > kMaxCacheBytes)
+    return fail(path, "a KV cache for " + llvm::Twine(info.context) +
+                          " positions would need more than 64 GiB; choose a "
+                          "smaller --ctx");
+  return llvm::Error::success();
+}
 
 } // namespace
 
@@ -239,24 +485,7 @@ llvm::Error Importer::readHyperparameters() {
   if (info.vocab == 0)
     return fail(file, "tokenizer.ggml.tokens is empty");
 
-  info.context = options.contextLength
-                     ? options.contextLength
-                     : std::min<int64_t>(info.trainedContext, 4096);
-  if (info.context <= 0 || info.context > (int64_t(1) << 24))
-    return fail(file, "context length " + llvm::Twine(info.context) +
-                          " is out of range [1, 16777216]");
-  if (options.maxTokens <= 0 || options.maxTokens > 4096)
-    return fail(file, "max tokens per step " + llvm::Twine(options.maxTokens) +
-                          " is out of range [1, 4096]");
-  // The KV cache must fit in memory: refuse what no machine here could hold.
-  int64_t dims[] = {2, info.layers, info.context, info.kvHeads, info.headDim, 4};
-  std::optional<uint64_t> cacheBytes = checkedElementCount(dims);
-  constexpr uint64_t kMaxCacheBytes = uint64_t(64) << 30;
-  if (!cacheBytes || *cacheBytes > kMaxCacheBytes)
-    return fail(file, "a KV cache for " + llvm::Twine(info.context) +
-                          " positions would need more than 64 GiB; choose a "
-                          "smaller --ctx");
-  return llvm::Error::success();
+  return chooseContext(*this, options, file.path());
 }
 
 llvm::Error Importer::readGemma3Hyperparameters() {
@@ -311,22 +540,25 @@ llvm::Error Importer::readGemma3Hyperparameters() {
   return llvm::Error::success();
 }
 
-llvm::Expected<Value> Importer::optionalWeight(StringRef name,
-                                               ArrayRef<int64_t> shape) {
-  const gguf::TensorInfo *tensor = file.findTensor(name);
+llvm::Expected<Value> GraphBuilder::optionalWeight(StringRef name,
+                                                   ArrayRef<int64_t> shape) {
+  auto tensor = tensors.find(ctx, name);
   if (!tensor)
+    return tensor.takeError();
+  if (!*tensor)
     return Value();
   return weight(name, shape);
 }
 
-llvm::Expected<Value> Importer::weight(StringRef name, ArrayRef<int64_t> shape) {
-  const gguf::TensorInfo *tensor = file.findTensor(name);
+llvm::Expected<Value> GraphBuilder::weight(StringRef name,
+                                           ArrayRef<int64_t> shape) {
+  auto tensor = tensors.find(ctx, name);
   if (!tensor)
-    return fail(file, "missing tensor '" + name + "'");
-  auto type = getWeightType(ctx, *tensor);
-  if (!type)
-    return fail(file, llvm::toString(type.takeError()));
-  auto wt = cast<WeightType>(*type);
+    return tensor.takeError();
+  if (!*tensor)
+    return fail(tensors.path(),
+                "missing tensor '" + tensors.fileName(name) + "'");
+  WeightType wt = (*tensor)->type;
   if (wt.getShape() != shape) {
     std::string got;
     for (int64_t d : wt.getShape())
@@ -334,13 +566,14 @@ llvm::Expected<Value> Importer::weight(StringRef name, ArrayRef<int64_t> shape) 
     std::string expected;
     for (int64_t d : shape)
       expected += (expected.empty() ? "" : "x") + std::to_string(d);
-    return fail(file, "tensor '" + name + "' has shape " + got +
-                          ", expected " + expected +
-                          " from the model's hyperparameters");
+    return fail(tensors.path(), "tensor '" + tensors.fileName(name) +
+                                    "' has shape " + got + ", expected " +
+                                    expected +
+                                    " from the model's hyperparameters");
   }
   auto source = mlir::kiln::ExternalDataAttr::get(
-      &ctx, b.getStringAttr(file.path()), tensor->fileOffset,
-      tensor->byteSize);
+      &ctx, b.getStringAttr((*tensor)->path), (*tensor)->offset,
+      (*tensor)->size);
   // The tensor's name as the location: diagnostics name it, and
   // kiln-compile --emit=gguf finds the tensor a rewritten weight came from.
   return mlir::kiln::WeightOp::create(b, NameLoc::get(b.getStringAttr(name)),
@@ -475,15 +708,27 @@ llvm::Expected<std::string> Importer::buildVocabulary() {
 }
 
 llvm::Expected<ImportedModel> Importer::run() {
-  ctx.loadDialect<mlir::kiln::KilnDialect, func::FuncDialect,
-                  arith::ArithDialect, tensor::TensorDialect>();
   if (auto e = readHyperparameters())
     return std::move(e);
   auto vocabJSON = buildVocabulary();
   if (!vocabJSON)
     return vocabJSON.takeError();
+  auto module =
+      DecoderBuilder(ctx, *this, GGUFTensors(file), options).build();
+  if (!module)
+    return module.takeError();
+  ImportedModel result;
+  result.module = std::move(*module);
+  result.info = info;
+  result.vocabJSON = std::move(*vocabJSON);
+  result.maxTokens = options.maxTokens;
+  return result;
+}
 
-  Location loc = FileLineColLoc::get(&ctx, file.path(), 0, 0);
+llvm::Expected<OwningOpRef<ModuleOp>> DecoderBuilder::build() {
+  ctx.loadDialect<mlir::kiln::KilnDialect, func::FuncDialect,
+                  arith::ArithDialect, tensor::TensorDialect>();
+  Location loc = FileLineColLoc::get(&ctx, tensors.path(), 0, 0);
   OwningOpRef<ModuleOp> module = ModuleOp::create(loc);
   b.setInsertionPointToEnd(module->getBody());
 
@@ -637,11 +882,223 @@ llvm::Expected<ImportedModel> Importer::run() {
   func::ReturnOp::create(b, l, logits);
 
   if (failed(module->verify()))
-    return fail(file, "the imported module does not verify (an importer bug)");
+    return fail(tensors.path(),
+                "the imported module does not verify (an importer bug)");
+  return std::move(module);
+}
+
+llvm::Expected<OwningOpRef<ModuleOp>> EncoderBuilder::build() {
+  ctx.loadDialect<mlir::kiln::KilnDialect, func::FuncDialect,
+                  arith::ArithDialect, tensor::TensorDialect>();
+  Location l = FileLineColLoc::get(&ctx, tensors.path(), 0, 0);
+  OwningOpRef<ModuleOp> module = ModuleOp::create(l);
+  b.setInsertionPointToEnd(module->getBody());
+  int64_t d = info.embedding, ff = info.feedForward, V = info.vocab;
+  Type f32 = b.getF32Type();
+  auto rows = [&](int64_t width) {
+    return RankedTensorType::get({ShapedType::kDynamic, width}, f32);
+  };
+  // The decoder's step signature, so the runtime calls both alike; the
+  // out-parameter gets the one row of the sentence embedding.
+  auto cacheType = mlir::kiln::KVCacheType::get(
+      &ctx, info.layers, info.context, info.kvHeads, info.headDim, f32);
+  auto tokensType =
+      RankedTensorType::get({ShapedType::kDynamic}, b.getI32Type());
+  auto fnType = b.getFunctionType(
+      {tokensType, b.getIndexType(), cacheType, rows(d)}, {rows(d)});
+  auto fn = func::FuncOp::create(b, l, "forward", fnType);
+  fn->setAttr(mlir::kiln::KilnDialect::MaxTokensAttrHelper::getNameStr(),
+              b.getI64IntegerAttr(options.maxTokens));
+  fn->setAttr(mlir::kiln::KilnDialect::TiedResultsAttrHelper::getNameStr(),
+              b.getI64ArrayAttr({3}));
+  Block *entry = fn.addEntryBlock();
+  b.setInsertionPointToStart(entry);
+  Value tokens = entry->getArgument(0), position = entry->getArgument(1),
+        cache = entry->getArgument(2);
+  FloatAttr eps = b.getF32FloatAttr(float(config.layerNormEps));
+
+  auto wordEmbd = weight("token_embd.weight", {V, d});
+  auto positionEmbd =
+      weight("position_embd.weight", {config.maxPositions, d});
+  auto typeEmbd = weight("token_types.weight", {config.typeVocabSize, d});
+  auto embdNorm = weight("token_embd_norm.weight", {d});
+  auto embdNormBias = weight("token_embd_norm.bias", {d});
+  for (llvm::Expected<Value> *w :
+       {&wordEmbd, &positionEmbd, &typeEmbd, &embdNorm, &embdNormBias})
+    if (!*w)
+      return w->takeError();
+  Value x = mlir::kiln::EmbeddingOp::create(b, l, rows(d), *wordEmbd, tokens,
+                                            b.getF32FloatAttr(1.0f));
+  x = mlir::kiln::PositionEmbeddingOp::create(b, l, rows(d), x, *positionEmbd,
+                                              position, 1);
+  // One segment: every token has token type 0.
+  Value c0 = arith::ConstantIndexOp::create(b, l, 0);
+  x = mlir::kiln::PositionEmbeddingOp::create(b, l, rows(d), x, *typeEmbd, c0,
+                                              0);
+  x = mlir::kiln::LayerNormOp::create(b, l, rows(d), x, *embdNorm,
+                                      *embdNormBias, eps);
+  float scale = 1.0f / std::sqrt(float(info.headDim));
+  for (int64_t layer = 0; layer < info.layers; ++layer) {
+    std::string p = "blk." + std::to_string(layer) + ".";
+    llvm::Expected<Value> w[] = {
+        weight(p + "attn_q.weight", {d, d}),
+        weight(p + "attn_q.bias", {d}),
+        weight(p + "attn_k.weight", {d, d}),
+        weight(p + "attn_k.bias", {d}),
+        weight(p + "attn_v.weight", {d, d}),
+        weight(p + "attn_v.bias", {d}),
+        weight(p + "attn_output.weight", {d, d}),
+        weight(p + "attn_output.bias", {d}),
+        weight(p + "attn_output_norm.weight", {d}),
+        weight(p + "attn_output_norm.bias", {d}),
+        weight(p + "ffn_up.weight", {ff, d}),
+        weight(p + "ffn_up.bias", {ff}),
+        weight(p + "ffn_down.weight", {d, ff}),
+        weight(p + "ffn_down.bias", {d}),
+        weight(p + "layer_output_norm.weight", {d}),
+        weight(p + "layer_output_norm.bias", {d})};
+    for (llvm::Expected<Value> &v : w)
+      if (!v)
+        return v.takeError();
+    auto linear = [&](Value in, int i, int64_t width) -> Value {
+      return mlir::kiln::LinearOp::create(b, l, rows(width), in, *w[i],
+                                          *w[i + 1]);
+    };
+    Value q = linear(x, 0, d), k = linear(x, 2, d), v = linear(x, 4, d);
+    // Bidirectional: every token sees the whole sequence.
+    Value a = mlir::kiln::AttentionOp::create(
+        b, l, rows(d), q, k, v, cache, position, b.getI64IntegerAttr(layer),
+        b.getI64IntegerAttr(info.heads), b.getF32FloatAttr(scale),
+        b.getBoolAttr(false), b.getI64IntegerAttr(0), b.getF32FloatAttr(0.0f));
+    // Post-norm blocks: LayerNorm(x + sublayer(x)).
+    x = mlir::kiln::AddOp::create(b, l, x, linear(a, 6, d));
+    x = mlir::kiln::LayerNormOp::create(b, l, rows(d), x, *w[8], *w[9], eps);
+    Value h = mlir::kiln::GeluOp::create(b, l, linear(x, 10, ff),
+                                         mlir::kiln::GeluApprox::Erf);
+    x = mlir::kiln::AddOp::create(b, l, x, linear(h, 12, d));
+    x = mlir::kiln::LayerNormOp::create(b, l, rows(d), x, *w[14], *w[15], eps);
+  }
+  Value embedding = mlir::kiln::MeanPoolOp::create(b, l, rows(d), x,
+                                                   config.normalize);
+  func::ReturnOp::create(b, l, embedding);
+  if (failed(module->verify()))
+    return fail(tensors.path(),
+                "the imported module does not verify (an importer bug)");
+  return std::move(module);
+}
+
+/// A BERT checkpoint: the encoder and its WordPiece vocabulary.
+static llvm::Expected<ImportedModel>
+importBert(MLIRContext &context, const safetensors::Checkpoint &checkpoint,
+           const ImportOptions &options) {
+  const safetensors::BertConfig &c = *checkpoint.bert;
+  llvm::SmallString<256> configPath(checkpoint.directory);
+  llvm::sys::path::append(configPath, "config.json");
+  ModelInfo info;
+  info.arch = "bert";
+  info.encoder = true;
+  info.name = llvm::sys::path::filename(checkpoint.directory).str();
+  info.layers = c.layers;
+  info.embedding = c.hiddenSize;
+  info.heads = info.kvHeads = c.heads;
+  info.headDim = c.hiddenSize / c.heads;
+  info.vocab = c.vocabSize;
+  info.feedForward = c.intermediateSize;
+  info.trainedContext = c.maxPositions;
+  // A sequence is encoded in one step: the positions are the step's tokens.
+  info.context = std::min<int64_t>(options.maxTokens, c.maxPositions);
+  if (options.maxTokens <= 0 || options.maxTokens > 4096)
+    return fail(configPath, "max tokens per step " +
+                                llvm::Twine(options.maxTokens) +
+                                " is out of range [1, 4096]");
+  ImportOptions encoderOptions = options;
+  encoderOptions.maxTokens = info.context;
+
+  llvm::SmallString<256> tokenizerPath(checkpoint.directory);
+  llvm::sys::path::append(tokenizerPath, "tokenizer.json");
+  auto tokenizerFile = llvm::MemoryBuffer::getFile(tokenizerPath,
+                                                   /*IsText=*/true);
+  if (!tokenizerFile)
+    return fail(tokenizerPath, "cannot open (Kiln takes the vocabulary "
+                               "from it): " +
+                                   tokenizerFile.getError().message());
+  auto vocabJSON = convertTokenizerJSON((*tokenizerFile)->getBuffer(),
+                                        tokenizerPath, c.vocabSize,
+                                        SpecialTokenIds{});
+  if (!vocabJSON)
+    return vocabJSON.takeError();
+  auto module = EncoderBuilder(context, c, info,
+                               SafetensorsTensors(checkpoint), encoderOptions)
+                    .build();
+  if (!module)
+    return module.takeError();
   ImportedModel result;
-  result.module = std::move(module);
+  result.module = std::move(*module);
   result.info = info;
   result.vocabJSON = std::move(*vocabJSON);
+  result.maxTokens = encoderOptions.maxTokens;
+  return result;
+}
+
+llvm::Expected<ImportedModel>
+importSafetensors(MLIRContext &context,
+                  const safetensors::Checkpoint &checkpoint,
+                  const ImportOptions &options) {
+  if (checkpoint.bert)
+    return importBert(context, checkpoint, options);
+  const safetensors::LlamaConfig &c = checkpoint.config;
+  llvm::SmallString<256> configPath(checkpoint.directory);
+  llvm::sys::path::append(configPath, "config.json");
+  DecoderConfig config;
+  ModelInfo &info = config.info;
+  info.arch = c.modelType;
+  info.name = llvm::sys::path::filename(checkpoint.directory).str();
+  info.layers = c.layers;
+  info.embedding = c.hiddenSize;
+  info.heads = c.heads;
+  info.kvHeads = c.kvHeads;
+  info.headDim = c.headDim;
+  info.vocab = c.vocabSize;
+  info.trainedContext = c.maxPositions;
+  info.feedForward = c.intermediateSize;
+  config.epsilon = float(c.rmsNormEps);
+  config.ropeBase = float(c.ropeTheta);
+  if (!(config.epsilon > 0.0f) || !(config.ropeBase > 0.0f) ||
+      !std::isfinite(config.ropeBase))
+    return fail(configPath, "rms_norm_eps and rope_theta must be positive "
+                            "finite f32 numbers");
+  config.rotaryDim = c.headDim;
+  // GGUF converters permute Llama's Q/K rows for adjacent-pair rotation;
+  // Hugging Face checkpoints keep them as trained, rotating halves.
+  config.neoxRope = true;
+  config.attentionScale = 1.0f / std::sqrt(float(c.headDim));
+  if (auto e = chooseContext(config, options, configPath))
+    return std::move(e);
+
+  llvm::SmallString<256> tokenizerPath(checkpoint.directory);
+  llvm::sys::path::append(tokenizerPath, "tokenizer.json");
+  auto tokenizerFile = llvm::MemoryBuffer::getFile(tokenizerPath,
+                                                   /*IsText=*/true);
+  if (!tokenizerFile)
+    return fail(tokenizerPath, "cannot open (Kiln takes the vocabulary "
+                               "from it): " +
+                                   tokenizerFile.getError().message());
+  auto vocabJSON = convertTokenizerJSON(
+      (*tokenizerFile)->getBuffer(), tokenizerPath, c.vocabSize,
+      SpecialTokenIds{c.bosTokenId, c.eosTokenId});
+  if (!vocabJSON)
+    return vocabJSON.takeError();
+
+  auto module = DecoderBuilder(context, config, SafetensorsTensors(checkpoint),
+                               options)
+                    .build();
+  if (!module)
+    return module.takeError();
+  ImportedModel result;
+  result.module = std::move(*module);
+  result.info = info;
+  result.vocabJSON = std::move(*vocabJSON);
+  result.maxTokens = options.maxTokens;
   return result;
 }
 

@@ -563,6 +563,20 @@ Expected<LlamaConfig> parseLlamaConfig(StringRef text, StringRef path) {
       return fail("tie_word_embeddings", "is not a boolean");
     config.tieWordEmbeddings = *b;
   }
+  // Llama 3.1 lists several eos ids; the first is the one generation stops at.
+  for (auto [key, out] : {std::pair<StringRef, int64_t *>{"bos_token_id",
+                                                          &config.bosTokenId},
+                          {"eos_token_id", &config.eosTokenId}}) {
+    const llvm::json::Value *v = obj->get(key);
+    if (v && v->getAsArray() && !v->getAsArray()->empty())
+      v = &v->getAsArray()->front();
+    if (!v || v->kind() == llvm::json::Value::Null)
+      continue;
+    std::optional<int64_t> id = v->getAsInteger();
+    if (!id || *id < 0 || *id >= config.vocabSize)
+      return fail(key, "is not a token id below vocab_size");
+    *out = *id;
+  }
   if (const llvm::json::Value *scaling = obj->get("rope_scaling"))
     if (scaling->kind() != llvm::json::Value::Null)
       return fail("rope_scaling", "is not supported yet (only null)");
@@ -572,6 +586,103 @@ Expected<LlamaConfig> parseLlamaConfig(StringRef text, StringRef path) {
       return fail("hidden_act", "is not \"silu\" (the SwiGLU of Llama)");
   }
   return config;
+}
+
+Expected<BertConfig> parseBertConfig(StringRef text, StringRef path) {
+  auto fail = [&](const llvm::Twine &field, const llvm::Twine &problem) {
+    return makeError(path + ": " + field + ": " + problem);
+  };
+  if (std::optional<size_t> deep = findTooDeepJSON(text))
+    return fail("config", "nests deeper than " + llvm::Twine(kMaxJSONDepth) +
+                              " levels (at byte " + llvm::Twine(*deep) + ")");
+  Expected<llvm::json::Value> json = llvm::json::parse(text);
+  if (!json)
+    return fail("config",
+                "is not valid JSON: " + llvm::toString(json.takeError()));
+  const llvm::json::Object *obj = json->getAsObject();
+  if (!obj || obj->getString("model_type") != "bert")
+    return fail("model_type", "is not \"bert\"");
+  BertConfig config;
+  for (auto [key, out, limit] :
+       {std::tuple<StringRef, int64_t *, int64_t>{"hidden_size",
+                                                  &config.hiddenSize, 1 << 20},
+        {"intermediate_size", &config.intermediateSize, 1 << 20},
+        {"num_hidden_layers", &config.layers, 4096},
+        {"num_attention_heads", &config.heads, 4096},
+        {"vocab_size", &config.vocabSize, 1 << 24},
+        {"max_position_embeddings", &config.maxPositions, 1 << 24},
+        {"type_vocab_size", &config.typeVocabSize, 1 << 16}}) {
+    std::optional<int64_t> v = obj->getInteger(key);
+    if (!v)
+      return fail(key, "is missing or not an integer");
+    if (*v < 1 || *v > limit)
+      return fail(key, llvm::formatv("{0} is out of range [1, {1}]", *v, limit)
+                           .str());
+    *out = *v;
+  }
+  if (config.hiddenSize % config.heads != 0)
+    return fail("num_attention_heads",
+                llvm::formatv("{0} does not divide hidden_size {1}",
+                              config.heads, config.hiddenSize)
+                    .str());
+  if (const llvm::json::Value *eps = obj->get("layer_norm_eps")) {
+    std::optional<double> d = eps->getAsNumber();
+    if (!d || !std::isfinite(*d) || *d <= 0)
+      return fail("layer_norm_eps", "is not a positive finite number");
+    config.layerNormEps = *d;
+  }
+  if (std::optional<StringRef> act = obj->getString("hidden_act");
+      act && *act != "gelu")
+    return fail("hidden_act", quote(*act) + " is not supported (gelu)");
+  if (std::optional<StringRef> pos = obj->getString("position_embedding_type");
+      pos && *pos != "absolute")
+    return fail("position_embedding_type",
+                quote(*pos) + " is not supported (absolute)");
+  return config;
+}
+
+/// sentence-transformers' modules.json and 1_Pooling/config.json: mean
+/// pooling is what Kiln computes; Normalize after it is optional.
+static Error readSentenceTransformersPooling(StringRef directory,
+                                             BertConfig &config) {
+  auto readJSON = [](const llvm::Twine &path) -> Expected<llvm::json::Value> {
+    auto buffer = llvm::MemoryBuffer::getFile(path, /*IsText=*/true);
+    if (!buffer)
+      return llvm::json::Value(nullptr);
+    if ((*buffer)->getBufferSize() > (1u << 20))
+      return makeError(path + ": larger than 1 MiB");
+    if (findTooDeepJSON((*buffer)->getBuffer()))
+      return makeError(path + ": nests too deep");
+    Expected<llvm::json::Value> json = llvm::json::parse((*buffer)->getBuffer());
+    if (!json)
+      return makeError(path + ": is not valid JSON: " +
+                       llvm::toString(json.takeError()));
+    return json;
+  };
+  Expected<llvm::json::Value> modules = readJSON(directory + "/modules.json");
+  if (!modules)
+    return modules.takeError();
+  if (const llvm::json::Array *list = modules->getAsArray())
+    for (const llvm::json::Value &m : *list)
+      if (const llvm::json::Object *o = m.getAsObject())
+        if (o->getString("type") == "sentence_transformers.models.Normalize")
+          config.normalize = true;
+  Expected<llvm::json::Value> pooling =
+      readJSON(directory + "/1_Pooling/config.json");
+  if (!pooling)
+    return pooling.takeError();
+  if (const llvm::json::Object *o = pooling->getAsObject()) {
+    for (StringRef other : {"pooling_mode_cls_token", "pooling_mode_max_tokens",
+                            "pooling_mode_mean_sqrt_len_tokens"})
+      if (o->getBoolean(other).value_or(false))
+        return makeError(directory + "/1_Pooling/config.json: " + other +
+                         " is not supported (mean pooling only)");
+    if (!o->getBoolean("pooling_mode_mean_tokens").value_or(true))
+      return makeError(directory + "/1_Pooling/config.json: "
+                                   "pooling_mode_mean_tokens is false (Kiln "
+                                   "pools by the mean)");
+  }
+  return Error::success();
 }
 
 Expected<LlamaConfig> readLlamaConfig(StringRef path) {
@@ -585,42 +696,144 @@ Expected<LlamaConfig> readLlamaConfig(StringRef path) {
   return parseLlamaConfig((*buffer)->getBuffer(), path);
 }
 
+std::pair<const TensorInfo *, const SafetensorsFile *>
+Checkpoint::findTensor(StringRef name) const {
+  for (const SafetensorsFile &shard : shards)
+    if (const TensorInfo *t = shard.findTensor(name))
+      return {t, &shard};
+  return {nullptr, nullptr};
+}
+
+/// The shard files model.safetensors.index.json names in its weight_map,
+/// each once, in order of first appearance.
+static Expected<std::vector<std::string>> readShardIndex(StringRef path) {
+  auto buffer = llvm::MemoryBuffer::getFile(path, /*IsText=*/true);
+  if (!buffer)
+    return llvm::createStringError(
+        buffer.getError(),
+        path + ": cannot open: " + buffer.getError().message());
+  StringRef text = (*buffer)->getBuffer();
+  if (text.size() > (64u << 20))
+    return makeError(path + ": larger than 64 MiB");
+  if (std::optional<size_t> deep = findTooDeepJSON(text))
+    return makeError(path + ": nests deeper than " +
+                     llvm::Twine(kMaxJSONDepth) + " levels (at byte " +
+                     llvm::Twine(*deep) + ")");
+  Expected<llvm::json::Value> json = llvm::json::parse(text);
+  if (!json)
+    return makeError(path + ": is not valid JSON: " +
+                     llvm::toString(json.takeError()));
+  const llvm::json::Object *map =
+      json->getAsObject() ? json->getAsObject()->getObject("weight_map")
+                          : nullptr;
+  if (!map)
+    return makeError(path + ": weight_map is missing or not an object");
+  std::vector<std::string> files;
+  for (const auto &[tensor, file] : *map) {
+    std::optional<StringRef> name = file.getAsString();
+    // A shard is a file beside the index, never a path elsewhere.
+    if (!name || name->empty() || name->contains('/') ||
+        name->contains('\\') || *name == "." || *name == "..")
+      return makeError(path + ": weight_map[" + quote(tensor.str()) +
+                       "] is not a file name in the checkpoint directory");
+    if (!llvm::is_contained(files, *name))
+      files.push_back(name->str());
+  }
+  if (files.empty())
+    return makeError(path + ": weight_map names no tensors");
+  // json::Object is unordered: sort for a deterministic shard order.
+  llvm::sort(files);
+  return files;
+}
+
 Expected<Checkpoint> openCheckpoint(StringRef path) {
-  llvm::SmallString<256> weightsPath(path), configPath;
+  llvm::SmallString<256> configPath, directory;
+  std::vector<std::string> weightPaths;
   if (llvm::sys::fs::is_directory(path)) {
-    llvm::sys::path::append(weightsPath, "model.safetensors");
-    configPath = path;
-    llvm::sys::path::append(configPath, "config.json");
-    if (!llvm::sys::fs::exists(weightsPath)) {
+    directory = path;
+    llvm::SmallString<256> single(path), index(path);
+    llvm::sys::path::append(single, "model.safetensors");
+    llvm::sys::path::append(index, "model.safetensors.index.json");
+    if (llvm::sys::fs::exists(single)) {
+      weightPaths.push_back(single.str().str());
+    } else if (llvm::sys::fs::exists(index)) {
+      Expected<std::vector<std::string>> shards = readShardIndex(index);
+      if (!shards)
+        return shards.takeError();
+      for (const std::string &name : *shards) {
+        llvm::SmallString<256> p(path);
+        llvm::sys::path::append(p, name);
+        weightPaths.push_back(p.str().str());
+      }
+    } else {
       for (StringRef pickled : {"pytorch_model.bin", "model.pt", "model.pth"}) {
         llvm::SmallString<256> p(path);
         llvm::sys::path::append(p, pickled);
         if (llvm::sys::fs::exists(p))
           return refusePickleCheckpoint(p);
       }
-      return makeError(path + ": no model.safetensors in the directory "
-                              "(sharded checkpoints are not supported yet)");
+      return makeError(path + ": no model.safetensors or "
+                              "model.safetensors.index.json in the directory");
     }
   } else {
-    configPath = llvm::sys::path::parent_path(path);
-    llvm::sys::path::append(configPath, "config.json");
+    directory = llvm::sys::path::parent_path(path);
+    weightPaths.push_back(path.str());
   }
-  if (Error e = refusePickleCheckpoint(weightsPath))
-    return std::move(e);
-  Expected<LlamaConfig> config = readLlamaConfig(configPath);
-  if (!config)
-    return config.takeError();
-  Expected<SafetensorsFile> weights = SafetensorsFile::open(weightsPath);
-  if (!weights)
-    return weights.takeError();
+  configPath = directory;
+  llvm::sys::path::append(configPath, "config.json");
+  for (const std::string &p : weightPaths)
+    if (Error e = refusePickleCheckpoint(p))
+      return std::move(e);
+  Checkpoint checkpoint;
+  checkpoint.directory = directory.str().str();
+  auto configText = llvm::MemoryBuffer::getFile(configPath, /*IsText=*/true);
+  // The model type picks the reader; each reports its own errors.
+  auto isBert = [&] {
+    if (!configText || (*configText)->getBufferSize() > (64u << 20) ||
+        findTooDeepJSON((*configText)->getBuffer()))
+      return false;
+    Expected<llvm::json::Value> json =
+        llvm::json::parse((*configText)->getBuffer());
+    if (!json) {
+      llvm::consumeError(json.takeError());
+      return false;
+    }
+    return json->getAsObject() &&
+           json->getAsObject()->getString("model_type") == "bert";
+  };
+  if (isBert()) {
+    Expected<BertConfig> bert =
+        parseBertConfig((*configText)->getBuffer(), configPath);
+    if (!bert)
+      return bert.takeError();
+    if (Error e = readSentenceTransformersPooling(directory, *bert))
+      return std::move(e);
+    checkpoint.bert = *bert;
+  } else {
+    Expected<LlamaConfig> config = readLlamaConfig(configPath);
+    if (!config)
+      return config.takeError();
+    checkpoint.config = std::move(*config);
+  }
+  for (const std::string &p : weightPaths) {
+    Expected<SafetensorsFile> shard = SafetensorsFile::open(p);
+    if (!shard)
+      return shard.takeError();
+    for (const TensorInfo &t : shard->tensors())
+      if (auto [other, otherShard] = checkpoint.findTensor(t.name); other)
+        return makeError(shard->path() + ": tensor " + quote(t.name) +
+                         " is also in " + otherShard->path());
+    checkpoint.shards.push_back(std::move(*shard));
+  }
 
   // The tensors Llama needs, with the shapes the config implies.
-  const LlamaConfig &c = *config;
+  const LlamaConfig &c = checkpoint.config;
   auto check = [&](const std::string &name,
                    std::vector<uint64_t> shape) -> Error {
-    const TensorInfo *t = weights->findTensor(name);
+    auto [t, weights] = checkpoint.findTensor(name);
     if (!t)
-      return makeError(weights->path() + ": missing tensor " + quote(name));
+      return makeError(checkpoint.shards.front().path() +
+                       ": missing tensor " + quote(name));
     if (t->dtype != DType::F32 && t->dtype != DType::F16 &&
         t->dtype != DType::BF16)
       return makeError(weights->path() + ": tensor " + quote(name) +
@@ -641,6 +854,38 @@ Expected<Checkpoint> openCheckpoint(StringRef path) {
     }
     return Error::success();
   };
+  if (checkpoint.bert) {
+    const BertConfig &bc = *checkpoint.bert;
+    uint64_t d = bc.hiddenSize, ff = bc.intermediateSize;
+    std::vector<std::pair<std::string, std::vector<uint64_t>>> needed = {
+        {"embeddings.word_embeddings.weight", {uint64_t(bc.vocabSize), d}},
+        {"embeddings.position_embeddings.weight",
+         {uint64_t(bc.maxPositions), d}},
+        {"embeddings.token_type_embeddings.weight",
+         {uint64_t(bc.typeVocabSize), d}},
+        {"embeddings.LayerNorm.weight", {d}},
+        {"embeddings.LayerNorm.bias", {d}}};
+    for (int64_t i = 0; i < bc.layers; ++i) {
+      std::string p = "encoder.layer." + std::to_string(i) + ".";
+      for (StringRef proj : {"attention.self.query", "attention.self.key",
+                             "attention.self.value", "attention.output.dense"})
+        needed.push_back({p + proj.str() + ".weight", {d, d}});
+      needed.push_back({p + "intermediate.dense.weight", {ff, d}});
+      needed.push_back({p + "intermediate.dense.bias", {ff}});
+      needed.push_back({p + "output.dense.weight", {d, ff}});
+      for (StringRef vec :
+           {"attention.self.query.bias", "attention.self.key.bias",
+            "attention.self.value.bias", "attention.output.dense.bias",
+            "attention.output.LayerNorm.weight",
+            "attention.output.LayerNorm.bias", "output.dense.bias",
+            "output.LayerNorm.weight", "output.LayerNorm.bias"})
+        needed.push_back({p + vec.str(), {d}});
+    }
+    for (auto &[name, shape] : needed)
+      if (Error e = check(name, shape))
+        return std::move(e);
+    return std::move(checkpoint);
+  }
   uint64_t d = c.hiddenSize, q = c.heads * c.headDim,
            kv = c.kvHeads * c.headDim, ff = c.intermediateSize, v = c.vocabSize;
   std::vector<std::pair<std::string, std::vector<uint64_t>>> needed = {
@@ -662,7 +907,7 @@ Expected<Checkpoint> openCheckpoint(StringRef path) {
   for (auto &[name, shape] : needed)
     if (Error e = check(name, shape))
       return std::move(e);
-  return Checkpoint{std::move(*weights), std::move(*config)};
+  return std::move(checkpoint);
 }
 
 } // namespace safetensors

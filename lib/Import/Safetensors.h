@@ -32,6 +32,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -98,6 +99,12 @@ public:
 
   llvm::StringRef path() const { return filePath; }
   size_t fileSize() const { return buffer->getBufferSize(); }
+  /// The whole mapped file (weights are byte ranges of it).
+  llvm::ArrayRef<uint8_t> fileBytes() const {
+    return llvm::ArrayRef<uint8_t>(
+        reinterpret_cast<const uint8_t *>(buffer->getBufferStart()),
+        buffer->getBufferSize());
+  }
 
 private:
   friend class SafetensorsReader;
@@ -129,7 +136,24 @@ struct LlamaConfig {
           kvHeads = 0, headDim = 0, vocabSize = 0, maxPositions = 0;
   double rmsNormEps = 1e-6, ropeTheta = 10000.0;
   bool tieWordEmbeddings = false;
+  /// bos_token_id / eos_token_id, -1 when absent.
+  int64_t bosTokenId = -1, eosTokenId = -1;
 };
+
+/// The hyperparameters of a Hugging Face BERT config.json ("model_type":
+/// "bert"), and how sentence-transformers pools it (modules.json and
+/// 1_Pooling/config.json beside it, when present).
+struct BertConfig {
+  int64_t hiddenSize = 0, intermediateSize = 0, layers = 0, heads = 0,
+          vocabSize = 0, maxPositions = 0, typeVocabSize = 0;
+  double layerNormEps = 1e-12;
+  /// sentence-transformers' Normalize module follows the pooling.
+  bool normalize = false;
+};
+
+/// Parses and checks a BERT `config.json` text; `path` names it in errors.
+llvm::Expected<BertConfig> parseBertConfig(llvm::StringRef text,
+                                           llvm::StringRef path);
 
 /// Parses and checks `config.json` text; `path` names it in errors.
 llvm::Expected<LlamaConfig> parseLlamaConfig(llvm::StringRef text,
@@ -139,13 +163,23 @@ llvm::Expected<LlamaConfig> readLlamaConfig(llvm::StringRef path);
 
 /// A checkpoint directory or file: the validated weights and their config.
 struct Checkpoint {
-  SafetensorsFile weights;
+  /// model.safetensors, or the shards model.safetensors.index.json names.
+  std::vector<SafetensorsFile> shards;
   LlamaConfig config;
+  /// Set for a BERT encoder ("model_type": "bert"); `config` is then unused.
+  std::optional<BertConfig> bert;
+  /// The directory holding config.json (and tokenizer.json, if any).
+  std::string directory;
+
+  /// Tensor `name` and the shard holding it; {nullptr, nullptr} if absent.
+  std::pair<const TensorInfo *, const SafetensorsFile *>
+  findTensor(llvm::StringRef name) const;
 };
 
 /// Opens `path`, a .safetensors file (config.json beside it) or a directory
-/// holding model.safetensors and config.json, validates both and checks the
-/// tensors Llama needs against the config's shapes.
+/// holding config.json and model.safetensors or model.safetensors.index.json
+/// with its shards, validates them and checks the tensors Llama needs
+/// against the config's shapes.
 llvm::Expected<Checkpoint> openCheckpoint(llvm::StringRef path);
 
 } // namespace safetensors

@@ -222,6 +222,13 @@ static bool parseManifestJSON(const json &root, Manifest &m, std::string &err) {
                  m.model.nVocab) ||
       !r.integer(*model, "n_ctx", "model.n_ctx", 1, kMaxDim, m.model.nCtx))
     return false;
+  // An encoder's step returns its sentence embedding ([1, n_embd]) instead
+  // of logits; decoders leave "kind" out.
+  if (auto kind = model->find("kind"); kind != model->end()) {
+    if (!kind->is_string() || (*kind != "encoder" && *kind != "decoder"))
+      return r.fail("model.kind", "must be \"encoder\" or \"decoder\"");
+    m.model.encoder = *kind == "encoder";
+  }
 
   const json *entry = r.object(root, "entry", "entry");
   if (!entry || !r.string(*entry, "symbol", "entry.symbol", m.entry.symbol) ||

@@ -4,7 +4,8 @@
 // key it uses before anything runs. Shape:
 //   {"format":1,
 //    "model":{"arch":"llama","name":s,"n_layers":i,"n_embd":i,"n_heads":i,
-//             "n_kv_heads":i,"head_dim":i,"n_vocab":i,"n_ctx":i},
+//             "n_kv_heads":i,"head_dim":i,"n_vocab":i,"n_ctx":i,
+//             "kind":"encoder"},            ("kind" only for encoders)
 //    "entry":{"symbol":s,"max_tokens":i,"scratch_bytes":i,"kv_cache_bytes":i},
 //    "host":[{"section":s,"cpu_features":[s,...]},...],
 //    "weights":{"section":s}, "tokenizer":{"section":s},
@@ -54,6 +55,7 @@ struct Manifest {
     std::string arch, name;
     int64_t nLayers = 0, nEmbd = 0, nHeads = 0, nKvHeads = 0, headDim = 0,
             nVocab = 0, nCtx = 0;
+    bool encoder = false; // "kind": "encoder"
   } model;
   struct {
     std::string symbol;

@@ -89,6 +89,14 @@ int32_t kiln_model_n_vocab(const kiln_model *model) {
   return int32_t(model->model->getManifest().model.nVocab);
 }
 
+int32_t kiln_model_n_embd(const kiln_model *model) {
+  return int32_t(model->model->getManifest().model.nEmbd);
+}
+
+int32_t kiln_model_is_encoder(const kiln_model *model) {
+  return model->model->getManifest().model.encoder ? 1 : 0;
+}
+
 int32_t kiln_model_n_ctx(const kiln_model *model) {
   return int32_t(model->model->getManifest().model.nCtx);
 }
@@ -167,6 +175,37 @@ int kiln_eval(kiln_session *session, const int32_t *tokens, size_t n,
   Session &s = *session->session;
   if (!s.forward(tokens, n, s.getNPast(), n_logit_rows, why))
     return fail(err, why);
+  return KILN_OK;
+}
+
+int kiln_embed(kiln_session *session, const char *text, float *embedding,
+               size_t capacity, const char **err) {
+  if (!session || !text || !embedding)
+    return fail(err, "kiln_embed: session, text and embedding must not be "
+                     "NULL");
+  Session &s = *session->session;
+  const Manifest &man = s.getModel().getManifest();
+  if (capacity < size_t(man.model.nEmbd))
+    return fail(err, "kiln_embed: room for " + std::to_string(capacity) +
+                         " floats, the embedding has " +
+                         std::to_string(man.model.nEmbd));
+  std::vector<int32_t> ids =
+      s.getModel().getTokenizer().encode(text, /*addSpecial=*/true,
+                                         /*parseSpecial=*/false);
+  // Too long: cut the text, keep the closing token (sentence-transformers
+  // truncates to its max_seq_length the same way).
+  size_t limit = size_t(std::min<int64_t>(man.entry.maxTokens,
+                                          s.getContextSize()));
+  if (ids.size() > limit && limit >= 2) {
+    int32_t last = ids.back();
+    ids.resize(limit - 1);
+    ids.push_back(last);
+  }
+  std::string why;
+  const float *e = s.embed(ids.data(), ids.size(), why);
+  if (!e)
+    return fail(err, why);
+  std::copy(e, e + man.model.nEmbd, embedding);
   return KILN_OK;
 }
 

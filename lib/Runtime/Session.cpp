@@ -214,7 +214,10 @@ std::unique_ptr<Session> Session::create(Model &model, int64_t nCtx,
                                   err)) {
     return nullptr;
   }
-  s->logits.assign(size_t(man.entry.maxTokens) * man.model.nVocab, 0.0f);
+  s->logits.assign(man.model.encoder
+                       ? size_t(man.model.nEmbd)
+                       : size_t(man.entry.maxTokens) * man.model.nVocab,
+                   0.0f);
   s->history.reserve(s->nCtx);
   return s;
 }
@@ -248,9 +251,55 @@ KilnMemRef1D bytes1D(void *p, uint64_t size) {
 }
 } // namespace
 
+const float *Session::embed(const int32_t *tokens, size_t n,
+                            std::string &err) {
+  const Manifest &man = model.getManifest();
+  if (!man.model.encoder) {
+    err = "the model is a decoder: it computes logits, not embeddings";
+    return nullptr;
+  }
+  // Attention sees the whole sequence, so it is one step, from position 0.
+  int64_t limit = std::min<int64_t>(man.entry.maxTokens, nCtx);
+  if (n == 0 || int64_t(n) > limit) {
+    err = "an embedding takes 1 to " + std::to_string(limit) +
+          " tokens, got " + std::to_string(n);
+    return nullptr;
+  }
+  for (size_t i = 0; i < n; ++i) {
+    if (tokens[i] < 0 || tokens[i] >= man.model.nVocab) {
+      err = "token id " + std::to_string(tokens[i]) + " at index " +
+            std::to_string(i) + " is outside the vocabulary [0, " +
+            std::to_string(man.model.nVocab) + ")";
+      return nullptr;
+    }
+  }
+  history.clear();
+  logitRows = 0;
+  const SectionView &w = model.getWeights();
+  StepCall call;
+  call.fn = model.getForward();
+  call.kv = bytes1D(kvCache.data(), kvCache.size());
+  call.weights = bytes1D(const_cast<uint8_t *>(w.data), w.size);
+  call.scratch = bytes1D(scratch.data(), scratch.size());
+  call.rt = model.getPool().getContext();
+  int32_t *ids = const_cast<int32_t *>(tokens);
+  call.tokens = {ids, ids, 0, {int64_t(n)}, {1}};
+  int64_t width = man.model.nEmbd;
+  call.logits = {logits.data(), logits.data(), 0, {1, width}, {width, 1}};
+  call.position = 0;
+  model.getPool().run(call);
+  logitRows = 1;
+  return logits.data();
+}
+
 const float *Session::forward(const int32_t *tokens, size_t n, int64_t pos,
                               int nLogitRows, std::string &err) {
   const Manifest &man = model.getManifest();
+  if (man.model.encoder) {
+    err = "the model is an encoder: it computes embeddings (kiln_embed), "
+          "not logits";
+    return nullptr;
+  }
   const int64_t maxTokens = man.entry.maxTokens;
   const int64_t nVocab = man.model.nVocab;
   if (n == 0) {

@@ -112,6 +112,10 @@ public:
   const float *forward(const int32_t *tokens, size_t n, int64_t pos,
                        int nLogitRows, std::string &err);
 
+  /// An encoder's sentence embedding of `n` tokens (1 <= n <= max_tokens),
+  /// n_embd floats, or nullptr with a message. Each call is independent.
+  const float *embed(const int32_t *tokens, size_t n, std::string &err);
+
   /// Tokenizes and evaluates `prompt` after the current sequence, then
   /// samples; onPiece gets each token's text and returns false to stop.
   bool generate(const std::string &prompt, const GenerateOptions &opts,
@@ -138,7 +142,7 @@ private:
   // On a CUDA model the step reads and writes these instead; tokens and
   // logits pass through device copies of the host arrays.
   DeviceBuffer deviceKvCache, deviceScratch, deviceTokens, deviceLogits;
-  std::vector<float> logits; // [max_tokens][n_vocab]
+  std::vector<float> logits; // [max_tokens][n_vocab]; an encoder's [1][n_embd]
   int logitRows = 0;
   std::vector<int32_t> history; // tokens in the cache, by position
 };

@@ -3,6 +3,7 @@
 add_library(KilnTokenizer STATIC
   ${CMAKE_CURRENT_LIST_DIR}/Tokenizer.cpp
   ${CMAKE_CURRENT_LIST_DIR}/Unicode.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/WordPiece.cpp
 )
 # The parent of lib/Runtime, so "Runtime/Tokenizer.h" resolves in the main
 # build and in lib/Runtime/standalone alike.

@@ -9,6 +9,7 @@
 #include "Runtime/Tokenizer.h"
 
 #include "Runtime/Unicode.h"
+#include "Runtime/WordPiece.h"
 
 #include <nlohmann/json.hpp>
 
@@ -34,7 +35,7 @@ enum TokenType : uint8_t {
   kByte = 6,
 };
 
-enum class ModelKind { BytePairGpt2, SentencePiece };
+enum class ModelKind { BytePairGpt2, SentencePiece, WordPiece };
 
 // Pre-tokenizers: each is one of llama.cpp's regex sets, written as a scanner.
 enum class PreTokenizer {
@@ -426,6 +427,7 @@ struct Tokenizer::Impl {
   int32_t bosId = -1, eosId = -1, eotId = -1, unkId = -1, padId = -1;
   bool addBos = false, addEos = false, addSpacePrefix = false;
   std::string chatTemplate;
+  WordPieceOptions wordPiece; // ModelKind::WordPiece's normalizer and model
 
   int32_t lookup(const std::string &text) const {
     auto it = textToId.find(text);
@@ -698,6 +700,8 @@ std::string Tokenizer::Impl::computePiece(int32_t id) const {
   default:
     return "";
   }
+  if (kind == ModelKind::WordPiece)
+    return text;
   std::string out;
   if (kind == ModelKind::SentencePiece) {
     for (size_t i = 0; i < text.size();) {
@@ -774,9 +778,22 @@ bool loadVocabulary(const json &j, Tokenizer::Impl &v, std::string &error) {
     v.kind = ModelKind::BytePairGpt2;
   } else if (modelName == "llama") {
     v.kind = ModelKind::SentencePiece;
+  } else if (modelName == "bert") {
+    v.kind = ModelKind::WordPiece;
+    WordPieceOptions &o = v.wordPiece;
+    if (!readFlag(j, "lowercase", o.lowercase, error) ||
+        !readFlag(j, "strip_accents", o.stripAccents, error) ||
+        !readFlag(j, "clean_text", o.cleanText, error) ||
+        !readFlag(j, "handle_chinese_chars", o.chineseChars, error))
+      return false;
+    if (auto it = j.find("subword_prefix"); it != j.end() && it->is_string())
+      o.subwordPrefix = it->get<std::string>();
+    if (auto it = j.find("max_input_chars_per_word");
+        it != j.end() && it->is_number_unsigned())
+      o.maxCharsPerWord = it->get<size_t>();
   } else {
     error = "vocabulary: unknown tokenizer model '" + modelName +
-            "' (Kiln knows \"gpt2\" and \"llama\")";
+            "' (Kiln knows \"gpt2\", \"llama\" and \"bert\")";
     return false;
   }
 
@@ -887,6 +904,10 @@ bool loadVocabulary(const json &j, Tokenizer::Impl &v, std::string &error) {
       !readTokenId(j, "unk_id", n, v.unkId, error) ||
       !readTokenId(j, "pad_id", n, v.padId, error))
     return false;
+  if (v.kind == ModelKind::WordPiece && v.unkId < 0) {
+    error = "vocabulary: a bert (WordPiece) vocabulary needs 'unk_id'";
+    return false;
+  }
 
   // llama.cpp's defaults where the GGUF has no key.
   bool spm = v.kind == ModelKind::SentencePiece;
@@ -1002,6 +1023,15 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool addSpecial,
         out.push_back(f.token);
       else
         v.encodeBpe(text.substr(f.offset, f.length), out);
+    }
+  } else if (v.kind == ModelKind::WordPiece) {
+    auto lookup = [&](const std::string &piece) { return v.lookup(piece); };
+    for (const Fragment &f : frags) {
+      if (f.token >= 0)
+        out.push_back(f.token);
+      else
+        encodeWordPiece(text.substr(f.offset, f.length), v.wordPiece, lookup,
+                        v.unkId, out);
     }
   } else {
     // SentencePiece prefixes a space to the text, and llama.cpp does so again

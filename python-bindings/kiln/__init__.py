@@ -177,6 +177,14 @@ class Model:
             out = self._handle.logits(ids, 1 if rows is None else int(rows))
         return out[0] if rows is None else out
 
+    def embed(self, texts: Union[str, Sequence[str]]) -> np.ndarray:
+        """An encoder's sentence embeddings: float32 [len(texts), n_embd], or
+        [n_embd] for one string."""
+        one = isinstance(texts, str)
+        with self._lock:
+            out = self._handle.embed([texts] if one else [str(t) for t in texts])
+        return out[0] if one else out
+
     def generate(self, prompt: str, max_tokens: int = 128, temperature: Optional[float] = None,
                  top_k: Optional[int] = None, top_p: Optional[float] = None,
                  min_p: Optional[float] = None, repeat_penalty: Optional[float] = None,

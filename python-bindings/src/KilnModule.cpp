@@ -16,6 +16,7 @@
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <optional>
@@ -203,6 +204,27 @@ public:
         copy, [](void *p) noexcept { delete[] static_cast<float *>(p); });
     return nb::ndarray<nb::numpy, float, nb::ndim<2>>(copy, {size_t(n), vocab},
                                                       owner);
+  }
+
+  /// An encoder's sentence embeddings of `texts`, [len(texts), n_embd].
+  nb::ndarray<nb::numpy, float, nb::ndim<2>>
+  embed(const std::vector<std::string> &texts) {
+    kiln_session *s = getSession();
+    size_t width = size_t(kiln_model_n_embd(get()));
+    auto *out = new float[std::max<size_t>(texts.size(), 1) * width];
+    nb::capsule owner(
+        out, [](void *p) noexcept { delete[] static_cast<float *>(p); });
+    for (size_t i = 0; i < texts.size(); ++i) {
+      const char *err = nullptr;
+      int status;
+      {
+        nb::gil_scoped_release release;
+        status = kiln_embed(s, texts[i].c_str(), out + i * width, width, &err);
+      }
+      check(status, err);
+    }
+    return nb::ndarray<nb::numpy, float, nb::ndim<2>>(
+        out, {texts.size(), width}, owner);
   }
 
   nb::dict generate(const std::string &prompt, int32_t maxTokens,
@@ -425,6 +447,7 @@ NB_MODULE(_kiln, m) {
            nb::arg("add_special"), nb::arg("parse_special"))
       .def("detokenize", &Model::detokenize, nb::arg("ids"))
       .def("logits", &Model::logits, nb::arg("tokens"), nb::arg("rows"))
+      .def("embed", &Model::embed, nb::arg("texts"))
       .def("generate", &Model::generate, nb::arg("prompt"),
            nb::arg("max_tokens"), nb::arg("temperature"), nb::arg("top_k"),
            nb::arg("top_p"), nb::arg("min_p"), nb::arg("repeat_penalty"),

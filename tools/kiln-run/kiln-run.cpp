@@ -5,6 +5,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "Embed.h"
 #include "Measure.h"
 #include "kiln/runtime/Runtime.h"
 
@@ -49,7 +50,12 @@ const char *kUsage =
     "  --perplexity FILE     llama-perplexity-like: PPL of FILE in chunks of "
     "--ctx\n"
     "                        tokens (default min(512, n_ctx)), +/- its "
-    "standard error\n";
+    "standard error\n"
+    "\n"
+    "       kiln-run -m MODEL.kiln --embed TEXT | --embed-file FILE [-t N]\n"
+    "  --embed TEXT          an encoder's sentence embedding of TEXT: one line of\n"
+    "                        n_embd numbers\n"
+    "  --embed-file FILE     the same for each line of FILE, one line each\n";
 
 [[noreturn]] void die(const std::string &message) {
   std::fprintf(stderr, "kiln-run: error: %s\n", message.c_str());
@@ -171,6 +177,9 @@ int main(int argc, char **argv) {
        setChunks = false, setNPredict = false;
   long long repetitions = 5, chunks = 0;
   std::string output, perplexityFile;
+  std::vector<std::string> embedTexts;
+  std::string embedFile;
+  bool embed = false;
 
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -212,7 +221,9 @@ int main(int argc, char **argv) {
                                              "--output",
                                              "--perplexity",
                                              "--chunks",
-                                             "--device"};
+                                             "--device",
+                                             "--embed",
+                                             "--embed-file"};
     bool known = false;
     for (const char *f : kWithValue)
       known |= a == f;
@@ -255,6 +266,31 @@ int main(int argc, char **argv) {
       chunks = parseInt(a, v), setChunks = true;
     else if (a == "--device")
       device = v;
+    else if (a == "--embed")
+      embedTexts.push_back(v), embed = true;
+    else if (a == "--embed-file")
+      embedFile = v, embed = true;
+  }
+  if (embed) {
+    if (modelPath.empty())
+      die("no model given (-m MODEL.kiln)");
+    if (bench || perplexity || havePrompt || tokenizeOnly || chat)
+      die("--embed and --embed-file take no prompt, --bench, --perplexity, "
+          "--tokenize or --chat");
+    if (threads < 1 || threads > 1024)
+      die("-t must be 1 to 1024, got " + std::to_string(threads));
+    std::string why;
+    if (!embedFile.empty() && !kiln::run::readLines(embedFile, embedTexts, why))
+      die(why);
+    const char *err = nullptr;
+    kiln_model *model = nullptr;
+    if (kiln_model_load(modelPath.c_str(), int32_t(threads), &model, &err))
+      die(err);
+    bool ok = kiln::run::runEmbed(model, embedTexts, why);
+    kiln_model_free(model);
+    if (!ok)
+      die(why);
+    return 0;
   }
   if (bench || perplexity) {
     if (modelPath.empty())

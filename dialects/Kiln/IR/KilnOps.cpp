@@ -298,6 +298,41 @@ LogicalResult EmbeddingOp::verify() {
   return success();
 }
 
+LogicalResult PositionEmbeddingOp::verify() {
+  WeightType table = getTable().getType();
+  RankedTensorType input = getInput().getType();
+  if (input != getResult().getType())
+    return emitOpError("result type ")
+           << getResult().getType() << " differs from input type " << input;
+  if (table.getRank() != 2)
+    return emitOpError("table must be 2-D [positions, dim], got ") << table;
+  if (table.getSparsity())
+    return emitOpError("table must not be sparse");
+  if (input.getRank() != 2 || !dimsAgree(input.getDimSize(1), table.getShape()[1]))
+    return emitOpError("input must be [tokens, ")
+           << table.getShape()[1] << "] like the table's rows, got " << input;
+  if (getStep() != 0 && getStep() != 1)
+    return emitOpError("step must be 0 (one row for every token) or 1 (a "
+                       "row per position), got ")
+           << getStep();
+  return success();
+}
+
+LogicalResult MeanPoolOp::verify() {
+  RankedTensorType input = getInput().getType();
+  RankedTensorType result = getResult().getType();
+  if (input.getRank() != 2 || ShapedType::isDynamic(input.getDimSize(1)))
+    return emitOpError("input must be 2-D [tokens, dim] with a static dim, got ")
+           << input;
+  if (result.getRank() != 2 || !dimsAgree(result.getDimSize(0), 1) ||
+      result.getDimSize(1) != input.getDimSize(1) ||
+      result.getElementType() != input.getElementType())
+    return emitOpError("result must be [1, ")
+           << input.getDimSize(1) << "] of " << input.getElementType()
+           << ", got " << result;
+  return success();
+}
+
 //===----------------------------------------------------------------------===//
 // Norms
 //===----------------------------------------------------------------------===//

@@ -96,6 +96,24 @@ def Kiln_EmbeddingOp : Kiln_Op<"embedding", [Pure]> {
   let hasVerifier = 1;
 }
 
+def Kiln_PositionEmbeddingOp : Kiln_Op<"position_embedding", [Pure]> {
+  let summary = "x[t] + table[position + step * t]: learned position rows";
+  let description = [{
+    Adds learned absolute position embeddings (BERT, GPT-2; `step` 1: token
+    t sits at position `position + t`), or with `step` 0 one row to every
+    token (BERT's token type 0). Rows past the table are clamped to its last
+    one so no index reads outside it; importers cap the tokens per step at
+    the table's rows.
+  }];
+  let arguments = (ins Kiln_FloatTensor:$input, Kiln_Weight:$table,
+                       Index:$position, DefaultValuedAttr<I64Attr, "1">:$step);
+  let results = (outs Kiln_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $table `[` $position `]` attr-dict `:` type($input) `,` qualified(type($table)) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
 //===----------------------------------------------------------------------===//
 // Norms
 //===----------------------------------------------------------------------===//
@@ -147,6 +165,24 @@ def Kiln_RopeOp : Kiln_Op<"rope", [Pure]> {
   let extraClassDeclaration = [{
     /// Its rotation, as a kiln.linear's rope epilogue carries it.
     ::mlir::kiln::RopeAttr getParameters();
+  }];
+  let hasVerifier = 1;
+}
+
+def Kiln_MeanPoolOp : Kiln_Op<"mean_pool", [Pure]> {
+  let summary = "Mean of the rows, optionally scaled to unit L2 norm";
+  let description = [{
+    A sentence embedding from an encoder's `[T, D]` output: the mean of the
+    T rows (sentence-transformers' mean pooling of an unpadded sequence),
+    with `normalize` divided by max(||mean||, 1e-12) as
+    torch.nn.functional.normalize does. The result is one row, `[1, D]`
+    (or `[?, D]` for a step function's out-parameter of one row).
+  }];
+  let arguments = (ins Kiln_FloatTensor:$input,
+                       DefaultValuedAttr<BoolAttr, "false">:$normalize);
+  let results = (outs Kiln_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input attr-dict `:` type($input) `->` type($result)
   }];
   let hasVerifier = 1;
 }

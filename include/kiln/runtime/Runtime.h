@@ -80,6 +80,11 @@ KILN_RT_API int kiln_model_load(const char *path, int32_t n_threads,
 KILN_RT_API void kiln_model_free(kiln_model *model);
 
 KILN_RT_API int32_t kiln_model_n_vocab(const kiln_model *model);
+/* Width of the model's hidden state; an encoder's embeddings have this
+ * many floats. */
+KILN_RT_API int32_t kiln_model_n_embd(const kiln_model *model);
+/* 1 for an encoder (kiln_embed), 0 for a decoder (kiln_eval, generate). */
+KILN_RT_API int32_t kiln_model_is_encoder(const kiln_model *model);
 KILN_RT_API int32_t kiln_model_n_ctx(const kiln_model *model);
 /* Most tokens one step of the generated code takes (the manifest's
  * max_tokens): kiln_eval keeps at most this many rows of logits. */
@@ -118,6 +123,12 @@ KILN_RT_API int32_t kiln_session_n_past(const kiln_session *session);
  * min(n, manifest max_tokens)). */
 KILN_RT_API int kiln_eval(kiln_session *session, const int32_t *tokens,
                           size_t n, int32_t n_logit_rows, const char **err);
+/* An encoder's sentence embedding of `text` (tokenized with its special
+ * tokens, cut to the manifest's max_tokens) into `embedding`, which has room
+ * for `capacity` >= kiln_model_n_embd floats. */
+KILN_RT_API int kiln_embed(kiln_session *session, const char *text,
+                           float *embedding, size_t capacity,
+                           const char **err);
 /* Logits of the last kiln_eval, row-major [n_logit_rows][n_vocab]; NULL
  * before the first one. Valid until the next kiln_eval or kiln_generate. */
 KILN_RT_API const float *kiln_logits(const kiln_session *session,

@@ -426,6 +426,8 @@ struct ConvertKilnToCPUPass
     populateAttentionPatterns(kernelCalls);
     populateElementwisePatterns(kernelCalls);
     populateViewsPatterns(kernelCalls);
+    populatePositionEmbeddingPatterns(kernelCalls);
+    populatePoolingPatterns(kernelCalls);
     SmallVector<func::FuncOp> funcs;
     for (auto f : module.getOps<func::FuncOp>())
       if (KilnDialect::isStepFunction(f))

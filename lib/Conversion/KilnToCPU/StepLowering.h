@@ -223,6 +223,8 @@ void populateRopePatterns(KernelCallPatterns &patterns);
 void populateAttentionPatterns(KernelCallPatterns &patterns);
 void populateElementwisePatterns(KernelCallPatterns &patterns);
 void populateViewsPatterns(KernelCallPatterns &patterns);
+void populatePositionEmbeddingPatterns(KernelCallPatterns &patterns);
+void populatePoolingPatterns(KernelCallPatterns &patterns);
 
 } // namespace mlir::kiln
 

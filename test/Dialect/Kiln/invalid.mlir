@@ -1052,3 +1052,47 @@ func.func @slot_size(%x: tensor<4x16xf32>) -> tensor<4x16xf32> {
 func.func @empty_kernel_name() attributes {kiln.cuda_kernels = ["kiln_silu", ""]} {
   return
 }
+
+// -----
+
+//===----------------------------------------------------------------------===//
+// kiln.position_embedding, kiln.mean_pool
+//===----------------------------------------------------------------------===//
+
+func.func @position_embedding_width(%x: tensor<?x32xf32>, %t: !kiln.weight<512x64xf32>, %p: index) {
+  // expected-error @+1 {{'kiln.position_embedding' op input must be [tokens, 64] like the table's rows, got 'tensor<?x32xf32>'}}
+  %y = kiln.position_embedding %x, %t[%p] : tensor<?x32xf32>, !kiln.weight<512x64xf32> -> tensor<?x32xf32>
+  return
+}
+
+// -----
+
+func.func @position_embedding_step(%x: tensor<?x64xf32>, %t: !kiln.weight<512x64xf32>, %p: index) {
+  // expected-error @+1 {{'kiln.position_embedding' op step must be 0 (one row for every token) or 1 (a row per position), got 2}}
+  %y = kiln.position_embedding %x, %t[%p] {step = 2 : i64} : tensor<?x64xf32>, !kiln.weight<512x64xf32> -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+func.func @position_embedding_table_rank(%x: tensor<?x64xf32>, %t: !kiln.weight<64xf32>, %p: index) {
+  // expected-error @+1 {{'kiln.position_embedding' op table must be 2-D [positions, dim], got '!kiln.weight<64xf32>'}}
+  %y = kiln.position_embedding %x, %t[%p] : tensor<?x64xf32>, !kiln.weight<64xf32> -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+func.func @mean_pool_rows(%x: tensor<?x64xf32>) {
+  // expected-error @+1 {{'kiln.mean_pool' op result must be [1, 64] of 'f32', got 'tensor<2x64xf32>'}}
+  %y = kiln.mean_pool %x : tensor<?x64xf32> -> tensor<2x64xf32>
+  return
+}
+
+// -----
+
+func.func @mean_pool_dynamic_dim(%x: tensor<4x?xf32>) {
+  // expected-error @+1 {{'kiln.mean_pool' op input must be 2-D [tokens, dim] with a static dim, got 'tensor<4x?xf32>'}}
+  %y = kiln.mean_pool %x : tensor<4x?xf32> -> tensor<1x64xf32>
+  return
+}

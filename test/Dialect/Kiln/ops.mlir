@@ -404,6 +404,29 @@ func.func @linear_rope(%x: tensor<?x8xf32>, %w: !kiln.weight<16x8xf32>, %p: inde
   return %y : tensor<?x16xf32>
 }
 
+//===----------------------------------------------------------------------===//
+// Encoders
+//===----------------------------------------------------------------------===//
+
+// CHECK-LABEL: func.func @position_embedding
+// CHECK-SAME: (%[[X:[^:]*]]: tensor<?x64xf32>, %[[T:[^:]*]]: !kiln.weight<512x64xf32>, %[[P:[^:]*]]: index
+// CHECK: kiln.position_embedding %[[X]], %[[T]][%[[P]]] : tensor<?x64xf32>, !kiln.weight<512x64xf32> -> tensor<?x64xf32>
+// CHECK: kiln.position_embedding %{{.*}}, %{{.*}}[%[[P]]] {step = 0 : i64} : tensor<?x64xf32>, !kiln.weight<2x64xf16> -> tensor<?x64xf32>
+func.func @position_embedding(%x: tensor<?x64xf32>, %t: !kiln.weight<512x64xf32>, %p: index, %types: !kiln.weight<2x64xf16>) -> tensor<?x64xf32> {
+  %y = kiln.position_embedding %x, %t[%p] : tensor<?x64xf32>, !kiln.weight<512x64xf32> -> tensor<?x64xf32>
+  %z = kiln.position_embedding %y, %types[%p] {step = 0 : i64} : tensor<?x64xf32>, !kiln.weight<2x64xf16> -> tensor<?x64xf32>
+  return %z : tensor<?x64xf32>
+}
+
+// CHECK-LABEL: func.func @mean_pool
+// CHECK: kiln.mean_pool %{{.*}} : tensor<?x384xf32> -> tensor<1x384xf32>
+// CHECK: kiln.mean_pool %{{.*}} {normalize = true} : tensor<?x384xf32> -> tensor<?x384xf32>
+func.func @mean_pool(%x: tensor<?x384xf32>) -> (tensor<1x384xf32>, tensor<?x384xf32>) {
+  %m = kiln.mean_pool %x : tensor<?x384xf32> -> tensor<1x384xf32>
+  %n = kiln.mean_pool %x {normalize = true} : tensor<?x384xf32> -> tensor<?x384xf32>
+  return %m, %n : tensor<1x384xf32>, tensor<?x384xf32>
+}
+
 // The blob survives the round trip.
 // CHECK: {-#
 // CHECK-NEXT: dialect_resources: {

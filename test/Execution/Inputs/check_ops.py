@@ -786,6 +786,62 @@ def check_softmax():
     return check("softmax", y, e / e.sum(-1, keepdims=True), 1e-5)
 
 
+def check_position_embedding():
+    """Position rows (step 1) from a position, then a constant row (step 0),
+    as a BERT encoder adds them; positions past the table clamp to its last
+    row."""
+    ok = True
+    rng = np.random.default_rng(2718)
+    for fmt in ["f32", "f16", "bf16", "q8_0"]:
+        rows, dim = 12, embedding_dim(fmt)
+        w = Weights()
+        raw_p, deq_p = encode(rng.standard_normal((rows, dim)), fmt)
+        raw_t, deq_t = encode(rng.standard_normal((2, dim)), fmt)
+        src_p, src_t = w.add(raw_p), w.add(raw_t)
+        tp, tt = weight_type((rows, dim), fmt), weight_type((2, dim), fmt)
+        mlir = (
+            "func.func @f(%%x: tensor<?x%(d)dxf32>, %%p: index) -> tensor<?x%(d)dxf32> attributes {kiln.max_tokens = 8} {\n"
+            "  %%c0 = arith.constant 0 : index\n"
+            "  %%wp = kiln.weight %(sp)s -> %(tp)s\n"
+            "  %%wt = kiln.weight %(st)s -> %(tt)s\n"
+            "  %%a = kiln.position_embedding %%x, %%wp[%%p] : tensor<?x%(d)dxf32>, %(tp)s -> tensor<?x%(d)dxf32>\n"
+            "  %%b = kiln.position_embedding %%a, %%wt[%%c0] {step = 0 : i64} : tensor<?x%(d)dxf32>, %(tt)s -> tensor<?x%(d)dxf32>\n"
+            "  return %%b : tensor<?x%(d)dxf32>\n}\n") % dict(d=dim, sp=src_p, tp=tp, st=src_t, tt=tt)
+        for tokens, pos in [(5, 0), (7, 9)]:
+            x = rng.standard_normal((tokens, dim)).astype(np.float32)
+            y = np.zeros_like(x)
+            run(mlir, "f", [x, pos], [y], w, 2)
+            rows_used = np.minimum(pos + np.arange(tokens), rows - 1)
+            want = x.astype(np.float64) + deq_p[rows_used] + deq_t[0]
+            ok &= check("position_embedding %s T=%d position=%d" % (fmt, tokens, pos), y, want, 1e-6)
+    return ok
+
+
+def check_mean_pool():
+    """Mean of the rows, then L2-normalized, against float64; an all-zero
+    input stays zero (torch's eps)."""
+    ok = True
+    rng = np.random.default_rng(1618)
+    for dim, normalize, tokens, threads in [(384, True, 7, 3), (64, False, 1, 1), (64, True, 8, 2)]:
+        mlir = (
+            "func.func @f(%%x: tensor<?x%(d)dxf32>) -> tensor<1x%(d)dxf32> attributes {kiln.max_tokens = 8} {\n"
+            "  %%y = kiln.mean_pool %%x {normalize = %(n)s} : tensor<?x%(d)dxf32> -> tensor<1x%(d)dxf32>\n"
+            "  return %%y : tensor<1x%(d)dxf32>\n}\n") % dict(d=dim, n="true" if normalize else "false")
+        x = (rng.standard_normal((tokens, dim)) * 3 + 0.5).astype(np.float32)
+        y = np.zeros((1, dim), dtype=np.float32)
+        run(mlir, "f", [x], [y], Weights(), threads)
+        want = x.astype(np.float64).mean(0, keepdims=True)
+        if normalize:
+            want /= max(np.linalg.norm(want), 1e-12)
+        ok &= check("mean_pool %d normalize=%d T=%d threads=%d" % (dim, normalize, tokens, threads), y, want, 1e-6)
+    x = np.zeros((3, 64), dtype=np.float32)
+    y = np.ones((1, 64), dtype=np.float32)
+    run(mlir.replace("384", "64"), "f", [x], [y], Weights(), 2)
+    zero = not y.any()
+    print("mean_pool of zeros stays zero %s" % ("ok" if zero else "FAIL"))
+    return ok and zero
+
+
 CHECKS = {
     "linear": check_linear, "linear_int8": check_linear_int8,
     "norm_linear_int8": check_norm_linear_int8, "mlp_int8": check_mlp_int8,
@@ -795,6 +851,7 @@ CHECKS = {
     "rope": check_rope, "attention": check_attention,
     "elementwise": check_elementwise, "softmax": check_softmax,
     "kernel_identity": check_kernel_identity,
+    "position_embedding": check_position_embedding, "mean_pool": check_mean_pool,
 }
 
 if __name__ == "__main__":
