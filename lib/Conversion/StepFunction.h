@@ -5,9 +5,8 @@
 // tensors become memrefs, the KV cache a byte buffer, results out-parameters
 // (unless kiln.tied_results ties them to an argument), then %weights,
 // %scratch, %rt, %tid, %nth. Its intermediate tensors live at the scratch
-// offsets kiln-plan-memory wrote as kiln.slot. convert-kiln-to-gpu reads both
-// from here; convert-kiln-to-cpu has the same logic inline (to move here once
-// its reorganization has landed).
+// offsets kiln-plan-memory wrote as kiln.slot. convert-kiln-to-cpu and
+// convert-kiln-to-gpu both read the two from here.
 //
 //===----------------------------------------------------------------------===//
 

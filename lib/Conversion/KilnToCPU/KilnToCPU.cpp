@@ -8,6 +8,7 @@
 
 #include "StepLowering.h"
 #include "Conversion/Passes.h"
+#include "Conversion/StepFunction.h"
 #include "Kiln/Transforms/Passes.h"
 
 #include "mlir/Dialect/Math/Transforms/Passes.h"
@@ -29,6 +30,7 @@ using namespace mlir::kiln;
 namespace {
 
 constexpr int64_t kBufferAlignment = 64;
+constexpr StringLiteral kPass = "convert-kiln-to-cpu";
 
 } // namespace
 
@@ -83,27 +85,10 @@ StepLowering::ropeTableFor(Operation *user, RopeAttr rope, Value position,
 LogicalResult StepLowering::planScratch() {
   // kiln-plan-memory's slots; the kernels' own workspace goes after them.
   Block &body = oldFunc.getBody().front();
-  MLIRContext *ctx = oldFunc.getContext();
-  IntegerAttr planned =
-      KilnDialect::PlannedBytesAttrHelper(ctx).getAttr(oldFunc);
-  if (!planned)
-    return oldFunc.emitOpError("has no scratch plan: run kiln-plan-memory "
-                               "before convert-kiln-to-cpu");
-  scratchBytes = planned.getInt();
-  auto slotHelper = KilnDialect::SlotAttrHelper(ctx);
-  for (Operation &op : body) {
-    DenseI64ArrayAttr slot = slotHelper.getAttr(&op);
-    if (!slot)
-      continue;
-    for (auto [i, result] : llvm::enumerate(op.getResults())) {
-      int64_t offset = slot[2 * i], size = slot[2 * i + 1], end;
-      if (offset < 0)
-        continue;
-      if (__builtin_add_overflow(offset, size, &end) || end > scratchBytes)
-        return op.emitOpError("kiln.slot lies past kiln.planned_bytes");
-      slots[result] = {offset, size};
-    }
-  }
+  FailureOr<int64_t> planned = readScratchPlan(oldFunc, kPass, slots);
+  if (failed(planned))
+    return failure();
+  scratchBytes = *planned;
   // The int8 activation region, after everything else.
   for (Operation &op : body) {
     auto linear = dyn_cast<LinearOp>(op);
@@ -307,70 +292,34 @@ LogicalResult StepLowering::run() {
           KilnDialect::MaxTokensAttrHelper::getNameStr()))
     maxTokens = attr.getInt();
 
-  // Signature: tensors become memrefs, the cache a byte buffer.
-  auto bytesType = MemRefType::get({ShapedType::kDynamic}, IntegerType::get(ctx, 8));
-  auto lowerType = [&](Type t) -> Type {
-    if (auto tensor = dyn_cast<RankedTensorType>(t))
-      return MemRefType::get(tensor.getShape(), tensor.getElementType());
-    if (isa<KVCacheType>(t))
-      return bytesType;
-    return t;
-  };
-  FunctionType oldType = oldFunc.getFunctionType();
-  SmallVector<int64_t> tied(oldType.getNumResults(), -1);
-  // The dialect verified the attribute (KilnFunctionAttrs.cpp).
-  if (auto attr = oldFunc->getAttrOfType<ArrayAttr>(
-          KilnDialect::TiedResultsAttrHelper::getNameStr())) {
-    for (auto [i, a] : llvm::enumerate(attr))
-      tied[i] = cast<IntegerAttr>(a).getInt();
-  }
-  SmallVector<Type> inputs;
-  for (Type t : oldType.getInputs()) {
-    if (isa<UnrankedTensorType>(t))
-      return oldFunc.emitOpError("unranked tensors are not supported");
-    inputs.push_back(lowerType(t));
-  }
-  SmallVector<unsigned> outParam(oldType.getNumResults());
-  for (auto [i, t] : llvm::enumerate(oldType.getResults())) {
-    if (!isa<RankedTensorType>(t))
-      return oldFunc.emitOpError("results must be ranked tensors");
-    if (tied[i] >= 0) {
-      outParam[i] = tied[i];
-    } else {
-      outParam[i] = inputs.size();
-      inputs.push_back(lowerType(t));
-    }
-  }
-  unsigned weightsIndex = inputs.size();
-  auto ptr = LLVM::LLVMPointerType::get(ctx);
-  inputs.append({bytesType, bytesType, ptr, IntegerType::get(ctx, 32),
-                 IntegerType::get(ctx, 32)});
-
+  FailureOr<StepSignature> sig = lowerStepSignature(oldFunc, kPass);
+  if (failed(sig))
+    return failure();
   OpBuilder mb(oldFunc);
   auto newFunc = func::FuncOp::create(mb, oldFunc.getLoc(), oldFunc.getName(),
-                                      FunctionType::get(ctx, inputs, {}));
+                                      sig->type);
   newFunc.setVisibility(oldFunc.getVisibility());
   newFunc->setAttr("llvm.emit_c_interface", UnitAttr::get(ctx));
   Block *entry = newFunc.addEntryBlock();
   for (auto [i, arg] : llvm::enumerate(oldFunc.getArguments()))
     mapping.map(arg, entry->getArgument(i));
-  weightsArg = entry->getArgument(weightsIndex);
-  scratchArg = entry->getArgument(weightsIndex + 1);
-  rtArg = entry->getArgument(weightsIndex + 2);
+  weightsArg = entry->getArgument(sig->weightsIndex);
+  scratchArg = entry->getArgument(sig->weightsIndex + 1);
+  rtArg = entry->getArgument(sig->weightsIndex + 2);
 
   ImplicitLocOpBuilder b(oldFunc.getLoc(), ctx);
   b.setInsertionPointToStart(entry);
   tid = arith::IndexCastOp::create(b, b.getIndexType(),
-                                   entry->getArgument(weightsIndex + 3));
+                                   entry->getArgument(sig->weightsIndex + 3));
   nth = arith::IndexCastOp::create(b, b.getIndexType(),
-                                   entry->getArgument(weightsIndex + 4));
+                                   entry->getArgument(sig->weightsIndex + 4));
 
   // Results produced by a kiln op are computed straight into their buffer.
   auto ret = cast<func::ReturnOp>(oldFunc.getBody().front().getTerminator());
   for (auto [i, v] : llvm::enumerate(ret.getOperands())) {
     Operation *def = v.getDefiningOp();
     if (def && isa<KilnDialect>(def->getDialect()) && !destinations.count(v))
-      destinations[v] = entry->getArgument(outParam[i]);
+      destinations[v] = entry->getArgument(sig->outParam[i]);
   }
   if (failed(planScratch()))
     return failure();
@@ -382,7 +331,7 @@ LogicalResult StepLowering::run() {
   }
   // Results not computed in place are copied into their buffers.
   for (auto [i, v] : llvm::enumerate(ret.getOperands())) {
-    Value dest = entry->getArgument(outParam[i]);
+    Value dest = entry->getArgument(sig->outParam[i]);
     Value src = mapping.lookup(v);
     if (src == dest)
       continue;

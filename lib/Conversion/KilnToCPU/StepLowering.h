@@ -14,6 +14,7 @@
 #define KILN_CONVERSION_KILNTOCPU_STEPLOWERING_H
 
 #include "CPUKernels.h"
+#include "Conversion/StepFunction.h"
 #include "Kiln/IR/KilnDialect.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -144,11 +145,6 @@ public:
 
 private:
   const KernelCallPatterns &patterns;
-  /// Bytes [offset, offset + size) of scratch holding one tensor value, as
-  /// kiln-plan-memory placed it.
-  struct Slot {
-    int64_t offset = 0, size = 0;
-  };
   LogicalResult planScratch();
   LogicalResult emitOp(Operation *op, ImplicitLocOpBuilder &b);
   LogicalResult emitWeight(WeightOp op);
@@ -160,7 +156,8 @@ private:
   SmallVector<RopeTable> ropeTables;
   SmallVector<Region> pendingReads, pendingWrites;
   llvm::DenseMap<Value, WeightRef> weights;
-  llvm::DenseMap<Value, Slot> slots;
+  /// Scratch slots as kiln-plan-memory placed them.
+  llvm::DenseMap<Value, ScratchSlot> slots;
   /// Returned values and the buffer argument each is computed into.
   llvm::DenseMap<Value, Value> destinations;
   std::optional<std::string> weightFile;
