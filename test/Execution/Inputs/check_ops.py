@@ -551,7 +551,7 @@ def check_tied_embedding_int8():
     embedding gathers rows from the packed form."""
     ok = True
     for fmt in INT_FORMATS:
-        vocab, dim = 48, (256 if is_k_quant(fmt) else 64)
+        vocab, dim = 48, embedding_dim(fmt)
         w = Weights()
         raw, deq = encode(RNG.standard_normal((vocab, dim)) * 0.5, fmt)
         src, wt = w.add(raw), weight_type((vocab, dim), fmt)
