@@ -40,5 +40,5 @@ def test_embed_matches_kiln_run(minilm, kiln_run):
 
 
 def test_embed_needs_an_encoder(smollm2):
-    with pytest.raises(kiln.KilnError, match="encoder"):
+    with pytest.raises(kiln.KilnError, match="decoder: it computes logits, not embeddings"):
         smollm2.embed(["hi"])
