@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -48,12 +49,16 @@ size_t deviceBytes() {
 
 size_t allocated = 0;
 bool faulted = false; // sticky, as after a real illegal address
+// Live "device" blocks: releasing the context frees them, as the driver does.
+std::set<size_t *> liveBlocks;
 bool pendingFault = false;
 int contextInt, streamInt;
 
 struct FakeModule {
   std::vector<std::string> kernels;
 };
+// Loaded modules: releasing the context unloads them, as the driver does.
+std::set<FakeModule *> liveModules;
 
 // The kernel: arguments as the fake cuda host code passes them.
 void fakeNextToken(void **params) {
@@ -178,6 +183,14 @@ FAKE_API CUresult cuDevicePrimaryCtxRelease(CUdevice) {
   // The real driver resets a primary context when its last user releases
   // it, which clears a sticky error.
   faulted = pendingFault = false;
+  // Its memory goes with it (a runtime cannot free it after a sticky error).
+  for (size_t *block : liveBlocks)
+    std::free(block);
+  liveBlocks.clear();
+  allocated = 0;
+  for (FakeModule *m : liveModules)
+    delete m;
+  liveModules.clear();
   return CUDA_SUCCESS;
 }
 
@@ -230,6 +243,7 @@ FAKE_API CUresult cuModuleLoadDataEx(CUmodule *module, const void *image,
                   "error\nptxas fatal   : Ptx assembly aborted\n");
   }
   auto *m = new FakeModule();
+  liveModules.insert(m);
   for (size_t at = text.find(".entry "); at != std::string::npos;
        at = text.find(".entry ", at + 1)) {
     size_t begin = at + 7, end = text.find_first_of(" \n", begin);
@@ -240,6 +254,7 @@ FAKE_API CUresult cuModuleLoadDataEx(CUmodule *module, const void *image,
 }
 
 FAKE_API CUresult cuModuleUnload(CUmodule module) {
+  liveModules.erase(reinterpret_cast<FakeModule *>(module));
   delete reinterpret_cast<FakeModule *>(module);
   return CUDA_SUCCESS;
 }
@@ -277,6 +292,7 @@ FAKE_API CUresult cuMemAlloc(CUdeviceptr *p, size_t bytes) {
   auto *block = static_cast<size_t *>(std::malloc(bytes + 16));
   *block = bytes;
   allocated += bytes;
+  liveBlocks.insert(block);
   *p = reinterpret_cast<CUdeviceptr>(block + 2);
   return CUDA_SUCCESS;
 }
@@ -285,6 +301,7 @@ FAKE_API CUresult cuMemFree(CUdeviceptr p) {
   FAKE_STICKY;
   size_t *block = reinterpret_cast<size_t *>(p) - 2;
   allocated -= *block;
+  liveBlocks.erase(block);
   std::free(block);
   return CUDA_SUCCESS;
 }
