@@ -159,24 +159,33 @@ public:
     return checkpoint.shards.front().path();
   }
 
+  using NameMap = ArrayRef<std::pair<StringRef, StringRef>>;
+
   /// Hugging Face's name for a GGUF tensor name (llama.cpp's
   /// gguf-py/gguf/tensor_mapping.py, read backwards), "" for none.
   std::string fileName(StringRef name) const override {
-    if (checkpoint.bert)
-      return bertName(name);
-    StringRef stem = name, suffix;
-    if (name.ends_with(".weight") || name.ends_with(".bias")) {
-      size_t dot = name.rfind('.');
-      stem = name.take_front(dot);
-      suffix = name.drop_front(dot);
+    if (checkpoint.bert) {
+      // llama.cpp's BERT names: token_types, token_embd_norm, ...
+      static const std::pair<StringRef, StringRef> global[] = {
+          {"token_embd", "embeddings.word_embeddings"},
+          {"position_embd", "embeddings.position_embeddings"},
+          {"token_types", "embeddings.token_type_embeddings"},
+          {"token_embd_norm", "embeddings.LayerNorm"}};
+      static const std::pair<StringRef, StringRef> perLayer[] = {
+          {"attn_q", "attention.self.query"},
+          {"attn_k", "attention.self.key"},
+          {"attn_v", "attention.self.value"},
+          {"attn_output", "attention.output.dense"},
+          {"attn_output_norm", "attention.output.LayerNorm"},
+          {"ffn_up", "intermediate.dense"},
+          {"ffn_down", "output.dense"},
+          {"layer_output_norm", "output.LayerNorm"}};
+      return mapName(name, global, "encoder.layer.", perLayer);
     }
     static const std::pair<StringRef, StringRef> global[] = {
         {"token_embd", "model.embed_tokens"},
         {"output_norm", "model.norm"},
         {"output", "lm_head"}};
-    for (auto [gguf, hf] : global)
-      if (stem == gguf)
-        return (hf + suffix).str();
     static const std::pair<StringRef, StringRef> perLayer[] = {
         {"attn_norm", "input_layernorm"},
         {"attn_q", "self_attn.q_proj"},
@@ -189,47 +198,28 @@ public:
         {"ffn_gate", "mlp.gate_proj"},
         {"ffn_up", "mlp.up_proj"},
         {"ffn_down", "mlp.down_proj"}};
-    if (!stem.consume_front("blk."))
-      return "";
-    auto [layer, part] = stem.split('.');
-    for (auto [gguf, hf] : perLayer)
-      if (part == gguf && !layer.empty())
-        return ("model.layers." + layer + "." + hf + suffix).str();
-    return "";
+    return mapName(name, global, "model.layers.", perLayer);
   }
 
-  /// Hugging Face BERT's name for a GGUF tensor name (llama.cpp's BERT
-  /// names: token_types, token_embd_norm, attn_output_norm, ...), "" for none.
-  static std::string bertName(StringRef name) {
+  /// `name` (GGUF's `stem[.weight|.bias]` or `blk.N.part[...]`) through the
+  /// tables: a `global` stem, or `layerPrefix` N. and a `perLayer` part.
+  static std::string mapName(StringRef name, NameMap global,
+                             StringRef layerPrefix, NameMap perLayer) {
     StringRef stem = name, suffix;
     if (name.ends_with(".weight") || name.ends_with(".bias")) {
       size_t dot = name.rfind('.');
       stem = name.take_front(dot);
       suffix = name.drop_front(dot);
     }
-    static const std::pair<StringRef, StringRef> global[] = {
-        {"token_embd", "embeddings.word_embeddings"},
-        {"position_embd", "embeddings.position_embeddings"},
-        {"token_types", "embeddings.token_type_embeddings"},
-        {"token_embd_norm", "embeddings.LayerNorm"}};
     for (auto [gguf, hf] : global)
       if (stem == gguf)
         return (hf + suffix).str();
-    static const std::pair<StringRef, StringRef> perLayer[] = {
-        {"attn_q", "attention.self.query"},
-        {"attn_k", "attention.self.key"},
-        {"attn_v", "attention.self.value"},
-        {"attn_output", "attention.output.dense"},
-        {"attn_output_norm", "attention.output.LayerNorm"},
-        {"ffn_up", "intermediate.dense"},
-        {"ffn_down", "output.dense"},
-        {"layer_output_norm", "output.LayerNorm"}};
     if (!stem.consume_front("blk."))
       return "";
     auto [layer, part] = stem.split('.');
     for (auto [gguf, hf] : perLayer)
       if (part == gguf && !layer.empty())
-        return ("encoder.layer." + layer + "." + hf + suffix).str();
+        return (layerPrefix + layer + "." + hf + suffix).str();
     return "";
   }
 
