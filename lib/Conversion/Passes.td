@@ -33,11 +33,13 @@ def ConvertKilnToCPU : Pass<"convert-kiln-to-cpu", "::mlir::ModuleOp"> {
     `rms_norm` of a `[T, heads, head_dim]` view). Each kiln op becomes a
     call to a kernel specialised for its shapes and weight encoding, written
     with scf/vector/arith/math/memref: dequantization happens in registers
-    inside the dot product loops. With `activations=int8`, the input of a linear layer over
-    integer-coded weights is quantized once to int8 blocks and multiplied in
-    integers (what llama.cpp computes, and faster); `activations=f32` keeps
-    activations exact. Kernels split their work by (tid, nth); a barrier
-    through the runtime separates dependent kernels.
+    inside the dot product loops. A linear layer with `activation_bits = 8`
+    (kiln-fuse) multiplies its input quantized to int8 blocks in integers
+    (what llama.cpp computes, and faster): the input is quantized by the
+    producer marked `kiln.quantize_output`, else once before the layers that
+    read it; without it, activations stay exact f32. Kernels split their
+    work by (tid, nth); a barrier through the runtime separates dependent
+    kernels.
   }];
   let dependentDialects = [
     "::mlir::arith::ArithDialect", "::mlir::func::FuncDialect",
@@ -46,15 +48,6 @@ def ConvertKilnToCPU : Pass<"convert-kiln-to-cpu", "::mlir::ModuleOp"> {
     "::mlir::vector::VectorDialect"
   ];
   let options = [
-    Option<"activations", "activations", "::mlir::kiln::ActivationPrecision",
-           /*default=*/"::mlir::kiln::ActivationPrecision::Int8",
-           "Activations of linear layers over integer-coded weights",
-           [{::llvm::cl::values(
-             clEnumValN(::mlir::kiln::ActivationPrecision::Int8, "int8",
-                        "quantized per 32-value block as ggml's q8_1, integer "
-                        "dot products"),
-             clEnumValN(::mlir::kiln::ActivationPrecision::F32, "f32",
-                        "exact: dequantized weights times f32 activations"))}]>,
     Option<"cpu", "cpu", "::mlir::kiln::KernelISA",
            /*default=*/"::mlir::kiln::KernelISA::Generic",
            "Instruction set the kernels may use",

@@ -78,6 +78,11 @@ struct GGMLFormat {
   unsigned subScaleBits;
 
   bool isQuantScheme() const { return bits != 0; }
+  /// One scale (and min) per 32 codes: a dot product with activations
+  /// quantized per 32 values is an integer sum and one multiply per block.
+  bool hasScalePer32() const {
+    return isQuantScheme() && superGroup == 0 && group == 32;
+  }
 };
 
 /// Indexed by ggml_type. Block structs are those of ggml-common.h, QK_K = 256,

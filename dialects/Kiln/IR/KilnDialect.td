@@ -47,7 +47,11 @@ def Kiln_Dialect : Dialect {
     // Set by convert-kiln-to-gpu on a step function: the names of the
     // kernels its rt->launch calls index, in order (the manifest's
     // cuda.kernels).
-    "::mlir::ArrayAttr":$cuda_kernels
+    "::mlir::ArrayAttr":$cuda_kernels,
+    // Set by kiln-fuse on the norm or elementwise op whose result is the
+    // input of linear layers with `activation_bits`: the op's kernel also
+    // writes its result quantized to that many bits, so they need not.
+    "::mlir::IntegerAttr":$quantize_output
   );
   let hasOperationAttrVerify = 1;
   let extraClassDeclaration = [{

@@ -45,6 +45,35 @@ static LogicalResult verifyTiedResults(Operation *op, ArrayAttr tied) {
   return success();
 }
 
+/// kiln.quantize_output = bits: on a kiln op with one [tokens, dim] result
+/// that a linear layer with the same activation_bits takes as its input.
+static LogicalResult verifyQuantizeOutput(Operation *op, NamedAttribute attr) {
+  auto bits = dyn_cast<IntegerAttr>(attr.getValue());
+  if (!bits || !bits.getType().isInteger(64) || bits.getInt() < 2 ||
+      bits.getInt() > 8)
+    return op->emitOpError("attribute 'kiln.quantize_output' must be an i64 "
+                           "bit width in [2, 8], got ")
+           << attr.getValue();
+  auto result = op->getNumResults() == 1
+                    ? dyn_cast<RankedTensorType>(op->getResult(0).getType())
+                    : RankedTensorType();
+  if (!isa<KilnDialect>(op->getDialect()) || !result ||
+      result.getRank() != 2 || result.isDynamicDim(1) ||
+      result.getDimSize(1) % 32 != 0)
+    return op->emitOpError("attribute 'kiln.quantize_output' belongs on a "
+                           "kiln op with one [tokens, 32 * n] result");
+  bool feedsLinear = llvm::any_of(op->getResult(0).getUsers(), [&](Operation *u) {
+    auto linear = dyn_cast<LinearOp>(u);
+    return linear && linear.getInput() == op->getResult(0) &&
+           linear.getActivationBits() == uint64_t(bits.getInt());
+  });
+  if (!feedsLinear)
+    return op->emitOpError("has 'kiln.quantize_output' = ")
+           << bits.getInt() << " but no linear layer with activation_bits = "
+           << bits.getInt() << " takes its result";
+  return success();
+}
+
 bool KilnDialect::isStepFunction(Operation *op) {
   auto fn = dyn_cast<FunctionOpInterface>(op);
   if (!fn || fn.isExternal())
@@ -110,8 +139,10 @@ LogicalResult KilnDialect::verifyOperationAttribute(Operation *op,
              << attr.getValue();
     return success();
   }
+  if (name == QuantizeOutputAttrHelper::getNameStr())
+    return verifyQuantizeOutput(op, attr);
   return op->emitOpError("unknown kiln attribute '") << name
          << "' (kiln.max_tokens, kiln.tied_results, kiln.slot, "
-            "kiln.planned_bytes, kiln.scratch_bytes, kiln.weight_file and "
-            "kiln.cuda_kernels are defined)";
+            "kiln.planned_bytes, kiln.scratch_bytes, kiln.weight_file, "
+            "kiln.cuda_kernels and kiln.quantize_output are defined)";
 }

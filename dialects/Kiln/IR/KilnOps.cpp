@@ -271,6 +271,11 @@ LogicalResult LinearOp::verify() {
       return emitOpError("result must be [tokens, num_heads * head_dim = ")
              << rope.getWidth() << "] for its rope, got " << result;
   }
+  if (getActivationBits() && !weight.takesQuantizedActivations())
+    return emitOpError("activation_bits needs a weight with one scale per 32 "
+                       "values along K (Q4_0..Q8_0, packed groups of a "
+                       "multiple of 32, rows16), got ")
+           << weight;
   return verifyRowwiseResult(*this, input, result, n);
 }
 

@@ -60,12 +60,18 @@ def Kiln_LinearOp : Kiln_Op<"linear", [Pure, AttrSizedOperandSegments]> {
     whose linear kernel has no rope epilogue computes the product, then
     rotates it in place. A layer has a residual or a rope, not both (their
     order would be ambiguous).
+    `activation_bits = b` (set by `kiln-fuse{activation-bits=b}`): the
+    input is quantized per 32 values to b-bit signed codes with a scale and
+    multiplied with integer dot products (8: ggml's q8_1); only weights whose
+    codes have one scale per 32 values take it. Absent: float activations.
   }];
   let arguments = (ins Kiln_FloatTensor:$input, Kiln_Weight:$weight,
                        Optional<Kiln_Weight>:$bias,
                        Optional<Kiln_FloatTensor>:$residual,
                        Optional<Index>:$rope_position,
-                       OptionalAttr<Kiln_RopeAttr>:$rope);
+                       OptionalAttr<Kiln_RopeAttr>:$rope,
+                       OptionalAttr<ConfinedAttr<I64Attr,
+                           [IntMinValue<2>, IntMaxValue<8>]>>:$activation_bits);
   let results = (outs Kiln_FloatTensor:$result);
   // `kiln.linear %x, %w[, bias %b][ residual %r][ rope(%p, #kiln.rope<...>)]
   // : X, W[, B] -> Y`: the residual has the result's type, written once.
@@ -74,7 +80,7 @@ def Kiln_LinearOp : Kiln_Op<"linear", [Pure, AttrSizedOperandSegments]> {
     OpBuilder<(ins "::mlir::Type":$result, "::mlir::Value":$input,
                    "::mlir::Value":$weight, "::mlir::Value":$bias), [{
       build($_builder, $_state, result, input, weight, bias, ::mlir::Value(),
-            ::mlir::Value(), nullptr);
+            ::mlir::Value(), nullptr, nullptr);
     }]>
   ];
   let hasVerifier = 1;

@@ -133,6 +133,23 @@ const ::mlir::kiln::Rows16Format *WeightType::getRows16Format() const {
   return ggml ? findRows16Format(ggml->type) : nullptr;
 }
 
+bool WeightType::takesQuantizedActivations() const {
+  QuantSchemeAttr q = getQuant();
+  if (!q || getSparsity() || getInnerDim() % 32 != 0)
+    return false;
+  switch (q.getLayout()) {
+  case QuantLayout::Rows16:
+    return true;
+  case QuantLayout::GGUF: {
+    const ::kiln::GGMLFormat *ggml = findGGMLBlockFormat(q);
+    return ggml && ggml->hasScalePer32();
+  }
+  case QuantLayout::Packed:
+    return !q.isTwoLevel() && q.getGroup() % 32 == 0;
+  }
+  return false;
+}
+
 FailureOr<uint64_t> WeightType::getStorageBytes() const {
   std::optional<uint64_t> count = ::kiln::checkedElementCount(getShape());
   if (!count)

@@ -42,6 +42,12 @@ def Kiln_WeightType : Kiln_Type<"Weight", "weight"> {
     /// The rows16 arrangement of this weight's ggml block format (whatever
     /// its layout now), or null if the format has none (Rows16.h).
     const ::mlir::kiln::Rows16Format *getRows16Format() const;
+    /// Whether a linear layer over this weight can take quantized
+    /// activations (`activation_bits`): its codes are integers under one
+    /// scale (and min) per 32 values along K, so each 32-value block of the
+    /// dot product is an integer sum (ggml's Q4_0..Q8_0, Kiln's packed
+    /// groups of a multiple of 32, every rows16 weight).
+    bool takesQuantizedActivations() const;
   }];
 }
 

@@ -54,10 +54,59 @@ RopeOp ropeEpilogueCandidate(LinearOp linear) {
   return rope;
 }
 
+/// Whether `op` is a kernel that can quantize its result as it writes it:
+/// a norm over whole rows or a binary elementwise op (an add without a
+/// linear layer to fold into, a multiply, a gated activation).
+bool canQuantizeOutput(Operation *op) {
+  if (!isa<RMSNormOp, LayerNormOp, AddOp, MulOp, SwiGLUOp, GeGLUOp>(op))
+    return false;
+  auto type = dyn_cast<RankedTensorType>(op->getResult(0).getType());
+  return type && type.getRank() == 2 && !type.isDynamicDim(1) &&
+         type.getDimSize(1) % 32 == 0;
+}
+
+/// Quantized activations: the layers that take them (a width already in
+/// the IR is kept), then the producers that quantize for them (after the
+/// residual folds, which remove adds), if their readers agree on a width.
+void selectQuantizedActivations(ModuleOp module, int64_t bits) {
+  Builder b(module.getContext());
+  module.walk([&](LinearOp linear) {
+    if (!linear.getActivationBits() &&
+        linear.getWeight().getType().takesQuantizedActivations())
+      linear.setActivationBitsAttr(b.getI64IntegerAttr(bits));
+  });
+  module.walk([&](Operation *op) {
+    if (!canQuantizeOutput(op))
+      return;
+    Value y = op->getResult(0);
+    std::optional<uint64_t> width;
+    bool agree = true;
+    for (Operation *user : y.getUsers()) {
+      auto linear = dyn_cast<LinearOp>(user);
+      std::optional<uint64_t> mine =
+          linear && linear.getInput() == y ? linear.getActivationBits()
+                                           : std::nullopt;
+      if (!mine)
+        continue;
+      agree &= !width || *width == *mine;
+      width = mine;
+    }
+    if (width && agree)
+      KilnDialect::QuantizeOutputAttrHelper(module.getContext())
+          .setAttr(op, b.getI64IntegerAttr(*width));
+  });
+}
+
 struct Fuse : mlir::kiln::impl::KilnFuseBase<Fuse> {
   using KilnFuseBase::KilnFuseBase;
 
   void runOnOperation() override {
+    if (activationBits != 0 && (activationBits < 2 || activationBits > 8)) {
+      getOperation().emitError("kiln-fuse: activation-bits must be 0 or in "
+                               "[2, 8], got ")
+          << activationBits;
+      return signalPassFailure();
+    }
     DominanceInfo dominance(getOperation());
     SmallVector<AddOp> adds;
     getOperation().walk([&](AddOp add) { adds.push_back(add); });
@@ -72,6 +121,8 @@ struct Fuse : mlir::kiln::impl::KilnFuseBase<Fuse> {
           linear, [&] { linear.getResidualMutable().assign(residual); });
       rewriter.replaceOp(add, linear.getResult());
     }
+    if (activationBits)
+      selectQuantizedActivations(getOperation(), activationBits);
     if (!ropeEpilogue)
       return;
     SmallVector<LinearOp> linears;

@@ -54,10 +54,22 @@ def KilnFuse : Pass<"kiln-fuse", "::mlir::ModuleOp"> {
       `kiln-lower-to-llvm` asks for it with int8 activations, whose CPU
       kernels have the epilogue; its f32 kernels have none, and a rope
       folded there would only be applied in place after the product.
+    - with `activation-bits` = b > 0, every `kiln.linear` whose weight has
+      one scale per 32 values along K takes quantized activations
+      (`activation_bits = b`), and the norm or binary elementwise op whose
+      result such a layer reads gets `kiln.quantize_output = b`: it writes
+      the quantized copy as it computes its result, so the layers that read
+      it (Q, K and V after a pre-attention norm; gate and up after the MLP
+      norm; down after the SwiGLU) do not each quantize it again.
+      `activation-bits=0` keeps every layer's activations in float (the CUDA
+      lowering's kernels take only those).
   }];
   let options = [
     Option<"ropeEpilogue", "rope-epilogue", "bool", /*default=*/"true",
-           "Fold a rope into the projection whose result it rotates">
+           "Fold a rope into the projection whose result it rotates">,
+    Option<"activationBits", "activation-bits", "int64_t", /*default=*/"8",
+           "Width of the quantized activations of linear layers over "
+           "integer-coded weights (2-8; 0: float)">
   ];
   let dependentDialects = ["::mlir::kiln::KilnDialect"];
 }

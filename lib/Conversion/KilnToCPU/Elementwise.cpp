@@ -170,7 +170,7 @@ struct BinaryLowering : KernelCallPattern<BinaryOp> {
     Value lhs = step.mapped(e.getLhs());
     Value y = step.resultBuffer(e.getResult(), lhs, b);
     int64_t dim = e.getLhs().getType().getDimSize(1);
-    bool quantize = step.feedsInt8Linear(e.getResult(), dim);
+    bool quantize = step.quantizesOutput(op);
     SmallVector<Value> args = {lhs, step.mapped(e.getRhs()), y};
     SmallVector<StepLowering::Region> writes = {step.regionOf(e.getResult())};
     if (quantize) {

@@ -30,30 +30,12 @@ using namespace mlir::kiln;
 namespace {
 
 constexpr int64_t kBufferAlignment = 64;
-constexpr StringLiteral kPass = "convert-kiln-to-cpu";
 
 } // namespace
 
-bool StepLowering::usesInt8(WeightType weight) {
-  if (!int8Activations || weight.getInnerDim() % 32 != 0)
-    return false;
-  if (isRows16(weight))
-    return true;
-  std::string error;
-  auto format = WeightFormat::get(weight, error);
-  return succeeded(format) && (*format)->hasIntegerChunks();
-}
-
-bool StepLowering::feedsInt8Linear(Value v, int64_t dim) {
-  return dim % 32 == 0 && llvm::any_of(v.getUsers(), [&](Operation *u) {
-           auto l = dyn_cast<LinearOp>(u);
-           return l && l.getInput() == v && usesInt8(l.getWeight().getType());
-         });
-}
-
 RopeAttr StepLowering::ropeEpilogueOf(LinearOp linear) {
   RopeAttr rope = linear.getRopeAttr();
-  if (!rope || !int8Activations || !isRows16(linear.getWeight().getType()) ||
+  if (!rope || !usesInt8(linear) || !isRows16(linear.getWeight().getType()) ||
       rope.getStyle() == RopeStyle::NeoX ||
       rope.getRotaryDim() != rope.getHeadDim() ||
       rope.getHeadDim() % kLanes != 0)
@@ -85,14 +67,12 @@ StepLowering::ropeTableFor(Operation *user, RopeAttr rope, Value position,
 LogicalResult StepLowering::planScratch() {
   // kiln-plan-memory's slots; the kernels' own workspace goes after them.
   Block &body = oldFunc.getBody().front();
-  FailureOr<int64_t> planned = readScratchPlan(oldFunc, kPass, slots);
-  if (failed(planned))
+  if (failed(StepLoweringBase::planScratch()))
     return failure();
-  scratchBytes = *planned;
   // The int8 activation region, after everything else.
   for (Operation &op : body) {
     auto linear = dyn_cast<LinearOp>(op);
-    if (!linear || !usesInt8(linear.getWeight().getType()))
+    if (!linear || !usesInt8(linear))
       continue;
     int64_t rows = linear.getInput().getType().getDimSize(0);
     if (ShapedType::isDynamic(rows))
@@ -138,35 +118,6 @@ LogicalResult StepLowering::planScratch() {
     ropeTables.push_back({key, offset, bytes});
     scratchBytes = offset + bytes;
   }
-  return success();
-}
-
-FailureOr<WeightRef> StepLowering::weightOf(Value v, Operation *user) {
-  auto it = weights.find(v);
-  if (it == weights.end()) {
-    user->emitOpError("weight operand must come from a kiln.weight in the "
-                      "same function");
-    return failure();
-  }
-  return it->second;
-}
-
-LogicalResult StepLowering::emitWeight(WeightOp op) {
-  auto ext = dyn_cast<ExternalDataAttr>(op.getSource());
-  if (!ext)
-    return op.emitOpError("convert-kiln-to-cpu reads weights from one "
-                          "external file; inline sources are not supported "
-                          "yet (write them to a file and use #kiln.external)");
-  std::string path = ext.getPath().str();
-  if (!weightFile)
-    weightFile = path;
-  else if (*weightFile != path)
-    return op.emitOpError("all weights of a function must come from one file "
-                          "(found \"")
-           << path << "\" after \"" << *weightFile << "\")";
-  if (ext.getOffset() > uint64_t(INT64_MAX))
-    return op.emitOpError("weight offset is too large");
-  weights[op.getResult()] = {op.getType(), int64_t(ext.getOffset())};
   return success();
 }
 
@@ -223,21 +174,6 @@ void StepLowering::callKernel(func::FuncOp kernel, SmallVector<Value> args,
   pendingWrites.append(writes.begin(), writes.end());
 }
 
-Value StepLowering::resultBuffer(Value result, Value rowSource,
-                                     ImplicitLocOpBuilder &b) {
-  auto it = destinations.find(result);
-  if (it != destinations.end())
-    return it->second;
-  auto type = cast<RankedTensorType>(result.getType());
-  auto memrefType = MemRefType::get(type.getShape(), type.getElementType());
-  SmallVector<Value> sizes;
-  for (auto [i, d] : llvm::enumerate(type.getShape()))
-    if (ShapedType::isDynamic(d))
-      sizes.push_back(memref::DimOp::create(b, rowSource, i));
-  Value offset = arith::ConstantIndexOp::create(b, slots[result].offset);
-  return memref::ViewOp::create(b, memrefType, scratchArg, offset, sizes);
-}
-
 LogicalResult StepLowering::requireRowsF32(Operation *op,
                                            RankedTensorType t) {
   if (t.getRank() != 2 || !t.getElementType().isF32() ||
@@ -265,98 +201,38 @@ StepLowering::formatOf(Operation *op, WeightType type) {
   return f;
 }
 
-LogicalResult StepLowering::emitOp(Operation *op, ImplicitLocOpBuilder &b) {
-  if (auto weight = dyn_cast<WeightOp>(op))
-    return emitWeight(weight);
+void StepLowering::beginStep(Block &entry, const StepSignature &sig,
+                             ImplicitLocOpBuilder &b) {
+  tid = arith::IndexCastOp::create(b, b.getIndexType(),
+                                   entry.getArgument(sig.weightsIndex + 3));
+  nth = arith::IndexCastOp::create(b, b.getIndexType(),
+                                   entry.getArgument(sig.weightsIndex + 4));
+}
+
+std::optional<LogicalResult>
+StepLowering::lowerByPattern(Operation *op, ImplicitLocOpBuilder &b) {
   if (const KernelCallPatternBase *pattern = patterns.lookup(op))
     return pattern->lowerOp(op, *this, b);
-  // Scalar index arithmetic and constants carry over unchanged.
-  bool scalar = llvm::all_of(op->getOperandTypes(),
-                             [](Type t) { return t.isIntOrIndexOrFloat(); }) &&
-                llvm::all_of(op->getResultTypes(),
-                             [](Type t) { return t.isIntOrIndexOrFloat(); }) &&
-                op->getNumRegions() == 0;
-  if (!scalar)
-    return op->emitOpError("is not supported by convert-kiln-to-cpu");
-  b.clone(*op, mapping);
+  return std::nullopt;
+}
+
+LogicalResult StepLowering::copyResult(func::ReturnOp ret, Value v, Value src,
+                                       Value dest, ImplicitLocOpBuilder &b) {
+  auto type = cast<RankedTensorType>(v.getType());
+  if (type.getRank() != 2 || !type.getElementType().isF32() ||
+      type.getDimSize(1) % kLanes != 0)
+    return ret.emitOpError("the CPU lowering can only copy [rows, 16k] f32 "
+                           "results into their buffers");
+  callKernel(buildElementwiseKernel(kernels, ElementwiseKind::Copy,
+                                    type.getDimSize(1), /*quantize=*/false),
+             {src, dest}, b, {regionOf(v)}, {Region{dest}});
   return success();
 }
 
-LogicalResult StepLowering::run() {
-  MLIRContext *ctx = oldFunc.getContext();
-  if (!oldFunc.getBody().hasOneBlock())
-    return oldFunc.emitOpError("convert-kiln-to-cpu needs a single-block "
-                               "function");
-  // The token bound the plan was made for.
-  if (auto attr = oldFunc->getAttrOfType<IntegerAttr>(
-          KilnDialect::MaxTokensAttrHelper::getNameStr()))
-    maxTokens = attr.getInt();
-
-  FailureOr<StepSignature> sig = lowerStepSignature(oldFunc, kPass);
-  if (failed(sig))
-    return failure();
-  OpBuilder mb(oldFunc);
-  auto newFunc = func::FuncOp::create(mb, oldFunc.getLoc(), oldFunc.getName(),
-                                      sig->type);
-  newFunc.setVisibility(oldFunc.getVisibility());
-  newFunc->setAttr("llvm.emit_c_interface", UnitAttr::get(ctx));
-  Block *entry = newFunc.addEntryBlock();
-  for (auto [i, arg] : llvm::enumerate(oldFunc.getArguments()))
-    mapping.map(arg, entry->getArgument(i));
-  weightsArg = entry->getArgument(sig->weightsIndex);
-  scratchArg = entry->getArgument(sig->weightsIndex + 1);
-  rtArg = entry->getArgument(sig->weightsIndex + 2);
-
-  ImplicitLocOpBuilder b(oldFunc.getLoc(), ctx);
-  b.setInsertionPointToStart(entry);
-  tid = arith::IndexCastOp::create(b, b.getIndexType(),
-                                   entry->getArgument(sig->weightsIndex + 3));
-  nth = arith::IndexCastOp::create(b, b.getIndexType(),
-                                   entry->getArgument(sig->weightsIndex + 4));
-
-  // Results produced by a kiln op are computed straight into their buffer.
-  auto ret = cast<func::ReturnOp>(oldFunc.getBody().front().getTerminator());
-  for (auto [i, v] : llvm::enumerate(ret.getOperands())) {
-    Operation *def = v.getDefiningOp();
-    if (def && isa<KilnDialect>(def->getDialect()) && !destinations.count(v))
-      destinations[v] = entry->getArgument(sig->outParam[i]);
-  }
-  if (failed(planScratch()))
-    return failure();
-
-  for (Operation &op : oldFunc.getBody().front().without_terminator()) {
-    b.setLoc(op.getLoc());
-    if (failed(emitOp(&op, b)))
-      return failure();
-  }
-  // Results not computed in place are copied into their buffers.
-  for (auto [i, v] : llvm::enumerate(ret.getOperands())) {
-    Value dest = entry->getArgument(sig->outParam[i]);
-    Value src = mapping.lookup(v);
-    if (src == dest)
-      continue;
-    auto type = cast<RankedTensorType>(v.getType());
-    if (type.getRank() != 2 || !type.getElementType().isF32() ||
-        type.getDimSize(1) % kLanes != 0)
-      return ret.emitOpError("the CPU lowering can only copy [rows, 16k] f32 "
-                             "results into their buffers");
-    callKernel(buildElementwiseKernel(kernels, ElementwiseKind::Copy,
-                                      type.getDimSize(1),
-                                      /*quantize=*/false),
-               {src, dest}, b, {regionOf(v)}, {Region{dest}});
-  }
+void StepLowering::finishStep(func::FuncOp, ImplicitLocOpBuilder &b) {
   // Every thread returns only when all results are complete.
   if (!pendingWrites.empty())
     barrier(b);
-  func::ReturnOp::create(b);
-
-  newFunc->setAttr(KilnDialect::ScratchBytesAttrHelper::getNameStr(),
-                   b.getI64IntegerAttr(scratchBytes));
-  if (weightFile)
-    newFunc->setAttr(KilnDialect::WeightFileAttrHelper::getNameStr(),
-                     b.getStringAttr(*weightFile));
-  oldFunc.erase();
-  return success();
 }
 
 namespace {
@@ -382,8 +258,7 @@ struct ConvertKilnToCPUPass
       if (KilnDialect::isStepFunction(f))
         funcs.push_back(f);
     for (func::FuncOp f : funcs) {
-      StepLowering lowering(f, kernelCalls, kernels,
-                            activations == ActivationPrecision::Int8);
+      StepLowering lowering(f, kernelCalls, kernels);
       if (failed(lowering.run()))
         return signalPassFailure();
     }

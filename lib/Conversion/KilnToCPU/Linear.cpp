@@ -547,8 +547,12 @@ struct LinearLowering : KernelCallPattern<LinearOp> {
       return failure();
     const Rows16Format *rows16 =
         isRows16(w->type) ? w->type.getRows16Format() : nullptr;
-    if (rows16 && !step.int8Activations)
-      return l.emitOpError("layout = rows16 weights need activations=int8");
+    if (std::optional<uint64_t> bits = l.getActivationBits(); bits && *bits != 8)
+      return l.emitOpError("activation_bits = ")
+             << *bits << ": the CPU kernels take 8-bit activations";
+    if (rows16 && !step.usesInt8(l))
+      return l.emitOpError("layout = rows16 weights need activation_bits = 8 "
+                           "(kiln-fuse{activation-bits=8})");
     FailureOr<std::unique_ptr<WeightFormat>> f;
     if (!rows16 && failed(f = step.formatOf(op, w->type)))
       return failure();
@@ -575,7 +579,7 @@ struct LinearLowering : KernelCallPattern<LinearOp> {
     Value y = step.resultBuffer(out, x, b);
     SmallVector<Value> args;
     func::FuncOp kernel;
-    if (step.usesInt8(w->type)) {
+    if (step.usesInt8(l)) {
       if (step.lastQuantized != x) {
         step.callKernel(buildQuantizeActivationsKernel(step.kernels, k),
                         {x, step.scratchArg, idx(b, step.q8Offset)}, b,
@@ -599,7 +603,7 @@ struct LinearLowering : KernelCallPattern<LinearOp> {
     if (bias)
       args.append({step.weightsArg, idx(b, bias->offset)});
     SmallVector<StepLowering::Region> reads = {
-        step.usesInt8(w->type) ? step.scratchRegion(step.q8Offset, step.q8Bytes)
+        step.usesInt8(l) ? step.scratchRegion(step.q8Offset, step.q8Bytes)
                                : step.regionOf(l.getInput())};
     if (residualEpilogue) {
       args.push_back(step.mapped(residual));

@@ -135,9 +135,9 @@ template <typename NormOp> struct NormLowering : KernelCallPattern<NormOp> {
     if (bias)
       args.append({step.weightsArg, idx(b, bias->offset)});
     args.push_back(y);
-    // Pre-norm blocks feed the norm to int8 linear layers: quantize in
-    // the norm kernel.
-    bool quantize = !perHead && step.feedsInt8Linear(n.getResult(), dim);
+    // Pre-norm blocks feed the norm to int8 linear layers: kiln-fuse has the
+    // norm kernel quantize it.
+    bool quantize = step.quantizesOutput(n);
     SmallVector<StepLowering::Region> writes = {step.regionOf(n.getResult())};
     if (quantize) {
       args.append({step.scratchArg, idx(b, step.q8Offset)});

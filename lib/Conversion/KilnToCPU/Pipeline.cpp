@@ -14,10 +14,11 @@ using namespace mlir::kiln;
 void mlir::kiln::buildKilnToLLVMPipeline(
     OpPassManager &pm, const KilnToLLVMOptions &options) {
   // The CPU's int8 kernels rotate in their epilogue, its f32 ones do not.
-  pm.addPass(createKilnFuse(
-      {/*ropeEpilogue=*/options.activations == ActivationPrecision::Int8}));
+  bool int8 = options.activations == ActivationPrecision::Int8;
+  pm.addPass(createKilnFuse({/*ropeEpilogue=*/int8,
+                             /*activationBits=*/int8 ? 8 : 0}));
   pm.addPass(createKilnPlanMemory({options.maxTokens}));
-  pm.addPass(createConvertKilnToCPU({options.activations, options.cpu}));
+  pm.addPass(createConvertKilnToCPU({options.cpu}));
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());
   pm.addPass(createSCFToControlFlowPass());

@@ -1,10 +1,10 @@
 //===- StepLowering.h - lowering a step function to kernel calls -*- C++ -*-===//
 //
 // convert-kiln-to-cpu rewrites each step function (see Conversion/Passes.td)
-// into calls of kernels on memrefs. StepLowering holds what every op's
-// lowering shares: the new function's buffers, kiln-plan-memory's slots, the
-// kernels' workspace in scratch, and the barriers between dependent kernels.
-// Each op family lowers through KernelCallPatterns in <Family>.cpp,
+// into calls of kernels on memrefs. StepLowering adds to the shared frame
+// (StepLoweringBase: the new function's buffers, kiln-plan-memory's slots)
+// the kernels' workspace in scratch and the barriers between dependent
+// kernels. Each op family lowers through KernelCallPatterns in <Family>.cpp,
 // registered by its populate<Family>Patterns, next to the kernels they call:
 // a new op is one pattern and its kernel builder in its family's file.
 //
@@ -28,12 +28,6 @@
 
 namespace mlir::kiln {
 
-/// Where a kiln.weight's bytes are: an offset into the `%weights` buffer.
-struct WeightRef {
-  WeightType type;
-  int64_t offset;
-};
-
 inline bool isRows16(WeightType type) {
   return type.getQuant() && type.getQuant().getLayout() == QuantLayout::Rows16;
 }
@@ -55,16 +49,18 @@ inline Value idx(ImplicitLocOpBuilder &b, int64_t v) {
   return arith::ConstantIndexOp::create(b, v);
 }
 
-class KernelCallPatterns;
+class StepLowering;
+using KernelCallPatternBase = StepPatternBase<StepLowering>;
+template <typename OpTy>
+using KernelCallPattern = StepPattern<OpTy, StepLowering>;
+using KernelCallPatterns = StepPatterns<StepLowering>;
 
-class StepLowering {
+class StepLowering : public StepLoweringBase {
 public:
   StepLowering(func::FuncOp func, const KernelCallPatterns &patterns,
-               KernelLibrary &kernels, bool int8Activations)
-      : oldFunc(func), kernels(kernels), int8Activations(int8Activations),
+               KernelLibrary &kernels)
+      : StepLoweringBase(func, "convert-kiln-to-cpu"), kernels(kernels),
         patterns(patterns) {}
-
-  LogicalResult run();
 
   /// Bytes [begin, end) of a buffer a kernel reads or writes; a null buffer
   /// stands for any memory.
@@ -84,14 +80,6 @@ public:
   void callKernel(func::FuncOp kernel, SmallVector<Value> args,
                   ImplicitLocOpBuilder &b, ArrayRef<Region> reads,
                   ArrayRef<Region> writes);
-  /// The buffer op's result is computed into: its out-parameter if returned,
-  /// else its scratch slot.
-  Value resultBuffer(Value result, Value rowSource, ImplicitLocOpBuilder &b);
-  /// The lowered value (memref, index) of an original one.
-  Value mapped(Value v) { return mapping.lookup(v); }
-  /// Records that `result` now lives in `buffer`.
-  void bind(Value result, Value buffer) { mapping.map(result, buffer); }
-  FailureOr<WeightRef> weightOf(Value v, Operation *user);
   /// The decoder of a weight encoding, or an error on `op`.
   FailureOr<std::unique_ptr<WeightFormat>> formatOf(Operation *op,
                                                     WeightType type);
@@ -99,11 +87,17 @@ public:
   /// feature dimension that is a multiple of 16; else an error on `op`.
   LogicalResult requireRowsF32(Operation *op, Value value);
   LogicalResult requireRowsF32(Operation *op, RankedTensorType type);
-  /// Whether a linear layer over `weight` takes int8-quantized activations.
-  bool usesInt8(WeightType weight);
-  /// Whether `v` (rows of `dim` values) is the input of a linear layer that
-  /// takes int8 activations: its producer then quantizes it as it writes it.
-  bool feedsInt8Linear(Value v, int64_t dim);
+  /// Whether kiln-fuse gave `linear` quantized activations (the pattern
+  /// refuses widths other than the kernels' 8 bits).
+  static bool usesInt8(LinearOp linear) {
+    return linear.getActivationBits().has_value();
+  }
+  /// Whether kiln-fuse asked `op`'s kernel to write its result quantized
+  /// too, for the int8 linear layers that read it.
+  static bool quantizesOutput(Operation *op) {
+    return KilnDialect::QuantizeOutputAttrHelper(op->getContext())
+        .isAttrPresent(op);
+  }
   /// kiln-fuse's rope of `linear`, if its kernel applies it in the epilogue:
   /// a rows16 kernel rotating whole vectors of pairs. Else null, and the rope
   /// is applied after the product.
@@ -116,16 +110,13 @@ public:
                                       Value position, Value rows,
                                       ImplicitLocOpBuilder &b);
 
-  func::FuncOp oldFunc;
   KernelLibrary &kernels;
-  bool int8Activations;
   /// Scratch region holding the int8-quantized input of the current linear
   /// layer, and the input it holds (consecutive layers over one input, like
   /// Q/K/V, quantize it once).
   int64_t q8Offset = 0, q8Bytes = 0;
   Value lastQuantized;
-  IRMapping mapping;
-  Value weightsArg, scratchArg, rtArg, tid, nth;
+  Value tid, nth;
 
   /// RoPE cos/sin tables in scratch, one per frequency set and position.
   struct RopeTableKey {
@@ -143,68 +134,24 @@ public:
     bool filled = false;
   };
 
+protected:
+  void beginStep(Block &entry, const StepSignature &sig,
+                 ImplicitLocOpBuilder &b) override;
+  LogicalResult planScratch() override;
+  std::optional<LogicalResult> lowerByPattern(Operation *op,
+                                              ImplicitLocOpBuilder &b) override;
+  LogicalResult copyResult(func::ReturnOp ret, Value v, Value src, Value dest,
+                           ImplicitLocOpBuilder &b) override;
+  void finishStep(func::FuncOp newFunc, ImplicitLocOpBuilder &b) override;
+
 private:
   const KernelCallPatterns &patterns;
-  LogicalResult planScratch();
-  LogicalResult emitOp(Operation *op, ImplicitLocOpBuilder &b);
-  LogicalResult emitWeight(WeightOp op);
   Value castTo(Value v, Type type, ImplicitLocOpBuilder &b);
   void barrier(ImplicitLocOpBuilder &b);
   static bool overlaps(const Region &a, const Region &b);
 
-  int64_t maxTokens = 0;
   SmallVector<RopeTable> ropeTables;
   SmallVector<Region> pendingReads, pendingWrites;
-  llvm::DenseMap<Value, WeightRef> weights;
-  /// Scratch slots as kiln-plan-memory placed them.
-  llvm::DenseMap<Value, ScratchSlot> slots;
-  /// Returned values and the buffer argument each is computed into.
-  llvm::DenseMap<Value, Value> destinations;
-  std::optional<std::string> weightFile;
-  int64_t scratchBytes = 0;
-};
-
-/// Lowers one kind of op of a step function to kernel calls (or views): the
-/// counterpart of an OpConversionPattern for a lowering whose buffers and
-/// barriers StepLowering owns.
-class KernelCallPatternBase {
-public:
-  virtual ~KernelCallPatternBase() = default;
-  virtual TypeID getOpTypeID() const = 0;
-  virtual LogicalResult lowerOp(Operation *op, StepLowering &step,
-                                ImplicitLocOpBuilder &b) const = 0;
-};
-
-template <typename OpTy>
-class KernelCallPattern : public KernelCallPatternBase {
-public:
-  virtual LogicalResult lower(OpTy op, StepLowering &step,
-                              ImplicitLocOpBuilder &b) const = 0;
-  TypeID getOpTypeID() const final { return TypeID::get<OpTy>(); }
-  LogicalResult lowerOp(Operation *op, StepLowering &step,
-                        ImplicitLocOpBuilder &b) const final {
-    return lower(cast<OpTy>(op), step, b);
-  }
-};
-
-/// The patterns of a lowering, one per op kind.
-class KernelCallPatterns {
-public:
-  template <typename... Patterns> void add() {
-    (addPattern(std::make_unique<Patterns>()), ...);
-  }
-  const KernelCallPatternBase *lookup(Operation *op) const {
-    std::optional<RegisteredOperationName> name = op->getRegisteredInfo();
-    return name ? byOp.lookup(name->getTypeID()) : nullptr;
-  }
-
-private:
-  void addPattern(std::unique_ptr<KernelCallPatternBase> pattern) {
-    byOp[pattern->getOpTypeID()] = pattern.get();
-    owned.push_back(std::move(pattern));
-  }
-  llvm::DenseMap<TypeID, const KernelCallPatternBase *> byOp;
-  std::vector<std::unique_ptr<KernelCallPatternBase>> owned;
 };
 
 /// Calls the rope kernel rotating tensor `input` into `result` (both

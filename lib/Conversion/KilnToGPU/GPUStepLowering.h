@@ -23,15 +23,18 @@
 
 namespace mlir::kiln {
 
-class GPUKernelPatterns;
+class GPUStepLowering;
+using GPUKernelPatternBase = StepPatternBase<GPUStepLowering>;
+template <typename OpTy>
+using GPUKernelPattern = StepPattern<OpTy, GPUStepLowering>;
+using GPUKernelPatterns = StepPatterns<GPUStepLowering>;
 
-class GPUStepLowering {
+class GPUStepLowering : public StepLoweringBase {
 public:
   GPUStepLowering(func::FuncOp func, const GPUKernelPatterns &patterns,
                   GPUKernelLibrary &kernels)
-      : oldFunc(func), kernels(kernels), patterns(patterns) {}
-
-  LogicalResult run();
+      : StepLoweringBase(func, "convert-kiln-to-gpu"), kernels(kernels),
+        patterns(patterns) {}
 
   /// Launches kernel `kernel` on `grid` (index values) blocks of `block`
   /// threads; `args` are memrefs (passed as their device address) and
@@ -40,20 +43,10 @@ public:
               std::array<int64_t, 3> block, ArrayRef<Value> args,
               ImplicitLocOpBuilder &b);
   /// The device address of weight `w`'s bytes, as a byte memref.
-  struct WeightRef {
-    WeightType type;
-    int64_t offset;
-  };
-  FailureOr<WeightRef> weightOf(Value v, Operation *user);
   Value weightBuffer(const WeightRef &w, ImplicitLocOpBuilder &b);
-  /// The buffer op's result is computed into: its out-parameter if returned,
-  /// else a view of its scratch slot.
-  Value resultBuffer(Value result, Value rowSource, ImplicitLocOpBuilder &b);
   /// Rows of a [rows, features] (or [rows, heads, head_dim]) memref, at run
   /// time.
   Value rowsOf(Value memref, ImplicitLocOpBuilder &b);
-  Value mapped(Value v) { return mapping.lookup(v); }
-  void bind(Value result, Value buffer) { mapping.map(result, buffer); }
   /// The decoder of `type`, or an error on `op`.
   FailureOr<std::unique_ptr<GPUWeightDecoder>> decoderOf(Operation *op,
                                                          WeightType type);
@@ -64,66 +57,25 @@ public:
   /// ceil(n / d) on index values.
   static Value ceilDiv(Value n, int64_t d, ImplicitLocOpBuilder &b);
 
-  func::FuncOp oldFunc;
   GPUKernelLibrary &kernels;
-  IRMapping mapping;
-  Value weightsArg, scratchArg, rtArg;
+
+protected:
+  void beginStep(Block &entry, const StepSignature &sig,
+                 ImplicitLocOpBuilder &b) override;
+  LogicalResult planScratch() override;
+  std::optional<LogicalResult> lowerByPattern(Operation *op,
+                                              ImplicitLocOpBuilder &b) override;
+  LogicalResult copyResult(func::ReturnOp ret, Value v, Value src, Value dest,
+                           ImplicitLocOpBuilder &b) override;
+  void finishStep(func::FuncOp newFunc, ImplicitLocOpBuilder &b) override;
 
 private:
   const GPUKernelPatterns &patterns;
-  LogicalResult emitOp(Operation *op, ImplicitLocOpBuilder &b);
-  LogicalResult emitWeight(WeightOp op);
   /// The device address (i64) of a memref's first element.
   Value deviceAddress(Value memref, ImplicitLocOpBuilder &b);
-  void prepareLaunches(ImplicitLocOpBuilder &b);
 
-  llvm::DenseMap<Value, WeightRef> weights;
-  llvm::DenseMap<Value, ScratchSlot> slots;
-  llvm::DenseMap<Value, Value> destinations;
-  std::optional<std::string> weightFile;
-  int64_t scratchBytes = 0;
   /// rt->launch and the stack arrays its arguments are passed in.
   Value launchFn, gridArray, blockArray, paramArray, valueArray;
-};
-
-/// Lowers one kind of op of a step function to launches (or views).
-class GPUKernelPatternBase {
-public:
-  virtual ~GPUKernelPatternBase() = default;
-  virtual TypeID getOpTypeID() const = 0;
-  virtual LogicalResult lowerOp(Operation *op, GPUStepLowering &step,
-                                ImplicitLocOpBuilder &b) const = 0;
-};
-
-template <typename OpTy>
-class GPUKernelPattern : public GPUKernelPatternBase {
-public:
-  virtual LogicalResult lower(OpTy op, GPUStepLowering &step,
-                              ImplicitLocOpBuilder &b) const = 0;
-  TypeID getOpTypeID() const final { return TypeID::get<OpTy>(); }
-  LogicalResult lowerOp(Operation *op, GPUStepLowering &step,
-                        ImplicitLocOpBuilder &b) const final {
-    return lower(cast<OpTy>(op), step, b);
-  }
-};
-
-class GPUKernelPatterns {
-public:
-  template <typename... Patterns> void add() {
-    (addPattern(std::make_unique<Patterns>()), ...);
-  }
-  const GPUKernelPatternBase *lookup(Operation *op) const {
-    std::optional<RegisteredOperationName> name = op->getRegisteredInfo();
-    return name ? byOp.lookup(name->getTypeID()) : nullptr;
-  }
-
-private:
-  void addPattern(std::unique_ptr<GPUKernelPatternBase> pattern) {
-    byOp[pattern->getOpTypeID()] = pattern.get();
-    owned.push_back(std::move(pattern));
-  }
-  llvm::DenseMap<TypeID, const GPUKernelPatternBase *> byOp;
-  std::vector<std::unique_ptr<GPUKernelPatternBase>> owned;
 };
 
 void populateGPULinearPatterns(GPUKernelPatterns &patterns);

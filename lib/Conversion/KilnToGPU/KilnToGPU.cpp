@@ -21,7 +21,6 @@ using namespace mlir;
 using namespace mlir::kiln;
 
 namespace {
-constexpr StringLiteral kPass = "convert-kiln-to-gpu";
 /// Most arguments a kernel takes (the stack arrays rt->launch reads).
 constexpr int64_t kMaxKernelArgs = 16;
 } // namespace
@@ -30,17 +29,6 @@ Value GPUStepLowering::ceilDiv(Value n, int64_t d, ImplicitLocOpBuilder &b) {
   return arith::DivUIOp::create(
       b, arith::AddIOp::create(b, n, arith::ConstantIndexOp::create(b, d - 1)),
       arith::ConstantIndexOp::create(b, d));
-}
-
-FailureOr<GPUStepLowering::WeightRef>
-GPUStepLowering::weightOf(Value v, Operation *user) {
-  auto it = weights.find(v);
-  if (it == weights.end()) {
-    user->emitOpError("weight operand must come from a kiln.weight in the "
-                      "same function");
-    return failure();
-  }
-  return it->second;
 }
 
 Value GPUStepLowering::weightBuffer(const WeightRef &w,
@@ -85,39 +73,6 @@ Value GPUStepLowering::rowsOf(Value memref, ImplicitLocOpBuilder &b) {
   return rows;
 }
 
-Value GPUStepLowering::resultBuffer(Value result, Value rowSource,
-                                    ImplicitLocOpBuilder &b) {
-  if (auto it = destinations.find(result); it != destinations.end())
-    return it->second;
-  auto type = cast<RankedTensorType>(result.getType());
-  auto memrefType = MemRefType::get(type.getShape(), type.getElementType());
-  SmallVector<Value> sizes;
-  for (auto [i, d] : llvm::enumerate(type.getShape()))
-    if (ShapedType::isDynamic(d))
-      sizes.push_back(memref::DimOp::create(b, rowSource, i));
-  Value offset = arith::ConstantIndexOp::create(b, slots[result].offset);
-  return memref::ViewOp::create(b, memrefType, scratchArg, offset, sizes);
-}
-
-LogicalResult GPUStepLowering::emitWeight(WeightOp op) {
-  auto ext = dyn_cast<ExternalDataAttr>(op.getSource());
-  if (!ext)
-    return op.emitOpError("convert-kiln-to-gpu reads weights from one "
-                          "external file; inline sources are not supported "
-                          "(write them to a file and use #kiln.external)");
-  std::string path = ext.getPath().str();
-  if (!weightFile)
-    weightFile = path;
-  else if (*weightFile != path)
-    return op.emitOpError("all weights of a function must come from one file "
-                          "(found \"")
-           << path << "\" after \"" << *weightFile << "\")";
-  if (ext.getOffset() > uint64_t(INT64_MAX))
-    return op.emitOpError("weight offset is too large");
-  weights[op.getResult()] = {op.getType(), int64_t(ext.getOffset())};
-  return success();
-}
-
 Value GPUStepLowering::deviceAddress(Value memref, ImplicitLocOpBuilder &b) {
   auto type = cast<MemRefType>(memref.getType());
   auto meta = memref::ExtractStridedMetadataOp::create(b, memref);
@@ -129,7 +84,8 @@ Value GPUStepLowering::deviceAddress(Value memref, ImplicitLocOpBuilder &b) {
   return arith::IndexCastUIOp::create(b, b.getI64Type(), address);
 }
 
-void GPUStepLowering::prepareLaunches(ImplicitLocOpBuilder &b) {
+void GPUStepLowering::beginStep(Block &, const StepSignature &,
+                                ImplicitLocOpBuilder &b) {
   MLIRContext *ctx = b.getContext();
   auto ptr = LLVM::LLVMPointerType::get(ctx);
   auto i32 = b.getI32Type(), i64 = b.getI64Type();
@@ -188,96 +144,39 @@ void GPUStepLowering::launch(int64_t kernel, std::array<Value, 3> grid,
                                   blockArray, shared, paramArray});
 }
 
-LogicalResult GPUStepLowering::emitOp(Operation *op, ImplicitLocOpBuilder &b) {
-  if (auto weight = dyn_cast<WeightOp>(op))
-    return emitWeight(weight);
-  if (const GPUKernelPatternBase *pattern = patterns.lookup(op))
-    return pattern->lowerOp(op, *this, b);
-  // Scalar index arithmetic and constants carry over unchanged.
-  bool scalar = llvm::all_of(op->getOperandTypes(),
-                             [](Type t) { return t.isIntOrIndexOrFloat(); }) &&
-                llvm::all_of(op->getResultTypes(),
-                             [](Type t) { return t.isIntOrIndexOrFloat(); }) &&
-                op->getNumRegions() == 0;
-  if (!scalar)
-    return op->emitOpError("is not supported by convert-kiln-to-gpu");
-  b.clone(*op, mapping);
+LogicalResult GPUStepLowering::planScratch() {
+  if (failed(StepLoweringBase::planScratch()))
+    return failure();
+  // The runtime allocates at least a byte of device scratch.
+  scratchBytes = std::max<int64_t>(scratchBytes, 1);
   return success();
 }
 
-LogicalResult GPUStepLowering::run() {
-  MLIRContext *ctx = oldFunc.getContext();
-  if (!oldFunc.getBody().hasOneBlock())
-    return oldFunc.emitOpError("convert-kiln-to-gpu needs a single-block "
-                               "function");
-  FailureOr<StepSignature> sig = lowerStepSignature(oldFunc, kPass);
-  if (failed(sig))
+std::optional<LogicalResult>
+GPUStepLowering::lowerByPattern(Operation *op, ImplicitLocOpBuilder &b) {
+  if (const GPUKernelPatternBase *pattern = patterns.lookup(op))
+    return pattern->lowerOp(op, *this, b);
+  return std::nullopt;
+}
+
+LogicalResult GPUStepLowering::copyResult(func::ReturnOp ret, Value v,
+                                          Value src, Value dest,
+                                          ImplicitLocOpBuilder &b) {
+  if (failed(requireRowsF32(ret, v.getType(), 1)))
     return failure();
-  OpBuilder mb(oldFunc);
-  auto newFunc = func::FuncOp::create(mb, oldFunc.getLoc(), oldFunc.getName(),
-                                      sig->type);
-  newFunc.setVisibility(oldFunc.getVisibility());
-  newFunc->setAttr("llvm.emit_c_interface", UnitAttr::get(ctx));
-  Block *entry = newFunc.addEntryBlock();
-  for (auto [i, arg] : llvm::enumerate(oldFunc.getArguments()))
-    mapping.map(arg, entry->getArgument(i));
-  weightsArg = entry->getArgument(sig->weightsIndex);
-  scratchArg = entry->getArgument(sig->weightsIndex + 1);
-  rtArg = entry->getArgument(sig->weightsIndex + 2);
+  int64_t width = cast<RankedTensorType>(v.getType()).getDimSize(1);
+  launchElementwise(*this, elementwiseKernel(kernels, "copy"), width,
+                    {src, dest}, rowsOf(src, b), b);
+  return success();
+}
 
-  ImplicitLocOpBuilder b(oldFunc.getLoc(), ctx);
-  b.setInsertionPointToStart(entry);
-  prepareLaunches(b);
-
-  // Results produced by a kiln op are computed straight into their buffer.
-  auto ret = cast<func::ReturnOp>(oldFunc.getBody().front().getTerminator());
-  for (auto [i, v] : llvm::enumerate(ret.getOperands())) {
-    Operation *def = v.getDefiningOp();
-    if (def && isa<KilnDialect>(def->getDialect()) && !destinations.count(v))
-      destinations[v] = entry->getArgument(sig->outParam[i]);
-  }
-  FailureOr<int64_t> planned = readScratchPlan(oldFunc, kPass, slots);
-  if (failed(planned)) {
-    newFunc.erase();
-    return failure();
-  }
-  scratchBytes = *planned;
-
-  for (Operation &op : oldFunc.getBody().front().without_terminator()) {
-    b.setLoc(op.getLoc());
-    if (failed(emitOp(&op, b))) {
-      newFunc.erase();
-      return failure();
-    }
-  }
-  // Results not computed in place are copied into their buffers.
-  for (auto [i, v] : llvm::enumerate(ret.getOperands())) {
-    Value dest = entry->getArgument(sig->outParam[i]);
-    Value src = mapping.lookup(v);
-    if (src == dest)
-      continue;
-    if (failed(requireRowsF32(ret, v.getType(), 1))) {
-      newFunc.erase();
-      return failure();
-    }
-    int64_t width = cast<RankedTensorType>(v.getType()).getDimSize(1);
-    launchElementwise(*this, elementwiseKernel(kernels, "copy"), width,
-                      {src, dest}, rowsOf(src, b), b);
-  }
-  func::ReturnOp::create(b);
-
-  newFunc->setAttr(KilnDialect::ScratchBytesAttrHelper::getNameStr(),
-                   b.getI64IntegerAttr(std::max<int64_t>(scratchBytes, 1)));
-  if (weightFile)
-    newFunc->setAttr(KilnDialect::WeightFileAttrHelper::getNameStr(),
-                     b.getStringAttr(*weightFile));
+void GPUStepLowering::finishStep(func::FuncOp newFunc,
+                                 ImplicitLocOpBuilder &b) {
   SmallVector<Attribute> names;
   for (const std::string &name : kernels.getNames())
     names.push_back(b.getStringAttr(name));
   newFunc->setAttr(KilnDialect::CudaKernelsAttrHelper::getNameStr(),
                    b.getArrayAttr(names));
-  oldFunc.erase();
-  return success();
 }
 
 namespace {

@@ -124,6 +124,10 @@ struct LinearLowering : GPUKernelPattern<LinearOp> {
     if (l.getRope())
       return l.emitOpError("has a rope epilogue, which the GPU lowering does "
                            "not fuse yet; run kiln-fuse{rope-epilogue=false}");
+    if (l.getActivationBits())
+      return l.emitOpError("has quantized activations, which the GPU kernels "
+                           "do not take yet; run "
+                           "kiln-fuse{activation-bits=0}");
     if (failed(step.requireRowsF32(op, l.getInput().getType(), 32)) ||
         failed(step.requireRowsF32(op, l.getResult().getType(), 1)))
       return failure();
@@ -133,7 +137,7 @@ struct LinearLowering : GPUKernelPattern<LinearOp> {
     auto decoder = step.decoderOf(op, w->type);
     if (failed(decoder))
       return failure();
-    std::optional<GPUStepLowering::WeightRef> bias;
+    std::optional<WeightRef> bias;
     if (l.getBias()) {
       auto bw = step.weightOf(l.getBias(), op);
       if (failed(bw))

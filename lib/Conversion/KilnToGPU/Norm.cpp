@@ -77,7 +77,7 @@ template <typename NormOp> struct NormLowering : GPUKernelPattern<NormOp> {
     };
     if (!isF32(w->type))
       return n.emitOpError("the GPU lowering needs an f32 norm weight");
-    std::optional<GPUStepLowering::WeightRef> bias;
+    std::optional<WeightRef> bias;
     if constexpr (isLayer) {
       if (n.getBias()) {
         auto bw = step.weightOf(n.getBias(), op);

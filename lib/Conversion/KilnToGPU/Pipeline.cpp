@@ -15,7 +15,7 @@ using namespace mlir::kiln;
 void mlir::kiln::buildKilnToNVVMPipeline(OpPassManager &pm,
                                          const KilnToCUDAOptions &options) {
   // The GPU linear kernels have no rope epilogue yet.
-  pm.addPass(createKilnFuse({/*ropeEpilogue=*/false}));
+  pm.addPass(createKilnFuse({/*ropeEpilogue=*/false, /*activationBits=*/0}));
   pm.addPass(createKilnPlanMemory({options.maxTokens}));
   pm.addPass(createConvertKilnToGPU());
   pm.addPass(createCanonicalizerPass());

@@ -1,5 +1,5 @@
-// RUN: kiln-opt %s --split-input-file --kiln-plan-memory --convert-kiln-to-cpu=activations=f32 --verify-diagnostics | FileCheck %s
-// RUN: kiln-opt %s --split-input-file --kiln-plan-memory --convert-kiln-to-cpu --verify-diagnostics | FileCheck %s --check-prefix=INT8
+// RUN: kiln-opt %s --split-input-file --kiln-plan-memory --convert-kiln-to-cpu --verify-diagnostics | FileCheck %s
+// RUN: kiln-opt %s --split-input-file --kiln-fuse --kiln-plan-memory --convert-kiln-to-cpu --verify-diagnostics | FileCheck %s --check-prefix=INT8
 
 !q = !kiln.weight<64x64x#kiln.quant<bits = 4, group = 32, scale = f16, zero = f16, layout = gguf>>
 

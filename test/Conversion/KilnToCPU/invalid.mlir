@@ -1,5 +1,5 @@
 // RUN: kiln-opt %s --split-input-file --kiln-fuse --kiln-plan-memory --convert-kiln-to-cpu -verify-diagnostics
-// RUN: not kiln-opt %s --split-input-file --kiln-fuse --kiln-plan-memory "--convert-kiln-to-cpu=activations=f32" 2>&1 | FileCheck %s --check-prefix=F32
+// RUN: not kiln-opt %s --split-input-file --kiln-fuse=activation-bits=0 --kiln-plan-memory --convert-kiln-to-cpu 2>&1 | FileCheck %s --check-prefix=F32
 // RUN: not kiln-opt %s --split-input-file --kiln-fuse --convert-kiln-to-cpu 2>&1 | FileCheck %s --check-prefix=NOPLAN
 
 // Every error convert-kiln-to-cpu emits, one case each. The lowering reads
@@ -166,8 +166,8 @@ func.func @layer_norm_bias_type(%x: tensor<?x64xf32>) -> tensor<?x64xf32> attrib
 // -----
 
 // rows16 weights multiply int8 activations only (fine here, an error with
-// activations=f32).
-// F32: error: 'kiln.linear' op layout = rows16 weights need activations=int8
+// float activations).
+// F32: error: 'kiln.linear' op layout = rows16 weights need activation_bits = 8 (kiln-fuse{activation-bits=8})
 !rows16 = !kiln.weight<32x256x#kiln.quant<bits = 4, group = 32, scale = f16, zero = f16, super_group = 256, sub_scale_bits = 6, layout = rows16>>
 func.func @rows16_f32(%x: tensor<?x256xf32>) -> tensor<?x32xf32> attributes {kiln.max_tokens = 8} {
   %w = kiln.weight #kiln.external<"w.bin", offset = 0, size = 4736> -> !rows16
@@ -321,4 +321,14 @@ func.func @uncopyable_result(%x: tensor<?x64xf32>, %z: tensor<?x24xf32>) -> (ten
   %y = kiln.silu %x : tensor<?x64xf32>
   // expected-error @+1 {{the CPU lowering can only copy [rows, 16k] f32 results into their buffers}}
   return %y, %z : tensor<?x64xf32>, tensor<?x24xf32>
+}
+
+// -----
+
+// The CPU kernels quantize activations to 8 bits only.
+func.func @activation_bits_5(%x: tensor<?x64xf32>) -> tensor<?x64xf32> attributes {kiln.max_tokens = 8} {
+  %w = kiln.weight #kiln.external<"w.bin", offset = 0, size = 2304> -> !kiln.weight<64x64x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf>>
+  // expected-error @+1 {{'kiln.linear' op activation_bits = 5: the CPU kernels take 8-bit activations}}
+  %y = kiln.linear %x, %w {activation_bits = 5 : i64} : tensor<?x64xf32>, !kiln.weight<64x64x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf>> -> tensor<?x64xf32>
+  return %y : tensor<?x64xf32>
 }

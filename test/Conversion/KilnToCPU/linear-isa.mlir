@@ -2,7 +2,7 @@
 // RUN: kiln-opt %t/gguf.mlir --kiln-fuse --kiln-plan-memory --convert-kiln-to-cpu=cpu=x86-64-v4 | FileCheck %t/gguf.mlir --check-prefixes=CHECK,V4 --implicit-check-not=llvm.x86.avx2
 // RUN: kiln-opt %t/gguf.mlir --kiln-fuse --kiln-plan-memory --convert-kiln-to-cpu=cpu=x86-64-v3 | FileCheck %t/gguf.mlir --check-prefixes=CHECK,V3 --implicit-check-not=vpdpbusd
 // RUN: kiln-opt %t/gguf.mlir --kiln-fuse --kiln-plan-memory --convert-kiln-to-cpu=cpu=generic | FileCheck %t/gguf.mlir --check-prefixes=CHECK,GENERIC --implicit-check-not=llvm.call_intrinsic
-// RUN: kiln-opt %t/gguf.mlir --kiln-fuse --kiln-plan-memory "--convert-kiln-to-cpu=cpu=x86-64-v4 activations=f32" | FileCheck %t/gguf.mlir --check-prefix=F32 --implicit-check-not=llvm.call_intrinsic --implicit-check-not=kiln_quantize
+// RUN: kiln-opt %t/gguf.mlir --kiln-fuse=activation-bits=0 --kiln-plan-memory --convert-kiln-to-cpu=cpu=x86-64-v4 | FileCheck %t/gguf.mlir --check-prefix=F32 --implicit-check-not=llvm.call_intrinsic --implicit-check-not=kiln_quantize
 // RUN: kiln-opt %t/rows16.mlir --kiln-fuse --kiln-plan-memory --convert-kiln-to-cpu=cpu=x86-64-v4 | FileCheck %t/rows16.mlir --check-prefixes=CHECK,V4 --implicit-check-not=llvm.x86.avx2
 // RUN: kiln-opt %t/rows16.mlir --kiln-fuse --kiln-plan-memory --convert-kiln-to-cpu=cpu=x86-64-v3 | FileCheck %t/rows16.mlir --check-prefixes=CHECK,V3 --implicit-check-not=vpdpbusd
 // RUN: kiln-opt %t/rows16.mlir --kiln-fuse --kiln-plan-memory --convert-kiln-to-cpu=cpu=generic | FileCheck %t/rows16.mlir --check-prefixes=CHECK,GENERIC --implicit-check-not=llvm.call_intrinsic

@@ -1,4 +1,4 @@
-// RUN: kiln-opt %s --split-input-file --kiln-fuse=rope-epilogue=false --kiln-plan-memory --convert-kiln-to-gpu | FileCheck %s --implicit-check-not=math.exp --implicit-check-not=math.tanh --implicit-check-not=math.erf
+// RUN: kiln-opt %s --split-input-file "--kiln-fuse=rope-epilogue=false activation-bits=0" --kiln-plan-memory --convert-kiln-to-gpu | FileCheck %s --implicit-check-not=math.exp --implicit-check-not=math.tanh --implicit-check-not=math.erf
 
 // One thread per value: grid ceil(T * width / 256) blocks of 256, the count
 // passed as an index argument. exp, tanh and erf become polynomials.

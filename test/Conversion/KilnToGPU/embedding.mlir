@@ -1,4 +1,4 @@
-// RUN: kiln-opt %s --kiln-fuse=rope-epilogue=false --kiln-plan-memory --convert-kiln-to-gpu | FileCheck %s
+// RUN: kiln-opt %s "--kiln-fuse=rope-epilogue=false activation-bits=0" --kiln-plan-memory --convert-kiln-to-gpu | FileCheck %s
 
 // One warp per token (grid = T blocks of 32 threads): the id is clamped to
 // the table, each lane decodes whole 32-value chunks of the Q8_0 row (34

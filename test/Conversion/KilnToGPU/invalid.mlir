@@ -1,4 +1,4 @@
-// RUN: kiln-opt %s --split-input-file --kiln-fuse=rope-epilogue=false --kiln-plan-memory --convert-kiln-to-gpu -verify-diagnostics
+// RUN: kiln-opt %s --split-input-file "--kiln-fuse=rope-epilogue=false activation-bits=0" --kiln-plan-memory --convert-kiln-to-gpu -verify-diagnostics
 // RUN: not kiln-opt %s --split-input-file --convert-kiln-to-gpu 2>&1 | FileCheck %s --check-prefix=NOPLAN
 
 // The errors convert-kiln-to-gpu emits, one case each. The lowering reads
@@ -115,5 +115,14 @@ func.func @rope_epilogue(%x: tensor<?x64xf32>, %p: index) -> tensor<?x64xf32> at
   %w = kiln.weight #kiln.external<"w.bin", offset = 0, size = 16384> -> !kiln.weight<64x64xf32>
   // expected-error @+1 {{has a rope epilogue, which the GPU lowering does not fuse yet; run kiln-fuse{rope-epilogue=false}}}
   %y = kiln.linear %x, %w rope(%p, #kiln.rope<num_heads = 2, head_dim = 32, rotary_dim = 32, style = llama, freq_base = 10000.0, freq_scale = 1.0>) : tensor<?x64xf32>, !kiln.weight<64x64xf32> -> tensor<?x64xf32>
+  return %y : tensor<?x64xf32>
+}
+
+// -----
+
+func.func @quantized_activations(%x: tensor<?x64xf32>) -> tensor<?x64xf32> attributes {kiln.max_tokens = 8} {
+  %w = kiln.weight #kiln.external<"w.bin", offset = 0, size = 2304> -> !kiln.weight<64x64x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf>>
+  // expected-error @+1 {{has quantized activations, which the GPU kernels do not take yet; run kiln-fuse{activation-bits=0}}}
+  %y = kiln.linear %x, %w {activation_bits = 8 : i64} : tensor<?x64xf32>, !kiln.weight<64x64x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf>> -> tensor<?x64xf32>
   return %y : tensor<?x64xf32>
 }

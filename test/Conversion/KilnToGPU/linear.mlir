@@ -1,4 +1,4 @@
-// RUN: kiln-opt %s --split-input-file --kiln-fuse=rope-epilogue=false --kiln-plan-memory --convert-kiln-to-gpu | FileCheck %s
+// RUN: kiln-opt %s --split-input-file "--kiln-fuse=rope-epilogue=false activation-bits=0" --kiln-plan-memory --convert-kiln-to-gpu | FileCheck %s
 
 // The GEMV kernel per weight encoding and the host step that launches it.
 // The host function keeps the CPU step's signature; its body takes the

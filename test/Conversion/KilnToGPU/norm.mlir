@@ -1,4 +1,4 @@
-// RUN: kiln-opt %s --split-input-file --kiln-fuse=rope-epilogue=false --kiln-plan-memory --convert-kiln-to-gpu | FileCheck %s
+// RUN: kiln-opt %s --split-input-file "--kiln-fuse=rope-epilogue=false activation-bits=0" --kiln-plan-memory --convert-kiln-to-gpu | FileCheck %s
 
 // One warp per row: the sum of squares over the lanes' columns, a
 // shuffle-xor sum, 1 / sqrt(mean + eps) with PTX's sqrt.rn.f32 (inline, no

@@ -1,4 +1,4 @@
-// RUN: kiln-opt %s --split-input-file --kiln-fuse=rope-epilogue=false --kiln-plan-memory --convert-kiln-to-gpu | FileCheck %s --implicit-check-not=math.cos --implicit-check-not=math.sin --implicit-check-not=math.exp
+// RUN: kiln-opt %s --split-input-file "--kiln-fuse=rope-epilogue=false activation-bits=0" --kiln-plan-memory --convert-kiln-to-gpu | FileCheck %s --implicit-check-not=math.cos --implicit-check-not=math.sin --implicit-check-not=math.exp
 
 // One warp per (token, head), grid (T, heads): lane i rotates pairs i, i +
 // 32, ... by (position + t) * scale * base^(-2i / rotary_dim). cos, sin and

@@ -1033,7 +1033,7 @@ func.func @weight_file_empty() attributes {kiln.weight_file = ""} {
 
 // -----
 
-// expected-error @+1 {{'func.func' op unknown kiln attribute 'kiln.max_token' (kiln.max_tokens, kiln.tied_results, kiln.slot, kiln.planned_bytes, kiln.scratch_bytes, kiln.weight_file and kiln.cuda_kernels are defined)}}
+// expected-error @+1 {{'func.func' op unknown kiln attribute 'kiln.max_token' (kiln.max_tokens, kiln.tied_results, kiln.slot, kiln.planned_bytes, kiln.scratch_bytes, kiln.weight_file, kiln.cuda_kernels and kiln.quantize_output are defined)}}
 func.func @misspelled() attributes {kiln.max_token = 8} {
   return
 }
@@ -1095,4 +1095,45 @@ func.func @mean_pool_dynamic_dim(%x: tensor<4x?xf32>) {
   // expected-error @+1 {{'kiln.mean_pool' op input must be 2-D [tokens, dim] with a static dim, got 'tensor<4x?xf32>'}}
   %y = kiln.mean_pool %x : tensor<4x?xf32> -> tensor<1x64xf32>
   return
+}
+
+// -----
+
+func.func @activation_bits_float_weight(%x: tensor<?x64xf32>, %w: !kiln.weight<64x64xf32>) {
+  // expected-error @+1 {{'kiln.linear' op activation_bits needs a weight with one scale per 32 values along K (Q4_0..Q8_0, packed groups of a multiple of 32, rows16), got '!kiln.weight<64x64xf32>'}}
+  %y = kiln.linear %x, %w {activation_bits = 8 : i64} : tensor<?x64xf32>, !kiln.weight<64x64xf32> -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+func.func @activation_bits_range(%x: tensor<?x64xf32>, %w: !kiln.weight<64x64x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf>>) {
+  // expected-error @+1 {{'kiln.linear' op attribute 'activation_bits' failed to satisfy constraint}}
+  %y = kiln.linear %x, %w {activation_bits = 9 : i64} : tensor<?x64xf32>, !kiln.weight<64x64x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf>> -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+func.func @quantize_output_without_reader(%x: tensor<?x64xf32>, %n: !kiln.weight<64xf32>) -> tensor<?x64xf32> {
+  // expected-error @+1 {{'kiln.rms_norm' op has 'kiln.quantize_output' = 8 but no linear layer with activation_bits = 8 takes its result}}
+  %h = kiln.rms_norm %x, %n {epsilon = 1.0e-5 : f32, kiln.quantize_output = 8 : i64} : tensor<?x64xf32>, !kiln.weight<64xf32> -> tensor<?x64xf32>
+  return %h : tensor<?x64xf32>
+}
+
+// -----
+
+func.func @quantize_output_bits(%x: tensor<?x64xf32>, %n: !kiln.weight<64xf32>, %w: !kiln.weight<64x64x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf>>) -> tensor<?x64xf32> {
+  // expected-error @+1 {{'kiln.rms_norm' op has 'kiln.quantize_output' = 5 but no linear layer with activation_bits = 5 takes its result}}
+  %h = kiln.rms_norm %x, %n {epsilon = 1.0e-5 : f32, kiln.quantize_output = 5 : i64} : tensor<?x64xf32>, !kiln.weight<64xf32> -> tensor<?x64xf32>
+  %y = kiln.linear %h, %w {activation_bits = 8 : i64} : tensor<?x64xf32>, !kiln.weight<64x64x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf>> -> tensor<?x64xf32>
+  return %y : tensor<?x64xf32>
+}
+
+// -----
+
+func.func @quantize_output_shape(%x: tensor<?x48xf32>, %y: tensor<?x48xf32>) -> tensor<?x48xf32> {
+  // expected-error @+1 {{'kiln.add' op attribute 'kiln.quantize_output' belongs on a kiln op with one [tokens, 32 * n] result}}
+  %s = kiln.add %x, %y {kiln.quantize_output = 8 : i64} : tensor<?x48xf32>
+  return %s : tensor<?x48xf32>
 }

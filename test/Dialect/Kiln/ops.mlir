@@ -427,6 +427,17 @@ func.func @mean_pool(%x: tensor<?x384xf32>) -> (tensor<1x384xf32>, tensor<?x384x
   return %m, %n : tensor<1x384xf32>, tensor<?x384xf32>
 }
 
+// Quantized activations (kiln-fuse): the layer's width and the producer
+// that quantizes for it.
+// CHECK-LABEL: func.func @quantized_activations
+// CHECK: kiln.rms_norm %{{.*}}, %{{.*}} {epsilon = 9.99999974E-6 : f32, kiln.quantize_output = 8 : i64}
+// CHECK: kiln.linear %{{.*}}, %{{.*}} {activation_bits = 8 : i64} : tensor<?x64xf32>
+func.func @quantized_activations(%x: tensor<?x64xf32>, %n: !kiln.weight<64xf32>, %w: !kiln.weight<64x64x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf>>) -> tensor<?x64xf32> {
+  %h = kiln.rms_norm %x, %n {epsilon = 1.0e-5 : f32, kiln.quantize_output = 8 : i64} : tensor<?x64xf32>, !kiln.weight<64xf32> -> tensor<?x64xf32>
+  %y = kiln.linear %h, %w {activation_bits = 8 : i64} : tensor<?x64xf32>, !kiln.weight<64x64x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf>> -> tensor<?x64xf32>
+  return %y : tensor<?x64xf32>
+}
+
 // The blob survives the round trip.
 // CHECK: {-#
 // CHECK-NEXT: dialect_resources: {
