@@ -30,6 +30,8 @@
 #include "llvm/Support/SourceMgr.h"
 #include "llvm/Support/ToolOutputFile.h"
 
+#include <future>
+
 using namespace mlir;
 
 namespace kiln {
@@ -384,10 +386,13 @@ llvm::Error compileImported(llvm::Expected<ImportedModel> model,
                                        {"cpu_features", std::move(features)}});
     targets = {};
   }
-  // Each CPU variant gets kernels for its own instruction set.
+  // Each CPU variant gets kernels for its own instruction set: lowered here
+  // (the diagnostics of one pass manager at a time), then compiled by LLVM
+  // on a thread each (independent modules and LLVM contexts).
+  SmallVector<OwningOpRef<ModuleOp>> variants;
   for (auto [i, target] : llvm::enumerate(targets)) {
     report(options, "lowering " + target.name,
-           0.2 + 0.6 * double(i) / targets.size());
+           0.2 + 0.3 * double(i) / targets.size());
     OwningOpRef<ModuleOp> variant = module.clone();
     if (auto e = lowerToLLVM(*variant, options, target.name))
       return e;
@@ -399,11 +404,21 @@ llvm::Error compileImported(llvm::Expected<ImportedModel> model,
       return fail(options.input + ": the lowered module has no forward step "
                                   "with one scratch size (a compiler bug)");
     scratch = bytes;
-    report(options, "code generation " + target.name,
-           0.2 + 0.6 * (i + 0.5) / targets.size());
-    llvm::Expected<std::string> so = emitSharedObject(*variant, target);
-    if (!so)
+    variants.push_back(std::move(variant));
+  }
+  report(options, "code generation", 0.5);
+  SmallVector<std::future<llvm::Expected<std::string>>> objects;
+  for (size_t i = 0; i < variants.size(); ++i)
+    objects.push_back(std::async(std::launch::async, [&, i] {
+      return emitSharedObject(*variants[i], targets[i]);
+    }));
+  for (auto [i, target] : llvm::enumerate(targets)) {
+    llvm::Expected<std::string> so = objects[i].get();
+    if (!so) {
+      for (auto &rest : llvm::drop_begin(objects, i + 1))
+        llvm::consumeError(rest.get().takeError());
       return so.takeError();
+    }
     std::string section = "host." + target.name;
     builder.addSection(section, KILN_SECTION_HOST_CODE, std::move(*so));
     llvm::json::Array features;
