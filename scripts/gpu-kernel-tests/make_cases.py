@@ -194,6 +194,13 @@ def embedding_case(kc, out, fmt, vocab, dim, t):
     return name, ptx, arrays, launches, "y"
 
 
+def attend_block(kernel):
+    """One block per (token, head) of the warps the name ends with (_splitN;
+    one warp before the split)."""
+    warps = int(kernel.rsplit("_split", 1)[1]) if "_split" in kernel else 1
+    return [32 * warps, 1, 1]
+
+
 def attention_case(kc, out, t, pos, heads, kv, hd, ctx):
     name = f"attention_h{heads}_kv{kv}_d{hd}_p{pos}_t{t}"
     layers, scale = 1, 1.0 / np.sqrt(hd)
@@ -227,11 +234,31 @@ def attention_case(kc, out, t, pos, heads, kv, hd, ctx):
     launches = [
         {"kernel": append, "grid": [t, 1, 1], "block": [128, 1, 1],
          "args": ["k", "v", "cache", {"index": pos}]},
-        # One block per (token, head) of the warps its name ends with.
-        {"kernel": attend, "grid": [t, heads, 1],
-         "block": [32 * int(attend.rsplit("_split", 1)[1]), 1, 1],
+        {"kernel": attend, "grid": [t, heads, 1], "block": attend_block(attend),
          "args": ["q", "cache", "y", {"index": pos}, {"index": t}]}]
     return name, ptx, arrays, launches, "y"
+
+
+def attention_bench(kc, out, pos, heads, kv, hd, ctx):
+    """The decode attention kernel alone at position pos, for --bench only:
+    its KV cache random bytes made on the device (nothing is checked)."""
+    name = f"bench_attention_h{heads}_kv{kv}_d{hd}_p{pos}"
+    scale = 1.0 / np.sqrt(hd)
+    mlir = f'''func.func @forward(%q: tensor<?x{heads * hd}xf32>, %k: tensor<?x{kv * hd}xf32>, %v: tensor<?x{kv * hd}xf32>, %cache: !kiln.kv_cache<1x{ctx}x{kv}x{hd}xf32>, %pos: index) -> tensor<?x{heads * hd}xf32> attributes {{kiln.max_tokens = 16}} {{
+  %y = kiln.attention %q, %k, %v, %cache[%pos] {{layer = 0 : i64, num_heads = {heads} : i64, scale = {scale:e} : f32}} : tensor<?x{heads * hd}xf32>, tensor<?x{kv * hd}xf32>, tensor<?x{kv * hd}xf32>, !kiln.kv_cache<1x{ctx}x{kv}x{hd}xf32> -> tensor<?x{heads * hd}xf32>
+  return %y : tensor<?x{heads * hd}xf32>
+}}
+'''
+    ptx, entries = compile_ptx(kc, mlir, os.path.join(out, name))
+    attend = [e for e in entries if e.startswith("kiln_attention")][0]
+    arrays = {"q": rng.standard_normal((1, heads * hd)).astype(np.float32),
+              "y": np.zeros((1, heads * hd), np.float32)}
+    launches = [{"kernel": attend, "grid": [1, heads, 1],
+                 "block": attend_block(attend),
+                 "args": ["q", "cache", "y", {"index": pos}, {"index": 1}],
+                 "bench": True, "bytes": 2 * (pos + 1) * kv * hd * 4,
+                 "random_bytes": {"cache": 2 * ctx * kv * hd * 4}}]
+    return name, ptx, arrays, launches, None
 
 
 def main():
@@ -277,6 +304,10 @@ def main():
         launches = [dict(decode_launch(entries[0], n), bench=True,
                          random_bytes={"w": size})]
         cases.append((name, ptx, arrays, launches, None))
+    # SmolLM2's decode attention at position 130, and the issue's target
+    # shape (32 heads, 8 KV heads, head_dim 128, 4096 positions).
+    cases.append(attention_bench(kc, a.out, 130, 9, 3, 64, 4096))
+    cases.append(attention_bench(kc, a.out, 4095, 32, 8, 128, 4096))
     cases.append(norm_case(kc, a.out, 3, 576, 1e-5))
     cases.append(rope_case(kc, a.out, "llama", 3, 9, 64, 64, 7, 100000.0))
     cases.append(rope_case(kc, a.out, "neox", 2, 4, 128, 64, 3, 10000.0))

@@ -128,8 +128,8 @@ def time_launch(fn, launch, param_sets, weight_bytes):
     check(cuda.cuEventRecord(stop, None), "cuEventRecord")
     each = 1000 * elapsed() / 200
     print(f"  {launch['kernel']}: {single:.1f} us single, {each:.2f} us back to "
-          f"back ({len(param_sets)} weight copies), weights "
-          f"{weight_bytes / each / 1e3:.0f} GB/s")
+          f"back ({len(param_sets)} input copies), "
+          f"{weight_bytes / each / 1e3:.0f} GB/s of weights or KV cache")
 
 
 def run_case(root, case, bench=False):
@@ -193,7 +193,8 @@ def run_case(root, case, bench=False):
             if bench and launch.get("bench"):
                 n = max([len(v) for v in copies.values()] + [1])
                 time_launch(fn, launch, [param_array(c) for c in range(n)],
-                            launch.get("random_bytes", {}).get("w", 0))
+                            launch.get("bytes", launch.get(
+                                "random_bytes", {}).get("w", 0)))
         out = case["output"]
         if out is None:  # a benchmark only
             return None

@@ -4,9 +4,9 @@
 // cache ([2 (keys, values)][layers][context][kv_heads][head_dim] f32, the
 // CPU lowering's layout), then one block per (token, head) attends over the
 // visible positions. Its kAttendWarps warps split the positions (warp w takes
-// every kAttendWarps-th from the w-th), each with an online softmax: lane l
-// holds dims l, l + 32, ... of q and of the output; a shuffle-xor sum gives
-// each position's score. The warps' maxima, sums and outputs meet in shared
+// every kAttendWarps-th from the w-th, two per step so that their loads are in
+// flight together), each with an online softmax: lane l holds dims l, l + 32,
+// ... of q and of the output; a shuffle-xor sum gives each position's score. The warps' maxima, sums and outputs meet in shared
 // memory, where warp 0 merges them. One warp per head walked every position
 // in turn: at decode, a few warps in all for the whole chip.
 //
@@ -32,7 +32,7 @@ struct AttentionShape {
 
 constexpr int64_t kAppendThreads = 128;
 /// Warps of one (token, head)'s attention block.
-constexpr int64_t kAttendWarps = 8;
+constexpr int64_t kAttendWarps = 16;
 
 int64_t appendKernel(GPUKernelLibrary &kernels, const AttentionShape &a) {
   std::string name =
@@ -112,34 +112,53 @@ int64_t attendKernel(GPUKernelLibrary &kernels, const AttentionShape &a) {
         SmallVector<Value> inits = {kb.f(-3.0e38f), kb.f(0.0f)};
         for (int64_t d = 0; d < perLane; ++d)
           inits.push_back(kb.f(0.0f));
-        auto scan = kb.loop(kb.add(start, warp), end, kb.idx(kAttendWarps),
-                            inits,
-                            [&](Value j, ValueRange state) {
-          Value row = kb.add(layerBase, kb.add(kb.mul(j, kb.idx(a.kvWidth())),
-                                               kvCol));
+        // Dims lane, lane + 32, ... of the K (plane 0) or V row of position j.
+        auto rowOf = [&](Value j, int64_t plane) {
+          return kb.add(layerBase,
+                        kb.add(kb.add(kb.mul(j, kb.idx(a.kvWidth())), kvCol),
+                               kb.idx(plane * a.planeElems())));
+        };
+        auto dims = [&](Value row) {
+          SmallVector<Value> v;
+          for (int64_t d = 0; d < perLane; ++d)
+            v.push_back(kb.load(cache, kb.add(row, kb.add(lane, kb.idx(
+                                                          d * kWarpSize)))));
+          return v;
+        };
+        auto scoreOf = [&](ArrayRef<Value> keys) {
           Value partial = kb.f(0.0f);
           for (int64_t d = 0; d < perLane; ++d)
-            partial = kb.fma(qv[d],
-                             kb.load(cache, kb.add(row, kb.add(lane, kb.idx(
-                                                             d * kWarpSize)))),
-                             partial);
+            partial = kb.fma(qv[d], keys[d], partial);
           Value score = kb.mul(kb.warpSum(partial), kb.f(a.scale));
           if (a.softcap > 0)
             score = kb.mul(math::TanhOp::create(
                                b, kb.div(score, kb.f(a.softcap))),
                            kb.f(a.softcap));
-          Value m = kb.maxf(state[0], score);
-          Value corr = kb.exp(kb.sub(state[0], m));
-          Value p = kb.exp(kb.sub(score, m));
-          SmallVector<Value> next = {m, kb.fma(state[1], corr, p)};
-          Value vRow = kb.add(row, kb.idx(a.planeElems()));
-          for (int64_t d = 0; d < perLane; ++d) {
-            Value vv = kb.load(cache, kb.add(vRow, kb.add(lane, kb.idx(
-                                                              d * kWarpSize))));
-            next.push_back(kb.fma(p, vv, kb.mul(state[2 + d], corr)));
-          }
-          return next;
-        });
+          return score;
+        };
+        // Two positions per step (j and j + kAttendWarps), their loads issued
+        // together; past the end the second is position end - 1 again with
+        // score -3e38, so its weight is 0.
+        auto scan = kb.loop(
+            kb.add(start, warp), end, kb.idx(2 * kAttendWarps), inits,
+            [&](Value j, ValueRange state) {
+              Value j2 = kb.add(j, kb.idx(kAttendWarps));
+              Value valid2 = kb.ult(j2, end);
+              j2 = kb.minu(j2, kb.sub(end, kb.idx(1)));
+              SmallVector<Value> k1 = dims(rowOf(j, 0)), k2 = dims(rowOf(j2, 0));
+              SmallVector<Value> v1 = dims(rowOf(j, 1)), v2 = dims(rowOf(j2, 1));
+              Value s1 = scoreOf(k1);
+              Value s2 = kb.select(valid2, scoreOf(k2), kb.f(-3.0e38f));
+              Value m = kb.maxf(state[0], kb.maxf(s1, s2));
+              Value corr = kb.exp(kb.sub(state[0], m));
+              Value p1 = kb.exp(kb.sub(s1, m)), p2 = kb.exp(kb.sub(s2, m));
+              SmallVector<Value> next = {
+                  m, kb.add(kb.fma(state[1], corr, p1), p2)};
+              for (int64_t d = 0; d < perLane; ++d)
+                next.push_back(kb.fma(
+                    p2, v2[d], kb.fma(p1, v1[d], kb.mul(state[2 + d], corr))));
+              return next;
+            });
         // A warp that saw no position keeps max -3e38 and sum 0: its weight
         // below is 0.
         kb.store(scan.getResult(0), maxima, warp);

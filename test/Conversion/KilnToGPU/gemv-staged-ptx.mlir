@@ -21,7 +21,7 @@
 // CHECK-SAME: shfl.sync.bfly.b32
 // CHECK-SAME: .visible .entry kiln_gemv_q4_0_2048x256_t4(
 // CHECK: gpu.binary @kiln_kernels
-// CHECK-SAME: .visible .entry kiln_attention_h4_kv2_d64_L1_c64_l0_w0_causal_s0p125_split8(
+// CHECK-SAME: .visible .entry kiln_attention_h4_kv2_d64_L1_c64_l0_w0_causal_s0p125_split16(
 // CHECK-SAME: .shared .align 16 .b8
 // CHECK-SAME: bar.sync \090;
 // CHECK-SAME: ld.shared.b32
