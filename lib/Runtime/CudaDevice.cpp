@@ -206,7 +206,8 @@ std::unique_ptr<CudaDevice> CudaDevice::open(const Artifact &artifact,
   const char *sync = std::getenv("KILN_CUDA_SYNC_LAUNCHES");
   d->syncEachLaunch = sync && std::strcmp(sync, "1") == 0;
   const char *graphs = std::getenv("KILN_CUDA_GRAPHS");
-  d->useGraphs = !d->syncEachLaunch && !(graphs && std::strcmp(graphs, "0") == 0);
+  d->useGraphs =
+      !d->syncEachLaunch && !(graphs && std::strcmp(graphs, "0") == 0);
   d->paramSizeCache.resize(d->functions.size());
   d->launchContext.rt.launch = &CudaDevice::launch;
   d->launchContext.device = d.get();

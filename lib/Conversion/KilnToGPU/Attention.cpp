@@ -6,9 +6,11 @@
 // visible positions. Its kAttendWarps warps split the positions (warp w takes
 // every kAttendWarps-th from the w-th, two per step so that their loads are in
 // flight together), each with an online softmax: lane l holds dims l, l + 32,
-// ... of q and of the output; a shuffle-xor sum gives each position's score. The warps' maxima, sums and outputs meet in shared
-// memory, where warp 0 merges them. One warp per head walked every position
-// in turn: at decode, a few warps in all for the whole chip.
+// ... of q and of the output; a shuffle-xor sum gives each position's score.
+// The warps' maxima, sums and outputs meet in shared memory, where warp 0
+// merges them. One warp per head walked every position in turn: at decode, a
+// few warps in all for the whole chip (41 us at SmolLM2's position 130 on the
+// H200, against 5.8 us now).
 //
 //===----------------------------------------------------------------------===//
 
@@ -67,7 +69,8 @@ int64_t appendKernel(GPUKernelLibrary &kernels, const AttentionShape &a) {
 
 int64_t attendKernel(GPUKernelLibrary &kernels, const AttentionShape &a) {
   std::string name = llvm::formatv(
-      "kiln_attention_h{0}_kv{1}_d{2}_L{3}_c{4}_l{5}_w{6}_{7}_s{8}{9}_split{10}",
+      "kiln_attention_h{0}_kv{1}_d{2}_L{3}_c{4}_l{5}_w{6}_{7}_s{8}{9}_"
+      "split{10}",
       a.heads, a.kvHeads, a.headDim, a.layers, a.context, a.layer, a.window,
       a.causal ? "causal" : "full", floatKey(a.scale),
       a.softcap > 0 ? "_cap" + floatKey(a.softcap) : "", kAttendWarps);
@@ -145,8 +148,10 @@ int64_t attendKernel(GPUKernelLibrary &kernels, const AttentionShape &a) {
               Value j2 = kb.add(j, kb.idx(kAttendWarps));
               Value valid2 = kb.ult(j2, end);
               j2 = kb.minu(j2, kb.sub(end, kb.idx(1)));
-              SmallVector<Value> k1 = dims(rowOf(j, 0)), k2 = dims(rowOf(j2, 0));
-              SmallVector<Value> v1 = dims(rowOf(j, 1)), v2 = dims(rowOf(j2, 1));
+              SmallVector<Value> k1 = dims(rowOf(j, 0));
+              SmallVector<Value> k2 = dims(rowOf(j2, 0));
+              SmallVector<Value> v1 = dims(rowOf(j, 1));
+              SmallVector<Value> v2 = dims(rowOf(j2, 1));
               Value s1 = scoreOf(k1);
               Value s2 = kb.select(valid2, scoreOf(k2), kb.f(-3.0e38f));
               Value m = kb.maxf(state[0], kb.maxf(s1, s2));

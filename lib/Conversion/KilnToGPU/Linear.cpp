@@ -259,7 +259,8 @@ int64_t gemvKernel(GPUKernelLibrary &kernels, const GPUWeightDecoder &decoder,
       auto scan = kb.loop(
           lane, kb.idx(k / GPUWeightDecoder::kChunkValues), kb.idx(kWarpSize),
           zeros, [&](Value chunk, ValueRange acc) {
-            SmallVector<Value> w = decoder.decode(kb, kb.arg("w"), rowBase, chunk);
+            SmallVector<Value> w =
+                decoder.decode(kb, kb.arg("w"), rowBase, chunk);
             SmallVector<Value> sums(acc.begin(), acc.end());
             for (int64_t tt = 0; tt < tokens; ++tt) {
               Value first = kb.add(xBases[tt], kb.mul(chunk, kb.idx(8)));

@@ -335,8 +335,8 @@ FAKE_API CUresult cuMemsetD8Async(CUdeviceptr p, unsigned char value,
 namespace {
 constexpr size_t kFakeKernelParams = 10; // fake_next_token's, 8 bytes each
 
-CUresult runKernel(CUfunction f, const unsigned grid[3], const unsigned block[3],
-                   void **params) {
+CUresult runKernel(CUfunction f, const unsigned grid[3],
+                   const unsigned block[3], void **params) {
   FAKE_STICKY;
   if (mode() == "launch-refused")
     return CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES;
