@@ -71,7 +71,8 @@ protected:
   }
   void TearDown() override {
     for (const char *v : {"KILN_LIBCUDA", "KILN_FAKE_CUDA_MODE",
-                          "KILN_FAKE_CUDA_CC", "KILN_FAKE_CUDA_FREE"})
+                          "KILN_FAKE_CUDA_CC", "KILN_FAKE_CUDA_FREE",
+                          "KILN_CUDA_GRAPHS"})
       ::unsetenv(v);
     ::unlink(cudaPath.c_str());
   }
@@ -133,6 +134,58 @@ TEST_F(CudaTest, LogitsMatchTheCpuModel) {
   kiln_session_free(sg);
   kiln_model_free(cpu);
   kiln_model_free(gpu);
+  ::unlink(cpuPath.c_str());
+}
+
+TEST_F(CudaTest, DecodeStepsRunAsOneGraph) {
+  // The fake driver refuses one-token launches: decode steps succeed only as
+  // the graph, and give the CPU model's logits only if every replay updated
+  // the position (the kernel writes the KV cache there and checks it).
+  ::setenv("KILN_FAKE_CUDA_MODE", "graph-decode", 1);
+  std::string cpuPath = writeFakeArtifact("cpu", false);
+  kiln_model *cpu = nullptr, *gpu = nullptr;
+  const char *e = nullptr;
+  ASSERT_EQ(kiln_model_load(cpuPath.c_str(), 1, &cpu, &e), KILN_OK) << e;
+  ASSERT_EQ(kiln_model_load(cudaPath.c_str(), 1, &gpu, &e), KILN_OK) << e;
+  int32_t nVocab = kiln_model_n_vocab(cpu);
+  // A second session reuses the model's graph with its own buffers.
+  for (int session = 0; session < 2; ++session) {
+    kiln_session *sc = nullptr, *sg = nullptr;
+    ASSERT_EQ(kiln_session_create(cpu, 0, &sc, &e), KILN_OK) << e;
+    ASSERT_EQ(kiln_session_create(gpu, 0, &sg, &e), KILN_OK) << e;
+    ASSERT_EQ(kiln_eval(sc, kPrompt, 5 + session, 1, &e), KILN_OK) << e;
+    ASSERT_EQ(kiln_eval(sg, kPrompt, 5 + session, 1, &e), KILN_OK) << e;
+    for (int step = 0; step < 5; ++step) {
+      int32_t rc = 0, rg = 0;
+      const float *lc = kiln_logits(sc, &rc), *lg = kiln_logits(sg, &rg);
+      ASSERT_EQ(rc, rg);
+      int32_t argmax = 0;
+      for (int32_t v = 0; v < nVocab; ++v) {
+        ASSERT_EQ(lc[v], lg[v]) << "session " << session << " step " << step;
+        if (lg[v] > lg[argmax])
+          argmax = v;
+      }
+      EXPECT_NE(argmax, 0) << "the kernel saw a stale position";
+      ASSERT_EQ(kiln_eval(sc, &argmax, 1, 1, &e), KILN_OK) << e;
+      ASSERT_EQ(kiln_eval(sg, &argmax, 1, 1, &e), KILN_OK) << e;
+    }
+    kiln_session_free(sc);
+    kiln_session_free(sg);
+  }
+  kiln_model_free(gpu);
+  // Without graphs the same decode step is refused.
+  ::setenv("KILN_CUDA_GRAPHS", "0", 1);
+  ASSERT_EQ(kiln_model_load(cudaPath.c_str(), 1, &gpu, &e), KILN_OK) << e;
+  kiln_session *s = nullptr;
+  ASSERT_EQ(kiln_session_create(gpu, 0, &s, &e), KILN_OK) << e;
+  ASSERT_EQ(kiln_eval(s, kPrompt, 3, 1, &e), KILN_OK) << e;
+  ASSERT_EQ(kiln_eval(s, kPrompt + 3, 1, 1, &e), KILN_ERROR);
+  EXPECT_STREQ(e, "cannot launch kernel 'fake_next_token' (grid 1x1x1, block "
+                  "1x1x1, 0 bytes of shared memory): CUDA_ERROR_INVALID_VALUE "
+                  "(fake driver error)");
+  kiln_session_free(s);
+  kiln_model_free(gpu);
+  kiln_model_free(cpu);
   ::unlink(cpuPath.c_str());
 }
 

@@ -2,6 +2,7 @@
 
 #include "Runtime/CudaDevice.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
@@ -204,6 +205,10 @@ std::unique_ptr<CudaDevice> CudaDevice::open(const Artifact &artifact,
   d->sharedLimit.assign(d->functions.size(), 48 * 1024);
   const char *sync = std::getenv("KILN_CUDA_SYNC_LAUNCHES");
   d->syncEachLaunch = sync && std::strcmp(sync, "1") == 0;
+  const char *graphs = std::getenv("KILN_CUDA_GRAPHS");
+  d->useGraphs =
+      !d->syncEachLaunch && !(graphs && std::strcmp(graphs, "0") == 0);
+  d->paramSizeCache.resize(d->functions.size());
   d->launchContext.rt.launch = &CudaDevice::launch;
   d->launchContext.device = d.get();
   return d;
@@ -216,6 +221,7 @@ CudaDevice::~CudaDevice() {
     driver->cuCtxSetCurrent(context);
     if (stream)
       driver->cuStreamSynchronize(stream);
+    dropGraph();
     if (module)
       driver->cuModuleUnload(module);
     if (stream)
@@ -351,6 +357,56 @@ int32_t CudaDevice::launch(KilnRtContext *rt, int32_t kernel,
       return fail(r, "cannot give");
     d.sharedLimit[kernel] = sharedBytes;
   }
+  if (d.mode != LaunchMode::Direct) {
+    // Graph nodes keep copies of the parameter values, compared by bytes.
+    std::vector<char> args;
+    const std::vector<size_t> &sizes = d.paramSizes(kernel);
+    for (size_t i = 0; i < sizes.size(); ++i) {
+      const char *p = static_cast<const char *>(params[i]);
+      args.insert(args.end(), p, p + sizes[i]);
+    }
+    CUDA_KERNEL_NODE_PARAMS node{};
+    node.func = f;
+    node.gridDimX = grid[0], node.gridDimY = grid[1], node.gridDimZ = grid[2];
+    node.blockDimX = block[0], node.blockDimY = block[1],
+    node.blockDimZ = block[2];
+    node.sharedMemBytes = sharedBytes;
+    node.kernelParams = params;
+    if (d.mode == LaunchMode::Record) {
+      GraphNode g{nullptr, kernel, {grid[0], grid[1], grid[2]},
+                  {block[0], block[1], block[2]}, sharedBytes, std::move(args)};
+      CUgraphNode *after = d.graphNodes.empty() ? nullptr
+                                                : &d.graphNodes.back().node;
+      // A node the driver refuses: runGraphStep launches the step directly.
+      if (d.graphStale || d.driver->cuGraphAddKernelNode(
+                              &g.node, d.graph, after, after ? 1 : 0, &node)) {
+        d.graphStale = true;
+        return CUDA_SUCCESS;
+      }
+      d.graphNodes.push_back(std::move(g));
+      return CUDA_SUCCESS;
+    }
+    // Replay: once the sequence differs (or the driver refuses an update),
+    // runGraphStep records the graph again.
+    if (d.graphStale || d.replayed >= d.graphNodes.size() ||
+        d.graphNodes[d.replayed].kernel != kernel ||
+        !std::equal(block, block + 3, d.graphNodes[d.replayed].block) ||
+        d.graphNodes[d.replayed].sharedBytes != sharedBytes) {
+      d.graphStale = true;
+      return CUDA_SUCCESS;
+    }
+    GraphNode &g = d.graphNodes[d.replayed++];
+    if (!std::equal(grid, grid + 3, g.grid) || args != g.args) {
+      if (d.driver->cuGraphExecKernelNodeSetParams(d.graphExec, g.node,
+                                                   &node)) {
+        d.graphStale = true;
+        return CUDA_SUCCESS;
+      }
+      std::copy(grid, grid + 3, g.grid);
+      g.args = std::move(args);
+    }
+    return CUDA_SUCCESS;
+  }
   if (CUresult r = d.driver->cuLaunchKernel(
           f, grid[0], grid[1], grid[2], block[0], block[1], block[2],
           sharedBytes, d.stream, params, nullptr))
@@ -365,4 +421,63 @@ int32_t CudaDevice::launch(KilnRtContext *rt, int32_t kernel,
     }
   }
   return CUDA_SUCCESS;
+}
+
+const std::vector<size_t> &CudaDevice::paramSizes(int32_t kernel) {
+  std::vector<size_t> &sizes = paramSizeCache[kernel];
+  if (sizes.empty()) {
+    size_t offset = 0, size = 0;
+    // The driver answers CUDA_ERROR_INVALID_VALUE past the last parameter.
+    while (driver->cuFuncGetParamInfo(functions[kernel], sizes.size(), &offset,
+                                      &size) == CUDA_SUCCESS)
+      sizes.push_back(size);
+  }
+  return sizes;
+}
+
+void CudaDevice::dropGraph() {
+  if (graphExec)
+    driver->cuGraphExecDestroy(graphExec);
+  if (graph)
+    driver->cuGraphDestroy(graph);
+  graphExec = nullptr;
+  graph = nullptr;
+  graphNodes.clear();
+}
+
+void CudaDevice::runGraphStep(const std::function<void()> &step) {
+  if (graphExec) {
+    mode = LaunchMode::Replay;
+    replayed = 0;
+    graphStale = false;
+    step();
+    mode = LaunchMode::Direct;
+    if (!launchError.empty())
+      return;
+    if (!graphStale && replayed == graphNodes.size() &&
+        driver->cuGraphLaunch(graphExec, stream) == CUDA_SUCCESS)
+      return;
+  }
+  dropGraph();
+  graphStale = false;
+  if (driver->cuGraphCreate(&graph, 0) == CUDA_SUCCESS) {
+    mode = LaunchMode::Record;
+    step();
+    mode = LaunchMode::Direct;
+    if (!launchError.empty()) {
+      dropGraph();
+      return;
+    }
+    CUgraphExec exec = nullptr;
+    if (!graphStale &&
+        driver->cuGraphInstantiate(&exec, graph, 0) == CUDA_SUCCESS) {
+      graphExec = exec;
+      if (driver->cuGraphLaunch(graphExec, stream) == CUDA_SUCCESS)
+        return;
+    }
+  }
+  // The driver refused the graph: launch kernel by kernel, so that a failure
+  // names its kernel.
+  dropGraph();
+  step();
 }

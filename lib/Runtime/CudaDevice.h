@@ -2,9 +2,17 @@
 //
 // CudaDevice owns what a loaded cuda artifact needs on its GPU: the device's
 // primary context, one stream (everything of a model is ordered on it, so a
-// decode step can later be captured in a CUDA graph), the module loaded from
+// decode step can be captured in a CUDA graph), the module loaded from
 // the image that suits the device, a CUfunction per manifest kernel, and the
 // launch callback that generated host code reaches through KilnRtContext.
+//
+// Decode steps run as one CUDA graph (runGraphStep): launching ~10 small
+// kernels per layer one by one left whole-model decode bound by launch
+// overhead. The first such step records its launches as a chain of kernel
+// nodes; later steps run the step function again only to compare each launch
+// with its node, update the nodes whose grid or arguments changed (the
+// position, a new session's buffers) and launch the graph. A step that
+// launches a different sequence of kernels records the graph anew.
 //
 // Errors: a failed launch is recorded and returned to generated code, which
 // ignores it; the step then fails with the first one. An error the driver
@@ -21,6 +29,7 @@
 #include "Runtime/CudaDriver.h"
 #include "kiln/runtime/HostABI.h"
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -83,6 +92,14 @@ public:
   /// Handed to the step function; its `launch` launches on this device.
   KilnRtContext *getContext() { return &launchContext.rt; }
 
+  /// False under $KILN_CUDA_GRAPHS=0 or $KILN_CUDA_SYNC_LAUNCHES=1.
+  bool graphsEnabled() const { return useGraphs; }
+  /// Runs `step` (which calls the step function once) as the device's CUDA
+  /// graph, recording or updating it as the header says; where the driver
+  /// refuses the graph, launches the step kernel by kernel. Errors are the
+  /// launches' (launchesSucceeded, finishStep).
+  void runGraphStep(const std::function<void()> &step);
+
 private:
   CudaDevice() = default;
   bool loadImage(const Artifact &artifact, std::string &err);
@@ -92,7 +109,21 @@ private:
   static int32_t launch(KilnRtContext *rt, int32_t kernel,
                         const uint32_t grid[3], const uint32_t block[3],
                         uint32_t sharedBytes, void **params);
+  /// The byte sizes of kernel `kernel`'s parameters (cuFuncGetParamInfo).
+  const std::vector<size_t> &paramSizes(int32_t kernel);
+  void dropGraph();
   friend class DeviceBuffer;
+
+  /// What launch() does with a launch: run it, add it to the graph being
+  /// recorded, or check it against the recorded node it should match.
+  enum class LaunchMode { Direct, Record, Replay };
+  /// One kernel node of the graph and the launch it was last set to.
+  struct GraphNode {
+    CUgraphNode node;
+    int32_t kernel;
+    uint32_t grid[3], block[3], sharedBytes;
+    std::vector<char> args; // the parameter values, concatenated
+  };
 
   // KilnRtContext first, so launch() finds the device from the pointer that
   // generated code hands back.
@@ -111,6 +142,14 @@ private:
   std::vector<CUfunction> functions;
   std::vector<uint32_t> sharedLimit; // dynamic shared memory allowed so far
   bool syncEachLaunch = false;       // $KILN_CUDA_SYNC_LAUNCHES=1: debugging
+  bool useGraphs = true;
+  std::vector<std::vector<size_t>> paramSizeCache; // per kernel, once known
+  LaunchMode mode = LaunchMode::Direct;
+  CUgraph graph = nullptr;
+  CUgraphExec graphExec = nullptr;
+  std::vector<GraphNode> graphNodes;
+  size_t replayed = 0;      // launches of this replay so far
+  bool graphStale = false;  // the launches do not fit the graph
   std::string description;
   std::string launchError; // first failed launch of the current step
   std::string brokenBy;    // the error that made the context unusable

@@ -26,7 +26,7 @@ std::unique_ptr<CudaDriver> CudaDriver::load(std::string &err) {
       ::dlsym(d->library, KILN_CUDA_SYMBOL(name)));                            \
   if (!d->name) {                                                              \
     err = std::string("the NVIDIA driver ") + path + " has no " +              \
-          KILN_CUDA_SYMBOL(name) + ": it is older than CUDA 12";               \
+          KILN_CUDA_SYMBOL(name) + ": it is older than CUDA 12.4";             \
     return nullptr;                                                            \
   }
   KILN_CUDA_DRIVER_FUNCTIONS(KILN_CUDA_RESOLVE)

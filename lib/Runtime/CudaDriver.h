@@ -46,7 +46,15 @@ namespace kiln::rt {
   X(cuMemcpyHtoDAsync)                                                         \
   X(cuMemcpyDtoHAsync)                                                         \
   X(cuMemsetD8Async)                                                           \
-  X(cuLaunchKernel)
+  X(cuLaunchKernel)                                                            \
+  X(cuFuncGetParamInfo)                                                        \
+  X(cuGraphCreate)                                                             \
+  X(cuGraphAddKernelNode)                                                      \
+  X(cuGraphInstantiate)                                                        \
+  X(cuGraphExecKernelNodeSetParams)                                            \
+  X(cuGraphLaunch)                                                             \
+  X(cuGraphExecDestroy)                                                        \
+  X(cuGraphDestroy)
 
 class CudaDriver {
 public:

@@ -402,7 +402,11 @@ const float *Session::forwardOnDevice(const int32_t *tokens, size_t n,
     call.tokens = {t, t, 0, {int64_t(chunk)}, {1}};
     call.logits = {l, l, 0, {rows, nVocab}, {nVocab, 1}};
     call.position = pos + int64_t(done);
-    call(0, 1);
+    // Decode steps (one token) replay the device's CUDA graph.
+    if (chunk == 1 && gpu.graphsEnabled())
+      gpu.runGraphStep([&] { call(0, 1); });
+    else
+      call(0, 1);
     if (!gpu.launchesSucceeded(err)) {
       history.resize(pos);
       return nullptr;

@@ -75,6 +75,13 @@ def compile_ptx(kiln_compile, mlir_text, path):
     return os.path.basename(path) + ".ptx", entries
 
 
+def decode_launch(kernel, n):
+    """The decode GEMV's launch: 4 warps a block, 2 rows a warp for _r2."""
+    rows = 4 * (2 if kernel.endswith("_r2") else 1)
+    return {"kernel": kernel, "grid": [(n + rows - 1) // rows, 1, 1],
+            "block": [128, 1, 1], "args": ["x", "w", "y"]}
+
+
 def gemv_case(kc, out, fmt, n, k, t):
     name = f"gemv_{fmt}_{n}x{k}_t{t}"
     wtype = FORMATS[fmt][3].format(n=n, k=k)
@@ -91,8 +98,7 @@ def gemv_case(kc, out, fmt, n, k, t):
     arrays = {"x": x, "w": np.frombuffer(data, dtype=np.uint8),
               "y": np.zeros((t, n), np.float32), "expected_y": expected}
     if t == 1:  # the decode kernel
-        launches = [{"kernel": entries[0], "grid": [(n + 3) // 4, 1, 1],
-                     "block": [128, 1, 1], "args": ["x", "w", "y"]}]
+        launches = [decode_launch(entries[0], n)]
     else:  # the prefill kernel: 4 tokens per warp
         prefill = [e for e in entries if e.endswith("_t4")][0]
         launches = [{"kernel": prefill, "grid": [(n + 3) // 4, (t + 3) // 4, 1],
@@ -188,6 +194,13 @@ def embedding_case(kc, out, fmt, vocab, dim, t):
     return name, ptx, arrays, launches, "y"
 
 
+def attend_block(kernel):
+    """One block per (token, head) of the warps the name ends with (_splitN;
+    one warp before the split)."""
+    warps = int(kernel.rsplit("_split", 1)[1]) if "_split" in kernel else 1
+    return [32 * warps, 1, 1]
+
+
 def attention_case(kc, out, t, pos, heads, kv, hd, ctx):
     name = f"attention_h{heads}_kv{kv}_d{hd}_p{pos}_t{t}"
     layers, scale = 1, 1.0 / np.sqrt(hd)
@@ -221,9 +234,31 @@ def attention_case(kc, out, t, pos, heads, kv, hd, ctx):
     launches = [
         {"kernel": append, "grid": [t, 1, 1], "block": [128, 1, 1],
          "args": ["k", "v", "cache", {"index": pos}]},
-        {"kernel": attend, "grid": [t, heads, 1], "block": [32, 1, 1],
+        {"kernel": attend, "grid": [t, heads, 1], "block": attend_block(attend),
          "args": ["q", "cache", "y", {"index": pos}, {"index": t}]}]
     return name, ptx, arrays, launches, "y"
+
+
+def attention_bench(kc, out, pos, heads, kv, hd, ctx):
+    """The decode attention kernel alone at position pos, for --bench only:
+    its KV cache random bytes made on the device (nothing is checked)."""
+    name = f"bench_attention_h{heads}_kv{kv}_d{hd}_p{pos}"
+    scale = 1.0 / np.sqrt(hd)
+    mlir = f'''func.func @forward(%q: tensor<?x{heads * hd}xf32>, %k: tensor<?x{kv * hd}xf32>, %v: tensor<?x{kv * hd}xf32>, %cache: !kiln.kv_cache<1x{ctx}x{kv}x{hd}xf32>, %pos: index) -> tensor<?x{heads * hd}xf32> attributes {{kiln.max_tokens = 16}} {{
+  %y = kiln.attention %q, %k, %v, %cache[%pos] {{layer = 0 : i64, num_heads = {heads} : i64, scale = {scale:e} : f32}} : tensor<?x{heads * hd}xf32>, tensor<?x{kv * hd}xf32>, tensor<?x{kv * hd}xf32>, !kiln.kv_cache<1x{ctx}x{kv}x{hd}xf32> -> tensor<?x{heads * hd}xf32>
+  return %y : tensor<?x{heads * hd}xf32>
+}}
+'''
+    ptx, entries = compile_ptx(kc, mlir, os.path.join(out, name))
+    attend = [e for e in entries if e.startswith("kiln_attention")][0]
+    arrays = {"q": rng.standard_normal((1, heads * hd)).astype(np.float32),
+              "y": np.zeros((1, heads * hd), np.float32)}
+    launches = [{"kernel": attend, "grid": [1, heads, 1],
+                 "block": attend_block(attend),
+                 "args": ["q", "cache", "y", {"index": pos}, {"index": 1}],
+                 "bench": True, "bytes": 2 * (pos + 1) * kv * hd * 4,
+                 "random_bytes": {"cache": 2 * ctx * kv * hd * 4}}]
+    return name, ptx, arrays, launches, None
 
 
 def main():
@@ -240,11 +275,19 @@ def main():
         for n, k, t in shapes:
             cases.append(gemv_case(kc, a.out, fmt, n, k, t))
     cases.append(gemv_case(kc, a.out, "q4_1", 576, 576, 9))
-    # Decode-size GEMVs for --bench only: 14336 x 4096 (llama-3-8B's MLP),
-    # weights of random bytes made on the device (nothing is checked), so
-    # the case files stay small.
-    for fmt in ("q4_0", "q4_1", "q8_0", "q4_K", "q6_K", "f16"):
-        n, k = 14336, 4096
+    # Two rows per warp (n >= 2048), an odd n leaving the last warp one row;
+    # and activations too large to stage (the unstaged decode kernel).
+    for fmt in ("f16", "q4_0", "q4_1", "q8_0", "q4_K", "q6_K"):
+        cases.append(gemv_case(kc, a.out, fmt, 2053, 512, 1))
+    cases.append(gemv_case(kc, a.out, "q4_0", 64, 12800, 1))
+    # Decode-size GEMVs for --bench only: 14336 x 4096 (llama-3-8B's MLP)
+    # and SmolLM2's Q4_1 shapes, weights of random bytes made on the device
+    # (nothing is checked), so the case files stay small.
+    shapes = [(fmt, 14336, 4096) for fmt in
+              ("q4_0", "q4_1", "q8_0", "q4_K", "q6_K", "f16")]
+    shapes += [("q4_1", n, k) for n, k in
+               ((576, 576), (1536, 576), (576, 1536), (49152, 576))]
+    for fmt, n, k in shapes:
         wtype = FORMATS[fmt][3].format(n=n, k=k)
         _, bv, bb, _ = FORMATS[fmt]
         size = n * k // bv * bb
@@ -258,10 +301,13 @@ def main():
         ptx, entries = compile_ptx(kc, mlir, os.path.join(a.out, name))
         arrays = {"x": rng.standard_normal((1, k)).astype(np.float32),
                   "y": np.zeros((1, n), np.float32)}
-        launches = [{"kernel": entries[0], "grid": [(n + 3) // 4, 1, 1],
-                     "block": [128, 1, 1], "args": ["x", "w", "y"],
-                     "bench": True, "random_bytes": {"w": size}}]
+        launches = [dict(decode_launch(entries[0], n), bench=True,
+                         random_bytes={"w": size})]
         cases.append((name, ptx, arrays, launches, None))
+    # SmolLM2's decode attention at position 130, and the issue's target
+    # shape (32 heads, 8 KV heads, head_dim 128, 4096 positions).
+    cases.append(attention_bench(kc, a.out, 130, 9, 3, 64, 4096))
+    cases.append(attention_bench(kc, a.out, 4095, 32, 8, 128, 4096))
     cases.append(norm_case(kc, a.out, 3, 576, 1e-5))
     cases.append(rope_case(kc, a.out, "llama", 3, 9, 64, 64, 7, 100000.0))
     cases.append(rope_case(kc, a.out, "neox", 2, 4, 128, 64, 3, 10000.0))
@@ -272,6 +318,8 @@ def main():
     cases.append(embedding_case(kc, a.out, "q6_K", 300, 512, 2))
     cases.append(attention_case(kc, a.out, 1, 37, 9, 3, 64, 128))
     cases.append(attention_case(kc, a.out, 4, 0, 8, 2, 128, 64))
+    # Positions spread over all the block's warps, head_dim 128.
+    cases.append(attention_case(kc, a.out, 1, 700, 8, 2, 128, 1024))
     index = []
     for name, ptx, arrays, launches, output in cases:
         np.savez(os.path.join(a.out, name + ".npz"), **arrays)

@@ -25,6 +25,17 @@ if [ "$phase" = kernels ]; then
   KERNELS=$3 PART1=$4 OUT=$5
   mkdir -p /tmp/kiln-parts && cp $PART1 /tmp/kiln-parts/part1 &
   nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv,noheader
+  # The roofline's bandwidth: a 1 GiB device-to-device copy (read + write).
+  python3 - <<'PY' 2>&1 | tee $OUT/copy.log
+import torch
+a = torch.empty(1 << 30, dtype=torch.uint8, device="cuda"); b = torch.empty_like(a)
+for _ in range(3): b.copy_(a)
+s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+t = []
+for _ in range(20):
+    s.record(); b.copy_(a); e.record(); e.synchronize(); t.append(s.elapsed_time(e))
+t.sort(); print(f"copy 1 GiB: {2 * (1 << 30) / t[10] / 1e6:.0f} GB/s (median of 20)")
+PY
   build
   # Each case in its own process: a crash in one (seen 16:05 UTC at
   # gemv_f32_1536x576_t3, no message) must not hide the others.
@@ -62,8 +73,11 @@ elif [ "$phase" = model ]; then
   echo "== greedy logits vs the CPU artifact"
   $R/kiln-greedy-logits /tmp/model.kiln cuda "$PROMPT" 16 $OUT/cuda-logits.bin
   python3 $SRC/bench/gpu/compare-logits.py $REF $OUT/cuda-logits.bin | tee $OUT/compare.log
-  echo "== decode rate"
-  $R/kiln-greedy-logits /tmp/model.kiln cuda "$PROMPT" 128 /tmp/decode.bin 5
-  echo "== kiln-run --bench"
-  $R/kiln-run -m /tmp/model.kiln --bench -p 512 -n 128 -r 3 --device cuda 2>&1 | tail -5
+  # Decode as one CUDA graph per step (the default), then kernel by kernel.
+  for graphs in 1 0; do
+    echo "== decode rate, KILN_CUDA_GRAPHS=$graphs"
+    KILN_CUDA_GRAPHS=$graphs $R/kiln-greedy-logits /tmp/model.kiln cuda "$PROMPT" 128 /tmp/decode.bin 5
+    echo "== kiln-run --bench, KILN_CUDA_GRAPHS=$graphs"
+    KILN_CUDA_GRAPHS=$graphs $R/kiln-run -m /tmp/model.kiln --bench -p 512 -n 128 -r 3 --device cuda 2>&1 | tail -5
+  done
 fi

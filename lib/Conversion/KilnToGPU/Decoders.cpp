@@ -1,12 +1,14 @@
 //===- Decoders.cpp - weight encodings decoded on the device --------------===//
 //
 // Each decoder turns one 32-value chunk of a weight row into f32 values in
-// registers, with the widest loads the encoding's alignment allows: 128-bit
-// loads for f32 and f16 rows (ld.global.v4), 32-bit words for Q4_1 and Q4_K
-// blocks (20 and 144 bytes), 16-bit words for Q4_0, Q5_0, Q5_1, Q8_0 and
-// Q6_K (18, 22, 24, 34 and 210 bytes). Block layouts are ggml-common.h's (see GGMLFormats.h).
-// Weight rows start 64-byte aligned (kiln-compile's weights blob) on a
-// device allocation, which is 256-byte aligned.
+// registers, reading the row where it lies (global memory, or the decode
+// GEMV's copy in shared memory) with the widest loads the encoding's
+// alignment allows: 128-bit loads for f32 and f16 rows, 32-bit words for
+// Q4_1 and Q4_K blocks (20 and 144 bytes), 16-bit words for Q4_0, Q5_0, Q5_1,
+// Q8_0 and Q6_K (18, 22, 24, 34 and 210 bytes). Block layouts are
+// ggml-common.h's (see GGMLFormats.h). Weights start 64-byte aligned
+// (kiln-compile's weights blob) on a device allocation, which is 256-byte
+// aligned; a row is as aligned as its byte size allows.
 //
 //===----------------------------------------------------------------------===//
 
@@ -60,10 +62,10 @@ struct Bits {
 class DenseF32Decoder : public GPUWeightDecoder {
 public:
   explicit DenseF32Decoder(int64_t k) : GPUWeightDecoder("f32", 4 * k) {}
-  SmallVector<Value> decode(GPUKernelBuilder &kb, StringRef buffer,
+  SmallVector<Value> decode(GPUKernelBuilder &kb, Value source,
                             Value rowBase, Value chunk) const override {
     auto v4 = VectorType::get({4}, kb.b.getF32Type());
-    Value view = kb.view(buffer, v4);
+    Value view = kb.view(source, v4);
     Value first = kb.add(kb.div(rowBase, kb.idx(16)), kb.mul(chunk, kb.idx(8)));
     SmallVector<Value> values;
     for (int64_t i = 0; i < kChunk / 4; ++i) {
@@ -78,10 +80,10 @@ public:
 class DenseF16Decoder : public GPUWeightDecoder {
 public:
   explicit DenseF16Decoder(int64_t k) : GPUWeightDecoder("f16", 2 * k) {}
-  SmallVector<Value> decode(GPUKernelBuilder &kb, StringRef buffer,
+  SmallVector<Value> decode(GPUKernelBuilder &kb, Value source,
                             Value rowBase, Value chunk) const override {
     auto v4i32 = VectorType::get({4}, kb.b.getI32Type());
-    Value view = kb.view(buffer, v4i32);
+    Value view = kb.view(source, v4i32);
     Value first = kb.add(kb.div(rowBase, kb.idx(16)), kb.mul(chunk, kb.idx(4)));
     SmallVector<Value> values;
     for (int64_t i = 0; i < kChunk / 8; ++i) {
@@ -105,12 +107,12 @@ public:
       : GPUWeightDecoder(type == ::kiln::GGMLType::Q4_0 ? "q4_0" : "q8_0",
                          rowBytes),
         type(type) {}
-  SmallVector<Value> decode(GPUKernelBuilder &kb, StringRef buffer,
+  SmallVector<Value> decode(GPUKernelBuilder &kb, Value source,
                             Value rowBase, Value chunk) const override {
     Bits bits{kb};
     bool q4 = type == ::kiln::GGMLType::Q4_0;
     int64_t blockBytes = q4 ? 18 : 34;
-    Value view = kb.view(buffer, kb.b.getI16Type());
+    Value view = kb.view(source, kb.b.getI16Type());
     Value base = kb.div(kb.add(rowBase, kb.mul(chunk, kb.idx(blockBytes))),
                         kb.idx(2));
     Value d = bits.half(bits.word(view, base));
@@ -145,10 +147,10 @@ private:
 class Q4_1Decoder : public GPUWeightDecoder {
 public:
   explicit Q4_1Decoder(int64_t rowBytes) : GPUWeightDecoder("q4_1", rowBytes) {}
-  SmallVector<Value> decode(GPUKernelBuilder &kb, StringRef buffer,
+  SmallVector<Value> decode(GPUKernelBuilder &kb, Value source,
                             Value rowBase, Value chunk) const override {
     Bits bits{kb};
-    Value view = kb.view(buffer, kb.b.getI32Type());
+    Value view = kb.view(source, kb.b.getI32Type());
     Value base =
         kb.div(kb.add(rowBase, kb.mul(chunk, kb.idx(20))), kb.idx(4));
     Value header = bits.word(view, base);
@@ -176,11 +178,11 @@ public:
   Q5Decoder(bool withMin, int64_t rowBytes)
       : GPUWeightDecoder(withMin ? "q5_1" : "q5_0", rowBytes),
         withMin(withMin) {}
-  SmallVector<Value> decode(GPUKernelBuilder &kb, StringRef buffer,
+  SmallVector<Value> decode(GPUKernelBuilder &kb, Value source,
                             Value rowBase, Value chunk) const override {
     Bits bits{kb};
     int64_t blockBytes = withMin ? 24 : 22, header = withMin ? 2 : 1;
-    Value view = kb.view(buffer, kb.b.getI16Type());
+    Value view = kb.view(source, kb.b.getI16Type());
     Value base = kb.div(kb.add(rowBase, kb.mul(chunk, kb.idx(blockBytes))),
                         kb.idx(2));
     auto half = [&](int64_t i) {
@@ -222,11 +224,11 @@ private:
 class Q4_KDecoder : public GPUWeightDecoder {
 public:
   explicit Q4_KDecoder(int64_t rowBytes) : GPUWeightDecoder("q4_K", rowBytes) {}
-  SmallVector<Value> decode(GPUKernelBuilder &kb, StringRef buffer,
+  SmallVector<Value> decode(GPUKernelBuilder &kb, Value source,
                             Value rowBase, Value chunk) const override {
     Bits bits{kb};
-    Value words = kb.view(buffer, kb.b.getI32Type());
-    Value bytes = kb.view(buffer, kb.b.getI8Type());
+    Value words = kb.view(source, kb.b.getI32Type());
+    Value bytes = kb.view(source, kb.b.getI8Type());
     Value s = kb.rem(chunk, kb.idx(8));
     Value block = kb.add(rowBase, kb.mul(kb.div(chunk, kb.idx(8)), kb.idx(144)));
     Value header = bits.word(words, kb.div(block, kb.idx(4)));
@@ -269,11 +271,11 @@ public:
 class Q6_KDecoder : public GPUWeightDecoder {
 public:
   explicit Q6_KDecoder(int64_t rowBytes) : GPUWeightDecoder("q6_K", rowBytes) {}
-  SmallVector<Value> decode(GPUKernelBuilder &kb, StringRef buffer,
+  SmallVector<Value> decode(GPUKernelBuilder &kb, Value source,
                             Value rowBase, Value chunk) const override {
     Bits bits{kb};
-    Value halves = kb.view(buffer, kb.b.getI16Type());
-    Value bytes = kb.view(buffer, kb.b.getI8Type());
+    Value halves = kb.view(source, kb.b.getI16Type());
+    Value bytes = kb.view(source, kb.b.getI8Type());
     Value s = kb.rem(chunk, kb.idx(8));
     Value h = kb.div(s, kb.idx(4)), p = kb.rem(s, kb.idx(4));
     Value block = kb.add(rowBase, kb.mul(kb.div(chunk, kb.idx(8)), kb.idx(210)));

@@ -38,7 +38,7 @@ int64_t embeddingKernel(GPUKernelLibrary &kernels,
         kb.forEach(kb.lane(), kb.idx(dim / GPUWeightDecoder::kChunkValues),
                    kb.idx(kWarpSize), [&](Value chunk) {
                      SmallVector<Value> values =
-                         decoder.decode(kb, "table", rowBase, chunk);
+                         decoder.decode(kb, kb.arg("table"), rowBase, chunk);
                      Value first = kb.add(
                          kb.mul(t, kb.idx(dim)),
                          kb.mul(chunk, kb.idx(GPUWeightDecoder::kChunkValues)));

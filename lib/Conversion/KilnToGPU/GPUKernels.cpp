@@ -74,13 +74,31 @@ Value GPUKernelBuilder::arg(StringRef name) {
   return func.getArgument(it->second);
 }
 
-Value GPUKernelBuilder::view(StringRef name, Type element) {
-  unsigned bits = isa<VectorType>(element)
-                      ? cast<VectorType>(element).getNumElements() *
-                            cast<VectorType>(element).getElementTypeBitWidth()
-                      : element.getIntOrFloatBitWidth();
-  auto type = MemRefType::get({kDeviceBufferBytes / (bits / 8)}, element);
-  return memref::ViewOp::create(b, type, arg(name), idx(0), ValueRange{});
+static unsigned elementBytes(Type element) {
+  if (auto v = dyn_cast<VectorType>(element))
+    return v.getNumElements() * v.getElementTypeBitWidth() / 8;
+  return element.getIntOrFloatBitWidth() / 8;
+}
+
+Value GPUKernelBuilder::view(Value bytes, Type element) {
+  auto source = cast<MemRefType>(bytes.getType());
+  auto type = MemRefType::get({source.getNumElements() / elementBytes(element)},
+                              element, MemRefLayoutAttrInterface(),
+                              source.getMemorySpace());
+  return memref::ViewOp::create(b, type, bytes, idx(0), ValueRange{});
+}
+
+Value GPUKernelBuilder::sharedArray(int64_t count, Type element) {
+  MLIRContext *ctx = b.getContext();
+  auto space = gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup);
+  auto type = MemRefType::get({count}, element, MemRefLayoutAttrInterface(),
+                              space);
+  BlockArgument array = func.addWorkgroupAttribution(type, b.getLoc());
+  // convert-gpu-to-nvvm aligns the array to its element type otherwise;
+  // 128-bit accesses need 16 bytes.
+  func.setWorkgroupAttributionAttr(func.getNumWorkgroupAttributions() - 1,
+                                   "llvm.align", b.getI64IntegerAttr(16));
+  return array;
 }
 
 Value GPUKernelBuilder::add(Value x, Value y) {

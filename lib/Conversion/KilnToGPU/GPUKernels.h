@@ -80,7 +80,17 @@ public:
   Value arg(StringRef name);
   /// Buffer argument `name` seen as an array of `element` (f32, i32,
   /// vector<4xf32>, ...).
-  Value view(StringRef name, Type element);
+  Value view(StringRef name, Type element) { return view(arg(name), element); }
+  /// A byte buffer (an argument or shared memory) seen as an array of
+  /// `element`, in the buffer's memory space.
+  Value view(Value bytes, Type element);
+  /// A shared-memory array of `count` `element`s, 16-byte aligned.
+  Value sharedArray(int64_t count, Type element);
+  /// Waits for every thread of the block (gpu.barrier).
+  void barrier() { gpu::BarrierOp::create(b); }
+  Value xorI(Value x, Value y) { return arith::XOrIOp::create(b, x, y); }
+  Value andI(Value x, Value y) { return arith::AndIOp::create(b, x, y); }
+  Value shrU(Value x, Value y) { return arith::ShRUIOp::create(b, x, y); }
 
   Value threadIdx() { return gpu::ThreadIdOp::create(b, gpu::Dimension::x); }
   Value blockIdx(gpu::Dimension d) { return gpu::BlockIdOp::create(b, d); }
@@ -147,8 +157,8 @@ public:
   StringRef getName() const { return name; }
   int64_t getRowBytes() const { return rowBytes; }
   /// The 32 values of chunk `chunk` of the row that starts at byte `rowBase`
-  /// of buffer argument `buffer`.
-  virtual SmallVector<Value> decode(GPUKernelBuilder &kb, StringRef buffer,
+  /// of `bytes` (a buffer argument, or a row staged in shared memory).
+  virtual SmallVector<Value> decode(GPUKernelBuilder &kb, Value bytes,
                                     Value rowBase, Value chunk) const = 0;
   /// The decoder of `type`, or failure with `error` saying what the GPU
   /// lowering does not support.

@@ -8,9 +8,12 @@
 // kernel on ceil(N / 4) blocks of 128 threads (one warp per output row),
 // else the prefill kernel (_t4: each warp takes 4 tokens) on
 // (ceil(N / 4), ceil(T / 4)) blocks, with T as its last argument.
-// Each kernel views its byte buffers with the widest load the encoding
-// allows: vector<4xf32> (128-bit) for activations and f32/f16 rows, i32
-// words for Q4_1 and Q4_K, i16 for Q4_0, Q5_0, Q5_1, Q8_0 and Q6_K.
+// The decode kernel first copies the activations and its rows into its two
+// shared-memory arrays (16-byte aligned) and waits at a gpu.barrier; its
+// decoder then reads the row there. Decoders view the row with the widest
+// load the encoding allows: vector<4xf32> (128-bit) for activations and
+// f32/f16 rows, i32 words for Q4_1 and Q4_K, i16 for Q4_0, Q5_0, Q5_1, Q8_0
+// and Q6_K.
 
 
 // -----
@@ -35,8 +38,9 @@
 // CHECK: llvm.call %[[LAUNCH]](%[[RT]],
 // CHECK: return
 // CHECK: gpu.module @kiln_kernels
-// CHECK: gpu.func @kiln_gemv_f32_64x64(%{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>) kernel
+// CHECK: gpu.func @kiln_gemv_f32_64x64(%{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>) workgroup(%{{.*}} : memref<{{[0-9]+}}xvector<4xf32>, #gpu.address_space<workgroup>> {llvm.align = 16 : i64}, %{{.*}} : memref<{{[0-9]+}}xi8, #gpu.address_space<workgroup>> {llvm.align = 16 : i64}) kernel
 // CHECK: memref.view {{.*}} to memref<68719476736xvector<4xf32>>
+// CHECK: gpu.barrier
 // CHECK: vector<4xf32>
 // CHECK: gpu.shuffle  xor
 // CHECK: gpu.shuffle  xor
@@ -75,8 +79,9 @@ func.func @gemv_f32(%x: tensor<?x64xf32>) -> tensor<?x64xf32> attributes {kiln.m
 // CHECK: llvm.call %[[LAUNCH]](%[[RT]],
 // CHECK: return
 // CHECK: gpu.module @kiln_kernels
-// CHECK: gpu.func @kiln_gemv_f16_64x64(%{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>) kernel
+// CHECK: gpu.func @kiln_gemv_f16_64x64(%{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>) workgroup(%{{.*}} : memref<{{[0-9]+}}xvector<4xf32>, #gpu.address_space<workgroup>> {llvm.align = 16 : i64}, %{{.*}} : memref<{{[0-9]+}}xi8, #gpu.address_space<workgroup>> {llvm.align = 16 : i64}) kernel
 // CHECK: memref.view {{.*}} to memref<68719476736xvector<4xf32>>
+// CHECK: gpu.barrier
 // CHECK: vector<4xi32>
 // CHECK: vector.bitcast %{{.*}} : vector<4xi32> to vector<8xf16>
 // CHECK: gpu.shuffle  xor
@@ -116,9 +121,10 @@ func.func @gemv_f16(%x: tensor<?x64xf32>) -> tensor<?x64xf32> attributes {kiln.m
 // CHECK: llvm.call %[[LAUNCH]](%[[RT]],
 // CHECK: return
 // CHECK: gpu.module @kiln_kernels
-// CHECK: gpu.func @kiln_gemv_q4_0_64x64(%{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>) kernel
+// CHECK: gpu.func @kiln_gemv_q4_0_64x64(%{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>) workgroup(%{{.*}} : memref<{{[0-9]+}}xvector<4xf32>, #gpu.address_space<workgroup>> {llvm.align = 16 : i64}, %{{.*}} : memref<{{[0-9]+}}xi8, #gpu.address_space<workgroup>> {llvm.align = 16 : i64}) kernel
 // CHECK: memref.view {{.*}} to memref<68719476736xvector<4xf32>>
-// CHECK: xi16>
+// CHECK: gpu.barrier
+// CHECK: xi16, #gpu.address_space<workgroup>>
 // CHECK: arith.bitcast %{{.*}} : i16 to f16
 // CHECK: arith.andi %{{.*}}, %{{.*}} : i32
 // CHECK: gpu.shuffle  xor
@@ -158,9 +164,10 @@ func.func @gemv_q4_0(%x: tensor<?x64xf32>) -> tensor<?x64xf32> attributes {kiln.
 // CHECK: llvm.call %[[LAUNCH]](%[[RT]],
 // CHECK: return
 // CHECK: gpu.module @kiln_kernels
-// CHECK: gpu.func @kiln_gemv_q4_1_64x64(%{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>) kernel
+// CHECK: gpu.func @kiln_gemv_q4_1_64x64(%{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>) workgroup(%{{.*}} : memref<{{[0-9]+}}xvector<4xf32>, #gpu.address_space<workgroup>> {llvm.align = 16 : i64}, %{{.*}} : memref<{{[0-9]+}}xi8, #gpu.address_space<workgroup>> {llvm.align = 16 : i64}) kernel
 // CHECK: memref.view {{.*}} to memref<68719476736xvector<4xf32>>
-// CHECK: xi32>
+// CHECK: gpu.barrier
+// CHECK: xi32, #gpu.address_space<workgroup>>
 // CHECK: arith.bitcast %{{.*}} : i16 to f16
 // CHECK: gpu.shuffle  xor
 // CHECK: gpu.shuffle  xor
@@ -199,9 +206,10 @@ func.func @gemv_q4_1(%x: tensor<?x64xf32>) -> tensor<?x64xf32> attributes {kiln.
 // CHECK: llvm.call %[[LAUNCH]](%[[RT]],
 // CHECK: return
 // CHECK: gpu.module @kiln_kernels
-// CHECK: gpu.func @kiln_gemv_q8_0_64x64(%{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>) kernel
+// CHECK: gpu.func @kiln_gemv_q8_0_64x64(%{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>) workgroup(%{{.*}} : memref<{{[0-9]+}}xvector<4xf32>, #gpu.address_space<workgroup>> {llvm.align = 16 : i64}, %{{.*}} : memref<{{[0-9]+}}xi8, #gpu.address_space<workgroup>> {llvm.align = 16 : i64}) kernel
 // CHECK: memref.view {{.*}} to memref<68719476736xvector<4xf32>>
-// CHECK: xi16>
+// CHECK: gpu.barrier
+// CHECK: xi16, #gpu.address_space<workgroup>>
 // CHECK: arith.shrsi
 // CHECK: gpu.shuffle  xor
 // CHECK: gpu.shuffle  xor
@@ -240,10 +248,11 @@ func.func @gemv_q8_0(%x: tensor<?x64xf32>) -> tensor<?x64xf32> attributes {kiln.
 // CHECK: llvm.call %[[LAUNCH]](%[[RT]],
 // CHECK: return
 // CHECK: gpu.module @kiln_kernels
-// CHECK: gpu.func @kiln_gemv_q4_K_64x256(%{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>) kernel
+// CHECK: gpu.func @kiln_gemv_q4_K_64x256(%{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>) workgroup(%{{.*}} : memref<{{[0-9]+}}xvector<4xf32>, #gpu.address_space<workgroup>> {llvm.align = 16 : i64}, %{{.*}} : memref<{{[0-9]+}}xi8, #gpu.address_space<workgroup>> {llvm.align = 16 : i64}) kernel
 // CHECK: memref.view {{.*}} to memref<68719476736xvector<4xf32>>
-// CHECK: xi32>
-// CHECK: xi8>
+// CHECK: gpu.barrier
+// CHECK: xi32, #gpu.address_space<workgroup>>
+// CHECK: xi8, #gpu.address_space<workgroup>>
 // CHECK: gpu.shuffle  xor
 // CHECK: gpu.shuffle  xor
 // CHECK: gpu.shuffle  xor
@@ -281,10 +290,11 @@ func.func @gemv_q4_K(%x: tensor<?x256xf32>) -> tensor<?x64xf32> attributes {kiln
 // CHECK: llvm.call %[[LAUNCH]](%[[RT]],
 // CHECK: return
 // CHECK: gpu.module @kiln_kernels
-// CHECK: gpu.func @kiln_gemv_q6_K_64x256(%{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>) kernel
+// CHECK: gpu.func @kiln_gemv_q6_K_64x256(%{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>) workgroup(%{{.*}} : memref<{{[0-9]+}}xvector<4xf32>, #gpu.address_space<workgroup>> {llvm.align = 16 : i64}, %{{.*}} : memref<{{[0-9]+}}xi8, #gpu.address_space<workgroup>> {llvm.align = 16 : i64}) kernel
 // CHECK: memref.view {{.*}} to memref<68719476736xvector<4xf32>>
-// CHECK: xi16>
-// CHECK: xi8>
+// CHECK: gpu.barrier
+// CHECK: xi16, #gpu.address_space<workgroup>>
+// CHECK: xi8, #gpu.address_space<workgroup>>
 // CHECK: arith.extsi
 // CHECK: gpu.shuffle  xor
 // CHECK: gpu.shuffle  xor
@@ -306,7 +316,7 @@ func.func @gemv_q6_K(%x: tensor<?x256xf32>) -> tensor<?x64xf32> attributes {kiln
 // CHECK-LABEL: func.func @gemv_q5_0(
 // CHECK-SAME: kiln.cuda_kernels = ["kiln_gemv_q5_0_64x64", "kiln_gemv_q5_0_64x64_t4"]
 // CHECK: gpu.func @kiln_gemv_q5_0_64x64(
-// CHECK: memref.view {{.*}} to memref<549755813888xi16>
+// CHECK: memref.view {{.*}} to memref<{{[0-9]+}}xi16, #gpu.address_space<workgroup>>
 // CHECK: arith.shli %{{.*}}, %c16_i32 : i32
 // CHECK-COUNT-5: gpu.shuffle  xor
 func.func @gemv_q5_0(%x: tensor<?x64xf32>) -> tensor<?x64xf32> attributes {kiln.max_tokens = 8} {
@@ -320,7 +330,7 @@ func.func @gemv_q5_0(%x: tensor<?x64xf32>) -> tensor<?x64xf32> attributes {kiln.
 // CHECK-LABEL: func.func @gemv_q5_1(
 // CHECK-SAME: kiln.cuda_kernels = ["kiln_gemv_q5_1_64x64", "kiln_gemv_q5_1_64x64_t4"]
 // CHECK: gpu.func @kiln_gemv_q5_1_64x64(
-// CHECK: memref.view {{.*}} to memref<549755813888xi16>
+// CHECK: memref.view {{.*}} to memref<{{[0-9]+}}xi16, #gpu.address_space<workgroup>>
 // CHECK: llvm.intr.fma
 // CHECK-COUNT-5: gpu.shuffle  xor
 func.func @gemv_q5_1(%x: tensor<?x64xf32>) -> tensor<?x64xf32> attributes {kiln.max_tokens = 8} {
@@ -336,7 +346,7 @@ func.func @gemv_q5_1(%x: tensor<?x64xf32>) -> tensor<?x64xf32> attributes {kiln.
 // both buffers.
 // CHECK-LABEL: func.func @gemv_bias_residual(
 // CHECK-SAME: kiln.cuda_kernels = ["kiln_gemv_f32_64x64_bias_residual", "kiln_gemv_f32_64x64_bias_residual_t4"]
-// CHECK: gpu.func @kiln_gemv_f32_64x64_bias_residual(%{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>) kernel
+// CHECK: gpu.func @kiln_gemv_f32_64x64_bias_residual(%{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>) workgroup(%{{.*}} : memref<{{[0-9]+}}xvector<4xf32>, #gpu.address_space<workgroup>> {llvm.align = 16 : i64}, %{{.*}} : memref<{{[0-9]+}}xi8, #gpu.address_space<workgroup>> {llvm.align = 16 : i64}) kernel
 // CHECK: gpu.shuffle  xor
 // CHECK: scf.if
 // CHECK: %[[B:.*]] = memref.load {{.*}} : memref<274877906944xf32>

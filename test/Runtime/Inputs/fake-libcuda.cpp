@@ -16,6 +16,10 @@
 //                       launch-refused  cuLaunchKernel fails (not sticky)
 //                       fault           kernels fault: a sticky illegal
 //                                       address at the next synchronization
+//                       graph-decode    cuLaunchKernel refuses one-token
+//                                       steps: decode must run as a graph
+// Graphs are chains of kernel nodes holding copies of their arguments;
+// cuGraphLaunch runs an instantiated copy's nodes in order.
 // PTX containing "bad-ptx" fails to compile with a two-line JIT log.
 //
 //===----------------------------------------------------------------------===//
@@ -25,6 +29,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
@@ -327,19 +332,128 @@ FAKE_API CUresult cuMemsetD8Async(CUdeviceptr p, unsigned char value,
   return CUDA_SUCCESS;
 }
 
-FAKE_API CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy,
-                                 unsigned gz, unsigned bx, unsigned by,
-                                 unsigned bz, unsigned, CUstream, void **params,
-                                 void **) {
+namespace {
+constexpr size_t kFakeKernelParams = 10; // fake_next_token's, 8 bytes each
+
+CUresult runKernel(CUfunction f, const unsigned grid[3],
+                   const unsigned block[3], void **params) {
   FAKE_STICKY;
   if (mode() == "launch-refused")
     return CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES;
-  if (!gx || !gy || !gz || !bx || !by || !bz || uint64_t(bx) * by * bz > 1024)
+  if (!grid[0] || !grid[1] || !grid[2] || !block[0] || !block[1] ||
+      !block[2] || uint64_t(block[0]) * block[1] * block[2] > 1024)
     return CUDA_ERROR_INVALID_VALUE;
   if (mode() == "fault") {
     pendingFault = true;
     return CUDA_SUCCESS;
   }
   reinterpret_cast<void (*)(void **)>(f)(params);
+  return CUDA_SUCCESS;
+}
+
+struct FakeNode {
+  size_t index; // in its graph
+  CUfunction func;
+  unsigned grid[3], block[3];
+  int64_t values[kFakeKernelParams];
+  void set(const CUDA_KERNEL_NODE_PARAMS &p) {
+    func = p.func;
+    grid[0] = p.gridDimX, grid[1] = p.gridDimY, grid[2] = p.gridDimZ;
+    block[0] = p.blockDimX, block[1] = p.blockDimY, block[2] = p.blockDimZ;
+    for (size_t i = 0; i < kFakeKernelParams; ++i)
+      std::memcpy(&values[i], p.kernelParams[i], sizeof(int64_t));
+  }
+};
+struct FakeGraph {
+  std::vector<std::unique_ptr<FakeNode>> nodes;
+};
+struct FakeGraphExec {
+  std::vector<FakeNode> nodes;
+};
+} // namespace
+
+FAKE_API CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy,
+                                 unsigned gz, unsigned bx, unsigned by,
+                                 unsigned bz, unsigned, CUstream, void **params,
+                                 void **) {
+  FAKE_STICKY;
+  if (mode() == "graph-decode" && *static_cast<int64_t *>(params[1]) == 1)
+    return CUDA_ERROR_INVALID_VALUE;
+  const unsigned grid[3] = {gx, gy, gz}, block[3] = {bx, by, bz};
+  return runKernel(f, grid, block, params);
+}
+
+FAKE_API CUresult cuFuncGetParamInfo(CUfunction, size_t index, size_t *offset,
+                                     size_t *size) {
+  if (index >= kFakeKernelParams)
+    return CUDA_ERROR_INVALID_VALUE;
+  *offset = 8 * index;
+  *size = 8;
+  return CUDA_SUCCESS;
+}
+
+FAKE_API CUresult cuGraphCreate(CUgraph *graph, unsigned int) {
+  *graph = reinterpret_cast<CUgraph>(new FakeGraph());
+  return CUDA_SUCCESS;
+}
+
+FAKE_API CUresult cuGraphAddKernelNode(CUgraphNode *node, CUgraph graph,
+                                       const CUgraphNode *dependencies,
+                                       size_t numDependencies,
+                                       const CUDA_KERNEL_NODE_PARAMS *params) {
+  FAKE_STICKY;
+  auto *g = reinterpret_cast<FakeGraph *>(graph);
+  // Only chains: each node after the one before it.
+  if (numDependencies != (g->nodes.empty() ? 0u : 1u) ||
+      (numDependencies &&
+       dependencies[0] != reinterpret_cast<CUgraphNode>(g->nodes.back().get())))
+    return CUDA_ERROR_INVALID_VALUE;
+  auto n = std::make_unique<FakeNode>();
+  n->index = g->nodes.size();
+  n->set(*params);
+  *node = reinterpret_cast<CUgraphNode>(n.get());
+  g->nodes.push_back(std::move(n));
+  return CUDA_SUCCESS;
+}
+
+FAKE_API CUresult cuGraphInstantiate(CUgraphExec *exec, CUgraph graph,
+                                     unsigned long long) {
+  FAKE_STICKY;
+  auto *e = new FakeGraphExec();
+  for (const auto &n : reinterpret_cast<FakeGraph *>(graph)->nodes)
+    e->nodes.push_back(*n);
+  *exec = reinterpret_cast<CUgraphExec>(e);
+  return CUDA_SUCCESS;
+}
+
+FAKE_API CUresult cuGraphExecKernelNodeSetParams(
+    CUgraphExec exec, CUgraphNode node, const CUDA_KERNEL_NODE_PARAMS *params) {
+  FAKE_STICKY;
+  auto *e = reinterpret_cast<FakeGraphExec *>(exec);
+  size_t index = reinterpret_cast<FakeNode *>(node)->index;
+  if (index >= e->nodes.size())
+    return CUDA_ERROR_INVALID_VALUE;
+  e->nodes[index].set(*params);
+  return CUDA_SUCCESS;
+}
+
+FAKE_API CUresult cuGraphLaunch(CUgraphExec exec, CUstream) {
+  for (FakeNode &n : reinterpret_cast<FakeGraphExec *>(exec)->nodes) {
+    void *params[kFakeKernelParams];
+    for (size_t i = 0; i < kFakeKernelParams; ++i)
+      params[i] = &n.values[i];
+    if (CUresult r = runKernel(n.func, n.grid, n.block, params))
+      return r;
+  }
+  return CUDA_SUCCESS;
+}
+
+FAKE_API CUresult cuGraphExecDestroy(CUgraphExec exec) {
+  delete reinterpret_cast<FakeGraphExec *>(exec);
+  return CUDA_SUCCESS;
+}
+
+FAKE_API CUresult cuGraphDestroy(CUgraph graph) {
+  delete reinterpret_cast<FakeGraph *>(graph);
   return CUDA_SUCCESS;
 }
