@@ -97,8 +97,13 @@ static unsigned valueBytes(WeightType type) {
   return getFloatStorageBytes(type.getElementType());
 }
 
+SparsityAttr WeightType::getCompressedSparsity() const {
+  SparsityAttr sparsity = getSparsity();
+  return sparsity && !sparsity.getDense() ? sparsity : SparsityAttr();
+}
+
 FailureOr<uint64_t> WeightType::getRowBytes() const {
-  if (getSparsity())
+  if (getCompressedSparsity())
     return failure();
   uint64_t k = getInnerDim();
   if (QuantSchemeAttr quant = getQuant()) {
@@ -127,7 +132,7 @@ FailureOr<uint64_t> WeightType::getRowBytes() const {
 
 const ::mlir::kiln::Rows16Format *WeightType::getRows16Format() const {
   QuantSchemeAttr q = getQuant();
-  if (!q || getSparsity())
+  if (!q || getCompressedSparsity())
     return nullptr;
   const ::kiln::GGMLFormat *ggml = findGGMLBlockFormat(q);
   return ggml ? findRows16Format(ggml->type) : nullptr;
@@ -139,7 +144,7 @@ FailureOr<uint64_t> WeightType::getStorageBytes() const {
     return failure();
   uint64_t rows = *count / getInnerDim();
   uint64_t k = getInnerDim();
-  SparsityAttr sparsity = getSparsity();
+  SparsityAttr sparsity = getCompressedSparsity();
   if (getQuant() && getQuant().getLayout() == QuantLayout::Rows16) {
     const ::mlir::kiln::Rows16Format *rows16 = getRows16Format();
     if (!rows16)
@@ -239,7 +244,7 @@ LogicalResult WeightType::verify(function_ref<InFlightDiagnostic()> emitError,
   if (!count)
     return emitError() << "weight element count overflows 64 bits";
   if (sparsity) {
-    if (quant)
+    if (quant && !sparsity.getDense())
       return emitError() << "sparse weights must have a float element type "
                             "(quantize the kept values after pruning)";
     uint64_t rows = *count / k;
