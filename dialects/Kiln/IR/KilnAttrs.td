@@ -89,7 +89,9 @@ def Kiln_SparsityAttr : Kiln_Attr<"Sparsity", "sparsity"> {
   let description = [{
     - `n_m`: in every run of `m` consecutive values along K at most `n` are
       non-zero (2:4 on NVIDIA sparse tensor cores). Kept values are stored
-      densely with a 2-bit index each (log2(m) bits in general).
+      densely with a 2-bit index each (log2(m) bits in general). A quantized
+      weight (symmetric, one level) keeps per block its scale, the kept codes
+      and their indices (WeightLayout.h, nmBlockBytes).
     - `bitmap`: unstructured; a bit per value plus the `nnz` kept values.
     - `csr`: unstructured; row pointers, a 32-bit column index per kept value.
     - `block`: whole `block_rows` x `block_cols` tiles are zero or kept;

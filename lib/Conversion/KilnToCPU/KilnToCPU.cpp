@@ -37,7 +37,7 @@ constexpr StringLiteral kPass = "convert-kiln-to-cpu";
 bool StepLowering::usesInt8(WeightType weight) {
   if (!int8Activations || weight.getInnerDim() % 32 != 0)
     return false;
-  if (isRows16(weight))
+  if (isRows16(weight) || weight.getCompressedSparsity())
     return true;
   std::string error;
   auto format = WeightFormat::get(weight, error);
