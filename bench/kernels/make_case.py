@@ -2,8 +2,14 @@
 weight (the same bytes feed Kiln and ggml) and a one-op kiln module
 (kiln.linear over them, up to 512 tokens) for kiln-compile --emit=so.
 
-Usage: make_case.py TYPE N K DIR   (TYPE: q4_0 q4_k q6_k q8_0)
+Usage: make_case.py TYPE N K DIR [pruned|sparse]   (TYPE: q4_0 q4_k q6_k q8_0)
 Writes DIR/weights.bin and DIR/linear.mlir.
+
+`pruned` (Q4_0, Q8_0): in every run of 4 values along K, 2 random ones get
+the zero code (2:4 sparsity), the weight type does not say so: kiln-compile
+packs it dense. `sparse`: the same bytes, marked `#kiln.sparsity<n_m 2:4,
+dense = true>` as kiln-prune leaves a weight: kiln-compile stores it
+compressed for the sparse kernels.
 """
 import os
 import sys
@@ -21,6 +27,26 @@ TYPES = {
 }
 
 
+def prune_2_4(blocks, typ, rng):
+    """Writes the zero code over 2 random values of each run of 4 (in place)."""
+    runs = blocks.shape[0] * 8
+    pruned = np.argsort(rng.random((runs, 4)), axis=1)[:, :2]
+    drop = np.zeros((runs, 4), dtype=bool)
+    np.put_along_axis(drop, pruned, True, axis=1)
+    drop = drop.reshape(-1, 32)
+    if typ == "q8_0":
+        codes = blocks[:, 2:].view(np.int8)
+        codes[drop] = 0
+        return
+    assert typ == "q4_0", "pruned cases are Q4_0 or Q8_0"
+    # ggml's Q4_0: byte i holds value i (low nibble) and value i + 16 (high).
+    qs = blocks[:, 2:]
+    lo, hi = qs & 15, qs >> 4
+    lo[drop[:, :16]] = 8
+    hi[drop[:, 16:]] = 8
+    qs[:] = lo | (hi << 4)
+
+
 def main():
     typ, n, k, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     block, nbytes, f16_fields, scheme = TYPES[typ]
@@ -29,9 +55,13 @@ def main():
     for off in f16_fields:
         d = rng.uniform(0.002, 0.02, len(blocks)).astype("<f2")
         blocks[:, off:off + 2] = d.view(np.uint8).reshape(-1, 2)
+    prune = sys.argv[5] if len(sys.argv) > 5 else None
+    if prune:
+        prune_2_4(blocks, typ, rng)
     os.makedirs(out, exist_ok=True)
     blocks.tofile(os.path.join(out, "weights.bin"))
-    wt = "!kiln.weight<%dx%dx%s>" % (n, k, scheme)
+    sparsity = ", sparsity = #kiln.sparsity<kind = n_m, n = 2, m = 4, dense = true>" if prune == "sparse" else ""
+    wt = "!kiln.weight<%dx%dx%s%s>" % (n, k, scheme, sparsity)
     with open(os.path.join(out, "linear.mlir"), "w") as f:
         f.write(
             "func.func @linear(%%x: tensor<?x%dxf32>) -> tensor<?x%dxf32> "

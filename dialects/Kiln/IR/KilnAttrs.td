@@ -89,11 +89,18 @@ def Kiln_SparsityAttr : Kiln_Attr<"Sparsity", "sparsity"> {
   let description = [{
     - `n_m`: in every run of `m` consecutive values along K at most `n` are
       non-zero (2:4 on NVIDIA sparse tensor cores). Kept values are stored
-      densely with a 2-bit index each (log2(m) bits in general).
+      densely with a 2-bit index each (log2(m) bits in general). A quantized
+      weight (symmetric, one level) keeps per block its scale, the kept codes
+      and their indices (WeightLayout.h, nmBlockBytes).
     - `bitmap`: unstructured; a bit per value plus the `nnz` kept values.
     - `csr`: unstructured; row pointers, a 32-bit column index per kept value.
     - `block`: whole `block_rows` x `block_cols` tiles are zero or kept;
       `nnz` counts kept blocks.
+    With `dense = true` the weight's bytes are still the dense matrix, its
+    pruned values written as zeros (what kiln-prune leaves): the pattern is
+    a promise about the values, the storage is that of a dense (or
+    quantized) weight of the same shape, and a lowering without sparse
+    kernels may read it as dense. Packing for sparse kernels drops the flag.
   }];
   let parameters = (ins
     EnumParameter<Kiln_SparsityKind>:$kind,
@@ -101,7 +108,8 @@ def Kiln_SparsityAttr : Kiln_Attr<"Sparsity", "sparsity"> {
     DefaultValuedParameter<"unsigned", "0">:$m,
     DefaultValuedParameter<"unsigned", "0">:$block_rows,
     DefaultValuedParameter<"unsigned", "0">:$block_cols,
-    DefaultValuedParameter<"uint64_t", "0">:$nnz
+    DefaultValuedParameter<"uint64_t", "0">:$nnz,
+    DefaultValuedParameter<"bool", "false">:$dense
   );
   let assemblyFormat = "`<` struct(params) `>`";
   let genVerifyDecl = 1;

@@ -189,7 +189,7 @@ LogicalResult RopeAttr::verify(function_ref<InFlightDiagnostic()> emitError,
 LogicalResult SparsityAttr::verify(function_ref<InFlightDiagnostic()> emitError,
                                    SparsityKind kind, unsigned n, unsigned m,
                                    unsigned blockRows, unsigned blockCols,
-                                   uint64_t nnz) {
+                                   uint64_t nnz, bool dense) {
   switch (kind) {
   case SparsityKind::NM:
     if (m < 2 || n == 0 || n >= m)

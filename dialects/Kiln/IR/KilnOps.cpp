@@ -100,7 +100,7 @@ static LogicalResult verifySourceElementType(Operation *op, WeightType type,
   Type elt = source.getElementType();
   if (elt.isInteger(8))
     return success();
-  if (type.getElementType() && !type.getSparsity()) {
+  if (type.getElementType() && !type.getCompressedSparsity()) {
     if (elt == type.getElementType())
       return success();
     return op->emitOpError()

@@ -97,24 +97,32 @@ static unsigned valueBytes(WeightType type) {
   return getFloatStorageBytes(type.getElementType());
 }
 
+SparsityAttr WeightType::getCompressedSparsity() const {
+  SparsityAttr sparsity = getSparsity();
+  return sparsity && !sparsity.getDense() ? sparsity : SparsityAttr();
+}
+
+static ::kiln::QuantBlockShape blockShapeOf(QuantSchemeAttr quant) {
+  ::kiln::QuantBlockShape shape;
+  shape.bits = quant.getBits();
+  shape.group = quant.getGroup();
+  shape.superGroup = quant.getSuperGroup();
+  shape.subScaleBits = quant.getSubScaleBits();
+  shape.scaleBytes = getFloatStorageBytes(quant.getScaleType());
+  shape.zeroBytes =
+      quant.getZeroType() ? getFloatStorageBytes(quant.getZeroType()) : 0;
+  return shape;
+}
+
 FailureOr<uint64_t> WeightType::getRowBytes() const {
-  if (getSparsity())
+  if (getCompressedSparsity())
     return failure();
   uint64_t k = getInnerDim();
   if (QuantSchemeAttr quant = getQuant()) {
     // rows16 stores groups of 16 rows, not rows (see getStorageBytes).
     if (quant.getLayout() == QuantLayout::Rows16)
       return failure();
-    ::kiln::QuantBlockShape shape;
-    shape.bits = quant.getBits();
-    shape.group = quant.getGroup();
-    shape.superGroup = quant.getSuperGroup();
-    shape.subScaleBits = quant.getSubScaleBits();
-    shape.scaleBytes = getFloatStorageBytes(quant.getScaleType());
-    shape.zeroBytes = quant.getZeroType()
-                          ? getFloatStorageBytes(quant.getZeroType())
-                          : 0;
-    std::optional<uint64_t> bytes = shape.rowBytes(k);
+    std::optional<uint64_t> bytes = blockShapeOf(quant).rowBytes(k);
     if (!bytes)
       return failure();
     return *bytes;
@@ -127,7 +135,7 @@ FailureOr<uint64_t> WeightType::getRowBytes() const {
 
 const ::mlir::kiln::Rows16Format *WeightType::getRows16Format() const {
   QuantSchemeAttr q = getQuant();
-  if (!q || getSparsity())
+  if (!q || getCompressedSparsity())
     return nullptr;
   const ::kiln::GGMLFormat *ggml = findGGMLBlockFormat(q);
   return ggml ? findRows16Format(ggml->type) : nullptr;
@@ -135,8 +143,11 @@ const ::mlir::kiln::Rows16Format *WeightType::getRows16Format() const {
 
 bool WeightType::takesQuantizedActivations() const {
   QuantSchemeAttr q = getQuant();
-  if (!q || getSparsity() || getInnerDim() % 32 != 0)
+  if (!q || getInnerDim() % 32 != 0)
     return false;
+  // n:m compressed blocks keep one scale per 32 values (the verifier).
+  if (getCompressedSparsity())
+    return true;
   switch (q.getLayout()) {
   case QuantLayout::Rows16:
     return true;
@@ -156,12 +167,23 @@ FailureOr<uint64_t> WeightType::getStorageBytes() const {
     return failure();
   uint64_t rows = *count / getInnerDim();
   uint64_t k = getInnerDim();
-  SparsityAttr sparsity = getSparsity();
+  SparsityAttr sparsity = getCompressedSparsity();
   if (getQuant() && getQuant().getLayout() == QuantLayout::Rows16) {
     const ::mlir::kiln::Rows16Format *rows16 = getRows16Format();
     if (!rows16)
       return failure();
     std::optional<uint64_t> total = ::mlir::kiln::rows16Bytes(*rows16, rows, k);
+    if (!total)
+      return failure();
+    return *total;
+  }
+  if (QuantSchemeAttr quant = getQuant(); quant && sparsity) {
+    // Quantized and compressed: n:m only (the verifier checks it).
+    std::optional<uint64_t> blockBytes = ::kiln::nmBlockBytes(
+        blockShapeOf(quant), sparsity.getN(), sparsity.getM());
+    std::optional<uint64_t> total =
+        blockBytes ? ::kiln::checkedMul(*count / quant.getGroup(), *blockBytes)
+                   : std::nullopt;
     if (!total)
       return failure();
     return *total;
@@ -256,9 +278,28 @@ LogicalResult WeightType::verify(function_ref<InFlightDiagnostic()> emitError,
   if (!count)
     return emitError() << "weight element count overflows 64 bits";
   if (sparsity) {
-    if (quant)
-      return emitError() << "sparse weights must have a float element type "
-                            "(quantize the kept values after pruning)";
+    if (quant && !sparsity.getDense()) {
+      // Compressed quantized weights keep their codes and dense scales per
+      // block and drop the pruned codes (WeightLayout.h, nmBlockBytes).
+      if (sparsity.getKind() != SparsityKind::NM)
+        return emitError() << "a quantized weight can be stored compressed "
+                              "only with n_m sparsity";
+      if (quant.isTwoLevel() || !quant.isSymmetric() ||
+          quant.getLayout() == QuantLayout::Rows16)
+        return emitError() << "a compressed n:m weight needs a symmetric "
+                              "one-level quantization in layout gguf or "
+                              "packed";
+      if (*count / k % 16 != 0)
+        return emitError() << "a compressed n:m weight interleaves rows by "
+                              "16, got "
+                           << *count / k << " rows";
+      if (!::kiln::nmBlockBytes(blockShapeOf(quant), sparsity.getN(),
+                                sparsity.getM()))
+        return emitError() << sparsity.getN() << ":" << sparsity.getM()
+                           << " compression of " << quant.getBits()
+                           << "-bit groups of " << quant.getGroup()
+                           << " does not fill whole bytes";
+    }
     uint64_t rows = *count / k;
     switch (sparsity.getKind()) {
     case SparsityKind::NM:

@@ -35,8 +35,12 @@ def Kiln_WeightType : Kiln_Type<"Weight", "weight"> {
     /// Number of rows: the product of all but the innermost dimension.
     int64_t getNumRows() const;
     /// Bytes one row occupies (dense or quantized); fails on overflow or
-    /// when the weight is sparse (rows then vary in size).
+    /// when the weight is stored sparse (rows then vary in size).
     ::mlir::FailureOr<uint64_t> getRowBytes() const;
+    /// The sparsity of a weight whose bytes are compressed (kept values and
+    /// their positions); null for a dense weight and for a pruned one still
+    /// stored dense (`#kiln.sparsity<..., dense = true>`).
+    ::mlir::kiln::SparsityAttr getCompressedSparsity() const;
     /// Bytes the whole weight occupies; fails on overflow.
     ::mlir::FailureOr<uint64_t> getStorageBytes() const;
     /// The rows16 arrangement of this weight's ggml block format (whatever
@@ -46,7 +50,7 @@ def Kiln_WeightType : Kiln_Type<"Weight", "weight"> {
     /// activations (`activation_bits`): its codes are integers under one
     /// scale (and min) per 32 values along K, so each 32-value block of the
     /// dot product is an integer sum (ggml's Q4_0..Q8_0, Kiln's packed
-    /// groups of a multiple of 32, every rows16 weight).
+    /// groups of a multiple of 32, every rows16 or n:m compressed weight).
     bool takesQuantizedActivations() const;
   }];
 }

@@ -63,6 +63,38 @@ struct QuantBlockShape {
   }
 };
 
+/// Bytes of one block of a symmetric one-level quantized weight stored n:m
+/// compressed (#kiln.quant with `sparsity = #kiln.sparsity<kind = n_m>`):
+/// the block's scale, its kept codes (n of every m values along K, `bits`
+/// each) and each kept value's position in its run of m (ceil(log2 m) bits
+/// each, ascending in a run; a run with fewer non-zeros keeps zero codes).
+/// Scales stay dense per block, so a compressed block decodes to the same
+/// values as the dense one. nullopt unless m divides the group and codes and
+/// positions fill whole bytes. The weight is rows x K/group such blocks.
+///
+/// The one arrangement Kiln writes, 2:4 over ggml's Q4_0 and Q8_0 codes
+/// (layout = gguf; 14 and 22 bytes per block), interleaves rows by 16 as the
+/// sparse kernels read them: per group of 16 rows, per 32-value block, the 16
+/// rows' f16 scales (32 bytes); then per run j of 4 values (8 runs) the kept
+/// codes of the 16 rows, row r's first and second as bytes 2r, 2r+1 (Q8_0,
+/// signed) or as the low and high nibble of byte r (Q4_0, unsigned, 8 the
+/// zero); then per pair of runs (2p, 2p+1) 16 bytes, byte r holding row r's
+/// positions for run 2p in its low nibble and run 2p+1 in its high one, a
+/// nibble being first | second << 2.
+inline std::optional<uint64_t> nmBlockBytes(const QuantBlockShape &shape,
+                                            unsigned n, unsigned m) {
+  if (shape.superGroup || shape.zeroBytes || m == 0 || shape.group % m != 0)
+    return std::nullopt;
+  uint64_t kept = uint64_t(shape.group) / m * n;
+  unsigned positionBits = 0;
+  while ((1u << positionBits) < m)
+    ++positionBits;
+  uint64_t codeBits = kept * shape.bits, indexBits = kept * positionBits;
+  if (codeBits % 8 || indexBits % 8)
+    return std::nullopt;
+  return shape.scaleBytes + codeBits / 8 + indexBits / 8;
+}
+
 /// Product of dimensions; nullopt on overflow or a non-positive dimension.
 template <typename Range>
 std::optional<uint64_t> checkedElementCount(const Range &dims) {

@@ -1,10 +1,21 @@
 //===- PackWeights.cpp - weights into the int8 linear kernels' layout -----===//
+//
+// Two repackings, each done once per weight: ggml block formats into rows16
+// (Rows16.h), and Q4_0/Q8_0 weights pruned 2:4 (kiln-prune's `dense = true`)
+// into the compressed n:m blocks the sparse kernels read (WeightLayout.h,
+// nmBlockBytes; SparseLinear.cpp of the CPU lowering).
+//
+//===----------------------------------------------------------------------===//
 
 #include "Kiln/IR/WeightStore.h"
 #include "Kiln/Transforms/Passes.h"
 
 #include "mlir/IR/Builders.h"
 #include "llvm/ADT/DenseMap.h"
+#include "llvm/ADT/STLExtras.h"
+
+#include <cstring>
+#include <optional>
 
 namespace mlir::kiln {
 #define GEN_PASS_DEF_KILNPACKWEIGHTS
@@ -28,6 +39,134 @@ WeightOp packableWeight(LinearOp linear) {
   return source;
 }
 
+/// Packed sources by (source, packed type): kiln.weight ops naming the same
+/// bytes share one blob.
+using PackedSources = llvm::DenseMap<std::pair<Attribute, Type>, Attribute>;
+
+/// The n:m patterns and ggml formats the sparse kernels read compressed.
+/// Any other pruned weight stays dense: that is the dense fallback.
+bool hasSparseKernel(WeightType type) {
+  SparsityAttr sparsity = type.getSparsity();
+  QuantSchemeAttr q = type.getQuant();
+  if (!sparsity || !sparsity.getDense() ||
+      sparsity.getKind() != SparsityKind::NM || sparsity.getN() != 2 ||
+      sparsity.getM() != 4 || !q || q.getLayout() != QuantLayout::GGUF ||
+      type.getRank() != 2 || type.getInnerDim() % 64 != 0 ||
+      type.getNumRows() % 16 != 0)
+    return false;
+  const ::kiln::GGMLFormat *ggml = findGGMLBlockFormat(q);
+  return ggml && (ggml->type == ::kiln::GGMLType::Q4_0 ||
+                  ggml->type == ::kiln::GGMLType::Q8_0);
+}
+
+/// The kiln.weight `linear` multiplies by, when it is pruned 2:4, still
+/// stored dense and has a sparse kernel.
+WeightOp compressibleWeight(LinearOp linear) {
+  auto source = linear.getWeight().getDefiningOp<WeightOp>();
+  return source && hasSparseKernel(linear.getWeight().getType()) ? source
+                                                                 : WeightOp();
+}
+
+/// `type` with its n:m sparsity stored compressed.
+WeightType compressedTypeOf(WeightType type) {
+  SparsityAttr s = type.getSparsity();
+  auto compressed = SparsityAttr::get(type.getContext(), s.getKind(), s.getN(),
+                                      s.getM(), 0, 0, 0, /*dense=*/false);
+  return WeightType::get(type.getContext(), type.getShape(), Type(),
+                         type.getQuant(), compressed);
+}
+
+/// Writes ggml Q4_0 or Q8_0 rows (`bits` 4 or 8, `rows` a multiple of 16)
+/// pruned 2:4 into `out` compressed, in the arrangement of WeightLayout.h
+/// (nmBlockBytes). Returns the first (row, column) of a run of 4 with more
+/// than 2 non-zeros, if any.
+std::optional<std::pair<uint64_t, uint64_t>>
+compress2of4Rows(unsigned bits, uint64_t rows, uint64_t k, const uint8_t *in,
+                 uint8_t *out) {
+  const uint64_t blocks = k / 32, sourceBlockBytes = 2 + 32 * bits / 8;
+  const uint64_t runCodeBytes = 16 * 2 * bits / 8;
+  const uint64_t positionsAt = 32 + 8 * runCodeBytes;
+  const uint64_t blockBytes = positionsAt + 64;
+  const unsigned zeroCode = bits == 4 ? 8 : 0;
+  for (uint64_t row = 0; row < rows; ++row) {
+    uint64_t r = row % 16;
+    for (uint64_t blk = 0; blk < blocks; ++blk) {
+      const uint8_t *src = in + (row * blocks + blk) * sourceBlockBytes;
+      uint8_t *dst = out + (row / 16 * blocks + blk) * blockBytes;
+      std::memcpy(dst + 2 * r, src, 2);
+      // ggml's Q4_0: byte i holds value i (low nibble) and i + 16 (high).
+      auto code = [&](unsigned i) -> unsigned {
+        if (bits == 8)
+          return src[2 + i];
+        return i < 16 ? src[2 + i] & 15 : src[2 + i - 16] >> 4;
+      };
+      for (unsigned run = 0; run < 8; ++run) {
+        SmallVector<unsigned, 4> kept;
+        for (unsigned p = 0; p < 4; ++p)
+          if (code(4 * run + p) != zeroCode)
+            kept.push_back(p);
+        if (kept.size() > 2)
+          return std::make_pair(row, blk * 32 + 4 * run);
+        // Fewer non-zeros: zero codes at the first unused places.
+        for (unsigned p = 0; p < 4 && kept.size() < 2; ++p)
+          if (!llvm::is_contained(kept, p))
+            kept.push_back(p);
+        llvm::sort(kept);
+        unsigned first = code(4 * run + kept[0]);
+        unsigned second = code(4 * run + kept[1]);
+        uint8_t *codes = dst + 32 + run * runCodeBytes;
+        if (bits == 8) {
+          codes[2 * r] = uint8_t(first);
+          codes[2 * r + 1] = uint8_t(second);
+        } else {
+          codes[r] = uint8_t(first | second << 4);
+        }
+        dst[positionsAt + run / 2 * 16 + r] |=
+            uint8_t((kept[0] | kept[1] << 2) << (4 * (run % 2)));
+      }
+    }
+  }
+  return std::nullopt;
+}
+
+/// A blob-backed compressed copy of the pruned `source`, created after it.
+FailureOr<WeightOp> compress(WeightOp source, PackedSources &packedSources) {
+  WeightType type = source.getType(), to = compressedTypeOf(type);
+  OpBuilder b(source);
+  b.setInsertionPointAfter(source);
+  Attribute &made = packedSources[{source.getSource(), to}];
+  if (made)
+    return WeightOp::create(b, source.getLoc(), to, made);
+  FailureOr<ArrayRef<char>> bytes = readWeightBytes(source);
+  if (failed(bytes))
+    return failure();
+  FailureOr<uint64_t> sourceBytes = type.getStorageBytes();
+  FailureOr<uint64_t> packedBytes = to.getStorageBytes();
+  if (failed(sourceBytes) || failed(packedBytes) ||
+      *sourceBytes != bytes->size())
+    return source.emitOpError("holds ")
+           << bytes->size() << " bytes, not the " << type << " to compress";
+  SparsityAttr s = type.getSparsity();
+  unsigned bits = type.getQuant().getBits();
+  AsmResourceBlob packed = allocateWeightBytes(*packedBytes);
+  std::optional<std::pair<uint64_t, uint64_t>> dense = compress2of4Rows(
+      bits, type.getNumRows(), type.getInnerDim(),
+      reinterpret_cast<const uint8_t *>(bytes->data()),
+      reinterpret_cast<uint8_t *>(packed.getMutableData().data()));
+  if (dense)
+    return source.emitOpError("is marked ")
+           << s.getN() << ":" << s.getM() << " sparse but row " << dense->first
+           << " has more than " << s.getN() << " non-zero values in columns "
+           << dense->second << ".." << dense->second + s.getM() - 1;
+  WeightOp op = createWeight(
+      b, source.getLoc(), to, std::move(packed),
+      (Twine(bits == 4 ? "q4_0" : "q8_0") + "_" + Twine(s.getN()) + "of" +
+       Twine(s.getM()))
+          .str());
+  made = op.getSource();
+  return op;
+}
+
 /// `type` with layout = rows16 in place of layout = gguf.
 WeightType rows16TypeOf(WeightType type) {
   QuantSchemeAttr q = type.getQuant();
@@ -38,10 +177,6 @@ WeightType rows16TypeOf(WeightType type) {
   return WeightType::get(type.getContext(), type.getShape(), Type(), rows16,
                          type.getSparsity());
 }
-
-/// Packed sources by (source, packed type): kiln.weight ops naming the same
-/// bytes share one blob.
-using PackedSources = llvm::DenseMap<std::pair<Attribute, Type>, Attribute>;
 
 /// A blob-backed rows16 copy of `source`, created after it.
 FailureOr<WeightOp> pack(WeightOp source, PackedSources &packedSources) {
@@ -79,12 +214,14 @@ struct PackWeights : mlir::kiln::impl::KilnPackWeightsBase<PackWeights> {
     llvm::DenseMap<Value, Value> packed;
     WalkResult walk = getOperation().walk([&](LinearOp linear) {
       Value weight = linear.getWeight();
-      WeightOp source = packableWeight(linear);
+      WeightOp sparse = compressibleWeight(linear);
+      WeightOp source = sparse ? sparse : packableWeight(linear);
       if (!source)
         return WalkResult::advance();
       Value &copy = packed[weight];
       if (!copy) {
-        FailureOr<WeightOp> op = pack(source, packedSources);
+        FailureOr<WeightOp> op = sparse ? compress(source, packedSources)
+                                        : pack(source, packedSources);
         if (failed(op))
           return WalkResult::interrupt();
         copy = op->getResult();
@@ -96,8 +233,10 @@ struct PackWeights : mlir::kiln::impl::KilnPackWeightsBase<PackWeights> {
       return signalPassFailure();
     // An embedding tied to a packed output layer reads the packed copy, so
     // the weights are stored once.
+    // Embeddings read no compressed weights: a pruned one keeps its source.
     getOperation().walk([&](EmbeddingOp embedding) {
-      if (Value copy = packed.lookup(embedding.getTable()))
+      Value copy = packed.lookup(embedding.getTable());
+      if (copy && !cast<WeightType>(copy.getType()).getCompressedSparsity())
         embedding.getTableMutable().assign(copy);
     });
     for (auto [weight, copy] : packed)
@@ -111,8 +250,9 @@ struct PackWeights : mlir::kiln::impl::KilnPackWeightsBase<PackWeights> {
 bool mlir::kiln::kilnPackWeightsRepacks(ModuleOp module) {
   return module
       .walk([](LinearOp linear) {
-        return packableWeight(linear) ? WalkResult::interrupt()
-                                      : WalkResult::advance();
+        return packableWeight(linear) || compressibleWeight(linear)
+                   ? WalkResult::interrupt()
+                   : WalkResult::advance();
       })
       .wasInterrupted();
 }

@@ -16,6 +16,13 @@ def KilnPackWeights : Pass<"kiln-pack-weights", "::mlir::ModuleOp"> {
     once: the linear layers over it, an embedding tied to it and other
     `kiln.weight` ops of the same bytes share the packed copy. `kiln-compile`
     and the C API run this pass for int8 activations.
+
+    A Q4_0 or Q8_0 weight pruned 2:4 and still stored dense (`#kiln.sparsity<
+    kind = n_m, n = 2, m = 4, dense = true>`, what kiln-prune leaves), with K
+    a multiple of 64 and rows a multiple of 16, is stored compressed instead (its kept codes and their
+    2-bit positions, scales per block as before: WeightLayout.h) for the
+    sparse CPU kernels; the pass fails on a run with more than 2 non-zeros.
+    Other pruned weights stay dense: no kernel reads them compressed.
   }];
   let dependentDialects = ["::mlir::kiln::KilnDialect"];
 }

@@ -87,3 +87,55 @@ Value CPUTarget::emitByteDot(ImplicitLocOpBuilder &b, Value acc, Value u,
   }
   llvm_unreachable("covered switch over KernelISA");
 }
+
+Value CPUTarget::emitPickBytes(ImplicitLocOpBuilder &b, Value table,
+                               Value indices) const {
+  auto i8x64 = VectorType::get({64}, b.getI8Type());
+  auto i8x32 = VectorType::get({32}, b.getI8Type());
+  auto shuffle = [&](StringRef intrinsic, Type type, Value t, Value i) {
+    return LLVM::CallIntrinsicOp::create(b, type, b.getStringAttr(intrinsic),
+                                         ValueRange{t, i})
+        .getResult(0);
+  };
+  switch (isa) {
+  case KernelISA::X86_64_V4:
+    return shuffle("llvm.x86.avx512.pshuf.b.512", i8x64, table, indices);
+  case KernelISA::X86_64_V3: {
+    SmallVector<Value> halves;
+    for (int64_t h = 0; h < 2; ++h) {
+      auto half = [&](Value v) {
+        return vector::ExtractStridedSliceOp::create(
+            b, v, ArrayRef<int64_t>{32 * h}, ArrayRef<int64_t>{32},
+            ArrayRef<int64_t>{1});
+      };
+      halves.push_back(shuffle("llvm.x86.avx2.pshuf.b", i8x32, half(table),
+                               half(indices)));
+    }
+    SmallVector<int64_t> order(64);
+    for (int64_t i = 0; i < 64; ++i)
+      order[i] = i;
+    return vector::ShuffleOp::create(b, halves[0], halves[1], order);
+  }
+  case KernelISA::Generic: {
+    // Byte k of each word, in every byte of it; then pick by index.
+    Value picked;
+    for (int64_t k = 3; k >= 0; --k) {
+      SmallVector<int64_t> lanes(64);
+      for (int64_t i = 0; i < 64; ++i)
+        lanes[i] = i / 4 * 4 + k;
+      Value candidate = vector::ShuffleOp::create(b, table, table, lanes);
+      if (!picked) {
+        picked = candidate;
+        continue;
+      }
+      Value isK = arith::CmpIOp::create(
+          b, arith::CmpIPredicate::eq, indices,
+          arith::ConstantOp::create(
+              b, DenseElementsAttr::get(i8x64, b.getI8IntegerAttr(k))));
+      picked = arith::SelectOp::create(b, isK, candidate, picked);
+    }
+    return picked;
+  }
+  }
+  llvm_unreachable("covered switch over KernelISA");
+}

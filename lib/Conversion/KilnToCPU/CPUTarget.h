@@ -30,6 +30,12 @@ public:
   /// for generic.
   Value emitByteDot(ImplicitLocOpBuilder &b, Value acc, Value u, Value s) const;
 
+  /// Byte i of the result is byte indices[i] (0..3) of the 4-byte word that
+  /// every 4 bytes of `table` repeat (both vector<64xi8>): vpshufb on
+  /// AVX-512BW and, per half, on AVX2; selects for generic.
+  Value emitPickBytes(ImplicitLocOpBuilder &b, Value table,
+                      Value indices) const;
+
   /// The target whose emitByteDot multiplies unsigned codes of `codeBits`
   /// bits exactly: vpmaddubsw saturates past 16-bit pair sums, so on AVX2
   /// 8-bit codes take the widening (generic) product.

@@ -629,7 +629,8 @@ static bool isPackedFloat(Type t) {
 
 FailureOr<std::unique_ptr<WeightFormat>> WeightFormat::get(WeightType type,
                                                            std::string &error) {
-  if (type.getSparsity()) {
+  // A pruned weight still stored dense (zeros written) is read as dense.
+  if (type.getCompressedSparsity()) {
     error = "sparse weights are not supported by the CPU lowering yet";
     return failure();
   }

@@ -553,8 +553,14 @@ struct LinearLowering : KernelCallPattern<LinearOp> {
     if (rows16 && !step.usesInt8(l))
       return l.emitOpError("layout = rows16 weights need activation_bits = 8 "
                            "(kiln-fuse{activation-bits=8})");
+    bool sparse = bool(w->type.getCompressedSparsity());
+    if (sparse && failed(checkSparseLinearWeight(op, w->type)))
+      return failure();
+    if (sparse && !step.usesInt8(l))
+      return l.emitOpError("compressed sparse weights need activation_bits = "
+                           "8 (kiln-fuse{activation-bits=8})");
     FailureOr<std::unique_ptr<WeightFormat>> f;
-    if (!rows16 && failed(f = step.formatOf(op, w->type)))
+    if (!rows16 && !sparse && failed(f = step.formatOf(op, w->type)))
       return failure();
     std::optional<WeightRef> bias;
     if (l.getBias()) {
@@ -566,7 +572,7 @@ struct LinearLowering : KernelCallPattern<LinearOp> {
       bias = *bw;
     }
     int64_t k = w->type.getShape()[1], n = w->type.getShape()[0];
-    if (!rows16 && k % (*f)->getChunkValues() != 0)
+    if (!rows16 && !sparse && k % (*f)->getChunkValues() != 0)
       return l.emitOpError("K = ")
              << k << " is not a multiple of " << (*f)->getChunkValues();
     Value x = step.mapped(l.getInput());
@@ -588,13 +594,17 @@ struct LinearLowering : KernelCallPattern<LinearOp> {
         step.lastQuantized = x;
       }
       args = {step.scratchArg, idx(b, step.q8Offset)};
-      kernel = rows16 ? buildLinearRows16Kernel(
-                            step.kernels, *rows16, k, n,
-                            Rows16Epilogue{
-                                bias.has_value(), residualEpilogue,
-                                rope ? rope.getHeadDim() : 0})
-                      : buildLinearInt8Kernel(step.kernels, **f, k, n,
-                                              bias.has_value());
+      if (rows16)
+        kernel = buildLinearRows16Kernel(
+            step.kernels, *rows16, k, n,
+            Rows16Epilogue{bias.has_value(), residualEpilogue,
+                           rope ? rope.getHeadDim() : 0});
+      else if (sparse)
+        kernel = buildSparseLinearInt8Kernel(step.kernels, w->type, k, n,
+                                             bias.has_value());
+      else
+        kernel = buildLinearInt8Kernel(step.kernels, **f, k, n,
+                                       bias.has_value());
     } else {
       args = {x};
       kernel = buildLinearKernel(step.kernels, **f, k, n, bias.has_value());

@@ -154,6 +154,15 @@ private:
   SmallVector<Region> pendingReads, pendingWrites;
 };
 
+/// Success if a sparse kernel reads `type`, a weight stored compressed
+/// (SparseLinear.cpp); else a one-line error on `op`.
+LogicalResult checkSparseLinearWeight(Operation *op, WeightType type);
+/// The int8-activation linear kernel over a compressed 2:4 weight that
+/// checkSparseLinearWeight accepted: the signature of the dense one.
+func::FuncOp buildSparseLinearInt8Kernel(KernelLibrary &library,
+                                         WeightType type, int64_t k, int64_t n,
+                                         bool hasBias);
+
 /// Calls the rope kernel rotating tensor `input` into `result` (both
 /// lowered already; they may share a buffer) at `position`.
 LogicalResult emitRope(StepLowering &step, Operation *op, RopeAttr rope,

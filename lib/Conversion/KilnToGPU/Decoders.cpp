@@ -322,7 +322,7 @@ public:
 
 FailureOr<std::unique_ptr<GPUWeightDecoder>>
 GPUWeightDecoder::get(WeightType type, std::string &error) {
-  if (type.getSparsity()) {
+  if (type.getCompressedSparsity()) {
     error = "sparse weights are not supported by the GPU lowering yet";
     return failure();
   }

@@ -99,8 +99,28 @@ func.func @offset_too_large(%x: tensor<?x64xf32>) -> tensor<?x64xf32> attributes
 !s = !kiln.weight<64x64xf32, sparsity = #kiln.sparsity<kind = bitmap, nnz = 10>>
 func.func @sparse_weight(%x: tensor<?x64xf32>) -> tensor<?x64xf32> attributes {kiln.max_tokens = 8} {
   %w = kiln.weight #kiln.external<"w.bin", offset = 0, size = 552> -> !s
-  // expected-error @+1 {{sparse weights are not supported by the CPU lowering yet}}
+  // expected-error @+1 {{the CPU lowering reads compressed sparse weights only as 2:4 Q4_0 or Q8_0, got '!kiln.weight<64x64xf32, sparsity = #kiln.sparsity<kind = bitmap, nnz = 10>>'}}
   %y = kiln.linear %x, %w : tensor<?x64xf32>, !s -> tensor<?x64xf32>
+  return %y : tensor<?x64xf32>
+}
+
+// -----
+
+!s = !kiln.weight<64x64x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf>, sparsity = #kiln.sparsity<kind = n_m, n = 4, m = 8>>
+func.func @sparse_4_8(%x: tensor<?x64xf32>) -> tensor<?x64xf32> attributes {kiln.max_tokens = 8} {
+  %w = kiln.weight #kiln.external<"w.bin", offset = 0, size = 2048> -> !s
+  // expected-error @+1 {{the CPU lowering reads compressed sparse weights only as 2:4 Q4_0 or Q8_0, got}}
+  %y = kiln.linear %x, %w : tensor<?x64xf32>, !s -> tensor<?x64xf32>
+  return %y : tensor<?x64xf32>
+}
+
+// -----
+
+!s = !kiln.weight<64x96x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf>, sparsity = #kiln.sparsity<kind = n_m, n = 2, m = 4>>
+func.func @sparse_k_96(%x: tensor<?x96xf32>) -> tensor<?x64xf32> attributes {kiln.max_tokens = 8} {
+  %w = kiln.weight #kiln.external<"w.bin", offset = 0, size = 2688> -> !s
+  // expected-error @+1 {{a compressed 2:4 weight needs K to be a multiple of 64, got 96}}
+  %y = kiln.linear %x, %w : tensor<?x96xf32>, !s -> tensor<?x64xf32>
   return %y : tensor<?x64xf32>
 }
 
@@ -173,6 +193,17 @@ func.func @rows16_f32(%x: tensor<?x256xf32>) -> tensor<?x32xf32> attributes {kil
   %w = kiln.weight #kiln.external<"w.bin", offset = 0, size = 4736> -> !rows16
   %y = kiln.linear %x, %w : tensor<?x256xf32>, !rows16 -> tensor<?x32xf32>
   return %y : tensor<?x32xf32>
+}
+
+// -----
+
+// So do compressed 2:4 weights (SparseLinear.cpp).
+// F32: error: 'kiln.linear' op compressed sparse weights need activations=int8
+!sparse = !kiln.weight<64x64x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf>, sparsity = #kiln.sparsity<kind = n_m, n = 2, m = 4>>
+func.func @sparse_f32(%x: tensor<?x64xf32>) -> tensor<?x64xf32> attributes {kiln.max_tokens = 8} {
+  %w = kiln.weight #kiln.external<"w.bin", offset = 0, size = 1792> -> !sparse
+  %y = kiln.linear %x, %w : tensor<?x64xf32>, !sparse -> tensor<?x64xf32>
+  return %y : tensor<?x64xf32>
 }
 
 //===----------------------------------------------------------------------===//

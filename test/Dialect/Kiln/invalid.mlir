@@ -211,8 +211,23 @@ func.func @weight_count_overflow(%w: !kiln.weight<4611686018427387904x8xf32>)
 
 // -----
 
-// expected-error @+1 {{sparse weights must have a float element type (quantize the kept values after pruning)}}
-func.func @weight_sparse_quant(%w: !kiln.weight<8x64x#kiln.quant<bits = 4, group = 32, scale = f16>, sparsity = #kiln.sparsity<kind = n_m, n = 2, m = 4>>)
+// expected-error @+1 {{a quantized weight can be stored compressed only with n_m sparsity}}
+func.func @weight_sparse_quant(%w: !kiln.weight<8x64x#kiln.quant<bits = 4, group = 32, scale = f16>, sparsity = #kiln.sparsity<kind = bitmap, nnz = 10>>)
+
+// -----
+
+// expected-error @+1 {{a compressed n:m weight needs a symmetric one-level quantization in layout gguf or packed}}
+func.func @weight_sparse_quant_zero(%w: !kiln.weight<8x64x#kiln.quant<bits = 4, group = 32, scale = f16, zero = f16, layout = gguf>, sparsity = #kiln.sparsity<kind = n_m, n = 2, m = 4>>)
+
+// -----
+
+// expected-error @+1 {{1:4 compression of 5-bit groups of 16 does not fill whole bytes}}
+func.func @weight_sparse_quant_bytes(%w: !kiln.weight<16x64x#kiln.quant<bits = 5, group = 16, scale = f16>, sparsity = #kiln.sparsity<kind = n_m, n = 1, m = 4>>)
+
+// -----
+
+// expected-error @+1 {{a compressed n:m weight interleaves rows by 16, got 8 rows}}
+func.func @weight_sparse_quant_rows(%w: !kiln.weight<8x64x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf>, sparsity = #kiln.sparsity<kind = n_m, n = 2, m = 4>>)
 
 // -----
 

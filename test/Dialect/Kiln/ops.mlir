@@ -193,6 +193,14 @@ func.func @linear_sparse(%x: tensor<4x64xbf16>, %w: !kiln.weight<8x64xf16, spars
   return %y : tensor<4x8xbf16>
 }
 
+// A Q4_0 weight stored 2:4 compressed (kiln-pack-weights).
+// CHECK-LABEL: func.func @linear_sparse_q4_0
+// CHECK: kiln.linear %{{.*}}, %{{.*}} : tensor<4x64xf32>, !kiln.weight<16x64x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf>, sparsity = #kiln.sparsity<kind = n_m, n = 2, m = 4>> -> tensor<4x16xf32>
+func.func @linear_sparse_q4_0(%x: tensor<4x64xf32>, %w: !kiln.weight<16x64x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf>, sparsity = #kiln.sparsity<kind = n_m, n = 2, m = 4>>) -> tensor<4x16xf32> {
+  %y = kiln.linear %x, %w : tensor<4x64xf32>, !kiln.weight<16x64x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf>, sparsity = #kiln.sparsity<kind = n_m, n = 2, m = 4>> -> tensor<4x16xf32>
+  return %y : tensor<4x16xf32>
+}
+
 // CHECK-LABEL: func.func @embedding
 // CHECK-SAME: (%[[T:.*]]: !kiln.weight<1000x256x#kiln.quant<bits = 6, group = 16, scale = f16, super_group = 256, sub_scale_bits = 8, layout = gguf>>, %[[IDS:.*]]: tensor<?xi32>)
 // CHECK: kiln.embedding %[[T]][%[[IDS]]] : !kiln.weight<1000x256x#kiln.quant<{{.*}}>>, tensor<?xi32> -> tensor<?x256xf32>

@@ -356,6 +356,64 @@ def check_linear_int8():
     return ok
 
 
+def prune_2_4(values):
+    """Magnitude 2:4: zeroes the two smallest |w| of every run of 4 along K."""
+    runs = values.reshape(-1, 4).copy()
+    smallest = np.argsort(np.abs(runs), axis=1)[:, :2]
+    np.put_along_axis(runs, smallest, 0.0, axis=1)
+    return runs.reshape(values.shape)
+
+
+def check_linear_sparse_int8():
+    """Q4_0 and Q8_0 weights pruned 2:4 and marked as kiln-prune leaves them:
+    kiln-compile stores them compressed (the weights file must shrink to
+    14 or 22 bytes per block) and the sparse kernels multiply them."""
+    ok = True
+    cases = [("generic", 1, 1), ("generic", 5, 2), ("x86-64-v4", 1, 1),
+             ("x86-64-v4", 1, 3), ("x86-64-v4", 6, 2), ("x86-64-v3", 1, 2),
+             ("x86-64-v3", 5, 1)]
+    mark = ", sparsity = #kiln.sparsity<kind = n_m, n = 2, m = 4, dense = true>"
+    for fmt, block_bytes in [("q4_0", 14), ("q8_0", 22)]:
+        for (n, k) in [(64, 64), (48, 384)]:
+            for cpu, tokens, threads in cases:
+                w = Weights()
+                bias = tokens == 5
+                raw, deq = encode(prune_2_4(RNG.standard_normal((n, k)) * 0.5), fmt)
+                wsrc = w.add(raw)
+                wt = weight_type((n, k), fmt)[:-1] + mark + ">"
+                bv = RNG.standard_normal(n).astype(np.float32)
+                bias_line, bias_op, bias_ty = "", "", ""
+                if bias:
+                    bias_line = "  %%b = kiln.weight %s -> !kiln.weight<%dxf32>\n" % (w.add(bv.tobytes()), n)
+                    bias_op, bias_ty = ", bias %b", ", !kiln.weight<%dxf32>" % n
+                mlir = (
+                    "func.func @f(%%x: tensor<?x%dxf32>) -> tensor<?x%dxf32> attributes {kiln.max_tokens = 8} {\n"
+                    "  %%w = kiln.weight %s -> %s\n%s"
+                    "  %%y = kiln.linear %%x, %%w%s : tensor<?x%dxf32>, %s%s -> tensor<?x%dxf32>\n"
+                    "  return %%y : tensor<?x%dxf32>\n}\n") % (
+                        k, n, wsrc, wt, bias_line, bias_op, k, wt, bias_ty, n, n)
+                x = RNG.standard_normal((tokens, k)).astype(np.float32)
+                y = np.zeros((tokens, n), dtype=np.float32)
+                with tempfile.TemporaryDirectory() as d:
+                    with open(os.path.join(d, "weights.bin"), "wb") as f:
+                        f.write(w.data)
+                    compiled = Compiled(mlir, d, "int8", cpu)
+                    compiled.call("f", [x], [y], threads=threads)
+                    # The weight (first in the file) and the bias (64-byte aligned after it).
+                    stored = os.path.getsize(os.path.join(d, "packed.bin"))
+                compressed = n * k // 32 * block_bytes
+                want_bytes = compressed + ((-compressed) % 64 + 4 * n if bias else 0)
+                q, dh, _ = quantize_q8(x)
+                want = (q * dh).reshape(tokens, k) @ deq.T + (bv if bias else 0)
+                name = "linear 2:4 int8 %s %s %dx%d T=%d threads=%d%s" % (
+                    cpu, fmt, n, k, tokens, threads, " bias" if bias else "")
+                if stored != want_bytes:
+                    print("%s: %d weight bytes stored, %d expected compressed FAIL" % (name, stored, want_bytes))
+                    ok = False
+                ok &= check(name, y, want, 1e-5)
+    return ok
+
+
 def check_embedding():
     ok = True
     for fmt in SCHEMES:
@@ -844,6 +902,7 @@ def check_mean_pool():
 
 CHECKS = {
     "linear": check_linear, "linear_int8": check_linear_int8,
+    "linear_sparse_int8": check_linear_sparse_int8,
     "norm_linear_int8": check_norm_linear_int8, "mlp_int8": check_mlp_int8,
     "linear_rope_int8": check_linear_rope_int8,
     "tied_embedding_int8": check_tied_embedding_int8,

@@ -1,0 +1,65 @@
+// RUN: kiln-opt %s --kiln-fuse --kiln-plan-memory --convert-kiln-to-cpu=cpu=x86-64-v4 | FileCheck %s --check-prefixes=CHECK,V4 --implicit-check-not=llvm.x86.avx2
+// RUN: kiln-opt %s --kiln-fuse --kiln-plan-memory --convert-kiln-to-cpu=cpu=x86-64-v3 | FileCheck %s --check-prefixes=CHECK,V3 --implicit-check-not=vpdpbusd
+// RUN: kiln-opt %s --kiln-fuse --kiln-plan-memory --convert-kiln-to-cpu=cpu=generic | FileCheck %s --check-prefixes=CHECK,GENERIC --implicit-check-not=llvm.call_intrinsic
+
+// The 2:4 sparse linear kernel (SparseLinear.cpp) for each instruction set:
+// the activation bytes the kept codes' positions pick (vpshufb on AVX-512
+// and AVX2, selects for generic), then the variant's byte dot product.
+
+!q4_0 = !kiln.weight<64x64x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf>, sparsity = #kiln.sparsity<kind = n_m, n = 2, m = 4>>
+!q8_0 = !kiln.weight<32x128x#kiln.quant<bits = 8, group = 32, scale = f16, layout = gguf>, sparsity = #kiln.sparsity<kind = n_m, n = 2, m = 4>>
+
+// CHECK-LABEL: func.func @sparse_q4_0(
+// CHECK: call @kiln_quantize_q8_64(
+// CHECK-NEXT: call @kiln_barrier(
+// V4: call @kiln_linear_q8_x86_64_v4_q4_0_2of4_64x64(
+// V3: call @kiln_linear_q8_x86_64_v3_q4_0_2of4_64x64(
+// GENERIC: call @kiln_linear_q8_generic_q4_0_2of4_64x64(
+func.func @sparse_q4_0(%x: tensor<?x64xf32>) -> tensor<?x64xf32> attributes {kiln.max_tokens = 8} {
+  // 64 rows x 2 blocks x (2 + 8 + 4) bytes.
+  %w = kiln.weight #kiln.external<"w.bin", offset = 0, size = 1792> -> !q4_0
+  %y = kiln.linear %x, %w : tensor<?x64xf32>, !q4_0 -> tensor<?x64xf32>
+  return %y : tensor<?x64xf32>
+}
+
+// CHECK-LABEL: func.func @sparse_q8_0(
+// V4: call @kiln_linear_q8_x86_64_v4_q8_0_2of4_128x32(
+// V3: call @kiln_linear_q8_x86_64_v3_q8_0_2of4_128x32(
+// GENERIC: call @kiln_linear_q8_generic_q8_0_2of4_128x32(
+func.func @sparse_q8_0(%x: tensor<?x128xf32>) -> tensor<?x32xf32> attributes {kiln.max_tokens = 8} {
+  // 32 rows x 4 blocks x (2 + 16 + 4) bytes.
+  %w = kiln.weight #kiln.external<"w.bin", offset = 1792, size = 2816> -> !q8_0
+  %y = kiln.linear %x, %w : tensor<?x128xf32>, !q8_0 -> tensor<?x32xf32>
+  return %y : tensor<?x32xf32>
+}
+
+// Lane r is row r of a group of 16, its 4 bytes one run of 4 values; a
+// tile of 4 tokens shares the decoded codes and positions.
+// CHECK-LABEL: func.func private @kiln_linear_q8_{{.*}}_q4_0_2of4_64x64(
+// CHECK: scf.for {{.*}} iter_args({{.*}}) -> (vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>)
+// CHECK: memref.prefetch
+// Q4_0: row r's kept pair (byte r) becomes lane r's bytes [first, second,
+// 0, 0], minus 8.
+// CHECK: %[[PAIRS:.*]] = vector.load %{{.*}}[%{{.*}}] : memref<?xi8>, vector<16xi8>
+// CHECK: %[[WIDE:.*]] = arith.extui %[[PAIRS]] : vector<16xi8> to vector<16xi32>
+// CHECK: arith.shli %[[WIDE]], %{{.*}} : vector<16xi32>
+// CHECK: %[[CODES:.*]] = arith.subi %{{.*}}, %{{.*}} : vector<64xi8>
+// The positions: lane r's bytes [i0, i1, 0, 0].
+// CHECK: %[[PLACES:.*]] = vector.bitcast %{{.*}} : vector<16xi32> to vector<64xi8>
+// 128 * (sum of the codes), taken off the products of x + 128.
+// V4: llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.512"(%{{.*}}, %{{.*}}, %[[CODES]])
+// CHECK: arith.xori %{{.*}}, %{{.*}} : i32
+// V4: %[[X:.*]] = llvm.call_intrinsic "llvm.x86.avx512.pshuf.b.512"(%{{.*}}, %[[PLACES]]) : (vector<64xi8>, vector<64xi8>) -> vector<64xi8>
+// V4: llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.512"(%{{.*}}, %[[X]], %[[CODES]])
+// V3: llvm.call_intrinsic "llvm.x86.avx2.pshuf.b"
+// V3: llvm.call_intrinsic "llvm.x86.avx2.pmadd.ub.sw"
+// GENERIC: arith.cmpi eq, %[[PLACES]], %{{.*}} : vector<64xi8>
+// GENERIC: arith.muli %{{.*}}, %{{.*}} : vector<64xi32>
+// CHECK: arith.subi %{{.*}}, %{{.*}} : vector<16xi32>
+// CHECK: arith.sitofp %{{.*}} : vector<16xi32> to vector<16xf32>
+// CHECK: vector.fma %{{.*}}, %{{.*}}, %{{.*}} : vector<16xf32>
+
+// Q8_0: row r's kept pair (bytes 2r, 2r+1) zero-extended to lane r.
+// CHECK-LABEL: func.func private @kiln_linear_q8_{{.*}}_q8_0_2of4_128x32(
+// CHECK: %[[PAIRS8:.*]] = vector.bitcast %{{.*}} : vector<32xi8> to vector<16xi16>
+// CHECK: arith.extui %[[PAIRS8]] : vector<16xi16> to vector<16xi32>
