@@ -198,7 +198,7 @@ func.func @rows16_f32(%x: tensor<?x256xf32>) -> tensor<?x32xf32> attributes {kil
 // -----
 
 // So do compressed 2:4 weights (SparseLinear.cpp).
-// F32: error: 'kiln.linear' op compressed sparse weights need activations=int8
+// F32: error: 'kiln.linear' op compressed sparse weights need activation_bits = 8 (kiln-fuse{activation-bits=8})
 !sparse = !kiln.weight<64x64x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf>, sparsity = #kiln.sparsity<kind = n_m, n = 2, m = 4>>
 func.func @sparse_f32(%x: tensor<?x64xf32>) -> tensor<?x64xf32> attributes {kiln.max_tokens = 8} {
   %w = kiln.weight #kiln.external<"w.bin", offset = 0, size = 1792> -> !sparse
