@@ -1,7 +1,6 @@
 //===- KilnTypes.cpp - kiln types -----------------------------------------===//
 
 #include "Kiln/IR/KilnDialect.h"
-#include "Kiln/IR/Rows16.h"
 #include "Kiln/IR/WeightLayout.h"
 
 #include "mlir/IR/Builders.h"
@@ -102,8 +101,8 @@ FailureOr<uint64_t> WeightType::getRowBytes() const {
     return failure();
   uint64_t k = getInnerDim();
   if (QuantSchemeAttr quant = getQuant()) {
-    // rows16 stores groups of 16 rows, not rows (see getStorageBytes).
-    if (quant.getLayout() == QuantLayout::Rows16)
+    // A target layout may interleave rows (see getStorageBytes).
+    if (quant.getTargetLayout())
       return failure();
     ::kiln::QuantBlockShape shape;
     shape.bits = quant.getBits();
@@ -125,14 +124,6 @@ FailureOr<uint64_t> WeightType::getRowBytes() const {
   return *bytes;
 }
 
-const ::mlir::kiln::Rows16Format *WeightType::getRows16Format() const {
-  QuantSchemeAttr q = getQuant();
-  if (!q || getSparsity())
-    return nullptr;
-  const ::kiln::GGMLFormat *ggml = findGGMLBlockFormat(q);
-  return ggml ? findRows16Format(ggml->type) : nullptr;
-}
-
 FailureOr<uint64_t> WeightType::getStorageBytes() const {
   std::optional<uint64_t> count = ::kiln::checkedElementCount(getShape());
   if (!count)
@@ -140,11 +131,10 @@ FailureOr<uint64_t> WeightType::getStorageBytes() const {
   uint64_t rows = *count / getInnerDim();
   uint64_t k = getInnerDim();
   SparsityAttr sparsity = getSparsity();
-  if (getQuant() && getQuant().getLayout() == QuantLayout::Rows16) {
-    const ::mlir::kiln::Rows16Format *rows16 = getRows16Format();
-    if (!rows16)
-      return failure();
-    std::optional<uint64_t> total = ::mlir::kiln::rows16Bytes(*rows16, rows, k);
+  QuantSchemeAttr quant = getQuant();
+  if (quant && quant.getTargetLayout()) {
+    std::optional<uint64_t> total =
+        quant.getTargetLayout().getStorageBytes(quant, rows, k);
     if (!total)
       return failure();
     return *total;

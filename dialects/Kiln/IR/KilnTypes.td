@@ -34,14 +34,12 @@ def Kiln_WeightType : Kiln_Type<"Weight", "weight"> {
     int64_t getInnerDim() const { return getShape().back(); }
     /// Number of rows: the product of all but the innermost dimension.
     int64_t getNumRows() const;
-    /// Bytes one row occupies (dense or quantized); fails on overflow or
-    /// when the weight is sparse (rows then vary in size).
+    /// Bytes one row occupies (dense or quantized); fails on overflow, when
+    /// the weight is sparse (rows then vary in size) or in a target layout
+    /// (which need not store rows one by one).
     ::mlir::FailureOr<uint64_t> getRowBytes() const;
     /// Bytes the whole weight occupies; fails on overflow.
     ::mlir::FailureOr<uint64_t> getStorageBytes() const;
-    /// The rows16 arrangement of this weight's ggml block format (whatever
-    /// its layout now), or null if the format has none (Rows16.h).
-    const ::mlir::kiln::Rows16Format *getRows16Format() const;
   }];
 }
 
