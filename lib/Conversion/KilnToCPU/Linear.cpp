@@ -341,7 +341,7 @@ struct Rows16Epilogue {
   int64_t ropeHeadDim = 0;
 };
 
-/// linearInt8's signature and result for a weight in layout = rows16:
+/// linearInt8's signature and result for a weight in #kiln_cpu.rows16:
 /// 16 rows per vector, one sequential read of the weights per token chunk,
 /// then `epilogue`.
 static func::FuncOp buildLinearRows16Kernel(KernelLibrary &library,
@@ -546,9 +546,10 @@ struct LinearLowering : KernelCallPattern<LinearOp> {
     if (failed(w))
       return failure();
     const Rows16Format *rows16 =
-        isRows16(w->type) ? w->type.getRows16Format() : nullptr;
+        isRows16(w->type) ? findRows16Format(w->type) : nullptr;
     if (rows16 && !step.int8Activations)
-      return l.emitOpError("layout = rows16 weights need activations=int8");
+      return l.emitOpError(
+          "target_layout = #kiln_cpu.rows16 weights need activations=int8");
     FailureOr<std::unique_ptr<WeightFormat>> f;
     if (!rows16 && failed(f = step.formatOf(op, w->type)))
       return failure();
