@@ -2,13 +2,12 @@
 //
 // Checks Kiln/IR/GGMLFormats.h against facts written here independently: the
 // sizes of ggml-common.h's block structs (summed field by field), the numbers
-// of the gguf Python package, the general block formula of WeightLayout.h,
-// and the rows16 forms the table feeds.
+// of the gguf Python package and the general block formula of WeightLayout.h
+// (Rows16Test.cpp checks the CPU target's forms of the table's formats).
 //
 //===----------------------------------------------------------------------===//
 
 #include "Kiln/IR/GGMLFormats.h"
-#include "Kiln/IR/Rows16.h"
 #include "Kiln/IR/WeightLayout.h"
 
 #include "gtest/gtest.h"
@@ -128,40 +127,6 @@ TEST(GGMLFormats, SchemesHaveTheirBlockBytes) {
   EXPECT_EQ(schemes, 10u); // Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K..Q6_K
   EXPECT_FALSE(kiln::findGGMLBlockFormat(4, 32, false, 256, 6));
   EXPECT_FALSE(kiln::findGGMLBlockFormat(4, 64, false, 0, 0));
-}
-
-// The rows16 forms take their ggml numbers from the table; these are the
-// values the rows16 kernels were written against.
-TEST(GGMLFormats, Rows16FormsOfTheTable) {
-  struct Rows16 {
-    GGMLType type;
-    const char *name;
-    unsigned bits, superValues, sourceBytes;
-    bool hasMin, halfScales;
-  };
-  const Rows16 expected[] = {
-      {GGMLType::Q4_0, "q4_0", 4, 32, 18, false, false},
-      {GGMLType::Q4_1, "q4_1", 4, 32, 20, true, false},
-      {GGMLType::Q5_0, "q5_0", 5, 32, 22, false, false},
-      {GGMLType::Q5_1, "q5_1", 5, 32, 24, true, false},
-      {GGMLType::Q8_0, "q8_0", 8, 32, 34, false, false},
-      {GGMLType::Q4_K, "q4_k", 4, 256, 144, true, false},
-      {GGMLType::Q5_K, "q5_k", 5, 256, 176, true, false},
-      {GGMLType::Q6_K, "q6_k", 6, 256, 210, false, true},
-  };
-  for (const Rows16 &e : expected) {
-    const mlir::kiln::Rows16Format *f = mlir::kiln::findRows16Format(e.type);
-    ASSERT_TRUE(f) << e.name;
-    EXPECT_STREQ(f->name, e.name);
-    EXPECT_EQ(f->codeBits, e.bits) << e.name;
-    EXPECT_EQ(f->superValues, e.superValues) << e.name;
-    EXPECT_EQ(f->sourceBytes, e.sourceBytes) << e.name;
-    EXPECT_EQ(f->hasMin, e.hasMin) << e.name;
-    EXPECT_EQ(f->halfScales, e.halfScales) << e.name;
-  }
-  EXPECT_FALSE(mlir::kiln::findRows16Format(GGMLType::Q2_K));
-  EXPECT_FALSE(mlir::kiln::findRows16Format(GGMLType::Q3_K));
-  EXPECT_FALSE(mlir::kiln::findRows16Format(GGMLType::F16));
 }
 
 } // namespace

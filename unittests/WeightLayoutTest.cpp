@@ -126,21 +126,3 @@ TEST_F(WeightTypeTest, RejectsOverflowingShape) {
 }
 
 } // namespace
-
-TEST_F(WeightTypeTest, Rows16Storage) {
-  // Q4_0, 40 rows (three groups of 16, the last padded) of K = 64: per group
-  // 2 headers of 32 bytes (64, already aligned) and 2 blocks of 256 bytes.
-  auto w = parse("!kiln.weight<40x64x#kiln.quant<bits = 4, group = 32, "
-                 "scale = f16, layout = rows16>>");
-  ASSERT_TRUE(w);
-  EXPECT_EQ(*w.getStorageBytes(), 3u * (64u + 2u * 256u));
-  // Groups hold no rows of their own.
-  EXPECT_TRUE(mlir::failed(w.getRowBytes()));
-  const mlir::kiln::Rows16Format *q6k = mlir::kiln::findRows16Format(kiln::GGMLType::Q6_K);
-  ASSERT_TRUE(q6k);
-  // One 288-byte Q6_K header padded to 320, 8 blocks of 384 bytes.
-  EXPECT_EQ(mlir::kiln::rows16Bytes(*q6k, 16, 256), std::optional<uint64_t>(320u + 8u * 384u));
-  EXPECT_EQ(mlir::kiln::rows16Bytes(*q6k, 16, 255), std::nullopt);
-  EXPECT_EQ(mlir::kiln::rows16Bytes(*q6k, uint64_t(1) << 62, 1u << 20), std::nullopt);
-  EXPECT_FALSE(mlir::kiln::findRows16Format(kiln::GGMLType::Q2_K));
-}

@@ -73,13 +73,15 @@ llvm::Expected<std::string> gatherWeightSection(ModuleOp module,
   return std::move(*section);
 }
 
-/// Runs kiln-pack-weights when linear layers take int8 activations.
+/// Runs kiln-pack-weights{target=cpu} when linear layers take int8
+/// activations.
 llvm::Error packForKernels(ModuleOp module, const CompileOptions &options) {
   if (options.activations != mlir::kiln::ActivationPrecision::Int8)
     return llvm::Error::success();
   FirstError diags(*module.getContext());
   PassManager pm(module.getContext());
-  pm.addPass(mlir::kiln::createKilnPackWeights());
+  pm.addPass(
+      mlir::kiln::createKilnPackWeights({mlir::kiln::LoweringTarget::CPU}));
   if (failed(pm.run(module)))
     return fail(options.input + ": " + diags.take("packing weights failed"));
   return llvm::Error::success();
@@ -182,7 +184,8 @@ llvm::Error compileMLIR(MLIRContext &ctx, const CompileOptions &options) {
   bool withWeights = !options.weightsOutput.empty();
   if (!withWeights &&
       options.activations == mlir::kiln::ActivationPrecision::Int8 &&
-      mlir::kiln::kilnPackWeightsRepacks(*module))
+      mlir::kiln::kilnPackWeightsRepacks(*module,
+                                         mlir::kiln::LoweringTarget::CPU))
     return fail(options.input + ": its weights are repacked for the int8 "
                                 "kernels; name the file to write them to "
                                 "with --weights-out");

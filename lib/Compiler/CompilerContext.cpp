@@ -2,6 +2,7 @@
 
 #include "Compiler/CompilerContext.h"
 
+#include "Conversion/Passes.h"
 #include "Kiln/IR/KilnDialect.h"
 
 #include "mlir/IR/DialectRegistry.h"
@@ -22,6 +23,7 @@ void registerCompilerDialects(MLIRContext &ctx) {
   registerAllDialects(registry);
   registerAllExtensions(registry);
   registry.insert<mlir::kiln::KilnDialect>();
+  mlir::kiln::registerKilnCPUTarget(registry);
   registerBuiltinDialectTranslation(registry);
   registerLLVMDialectTranslation(registry);
   // The CUDA route serializes kernels (gpu, nvvm ops) to PTX.

@@ -21,8 +21,9 @@ class MLIRContext;
 
 namespace kiln {
 
-/// Registers the upstream dialects and extensions, the kiln dialect and the
-/// builtin and LLVM dialect translations in `ctx`, and loads them all.
+/// Registers the upstream dialects and extensions, the kiln dialect, the CPU
+/// target's (registerKilnCPUTarget) and the builtin and LLVM dialect
+/// translations in `ctx`, and loads them all.
 void registerCompilerDialects(mlir::MLIRContext &ctx);
 
 /// Keeps the first error diagnostic reported in a context while it lives, as

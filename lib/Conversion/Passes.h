@@ -41,6 +41,13 @@ void buildKilnToLLVMPipeline(OpPassManager &pm,
 /// Registers `kiln-lower-to-llvm` (the pipeline above) with the pass registry.
 void registerKilnPipelines();
 
+/// Registers what the CPU target adds to kiln IR: its dialect (kiln_cpu, the
+/// weight layouts its kernels read) in `registry`, and its weight packer for
+/// kiln-pack-weights{target=cpu}. Every tool that parses or packs kiln IR
+/// for the CPU calls it (kiln-opt, and registerCompilerDialects for
+/// kiln-compile, the C API and Python).
+void registerKilnCPUTarget(DialectRegistry &registry);
+
 /// The options of the CUDA lowering.
 struct KilnToCUDAOptions {
   /// Bound of dynamic token dimensions (0: each function's kiln.max_tokens).

@@ -35,6 +35,7 @@ int main(int argc, char **argv) {
   mlir::registerAllToLLVMIRTranslations(registry);
   mlir::registerAllPasses();
   registry.insert<mlir::kiln::KilnDialect>();
+  mlir::kiln::registerKilnCPUTarget(registry);
   mlir::kiln::registerKilnTransformsPasses();
   mlir::kiln::registerKilnConversionPasses();
   mlir::kiln::registerKilnPipelines();

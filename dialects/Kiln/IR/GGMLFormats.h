@@ -4,8 +4,8 @@
 // its name, its block (values and bytes, the sizeof of the block struct in
 // ggml-common.h), whether Kiln reads it, and for the block formats Kiln
 // computes with, the #kiln.quant<layout = gguf> scheme that describes it.
-// The GGUF reader, the importer, the dialect verifier, the rows16 packer and
-// the CPU decoders all read this table; none keeps its own copy.
+// The GGUF reader, the importer, the dialect verifier, the CPU target's
+// packer and the CPU decoders all read this table; none keeps its own copy.
 //
 // Plain C++ and data only (no MLIR): the GGUF reader and its fuzzer include
 // it without the dialect. unittests/GGMLFormatsTest.cpp checks it against

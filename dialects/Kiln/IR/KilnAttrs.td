@@ -14,11 +14,11 @@ class Kiln_Attr<string name, string attrMnemonic, list<Trait> traits = []>
 
 // How quantization codes of one block are laid out in bytes. The arithmetic
 // (bits, group, scales, zero points) is in QuantSchemeAttr; the layout only
-// fixes the bit order, so GGUF's formats are instances of one scheme.
+// fixes the bit order, so GGUF's formats are instances of one scheme. How a
+// target rearranges whole blocks is its own attribute (target_layout).
 def Kiln_QuantLayout : I32EnumAttr<"QuantLayout", "byte layout of a quantized block", [
     I32EnumAttrCase<"Packed", 0, "packed">,  // Kiln's own: scales, then codes little-endian, LSB first
-    I32EnumAttrCase<"GGUF", 1, "gguf">,      // ggml's block_q*/block_q*_K structs (ggml-common.h)
-    I32EnumAttrCase<"Rows16", 2, "rows16">   // ggml's formats, 16 rows interleaved for the int8 kernels (Rows16.h)
+    I32EnumAttrCase<"GGUF", 1, "gguf">       // ggml's block_q*/block_q*_K structs (ggml-common.h)
   ]> {
   let genSpecializedAttr = 0;
   let cppNamespace = "::mlir::kiln";
@@ -47,6 +47,12 @@ def Kiln_QuantSchemeAttr : Kiln_Attr<"QuantScheme", "quant"> {
     Q4_1 = `#kiln.quant<bits = 4, group = 32, scale = f16, zero = f16>`;
     Q4_K = `#kiln.quant<bits = 4, group = 32, scale = f16, zero = f16,
     super_group = 256, sub_scale_bits = 6>`.
+
+    `target_layout`, when present, is an attribute a target defines
+    (WeightLayoutAttrInterface, KilnInterfaces.td) that rearranges the
+    blocks for its kernels (the CPU target's interleaves ggml blocks of 16
+    rows: `layout = gguf, target_layout = #kiln_cpu.<name>`); without one
+    the blocks follow each other row by row.
   }];
   let parameters = (ins
     "unsigned":$bits,
@@ -56,8 +62,21 @@ def Kiln_QuantSchemeAttr : Kiln_Attr<"QuantScheme", "quant"> {
     DefaultValuedParameter<"unsigned", "0">:$super_group,
     DefaultValuedParameter<"unsigned", "0">:$sub_scale_bits,
     DefaultValuedParameter<"::mlir::kiln::QuantLayout",
-                           "::mlir::kiln::QuantLayout::Packed">:$layout
+                           "::mlir::kiln::QuantLayout::Packed">:$layout,
+    OptionalParameter<"::mlir::kiln::WeightLayoutAttrInterface">:$target_layout
   );
+  let builders = [
+    // A scheme in no target layout: what importers and compression passes
+    // write (only kiln-pack-weights picks a target's layout).
+    AttrBuilder<(ins "unsigned":$bits, "unsigned":$group, "::mlir::Type":$scale,
+                     "::mlir::Type":$zero, "unsigned":$super_group,
+                     "unsigned":$sub_scale_bits,
+                     "::mlir::kiln::QuantLayout":$layout), [{
+      return $_get($_ctxt, bits, group, scale, zero, super_group,
+                   sub_scale_bits, layout,
+                   ::mlir::kiln::WeightLayoutAttrInterface());
+    }]>
+  ];
   let assemblyFormat = "`<` struct(params) `>`";
   let genVerifyDecl = 1;
   let extraClassDeclaration = [{

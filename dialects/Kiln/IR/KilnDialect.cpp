@@ -14,6 +14,7 @@
 using namespace mlir;
 using namespace mlir::kiln;
 
+#include "Kiln/IR/KilnAttrInterfaces.cpp.inc"
 #include "Kiln/IR/KilnDialect.cpp.inc"
 #include "Kiln/IR/KilnEnums.cpp.inc"
 
@@ -67,7 +68,8 @@ LogicalResult
 QuantSchemeAttr::verify(function_ref<InFlightDiagnostic()> emitError,
                         unsigned bits, unsigned group, Type scaleType,
                         Type zeroType, unsigned superGroup,
-                        unsigned subScaleBits, QuantLayout layout) {
+                        unsigned subScaleBits, QuantLayout layout,
+                        WeightLayoutAttrInterface targetLayout) {
   if (bits < 2 || bits > 8)
     return emitError() << "quantization bit width " << bits
                        << " is out of range [2, 8]";
@@ -103,16 +105,6 @@ QuantSchemeAttr::verify(function_ref<InFlightDiagnostic()> emitError,
   }
   const ::kiln::GGMLFormat *ggml = findGGMLBlockFormat(
       bits, group, scaleType, zeroType, superGroup, subScaleBits);
-  if (layout == QuantLayout::Rows16 &&
-      (!ggml || !findRows16Format(ggml->type))) {
-    SmallVector<std::string> names;
-    for (const ::kiln::GGMLFormat &format : ::kiln::kGGMLFormats)
-      if (format.isQuantScheme() && findRows16Format(format.type))
-        names.push_back(StringRef(format.name).upper());
-    std::string last = names.pop_back_val();
-    return emitError() << "layout = rows16 takes only the ggml formats "
-                       << llvm::join(names, ", ") << " and " << last;
-  }
   if (layout == QuantLayout::GGUF && !ggml) {
     // Print types as the attribute writes them, not quoted.
     auto typeText = [](Type type) {
@@ -140,6 +132,14 @@ QuantSchemeAttr::verify(function_ref<InFlightDiagnostic()> emitError,
     diag << " (or layout = packed for Kiln's own layout)";
     return diag;
   }
+  // The target's layout judges the scheme as a whole; get() does not
+  // verify, so this does not recurse.
+  if (targetLayout)
+    return targetLayout.verifyScheme(
+        emitError,
+        QuantSchemeAttr::get(scaleType.getContext(), bits, group, scaleType,
+                             zeroType, superGroup, subScaleBits, layout,
+                             targetLayout));
   return success();
 }
 

@@ -4,7 +4,6 @@
 #define KILN_IR_KILNDIALECT_H
 
 #include "Kiln/IR/GGMLFormats.h"
-#include "Kiln/IR/Rows16.h"
 
 #include "mlir/Bytecode/BytecodeOpInterface.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
@@ -15,6 +14,7 @@
 
 namespace mlir::kiln {
 class WeightStore;
+class WeightLayoutAttrInterface;
 } // namespace mlir::kiln
 
 #include "Kiln/IR/KilnDialect.h.inc"
@@ -22,6 +22,9 @@ class WeightStore;
 
 #define GET_ATTRDEF_CLASSES
 #include "Kiln/IR/KilnAttrs.h.inc"
+
+// After the attributes: the interface's methods take a QuantSchemeAttr.
+#include "Kiln/IR/KilnAttrInterfaces.h.inc"
 
 #define GET_TYPEDEF_CLASSES
 #include "Kiln/IR/KilnTypes.h.inc"

@@ -1,7 +1,6 @@
 //===- KilnTypes.cpp - kiln types -----------------------------------------===//
 
 #include "Kiln/IR/KilnDialect.h"
-#include "Kiln/IR/Rows16.h"
 #include "Kiln/IR/WeightLayout.h"
 
 #include "mlir/IR/Builders.h"
@@ -119,8 +118,8 @@ FailureOr<uint64_t> WeightType::getRowBytes() const {
     return failure();
   uint64_t k = getInnerDim();
   if (QuantSchemeAttr quant = getQuant()) {
-    // rows16 stores groups of 16 rows, not rows (see getStorageBytes).
-    if (quant.getLayout() == QuantLayout::Rows16)
+    // A target layout may interleave rows (see getStorageBytes).
+    if (quant.getTargetLayout())
       return failure();
     std::optional<uint64_t> bytes = blockShapeOf(quant).rowBytes(k);
     if (!bytes)
@@ -133,14 +132,6 @@ FailureOr<uint64_t> WeightType::getRowBytes() const {
   return *bytes;
 }
 
-const ::mlir::kiln::Rows16Format *WeightType::getRows16Format() const {
-  QuantSchemeAttr q = getQuant();
-  if (!q || getCompressedSparsity())
-    return nullptr;
-  const ::kiln::GGMLFormat *ggml = findGGMLBlockFormat(q);
-  return ggml ? findRows16Format(ggml->type) : nullptr;
-}
-
 bool WeightType::takesQuantizedActivations() const {
   QuantSchemeAttr q = getQuant();
   if (!q || getInnerDim() % 32 != 0)
@@ -148,9 +139,9 @@ bool WeightType::takesQuantizedActivations() const {
   // n:m compressed blocks keep one scale per 32 values (the verifier).
   if (getCompressedSparsity())
     return true;
+  if (WeightLayoutAttrInterface layout = q.getTargetLayout())
+    return layout.takesQuantizedActivations(q);
   switch (q.getLayout()) {
-  case QuantLayout::Rows16:
-    return true;
   case QuantLayout::GGUF: {
     const ::kiln::GGMLFormat *ggml = findGGMLBlockFormat(q);
     return ggml && ggml->hasScalePer32();
@@ -168,11 +159,10 @@ FailureOr<uint64_t> WeightType::getStorageBytes() const {
   uint64_t rows = *count / getInnerDim();
   uint64_t k = getInnerDim();
   SparsityAttr sparsity = getCompressedSparsity();
-  if (getQuant() && getQuant().getLayout() == QuantLayout::Rows16) {
-    const ::mlir::kiln::Rows16Format *rows16 = getRows16Format();
-    if (!rows16)
-      return failure();
-    std::optional<uint64_t> total = ::mlir::kiln::rows16Bytes(*rows16, rows, k);
+  QuantSchemeAttr quant = getQuant();
+  if (quant && quant.getTargetLayout()) {
+    std::optional<uint64_t> total =
+        quant.getTargetLayout().getStorageBytes(quant, rows, k);
     if (!total)
       return failure();
     return *total;
@@ -285,7 +275,7 @@ LogicalResult WeightType::verify(function_ref<InFlightDiagnostic()> emitError,
         return emitError() << "a quantized weight can be stored compressed "
                               "only with n_m sparsity";
       if (quant.isTwoLevel() || !quant.isSymmetric() ||
-          quant.getLayout() == QuantLayout::Rows16)
+          quant.getTargetLayout())
         return emitError() << "a compressed n:m weight needs a symmetric "
                               "one-level quantization in layout gguf or "
                               "packed";

@@ -34,8 +34,9 @@ def Kiln_WeightType : Kiln_Type<"Weight", "weight"> {
     int64_t getInnerDim() const { return getShape().back(); }
     /// Number of rows: the product of all but the innermost dimension.
     int64_t getNumRows() const;
-    /// Bytes one row occupies (dense or quantized); fails on overflow or
-    /// when the weight is stored sparse (rows then vary in size).
+    /// Bytes one row occupies (dense or quantized); fails on overflow, when
+    /// the weight is sparse (rows then vary in size) or in a target layout
+    /// (which need not store rows one by one).
     ::mlir::FailureOr<uint64_t> getRowBytes() const;
     /// The sparsity of a weight whose bytes are compressed (kept values and
     /// their positions); null for a dense weight and for a pruned one still
@@ -43,14 +44,12 @@ def Kiln_WeightType : Kiln_Type<"Weight", "weight"> {
     ::mlir::kiln::SparsityAttr getCompressedSparsity() const;
     /// Bytes the whole weight occupies; fails on overflow.
     ::mlir::FailureOr<uint64_t> getStorageBytes() const;
-    /// The rows16 arrangement of this weight's ggml block format (whatever
-    /// its layout now), or null if the format has none (Rows16.h).
-    const ::mlir::kiln::Rows16Format *getRows16Format() const;
     /// Whether a linear layer over this weight can take quantized
     /// activations (`activation_bits`): its codes are integers under one
     /// scale (and min) per 32 values along K, so each 32-value block of the
     /// dot product is an integer sum (ggml's Q4_0..Q8_0, Kiln's packed
-    /// groups of a multiple of 32, every rows16 or n:m compressed weight).
+    /// groups of a multiple of 32, n:m compressed weights), or a target
+    /// layout says its kernels take them (the CPU's rows16).
     bool takesQuantizedActivations() const;
   }];
 }

@@ -1,9 +1,10 @@
-//===- PackWeights.cpp - weights into the int8 linear kernels' layout -----===//
+//===- PackWeights.cpp - weights into a target's kernel layout ------------===//
 //
-// Two repackings, each done once per weight: ggml block formats into rows16
-// (Rows16.h), and Q4_0/Q8_0 weights pruned 2:4 (kiln-prune's `dense = true`)
-// into the compressed n:m blocks the sparse kernels read (WeightLayout.h,
-// nmBlockBytes; SparseLinear.cpp of the CPU lowering).
+// Two repackings, each done once per weight: into the layout the target's
+// packer chooses (the CPU's rows16), and Q4_0/Q8_0 weights pruned 2:4
+// (kiln-prune's `dense = true`) into the compressed n:m blocks the sparse
+// kernels read (WeightLayout.h, nmBlockBytes; SparseLinear.cpp of the CPU
+// lowering).
 //
 //===----------------------------------------------------------------------===//
 
@@ -11,6 +12,8 @@
 #include "Kiln/Transforms/Passes.h"
 
 #include "mlir/IR/Builders.h"
+#include "mlir/IR/DialectRegistry.h"
+#include "mlir/IR/MLIRContext.h"
 #include "llvm/ADT/DenseMap.h"
 #include "llvm/ADT/STLExtras.h"
 
@@ -27,16 +30,26 @@ using namespace mlir::kiln;
 
 namespace {
 
-/// The kiln.weight `linear` multiplies by, when it is in a ggml block format
-/// the int8 kernels read in rows16 and not packed yet.
-WeightOp packableWeight(LinearOp linear) {
+/// A weight to pack and the layout it goes into.
+struct Packable {
+  WeightOp source;
+  WeightLayoutAttrInterface layout;
+};
+
+/// The kiln.weight `linear` multiplies by, with the layout `packer` wants it
+/// in, when it is quantized, in no target layout yet and the target wants
+/// one.
+std::optional<Packable> packableWeight(LinearOp linear,
+                                       const WeightPacker &packer) {
   auto source = linear.getWeight().getDefiningOp<WeightOp>();
   WeightType type = linear.getWeight().getType();
   QuantSchemeAttr q = type.getQuant();
-  if (!source || !q || q.getLayout() != QuantLayout::GGUF ||
-      !type.getRows16Format())
-    return {};
-  return source;
+  if (!source || !q || q.getTargetLayout())
+    return std::nullopt;
+  WeightLayoutAttrInterface layout = packer.chooseLayout(type);
+  if (!layout)
+    return std::nullopt;
+  return Packable{source, layout};
 }
 
 /// Packed sources by (source, packed type): kiln.weight ops naming the same
@@ -167,20 +180,32 @@ FailureOr<WeightOp> compress(WeightOp source, PackedSources &packedSources) {
   return op;
 }
 
-/// `type` with layout = rows16 in place of layout = gguf.
-WeightType rows16TypeOf(WeightType type) {
+/// `type` with `layout` as its target layout.
+WeightType withTargetLayout(WeightType type,
+                            WeightLayoutAttrInterface layout) {
   QuantSchemeAttr q = type.getQuant();
-  auto rows16 =
-      QuantSchemeAttr::get(q.getContext(), q.getBits(), q.getGroup(),
-                           q.getScaleType(), q.getZeroType(), q.getSuperGroup(),
-                           q.getSubScaleBits(), QuantLayout::Rows16);
-  return WeightType::get(type.getContext(), type.getShape(), Type(), rows16,
+  auto scheme = QuantSchemeAttr::get(
+      q.getContext(), q.getBits(), q.getGroup(), q.getScaleType(),
+      q.getZeroType(), q.getSuperGroup(), q.getSubScaleBits(), q.getLayout(),
+      layout);
+  return WeightType::get(type.getContext(), type.getShape(), Type(), scheme,
                          type.getSparsity());
 }
 
-/// A blob-backed rows16 copy of `source`, created after it.
-FailureOr<WeightOp> pack(WeightOp source, PackedSources &packedSources) {
-  WeightType type = source.getType(), to = rows16TypeOf(type);
+/// The packed blob's name: the ggml format (if the scheme is one) and the
+/// layout, e.g. "q4_0_<layout>".
+std::string blobNameOf(WeightType packed) {
+  QuantSchemeAttr q = packed.getQuant();
+  const ::kiln::GGMLFormat *ggml = findGGMLBlockFormat(q);
+  std::string format = ggml ? StringRef(ggml->name).lower() : "weight";
+  return format + "_" + q.getTargetLayout().getLayoutName().str();
+}
+
+/// A blob-backed copy of `what.source` in `what.layout`, created after it.
+FailureOr<WeightOp> pack(const Packable &what, const WeightPacker &packer,
+                         PackedSources &packedSources) {
+  WeightOp source = what.source;
+  WeightType type = source.getType(), to = withTargetLayout(type, what.layout);
   OpBuilder b(source);
   b.setInsertionPointAfter(source);
   Attribute &made = packedSources[{source.getSource(), to}];
@@ -195,19 +220,36 @@ FailureOr<WeightOp> pack(WeightOp source, PackedSources &packedSources) {
       *sourceBytes != bytes->size())
     return source.emitOpError("holds ")
            << bytes->size() << " bytes, not the " << type << " to pack";
-  const Rows16Format *format = type.getRows16Format();
   AsmResourceBlob packed = allocateWeightBytes(*packedBytes);
-  packRows16(*format, type.getNumRows(), type.getInnerDim(),
-             reinterpret_cast<const uint8_t *>(bytes->data()),
-             reinterpret_cast<uint8_t *>(packed.getMutableData().data()));
+  MutableArrayRef<char> dest = packed.getMutableData();
+  packer.pack(type, to,
+              ArrayRef<uint8_t>(reinterpret_cast<const uint8_t *>(bytes->data()),
+                                bytes->size()),
+              MutableArrayRef<uint8_t>(reinterpret_cast<uint8_t *>(dest.data()),
+                                       dest.size()));
   WeightOp op = createWeight(b, source.getLoc(), to, std::move(packed),
-                             (StringRef(format->name) + "_rows16").str());
+                             blobNameOf(to));
   made = op.getSource();
   return op;
 }
 
 struct PackWeights : mlir::kiln::impl::KilnPackWeightsBase<PackWeights> {
+  using Base::Base;
+
+  void getDependentDialects(DialectRegistry &registry) const override {
+    Base::getDependentDialects(registry);
+    if (const WeightPacker *packer = lookupWeightPacker(target))
+      packer->getDependentDialects(registry);
+  }
+
   void runOnOperation() override {
+    const WeightPacker *packer = lookupWeightPacker(target);
+    if (!packer) {
+      getOperation().emitError("kiln-pack-weights: target ")
+          << stringify(LoweringTarget(target))
+          << " has no weight packer in this tool";
+      return signalPassFailure();
+    }
     PackedSources packedSources;
     // One packed weight per weight value, shared by every linear layer over
     // it.
@@ -215,13 +257,15 @@ struct PackWeights : mlir::kiln::impl::KilnPackWeightsBase<PackWeights> {
     WalkResult walk = getOperation().walk([&](LinearOp linear) {
       Value weight = linear.getWeight();
       WeightOp sparse = compressibleWeight(linear);
-      WeightOp source = sparse ? sparse : packableWeight(linear);
-      if (!source)
+      std::optional<Packable> what =
+          sparse ? std::nullopt : packableWeight(linear, *packer);
+      if (!sparse && !what)
         return WalkResult::advance();
       Value &copy = packed[weight];
       if (!copy) {
-        FailureOr<WeightOp> op = sparse ? compress(source, packedSources)
-                                        : pack(source, packedSources);
+        FailureOr<WeightOp> op = sparse
+                                     ? compress(sparse, packedSources)
+                                     : pack(*what, *packer, packedSources);
         if (failed(op))
           return WalkResult::interrupt();
         copy = op->getResult();
@@ -247,10 +291,22 @@ struct PackWeights : mlir::kiln::impl::KilnPackWeightsBase<PackWeights> {
 
 } // namespace
 
-bool mlir::kiln::kilnPackWeightsRepacks(ModuleOp module) {
+bool mlir::kiln::kilnPackWeightsRepacks(ModuleOp module,
+                                        LoweringTarget target) {
+  const WeightPacker *packer = lookupWeightPacker(target);
+  if (!packer)
+    return false;
+  // chooseLayout makes the target's attributes; outside a pass nothing
+  // loaded their dialects.
+  DialectRegistry registry;
+  packer->getDependentDialects(registry);
+  MLIRContext *ctx = module.getContext();
+  ctx->appendDialectRegistry(registry);
+  for (StringRef name : registry.getDialectNames())
+    ctx->getOrLoadDialect(name);
   return module
-      .walk([](LinearOp linear) {
-        return packableWeight(linear) || compressibleWeight(linear)
+      .walk([&](LinearOp linear) {
+        return packableWeight(linear, *packer) || compressibleWeight(linear)
                    ? WalkResult::interrupt()
                    : WalkResult::advance();
       })

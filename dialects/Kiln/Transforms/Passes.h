@@ -4,6 +4,7 @@
 #define KILN_TRANSFORMS_PASSES_H
 
 #include "Kiln/IR/KilnDialect.h"
+#include "Kiln/Transforms/WeightPacking.h"
 
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/Pass/Pass.h"
@@ -26,9 +27,9 @@ Value viewRoot(Value v);
 LogicalResult quantizeWeights(ModuleOp module,
                               const ::kiln::QuantizeOptions &options);
 
-/// Whether kiln-pack-weights would repack a weight of `module` (its code
-/// then cannot read the weight file as it is). Reads no weight bytes.
-bool kilnPackWeightsRepacks(ModuleOp module);
+/// Whether kiln-pack-weights{target} would repack a weight of `module` (its
+/// code then cannot read the weight file as it is). Reads no weight bytes.
+bool kilnPackWeightsRepacks(ModuleOp module, LoweringTarget target);
 
 #define GEN_PASS_DECL
 #include "Kiln/Transforms/Passes.h.inc"

@@ -6,24 +6,38 @@
 include "mlir/Pass/PassBase.td"
 
 def KilnPackWeights : Pass<"kiln-pack-weights", "::mlir::ModuleOp"> {
-  let summary = "Rearrange linear-layer weights into the CPU kernels' layout";
+  let summary = "Rearrange linear-layer weights into a target's kernel layout";
   let description = [{
-    Replaces every `kiln.weight` in a ggml block format that has a rows16
-    form (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K) that `kiln.linear`
-    ops multiply by with its `layout = rows16` copy (dialects/Kiln/IR/Rows16.h),
-    packed now into a `dense_resource` blob (WeightStore.h): the int8 CPU
-    kernels then read 16 rows as one sequential stream. Each weight is packed
-    once: the linear layers over it, an embedding tied to it and other
-    `kiln.weight` ops of the same bytes share the packed copy. `kiln-compile`
-    and the C API run this pass for int8 activations.
+    Asks `target`'s weight packer (WeightPacking.h, registered by the target)
+    which layout its kernels read each quantized weight a `kiln.linear`
+    multiplies by in, and replaces the weight with a copy in that layout
+    (`#kiln.quant<..., target_layout = ...>`), packed now into a
+    `dense_resource` blob (WeightStore.h). The CPU target interleaves the
+    ggml formats its int8 kernels multiply 16 rows at a time
+    (lib/Conversion/KilnToCPU/IR). Each weight is packed once: the linear
+    layers over it, an embedding tied to it and other `kiln.weight` ops of
+    the same bytes share the packed copy. `kiln-compile`, the C API and
+    Python run this pass with target=cpu for int8 activations; the CUDA
+    pipeline packs nothing. A target with no packer registered in the tool
+    is an error.
 
     A Q4_0 or Q8_0 weight pruned 2:4 and still stored dense (`#kiln.sparsity<
-    kind = n_m, n = 2, m = 4, dense = true>`, what kiln-prune leaves), with K
-    a multiple of 64 and rows a multiple of 16, is stored compressed instead (its kept codes and their
-    2-bit positions, scales per block as before: WeightLayout.h) for the
+    kind = n_m, n = 2, m = 4, dense = true>`, what kiln-prune leaves), with K a
+    multiple of 64 and rows a multiple of 16, is stored compressed instead
+    (its kept codes and their 2-bit positions, scales per block as before: WeightLayout.h) for the
     sparse CPU kernels; the pass fails on a run with more than 2 non-zeros.
     Other pruned weights stay dense: no kernel reads them compressed.
   }];
+  let options = [
+    Option<"target", "target", "::mlir::kiln::LoweringTarget",
+           /*default=*/"::mlir::kiln::LoweringTarget::CPU",
+           "The target whose kernels read the weights",
+           [{::llvm::cl::values(
+             clEnumValN(::mlir::kiln::LoweringTarget::CPU, "cpu",
+                        "the CPU kernels (convert-kiln-to-cpu)"),
+             clEnumValN(::mlir::kiln::LoweringTarget::CUDA, "cuda",
+                        "the CUDA kernels (convert-kiln-to-gpu)"))}]>
+  ];
   let dependentDialects = ["::mlir::kiln::KilnDialect"];
 }
 
@@ -34,8 +48,9 @@ def KilnGatherWeights : Pass<"kiln-gather-weights", "::mlir::ModuleOp"> {
     file `file` (each distinct weight once, 64-byte aligned; packed weights
     first) and points the weights at it with `#kiln.external<file, ...>`,
     as `kiln-compile` does with an artifact's weights section (named
-    `weights`): `kiln-opt --kiln-pack-weights --kiln-gather-weights
-    --kiln-lower-to-llvm` replays kiln-compile's lowering.
+    `weights`): `kiln-opt --kiln-pack-weights=target=cpu
+    --kiln-gather-weights --kiln-lower-to-llvm` replays kiln-compile's
+    lowering.
   }];
   let options = [
     Option<"file", "file", "std::string", /*default=*/"\"weights\"",

@@ -66,7 +66,7 @@ static func::FuncOp buildEmbeddingKernel(KernelLibrary &library,
   return kb.finish();
 }
 
-/// embedding's signature for a table in layout = rows16 (a tied output
+/// embedding's signature for a table in #kiln_cpu.rows16 (a tied output
 /// layer's weight, stored once).
 static func::FuncOp buildEmbeddingRows16Kernel(KernelLibrary &library,
                                                const Rows16Format &format,
@@ -172,7 +172,7 @@ struct EmbeddingLowering : KernelCallPattern<EmbeddingOp> {
     func::FuncOp kernel;
     if (isRows16(w->type)) {
       kernel =
-          buildEmbeddingRows16Kernel(step.kernels, *w->type.getRows16Format(),
+          buildEmbeddingRows16Kernel(step.kernels, *findRows16Format(w->type),
                                      vocab, dim, e.getScale().convertToFloat());
     } else {
       auto f = step.formatOf(op, w->type);

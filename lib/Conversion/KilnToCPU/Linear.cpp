@@ -341,7 +341,7 @@ struct Rows16Epilogue {
   int64_t ropeHeadDim = 0;
 };
 
-/// linearInt8's signature and result for a weight in layout = rows16:
+/// linearInt8's signature and result for a weight in #kiln_cpu.rows16:
 /// 16 rows per vector, one sequential read of the weights per token chunk,
 /// then `epilogue`.
 static func::FuncOp buildLinearRows16Kernel(KernelLibrary &library,
@@ -546,13 +546,13 @@ struct LinearLowering : KernelCallPattern<LinearOp> {
     if (failed(w))
       return failure();
     const Rows16Format *rows16 =
-        isRows16(w->type) ? w->type.getRows16Format() : nullptr;
+        isRows16(w->type) ? findRows16Format(w->type) : nullptr;
     if (std::optional<uint64_t> bits = l.getActivationBits(); bits && *bits != 8)
       return l.emitOpError("activation_bits = ")
              << *bits << ": the CPU kernels take 8-bit activations";
     if (rows16 && !step.usesInt8(l))
-      return l.emitOpError("layout = rows16 weights need activation_bits = 8 "
-                           "(kiln-fuse{activation-bits=8})");
+      return l.emitOpError("target_layout = #kiln_cpu.rows16 weights need "
+                           "activation_bits = 8 (kiln-fuse{activation-bits=8})");
     bool sparse = bool(w->type.getCompressedSparsity());
     if (sparse && failed(checkSparseLinearWeight(op, w->type)))
       return failure();

@@ -8,6 +8,7 @@
 #ifndef KILN_CONVERSION_KILNTOCPU_ROWS16READER_H
 #define KILN_CONVERSION_KILNTOCPU_ROWS16READER_H
 
+#include "Conversion/KilnToCPU/IR/Rows16.h"
 #include "KernelBuilder.h"
 
 namespace mlir::kiln {

@@ -14,6 +14,7 @@
 #define KILN_CONVERSION_KILNTOCPU_STEPLOWERING_H
 
 #include "CPUKernels.h"
+#include "Conversion/KilnToCPU/IR/KilnCPUDialect.h"
 #include "Conversion/StepFunction.h"
 #include "Kiln/IR/KilnDialect.h"
 
@@ -28,9 +29,6 @@
 
 namespace mlir::kiln {
 
-inline bool isRows16(WeightType type) {
-  return type.getQuant() && type.getQuant().getLayout() == QuantLayout::Rows16;
-}
 
 /// The constants a rope kernel (and its table kernel) is built for.
 inline RopeConfig ropeConfigOf(RopeAttr rope) {

@@ -37,7 +37,7 @@ func.func @embedding_q4_0(%ids: tensor<?xi32>) -> tensor<?x64xf32> attributes {k
 // lane in it; each 64-byte code vector holds 4 codes of each of the 16
 // rows, so the row's 32 codes of a block are one i32 lane of each of the 8
 // targets; its scale and min are its lane of the group's scales.
-!r16 = !kiln.weight<32x256x#kiln.quant<bits = 4, group = 32, scale = f16, zero = f16, super_group = 256, sub_scale_bits = 6, layout = rows16>>
+!r16 = !kiln.weight<32x256x#kiln.quant<bits = 4, group = 32, scale = f16, zero = f16, super_group = 256, sub_scale_bits = 6, layout = gguf, target_layout = #kiln_cpu.rows16>>
 // CHECK-LABEL: func.func @embedding_rows16(
 // CHECK: call @kiln_embedding_r16_q4_k_32x256(
 // CHECK-LABEL: func.func private @kiln_embedding_r16_q4_k_32x256(

@@ -187,8 +187,8 @@ func.func @layer_norm_bias_type(%x: tensor<?x64xf32>) -> tensor<?x64xf32> attrib
 
 // rows16 weights multiply int8 activations only (fine here, an error with
 // float activations).
-// F32: error: 'kiln.linear' op layout = rows16 weights need activation_bits = 8 (kiln-fuse{activation-bits=8})
-!rows16 = !kiln.weight<32x256x#kiln.quant<bits = 4, group = 32, scale = f16, zero = f16, super_group = 256, sub_scale_bits = 6, layout = rows16>>
+// F32: error: 'kiln.linear' op target_layout = #kiln_cpu.rows16 weights need activation_bits = 8 (kiln-fuse{activation-bits=8})
+!rows16 = !kiln.weight<32x256x#kiln.quant<bits = 4, group = 32, scale = f16, zero = f16, super_group = 256, sub_scale_bits = 6, layout = gguf, target_layout = #kiln_cpu.rows16>>
 func.func @rows16_f32(%x: tensor<?x256xf32>) -> tensor<?x32xf32> attributes {kiln.max_tokens = 8} {
   %w = kiln.weight #kiln.external<"w.bin", offset = 0, size = 4736> -> !rows16
   %y = kiln.linear %x, %w : tensor<?x256xf32>, !rows16 -> tensor<?x32xf32>

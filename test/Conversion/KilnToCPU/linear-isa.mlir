@@ -114,8 +114,8 @@ func.func @linear_q4_0(%x: tensor<?x64xf32>) -> tensor<?x64xf32> attributes {kil
 
 //--- rows16.mlir
 
-!q4_k = !kiln.weight<32x256x#kiln.quant<bits = 4, group = 32, scale = f16, zero = f16, super_group = 256, sub_scale_bits = 6, layout = rows16>>
-!q8_0 = !kiln.weight<32x256x#kiln.quant<bits = 8, group = 32, scale = f16, layout = rows16>>
+!q4_k = !kiln.weight<32x256x#kiln.quant<bits = 4, group = 32, scale = f16, zero = f16, super_group = 256, sub_scale_bits = 6, layout = gguf, target_layout = #kiln_cpu.rows16>>
+!q8_0 = !kiln.weight<32x256x#kiln.quant<bits = 8, group = 32, scale = f16, layout = gguf, target_layout = #kiln_cpu.rows16>>
 
 // CHECK-LABEL: func.func @linear_q4_k(
 // CHECK: call @kiln_quantize_q8_256(

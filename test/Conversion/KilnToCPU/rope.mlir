@@ -86,7 +86,7 @@ func.func @neox_then_llama(%x: tensor<?x128xf32>, %p: index) -> tensor<?x128xf32
 // Llama-style RoPE in a rows16 projection's epilogue: the 16 rows of a
 // vector are 8 adjacent pairs of one head, rotated with the table's 8
 // (cos, sin) pairs: y = x * cos + swap(x) * (sin * [-1, 1, ...]).
-!qw = !kiln.weight<64x256x#kiln.quant<bits = 4, group = 32, scale = f16, zero = f16, super_group = 256, sub_scale_bits = 6, layout = rows16>>
+!qw = !kiln.weight<64x256x#kiln.quant<bits = 4, group = 32, scale = f16, zero = f16, super_group = 256, sub_scale_bits = 6, layout = gguf, target_layout = #kiln_cpu.rows16>>
 // CHECK-LABEL: func.func @projection_rope(
 // CHECK: call @kiln_rope_table_llama_0x0_r32_b10000_s1000000(
 // CHECK: call @kiln_linear_r16_generic_q4_k_256x64_rope32(

@@ -1,13 +1,13 @@
 // RUN: kiln-opt %s --kiln-fuse --kiln-plan-memory --convert-kiln-to-cpu | FileCheck %s
 // RUN: not kiln-opt %s --kiln-plan-memory --convert-kiln-to-cpu 2>&1 | FileCheck %s --check-prefix=F32
 
-!r16 = !kiln.weight<32x256x#kiln.quant<bits = 4, group = 32, scale = f16, zero = f16, super_group = 256, sub_scale_bits = 6, layout = rows16>>
+!r16 = !kiln.weight<32x256x#kiln.quant<bits = 4, group = 32, scale = f16, zero = f16, super_group = 256, sub_scale_bits = 6, layout = gguf, target_layout = #kiln_cpu.rows16>>
 
 // A rows16 weight: activations quantized once, then the 16-row kernel.
 // CHECK-LABEL: func.func @linear
 // CHECK: call @kiln_quantize_q8_256(
 // CHECK: call @kiln_linear_r16_generic_q4_k_256x32(
-// F32: error: 'kiln.linear' op layout = rows16 weights need activation_bits = 8 (kiln-fuse{activation-bits=8})
+// F32: error: 'kiln.linear' op target_layout = #kiln_cpu.rows16 weights need activation_bits = 8 (kiln-fuse{activation-bits=8})
 func.func @linear(%x: tensor<?x256xf32>) -> tensor<?x32xf32> attributes {kiln.max_tokens = 4} {
   %w = kiln.weight #kiln.external<"w.bin", offset = 0, size = 4736> -> !r16
   %y = kiln.linear %x, %w : tensor<?x256xf32>, !r16 -> tensor<?x32xf32>
@@ -40,7 +40,7 @@ func.func @norm_then_linears(%x: tensor<?x256xf32>) -> (tensor<?x32xf32>, tensor
 // CHECK: call @kiln_linear_r16_generic_q4_0_32x256_residual(
 // CHECK-NOT: call @kiln_add
 // CHECK: return
-!down = !kiln.weight<256x32x#kiln.quant<bits = 4, group = 32, scale = f16, layout = rows16>>
+!down = !kiln.weight<256x32x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf, target_layout = #kiln_cpu.rows16>>
 func.func @mlp(%x: tensor<?x256xf32>) -> tensor<?x256xf32> attributes {kiln.max_tokens = 4} {
   %w = kiln.weight #kiln.external<"w.bin", offset = 0, size = 4736> -> !r16
   %d = kiln.weight #kiln.external<"w.bin", offset = 4800, size = 5120> -> !down
@@ -60,7 +60,7 @@ func.func @mlp(%x: tensor<?x256xf32>) -> tensor<?x256xf32> attributes {kiln.max_
 // CHECK-NOT: call @kiln_rope_llama
 // CHECK: return
 // CHECK: func.func private @kiln_linear_r16_generic_q4_k_256x32
-!qw = !kiln.weight<64x256x#kiln.quant<bits = 4, group = 32, scale = f16, zero = f16, super_group = 256, sub_scale_bits = 6, layout = rows16>>
+!qw = !kiln.weight<64x256x#kiln.quant<bits = 4, group = 32, scale = f16, zero = f16, super_group = 256, sub_scale_bits = 6, layout = gguf, target_layout = #kiln_cpu.rows16>>
 func.func @projection_rope(%x: tensor<?x256xf32>, %p: index) -> tensor<?x64xf32> attributes {kiln.max_tokens = 4} {
   %w = kiln.weight #kiln.external<"w.bin", offset = 0, size = 9472> -> !qw
   %q = kiln.linear %x, %w : tensor<?x256xf32>, !qw -> tensor<?x64xf32>

@@ -106,7 +106,14 @@ func.func @gguf_q2_k_sub_scale(%w: !kiln.weight<4x256x#kiln.quant<bits = 2, grou
 
 // -----
 
-// expected-error @+2 {{expected one of [packed, gguf, rows16] for byte layout of a quantized block, got: ggml}}
+// target_layout takes a target's layout attribute, nothing else.
+// expected-error @+2 {{invalid kind of attribute specified}}
+// expected-error @+1 {{failed to parse Kiln_QuantSchemeAttr parameter 'target_layout'}}
+func.func @target_layout_not_a_layout(%w: !kiln.weight<16x32x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf, target_layout = #kiln.rope_style<llama>>>)
+
+// -----
+
+// expected-error @+2 {{expected one of [packed, gguf] for byte layout of a quantized block, got: ggml}}
 // expected-error @+1 {{failed to parse Kiln_QuantSchemeAttr parameter 'layout'}}
 func.func @quant_layout_name(%w: !kiln.weight<4x32x#kiln.quant<bits = 4, group = 32, scale = f16, layout = ggml>>)
 
@@ -1001,12 +1008,6 @@ func.func @quantize_codes_type(%x: tensor<2x64xf32>) {
   %c, %s = kiln.quantize %x {bits = 8, group = 32} : tensor<2x64xf32> -> tensor<2x64xi32>, tensor<2x2xf32>
   return
 }
-
-// -----
-
-// rows16 covers the ggml formats the int8 kernels multiply; not Q2_K.
-// expected-error @+1 {{layout = rows16 takes only the ggml formats Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K and Q6_K}}
-func.func @rows16_q2_k(%w: !kiln.weight<16x256x#kiln.quant<bits = 2, group = 16, scale = f16, zero = f16, super_group = 256, sub_scale_bits = 4, layout = rows16>>)
 
 // -----
 

@@ -3,7 +3,8 @@
 
 // Round trip of every kiln op and every form of !kiln.weight, #kiln.quant,
 // #kiln.sparsity and !kiln.kv_cache. Sizes of #kiln.external ranges are the
-// exact storage sizes: kiln.weight's verifier checks them.
+// exact storage sizes: kiln.weight's verifier checks them. A #kiln.quant's
+// target_layout is a target's attribute: test/Dialect/KilnCPU/ops.mlir.
 
 //===----------------------------------------------------------------------===//
 // Weight sources
@@ -375,33 +376,6 @@ func.func @quantize_asymmetric(%x: tensor<2x128xf16>) -> tensor<2x128xf16> {
   %codes, %scales = kiln.quantize %x {bits = 4, group = 64, symmetric = false} : tensor<2x128xf16> -> tensor<2x128xi8>, tensor<2x2x2xf32>
   %y = kiln.dequantize %codes, %scales {bits = 4, group = 64, symmetric = false} : tensor<2x128xi8>, tensor<2x2x2xf32> -> tensor<2x128xf16>
   return %y : tensor<2x128xf16>
-}
-
-//===----------------------------------------------------------------------===//
-// rows16: ggml formats interleaved 16 rows at a time (Rows16.h), 32 x 256
-//===----------------------------------------------------------------------===//
-
-// Sizes: two groups of 16 rows; headers padded to 64 bytes (Q4_K's 320-byte
-// and Q6_K's 288-byte super-block headers make them larger than in GGUF).
-// CHECK-LABEL: func.func @rows16_formats
-// CHECK: size = 4608> -> !kiln.weight<32x256x#kiln.quant<bits = 4, group = 32, scale = f16, layout = rows16>>
-// CHECK: size = 5120> -> !kiln.weight<32x256x#kiln.quant<bits = 4, group = 32, scale = f16, zero = f16, layout = rows16>>
-// CHECK: size = 5632> -> !kiln.weight<32x256x#kiln.quant<bits = 5, group = 32, scale = f16, layout = rows16>>
-// CHECK: size = 6144> -> !kiln.weight<32x256x#kiln.quant<bits = 5, group = 32, scale = f16, zero = f16, layout = rows16>>
-// CHECK: size = 8704> -> !kiln.weight<32x256x#kiln.quant<bits = 8, group = 32, scale = f16, layout = rows16>>
-// CHECK: size = 4736> -> !kiln.weight<32x256x#kiln.quant<bits = 4, group = 32, scale = f16, zero = f16, super_group = 256, sub_scale_bits = 6, layout = rows16>>
-// CHECK: size = 5760> -> !kiln.weight<32x256x#kiln.quant<bits = 5, group = 32, scale = f16, zero = f16, super_group = 256, sub_scale_bits = 6, layout = rows16>>
-// CHECK: size = 6784> -> !kiln.weight<32x256x#kiln.quant<bits = 6, group = 16, scale = f16, super_group = 256, sub_scale_bits = 8, layout = rows16>>
-func.func @rows16_formats() {
-  %q4_0 = kiln.weight #kiln.external<"w.bin", offset = 0, size = 4608> -> !kiln.weight<32x256x#kiln.quant<bits = 4, group = 32, scale = f16, layout = rows16>>
-  %q4_1 = kiln.weight #kiln.external<"w.bin", offset = 0, size = 5120> -> !kiln.weight<32x256x#kiln.quant<bits = 4, group = 32, scale = f16, zero = f16, layout = rows16>>
-  %q5_0 = kiln.weight #kiln.external<"w.bin", offset = 0, size = 5632> -> !kiln.weight<32x256x#kiln.quant<bits = 5, group = 32, scale = f16, layout = rows16>>
-  %q5_1 = kiln.weight #kiln.external<"w.bin", offset = 0, size = 6144> -> !kiln.weight<32x256x#kiln.quant<bits = 5, group = 32, scale = f16, zero = f16, layout = rows16>>
-  %q8_0 = kiln.weight #kiln.external<"w.bin", offset = 0, size = 8704> -> !kiln.weight<32x256x#kiln.quant<bits = 8, group = 32, scale = f16, layout = rows16>>
-  %q4_k = kiln.weight #kiln.external<"w.bin", offset = 0, size = 4736> -> !kiln.weight<32x256x#kiln.quant<bits = 4, group = 32, scale = f16, zero = f16, super_group = 256, sub_scale_bits = 6, layout = rows16>>
-  %q5_k = kiln.weight #kiln.external<"w.bin", offset = 0, size = 5760> -> !kiln.weight<32x256x#kiln.quant<bits = 5, group = 32, scale = f16, zero = f16, super_group = 256, sub_scale_bits = 6, layout = rows16>>
-  %q6_k = kiln.weight #kiln.external<"w.bin", offset = 0, size = 6784> -> !kiln.weight<32x256x#kiln.quant<bits = 6, group = 16, scale = f16, super_group = 256, sub_scale_bits = 8, layout = rows16>>
-  return
 }
 
 // CHECK-LABEL: func.func @linear_rope

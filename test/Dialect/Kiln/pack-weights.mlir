@@ -1,24 +1,31 @@
+// RUN: kiln-opt %s --kiln-pack-weights=target=cpu | FileCheck %s
+// target=cpu is the default.
 // RUN: kiln-opt %s --kiln-pack-weights | FileCheck %s
-// The packed bytes against a numpy reference of the rows16 layout.
-// RUN: kiln-opt %s --kiln-pack-weights | %python %S/Inputs/rows16_reference.py %s | FileCheck %s --check-prefix=BYTES
+// The packed bytes against a numpy reference of the CPU's rows16 layout.
+// RUN: kiln-opt %s --kiln-pack-weights=target=cpu | %python %S/Inputs/rows16_reference.py %s | FileCheck %s --check-prefix=BYTES
 // Packed weights are printed as blobs, and parse back.
-// RUN: kiln-opt %s --kiln-pack-weights | kiln-opt | %python %S/Inputs/rows16_reference.py %s | FileCheck %s --check-prefix=BYTES
+// RUN: kiln-opt %s --kiln-pack-weights=target=cpu | kiln-opt | %python %S/Inputs/rows16_reference.py %s | FileCheck %s --check-prefix=BYTES
 // RUN: not kiln-opt %S/Inputs/pack-missing-file.mlir --kiln-pack-weights 2>&1 | FileCheck %s --check-prefix=MISSING
+// A target that registered no packer in the tool, and one Kiln does not know.
+// RUN: not kiln-opt %s --kiln-pack-weights=target=cuda 2>&1 | FileCheck %s --check-prefix=NO-PACKER
+// RUN: not kiln-opt %s --kiln-pack-weights=target=tpu 2>&1 | FileCheck %s --check-prefix=UNKNOWN
 
 // BYTES: q4_0_source: 1152 packed bytes match
 // BYTES: q8_0_source: 1088 packed bytes match
 // MISSING: error: 'kiln.weight' op does-not-exist.gguf: No such file or directory
+// NO-PACKER: error: kiln-pack-weights: target cuda has no weight packer in this tool
+// UNKNOWN: Cannot find option named 'tpu'
 
 // A weight shared by an embedding and two linear layers (tied output), and a
 // second kiln.weight of the same bytes: packed once, into one blob. 18 rows:
 // a group of 16 and a padded one.
 // CHECK-LABEL: func.func @tied
-// CHECK-NOT: layout = gguf
-// CHECK: %[[P:.*]] = kiln.weight dense_resource<[[BLOB:q4_0_rows16[_0-9]*]]> : tensor<1152xi8> -> !kiln.weight<18x64x#kiln.quant<bits = 4, group = 32, scale = f16, layout = rows16>>
+// CHECK-NOT: layout = gguf>>
+// CHECK: %[[P:.*]] = kiln.weight dense_resource<[[BLOB:q4_0_rows16[_0-9]*]]> : tensor<1152xi8> -> !kiln.weight<18x64x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf, target_layout = #kiln_cpu.rows16>>
 // CHECK: kiln.embedding %[[P]][
 // CHECK: kiln.linear %{{.*}}, %[[P]]
 // CHECK: kiln.linear %{{.*}}, %[[P]]
-// CHECK: %[[P2:.*]] = kiln.weight dense_resource<[[BLOB]]> : tensor<1152xi8> -> !kiln.weight<18x64x#kiln.quant<bits = 4, group = 32, scale = f16, layout = rows16>>
+// CHECK: %[[P2:.*]] = kiln.weight dense_resource<[[BLOB]]> : tensor<1152xi8> -> !kiln.weight<18x64x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf, target_layout = #kiln_cpu.rows16>>
 // CHECK: kiln.linear %{{.*}}, %[[P2]]
 func.func @tied(%ids: tensor<2xi32>) -> (tensor<2x18xf32>, tensor<2x18xf32>, tensor<2x18xf32>) {
   %w = kiln.weight dense_resource<q4_0_source> : tensor<648xi8> -> !kiln.weight<18x64x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf>>
@@ -46,7 +53,7 @@ func.func @not_packed(%x: tensor<2x256xf32>) -> (tensor<2x64xf32>, tensor<2x64xf
 
 // Q8_0, 3 rows: one group of 16, 13 of them zero padding.
 // CHECK-LABEL: func.func @q8_0
-// CHECK: %[[Q:.*]] = kiln.weight dense_resource<q8_0_rows16{{[_0-9]*}}> : tensor<1088xi8> -> !kiln.weight<3x64x#kiln.quant<bits = 8, group = 32, scale = f16, layout = rows16>>
+// CHECK: %[[Q:.*]] = kiln.weight dense_resource<q8_0_rows16{{[_0-9]*}}> : tensor<1088xi8> -> !kiln.weight<3x64x#kiln.quant<bits = 8, group = 32, scale = f16, layout = gguf, target_layout = #kiln_cpu.rows16>>
 // CHECK: kiln.linear %{{.*}}, %[[Q]]
 func.func @q8_0(%x: tensor<2x64xf32>) -> tensor<2x3xf32> {
   %w = kiln.weight dense_resource<q8_0_source> : tensor<204xi8> -> !kiln.weight<3x64x#kiln.quant<bits = 8, group = 32, scale = f16, layout = gguf>>

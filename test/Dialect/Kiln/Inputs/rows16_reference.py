@@ -1,13 +1,14 @@
 """The rows16 layout of Q4_0 and Q8_0 weights, written from the description in
-dialects/Kiln/IR/Rows16.h (not from Rows16.cpp), to check kiln-pack-weights.
+lib/Conversion/KilnToCPU/IR/Rows16.h (not from Rows16.cpp), to check
+kiln-pack-weights{target=cpu}.
 
     rows16_reference.py INPUT.mlir < OUTPUT.mlir
 
 For every `kiln.weight dense_resource<SRC> ... -> <N>x<K>x#kiln.quant<...
 layout = gguf>>` of INPUT (Q4_0: bits = 4, Q8_0: bits = 8, group 32), packs
 SRC's bytes with numpy and compares them with the blob that OUTPUT's weight
-of the same shape and layout = rows16 holds. Prints one line per weight and
-exits non-zero on a difference.
+of the same shape and target_layout = #kiln_cpu.rows16 holds. Prints one
+line per weight and exits non-zero on a difference.
 """
 import re
 import sys
@@ -29,7 +30,8 @@ def resources(text):
 
 WEIGHT = re.compile(r'kiln\.weight dense_resource<(\w+)> : tensor<\d+xi8> -> '
                     r'!kiln\.weight<(\d+)x(\d+)x#kiln\.quant<bits = (\d), '
-                    r'group = 32, scale = f16, layout = (\w+)>>')
+                    r'group = 32, scale = f16, layout = gguf'
+                    r'(?:, target_layout = #kiln_cpu\.(\w+))?>>')
 
 
 def pack(source, n, k, bits):
@@ -75,13 +77,14 @@ def main():
     packed_text = sys.stdin.read()
     sources, packed = resources(source_text), resources(packed_text)
     outputs = {}
+    # layout: the target layout's name, "" for ggml's blocks row by row.
     for name, n, k, bits, layout in WEIGHT.findall(packed_text):
         if layout == "rows16":
             outputs[(int(n), int(k), int(bits))] = packed[name]
     failed = False
     checked = set()
     for name, n, k, bits, layout in WEIGHT.findall(source_text):
-        if layout != "gguf" or name in checked:
+        if layout or name in checked:
             continue
         key = (int(n), int(k), int(bits))
         expected = pack(sources[name], *key)

@@ -1,10 +1,11 @@
 //===- Rows16.h - the row-interleaved layout of int8-kernel weights -*- C++ -*-===//
 //
-// `#kiln.quant<..., layout = rows16>`: ggml's integer-coded formats (Q4_0,
-// Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K) rearranged at compile time for the CPU
-// linear kernels, which compute 16 output rows at once, one per 32-bit lane
-// of an AVX-512 register, with byte dot products (vpdpbusd) against one
-// broadcast 4-byte group of int8 activations. Same arithmetic as the GGUF
+// `#kiln.quant<..., layout = gguf, target_layout = #kiln_cpu.rows16>`:
+// ggml's integer-coded formats (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K,
+// Q6_K) rearranged at compile time for the CPU linear kernels, which
+// compute 16 output rows at once, one per 32-bit lane of an AVX-512
+// register, with byte dot products (vpdpbusd) against one broadcast 4-byte
+// group of int8 activations. Same arithmetic as the GGUF
 // block, other byte order; the kernels then read one sequential stream per
 // 16 rows and never reduce across lanes.
 //
@@ -38,8 +39,8 @@
 //
 //===----------------------------------------------------------------------===//
 
-#ifndef KILN_IR_ROWS16_H
-#define KILN_IR_ROWS16_H
+#ifndef KILN_CONVERSION_KILNTOCPU_IR_ROWS16_H
+#define KILN_CONVERSION_KILNTOCPU_IR_ROWS16_H
 
 #include "Kiln/IR/GGMLFormats.h"
 
@@ -47,7 +48,7 @@
 #include <optional>
 #include <string>
 
-// In mlir::kiln (though plain C++) so it reads the same as the dialect's
+// In mlir::kiln (though plain C++) so it reads the same as the dialects'
 // names wherever both are used.
 namespace mlir::kiln {
 
@@ -93,4 +94,4 @@ void packRows16(const Rows16Format &format, uint64_t n, uint64_t k,
 
 } // namespace mlir::kiln
 
-#endif // KILN_IR_ROWS16_H
+#endif // KILN_CONVERSION_KILNTOCPU_IR_ROWS16_H

@@ -1,6 +1,6 @@
 //===- Rows16.cpp - packing ggml blocks into the rows16 layout ------------===//
 
-#include "Kiln/IR/Rows16.h"
+#include "Conversion/KilnToCPU/IR/Rows16.h"
 #include "Kiln/IR/WeightLayout.h"
 
 #include <cstring>
