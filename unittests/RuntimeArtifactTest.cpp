@@ -174,6 +174,67 @@ TEST_F(ArtifactTest, RoundTrip) {
   EXPECT_EQ(a->getHeader().fileSize, good.size());
 }
 
+TEST_F(ArtifactTest, ExecutableHoldsTheArtifactUnchanged) {
+  // A stand-in for kiln-exe-stub: the writer only needs an ELF file.
+  std::string stubPath = dir.file("stub");
+  writeFile(stubPath, std::string("\x7f" "ELF", 4) + std::string(70000, 's'));
+  std::string exe = dir.file("model-exe"), err;
+  ASSERT_TRUE(writeExecutable(exe, stubPath, validBuilder(), err)) << err;
+  std::string bytes = readFile(exe);
+  struct stat st;
+  ASSERT_EQ(::stat(exe.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0755u);
+
+  KilnExecutableTrailer t;
+  ASSERT_GT(bytes.size(), sizeof(t));
+  std::memcpy(&t, bytes.data() + bytes.size() - sizeof(t), sizeof(t));
+  EXPECT_EQ(t.artifactOffset, 131072u); // the 70004-byte stub, rounded up
+  EXPECT_EQ(bytes.compare(0, 70004, readFile(stubPath)), 0);
+  EXPECT_EQ(bytes.substr(t.artifactOffset, t.artifactSize), good);
+
+  auto a = Artifact::open(exe, err);
+  ASSERT_TRUE(a) << err;
+  const SectionView *w = a->find("weights");
+  ASSERT_TRUE(w);
+  EXPECT_EQ(std::string(w->text()), weightsBytes());
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(w->data) % 4096, 0u);
+
+  // A trailer that does not place the artifact right before itself, on a
+  // 64 KiB boundary, and an ELF file with no trailer are one-line errors.
+  auto withTrailer = [&](uint64_t offset, uint64_t size) {
+    std::string forged = bytes;
+    KilnExecutableTrailer f = t;
+    f.artifactOffset = offset;
+    f.artifactSize = size;
+    std::memcpy(forged.data() + forged.size() - sizeof(f), &f, sizeof(f));
+    return openBytes(forged);
+  };
+  for (auto [offset, size] :
+       {std::pair<uint64_t, uint64_t>{t.artifactOffset + 64, t.artifactSize - 64},
+        {t.artifactOffset, t.artifactSize - 1},
+        {t.artifactOffset, t.artifactSize + 1},
+        {~uint64_t(0) << 16, t.artifactSize}})
+    EXPECT_NE(withTrailer(offset, size).find("trailer"), std::string::npos)
+        << offset << " +" << size;
+  for (size_t cut : {size_t(1), sizeof(t), bytes.size() - t.artifactOffset})
+    EXPECT_NE(openBytes(bytes.substr(0, bytes.size() - cut))
+                  .find("no compiled model at its end"),
+              std::string::npos)
+        << "cut " << cut;
+  // Inside, the artifact is checked as a .kiln file is.
+  std::string flipped = bytes;
+  flipped[t.artifactOffset + entryOf(good, 4).offset] ^= 1;
+  EXPECT_NE(openBytes(flipped).find("section 'weights'"), std::string::npos);
+
+  // A stub that is missing or no ELF file writes nothing.
+  EXPECT_FALSE(writeExecutable(dir.file("none"), dir.file("missing"),
+                               validBuilder(), err));
+  EXPECT_NE(err.find("runtime stub"), std::string::npos) << err;
+  EXPECT_FALSE(writeExecutable(dir.file("none"), path, validBuilder(), err));
+  EXPECT_NE(err.find("not an ELF executable"), std::string::npos) << err;
+  EXPECT_EQ(readFile(dir.file("none")), "");
+}
+
 TEST_F(ArtifactTest, ExternalMemoryAndProgress) {
   std::string w = weightsBytes();
   ArtifactBuilder b;

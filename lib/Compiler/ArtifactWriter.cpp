@@ -5,6 +5,8 @@
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
+#include <fstream>
+#include <iterator>
 #include <set>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -161,15 +163,25 @@ private:
 };
 } // namespace
 
-bool kiln::writeArtifact(const std::string &path,
-                         const ArtifactBuilder &builder, std::string &err) {
+/// Writes the artifact of `builder`, after the bytes of a runtime executable
+/// when `stub` is given (then the artifact starts at the next
+/// KILN_EXECUTABLE_ARTIFACT_ALIGNMENT boundary and the trailer ends the
+/// file), atomically.
+static bool writeFile(const std::string &path, const std::string *stub,
+                      const ArtifactBuilder &builder, std::string &err) {
+  std::string what = std::string("cannot write ") +
+                     (stub ? "executable" : "artifact") + " '" + path + "': ";
   KilnArtifactHeader header;
   std::vector<KilnSectionEntry> table;
   std::string why;
   if (!layOut(builder, header, table, why)) {
-    err = "cannot write artifact '" + path + "': " + why;
+    err = what + why;
     return false;
   }
+  constexpr uint64_t kAlign = KILN_EXECUTABLE_ARTIFACT_ALIGNMENT;
+  uint64_t base = stub ? (stub->size() + kAlign - 1) / kAlign * kAlign : 0;
+  uint64_t total = base + header.fileSize +
+                   (stub ? sizeof(KilnExecutableTrailer) : 0);
 
   // The temporary file lives next to the target so rename() is atomic.
   size_t slash = path.rfind('/');
@@ -181,45 +193,56 @@ bool kiln::writeArtifact(const std::string &path,
   tmpName.push_back('\0');
   int fd = ::mkstemp(tmpName.data());
   if (fd < 0) {
-    err = "cannot write artifact '" + path +
-          "': cannot create a temporary file in '" + dir +
+    err = what + "cannot create a temporary file in '" + dir +
           "': " + std::strerror(errno);
     return false;
   }
   tmp.assign(tmpName.data());
 
-  auto fail = [&](const std::string &what) {
+  auto fail = [&](const std::string &reason) {
     ::close(fd);
     ::unlink(tmp.c_str());
-    err = "cannot write artifact '" + path + "': " + what;
+    err = what + reason;
     return false;
   };
 
-  Sink sink(fd, header.fileSize, builder.getProgressCallback());
+  Sink sink(fd, total, builder.getProgressCallback());
+  if (stub && (!sink.write(stub->data(), stub->size(), why) ||
+               !sink.padTo(base, why)))
+    return fail("runtime stub: " + why);
   if (!sink.write(&header, sizeof(header), why) ||
       !sink.write(table.data(), table.size() * sizeof(KilnSectionEntry), why))
     return fail(why);
   const auto &sections = builder.getSections();
   for (size_t i = 0; i < sections.size(); ++i) {
-    if (!sink.padTo(table[i].offset, why) ||
+    if (!sink.padTo(base + table[i].offset, why) ||
         !sink.write(sections[i].data(), sections[i].size(), why))
       return fail("section '" + sections[i].name + "': " + why);
   }
-  // mkstemp creates 0600; an artifact is an ordinary readable file.
-  if (::fchmod(fd, 0644) != 0)
+  if (stub) {
+    KilnExecutableTrailer trailer{};
+    trailer.artifactOffset = base;
+    trailer.artifactSize = header.fileSize;
+    std::memcpy(trailer.magic, KILN_EXECUTABLE_MAGIC, 8);
+    if (!sink.padTo(base + header.fileSize, why) ||
+        !sink.write(&trailer, sizeof(trailer), why))
+      return fail("trailer: " + why);
+  }
+  // mkstemp creates 0600; an artifact is an ordinary readable file, an
+  // executable an ordinary program.
+  if (::fchmod(fd, stub ? 0755 : 0644) != 0)
     return fail(std::string("chmod: ") + std::strerror(errno));
   if (::fsync(fd) != 0)
     return fail(std::string("fsync: ") + std::strerror(errno));
   if (::close(fd) != 0) {
     ::unlink(tmp.c_str());
-    err =
-        "cannot write artifact '" + path + "': close: " + std::strerror(errno);
+    err = what + "close: " + std::strerror(errno);
     return false;
   }
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
     int e = errno;
     ::unlink(tmp.c_str());
-    err = "cannot write artifact '" + path + "': rename: " + std::strerror(e);
+    err = what + "rename: " + std::strerror(e);
     return false;
   }
   // Make the rename itself durable; failing here loses nothing already
@@ -230,4 +253,23 @@ bool kiln::writeArtifact(const std::string &path,
     ::close(dirFd);
   }
   return true;
+}
+
+bool kiln::writeArtifact(const std::string &path,
+                         const ArtifactBuilder &builder, std::string &err) {
+  return writeFile(path, /*stub=*/nullptr, builder, err);
+}
+
+bool kiln::writeExecutable(const std::string &path,
+                           const std::string &stubPath,
+                           const ArtifactBuilder &builder, std::string &err) {
+  std::ifstream in(stubPath, std::ios::binary);
+  std::string stub((std::istreambuf_iterator<char>(in)),
+                   std::istreambuf_iterator<char>());
+  if (!in.is_open() || in.bad() || stub.compare(0, 4, "\x7f" "ELF") != 0) {
+    err = "cannot write executable '" + path + "': the runtime stub '" +
+          stubPath + "' cannot be read or is not an ELF executable";
+    return false;
+  }
+  return writeFile(path, &stub, builder, err);
 }

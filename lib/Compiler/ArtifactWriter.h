@@ -77,6 +77,12 @@ private:
 bool writeArtifact(const std::string &path, const ArtifactBuilder &builder,
                    std::string &err);
 
+/// The same artifact appended to a copy of the runtime executable at
+/// `stubPath` (kiln-exe-stub), with a KilnExecutableTrailer at the end
+/// (kiln-compile --emit=exe): written atomically, mode 0755.
+bool writeExecutable(const std::string &path, const std::string &stubPath,
+                     const ArtifactBuilder &builder, std::string &err);
+
 } // namespace kiln
 
 #endif // KILN_COMPILER_ARTIFACTWRITER_H

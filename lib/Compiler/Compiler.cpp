@@ -42,6 +42,12 @@ llvm::Error fail(const llvm::Twine &msg) {
   return llvm::createStringError(llvm::inconvertibleErrorCode(), msg);
 }
 
+/// The emit kinds that write a compiled model: a .kiln file or an executable
+/// holding one.
+bool writesArtifact(EmitKind kind) {
+  return kind == EmitKind::Artifact || kind == EmitKind::Executable;
+}
+
 llvm::Error writeOutput(const std::string &path, llvm::StringRef bytes) {
   // llvm::writeToOutput writes a temporary file and renames it into place.
   return llvm::writeToOutput(path, [&](llvm::raw_ostream &os) {
@@ -169,9 +175,9 @@ llvm::Error compileMLIR(MLIRContext &ctx, const CompileOptions &options) {
   OwningOpRef<ModuleOp> module = parseSourceFile<ModuleOp>(sourceMgr, &ctx);
   if (!module)
     return fail(diags.take(options.input + ": cannot parse"));
-  if (options.emit == EmitKind::Artifact || options.emit == EmitKind::KilnMLIR ||
+  if (writesArtifact(options.emit) || options.emit == EmitKind::KilnMLIR ||
       options.emit == EmitKind::GGUF)
-    return fail("--emit=kiln, mlir and gguf need a .gguf model; an .mlir "
+    return fail("--emit=kiln, exe, mlir and gguf need a .gguf model; an .mlir "
                 "input can be emitted as llvm-mlir, llvm, asm, so or ptx");
   if (options.quantize)
     return fail("--quantize needs a .gguf model; run kiln-opt "
@@ -327,9 +333,9 @@ llvm::Error compileImported(llvm::Expected<ImportedModel> model,
   if (!weights)
     return weights.takeError();
 
-  if (options.target == "cuda" && options.emit != EmitKind::Artifact)
+  if (options.target == "cuda" && !writesArtifact(options.emit))
     return emitCuda(module, options);
-  if (options.emit != EmitKind::Artifact) {
+  if (!writesArtifact(options.emit)) {
     report(options, "lowering", 0.2);
     if (auto e = lowerToLLVM(module, options, singleVariantKernels(options)))
       return e;
@@ -479,7 +485,12 @@ llvm::Error compileImported(llvm::Expected<ImportedModel> model,
     return true;
   });
   std::string err;
-  if (!writeArtifact(options.output, builder, err))
+  bool written =
+      options.emit == EmitKind::Executable
+          ? writeExecutable(options.output, options.executableStub, builder,
+                            err)
+          : writeArtifact(options.output, builder, err);
+  if (!written)
     return fail(err);
   report(options, "done", 1.0);
   return llvm::Error::success();
@@ -586,7 +597,8 @@ llvm::Error parseMLIRPipelineOptions(llvm::StringRef pipeline,
 
 bool parseEmitKind(llvm::StringRef text, EmitKind &kind) {
   static const std::pair<llvm::StringRef, EmitKind> kinds[] = {
-      {"kiln", EmitKind::Artifact},  {"mlir", EmitKind::KilnMLIR},
+      {"kiln", EmitKind::Artifact},  {"exe", EmitKind::Executable},
+      {"mlir", EmitKind::KilnMLIR},
       {"llvm-mlir", EmitKind::LLVMMLIR}, {"llvm", EmitKind::LLVMIR},
       {"asm", EmitKind::Assembly},   {"so", EmitKind::SharedObject},
       {"ptx", EmitKind::PTX},        {"gguf", EmitKind::GGUF}};
@@ -607,12 +619,21 @@ llvm::Error compile(const CompileOptions &options) {
   if (options.target == "cuda" &&
       (options.emit == EmitKind::LLVMIR || options.emit == EmitKind::Assembly ||
        options.emit == EmitKind::SharedObject))
-    return fail("--target=cuda emits kiln (an artifact), mlir, llvm-mlir or "
-                "ptx");
+    return fail("--target=cuda emits kiln (an artifact), exe, mlir, "
+                "llvm-mlir or ptx");
   if (options.output.empty())
     return fail("no output file given (-o)");
   if (options.kernels != "native" && options.kernels != "generic")
     return fail("--kernels=" + options.kernels + " is not one of native, generic");
+  // Checked before the (possibly long) compile.
+  if (options.emit == EmitKind::Executable &&
+      !llvm::sys::fs::exists(options.executableStub))
+    return fail("--emit=exe needs the runtime program kiln-exe-stub, which is "
+                "missing" +
+                (options.executableStub.empty()
+                     ? std::string(" (no path given)")
+                     : " at '" + options.executableStub + "'") +
+                ": build or install it next to kiln-compile");
   MLIRContext ctx(MLIRContext::Threading::DISABLED);
   registerCompilerDialects(ctx);
   if (llvm::StringRef(options.input).ends_with(".mlir"))

@@ -18,6 +18,7 @@ namespace kiln {
 
 enum class EmitKind {
   Artifact, // .kiln: manifest, host code per CPU variant, weights, vocab
+  Executable, // the artifact appended to the runtime program (kiln-exe-stub)
   KilnMLIR, // the imported module in the kiln dialect
   LLVMMLIR, // the module lowered to the LLVM dialect
   LLVMIR,   // optimized LLVM IR for one CPU variant
@@ -30,6 +31,9 @@ enum class EmitKind {
 struct CompileOptions {
   std::string input;  // .gguf model or .mlir module
   std::string output; // written atomically
+  /// For EmitKind::Executable: the runtime program the artifact is appended
+  /// to (kiln-compile passes the kiln-exe-stub next to itself).
+  std::string executableStub;
   EmitKind emit = EmitKind::Artifact;
   std::string target = "cpu";
   /// CPU variant for the single-variant emit kinds.
@@ -89,7 +93,8 @@ llvm::Expected<LoweredMLIR> lowerMLIRModule(mlir::ModuleOp module,
 llvm::Error parseMLIRPipelineOptions(llvm::StringRef pipeline,
                                      CompileOptions &options);
 
-/// Parses "kiln", "mlir", "llvm-mlir", "llvm", "asm", "so", "ptx", "gguf".
+/// Parses "kiln", "exe", "mlir", "llvm-mlir", "llvm", "asm", "so", "ptx",
+/// "gguf".
 bool parseEmitKind(llvm::StringRef text, EmitKind &kind);
 
 } // namespace kiln

@@ -25,6 +25,44 @@ static std::string hex(uint64_t v) {
   return buf;
 }
 
+/// Where the artifact lies in a file of `fileSize` bytes: an executable from
+/// kiln-compile --emit=exe (ELF magic) holds it where its trailer says; any
+/// other file is the artifact itself.
+static bool locateArtifact(int fd, uint64_t fileSize, uint64_t &offset,
+                           uint64_t &size, std::string &err) {
+  offset = 0;
+  size = fileSize;
+  static const char kElfMagic[4] = {0x7f, 'E', 'L', 'F'};
+  char magic[4];
+  if (fileSize < sizeof(KilnArtifactHeader) ||
+      ::pread(fd, magic, sizeof(magic), 0) != ssize_t(sizeof(magic)) ||
+      std::memcmp(magic, kElfMagic, sizeof(magic)) != 0)
+    return true;
+  KilnExecutableTrailer trailer;
+  uint64_t end = fileSize - sizeof(trailer);
+  if (::pread(fd, &trailer, sizeof(trailer), off_t(end)) !=
+          ssize_t(sizeof(trailer)) ||
+      std::memcmp(trailer.magic, KILN_EXECUTABLE_MAGIC, 8) != 0) {
+    err = "an executable with no compiled model at its end (truncated, or "
+          "not made by kiln-compile --emit=exe)";
+    return false;
+  }
+  if (trailer.artifactOffset % KILN_EXECUTABLE_ARTIFACT_ALIGNMENT ||
+      trailer.artifactOffset > end ||
+      trailer.artifactSize != end - trailer.artifactOffset) {
+    err = "the executable's trailer at offset " + std::to_string(end) +
+          " places the model at [" + std::to_string(trailer.artifactOffset) +
+          ", +" + std::to_string(trailer.artifactSize) +
+          "), which does not end at the trailer on a " +
+          std::to_string(KILN_EXECUTABLE_ARTIFACT_ALIGNMENT) +
+          "-byte boundary (truncated or corrupt)";
+    return false;
+  }
+  offset = trailer.artifactOffset;
+  size = trailer.artifactSize;
+  return true;
+}
+
 std::unique_ptr<Artifact> Artifact::open(const std::string &path,
                                          std::string &err) {
   std::unique_ptr<Artifact> a(new Artifact());
@@ -40,7 +78,13 @@ std::unique_ptr<Artifact> Artifact::open(const std::string &path,
     ::close(fd);
     return nullptr;
   }
-  uint64_t size = uint64_t(st.st_size);
+  uint64_t offset = 0, size = 0;
+  std::string why;
+  if (!locateArtifact(fd, uint64_t(st.st_size), offset, size, why)) {
+    err = path + ": " + why;
+    ::close(fd);
+    return nullptr;
+  }
   if (size < sizeof(KilnArtifactHeader)) {
     err = path + ": file is " + std::to_string(size) +
           " bytes, shorter than the " +
@@ -49,7 +93,7 @@ std::unique_ptr<Artifact> Artifact::open(const std::string &path,
     ::close(fd);
     return nullptr;
   }
-  void *m = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+  void *m = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, off_t(offset));
   int mapErrno = errno;
   ::close(fd);
   if (m == MAP_FAILED) {
@@ -58,7 +102,6 @@ std::unique_ptr<Artifact> Artifact::open(const std::string &path,
   }
   a->mapping = m;
   a->mappingSize = size;
-  std::string why;
   if (!a->verify(why)) {
     err = path + ": " + why;
     return nullptr;

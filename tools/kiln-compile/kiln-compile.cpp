@@ -3,7 +3,9 @@
 #include "Compiler/Compiler.h"
 
 #include "llvm/Support/CommandLine.h"
+#include "llvm/Support/FileSystem.h"
 #include "llvm/Support/InitLLVM.h"
+#include "llvm/Support/Path.h"
 #include "llvm/Support/Process.h"
 #include "llvm/Support/WithColor.h"
 #include "llvm/Support/raw_ostream.h"
@@ -21,7 +23,9 @@ static cl::opt<std::string> output("o", cl::desc("Output file"),
                                    cl::value_desc("path"), cl::Required, cl::cat(kilnOptions));
 static cl::opt<std::string>
     emit("emit",
-         cl::desc("What to write: kiln (default: the compiled model), mlir "
+         cl::desc("What to write: kiln (default: the compiled model), exe "
+                  "(one executable: the runtime and the compiled model, run "
+                  "like kiln-run -m), mlir "
                   "(the imported kiln module), llvm-mlir, llvm, asm, so, ptx (with "
                   "--target=cuda), gguf (the model with its --quantize'd "
                   "weights, for llama.cpp)"),
@@ -91,6 +95,12 @@ int main(int argc, char **argv) {
   kiln::CompileOptions options;
   options.input = input;
   options.output = output;
+  // --emit=exe appends the model to the runtime program built and installed
+  // next to this one.
+  std::string self = llvm::sys::fs::getMainExecutable(
+      argv[0], reinterpret_cast<void *>(&drawProgress));
+  options.executableStub =
+      (llvm::sys::path::parent_path(self) + "/kiln-exe-stub").str();
   options.target = target;
   options.cpuVariant = cpu;
   options.contextLength = ctx;
@@ -101,7 +111,7 @@ int main(int argc, char **argv) {
   if (!kiln::parseEmitKind(emit, options.emit)) {
     llvm::WithColor::error(llvm::errs(), "kiln-compile")
         << "unknown --emit=" << emit
-        << " (kiln, mlir, llvm-mlir, llvm, asm, so, ptx, gguf)\n";
+        << " (kiln, exe, mlir, llvm-mlir, llvm, asm, so, ptx, gguf)\n";
     return 1;
   }
   if (quantize.getNumOccurrences()) {

@@ -215,8 +215,8 @@ bool runPerplexity(kiln_model *model, const PerplexityOptions &opts,
   size_t count = 0;
   auto t0 = Clock::now();
   std::fprintf(stderr,
-               "kiln-run: perplexity: %zu tokens, %zu chunks of %d, batch %d\n",
-               tokens.size(), nChunks, nCtx, batch);
+               "%s: perplexity: %zu tokens, %zu chunks of %d, batch %d\n",
+               opts.programName.c_str(), tokens.size(), nChunks, nCtx, batch);
   for (size_t c = 0; c < nChunks; ++c) {
     std::vector<int32_t> chunk(tokens.begin() + c * nCtx,
                                tokens.begin() + (c + 1) * nCtx);
@@ -260,9 +260,9 @@ bool runPerplexity(kiln_model *model, const PerplexityOptions &opts,
   double pplErr = std::sqrt(std::max(var, 0.0)) * ppl;
   double sec = seconds(t0, Clock::now());
   std::fprintf(stderr,
-               "kiln-run: perplexity: %zu tokens scored in %.2f s (%.2f "
+               "%s: perplexity: %zu tokens scored in %.2f s (%.2f "
                "tokens/s evaluated)\n",
-               count, sec, sec > 0 ? nChunks * nCtx / sec : 0.0);
+               opts.programName.c_str(), count, sec, sec > 0 ? nChunks * nCtx / sec : 0.0);
   std::printf("Final estimate: PPL = %.4f +/- %.5f\n", ppl, pplErr);
   std::fflush(stdout);
   return true;

@@ -32,6 +32,7 @@ struct PerplexityOptions {
   std::string textPath;
   int nCtx = 0;      // chunk size; 0 = min(512, the model's n_ctx)
   int maxChunks = 0; // 0 = all
+  std::string programName = "kiln-run"; // prefixes the progress lines
 };
 
 /// Splits the file's tokens into chunks of n_ctx (BOS first), evaluates each

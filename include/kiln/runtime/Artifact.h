@@ -8,6 +8,9 @@
  *   header.sectionTableOffset      KilnSectionEntry[sectionCount]
  *   entry.offset (aligned)         section bytes, in file order, no overlap
  *
+ * (Offsets count from the artifact's first byte, also when it is embedded in
+ * an executable: see KilnExecutableTrailer.)
+ *
  * Every section carries an XXH64 checksum of its bytes; the header and the
  * section table carry their own, so no field is trusted before it is checked.
  * XXH64 is used because it runs at several GB/s in portable scalar C++, which
@@ -116,9 +119,25 @@ typedef struct KilnSectionEntry {
   uint64_t reserved;  /* must be 0 */
 } KilnSectionEntry;
 
+/* An executable from `kiln-compile --emit=exe` is the runtime program
+ * (kiln-exe-stub) with an artifact appended, unchanged, at a multiple of
+ * KILN_EXECUTABLE_ARTIFACT_ALIGNMENT (64 KiB: a page boundary for every page
+ * size, so its weights are mapped in place), then this trailer as the file's
+ * last bytes. The loader reads the trailer of any file that starts with the
+ * ELF magic; the artifact inside is verified as a .kiln file would be. */
+#define KILN_EXECUTABLE_MAGIC "KILNEXE" /* 8 bytes with its NUL */
+#define KILN_EXECUTABLE_ARTIFACT_ALIGNMENT 65536u
+
+typedef struct KilnExecutableTrailer {
+  uint64_t artifactOffset; /* multiple of KILN_EXECUTABLE_ARTIFACT_ALIGNMENT */
+  uint64_t artifactSize;   /* the artifact ends where the trailer starts */
+  char magic[8];           /* KILN_EXECUTABLE_MAGIC with its NUL */
+} KilnExecutableTrailer;
+
 #ifdef __cplusplus
 static_assert(sizeof(KilnArtifactHeader) == 128, "header layout is fixed");
 static_assert(sizeof(KilnSectionEntry) == 80, "entry layout is fixed");
+static_assert(sizeof(KilnExecutableTrailer) == 24, "trailer layout is fixed");
 #endif
 
 #ifdef __cplusplus
