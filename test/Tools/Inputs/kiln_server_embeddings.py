@@ -51,6 +51,7 @@ try:
     except openai.BadRequestError as e:
         check("completion on an encoder: 400", "encoder" in str(e), str(e))
 finally:
+    client.close()  # an idle keep-alive connection would delay the shutdown
     proc.terminate()
     proc.wait(timeout=30)
 print(f"{failures} failures")

@@ -96,9 +96,9 @@ try:
     question = "What is the capital of France?"
     chat = client.chat.completions.create(
         model="smollm2", messages=[{"role": "user", "content": question}],
-        max_tokens=24, temperature=0)
+        max_tokens=16, temperature=0)
     answer = chat.choices[0].message.content
-    expected = kiln_run(question, 24, chat=True)
+    expected = kiln_run(question, 16, chat=True)
     check("chat equals kiln-run --chat",
           answer.rstrip("\n") == expected.rstrip("\n") and answer.strip() != ""
           and chat.choices[0].message.role == "assistant",
@@ -115,7 +115,7 @@ try:
     pieces, reasons = [], []
     for ev in client.chat.completions.create(
             model="smollm2", messages=[{"role": "user", "content": question}],
-            max_tokens=24, temperature=0, stream=True):
+            max_tokens=16, temperature=0, stream=True):
         pieces.append(ev.choices[0].delta.content or "")
         reasons.append(ev.choices[0].finish_reason)
     check("chat stream", "".join(pieces) == answer and len(pieces) > 2
@@ -125,11 +125,11 @@ try:
     # --max-sequences is turned away while they run.
     prompts = ["Once upon a time", "The best way to learn Python is",
                "In 1969, astronauts", "def fibonacci(n):"]
-    alone = [complete(p, 40)[0] for p in prompts]
+    alone = [complete(p, 16)[0] for p in prompts]
     together = [None] * len(prompts)
 
     def worker(i):
-        together[i] = complete(prompts[i], 40)[0]
+        together[i] = complete(prompts[i], 16)[0]
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(prompts))]
     for t in threads:
@@ -190,6 +190,7 @@ try:
           health()[1]["sequences"]["active"] == 0 and len(freed) == 1, str(freed))
     check("server up after disconnect", complete(prompt, 16)[0] == text)
 finally:
+    client.close()  # an idle keep-alive connection would delay the shutdown
     proc.terminate()
     proc.wait(timeout=30)
 print(f"{failures} failures")
