@@ -189,18 +189,7 @@ int kiln_embed(kiln_session *session, const char *text, float *embedding,
     return fail(err, "kiln_embed: room for " + std::to_string(capacity) +
                          " floats, the embedding has " +
                          std::to_string(man.model.nEmbd));
-  std::vector<int32_t> ids =
-      s.getModel().getTokenizer().encode(text, /*addSpecial=*/true,
-                                         /*parseSpecial=*/false);
-  // Too long: cut the text, keep the closing token (sentence-transformers
-  // truncates to its max_seq_length the same way).
-  size_t limit = size_t(std::min<int64_t>(man.entry.maxTokens,
-                                          s.getContextSize()));
-  if (ids.size() > limit && limit >= 2) {
-    int32_t last = ids.back();
-    ids.resize(limit - 1);
-    ids.push_back(last);
-  }
+  std::vector<int32_t> ids = s.embeddingTokens(text);
   std::string why;
   const float *e = s.embed(ids.data(), ids.size(), why);
   if (!e)

@@ -251,6 +251,21 @@ KilnMemRef1D bytes1D(void *p, uint64_t size) {
 }
 } // namespace
 
+std::vector<int32_t> Session::embeddingTokens(const std::string &text) const {
+  const Manifest &man = model.getManifest();
+  std::vector<int32_t> ids = model.getTokenizer().encode(
+      text, /*addSpecial=*/true, /*parseSpecial=*/false);
+  // Too long: cut the text, keep the closing token (sentence-transformers
+  // truncates to its max_seq_length the same way).
+  size_t limit = size_t(std::min<int64_t>(man.entry.maxTokens, nCtx));
+  if (ids.size() > limit && limit >= 2) {
+    int32_t last = ids.back();
+    ids.resize(limit - 1);
+    ids.push_back(last);
+  }
+  return ids;
+}
+
 const float *Session::embed(const int32_t *tokens, size_t n,
                             std::string &err) {
   const Manifest &man = model.getManifest();

@@ -116,6 +116,10 @@ public:
   /// n_embd floats, or nullptr with a message. Each call is independent.
   const float *embed(const int32_t *tokens, size_t n, std::string &err);
 
+  /// The tokens embed() takes for `text`: with its special tokens, cut to
+  /// what one step takes.
+  std::vector<int32_t> embeddingTokens(const std::string &text) const;
+
   /// Tokenizes and evaluates `prompt` after the current sequence, then
   /// samples; onPiece gets each token's text and returns false to stop.
   bool generate(const std::string &prompt, const GenerateOptions &opts,
