@@ -16,7 +16,7 @@ void mlir::kiln::buildKilnToLLVMPipeline(
   // The CPU's int8 kernels rotate in their epilogue, its f32 ones do not.
   pm.addPass(createKilnFuse(
       {/*ropeEpilogue=*/options.activations == ActivationPrecision::Int8}));
-  pm.addPass(createKilnPlanMemory({options.maxTokens}));
+  pm.addPass(createKilnPlanMemory({options.maxTokens, options.reuseScratch}));
   pm.addPass(createConvertKilnToCPU({options.activations, options.cpu}));
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());
