@@ -2,6 +2,7 @@
 
 #include "Compiler/Compiler.h"
 
+#include "Calibration/CalibrationStats.h"
 #include "Compiler/ArtifactWriter.h"
 #include "Compiler/CompilerContext.h"
 #include "Compiler/CudaCodegen.h"
@@ -18,11 +19,13 @@
 #include "kiln/runtime/Artifact.h"
 
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/Parser/Parser.h"
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Support/FileUtilities.h"
+#include "llvm/ADT/MapVector.h"
 #include "llvm/ADT/StringMap.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/FileUtilities.h"
@@ -111,10 +114,64 @@ llvm::Error lowerToLLVM(ModuleOp module, const CompileOptions &options,
   lowering.maxTokens = options.mlirMaxTokens;
   lowering.activations = options.activations;
   lowering.cpu = *isa;
+  lowering.reuseScratch = !options.calibrationTaps;
   mlir::kiln::buildKilnToLLVMPipeline(pm, lowering);
   if (failed(pm.run(module)))
     return fail(input + ": lowering failed: " + diags.take("unknown error"));
   return llvm::Error::success();
+}
+
+/// --calibration-taps: where the step leaves each linear layer's input in
+/// scratch, planned as lowerToLLVM plans it (kiln-fuse without a rope
+/// epilogue at f32, kiln-plan-memory without reuse). One entry per distinct
+/// input, with the tensor names of the weights that multiply it; an input
+/// that is not a whole f32 slot of its own (a slice) has no tap.
+llvm::Expected<llvm::json::Array>
+planCalibrationTaps(ModuleOp module, const CompileOptions &options) {
+  MLIRContext *ctx = module.getContext();
+  OwningOpRef<ModuleOp> planned = module.clone();
+  FirstError diags(*ctx);
+  PassManager pm(ctx);
+  pm.addPass(mlir::kiln::createKilnFuse({/*ropeEpilogue=*/false}));
+  pm.addPass(mlir::kiln::createKilnPlanMemory(
+      {options.mlirMaxTokens, /*reuse=*/false}));
+  if (failed(pm.run(*planned)))
+    return fail(options.input + ": " +
+                diags.take("planning the calibration taps failed"));
+  struct Tap {
+    int64_t offset, cols;
+    llvm::json::Array weights;
+  };
+  llvm::MapVector<Value, Tap> taps;
+  auto slots = mlir::kiln::KilnDialect::SlotAttrHelper(ctx);
+  planned->walk([&](mlir::kiln::LinearOp linear) {
+    auto weight = linear.getWeight().getDefiningOp<mlir::kiln::WeightOp>();
+    auto name = weight ? dyn_cast<NameLoc>(weight.getLoc()) : NameLoc();
+    auto type = cast<RankedTensorType>(linear.getInput().getType());
+    if (!name || type.getRank() != 2 || !type.getElementType().isF32() ||
+        !type.isDynamicDim(0))
+      return;
+    // A reshape keeps its source's offset; a slice does not.
+    Value input = linear.getInput();
+    while (isa_and_nonnull<tensor::ExpandShapeOp, tensor::CollapseShapeOp>(
+        input.getDefiningOp()))
+      input = input.getDefiningOp()->getOperand(0);
+    auto result = dyn_cast<OpResult>(input);
+    DenseI64ArrayAttr slot =
+        result ? slots.getAttr(result.getOwner()) : DenseI64ArrayAttr();
+    if (!slot || slot[2 * result.getResultNumber()] < 0)
+      return;
+    Tap &tap = taps.try_emplace(input, Tap{slot[2 * result.getResultNumber()],
+                                           type.getDimSize(1), {}})
+                   .first->second;
+    tap.weights.push_back(name.getName().str());
+  });
+  llvm::json::Array out;
+  for (auto &[value, tap] : taps)
+    out.push_back(llvm::json::Object{{"weights", std::move(tap.weights)},
+                                     {"offset", tap.offset},
+                                     {"cols", tap.cols}});
+  return out;
 }
 
 void report(const CompileOptions &options, const std::string &stage,
@@ -251,13 +308,23 @@ llvm::Error writeQuantizedGGUF(ModuleOp module, const gguf::GGUFFile &file,
           q && q.getLayout() == mlir::kiln::QuantLayout::GGUF
               ? mlir::kiln::findGGMLBlockFormat(q)
               : nullptr;
-      if (!format)
+      // awq rewrites norm weights as f32.
+      Type element = op.getType().getElementType();
+      bool floats = !q && element && element.isF32();
+      if (!format && !floats)
         return fail(options.input + ": --emit=gguf needs ggml block types; "
                                     "quantize with format=gguf (Kiln's packed "
                                     "layout has no ggml type)");
       FailureOr<ArrayRef<char>> bytes = mlir::kiln::readWeightBytes(op);
       if (failed(bytes))
         return fail(options.input + ": " + diags.take("cannot read weight"));
+      if (floats) {
+        tensor.type = GGMLType::F32;
+        tensor.data = llvm::ArrayRef<uint8_t>(
+            reinterpret_cast<const uint8_t *>(bytes->data()), bytes->size());
+        tensors.push_back(std::move(tensor));
+        continue;
+      }
       tensor.type = format->type;
       tensor.data = llvm::ArrayRef<uint8_t>(
           reinterpret_cast<const uint8_t *>(bytes->data()), bytes->size());
@@ -309,8 +376,23 @@ llvm::Error compileImported(llvm::Expected<ImportedModel> model,
                              file.second.size()));
   if (options.quantize) {
     report(options, "quantizing", 0.07);
+    QuantizeOptions quantize = *options.quantize;
+    CalibrationStatistics statistics;
+    if (!quantize.statisticsPath.empty()) {
+      std::string err;
+      if (!readCalibrationStatistics(quantize.statisticsPath, statistics, err))
+        return fail(err);
+      quantize.statistics = [&](llvm::StringRef name)
+          -> std::optional<InputStatisticsView> {
+        const InputStatistics *input = statistics.findWeight(name.str());
+        if (!input)
+          return std::nullopt;
+        return InputStatisticsView{input->cols, input->meanAbs.data(),
+                                   input->hessian.data()};
+      };
+    }
     FirstError diags(ctx);
-    if (failed(mlir::kiln::quantizeWeights(module, *options.quantize)))
+    if (failed(mlir::kiln::quantizeWeights(module, quantize)))
       return fail(options.input + ": " + diags.take("quantizing failed"));
   }
   if (options.emit == EmitKind::KilnMLIR)
@@ -319,6 +401,19 @@ llvm::Error compileImported(llvm::Expected<ImportedModel> model,
     if (!ggufFile)
       return fail(options.input + ": --emit=gguf needs a .gguf model");
     return writeQuantizedGGUF(module, *ggufFile, options);
+  }
+
+  std::optional<llvm::json::Array> taps;
+  if (options.calibrationTaps) {
+    if (options.target != "cpu" || options.emit != EmitKind::Artifact ||
+        options.activations != mlir::kiln::ActivationPrecision::F32)
+      return fail("--calibration-taps makes a CPU artifact (--emit=kiln) "
+                  "with --activations=f32");
+    llvm::Expected<llvm::json::Array> planned =
+        planCalibrationTaps(module, options);
+    if (!planned)
+      return planned.takeError();
+    taps = std::move(*planned);
   }
 
   // Weights: the bytes of every tensor the graph uses (and the blobs passes
@@ -471,6 +566,8 @@ llvm::Error compileImported(llvm::Expected<ImportedModel> model,
   };
   if (cuda)
     manifest["cuda"] = std::move(*cuda);
+  if (taps)
+    manifest["taps"] = std::move(*taps);
   // An encoder's step returns its sentence embedding, not logits.
   if (info.encoder)
     manifest.getObject("model")->try_emplace("kind", "encoder");

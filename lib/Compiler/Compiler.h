@@ -56,6 +56,12 @@ struct CompileOptions {
   /// For .gguf inputs: quantize the float weights of the linear layers
   /// (kiln-quantize) before anything else.
   std::optional<QuantizeOptions> quantize;
+  /// For model inputs (--calibration-taps): every intermediate tensor keeps
+  /// its own scratch slot and the manifest lists, per distinct input of the
+  /// linear layers, where a step leaves it ("taps"), for kiln-run
+  /// --collect-stats. Needs activations=f32 (the inputs as the float model
+  /// computes them).
+  bool calibrationTaps = false;
   /// Called with (stage name, fraction done in [0, 1]).
   std::function<void(const std::string &, double)> progress;
 };

@@ -30,6 +30,9 @@ struct KilnToLLVMOptions {
   int64_t maxTokens = 0;
   ActivationPrecision activations = ActivationPrecision::Int8;
   KernelISA cpu = KernelISA::Generic;
+  /// false: every intermediate tensor keeps its own scratch slot (calibration
+  /// reads the linear layers' inputs after a step; kiln-plan-memory reuse).
+  bool reuseScratch = true;
 };
 
 /// Adds the passes from kiln ops to the LLVM dialect: kiln-fuse,

@@ -114,6 +114,40 @@ static bool parseCudaArch(const std::string &arch, CudaImage &image) {
   return true;
 }
 
+/// "taps": each a whole [max_tokens, cols] f32 block inside scratch.
+static bool parseTaps(const json &root, Manifest &m, Reader &r) {
+  auto taps = root.find("taps");
+  if (taps == root.end())
+    return true;
+  if (!taps->is_array())
+    return r.fail("taps", "must be an array");
+  for (size_t i = 0; i < taps->size(); ++i) {
+    const json &t = (*taps)[i];
+    std::string path = "taps[" + std::to_string(i) + "]";
+    if (!t.is_object())
+      return r.fail(path, "must be an object");
+    CalibrationTap tap;
+    auto weights = t.find("weights");
+    if (weights == t.end() || !weights->is_array() || weights->empty())
+      return r.fail(path + ".weights", "must be a non-empty array of strings");
+    for (const json &w : *weights) {
+      if (!w.is_string() || w.get_ref<const std::string &>().empty())
+        return r.fail(path + ".weights",
+                      "must be a non-empty array of strings");
+      tap.weights.push_back(w.get<std::string>());
+      tap.weightList += (tap.weightList.empty() ? "" : ",") + tap.weights.back();
+    }
+    if (!r.integer(t, "offset", path + ".offset", 0, m.entry.scratchBytes,
+                   tap.offset) ||
+        !r.integer(t, "cols", path + ".cols", 1, 1 << 20, tap.cols))
+      return false;
+    if ((m.entry.scratchBytes - tap.offset) / 4 / tap.cols < m.entry.maxTokens)
+      return r.fail(path, "ends past entry.scratch_bytes");
+    m.taps.push_back(std::move(tap));
+  }
+  return true;
+}
+
 /// "targets" and, when it names cuda, the "cuda" object.
 static bool parseTargets(const json &root, Manifest &m, Reader &r) {
   auto targets = root.find("targets");
@@ -282,6 +316,8 @@ static bool parseManifestJSON(const json &root, Manifest &m, std::string &err) {
     return false;
 
   if (!parseTargets(root, m, r))
+    return false;
+  if (!parseTaps(root, m, r))
     return false;
 
   if (root.contains("sampling")) {

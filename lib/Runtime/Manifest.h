@@ -14,7 +14,12 @@
 //    "targets":["cpu"|"cuda",...],                ("targets" is optional: cpu)
 //    "cuda":{"kernels":[s,...],                   (with target cuda)
 //            "images":[{"format":"cubin"|"ptx","arch":"sm_90a","section":s},...],
-//            "symbol":s}}                         (optional: entry.symbol)
+//            "symbol":s},                         (optional: entry.symbol)
+//    "taps":[{"weights":[s,...],"offset":i,"cols":i},...]}   (optional)
+//
+// "taps" (kiln-compile --calibration-taps): after a step of n tokens, the f32
+// input of the linear layers whose weights are named lies in scratch at
+// byte `offset`, n rows of `cols` floats (kiln-run --collect-stats).
 //
 // A cuda step function has the CPU one's signature (HostABI.h) and only
 // launches the kernels, by index into cuda.kernels. An artifact with both
@@ -49,6 +54,13 @@ struct CudaImage {
   std::string section;
 };
 
+/// Where a step leaves one input of linear layers (kiln-run --collect-stats).
+struct CalibrationTap {
+  std::vector<std::string> weights;
+  int64_t offset = 0, cols = 0;
+  std::string weightList; // the names, comma-separated (kiln_model_tap)
+};
+
 struct Manifest {
   int64_t format = 0;
   struct {
@@ -72,6 +84,7 @@ struct Manifest {
     std::vector<CudaImage> images;
     std::string symbol;
   } cuda; // filled when targetsCuda
+  std::vector<CalibrationTap> taps;
 };
 
 /// Parses and validates `json`. On failure returns false with a one-line

@@ -105,6 +105,35 @@ int32_t kiln_model_max_tokens(const kiln_model *model) {
   return int32_t(model->model->getManifest().entry.maxTokens);
 }
 
+int32_t kiln_model_n_taps(const kiln_model *model) {
+  return int32_t(model->model->getManifest().taps.size());
+}
+
+int kiln_model_tap(const kiln_model *model, int32_t i, const char **weights,
+                   int32_t *n_cols, const char **err) {
+  if (!model || !weights || !n_cols)
+    return fail(err, "kiln_model_tap: model, weights and n_cols must not be "
+                     "NULL");
+  const std::vector<CalibrationTap> &taps = model->model->getManifest().taps;
+  if (i < 0 || size_t(i) >= taps.size())
+    return fail(err, "kiln_model_tap: tap " + std::to_string(i) +
+                         " out of range (the model has " +
+                         std::to_string(taps.size()) + ")");
+  *weights = taps[i].weightList.c_str();
+  *n_cols = int32_t(taps[i].cols);
+  return KILN_OK;
+}
+
+const float *kiln_session_tap(const kiln_session *session, int32_t i,
+                              int32_t *n_rows) {
+  int64_t rows = 0;
+  const float *data =
+      i < 0 ? nullptr : session->session->getTap(size_t(i), rows);
+  if (n_rows)
+    *n_rows = int32_t(rows);
+  return data;
+}
+
 const char *kiln_model_host_variant(const kiln_model *model) {
   return model->model->getHostVariant().c_str();
 }

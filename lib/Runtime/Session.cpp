@@ -225,6 +225,7 @@ std::unique_ptr<Session> Session::create(Model &model, int64_t nCtx,
 void Session::reset() {
   history.clear();
   logitRows = 0;
+  lastStepTokens = 0;
   kvCache.zero();
   // A failure here shows up at the next step, which fails with it.
   std::string ignored;
@@ -290,6 +291,7 @@ const float *Session::embed(const int32_t *tokens, size_t n,
   }
   history.clear();
   logitRows = 0;
+  lastStepTokens = 0;
   const SectionView &w = model.getWeights();
   StepCall call;
   call.fn = model.getForward();
@@ -305,6 +307,16 @@ const float *Session::embed(const int32_t *tokens, size_t n,
   model.getPool().run(call);
   logitRows = 1;
   return logits.data();
+}
+
+const float *Session::getTap(size_t i, int64_t &rows) const {
+  const std::vector<CalibrationTap> &taps = model.getManifest().taps;
+  rows = 0;
+  if (i >= taps.size() || !lastStepTokens)
+    return nullptr;
+  rows = lastStepTokens;
+  // The manifest parser checked that max_tokens rows fit in scratch.
+  return reinterpret_cast<const float *>(scratch.data() + taps[i].offset);
 }
 
 const float *Session::forward(const int32_t *tokens, size_t n, int64_t pos,
@@ -350,6 +362,7 @@ const float *Session::forward(const int32_t *tokens, size_t n, int64_t pos,
 
   history.resize(pos);
   logitRows = 0;
+  lastStepTokens = 0;
   if (model.getCudaDevice())
     return forwardOnDevice(tokens, n, pos, nLogitRows, err);
   ThreadPool &pool = model.getPool();
@@ -379,6 +392,7 @@ const float *Session::forward(const int32_t *tokens, size_t n, int64_t pos,
         logits.data(), logits.data(), 0, {rows, nVocab}, {nVocab, 1}};
     call.position = pos + int64_t(done);
     pool.run(call);
+    lastStepTokens = int64_t(chunk);
     history.insert(history.end(), tokens + done, tokens + done + chunk);
     done += chunk;
     chunk = maxTokens;

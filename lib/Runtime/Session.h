@@ -135,6 +135,10 @@ public:
     return logitRows ? logits.data() : nullptr;
   }
   Model &getModel() { return model; }
+  /// The rows of the manifest's tap `i` that the last step on the CPU left
+  /// in scratch ([rows][cols] floats), or nullptr (no step yet, a GPU
+  /// session, no such tap).
+  const float *getTap(size_t i, int64_t &rows) const;
 
 private:
   explicit Session(Model &model) : model(model) {}
@@ -148,6 +152,7 @@ private:
   DeviceBuffer deviceKvCache, deviceScratch, deviceTokens, deviceLogits;
   std::vector<float> logits; // [max_tokens][n_vocab]; an encoder's [1][n_embd]
   int logitRows = 0;
+  int64_t lastStepTokens = 0; // tokens of the last CPU step (taps)
   std::vector<int32_t> history; // tokens in the cache, by position
 };
 

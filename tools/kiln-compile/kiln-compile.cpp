@@ -70,6 +70,12 @@ static cl::opt<std::string> quantize(
              "scale=f16|bf16|f32, format=packed|gguf (e.g. "
              "bits=4,group=32,asym,format=gguf)"),
     cl::value_desc("options"), cl::init(""), cl::cat(kilnOptions));
+static cl::opt<bool> calibrationTaps(
+    "calibration-taps",
+    cl::desc("Keep each linear layer's input in scratch after a step and list "
+             "where in the manifest, for kiln-run --collect-stats (with "
+             "--activations=f32)"),
+    cl::init(false), cl::cat(kilnOptions));
 static cl::opt<bool> quiet("q", cl::desc("No progress bar"), cl::init(false),
                            cl::cat(kilnOptions));
 
@@ -108,6 +114,7 @@ int main(int argc, char **argv) {
   options.activations = activations;
   options.kernels = kernels;
   options.weightsOutput = weightsOut;
+  options.calibrationTaps = calibrationTaps;
   if (!kiln::parseEmitKind(emit, options.emit)) {
     llvm::WithColor::error(llvm::errs(), "kiln-compile")
         << "unknown --emit=" << emit

@@ -7,6 +7,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "RunTool.h"
+#include "CollectStats.h"
 #include "Embed.h"
 #include "Measure.h"
 #include "kiln/runtime/Runtime.h"
@@ -64,7 +65,15 @@ std::string usage(const kiln::run::RunTool &tool) {
          " --embed TEXT | --embed-file FILE [-t N]\n"
          "  --embed TEXT          an encoder's sentence embedding of TEXT: one line of\n"
          "                        n_embd numbers\n"
-         "  --embed-file FILE     the same for each line of FILE, one line each\n";
+         "  --embed-file FILE     the same for each line of FILE, one line each\n"
+         "\n"
+         "       " +
+         run +
+         " --collect-stats TEXT -o OUT.kstats [--ctx N] [--chunks N] [-t N]\n"
+         "  --collect-stats TEXT  calibration: run an artifact compiled with\n"
+         "                        --calibration-taps on TEXT in chunks of --ctx\n"
+         "                        tokens and write its linear layers' input\n"
+         "                        statistics (CalibrationStats.h) to OUT\n";
 }
 
 [[noreturn]] void die(const std::string &message) {
@@ -191,8 +200,8 @@ int kiln::run::runCommandLine(int argc, char **argv, const RunTool &tool) {
   long long repetitions = 5, chunks = 0;
   std::string output, perplexityFile;
   std::vector<std::string> embedTexts;
-  std::string embedFile;
-  bool embed = false;
+  std::string embedFile, statsText;
+  bool embed = false, collectStats = false;
 
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -236,7 +245,8 @@ int kiln::run::runCommandLine(int argc, char **argv, const RunTool &tool) {
                                              "--chunks",
                                              "--device",
                                              "--embed",
-                                             "--embed-file"};
+                                             "--embed-file",
+                                             "--collect-stats"};
     bool known = false;
     for (const char *f : kWithValue)
       known |= a == f;
@@ -286,6 +296,41 @@ int kiln::run::runCommandLine(int argc, char **argv, const RunTool &tool) {
       embedTexts.push_back(v), embed = true;
     else if (a == "--embed-file")
       embedFile = v, embed = true;
+    else if (a == "--collect-stats")
+      statsText = v, collectStats = true;
+  }
+  if (collectStats) {
+    if (modelPath.empty())
+      die("no model given (-m MODEL.kiln)");
+    if (bench || perplexity || embed || havePrompt || tokenizeOnly || chat ||
+        setNPredict || setRepetitions)
+      die("--collect-stats reads its text from a file and takes only -m, -o, "
+          "--ctx, --chunks and -t");
+    if (output.empty())
+      die("--collect-stats needs -o FILE for the statistics");
+    if (threads < 1 || threads > 1024)
+      die("-t must be 1 to 1024, got " + std::to_string(threads));
+    if (ctx < 0 || ctx > INT32_MAX)
+      die("--ctx must be >= 1 tokens per chunk (0 = min(512, n_ctx)), got " +
+          std::to_string(ctx));
+    if (chunks < 0 || chunks > INT32_MAX)
+      die("--chunks must be >= 0 (0 = all), got " + std::to_string(chunks));
+    kiln::run::CollectStatsOptions c;
+    c.textPath = statsText;
+    c.outputPath = output;
+    c.nCtx = int(ctx);
+    c.maxChunks = int(chunks);
+    const char *err = nullptr;
+    kiln_model *model = nullptr;
+    if (kiln_model_load_on(modelPath.c_str(), int32_t(threads), "cpu", &model,
+                           &err))
+      die(err);
+    std::string why;
+    bool ok = kiln::run::collectStatistics(model, c, why);
+    kiln_model_free(model);
+    if (!ok)
+      die(why);
+    return 0;
   }
   if (embed) {
     if (modelPath.empty())

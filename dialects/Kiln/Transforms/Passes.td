@@ -107,12 +107,17 @@ def KilnPlanMemory : Pass<"kiln-plan-memory", "::mlir::ModuleOp"> {
     another thread). The function gets `kiln.planned_bytes` and the token
     bound dynamic dimensions were planned for, `kiln.max_tokens` (the option,
     else the function's own attribute). Lowerings read the slots and append
-    their kernels' private workspace after `kiln.planned_bytes`.
+    their kernels' private workspace after `kiln.planned_bytes`. With
+    `reuse=false` no two slots overlap, so every intermediate tensor is still
+    in scratch after the step (calibration reads the linear layers' inputs
+    there: kiln-compile --calibration-taps).
   }];
   let options = [
     Option<"maxTokens", "max-tokens", "int64_t", /*default=*/"0",
            "Bound of dynamic token dimensions (0: the function's "
-           "kiln.max_tokens attribute)">
+           "kiln.max_tokens attribute)">,
+    Option<"reuse", "reuse", "bool", /*default=*/"true",
+           "Let tensors whose live ranges do not meet share memory">
   ];
   let dependentDialects = ["::mlir::kiln::KilnDialect"];
 }
@@ -131,7 +136,10 @@ def KilnQuantize : Pass<"kiln-quantize", "::mlir::ModuleOp"> {
     stay float (a table tied to the output layer is quantized with it). The
     new bytes are dense_resource blobs of the weight store (WeightStore.h).
     Options that cannot be encoded, and a group that does not divide a
-    weight's K, are one-line errors.
+    weight's K, are one-line errors. kiln-compile's --quantize adds GPTQ and
+    AWQ, which read calibration statistics (a .kstats file the driver
+    loads), and mixed precision under a bits-per-weight budget
+    (QuantizeOptions.h).
   }];
   let options = [
     Option<"bits", "bits", "unsigned", /*default=*/"4", "Code width, 2..8">,

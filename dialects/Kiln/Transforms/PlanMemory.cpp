@@ -123,7 +123,8 @@ struct PlanMemory : mlir::kiln::impl::KilnPlanMemoryBase<PlanMemory> {
       Slot &slot = slots[v];
       SmallVector<std::pair<int64_t, int64_t>> busy;
       for (Slot *other : placed)
-        if (other->lastUse + 1 >= slot.def && other->def <= slot.lastUse + 1)
+        if (!reuse ||
+            (other->lastUse + 1 >= slot.def && other->def <= slot.lastUse + 1))
           busy.push_back({other->offset, other->offset + other->size});
       llvm::sort(busy);
       int64_t offset = 0;

@@ -2,6 +2,8 @@
 
 #include "Kiln/Transforms/QuantizeOptions.h"
 
+#include "Kiln/Transforms/GPTQ.h"
+
 #include "llvm/ADT/SmallVector.h"
 #include "llvm/ADT/Twine.h"
 
@@ -94,16 +96,36 @@ llvm::Expected<QuantizeOptions> parseQuantizeOptions(llvm::StringRef text) {
       ok = value == "packed" || value == "gguf";
       options.format =
           value == "gguf" ? QuantizeFormat::GGUF : QuantizeFormat::Packed;
+    } else if (key == "rtn" || key == "gptq" || key == "awq") {
+      ok = value.empty() && !item.contains('=');
+      options.method = key == "rtn"    ? QuantizeMethod::RTN
+                       : key == "gptq" ? QuantizeMethod::GPTQ
+                                       : QuantizeMethod::AWQ;
+    } else if (key == "damp") {
+      ok = !value.getAsDouble(options.damping) && options.damping > 0 &&
+           options.damping < 1;
+    } else if (key == "budget") {
+      ok = !value.getAsDouble(options.budget) && options.budget > 0 &&
+           options.budget <= 32;
+    } else if (key == "stats") {
+      ok = !value.empty();
+      options.statisticsPath = value.str();
     } else {
       return fail("quantize: unknown option '" + item +
                   "' (known: bits=N, group=N|channel, sym, asym, "
-                  "scale=f16|bf16|f32, format=packed|gguf)");
+                  "scale=f16|bf16|f32, format=packed|gguf, rtn, gptq, awq, "
+                  "damp=F, stats=FILE, budget=BPW)");
     }
     if (!ok)
       return fail("quantize: invalid option '" + item + "'");
   }
   if (llvm::Error e = options.validate())
     return std::move(e);
+  if (options.method != QuantizeMethod::RTN && options.statisticsPath.empty())
+    return fail(llvm::Twine("quantize: ") +
+                (options.method == QuantizeMethod::GPTQ ? "gptq" : "awq") +
+                " needs calibration statistics: stats=FILE (kiln-run "
+                "--collect-stats)");
   return options;
 }
 
@@ -113,12 +135,52 @@ uint64_t RowEncoding::rowBytes(int64_t k) const {
   return uint64_t(k) / packed.group * packed.blockBytes();
 }
 
-void RowEncoding::quantizeRow(const float *values, int64_t k,
-                              uint8_t *out) const {
+void RowEncoding::quantizeRow(const float *values, int64_t k, uint8_t *out,
+                              RoundingFeedback *feedback) const {
   if (ggml)
-    quantizeGGMLRow(*ggml, values, k, out);
+    quantizeGGMLRow(*ggml, values, k, out, feedback);
   else
-    quantizePackedRow(packed, values, k, out);
+    quantizePackedRow(packed, values, k, out, feedback);
+}
+
+llvm::Error MatrixQuantizer::quantize(const RowEncoding &encoding,
+                                      const float *values, int64_t rows,
+                                      int64_t k, llvm::StringRef name,
+                                      uint8_t *out) {
+  const uint64_t rowBytes = encoding.rowBytes(k);
+  // AWQ has scaled the float weights already (kiln-quantize); what is left
+  // is rounding.
+  if (options.method != QuantizeMethod::GPTQ) {
+    for (int64_t r = 0; r < rows; ++r)
+      encoding.quantizeRow(values + r * k, k, out + r * rowBytes);
+    return llvm::Error::success();
+  }
+  std::optional<InputStatisticsView> stats =
+      options.statistics ? options.statistics(name) : std::nullopt;
+  if (!stats)
+    return fail("gptq: the calibration statistics have no input for " +
+                name + " (collected from another model?)");
+  if (stats->cols != k)
+    return fail("gptq: the calibration statistics of " + name + " are " +
+                llvm::Twine(stats->cols) + " wide, the weight's K is " +
+                llvm::Twine(k));
+  auto cached = factors.find(stats->hessian);
+  if (cached == factors.end()) {
+    llvm::Expected<std::vector<double>> factor =
+        factorInverseHessian(stats->hessian, k, options.damping);
+    if (!factor)
+      return fail(name + ": " + llvm::toString(factor.takeError()));
+    cached = factors.emplace(stats->hessian, std::move(*factor)).first;
+  }
+  for (int64_t r = 0; r < rows; ++r) {
+    uint8_t *rowOut = out + r * rowBytes;
+    quantizeRowGPTQ(
+        [&](const float *row, RoundingFeedback *feedback) {
+          encoding.quantizeRow(row, k, rowOut, feedback);
+        },
+        values + r * k, k, cached->second);
+  }
+  return llvm::Error::success();
 }
 
 llvm::Expected<RowEncoding> chooseRowEncoding(const QuantizeOptions &options,

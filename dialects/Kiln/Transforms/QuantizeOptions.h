@@ -15,12 +15,28 @@
 #include "llvm/ADT/StringRef.h"
 #include "llvm/Support/Error.h"
 
+#include <functional>
+#include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace kiln {
 
 enum class QuantizeFormat { Packed, GGUF };
+
+/// How codes are chosen: round to nearest; GPTQ's error feedback through the
+/// calibration Hessian (GPTQ.h); or round to nearest after AWQ's
+/// activation-aware column scales (AWQ.h). GPTQ and AWQ need statistics.
+enum class QuantizeMethod { RTN, GPTQ, AWQ };
+
+/// The calibration statistics of the input a weight multiplies (one record
+/// of lib/Calibration/CalibrationStats.h, lent by the driver that read it).
+struct InputStatisticsView {
+  int64_t cols = 0;
+  const float *meanAbs = nullptr; // [cols]
+  const float *hessian = nullptr; // [cols * cols], mean of x x^T
+};
 
 struct QuantizeOptions {
   unsigned bits = 4;
@@ -29,6 +45,21 @@ struct QuantizeOptions {
   bool symmetric = true;
   ScalarType scaleType = ScalarType::F16;
   QuantizeFormat format = QuantizeFormat::Packed;
+  QuantizeMethod method = QuantizeMethod::RTN;
+  /// budget=B (> 0): mixed precision: each weight gets the width (among
+  /// those these options can encode, 2..8) that the budget allows, chosen by
+  /// measured error, so that the mean bits per weight (scales and zeros
+  /// counted) is at most B; the output layer is kept at 8 bits. `bits` is
+  /// then unused.
+  double budget = 0;
+  /// GPTQ's damping: a fraction of the Hessian's mean diagonal added to it.
+  double damping = 0.01;
+  /// stats=PATH: the .kstats file the driver reads into `statistics`.
+  std::string statisticsPath;
+  /// The statistics of the input weight `name` multiplies, if any; set by
+  /// the driver (kiln-compile) from statisticsPath. gptq and awq need them.
+  std::function<std::optional<InputStatisticsView>(llvm::StringRef name)>
+      statistics;
 
   /// Checks what does not depend on a weight's shape: bits in 2..8, group
   /// 0 or a positive multiple of 8 / gcd(8, bits) values, and for
@@ -38,8 +69,11 @@ struct QuantizeOptions {
 
 /// Parses kiln-compile's --quantize value: comma-separated `bits=N`,
 /// `group=N|channel`, `sym` or `asym`, `scale=f16|bf16|f32`,
-/// `format=packed|gguf`; e.g. "bits=4,group=32,asym,format=gguf". Unknown or
-/// malformed items, and options validate() refuses, are one-line errors.
+/// `format=packed|gguf`, `rtn`, `gptq` or `awq`, `damp=F`, `stats=PATH`,
+/// `budget=B`; e.g.
+/// "bits=4,group=32,asym,format=gguf" or "bits=3,gptq,stats=model.kstats".
+/// Unknown or malformed items, and options validate() refuses, are one-line
+/// errors.
 llvm::Expected<QuantizeOptions> parseQuantizeOptions(llvm::StringRef text);
 
 bool parseScalarType(llvm::StringRef name, ScalarType &type);
@@ -52,13 +86,34 @@ struct RowEncoding {
   PackedScheme packed;
 
   uint64_t rowBytes(int64_t k) const;
-  void quantizeRow(const float *values, int64_t k, uint8_t *out) const;
+  void quantizeRow(const float *values, int64_t k, uint8_t *out,
+                   RoundingFeedback *feedback = nullptr) const;
 };
 
 /// The encoding of a row of `k` values under `options`; fails (one line)
 /// when the group does not divide k.
 llvm::Expected<RowEncoding> chooseRowEncoding(const QuantizeOptions &options,
                                               int64_t k);
+
+/// Encodes whole weight matrices by options.method, the one place that
+/// dispatches on it (the kiln-quantize pass and the test driver use it).
+/// Inputs shared by several weights (q, k and v) factor their Hessian once.
+class MatrixQuantizer {
+public:
+  explicit MatrixQuantizer(const QuantizeOptions &options)
+      : options(options) {}
+
+  /// Encodes `rows` rows of `k` floats of the weight named `name` into
+  /// `out` (rows * encoding.rowBytes(k) bytes). Fails (one line) when GPTQ
+  /// has no statistics for the weight or they do not match it.
+  llvm::Error quantize(const RowEncoding &encoding, const float *values,
+                       int64_t rows, int64_t k, llvm::StringRef name,
+                       uint8_t *out);
+
+private:
+  const QuantizeOptions &options;
+  std::map<const float *, std::vector<double>> factors; // by Hessian
+};
 
 } // namespace kiln
 

@@ -98,7 +98,7 @@ uint64_t PackedScheme::blockBytes() const {
 }
 
 void quantizePackedRow(const PackedScheme &scheme, const float *values,
-                       int64_t k, uint8_t *out) {
+                       int64_t k, uint8_t *out, RoundingFeedback *feedback) {
   const unsigned group = scheme.group;
   const int64_t maxCode = (int64_t(1) << scheme.bits) - 1;
   const int64_t midpoint = int64_t(1) << (scheme.bits - 1);
@@ -131,14 +131,24 @@ void quantizePackedRow(const PackedScheme &scheme, const float *values,
     uint64_t bitPos = 0;
     for (unsigned i = 0; i < group; ++i, bitPos += scheme.bits) {
       int64_t code;
+      // Within the group's range (as round to nearest always is) the clamp
+      // changes nothing; error feedback may push a value past it.
+      auto toCode = [&](double scaled) {
+        return int64_t(std::nearbyint(
+            std::clamp(scaled, -double(maxCode) - 1, double(maxCode) + 1)));
+      };
       if (storedScale == 0)
         code = scheme.symmetric ? midpoint : 0;
       else if (scheme.symmetric)
-        code = int64_t(std::nearbyint(double(x[i]) / storedScale)) + midpoint;
+        code = toCode(double(x[i]) / storedScale) + midpoint;
       else
-        code =
-            int64_t(std::nearbyint((double(x[i]) - storedZero) / storedScale));
+        code = toCode((double(x[i]) - storedZero) / storedScale);
       code = std::clamp<int64_t>(code, 0, maxCode);
+      if (feedback)
+        feedback->rounded(start + i,
+                          scheme.symmetric
+                              ? storedScale * double(code - midpoint)
+                              : storedScale * double(code) + storedZero);
       uint32_t shifted = uint32_t(code) << (bitPos % 8);
       for (uint64_t byte = bitPos / 8; shifted; ++byte, shifted >>= 8)
         codes[byte] |= uint8_t(shifted);
@@ -172,7 +182,15 @@ void storeHalf(uint8_t *out, float value) {
 /// Q4_0/Q5_0: d = m / -2^(bits-1) for the value m of largest magnitude
 /// (first wins), code = min(2^bits - 1, trunc(x/d + 2^(bits-1) + 0.5)), all
 /// in float as in ggml-quants.c.
-float symmetricCodes(const float *x, int bits, uint8_t *codes) {
+/// The code for `shifted` (truncated as ggml's int8 cast does; within the
+/// block's range it is in [0.5, 2^bits + 0.5), error feedback may leave it).
+uint8_t truncatedCode(float shifted, int bits) {
+  const float top = float((1 << bits) - 1);
+  return uint8_t(std::min(top, std::max(0.0f, shifted)));
+}
+
+float symmetricCodes(const float *x, int bits, uint8_t *codes,
+                     RoundingFeedback *feedback, int64_t start) {
   float largestMagnitude = 0, largest = 0;
   for (int j = 0; j < kBlock; ++j)
     if (largestMagnitude < std::fabs(x[j])) {
@@ -183,17 +201,21 @@ float symmetricCodes(const float *x, int bits, uint8_t *codes) {
   const float d = largest / -half;
   const float inverse = d != 0 ? 1.0f / d : 0.0f;
   const float offset = half + 0.5f;
+  const double stored = halfToFloat(floatToHalf(d));
   for (int j = 0; j < kBlock; ++j) {
     const float scaled = x[j] * inverse;
     const float shifted = scaled + offset;
-    codes[j] = uint8_t(std::min<int>((1 << bits) - 1, int8_t(shifted)));
+    codes[j] = truncatedCode(shifted, bits);
+    if (feedback)
+      feedback->rounded(start + j, stored * (double(codes[j]) - half));
   }
   return d;
 }
 
 /// Q4_1/Q5_1: d = (max - min) / (2^bits - 1), code = min(2^bits - 1,
 /// trunc((x - min)/d + 0.5)).
-std::pair<float, float> minCodes(const float *x, int bits, uint8_t *codes) {
+std::pair<float, float> minCodes(const float *x, int bits, uint8_t *codes,
+                                 RoundingFeedback *feedback, int64_t start) {
   float lo = x[0], hi = x[0];
   for (int j = 1; j < kBlock; ++j) {
     lo = std::min(lo, x[j]);
@@ -201,10 +223,14 @@ std::pair<float, float> minCodes(const float *x, int bits, uint8_t *codes) {
   }
   const float d = (hi - lo) / float((1 << bits) - 1);
   const float inverse = d != 0 ? 1.0f / d : 0.0f;
+  const double storedD = halfToFloat(floatToHalf(d));
+  const double storedMin = halfToFloat(floatToHalf(lo));
   for (int j = 0; j < kBlock; ++j) {
     const float scaled = (x[j] - lo) * inverse;
     const float shifted = scaled + 0.5f;
-    codes[j] = uint8_t(std::min<int>((1 << bits) - 1, int8_t(shifted)));
+    codes[j] = truncatedCode(shifted, bits);
+    if (feedback)
+      feedback->rounded(start + j, storedD * double(codes[j]) + storedMin);
   }
   return {d, lo};
 }
@@ -227,7 +253,7 @@ void packHighBits(const uint8_t *codes, uint8_t *qh) {
 } // namespace
 
 void quantizeGGMLRow(GGMLType type, const float *values, int64_t k,
-                     uint8_t *out) {
+                     uint8_t *out, RoundingFeedback *feedback) {
   assert(hasGGMLEncoder(type) && k % kBlock == 0);
   const unsigned blockBytes = getGGMLFormat(type).blockBytes;
   uint8_t codes[kBlock];
@@ -235,23 +261,23 @@ void quantizeGGMLRow(GGMLType type, const float *values, int64_t k,
     const float *x = values + start;
     switch (type) {
     case GGMLType::Q4_0: // {half d; u8 qs[16]}
-      storeHalf(out, symmetricCodes(x, 4, codes));
+      storeHalf(out, symmetricCodes(x, 4, codes, feedback, start));
       packNibbles(codes, out + 2);
       break;
     case GGMLType::Q5_0: // {half d; u8 qh[4]; u8 qs[16]}
-      storeHalf(out, symmetricCodes(x, 5, codes));
+      storeHalf(out, symmetricCodes(x, 5, codes, feedback, start));
       packHighBits(codes, out + 2);
       packNibbles(codes, out + 6);
       break;
     case GGMLType::Q4_1: { // {half d, m; u8 qs[16]}
-      auto [d, lo] = minCodes(x, 4, codes);
+      auto [d, lo] = minCodes(x, 4, codes, feedback, start);
       storeHalf(out, d);
       storeHalf(out + 2, lo);
       packNibbles(codes, out + 4);
       break;
     }
     case GGMLType::Q5_1: { // {half d, m; u8 qh[4]; u8 qs[16]}
-      auto [d, lo] = minCodes(x, 5, codes);
+      auto [d, lo] = minCodes(x, 5, codes, feedback, start);
       storeHalf(out, d);
       storeHalf(out + 2, lo);
       packHighBits(codes, out + 4);
@@ -265,8 +291,15 @@ void quantizeGGMLRow(GGMLType type, const float *values, int64_t k,
       const float d = largestMagnitude / 127.0f;
       const float inverse = d != 0 ? 1.0f / d : 0.0f;
       storeHalf(out, d);
-      for (int j = 0; j < kBlock; ++j)
-        out[2 + j] = uint8_t(int8_t(std::roundf(x[j] * inverse)));
+      const double stored = halfToFloat(floatToHalf(d));
+      for (int j = 0; j < kBlock; ++j) {
+        // |x * inverse| <= 127 within the block; feedback may leave it.
+        const float code =
+            std::clamp(std::roundf(x[j] * inverse), -127.0f, 127.0f);
+        out[2 + j] = uint8_t(int8_t(code));
+        if (feedback)
+          feedback->rounded(start + j, stored * double(code));
+      }
       break;
     }
     default:

@@ -36,6 +36,28 @@ float bf16ToFloat(uint16_t bits);
 void decodeScalars(ScalarType type, const uint8_t *bytes, int64_t count,
                    float *out);
 
+/// Error feedback for quantizers that round a row one value at a time
+/// (GPTQ): each group's scale (and zero) is chosen from the group's values
+/// when the encoder reaches it, then after each value is rounded the encoder
+/// reports what the decoder will read back, and the callee may change the
+/// values not yet rounded (the encoder reads them only after the call).
+class RoundingFeedback {
+public:
+  virtual ~RoundingFeedback() = default;
+  virtual void rounded(int64_t index, double decoded) = 0;
+};
+
+/// Feedback that only records what the decoder reads for each value (to
+/// measure an encoding's error).
+class RecordDecoded : public RoundingFeedback {
+public:
+  explicit RecordDecoded(double *out) : out(out) {}
+  void rounded(int64_t index, double decoded) override { out[index] = decoded; }
+
+private:
+  double *out;
+};
+
 /// A one-level scheme of Kiln's packed layout (#kiln.quant<layout = packed>).
 struct PackedScheme {
   unsigned bits = 4;
@@ -57,8 +79,10 @@ struct PackedScheme {
 ///               code = clamp(rint((x - zero) / scale))
 /// where `stored` rounds to float32, then to the scale type, and codes are
 /// computed from the stored values (so they are what the decoder sees).
+/// With `feedback`, values outside a group's range clamp to its end codes.
 void quantizePackedRow(const PackedScheme &scheme, const float *values,
-                       int64_t k, uint8_t *out);
+                       int64_t k, uint8_t *out,
+                       RoundingFeedback *feedback = nullptr);
 
 /// Whether kiln-quantize has an encoder for this ggml type (Q4_0, Q4_1,
 /// Q5_0, Q5_1, Q8_0).
@@ -67,7 +91,7 @@ bool hasGGMLEncoder(GGMLType type);
 /// Quantizes `k` values (a multiple of 32) into ggml blocks of `type` at
 /// `out`, as ggml-quants.c's quantize_row_<type>_ref.
 void quantizeGGMLRow(GGMLType type, const float *values, int64_t k,
-                     uint8_t *out);
+                     uint8_t *out, RoundingFeedback *feedback = nullptr);
 
 } // namespace kiln
 

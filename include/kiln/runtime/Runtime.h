@@ -134,6 +134,24 @@ KILN_RT_API int kiln_embed(kiln_session *session, const char *text,
 KILN_RT_API const float *kiln_logits(const kiln_session *session,
                                      int32_t *n_rows);
 
+/* Calibration taps (an artifact from kiln-compile --calibration-taps): after
+ * each step the input of the model's linear layers is still in scratch. The
+ * number of distinct inputs (0 for other artifacts); for input i, the tensor
+ * names of the weights that multiply it (comma-separated, valid as long as
+ * the model) and its width. */
+KILN_RT_API int32_t kiln_model_n_taps(const kiln_model *model);
+KILN_RT_API int kiln_model_tap(const kiln_model *model, int32_t i,
+                               const char **weights, int32_t *n_cols,
+                               const char **err);
+/* Input i as the last step of the last kiln_eval computed it: [n_rows][n_cols]
+ * floats for that step's tokens (kiln_eval runs more than max_tokens tokens in
+ * several steps: only the last one's are here; the output head's input has
+ * only the rows whose logits were kept, so ask for all of them). NULL with
+ * *n_rows = 0 before an eval, after a reset, on a GPU, or for no such tap.
+ * Valid until the next call on the session. */
+KILN_RT_API const float *kiln_session_tap(const kiln_session *session,
+                                          int32_t i, int32_t *n_rows);
+
 /* Tokenizes `prompt` (BOS added when the session is empty), evaluates it and
  * samples up to params->n_predict tokens, calling `on_piece` for each one's
  * text, until an end-of-generation token. Continues the session's sequence.

@@ -17,7 +17,7 @@ void mlir::kiln::buildKilnToLLVMPipeline(
   bool int8 = options.activations == ActivationPrecision::Int8;
   pm.addPass(createKilnFuse({/*ropeEpilogue=*/int8,
                              /*activationBits=*/int8 ? 8 : 0}));
-  pm.addPass(createKilnPlanMemory({options.maxTokens}));
+  pm.addPass(createKilnPlanMemory({options.maxTokens, options.reuseScratch}));
   pm.addPass(createConvertKilnToCPU({options.cpu}));
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());

@@ -1,5 +1,6 @@
 // RUN: kiln-opt %s --split-input-file --kiln-plan-memory --verify-diagnostics | FileCheck %s
 // RUN: kiln-opt %s --kiln-plan-memory=max-tokens=2 | FileCheck %s --check-prefix=BOUND2
+// RUN: kiln-opt %s "--kiln-plan-memory=max-tokens=8 reuse=false" | FileCheck %s --check-prefix=NOREUSE
 
 // A chain of four: a slot is reserved one op past its last use, so the third
 // value cannot take the first's bytes (the second op may still read them on
@@ -19,6 +20,13 @@
 // BOUND2-LABEL: func.func @chain
 // BOUND2-SAME: kiln.max_tokens = 2 : i64
 // BOUND2-SAME: kiln.planned_bytes = 384 : i64
+// Without reuse (calibration), the fourth value gets bytes of its own too.
+// NOREUSE-LABEL: func.func @chain
+// NOREUSE-SAME: kiln.planned_bytes = 2048 : i64
+// NOREUSE: kiln.silu %{{.*}} {kiln.slot = array<i64: 0, 512>}
+// NOREUSE: kiln.silu %{{.*}} {kiln.slot = array<i64: 512, 512>}
+// NOREUSE: kiln.silu %{{.*}} {kiln.slot = array<i64: 1024, 512>}
+// NOREUSE: kiln.silu %{{.*}} {kiln.slot = array<i64: 1536, 512>}
 func.func @chain(%x: tensor<?x16xf32>) -> tensor<?x16xf32> attributes {kiln.max_tokens = 8} {
   %a = kiln.silu %x : tensor<?x16xf32>
   %b = kiln.silu %a : tensor<?x16xf32>

@@ -14,8 +14,15 @@ which rows are off it.
      (kiln-run --perplexity, llama-perplexity's method). For the GGUF rows
      llama.cpp's own perplexity of the same file, context and chunks too.
 
+  3. Calibrated rows (GPTQ, AWQ, mixed precision under a bits-per-weight
+     budget) quantize with the statistics of the teacher's linear-layer
+     inputs, collected by Kiln itself (kiln-compile --calibration-taps,
+     kiln-run --collect-stats) on CALIB_TEXT, a different text; llama.cpp's
+     k-quant mixes (Q4_K_M, Q3_K_M, without an importance matrix) beside them.
+
 usage: quantize_accuracy.py SRC.gguf WORKDIR KILN_TOOLS_DIR LIBKILN_RUNTIME.so
-           TEXT CTX CHUNKS ROWS   (ROWS: comma-separated row names, or "all")
+           TEXT CTX CHUNKS ROWS [CALIB_TEXT CALIB_CHUNKS]
+           (ROWS: comma-separated row names, or "all")
 """
 
 import os
@@ -33,7 +40,9 @@ from llama_cpp_peer import LlamaPeer, extra_bufts  # noqa: E402
 
 PROMPT = "The three primary colors are red, yellow and"
 # llama.h llama_ftype of the ggml rows.
-LLAMA_FTYPE = {"q4_0": 2, "q4_1": 3, "q8_0": 7, "q5_0": 8, "q5_1": 9}
+LLAMA_FTYPE = {"q4_0": 2, "q4_1": 3, "q8_0": 7, "q5_0": 8, "q5_1": 9, "q4_k_m": 15, "q3_k_m": 12}
+# llama.cpp's mixes with no single Kiln counterpart (no byte comparison).
+LLAMA_ONLY = ("q4_k_m", "q3_k_m")
 GGML_OPTIONS = {"q4_0": "bits=4,group=32,sym", "q4_1": "bits=4,group=32,asym",
                 "q5_0": "bits=5,group=32,sym", "q5_1": "bits=5,group=32,asym",
                 "q8_0": "bits=8,group=32,sym"}
@@ -42,6 +51,46 @@ PACKED = {"kiln p8 g32": "bits=8,group=32", "kiln p5 g32": "bits=5,group=32",
           "kiln p4 g32": "bits=4,group=32", "kiln p4 g128 asym": "bits=4,group=128,asym",
           "kiln p3 g32 asym": "bits=3,group=32,asym", "kiln p3 g32": "bits=3,group=32",
           "kiln p2 g32 asym": "bits=2,group=32,asym"}
+# Calibrated rows: --quantize options, the statistics file appended.
+CALIBRATED = {"kiln gptq p4 g32": "bits=4,group=32,gptq", "kiln awq p4 g32": "bits=4,group=32,awq",
+              "kiln gptq p3 g32 asym": "bits=3,group=32,asym,gptq",
+              "kiln awq p3 g32 asym": "bits=3,group=32,asym,awq",
+              "kiln mixed 4.5": "budget=4.5,group=32",
+              "kiln mixed 4.5 gptq": "budget=4.5,group=32,gptq"}
+
+
+def packed_bits_per_weight(compile_, teacher, options, work):
+    """Mean bits per weight of the 2-D quantized weights kiln-compile writes
+    for `options` (codes, scales and zeros), read from the weight types."""
+    mlir = os.path.join(work, "bpw.mlir")
+    run([compile_, "-q", "--emit=mlir", "--quantize=" + options, teacher, "-o", mlir])
+    scalar = {"f16": 16, "bf16": 16, "f32": 32}
+    bits = params = 0
+    pattern = re.compile(r"!kiln\.weight<(\d+)x(\d+)x#kiln\.quant<bits = (\d+), group = (\d+), "
+                         r"scale = (\w+)(?:, zero = (\w+))?")
+    with open(mlir) as f:
+        for line in f:
+            m = pattern.search(line) if "kiln.weight dense_resource" in line else None
+            if m:
+                n = int(m.group(1)) * int(m.group(2))
+                group = int(m.group(4))
+                bits += n * (int(m.group(3)) * group + scalar[m.group(5)] +
+                             (scalar[m.group(6)] if m.group(6) else 0)) / group
+                params += n
+    os.remove(mlir)
+    return bits / params
+
+
+def collect_statistics(tools, teacher, calib_text, ctx, chunks, work):
+    """The teacher's linear-layer input statistics, through Kiln itself."""
+    artifact = os.path.join(work, "calibration.kiln")
+    stats = os.path.join(work, "teacher.kstats")
+    run([os.path.join(tools, "kiln-compile"), "-q", "--activations=f32", "--calibration-taps",
+         teacher, "-o", artifact])
+    run([os.path.join(tools, "kiln-run"), "-m", artifact, "--collect-stats", calib_text, "-o", stats,
+         "--ctx", str(ctx), "--chunks", str(chunks), "-t", "2"])
+    os.remove(artifact)
+    return stats
 
 
 def run(cmd, **kw):
@@ -131,7 +180,7 @@ class Row:
         self.name, self.gguf, self.quantize, self.note = name, gguf_path, quantize, note
 
 
-def main(src, work, tools, lib, text, ctx, chunks, wanted):
+def main(src, work, tools, lib, text, ctx, chunks, wanted, calib_text=None, calib_chunks=4):
     ok = True
     os.makedirs(work, exist_ok=True)
     compile_ = os.path.join(tools, "kiln-compile")
@@ -141,6 +190,11 @@ def main(src, work, tools, lib, text, ctx, chunks, wanted):
 
     rows = [Row("f16 teacher", teacher)]
     ggml_rows = [f for f in ("q8_0", "q4_0") if wanted == "all" or f in wanted]
+    for fmt in LLAMA_ONLY:
+        if wanted == "all" or fmt in wanted:
+            theirs = os.path.join(work, "llama-%s.gguf" % fmt)
+            llama_quantize(teacher, theirs, LLAMA_FTYPE[fmt])
+            rows.append(Row("llama.cpp %s" % fmt, theirs))
     for fmt in ggml_rows:
         ours = os.path.join(work, "kiln-%s.gguf" % fmt)
         theirs = os.path.join(work, "llama-%s.gguf" % fmt)
@@ -159,6 +213,12 @@ def main(src, work, tools, lib, text, ctx, chunks, wanted):
     for name, options in PACKED.items():
         if wanted == "all" or name in wanted:
             rows.append(Row(name, quantize=options))
+    calibrated = [n for n in CALIBRATED if calib_text and (wanted == "all" or n in wanted)]
+    if calibrated:
+        stats = collect_statistics(tools, teacher, calib_text, ctx, calib_chunks, work)
+        print("calibration: %d chunks of %d tokens of %s" % (calib_chunks, ctx, calib_text))
+        for name in calibrated:
+            rows.append(Row(name, quantize=CALIBRATED[name] + ",stats=" + stats))
 
     lib_kiln = None
     teacher_logits = None
@@ -169,9 +229,14 @@ def main(src, work, tools, lib, text, ctx, chunks, wanted):
         cmd = [compile_, "-q", "--activations=f32", row.gguf or teacher, "-o", artifact]
         if row.quantize:
             cmd.insert(2, "--quantize=" + row.quantize)
-            # Packed weights: bpw from the option (scale and zero per group).
-            bits, group = [int(re.search(k + r"=(\d+)", row.quantize).group(1)) for k in ("bits", "group")]
-            bpw = bits + 16.0 * (2 if "asym" in row.quantize else 1) / group
+            if "budget=" in row.quantize:
+                # The widths are chosen before GPTQ's rounding: measure them
+                # without it.
+                bpw = packed_bits_per_weight(compile_, teacher, row.quantize.replace(",gptq", ""), work)
+            else:
+                # Uniform packed weights: scale (and zero) per group.
+                bits, group = [int(re.search(k + r"=(\d+)", row.quantize).group(1)) for k in ("bits", "group")]
+                bpw = bits + 16.0 * (2 if "asym" in row.quantize else 1) / group
         else:
             bpw = bits_per_weight(row.gguf)
         run(cmd)
@@ -205,5 +270,7 @@ def main(src, work, tools, lib, text, ctx, chunks, wanted):
 
 if __name__ == "__main__":
     src, work, tools, lib, text, ctx, chunks, rows = sys.argv[1:9]
+    calib = sys.argv[9] if len(sys.argv) > 9 else None
+    calib_chunks = int(sys.argv[10]) if len(sys.argv) > 10 else 4
     sys.exit(0 if main(src, work, tools, lib, text, int(ctx), int(chunks),
-                       "all" if rows == "all" else rows.split(",")) else 1)
+                       "all" if rows == "all" else rows.split(","), calib, calib_chunks) else 1)

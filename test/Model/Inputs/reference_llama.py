@@ -2,7 +2,10 @@
 reference for Kiln's numerics on real weights (weights dequantized by the
 gguf package, everything else in float64).
 
-Usage as a module: ReferenceLlama(path).logits(tokens) -> [len(tokens), vocab]
+Usage as a module: ReferenceLlama(path).logits(tokens) -> [len(tokens), vocab];
+logits(tokens, inputs={}) also fills inputs[weight name] with the [T, K]
+input each linear layer multiplies (calibration statistics are checked
+against them).
 """
 
 import numpy as np
@@ -46,8 +49,9 @@ class ReferenceLlama:
             x[..., 0::2], x[..., 1::2] = a * c - b * s, a * s + b * c
         return x.reshape(len(positions), heads * hd)
 
-    def logits(self, tokens):
+    def logits(self, tokens, inputs=None):
         w, hd, T = self.w, self.head_dim, len(tokens)
+        seen = inputs if inputs is not None else {}
         pos = np.arange(T, dtype=np.float64)
         x = w["token_embd.weight"][tokens]
         group = self.heads // self.kv_heads
@@ -55,6 +59,8 @@ class ReferenceLlama:
         for l in range(self.layers):
             p = "blk.%d." % l
             h = self.rms(x, w[p + "attn_norm.weight"])
+            for n in ("attn_q", "attn_k", "attn_v"):
+                seen[p + n + ".weight"] = h
             q = self.rope(h @ w[p + "attn_q.weight"].T, self.heads, pos)
             k = self.rope(h @ w[p + "attn_k.weight"].T, self.kv_heads, pos)
             v = h @ w[p + "attn_v.weight"].T
@@ -65,10 +71,15 @@ class ReferenceLlama:
                 s = qs @ ks.T / np.sqrt(hd) + mask
                 s = np.exp(s - s.max(-1, keepdims=True))
                 out[:, hh * hd:(hh + 1) * hd] = (s / s.sum(-1, keepdims=True)) @ vs
+            seen[p + "attn_output.weight"] = out
             x = x + out @ w[p + "attn_output.weight"].T
             h = self.rms(x, w[p + "ffn_norm.weight"])
+            seen[p + "ffn_gate.weight"] = seen[p + "ffn_up.weight"] = h
             gate, up = h @ w[p + "ffn_gate.weight"].T, h @ w[p + "ffn_up.weight"].T
-            x = x + (gate / (1 + np.exp(-gate)) * up) @ w[p + "ffn_down.weight"].T
+            act = gate / (1 + np.exp(-gate)) * up
+            seen[p + "ffn_down.weight"] = act
+            x = x + act @ w[p + "ffn_down.weight"].T
         x = self.rms(x, w["output_norm.weight"])
-        head = w.get("output.weight", w["token_embd.weight"])
-        return x @ head.T
+        head_name = "output.weight" if "output.weight" in w else "token_embd.weight"
+        seen[head_name] = x
+        return x @ w[head_name].T

@@ -1,0 +1,164 @@
+//===- CollectStats.cpp - kiln-run --collect-stats ------------------------===//
+
+#include "CollectStats.h"
+
+#include "Calibration/CalibrationStats.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <vector>
+
+namespace kiln::run {
+namespace {
+
+/// The offset of the first byte that is not part of well-formed UTF-8 (or a
+/// NUL, which no text holds), or npos.
+size_t findNonText(const std::string &s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    unsigned char c = s[i];
+    if (c == 0)
+      return i;
+    size_t length = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3
+                                 : (c >> 3) == 0x1e ? 4 : 0;
+    if (length == 0 || i + length > s.size())
+      return i;
+    for (size_t k = 1; k < length; ++k)
+      if ((static_cast<unsigned char>(s[i + k]) >> 6) != 0x2)
+        return i;
+    i += length;
+  }
+  return std::string::npos;
+}
+
+} // namespace
+
+bool collectStatistics(kiln_model *model, const CollectStatsOptions &opts,
+                       std::string &err) {
+  const int32_t nTaps = kiln_model_n_taps(model);
+  if (nTaps == 0) {
+    err = "the model has no calibration taps (compile it with kiln-compile "
+          "--activations=f32 --calibration-taps)";
+    return false;
+  }
+  std::ifstream in(opts.textPath, std::ios::binary);
+  if (!in) {
+    err = opts.textPath + ": cannot open";
+    return false;
+  }
+  std::stringstream buf;
+  buf << in.rdbuf();
+  std::string text = buf.str();
+  if (text.find_first_not_of(" \t\r\n") == std::string::npos) {
+    err = opts.textPath + ": the calibration text is empty";
+    return false;
+  }
+  if (size_t bad = findNonText(text); bad != std::string::npos) {
+    err = opts.textPath + ": not a text file (byte " + std::to_string(bad) +
+          " is not UTF-8 text)";
+    return false;
+  }
+  int nCtx = opts.nCtx ? opts.nCtx : std::min(512, kiln_model_n_ctx(model));
+  if (nCtx < 1 || nCtx > kiln_model_n_ctx(model)) {
+    err = "calibration context " + std::to_string(nCtx) + " must be 1 to " +
+          std::to_string(kiln_model_n_ctx(model)) + " (the model's n_ctx)";
+    return false;
+  }
+
+  const char *e = nullptr;
+  auto tokenize = [&](const std::string &s, std::vector<int32_t> &ids) {
+    size_t n = 0;
+    ids.resize(s.size() + 16);
+    if (kiln_tokenize(model, s.c_str(), 1, 0, ids.data(), ids.size(), &n, &e))
+      return false;
+    if (n > ids.size()) {
+      ids.resize(n);
+      if (kiln_tokenize(model, s.c_str(), 1, 0, ids.data(), ids.size(), &n,
+                        &e))
+        return false;
+    }
+    ids.resize(n);
+    return true;
+  };
+  std::vector<int32_t> tokens, bos;
+  if (!tokenize(text, tokens) || !tokenize("", bos)) {
+    err = e;
+    return false;
+  }
+  size_t nChunks = (tokens.size() + nCtx - 1) / size_t(nCtx);
+  if (opts.maxChunks > 0)
+    nChunks = std::min(nChunks, size_t(opts.maxChunks));
+
+  std::vector<InputAccumulator> sums;
+  std::vector<std::vector<std::string>> weights(nTaps);
+  for (int32_t i = 0; i < nTaps; ++i) {
+    const char *names = nullptr;
+    int32_t cols = 0;
+    if (kiln_model_tap(model, i, &names, &cols, &e)) {
+      err = e;
+      return false;
+    }
+    std::stringstream list(names);
+    for (std::string name; std::getline(list, name, ',');)
+      weights[i].push_back(name);
+    sums.emplace_back(cols);
+  }
+
+  kiln_session *session = nullptr;
+  if (kiln_session_create(model, nCtx, &session, &e)) {
+    err = e;
+    return false;
+  }
+  const int batch = std::max(1, std::min(kiln_model_max_tokens(model), nCtx));
+  uint64_t seen = 0;
+  std::fprintf(stderr,
+               "kiln-run: collect-stats: %zu tokens, %zu chunks of up to %d, "
+               "%d inputs\n",
+               tokens.size(), nChunks, nCtx, nTaps);
+  for (size_t c = 0; c < nChunks; ++c) {
+    size_t begin = c * size_t(nCtx);
+    std::vector<int32_t> chunk(
+        tokens.begin() + begin,
+        tokens.begin() + std::min(tokens.size(), begin + nCtx));
+    if (bos.size() == 1)
+      chunk[0] = bos[0];
+    kiln_session_reset(session);
+    for (size_t start = 0; start < chunk.size(); start += batch) {
+      size_t n = std::min<size_t>(batch, chunk.size() - start);
+      // Every row's logits: the output head's input holds only the rows
+      // whose logits are kept.
+      if (kiln_eval(session, chunk.data() + start, n, int32_t(n), &e)) {
+        err = e;
+        kiln_session_free(session);
+        return false;
+      }
+      for (int32_t i = 0; i < nTaps; ++i) {
+        int32_t rows = 0;
+        const float *x = kiln_session_tap(session, i, &rows);
+        if (!x || size_t(rows) != n) {
+          err = "the model left no calibration tap " + std::to_string(i) +
+                " after a step (is it running on a GPU?)";
+          kiln_session_free(session);
+          return false;
+        }
+        sums[i].add(x, rows);
+      }
+      seen += n;
+    }
+  }
+  kiln_session_free(session);
+
+  CalibrationStatistics stats;
+  stats.nTokens = seen;
+  for (int32_t i = 0; i < nTaps; ++i)
+    stats.inputs.push_back(sums[i].finish(std::move(weights[i])));
+  if (!writeCalibrationStatistics(opts.outputPath, stats, err))
+    return false;
+  std::fprintf(stderr, "kiln-run: collect-stats: %llu tokens, wrote %s\n",
+               static_cast<unsigned long long>(seen), opts.outputPath.c_str());
+  return true;
+}
+
+} // namespace kiln::run
