@@ -4,6 +4,7 @@
 #define KILN_COMPILER_COMPILER_H
 
 #include "Conversion/LoweringOptions.h"
+#include "Kiln/Transforms/PruneOptions.h"
 #include "Kiln/Transforms/QuantizeOptions.h"
 
 #include "mlir/IR/BuiltinOps.h"
@@ -52,6 +53,9 @@ struct CompileOptions {
   /// For .gguf inputs: quantize the float weights of the linear layers
   /// (kiln-quantize) before anything else.
   std::optional<QuantizeOptions> quantize;
+  /// For .gguf inputs: prune the float weights of the linear layers
+  /// (kiln-prune) before quantizing them.
+  std::optional<PruneOptions> prune;
   /// Called with (stage name, fraction done in [0, 1]).
   std::function<void(const std::string &, double)> progress;
 };

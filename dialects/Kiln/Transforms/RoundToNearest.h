@@ -36,6 +36,11 @@ float bf16ToFloat(uint16_t bits);
 void decodeScalars(ScalarType type, const uint8_t *bytes, int64_t count,
                    float *out);
 
+/// Writes `count` floats as little-endian values of `type` at `bytes`,
+/// rounded to nearest even.
+void encodeScalars(ScalarType type, const float *values, int64_t count,
+                   uint8_t *bytes);
+
 /// A one-level scheme of Kiln's packed layout (#kiln.quant<layout = packed>).
 struct PackedScheme {
   unsigned bits = 4;
