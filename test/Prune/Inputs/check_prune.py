@@ -45,9 +45,11 @@ def kiln_opt(text, *passes):
     return proc.stdout
 
 
-def blob(text, name="w"):
-    """The bytes of blob `name` in a printed module (past its alignment word)."""
-    m = re.search(r'\b%s: "0x([0-9A-F]+)"' % name, text)
+def blob(text):
+    """The bytes of the blob the weight op reads, past its alignment word (a
+    rewritten weight's blob gets a fresh name)."""
+    name = re.search(r"kiln\.weight dense_resource<([\w.]+)>", text).group(1)
+    m = re.search(r'\b%s: "0x([0-9A-F]+)"' % re.escape(name), text)
     return bytes.fromhex(m.group(1))[4:]
 
 
@@ -121,6 +123,7 @@ for dtype, ty in ((np.float32, "f32"), (np.float16, "f16")):
     w = RNG.standard_normal((rows, k)).astype(dtype)
     pruned_text = kiln_opt(module_of(w), "--kiln-prune=pattern=nm n=2 m=4")
     pruned = np.frombuffer(blob(pruned_text), dtype=dtype).reshape(rows, k).astype(np.float64)
+    os.makedirs(os.path.join(WORK, "run-" + ty), exist_ok=True)
     fn = Compiled(pruned_text, os.path.join(WORK, "run-" + ty))
     y = np.zeros((5, rows), dtype=np.float32)
     fn.call("linear", [x], [y], threads=2)
@@ -139,7 +142,9 @@ for qname, qtype, options in (("q4_0", T.Q4_0, "bits=4 format=gguf"), ("q8_0", T
     q, dh, _ = quantize_q8(x)
     inputs = {"f32": x.astype(np.float64), "int8": (q * dh).reshape(x.shape)}
     for activations, xin in inputs.items():
-        fn = Compiled(text, os.path.join(WORK, "run-%s-%s" % (qname, activations)), activations=activations)
+        workdir = os.path.join(WORK, "run-%s-%s" % (qname, activations))
+        os.makedirs(workdir, exist_ok=True)
+        fn = Compiled(text, workdir, activations=activations)
         y = np.zeros((5, rows), dtype=np.float32)
         fn.call("linear", [x], [y], threads=2)
         if not check("run pruned %s activations=%s T=5 threads=2" % (qname, activations), y,
