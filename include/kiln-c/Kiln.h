@@ -53,6 +53,8 @@ KILN_C_API void kiln_compile_options_free(kiln_compile_options *options);
  *   cpu          CPU variant for the single-variant emit kinds
  *   quantize     kiln-compile's --quantize value, e.g. "bits=4,group=32" or
  *                "bits=4,group=32,asym,format=gguf" (.gguf inputs)
+ *   prune        kiln-compile's --prune value, e.g. "pattern=nm,n=2,m=4"
+ *                (.gguf inputs; applied before quantize)
  */
 KILN_C_API int kiln_compile_options_set(kiln_compile_options *options,
                                         const char *key, const char *value,

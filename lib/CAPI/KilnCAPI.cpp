@@ -325,10 +325,15 @@ int kiln_compile_options_set(kiln_compile_options *options, const char *key,
     if (!quantize)
       return fail(err, llvm::toString(quantize.takeError()));
     o.quantize = *quantize;
+  } else if (k == "prune") {
+    llvm::Expected<::kiln::PruneOptions> prune = ::kiln::parsePruneOptions(v);
+    if (!prune)
+      return fail(err, llvm::toString(prune.takeError()));
+    o.prune = *prune;
   } else {
     return fail(err, ("unknown compile option '" + k +
                       "' (known: target, activations, ctx, max_tokens, emit, "
-                      "cpu, quantize)")
+                      "cpu, quantize, prune)")
                          .str());
   }
   return KILN_OK;

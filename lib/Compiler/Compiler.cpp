@@ -239,6 +239,9 @@ llvm::Error compileMLIR(MLIRContext &ctx, const CompileOptions &options) {
   if (options.quantize)
     return fail("--quantize needs a .gguf model; run kiln-opt "
                 "--kiln-quantize on an .mlir module");
+  if (options.prune)
+    return fail("--prune needs a .gguf model; run kiln-opt --kiln-prune on "
+                "an .mlir module");
   if (options.target == "cuda")
     return emitCuda(*module, options);
   // With --weights-out the weights are packed and written; without it the
@@ -374,6 +377,12 @@ llvm::Error compileImported(llvm::Expected<ImportedModel> model,
         file.getKey(),
         llvm::ArrayRef<char>(reinterpret_cast<const char *>(file.second.data()),
                              file.second.size()));
+  if (options.prune) {
+    report(options, "pruning", 0.05);
+    FirstError diags(ctx);
+    if (failed(mlir::kiln::pruneWeights(module, *options.prune)))
+      return fail(options.input + ": " + diags.take("pruning failed"));
+  }
   if (options.quantize) {
     report(options, "quantizing", 0.07);
     QuantizeOptions quantize = *options.quantize;

@@ -4,6 +4,7 @@
 #define KILN_COMPILER_COMPILER_H
 
 #include "Conversion/LoweringOptions.h"
+#include "Kiln/Transforms/PruneOptions.h"
 #include "Kiln/Transforms/QuantizeOptions.h"
 
 #include "mlir/IR/BuiltinOps.h"
@@ -62,6 +63,9 @@ struct CompileOptions {
   /// --collect-stats. Needs activations=f32 (the inputs as the float model
   /// computes them).
   bool calibrationTaps = false;
+  /// For .gguf inputs: prune the float weights of the linear layers
+  /// (kiln-prune) before quantizing them.
+  std::optional<PruneOptions> prune;
   /// Called with (stage name, fraction done in [0, 1]).
   std::function<void(const std::string &, double)> progress;
 };

@@ -66,7 +66,9 @@ def compile(model_path: PathLike, *, threads: int = 2, output: Optional[PathLike
     ``target="cpu"``, ``activations="int8"|"f32"``, ``ctx`` (context length,
     0 = min(model, 4096)), ``max_tokens`` (tokens per forward step),
     ``quantize`` (kiln-compile's --quantize value: round the float weights of
-    linear layers to nearest, e.g. ``"bits=4,group=32"``).
+    linear layers to nearest, e.g. ``"bits=4,group=32"``), ``prune``
+    (kiln-compile's --prune value, applied first: zero the least important
+    weights of linear layers, e.g. ``"pattern=nm,n=2,m=4"``).
     ``output`` keeps the artifact at that path; otherwise it lives in a
     temporary file until the model is closed (see :meth:`Model.save`).
     ``progress``: a callable (stage, fraction), False for none; by default a

@@ -32,6 +32,8 @@ def test_load_not_an_artifact(tmp_path):
     ({"max_tokens": 0}, "max_tokens='0' is invalid"),
     ({"quantize": "bits=9"}, r"quantize: bits=9 is out of range \(2..8\)"),
     ({"quantize": "bits=3,format=gguf"}, "format=gguf has no ggml block type"),
+    ({"prune": "rate=1.5"}, r"prune: rate=1.5 is out of range \[0, 1\)"),
+    ({"prune": "pattern=nm,n=3,m=2"}, "prune: 3:2 sparsity needs 0 < n < m"),
 ])
 def test_compile_bad_option(smollm2_gguf, options, message):
     with pytest.raises(kiln.KilnError, match=message):

@@ -76,6 +76,13 @@ static cl::opt<bool> calibrationTaps(
              "where in the manifest, for kiln-run --collect-stats (with "
              "--activations=f32)"),
     cl::init(false), cl::cat(kilnOptions));
+static cl::opt<std::string> prune(
+    "prune",
+    cl::desc("Zero the least important float weights of linear layers "
+             "(before --quantize): pattern=unstructured|nm|block, rate=R, "
+             "n=N, m=M, block=RxC, criterion=magnitude|wanda|sparsegpt, "
+             "calibration=FILE.kstats (e.g. pattern=nm,n=2,m=4)"),
+    cl::value_desc("options"), cl::init(""), cl::cat(kilnOptions));
 static cl::opt<bool> quiet("q", cl::desc("No progress bar"), cl::init(false),
                            cl::cat(kilnOptions));
 
@@ -130,6 +137,15 @@ int main(int argc, char **argv) {
       return 1;
     }
     options.quantize = *parsed;
+  }
+  if (prune.getNumOccurrences()) {
+    llvm::Expected<kiln::PruneOptions> parsed = kiln::parsePruneOptions(prune);
+    if (!parsed) {
+      llvm::WithColor::error(llvm::errs(), "kiln-compile")
+          << llvm::toString(parsed.takeError()) << "\n";
+      return 1;
+    }
+    options.prune = *parsed;
   }
   if (ctx < 0 || maxTokens <= 0) {
     llvm::WithColor::error(llvm::errs(), "kiln-compile")

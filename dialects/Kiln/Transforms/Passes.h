@@ -9,8 +9,12 @@
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/Pass/Pass.h"
 
+#include <optional>
+
 namespace kiln {
 struct QuantizeOptions;
+struct PruneOptions;
+enum class ScalarType; // RoundToNearest.h
 } // namespace kiln
 
 namespace mlir::kiln {
@@ -26,6 +30,17 @@ Value viewRoot(Value v);
 /// weight.
 LogicalResult quantizeWeights(ModuleOp module,
                               const ::kiln::QuantizeOptions &options);
+
+/// What kiln-prune does, for drivers that hold the options as a struct
+/// (kiln-compile --prune): zeroes weights of the linear layers of `module`
+/// and marks their types `sparsity = #kiln.sparsity<..., dense = true>`;
+/// errors (one line) are emitted on the module or the weight.
+LogicalResult pruneWeights(ModuleOp module,
+                           const ::kiln::PruneOptions &options);
+
+/// The storage type of the values of a float weight stored dense (a pruned
+/// one included; not a quantized one), if it has one.
+std::optional<::kiln::ScalarType> getFloatStorage(WeightType type);
 
 /// Whether kiln-pack-weights{target} would repack a weight of `module` (its
 /// code then cannot read the weight file as it is). Reads no weight bytes.

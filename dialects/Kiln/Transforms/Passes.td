@@ -155,4 +155,68 @@ def KilnQuantize : Pass<"kiln-quantize", "::mlir::ModuleOp"> {
   let dependentDialects = ["::mlir::kiln::KilnDialect"];
 }
 
+def KilnPrune : Pass<"kiln-prune", "::mlir::ModuleOp"> {
+  let summary = "Zero the least important float weights of linear layers";
+  let description = [{
+    Every `kiln.weight` of float values (f32, f16, bf16) that only
+    `kiln.linear` ops multiply by (not an embedding table tied to the
+    output layer) keeps its shape and storage type, with the weights the
+    pattern drops written as zeros, and its type marked
+    `sparsity = #kiln.sparsity<..., dense = true>`:
+    - `pattern=unstructured`: each row zeroes round(`rate` x K) values
+      (`kind = bitmap`, `nnz` the kept values);
+    - `pattern=nm`: every run of `m` values along K keeps `n` (`kind = n_m`);
+    - `pattern=block`: round(`rate` x blocks) whole `block` tiles (rows x
+      columns) of the weight are zeroed (`kind = block`, `nnz` the kept
+      blocks).
+    `criterion` chooses the weights (PruneOptions.h): `magnitude` the
+    smallest |w|; `wanda` and `sparsegpt` read the layer's input statistics
+    from the `calibration` file (.kstats, lib/Calibration), and `sparsegpt`
+    also updates the kept weights to make up for the pruned ones
+    (SparseGPT.h). Quantize afterwards
+    (kiln-quantize keeps the zeros and the mark). Options that cannot be
+    applied, and a pattern that does not tile a weight, are one-line errors.
+  }];
+  let options = [
+    Option<"pattern", "pattern", "std::string", /*default=*/"\"unstructured\"",
+           "unstructured, nm or block">,
+    Option<"rate", "rate", "double", /*default=*/"0.5",
+           "Share of values (unstructured) or blocks (block) zeroed, [0, 1)">,
+    Option<"n", "n", "unsigned", /*default=*/"2", "Values kept per run of m (nm)">,
+    Option<"m", "m", "unsigned", /*default=*/"4", "Run length along K (nm)">,
+    Option<"block", "block", "std::string", /*default=*/"\"4x4\"",
+           "Block rows x columns (block)">,
+    Option<"criterion", "criterion", "std::string", /*default=*/"\"magnitude\"",
+           "How weights are chosen: magnitude, wanda or sparsegpt">,
+    Option<"calibration", "calibration", "std::string", /*default=*/"\"\"",
+           "Calibration statistics file (.kstats) for wanda and sparsegpt">
+  ];
+  let dependentDialects = ["::mlir::kiln::KilnDialect"];
+}
+
+def KilnDistill : Pass<"kiln-distill", "::mlir::ModuleOp"> {
+  let summary = "Refit the kept weights of pruned linear layers to the teacher";
+  let description = [{
+    Layer-wise distillation by least squares. Every pruned float weight
+    (`sparsity = #kiln.sparsity<..., dense = true>`, what kiln-prune leaves)
+    of a `kiln.linear` keeps its mask; each row's kept weights become the
+    least-squares fit of the teacher's output on the calibration inputs,
+    w_S = (H_SS + lambda I)^-1 (H w_t)_S, where w_t is the row of the
+    weight of the same name in `teacher` (the uncompressed module),
+    H = E[x x^T] the layer's input statistics in `calibration` (.kstats,
+    lib/Calibration) and lambda 1% of H's mean diagonal. Distil before
+    kiln-quantize (quantized weights keep their codes). The inputs are the
+    teacher's: fitting to the student's own inputs needs statistics of the
+    compressed model against the teacher's, which calibration does not
+    collect yet. A missing teacher weight or statistics are one-line errors.
+  }];
+  let options = [
+    Option<"teacher", "teacher", "std::string", /*default=*/"\"\"",
+           "The uncompressed module (.mlir) whose weights are the targets">,
+    Option<"calibration", "calibration", "std::string", /*default=*/"\"\"",
+           "Calibration statistics file (.kstats) of the layers' inputs">
+  ];
+  let dependentDialects = ["::mlir::kiln::KilnDialect"];
+}
+
 #endif // KILN_TRANSFORMS_PASSES_TD

@@ -21,11 +21,8 @@ namespace mlir::kiln {
 using namespace mlir;
 using namespace mlir::kiln;
 
-namespace {
-
-/// The storage type of a dense float weight's values, if it has one.
-std::optional<::kiln::ScalarType> getFloatStorage(WeightType type) {
-  if (type.getSparsity() || type.getQuant())
+std::optional<::kiln::ScalarType> mlir::kiln::getFloatStorage(WeightType type) {
+  if (type.getCompressedSparsity() || type.getQuant())
     return std::nullopt;
   Type element = type.getElementType();
   if (element.isF32())
@@ -36,6 +33,8 @@ std::optional<::kiln::ScalarType> getFloatStorage(WeightType type) {
     return ::kiln::ScalarType::BF16;
   return std::nullopt;
 }
+
+namespace {
 
 Type getMLIRType(MLIRContext *ctx, ::kiln::ScalarType type) {
   Builder b(ctx);
@@ -112,12 +111,18 @@ LogicalResult quantizeWeight(WeightOp weight,
       ::kiln::chooseRowEncoding(options, k);
   if (!encoding)
     return weight.emitOpError(llvm::toString(encoding.takeError()));
+  // Symmetric codes decode a zero to exactly zero; an asymmetric group's
+  // zero point would turn pruned values into small non-zeros.
+  if (type.getSparsity() && !options.symmetric)
+    return weight.emitOpError("quantize: a pruned weight needs symmetric "
+                              "quantization (sym) to keep its zeros");
   FailureOr<std::vector<float>> values = readFloatValues(weight);
   if (failed(values))
     return failure();
   MLIRContext *ctx = weight.getContext();
   auto quantized = WeightType::get(ctx, type.getShape(), Type(),
-                                   getScheme(ctx, *encoding), SparsityAttr());
+                                   getScheme(ctx, *encoding),
+                                   type.getSparsity());
   uint64_t rowBytes = encoding->rowBytes(k);
   if (failed(quantized.getRowBytes()) || *quantized.getRowBytes() != rowBytes)
     return weight.emitOpError("quantize: the encoder and WeightLayout.h "

@@ -91,6 +91,12 @@ static float storeScalar(ScalarType type, double value, uint8_t *out) {
   return type == ScalarType::F16 ? halfToFloat(bits) : bf16ToFloat(bits);
 }
 
+void encodeScalars(ScalarType type, const float *values, int64_t count,
+                   uint8_t *bytes) {
+  for (int64_t i = 0; i < count; ++i)
+    storeScalar(type, values[i], bytes + i * getScalarBytes(type));
+}
+
 uint64_t PackedScheme::blockBytes() const {
   return getScalarBytes(scaleType) +
          (symmetric ? 0 : getScalarBytes(zeroType)) +

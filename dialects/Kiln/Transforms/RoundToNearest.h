@@ -36,6 +36,11 @@ float bf16ToFloat(uint16_t bits);
 void decodeScalars(ScalarType type, const uint8_t *bytes, int64_t count,
                    float *out);
 
+/// Writes `count` floats as little-endian values of `type` at `bytes`,
+/// rounded to nearest even.
+void encodeScalars(ScalarType type, const float *values, int64_t count,
+                   uint8_t *bytes);
+
 /// Error feedback for quantizers that round a row one value at a time
 /// (GPTQ): each group's scale (and zero) is chosen from the group's values
 /// when the encoder reaches it, then after each value is rounded the encoder

@@ -148,11 +148,17 @@ func.func @packed_formats() {
 // CHECK: size = 116> -> !kiln.weight<8x64xf32, sparsity = #kiln.sparsity<kind = csr, nnz = 10>>
 // Blocks: a 1-byte block mask, then 3 kept 4x16 tiles.
 // CHECK: size = 769> -> !kiln.weight<8x64xf32, sparsity = #kiln.sparsity<kind = block, block_rows = 4, block_cols = 16, nnz = 3>>
+// Pruned but stored dense (kiln-prune's output): the bytes of the dense or
+// quantized weight, so a quantized one may carry the mark.
+// CHECK: size = 1024> -> !kiln.weight<8x64xf16, sparsity = #kiln.sparsity<kind = n_m, n = 2, m = 4, dense = true>>
+// CHECK: size = 288> -> !kiln.weight<8x64x#kiln.quant<bits = 4, group = 32, scale = f16>, sparsity = #kiln.sparsity<kind = bitmap, nnz = 256, dense = true>>
 func.func @sparsity() {
   %nm = kiln.weight #kiln.external<"m.bin", offset = 0, size = 576> -> !kiln.weight<8x64xf16, sparsity = #kiln.sparsity<kind = n_m, n = 2, m = 4>>
   %bitmap = kiln.weight #kiln.external<"m.bin", offset = 0, size = 104> -> !kiln.weight<8x64xf32, sparsity = #kiln.sparsity<kind = bitmap, nnz = 10>>
   %csr = kiln.weight #kiln.external<"m.bin", offset = 0, size = 116> -> !kiln.weight<8x64xf32, sparsity = #kiln.sparsity<kind = csr, nnz = 10>>
   %block = kiln.weight #kiln.external<"m.bin", offset = 0, size = 769> -> !kiln.weight<8x64xf32, sparsity = #kiln.sparsity<kind = block, block_rows = 4, block_cols = 16, nnz = 3>>
+  %pruned = kiln.weight #kiln.external<"m.bin", offset = 0, size = 1024> -> !kiln.weight<8x64xf16, sparsity = #kiln.sparsity<kind = n_m, n = 2, m = 4, dense = true>>
+  %pruned_q4 = kiln.weight #kiln.external<"m.bin", offset = 0, size = 288> -> !kiln.weight<8x64x#kiln.quant<bits = 4, group = 32, scale = f16>, sparsity = #kiln.sparsity<kind = bitmap, nnz = 256, dense = true>>
   return
 }
 
