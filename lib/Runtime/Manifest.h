@@ -14,7 +14,12 @@
 //    "targets":["cpu"|"cuda",...],                ("targets" is optional: cpu)
 //    "cuda":{"kernels":[s,...],                   (with target cuda)
 //            "images":[{"format":"cubin"|"ptx","arch":"sm_90a","section":s},...],
-//            "symbol":s}}                         (optional: entry.symbol)
+//            "symbol":s},                         (optional: entry.symbol)
+//    "distribution":{"tp":i,"pp":i,               (optional: one rank)
+//                    "ranks":[{"symbol":s,"scratch_bytes":i},...]}}
+//
+// A distributed artifact (kiln-shard) holds a step function per rank of a
+// model group of tp * pp ranks; rank r runs ranks[r] (entry names rank 0's).
 //
 // A cuda step function has the CPU one's signature (HostABI.h) and only
 // launches the kernels, by index into cuda.kernels. An artifact with both
@@ -72,6 +77,14 @@ struct Manifest {
     std::vector<CudaImage> images;
     std::string symbol;
   } cuda; // filled when targetsCuda
+  struct RankEntry {
+    std::string symbol;
+    int64_t scratchBytes = 0;
+  };
+  struct {
+    int64_t tp = 1, pp = 1;
+    std::vector<RankEntry> ranks; // tp * pp entries, or none
+  } distribution;
 };
 
 /// Parses and validates `json`. On failure returns false with a one-line

@@ -1096,3 +1096,35 @@ func.func @mean_pool_dynamic_dim(%x: tensor<4x?xf32>) {
   %y = kiln.mean_pool %x : tensor<4x?xf32> -> tensor<1x64xf32>
   return
 }
+
+// -----
+
+func.func @send_negative_peer(%x: tensor<?x64xf32>) {
+  // expected-error @+1 {{'kiln.send' op peer must be a rank >= 0, got -1}}
+  kiln.send %x to -1 : tensor<?x64xf32>
+  return
+}
+
+// -----
+
+func.func @recv_rows_mismatch(%t: tensor<3xi32>) {
+  // expected-error @+1 {{'kiln.recv' op result has 4 rows but rows has 3}}
+  %y = kiln.recv from 0 rows(%t) : tensor<3xi32> -> tensor<4x64xf32>
+  return
+}
+
+// -----
+
+func.func @recv_dynamic_width(%t: tensor<?xi32>) {
+  // expected-error @+1 {{'kiln.recv' op result dimensions after the first must be static, got 'tensor<?x?xf32>'}}
+  %y = kiln.recv from 0 rows(%t) : tensor<?xi32> -> tensor<?x?xf32>
+  return
+}
+
+// -----
+
+func.func @all_reduce_types(%x: tensor<?x64xf32>) {
+  // expected-error @+1 {{'kiln.all_reduce' op requires the same type for all operands and results}}
+  %y = "kiln.all_reduce"(%x) : (tensor<?x64xf32>) -> tensor<?x32xf32>
+  return
+}
