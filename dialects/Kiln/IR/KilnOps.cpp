@@ -529,14 +529,16 @@ LogicalResult DequantizeOp::verify() {
 //===----------------------------------------------------------------------===//
 
 LogicalResult SendOp::verify() {
-  if (getPeer() < 0)
-    return emitOpError("peer must be a rank >= 0, got ") << getPeer();
+  if (getPeerAttr().getInt() < 0)
+    return emitOpError("peer must be a rank >= 0, got ")
+           << getPeerAttr().getInt();
   return success();
 }
 
 LogicalResult RecvOp::verify() {
-  if (getPeer() < 0)
-    return emitOpError("peer must be a rank >= 0, got ") << getPeer();
+  if (getPeerAttr().getInt() < 0)
+    return emitOpError("peer must be a rank >= 0, got ")
+           << getPeerAttr().getInt();
   RankedTensorType rows = getRows().getType(), result = getResult().getType();
   if (rows.getRank() < 1 || result.getRank() < 1)
     return emitOpError("rows and result must have a leading (token) "

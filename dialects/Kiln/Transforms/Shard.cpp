@@ -394,7 +394,7 @@ struct Shard : mlir::kiln::impl::KilnShardBase<Shard> {
     ModuleOp module = getOperation();
     if (tp < 1 || pp < 1 || dp < 1) {
       module.emitError("kiln-shard: tp, pp and dp must be >= 1, got tp=")
-          << tp << " pp=" << pp << " dp=" << dp;
+          << int64_t(tp) << " pp=" << int64_t(pp) << " dp=" << int64_t(dp);
       return signalPassFailure();
     }
     if (tp > 1 && pp > 1) {
@@ -433,7 +433,7 @@ struct Shard : mlir::kiln::impl::KilnShardBase<Shard> {
     int64_t nLayers = layers.size();
     if (pp > nLayers)
       return forward.emitOpError("has ")
-             << nLayers << " layers: too few for " << pp
+             << nLayers << " layers: too few for " << int64_t(pp)
              << " pipeline stages";
     auto tied = forward->getAttrOfType<ArrayAttr>(
         KilnDialect::TiedResultsAttrHelper::getNameStr());

@@ -13,7 +13,8 @@
 // Pipeline: rank 0 embeds and runs layer 0, sends the hidden state to rank
 // 1 and receives the logits from it; rank 1 runs layer 1 and the head and
 // sends the logits back.
-// PP-LABEL: func.func @forward_rank0(%[[T:.*]]: tensor<?xi32>, %{{.*}}: index, %{{.*}}: !kiln.kv_cache<2x16x2x2xf32>, %[[L:.*]]: tensor<?x8xf32>)
+// PP-LABEL: func.func @forward_rank0(
+// PP-SAME: %{{.*}}: tensor<?xi32>, %{{.*}}: index, %{{.*}}: !kiln.kv_cache<2x16x2x2xf32>, %[[L:arg[0-9]+]]: tensor<?x8xf32>)
 // PP: kiln.embedding
 // PP: kiln.attention {{.*}}layer = 0
 // PP-NOT: layer = 1
@@ -23,7 +24,8 @@
 // PP-NOT: kiln.linear
 // PP: %[[Y:.*]] = kiln.recv from 1 rows(%[[L]]) : tensor<?x8xf32> -> tensor<?x8xf32>
 // PP-NEXT: return %[[Y]]
-// PP-LABEL: func.func @forward_rank1(%[[T:.*]]: tensor<?xi32>,
+// PP-LABEL: func.func @forward_rank1(
+// PP-SAME: %[[T:arg[0-9]+]]: tensor<?xi32>,
 // PP-NEXT: %[[H:.*]] = kiln.recv from 0 rows(%[[T]]) : tensor<?xi32> -> tensor<?x4xf32>
 // PP-NOT: kiln.embedding
 // PP-NOT: layer = 0
