@@ -584,3 +584,42 @@ TEST_F(ArtifactTest, BadCudaManifest) {
   EXPECT_EQ(error(replaced(good, "\"arch\":\"sm_80\"", "\"arch\":\"sm_100a\"")),
             "");
 }
+
+TEST_F(ArtifactTest, DistributionManifest) {
+  const std::string weights = "\"weights\":{\"section\":\"weights\"}";
+  const std::string dist =
+      R"("distribution":{"tp":1,"pp":2,"ranks":[)"
+      R"({"symbol":"_mlir_ciface_forward_rank0","scratch_bytes":64},)"
+      R"({"symbol":"_mlir_ciface_forward_rank1","scratch_bytes":128}]},)";
+  const std::string good = replaced(kManifest, weights, dist + weights);
+  std::string p = dir.file("pp2.kiln"), err;
+  ArtifactBuilder b = validBuilder(good);
+  ASSERT_TRUE(writeArtifact(p, b, err)) << err;
+  auto artifact = Artifact::open(p, err);
+  ASSERT_TRUE(artifact) << err;
+  const auto &d = artifact->getManifest().distribution;
+  EXPECT_EQ(d.tp, 1);
+  EXPECT_EQ(d.pp, 2);
+  ASSERT_EQ(d.ranks.size(), 2u);
+  EXPECT_EQ(d.ranks[1].symbol, "_mlir_ciface_forward_rank1");
+  EXPECT_EQ(d.ranks[1].scratchBytes, 128);
+
+  struct Case {
+    std::string from, to, expected;
+  } cases[] = {
+      {"\"pp\":2", "\"pp\":0",
+       "'distribution.pp' is 0, expected 1 to 4096"},
+      {"\"pp\":2", "\"pp\":3",
+       "'distribution.ranks' must be an array of tp * pp = 3 objects"},
+      {"\"scratch_bytes\":128", "\"scratch_bytes\":-1",
+       "'distribution.ranks[1].scratch_bytes' is -1"},
+      {"\"symbol\":\"_mlir_ciface_forward_rank0\"", "\"symbol\":\"\"",
+       "'distribution.ranks[0].symbol' must be a non-empty string"},
+      {"\"ranks\"", "\"rank\"", "'distribution.ranks' is missing"},
+  };
+  for (const Case &c : cases) {
+    std::string e = manifestError(dir, replaced(good, c.from, c.to));
+    EXPECT_NE(e.find(c.expected), std::string::npos)
+        << "expected '" << c.expected << "', got '" << e << "'";
+  }
+}

@@ -96,6 +96,37 @@ llvm::Error packForKernels(ModuleOp module, const CompileOptions &options) {
   return llvm::Error::success();
 }
 
+int64_t rankCount(const CompileOptions &options) {
+  return options.tensorParallel * options.pipelineParallel;
+}
+
+/// Runs kiln-shard for --tp / --pp: one step function per rank.
+llvm::Error shardForRanks(ModuleOp module, const CompileOptions &options) {
+  if (rankCount(options) == 1)
+    return llvm::Error::success();
+  FirstError diags(*module.getContext());
+  PassManager pm(module.getContext());
+  mlir::kiln::KilnShardOptions shard;
+  shard.tp = options.tensorParallel;
+  shard.pp = options.pipelineParallel;
+  pm.addPass(mlir::kiln::createKilnShard(shard));
+  if (failed(pm.run(module)))
+    return fail(options.input + ": " + diags.take("sharding failed"));
+  return llvm::Error::success();
+}
+
+/// The step function names of the ranks: `forward`, or kiln-shard's
+/// `forward_rank<r>`.
+std::vector<std::string> stepFunctionNames(const CompileOptions &options) {
+  int64_t n = rankCount(options);
+  if (n == 1)
+    return {"forward"};
+  std::vector<std::string> names;
+  for (int64_t r = 0; r < n; ++r)
+    names.push_back("forward_rank" + std::to_string(r));
+  return names;
+}
+
 llvm::StringRef singleVariantKernels(const CompileOptions &options) {
   return options.kernels == "generic" ? llvm::StringRef("generic")
                                       : llvm::StringRef(options.cpuVariant);
@@ -241,6 +272,9 @@ llvm::Error compileMLIR(MLIRContext &ctx, const CompileOptions &options) {
                 "--kiln-quantize on an .mlir module");
   if (options.prune)
     return fail("--prune needs a .gguf model; run kiln-opt --kiln-prune on "
+                "an .mlir module");
+  if (rankCount(options) > 1)
+    return fail("--tp and --pp need a model; run kiln-opt --kiln-shard on "
                 "an .mlir module");
   if (options.target == "cuda")
     return emitCuda(*module, options);
@@ -404,6 +438,13 @@ llvm::Error compileImported(llvm::Expected<ImportedModel> model,
     if (failed(mlir::kiln::quantizeWeights(module, quantize)))
       return fail(options.input + ": " + diags.take("quantizing failed"));
   }
+  if (rankCount(options) > 1 && options.emit == EmitKind::GGUF)
+    return fail("--emit=gguf writes the whole model: --tp and --pp do not "
+                "apply");
+  if (rankCount(options) > 1 && options.target == "cuda")
+    return fail("--tp and --pp are for CPU ranks only (--target=cpu)");
+  if (auto e = shardForRanks(module, options))
+    return e;
   if (options.emit == EmitKind::KilnMLIR)
     return writeOutput(options.output, printModule(module));
   if (options.emit == EmitKind::GGUF) {
@@ -452,6 +493,8 @@ llvm::Error compileImported(llvm::Expected<ImportedModel> model,
   llvm::json::Array hosts;
   uint64_t commonFeatures = ~uint64_t(0);
   IntegerAttr scratch;
+  std::vector<std::string> steps = stepFunctionNames(options);
+  std::vector<IntegerAttr> stepScratch(steps.size());
   std::optional<llvm::json::Object> cuda;
   // CUDA: one host step (it only launches kernels) for the baseline CPU
   // variant, and the kernels' images.
@@ -509,14 +552,18 @@ llvm::Error compileImported(llvm::Expected<ImportedModel> model,
     OwningOpRef<ModuleOp> variant = module.clone();
     if (auto e = lowerToLLVM(*variant, options, target.name))
       return e;
-    auto forward = variant->lookupSymbol<LLVM::LLVMFuncOp>("forward");
-    auto bytes = forward ? forward->getAttrOfType<IntegerAttr>(
-                           mlir::kiln::KilnDialect::ScratchBytesAttrHelper::getNameStr())
-                         : IntegerAttr();
-    if (!bytes || (scratch && bytes != scratch))
-      return fail(options.input + ": the lowered module has no forward step "
-                                  "with one scratch size (a compiler bug)");
-    scratch = bytes;
+    for (auto [step, stepBytes] : llvm::zip(steps, stepScratch)) {
+      auto forward = variant->lookupSymbol<LLVM::LLVMFuncOp>(step);
+      auto bytes =
+          forward ? forward->getAttrOfType<IntegerAttr>(
+                        mlir::kiln::KilnDialect::ScratchBytesAttrHelper::getNameStr())
+                  : IntegerAttr();
+      if (!bytes || (stepBytes && bytes != stepBytes))
+        return fail(options.input + ": the lowered module has no " + step +
+                    " step with one scratch size (a compiler bug)");
+      stepBytes = bytes;
+    }
+    scratch = stepScratch.front();
     variants.push_back(std::move(variant));
   }
   report(options, "code generation", 0.5);
@@ -559,7 +606,7 @@ llvm::Error compileImported(llvm::Expected<ImportedModel> model,
                           {"head_dim", info.headDim},
                           {"n_vocab", info.vocab},
                           {"n_ctx", info.context}}},
-      {"entry", llvm::json::Object{{"symbol", "_mlir_ciface_forward"},
+      {"entry", llvm::json::Object{{"symbol", "_mlir_ciface_" + steps.front()},
                                    {"max_tokens", model->maxTokens},
                                    {"scratch_bytes", scratch.getInt()},
                                    {"kv_cache_bytes", int64_t(kvBytes)}}},
@@ -577,6 +624,16 @@ llvm::Error compileImported(llvm::Expected<ImportedModel> model,
     manifest["cuda"] = std::move(*cuda);
   if (taps)
     manifest["taps"] = std::move(*taps);
+  if (steps.size() > 1) {
+    llvm::json::Array ranks;
+    for (auto [step, bytes] : llvm::zip(steps, stepScratch))
+      ranks.push_back(llvm::json::Object{{"symbol", "_mlir_ciface_" + step},
+                                         {"scratch_bytes", bytes.getInt()}});
+    manifest["distribution"] =
+        llvm::json::Object{{"tp", options.tensorParallel},
+                           {"pp", options.pipelineParallel},
+                           {"ranks", std::move(ranks)}};
+  }
   // An encoder's step returns its sentence embedding, not logits.
   if (info.encoder)
     manifest.getObject("model")->try_emplace("kind", "encoder");

@@ -66,6 +66,9 @@ struct CompileOptions {
   /// For .gguf inputs: prune the float weights of the linear layers
   /// (kiln-prune) before quantizing them.
   std::optional<PruneOptions> prune;
+  /// For model inputs: tensor- and pipeline-parallel ranks (kiln-shard);
+  /// the artifact then holds a step function per rank.
+  int64_t tensorParallel = 1, pipelineParallel = 1;
   /// Called with (stage name, fraction done in [0, 1]).
   std::function<void(const std::string &, double)> progress;
 };

@@ -229,6 +229,39 @@ static bool parseTargets(const json &root, Manifest &m, Reader &r) {
   return true;
 }
 
+/// "distribution": the step function of each rank of a model group.
+static bool parseDistribution(const json &root, Manifest &m, Reader &r) {
+  if (!root.contains("distribution"))
+    return true;
+  const json *d = r.object(root, "distribution", "distribution");
+  auto &dist = m.distribution;
+  if (!d || !r.integer(*d, "tp", "distribution.tp", 1, 4096, dist.tp) ||
+      !r.integer(*d, "pp", "distribution.pp", 1, 4096, dist.pp))
+    return false;
+  auto ranks = d->find("ranks");
+  if (ranks == d->end())
+    return r.fail("distribution.ranks", "is missing");
+  if (!ranks->is_array() || int64_t(ranks->size()) != dist.tp * dist.pp)
+    return r.fail("distribution.ranks",
+                  "must be an array of tp * pp = " +
+                      std::to_string(dist.tp * dist.pp) + " objects");
+  for (size_t i = 0; i < ranks->size(); ++i) {
+    const json &entry = (*ranks)[i];
+    std::string path = "distribution.ranks[" + std::to_string(i) + "]";
+    Manifest::RankEntry rank;
+    if (!entry.is_object())
+      return r.fail(path, "must be an object");
+    if (!r.string(entry, "symbol", path + ".symbol", rank.symbol) ||
+        !r.integer(entry, "scratch_bytes", path + ".scratch_bytes", 0,
+                   int64_t(1) << 46, rank.scratchBytes))
+      return false;
+    dist.ranks.push_back(std::move(rank));
+  }
+  if (m.targetsCuda)
+    return r.fail("distribution", "is for CPU artifacts only");
+  return true;
+}
+
 static bool parseManifestJSON(const json &root, Manifest &m, std::string &err) {
   Reader r(err);
   if (!root.is_object())
@@ -315,7 +348,7 @@ static bool parseManifestJSON(const json &root, Manifest &m, std::string &err) {
       !r.string(*tok, "section", "tokenizer.section", m.tokenizerSection))
     return false;
 
-  if (!parseTargets(root, m, r))
+  if (!parseTargets(root, m, r) || !parseDistribution(root, m, r))
     return false;
   if (!parseTaps(root, m, r))
     return false;

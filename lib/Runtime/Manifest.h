@@ -20,6 +20,11 @@
 // "taps" (kiln-compile --calibration-taps): after a step of n tokens, the f32
 // input of the linear layers whose weights are named lies in scratch at
 // byte `offset`, n rows of `cols` floats (kiln-run --collect-stats).
+//    "distribution":{"tp":i,"pp":i,               (optional: one rank)
+//                    "ranks":[{"symbol":s,"scratch_bytes":i},...]}}
+//
+// A distributed artifact (kiln-shard) holds a step function per rank of a
+// model group of tp * pp ranks; rank r runs ranks[r] (entry names rank 0's).
 //
 // A cuda step function has the CPU one's signature (HostABI.h) and only
 // launches the kernels, by index into cuda.kernels. An artifact with both
@@ -85,6 +90,14 @@ struct Manifest {
     std::string symbol;
   } cuda; // filled when targetsCuda
   std::vector<CalibrationTap> taps;
+  struct RankEntry {
+    std::string symbol;
+    int64_t scratchBytes = 0;
+  };
+  struct {
+    int64_t tp = 1, pp = 1;
+    std::vector<RankEntry> ranks; // tp * pp entries, or none
+  } distribution;
 };
 
 /// Parses and validates `json`. On failure returns false with a one-line

@@ -16,6 +16,13 @@ using namespace kiln::rt;
 struct kiln_model {
   std::unique_ptr<Model> model;
   std::string device;
+  // Set by kiln_model_distribute; MPI stops only after the model (its
+  // threads and step function) is gone.
+  std::unique_ptr<Communicator> comm;
+  ~kiln_model() {
+    model.reset();
+    comm.reset();
+  }
 };
 
 struct kiln_host_code {
@@ -84,6 +91,46 @@ const char *kiln_model_device(const kiln_model *model) {
 }
 
 void kiln_model_free(kiln_model *model) { delete model; }
+
+int kiln_model_distribute(kiln_model *model, int32_t tp, int32_t pp,
+                          int32_t dp, const char **err) {
+  if (!model)
+    return fail(err, "kiln_model_distribute: model must not be NULL");
+  if (model->comm)
+    return fail(err, "the model is distributed already");
+  if (tp < 1 || pp < 1 || dp < 1)
+    return fail(err, "tp, pp and dp must be >= 1, got " + std::to_string(tp) +
+                         ", " + std::to_string(pp) + ", " + std::to_string(dp));
+  const Manifest &man = model->model->getManifest();
+  if (man.distribution.tp != tp || man.distribution.pp != pp)
+    return fail(err, "the artifact is split for tp=" +
+                         std::to_string(man.distribution.tp) + " pp=" +
+                         std::to_string(man.distribution.pp) +
+                         " (kiln-compile --tp/--pp), not tp=" +
+                         std::to_string(tp) + " pp=" + std::to_string(pp));
+  std::string why;
+  std::unique_ptr<Communicator> comm = Communicator::open(tp * pp, dp, why);
+  if (!comm || !model->model->distribute(*comm, why))
+    return fail(err, why);
+  model->comm = std::move(comm);
+  return KILN_OK;
+}
+
+int32_t kiln_model_replica(const kiln_model *model) {
+  return model->comm ? model->comm->getGroup() : 0;
+}
+
+int32_t kiln_model_rank(const kiln_model *model) {
+  return model->comm ? model->comm->getRank() : 0;
+}
+
+double kiln_model_comm_seconds(const kiln_model *model) {
+  return model->comm ? model->comm->getSeconds() : 0.0;
+}
+
+int64_t kiln_model_comm_calls(const kiln_model *model) {
+  return model->comm ? model->comm->getCalls() : 0;
+}
 
 int32_t kiln_model_n_vocab(const kiln_model *model) {
   return int32_t(model->model->getManifest().model.nVocab);

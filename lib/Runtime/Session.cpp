@@ -140,6 +140,7 @@ std::unique_ptr<Model> Model::load(const std::string &path, int threads,
           std::to_string(man.model.nVocab);
     return nullptr;
   }
+  m->scratchBytes = man.entry.scratchBytes;
   m->weights = m->artifact->find(man.weightsSection);
   if (m->gpu) {
     // Uploaded once; every session's steps read this copy.
@@ -158,6 +159,40 @@ std::unique_ptr<Model> Model::load(const std::string &path, int threads,
   if (!m->pool)
     return nullptr;
   return m;
+}
+
+bool Model::distribute(Communicator &comm, std::string &err) {
+  const Manifest &man = getManifest();
+  const std::string &path = artifact->getPath();
+  const auto &ranks = man.distribution.ranks;
+  int64_t needed = ranks.empty() ? 1 : int64_t(ranks.size());
+  if (comm.getGroupSize() != needed) {
+    err = path + ": the artifact is split over " + std::to_string(needed) +
+          " rank(s) (tp=" + std::to_string(man.distribution.tp) +
+          ", pp=" + std::to_string(man.distribution.pp) +
+          ") but the run gives each replica " +
+          std::to_string(comm.getGroupSize());
+    return false;
+  }
+  if (!pool) {
+    err = path + ": distributed runs are CPU-only for now";
+    return false;
+  }
+  if (!ranks.empty()) {
+    const Manifest::RankEntry &mine = ranks[comm.getRank()];
+    forward = reinterpret_cast<KilnForwardFn>(hostCode->lookup(mine.symbol));
+    if (!forward) {
+      err = path + ": host code '" + hostVariant + "' has no step symbol '" +
+            mine.symbol + "' for rank " + std::to_string(comm.getRank());
+      return false;
+    }
+    scratchBytes = mine.scratchBytes;
+  }
+  KilnRtContext *rt = pool->getContext();
+  rt->communicate = communicateOnPool;
+  rt->communicator = &comm;
+  communicator = &comm;
+  return true;
 }
 
 Buffer::~Buffer() {
@@ -196,6 +231,15 @@ std::unique_ptr<Session> Session::create(Model &model, int64_t nCtx,
           std::to_string(man.model.nCtx) + " (the model's n_ctx), or 0";
     return nullptr;
   }
+  const auto &dist = man.distribution;
+  if (!dist.ranks.empty() && !model.getCommunicator()) {
+    err = "the model is split over " + std::to_string(dist.ranks.size()) +
+          " ranks (tp=" + std::to_string(dist.tp) +
+          ", pp=" + std::to_string(dist.pp) + "): run it with mpirun -np " +
+          std::to_string(dist.ranks.size()) + " kiln-run --tp " +
+          std::to_string(dist.tp) + " --pp " + std::to_string(dist.pp);
+    return nullptr;
+  }
   std::unique_ptr<Session> s(new Session(model));
   s->nCtx = nCtx ? nCtx : man.model.nCtx;
   if (CudaDevice *gpu = model.getCudaDevice()) {
@@ -210,7 +254,7 @@ std::unique_ptr<Session> Session::create(Model &model, int64_t nCtx,
         !gpu->finishStep(err))
       return nullptr;
   } else if (!s->kvCache.allocate(man.entry.kvCacheBytes, "KV cache", err) ||
-             !s->scratch.allocate(man.entry.scratchBytes, "scratch memory",
+             !s->scratch.allocate(model.getScratchBytes(), "scratch memory",
                                   err)) {
     return nullptr;
   }
@@ -392,6 +436,9 @@ const float *Session::forward(const int32_t *tokens, size_t n, int64_t pos,
         logits.data(), logits.data(), 0, {rows, nVocab}, {nVocab, 1}};
     call.position = pos + int64_t(done);
     pool.run(call);
+    if (Communicator *comm = model.getCommunicator();
+        comm && comm->takeError(err))
+      return nullptr;
     lastStepTokens = int64_t(chunk);
     history.insert(history.end(), tokens + done, tokens + done + chunk);
     done += chunk;

@@ -12,6 +12,7 @@
 #define KILN_RUNTIME_SESSION_H
 
 #include "Runtime/ArtifactLoader.h"
+#include "Runtime/Communicator.h"
 #include "Runtime/CudaDevice.h"
 #include "Runtime/HostCode.h"
 #include "Runtime/Sampler.h"
@@ -38,6 +39,17 @@ public:
   static std::unique_ptr<Model> load(const std::string &path, int threads,
                                      const std::string &device,
                                      uint64_t cpuFeatures, std::string &err);
+
+  /// Makes this process rank comm.getRank() of a model group: runs that
+  /// rank's step function of a distributed artifact (kiln-shard), or the
+  /// whole model as one data-parallel replica (groups of one rank). `comm`
+  /// must outlive the model. Fails when the group's size is not the
+  /// artifact's tp * pp.
+  bool distribute(Communicator &comm, std::string &err);
+  /// The communicator distribute() attached, or nullptr.
+  Communicator *getCommunicator() const { return communicator; }
+  /// Scratch bytes of the step function this process runs.
+  int64_t getScratchBytes() const { return scratchBytes; }
 
   const Manifest &getManifest() const { return artifact->getManifest(); }
   const Tokenizer &getTokenizer() const { return *tokenizer; }
@@ -67,6 +79,8 @@ private:
   std::unique_ptr<ThreadPool> pool;
   const SectionView *weights = nullptr;
   std::string hostVariant;
+  Communicator *communicator = nullptr;
+  int64_t scratchBytes = 0;
 };
 
 /// Anonymous zeroed memory from mmap: page-aligned and released on

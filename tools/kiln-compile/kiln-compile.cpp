@@ -83,6 +83,14 @@ static cl::opt<std::string> prune(
              "n=N, m=M, block=RxC, criterion=magnitude|wanda|sparsegpt, "
              "calibration=FILE.kstats (e.g. pattern=nm,n=2,m=4)"),
     cl::value_desc("options"), cl::init(""), cl::cat(kilnOptions));
+static cl::opt<int64_t> tensorParallel(
+    "tp", cl::desc("Tensor-parallel ranks: one step function each "
+                   "(run with mpirun -np N kiln-run --tp N)"),
+    cl::init(1), cl::cat(kilnOptions));
+static cl::opt<int64_t> pipelineParallel(
+    "pp", cl::desc("Pipeline stages, one rank each (run with mpirun -np N "
+                   "kiln-run --pp N)"),
+    cl::init(1), cl::cat(kilnOptions));
 static cl::opt<bool> quiet("q", cl::desc("No progress bar"), cl::init(false),
                            cl::cat(kilnOptions));
 
@@ -122,6 +130,8 @@ int main(int argc, char **argv) {
   options.kernels = kernels;
   options.weightsOutput = weightsOut;
   options.calibrationTaps = calibrationTaps;
+  options.tensorParallel = tensorParallel;
+  options.pipelineParallel = pipelineParallel;
   if (!kiln::parseEmitKind(emit, options.emit)) {
     llvm::WithColor::error(llvm::errs(), "kiln-compile")
         << "unknown --emit=" << emit
@@ -146,6 +156,11 @@ int main(int argc, char **argv) {
       return 1;
     }
     options.prune = *parsed;
+  if (tensorParallel < 1 || pipelineParallel < 1 ||
+      tensorParallel * pipelineParallel > 4096) {
+    llvm::WithColor::error(llvm::errs(), "kiln-compile")
+        << "--tp and --pp must be >= 1 (at most 4096 ranks)\n";
+    return 1;
   }
   if (ctx < 0 || maxTokens <= 0) {
     llvm::WithColor::error(llvm::errs(), "kiln-compile")

@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -33,9 +34,10 @@ std::string usage(const kiln::run::RunTool &tool) {
          " -p PROMPT [-n N] [-t THREADS] [--temp F]\n"
          "       [--top-k N] [--top-p F] [--min-p F] [--repeat-penalty F]\n"
          "       [--repeat-last-n N] [--seed N] [--chat] [--ctx N] [--tokenize]\n"
-         "       [--device cpu|cuda|cuda:N]\n" +
+         "       [--device cpu|cuda|cuda:N] [--tp N] [--pp N] [--dp N]\n" +
          (builtIn ? "" : "  -m, --model FILE      compiled model (.kiln)\n") +
-         "  -p, --prompt TEXT     prompt\n"
+         "  -p, --prompt TEXT     prompt; several -p print one line \"[i] text\" "
+         "each\n"
          "  -n, --n-predict N     tokens to generate (default 64)\n"
          "  -t, --threads N       threads, 1 to 1024 (default 2)\n"
          "  --device D            cpu, cuda or cuda:N (default: $KILN_DEVICE, else\n"
@@ -46,6 +48,10 @@ std::string usage(const kiln::run::RunTool &tool) {
          "  --chat                wrap the prompt in the model's chat template\n"
          "  --ctx N               context size, at most the model's n_ctx\n"
          "  --tokenize            print the prompt's token ids and exit\n"
+         "  --tp N --pp N         under mpirun: this process is one of the N ranks\n"
+         "                        of an artifact split by kiln-compile --tp/--pp\n"
+         "  --dp N                under mpirun: N replicas share the prompts\n"
+         "                        (mpirun -np dp * tp * pp)\n"
          "\n"
          "       " +
          run +
@@ -117,6 +123,16 @@ int onPiece(const char *piece, size_t size, void *) {
   return 0;
 }
 
+/// Collects a generation's pieces (several prompts: one line each).
+int collectPiece(const char *piece, size_t size, void *text) {
+  static_cast<std::string *>(text)->append(piece, size);
+  return 0;
+}
+
+/// The other ranks of a tensor- or pipeline-parallel replica compute the
+/// same tokens; only its rank 0 prints them.
+int dropPiece(const char *, size_t, void *) { return 0; }
+
 /// --bench and --perplexity: their own argument checks, then the runs.
 int measure(const std::string &modelPath, const std::string &device, bool bench,
             bool perplexity, bool havePrompt, const std::string &prompt,
@@ -185,6 +201,9 @@ int measure(const std::string &modelPath, const std::string &device, bool bench,
 } // namespace
 
 int kiln::run::runCommandLine(int argc, char **argv, const RunTool &tool) {
+  std::vector<std::string> prompts;
+  long long tp = 1, pp = 1, dp = 1;
+  bool distributed = false;
   programName = tool.name;
   std::string modelPath = tool.builtInModel, prompt, device;
   bool havePrompt = false, tokenizeOnly = false, chat = false;
@@ -246,7 +265,10 @@ int kiln::run::runCommandLine(int argc, char **argv, const RunTool &tool) {
                                              "--device",
                                              "--embed",
                                              "--embed-file",
-                                             "--collect-stats"};
+                                             "--collect-stats",
+                                             "--tp",
+                                             "--pp",
+                                             "--dp"};
     bool known = false;
     for (const char *f : kWithValue)
       known |= a == f;
@@ -261,7 +283,7 @@ int kiln::run::runCommandLine(int argc, char **argv, const RunTool &tool) {
     if (a == "-m" || a == "--model")
       modelPath = v;
     else if (a == "-p" || a == "--prompt")
-      prompt = v, havePrompt = true;
+      prompt = v, havePrompt = true, prompts.push_back(v);
     else if (a == "-n" || a == "--n-predict")
       nPredict = parseInt(a, v), setNPredict = true;
     else if (a == "-t" || a == "--threads")
@@ -298,7 +320,19 @@ int kiln::run::runCommandLine(int argc, char **argv, const RunTool &tool) {
       embedFile = v, embed = true;
     else if (a == "--collect-stats")
       statsText = v, collectStats = true;
+    else if (a == "--tp")
+      tp = parseInt(a, v), distributed = true;
+    else if (a == "--pp")
+      pp = parseInt(a, v), distributed = true;
+    else if (a == "--dp")
+      dp = parseInt(a, v), distributed = true;
   }
+  if (distributed && (embed || bench || perplexity || tokenizeOnly))
+    die("--tp, --pp and --dp apply to generation only");
+  using Count = std::pair<const char *, long long>;
+  for (auto [flag, n] : {Count{"--tp", tp}, Count{"--pp", pp}, Count{"--dp", dp}})
+    if (n < 1 || n > 4096)
+      die(std::string(flag) + " must be 1 to 4096, got " + std::to_string(n));
   if (collectStats) {
     if (modelPath.empty())
       die("no model given (-m MODEL.kiln)");
@@ -422,15 +456,45 @@ int kiln::run::runCommandLine(int argc, char **argv, const RunTool &tool) {
   if (setLastN)
     params.sampling.repeat_last_n = int32_t(lastN);
 
+  if (distributed && kiln_model_distribute(model, int32_t(tp), int32_t(pp),
+                                            int32_t(dp), &err))
+    die(err);
+  bool printer = kiln_model_rank(model) == 0;
+  int32_t replica = kiln_model_replica(model);
+
   kiln_session *session = nullptr;
   if (kiln_session_create(model, int32_t(ctx), &session, &err))
     die(err);
-  kiln_generate_stats stats;
-  if (kiln_generate(session, prompt.c_str(), &params, onPiece, nullptr, &stats,
-                    &err))
-    die(err);
-  std::printf("\n");
-  std::fflush(stdout);
+  // Replica r takes prompts r, r + dp, ...; all ranks of a replica step
+  // through the same ones.
+  kiln_generate_stats stats{}, one;
+  for (size_t i = replica; i < prompts.size(); i += size_t(dp)) {
+    std::string text;
+    kiln_piece_callback callback =
+        !printer ? dropPiece : prompts.size() > 1 ? collectPiece : onPiece;
+    kiln_session_reset(session);
+    if (kiln_generate(session, prompts[i].c_str(), &params, callback, &text,
+                      &one, &err))
+      die(err);
+    if (printer && prompts.size() > 1) {
+      // One write per line, so replicas' lines do not interleave.
+      std::string line = "[" + std::to_string(i) + "] " + text + "\n";
+      std::fwrite(line.data(), 1, line.size(), stdout);
+    } else if (printer) {
+      std::printf("\n");
+    }
+    std::fflush(stdout);
+    stats.n_prompt += one.n_prompt;
+    stats.prompt_seconds += one.prompt_seconds;
+    stats.n_generated += one.n_generated;
+    stats.generate_seconds += one.generate_seconds;
+    stats.stopped_at_eog = one.stopped_at_eog;
+  }
+  if (!printer) {
+    kiln_session_free(session);
+    kiln_model_free(model);
+    return 0;
+  }
 
   auto rate = [](int n, double s) { return s > 0 ? n / s : 0.0; };
   std::string on = kiln_model_device(model);
@@ -446,6 +510,17 @@ int kiln::run::runCommandLine(int argc, char **argv, const RunTool &tool) {
                programName.c_str(), stats.n_generated, stats.generate_seconds,
                rate(stats.n_generated, stats.generate_seconds),
                stats.stopped_at_eog ? ", stopped at end of generation" : "");
+  if (distributed) {
+    int tokens = stats.n_prompt + stats.n_generated;
+    double seconds = kiln_model_comm_seconds(model);
+    std::fprintf(stderr,
+                 "kiln-run: replica %d of %lld (tp %lld, pp %lld): "
+                 "communication %.3f s in %lld exchanges, %.3f ms per "
+                 "token\n",
+                 replica, dp, tp, pp, seconds,
+                 (long long)kiln_model_comm_calls(model),
+                 tokens ? 1e3 * seconds / tokens : 0.0);
+  }
   kiln_session_free(session);
   kiln_model_free(model);
   return 0;

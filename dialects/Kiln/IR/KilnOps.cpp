@@ -528,3 +528,34 @@ LogicalResult DequantizeOp::verify() {
                                getCodes().getType(), getScales().getType(),
                                getBits(), getGroup(), getSymmetric());
 }
+
+//===----------------------------------------------------------------------===//
+// Communication between ranks
+//===----------------------------------------------------------------------===//
+
+LogicalResult SendOp::verify() {
+  if (getPeerAttr().getInt() < 0)
+    return emitOpError("peer must be a rank >= 0, got ")
+           << getPeerAttr().getInt();
+  return success();
+}
+
+LogicalResult RecvOp::verify() {
+  if (getPeerAttr().getInt() < 0)
+    return emitOpError("peer must be a rank >= 0, got ")
+           << getPeerAttr().getInt();
+  RankedTensorType rows = getRows().getType(), result = getResult().getType();
+  if (rows.getRank() < 1 || result.getRank() < 1)
+    return emitOpError("rows and result must have a leading (token) "
+                       "dimension, got ")
+           << rows << " and " << result;
+  if (!dimsAgree(rows.getDimSize(0), result.getDimSize(0)))
+    return emitOpError("result has ")
+           << formatDim(result.getDimSize(0)) << " rows but rows has "
+           << formatDim(rows.getDimSize(0));
+  if (llvm::any_of(result.getShape().drop_front(), ShapedType::isDynamic))
+    return emitOpError("result dimensions after the first must be static, "
+                       "got ")
+           << result;
+  return success();
+}

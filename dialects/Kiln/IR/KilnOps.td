@@ -222,6 +222,52 @@ def Kiln_AttentionOp : Kiln_Op<"attention", [
 }
 
 //===----------------------------------------------------------------------===//
+// Communication between the ranks of a distributed model (kiln-shard)
+//===----------------------------------------------------------------------===//
+
+// Kiln's own ops rather than upstream `shard`'s: kiln-shard gives each rank a
+// step function of its own (its layer range, its slices of quantized
+// weights), so the collectives name ranks of that function's group, and they
+// take part in kiln-plan-memory and the step lowerings like every kiln op.
+// None is Pure: each is a communication every rank must reach in order.
+
+def Kiln_AllReduceOp : Kiln_Op<"all_reduce", [SameOperandsAndResultType]> {
+  let summary = "Sum of a tensor over every rank of the model's group";
+  let description = [{
+    Each rank holds a partial sum (a row-split linear layer's product over
+    its slice of K); every rank gets the total.
+  }];
+  let arguments = (ins Kiln_FloatTensor:$input);
+  let results = (outs Kiln_FloatTensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($result)";
+}
+
+def Kiln_SendOp : Kiln_Op<"send"> {
+  let summary = "Send a tensor to rank `peer` of the model's group";
+  let description = [{
+    The hidden state at a pipeline stage's end, or the logits its last
+    stage computed. The peer's matching `kiln.recv` names this rank.
+  }];
+  let arguments = (ins Kiln_FloatTensor:$input, I64Attr:$peer);
+  let assemblyFormat = "$input `to` $peer attr-dict `:` type($input)";
+  let hasVerifier = 1;
+}
+
+def Kiln_RecvOp : Kiln_Op<"recv"> {
+  let summary = "Receive a tensor from rank `peer` of the model's group";
+  let description = [{
+    The result's dynamic leading dimension is that of `rows` (the step's
+    tokens, or the logits buffer): both ranks step over the same tokens.
+  }];
+  let arguments = (ins AnyRankedTensor:$rows, I64Attr:$peer);
+  let results = (outs Kiln_FloatTensor:$result);
+  let assemblyFormat = [{
+    `from` $peer `rows` `(` $rows `)` attr-dict `:` type($rows) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
 // Activations and elementwise ops
 //===----------------------------------------------------------------------===//
 

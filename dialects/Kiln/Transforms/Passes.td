@@ -215,6 +215,41 @@ def KilnDistill : Pass<"kiln-distill", "::mlir::ModuleOp"> {
            "The uncompressed module (.mlir) whose weights are the targets">,
     Option<"calibration", "calibration", "std::string", /*default=*/"\"\"",
            "Calibration statistics file (.kstats) of the layers' inputs">
+def KilnShard : Pass<"kiln-shard", "::mlir::ModuleOp"> {
+  let summary = "Split a decoder's step function over the ranks of a group";
+  let description = [{
+    Expresses distributed inference in the IR: the step function `forward`
+    becomes one step function per rank of a model group, `forward_rank<r>`,
+    each computing only its share and exchanging activations with
+    `kiln.send` / `kiln.recv` / `kiln.all_reduce` (lowered to calls into the
+    runtime's communicator, kiln/runtime/HostABI.h). All ranks' functions
+    stay in one module, so one artifact holds every rank's code.
+    - `pp`: pipeline stages. Rank s computes layers
+      [s * L / pp, (s + 1) * L / pp): rank 0 also the embedding, the last
+      rank the output norm and head. The hidden state entering a stage is
+      sent by the previous rank; the last rank sends the logits to every
+      other rank, so every rank returns the same logits and samples the
+      same tokens. Each rank's function reads only its layers' weights and
+      KV cache entries.
+    - `tp`: tensor parallelism. Each rank computes the attention heads of
+      its KV heads (whole GQA groups, split as evenly as they go) and its
+      share of the MLP's hidden units: the Q/K/V and gate/up projections
+      split by output rows (columns of the product), the output and down
+      projections by K (rows of the product) followed by a
+      `kiln.all_reduce`. Each rank's weights are new blobs holding its
+      slices; its KV cache holds its KV heads only. Norms, the embedding and
+      the output head are replicated.
+    - `dp`: data-parallel replicas serve separate prompts; the step function
+      of a replica is the whole model, so `dp` changes nothing here (the
+      runtime's world is dp groups of tp * pp ranks).
+  }];
+  let options = [
+    Option<"tp", "tp", "int64_t", /*default=*/"1",
+           "Tensor-parallel ranks (1: none)">,
+    Option<"pp", "pp", "int64_t", /*default=*/"1",
+           "Pipeline stages, one per rank">,
+    Option<"dp", "dp", "int64_t", /*default=*/"1",
+           "Data-parallel replicas (no change to the step function)">
   ];
   let dependentDialects = ["::mlir::kiln::KilnDialect"];
 }

@@ -37,9 +37,17 @@ typedef struct KilnMemRef2D {
   int64_t strides[2];
 } KilnMemRef2D;
 
+/* What KilnRtContext::communicate does with `count` floats. */
+typedef enum KilnCommOp {
+  KILN_COMM_ALL_REDUCE_SUM = 0, /* out = sum over the group's ranks of in */
+  KILN_COMM_SEND = 1,           /* in to rank `peer` */
+  KILN_COMM_RECV = 2            /* out from rank `peer` */
+} KilnCommOp;
+
 /* Handed to every call of a generated function. Generated CPU code reads
- * only `barrier` (at offset 0); generated CUDA host code reads only `launch`.
- * The rest belongs to the runtime. */
+ * only `barrier` (at offset 0) and `communicate` (the fourth pointer);
+ * generated CUDA host code reads only `launch`. The rest belongs to the
+ * runtime. */
 typedef struct KilnRtContext {
   void (*barrier)(struct KilnRtContext *rt);
   void *pool;
@@ -53,6 +61,15 @@ typedef struct KilnRtContext {
   int32_t (*launch)(struct KilnRtContext *rt, int32_t kernel,
                     const uint32_t grid[3], const uint32_t block[3],
                     uint32_t shared_bytes, void **params);
+  /* Communication with the other ranks of a distributed model's group
+   * (kiln-shard; `peer` is a rank of the group). Every thread of the pool
+   * calls it with its `tid`; thread 0 communicates and all return once
+   * `out` is complete (or `in` may be overwritten). A failure is recorded
+   * and fails the step. Null in a session that is not distributed. */
+  void (*communicate)(struct KilnRtContext *rt, int32_t op, int32_t peer,
+                      const float *in, float *out, int64_t count,
+                      int32_t tid);
+  void *communicator; /* the runtime's */
 } KilnRtContext;
 
 /* The step function of a compiled decoder model (symbol named in the

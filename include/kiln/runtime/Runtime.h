@@ -94,6 +94,24 @@ KILN_RT_API const char *kiln_model_host_variant(const kiln_model *model);
 /* Where the model runs: "cpu", or e.g. "cuda:0 (NVIDIA H200, sm_90, cubin
  * sm_90a)". */
 KILN_RT_API const char *kiln_model_device(const kiln_model *model);
+/* Distributed runs, in a process mpirun started: makes it one rank of `dp`
+ * data-parallel replicas of tp * pp ranks each, talking over MPI (OpenMPI's
+ * libmpi.so.40, or $KILN_MPI_LIBRARY, loaded now). The MPI world must have
+ * dp * tp * pp ranks, and the artifact must be split for tp and pp
+ * (kiln-compile --tp/--pp; 1 and 1 for a whole model). Call once, before
+ * kiln_session_create; every rank of a replica then runs the same calls
+ * (same prompt, same sampling) and gets the same logits. */
+KILN_RT_API int kiln_model_distribute(kiln_model *model, int32_t tp,
+                                      int32_t pp, int32_t dp,
+                                      const char **err);
+/* This process's replica (0 to dp - 1) and rank in it; 0 and 0 when the
+ * model is not distributed. */
+KILN_RT_API int32_t kiln_model_replica(const kiln_model *model);
+KILN_RT_API int32_t kiln_model_rank(const kiln_model *model);
+/* Seconds spent communicating with other ranks so far, and how many
+ * exchanges (0 when not distributed). */
+KILN_RT_API double kiln_model_comm_seconds(const kiln_model *model);
+KILN_RT_API int64_t kiln_model_comm_calls(const kiln_model *model);
 /* The artifact's manifest sampling defaults (seed 0, repeat_last_n 64). */
 KILN_RT_API void kiln_model_default_params(const kiln_model *model,
                                            kiln_generate_params *params);

@@ -253,6 +253,7 @@ struct ConvertKilnToCPUPass
     populateViewsPatterns(kernelCalls);
     populatePositionEmbeddingPatterns(kernelCalls);
     populatePoolingPatterns(kernelCalls);
+    populateCollectivePatterns(kernelCalls);
     SmallVector<func::FuncOp> funcs;
     for (auto f : module.getOps<func::FuncOp>())
       if (KilnDialect::isStepFunction(f))

@@ -176,6 +176,7 @@ void populateElementwisePatterns(KernelCallPatterns &patterns);
 void populateViewsPatterns(KernelCallPatterns &patterns);
 void populatePositionEmbeddingPatterns(KernelCallPatterns &patterns);
 void populatePoolingPatterns(KernelCallPatterns &patterns);
+void populateCollectivePatterns(KernelCallPatterns &patterns);
 
 } // namespace mlir::kiln
 

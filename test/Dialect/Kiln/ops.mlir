@@ -427,6 +427,18 @@ func.func @quantized_activations(%x: tensor<?x64xf32>, %n: !kiln.weight<64xf32>,
 }
 
 // The blob survives the round trip.
+// Communication between the ranks of a distributed model (kiln-shard).
+// CHECK-LABEL: func.func @communication
+// CHECK: %[[S:.*]] = kiln.all_reduce %{{.*}} : tensor<?x64xf32>
+// CHECK: kiln.send %[[S]] to 1 : tensor<?x64xf32>
+// CHECK: kiln.recv from 1 rows(%{{.*}}) : tensor<?xi32> -> tensor<?x64xf32>
+func.func @communication(%x: tensor<?x64xf32>, %tokens: tensor<?xi32>) -> tensor<?x64xf32> {
+  %s = kiln.all_reduce %x : tensor<?x64xf32>
+  kiln.send %s to 1 : tensor<?x64xf32>
+  %r = kiln.recv from 1 rows(%tokens) : tensor<?xi32> -> tensor<?x64xf32>
+  return %r : tensor<?x64xf32>
+}
+
 // CHECK: {-#
 // CHECK-NEXT: dialect_resources: {
 // CHECK-NEXT: builtin: {

@@ -1,0 +1,67 @@
+"""Logits of a fixed prompt and greedy continuation, from one rank or from
+every rank of a distributed run (mpirun ... python3 distributed_logits.py).
+
+usage: distributed_logits.py LIBKILN_RUNTIME ARTIFACT OUT.npy TP PP DP
+TP = PP = DP = 0: load the artifact alone (no MPI). Rank 0 of replica 0
+writes OUT.npy: the prompt's logits rows, then one row per greedy step.
+"""
+import ctypes
+import sys
+
+import numpy as np
+
+PROMPT = "The capital of France is Paris. The capital of Germany is"
+STEPS = 8
+
+lib_path, artifact, out_path = sys.argv[1:4]
+tp, pp, dp = (int(a) for a in sys.argv[4:7])
+lib = ctypes.CDLL(lib_path)
+P = ctypes.POINTER
+err = ctypes.c_char_p()
+lib.kiln_model_load.argtypes = [ctypes.c_char_p, ctypes.c_int32, P(ctypes.c_void_p), P(ctypes.c_char_p)]
+lib.kiln_model_distribute.argtypes = [ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32, ctypes.c_int32,
+                                      P(ctypes.c_char_p)]
+lib.kiln_model_rank.argtypes = lib.kiln_model_replica.argtypes = [ctypes.c_void_p]
+lib.kiln_session_create.argtypes = [ctypes.c_void_p, ctypes.c_int32, P(ctypes.c_void_p), P(ctypes.c_char_p)]
+lib.kiln_model_n_vocab.argtypes = lib.kiln_model_max_tokens.argtypes = [ctypes.c_void_p]
+lib.kiln_tokenize.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int32, ctypes.c_int32,
+                              P(ctypes.c_int32), ctypes.c_size_t, P(ctypes.c_size_t), P(ctypes.c_char_p)]
+lib.kiln_eval.argtypes = [ctypes.c_void_p, P(ctypes.c_int32), ctypes.c_size_t, ctypes.c_int32,
+                          P(ctypes.c_char_p)]
+lib.kiln_logits.argtypes = [ctypes.c_void_p, P(ctypes.c_int32)]
+lib.kiln_logits.restype = P(ctypes.c_float)
+
+
+def check(rc):
+    if rc:
+        sys.exit("distributed_logits: " + err.value.decode())
+
+
+model = ctypes.c_void_p()
+check(lib.kiln_model_load(artifact.encode(), 1, ctypes.byref(model), ctypes.byref(err)))
+if tp:
+    check(lib.kiln_model_distribute(model, tp, pp, dp, ctypes.byref(err)))
+session = ctypes.c_void_p()
+check(lib.kiln_session_create(model, 256, ctypes.byref(session), ctypes.byref(err)))
+n_vocab = lib.kiln_model_n_vocab(model)
+
+ids = (ctypes.c_int32 * 256)()
+n = ctypes.c_size_t()
+check(lib.kiln_tokenize(model, PROMPT.encode(), 1, 1, ids, 256, ctypes.byref(n), ctypes.byref(err)))
+tokens = list(ids[:n.value])
+rows = min(len(tokens), lib.kiln_model_max_tokens(model))
+
+
+def evaluate(batch, keep):
+    arr = (ctypes.c_int32 * len(batch))(*batch)
+    check(lib.kiln_eval(session, arr, len(batch), keep, ctypes.byref(err)))
+    got = ctypes.c_int32()
+    ptr = lib.kiln_logits(session, ctypes.byref(got))
+    return np.ctypeslib.as_array(ptr, shape=(got.value, n_vocab)).copy()
+
+
+logits = [evaluate(tokens, rows)]
+for _ in range(STEPS):
+    logits.append(evaluate([int(np.argmax(logits[-1][-1]))], 1))
+if lib.kiln_model_rank(model) == 0 and lib.kiln_model_replica(model) == 0:
+    np.save(out_path, np.concatenate(logits))
