@@ -156,6 +156,7 @@ int main(int argc, char **argv) {
       return 1;
     }
     options.prune = *parsed;
+  }
   if (tensorParallel < 1 || pipelineParallel < 1 ||
       tensorParallel * pipelineParallel > 4096) {
     llvm::WithColor::error(llvm::errs(), "kiln-compile")

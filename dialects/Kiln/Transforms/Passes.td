@@ -215,6 +215,10 @@ def KilnDistill : Pass<"kiln-distill", "::mlir::ModuleOp"> {
            "The uncompressed module (.mlir) whose weights are the targets">,
     Option<"calibration", "calibration", "std::string", /*default=*/"\"\"",
            "Calibration statistics file (.kstats) of the layers' inputs">
+  ];
+  let dependentDialects = ["::mlir::kiln::KilnDialect"];
+}
+
 def KilnShard : Pass<"kiln-shard", "::mlir::ModuleOp"> {
   let summary = "Split a decoder's step function over the ranks of a group";
   let description = [{

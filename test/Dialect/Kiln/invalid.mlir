@@ -1118,9 +1118,6 @@ func.func @mean_pool_dynamic_dim(%x: tensor<4x?xf32>) {
 func.func @activation_bits_float_weight(%x: tensor<?x64xf32>, %w: !kiln.weight<64x64xf32>) {
   // expected-error @+1 {{'kiln.linear' op activation_bits needs a weight with one scale per 32 values along K (Q4_0..Q8_0, packed groups of a multiple of 32, rows16), got '!kiln.weight<64x64xf32>'}}
   %y = kiln.linear %x, %w {activation_bits = 8 : i64} : tensor<?x64xf32>, !kiln.weight<64x64xf32> -> tensor<?x64xf32>
-func.func @send_negative_peer(%x: tensor<?x64xf32>) {
-  // expected-error @+1 {{'kiln.send' op peer must be a rank >= 0, got -1}}
-  kiln.send %x to -1 : tensor<?x64xf32>
   return
 }
 
@@ -1129,9 +1126,6 @@ func.func @send_negative_peer(%x: tensor<?x64xf32>) {
 func.func @activation_bits_range(%x: tensor<?x64xf32>, %w: !kiln.weight<64x64x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf>>) {
   // expected-error @+1 {{'kiln.linear' op attribute 'activation_bits' failed to satisfy constraint}}
   %y = kiln.linear %x, %w {activation_bits = 9 : i64} : tensor<?x64xf32>, !kiln.weight<64x64x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf>> -> tensor<?x64xf32>
-func.func @recv_rows_mismatch(%t: tensor<3xi32>) {
-  // expected-error @+1 {{'kiln.recv' op result has 4 rows but rows has 3}}
-  %y = kiln.recv from 0 rows(%t) : tensor<3xi32> -> tensor<4x64xf32>
   return
 }
 
@@ -1141,10 +1135,6 @@ func.func @quantize_output_without_reader(%x: tensor<?x64xf32>, %n: !kiln.weight
   // expected-error @+1 {{'kiln.rms_norm' op has 'kiln.quantize_output' = 8 but no linear layer with activation_bits = 8 takes its result}}
   %h = kiln.rms_norm %x, %n {epsilon = 1.0e-5 : f32, kiln.quantize_output = 8 : i64} : tensor<?x64xf32>, !kiln.weight<64xf32> -> tensor<?x64xf32>
   return %h : tensor<?x64xf32>
-func.func @recv_dynamic_width(%t: tensor<?xi32>) {
-  // expected-error @+1 {{'kiln.recv' op result dimensions after the first must be static, got 'tensor<?x?xf32>'}}
-  %y = kiln.recv from 0 rows(%t) : tensor<?xi32> -> tensor<?x?xf32>
-  return
 }
 
 // -----
@@ -1162,6 +1152,34 @@ func.func @quantize_output_shape(%x: tensor<?x48xf32>, %y: tensor<?x48xf32>) -> 
   // expected-error @+1 {{'kiln.add' op attribute 'kiln.quantize_output' belongs on a kiln op with one [tokens, 32 * n] result}}
   %s = kiln.add %x, %y {kiln.quantize_output = 8 : i64} : tensor<?x48xf32>
   return %s : tensor<?x48xf32>
+}
+
+// -----
+
+func.func @send_negative_peer(%x: tensor<?x64xf32>) {
+  // expected-error @+1 {{'kiln.send' op peer must be a rank >= 0, got -1}}
+  kiln.send %x to -1 : tensor<?x64xf32>
+  return
+}
+
+// -----
+
+func.func @recv_rows_mismatch(%t: tensor<3xi32>) {
+  // expected-error @+1 {{'kiln.recv' op result has 4 rows but rows has 3}}
+  %y = kiln.recv from 0 rows(%t) : tensor<3xi32> -> tensor<4x64xf32>
+  return
+}
+
+// -----
+
+func.func @recv_dynamic_width(%t: tensor<?xi32>) {
+  // expected-error @+1 {{'kiln.recv' op result dimensions after the first must be static, got 'tensor<?x?xf32>'}}
+  %y = kiln.recv from 0 rows(%t) : tensor<?xi32> -> tensor<?x?xf32>
+  return
+}
+
+// -----
+
 func.func @all_reduce_types(%x: tensor<?x64xf32>) {
   // expected-error @+1 {{'kiln.all_reduce' op requires the same type for all operands and results}}
   %y = "kiln.all_reduce"(%x) : (tensor<?x64xf32>) -> tensor<?x32xf32>
