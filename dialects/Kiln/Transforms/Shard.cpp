@@ -94,7 +94,7 @@ FailureOr<Value> sliceWeight(Value weight, int64_t r0, int64_t r1, int64_t k0,
   int64_t k = type.getInnerDim();
   bool vector = type.getRank() == 1;
   if (type.getSparsity() || type.getRank() > 2 ||
-      (quant && quant.getLayout() == QuantLayout::Rows16))
+      (quant && quant.getTargetLayout()))
     return op.emitOpError("kiln-shard slices dense or block-quantized "
                           "vectors and matrices (before kiln-pack-weights), "
                           "got ")
