@@ -142,9 +142,15 @@ compress2of4Rows(unsigned bits, uint64_t rows, uint64_t k, const uint8_t *in,
   return std::nullopt;
 }
 
-/// A blob-backed compressed copy of the pruned `source`, created after it.
-FailureOr<WeightOp> compress(WeightOp source, PackedSources &packedSources) {
-  WeightType type = source.getType(), to = compressedTypeOf(type);
+/// A blob-backed copy of `source` as type `to`, created after it, once per
+/// source and type: `fill` writes its bytes from the source's (or fails,
+/// emitted), `name` names the blob.
+FailureOr<WeightOp>
+repack(WeightOp source, WeightType to, StringRef name,
+       PackedSources &packedSources,
+       function_ref<LogicalResult(ArrayRef<uint8_t>, MutableArrayRef<uint8_t>)>
+           fill) {
+  WeightType type = source.getType();
   OpBuilder b(source);
   b.setInsertionPointAfter(source);
   Attribute &made = packedSources[{source.getSource(), to}];
@@ -158,26 +164,42 @@ FailureOr<WeightOp> compress(WeightOp source, PackedSources &packedSources) {
   if (failed(sourceBytes) || failed(packedBytes) ||
       *sourceBytes != bytes->size())
     return source.emitOpError("holds ")
-           << bytes->size() << " bytes, not the " << type << " to compress";
-  SparsityAttr s = type.getSparsity();
-  unsigned bits = type.getQuant().getBits();
+           << bytes->size() << " bytes, not the " << type << " to repack";
   AsmResourceBlob packed = allocateWeightBytes(*packedBytes);
-  std::optional<std::pair<uint64_t, uint64_t>> dense = compress2of4Rows(
-      bits, type.getNumRows(), type.getInnerDim(),
-      reinterpret_cast<const uint8_t *>(bytes->data()),
-      reinterpret_cast<uint8_t *>(packed.getMutableData().data()));
-  if (dense)
-    return source.emitOpError("is marked ")
-           << s.getN() << ":" << s.getM() << " sparse but row " << dense->first
-           << " has more than " << s.getN() << " non-zero values in columns "
-           << dense->second << ".." << dense->second + s.getM() - 1;
-  WeightOp op = createWeight(
-      b, source.getLoc(), to, std::move(packed),
-      (Twine(bits == 4 ? "q4_0" : "q8_0") + "_" + Twine(s.getN()) + "of" +
-       Twine(s.getM()))
-          .str());
+  MutableArrayRef<char> dest = packed.getMutableData();
+  if (failed(fill(ArrayRef<uint8_t>(
+                      reinterpret_cast<const uint8_t *>(bytes->data()),
+                      bytes->size()),
+                  MutableArrayRef<uint8_t>(
+                      reinterpret_cast<uint8_t *>(dest.data()), dest.size()))))
+    return failure();
+  WeightOp op = createWeight(b, source.getLoc(), to, std::move(packed), name);
   made = op.getSource();
   return op;
+}
+
+/// A compressed copy of the pruned `source`.
+FailureOr<WeightOp> compress(WeightOp source, PackedSources &packedSources) {
+  WeightType type = source.getType();
+  SparsityAttr s = type.getSparsity();
+  unsigned bits = type.getQuant().getBits();
+  std::string name = (Twine(bits == 4 ? "q4_0" : "q8_0") + "_" +
+                      Twine(s.getN()) + "of" + Twine(s.getM()))
+                         .str();
+  return repack(
+      source, compressedTypeOf(type), name, packedSources,
+      [&](ArrayRef<uint8_t> in, MutableArrayRef<uint8_t> out) -> LogicalResult {
+        std::optional<std::pair<uint64_t, uint64_t>> dense = compress2of4Rows(
+            bits, type.getNumRows(), type.getInnerDim(), in.data(),
+            out.data());
+        if (!dense)
+          return success();
+        return source.emitOpError("is marked ")
+               << s.getN() << ":" << s.getM() << " sparse but row "
+               << dense->first << " has more than " << s.getN()
+               << " non-zero values in columns " << dense->second << ".."
+               << dense->second + s.getM() - 1;
+      });
 }
 
 /// `type` with `layout` as its target layout.
@@ -201,36 +223,16 @@ std::string blobNameOf(WeightType packed) {
   return format + "_" + q.getTargetLayout().getLayoutName().str();
 }
 
-/// A blob-backed copy of `what.source` in `what.layout`, created after it.
+/// A copy of `what.source` in `what.layout`.
 FailureOr<WeightOp> pack(const Packable &what, const WeightPacker &packer,
                          PackedSources &packedSources) {
-  WeightOp source = what.source;
-  WeightType type = source.getType(), to = withTargetLayout(type, what.layout);
-  OpBuilder b(source);
-  b.setInsertionPointAfter(source);
-  Attribute &made = packedSources[{source.getSource(), to}];
-  if (made)
-    return WeightOp::create(b, source.getLoc(), to, made);
-  FailureOr<ArrayRef<char>> bytes = readWeightBytes(source);
-  if (failed(bytes))
-    return failure();
-  FailureOr<uint64_t> sourceBytes = type.getStorageBytes();
-  FailureOr<uint64_t> packedBytes = to.getStorageBytes();
-  if (failed(sourceBytes) || failed(packedBytes) ||
-      *sourceBytes != bytes->size())
-    return source.emitOpError("holds ")
-           << bytes->size() << " bytes, not the " << type << " to pack";
-  AsmResourceBlob packed = allocateWeightBytes(*packedBytes);
-  MutableArrayRef<char> dest = packed.getMutableData();
-  packer.pack(type, to,
-              ArrayRef<uint8_t>(reinterpret_cast<const uint8_t *>(bytes->data()),
-                                bytes->size()),
-              MutableArrayRef<uint8_t>(reinterpret_cast<uint8_t *>(dest.data()),
-                                       dest.size()));
-  WeightOp op = createWeight(b, source.getLoc(), to, std::move(packed),
-                             blobNameOf(to));
-  made = op.getSource();
-  return op;
+  WeightType type = what.source.getType(),
+             to = withTargetLayout(type, what.layout);
+  return repack(what.source, to, blobNameOf(to), packedSources,
+                [&](ArrayRef<uint8_t> in, MutableArrayRef<uint8_t> out) {
+                  packer.pack(type, to, in, out);
+                  return success();
+                });
 }
 
 struct PackWeights : mlir::kiln::impl::KilnPackWeightsBase<PackWeights> {

@@ -30,6 +30,7 @@ lib.kiln_eval.argtypes = [ctypes.c_void_p, P(ctypes.c_int32), ctypes.c_size_t, c
                           P(ctypes.c_char_p)]
 lib.kiln_logits.argtypes = [ctypes.c_void_p, P(ctypes.c_int32)]
 lib.kiln_logits.restype = P(ctypes.c_float)
+lib.kiln_session_free.argtypes = lib.kiln_model_free.argtypes = [ctypes.c_void_p]
 
 
 def check(rc):
@@ -65,3 +66,7 @@ for _ in range(STEPS):
     logits.append(evaluate([int(np.argmax(logits[-1][-1]))], 1))
 if lib.kiln_model_rank(model) == 0 and lib.kiln_model_replica(model) == 0:
     np.save(out_path, np.concatenate(logits))
+# Freeing the model ends its MPI communicator (MPI_Finalize): mpirun counts
+# a rank that exits without it as failed.
+lib.kiln_session_free(session)
+lib.kiln_model_free(model)
