@@ -226,9 +226,9 @@ std::string blobNameOf(WeightType packed) {
 /// A copy of `what.source` in `what.layout`.
 FailureOr<WeightOp> pack(const Packable &what, const WeightPacker &packer,
                          PackedSources &packedSources) {
-  WeightType type = what.source.getType(),
-             to = withTargetLayout(type, what.layout);
-  return repack(what.source, to, blobNameOf(to), packedSources,
+  WeightOp source = what.source;
+  WeightType type = source.getType(), to = withTargetLayout(type, what.layout);
+  return repack(source, to, blobNameOf(to), packedSources,
                 [&](ArrayRef<uint8_t> in, MutableArrayRef<uint8_t> out) {
                   packer.pack(type, to, in, out);
                   return success();
