@@ -15,13 +15,13 @@
 //    "cuda":{"kernels":[s,...],                   (with target cuda)
 //            "images":[{"format":"cubin"|"ptx","arch":"sm_90a","section":s},...],
 //            "symbol":s},                         (optional: entry.symbol)
-//    "taps":[{"weights":[s,...],"offset":i,"cols":i},...]}   (optional)
+//    "taps":[{"weights":[s,...],"offset":i,"cols":i},...],   (optional)
+//    "distribution":{"tp":i,"pp":i,               (optional: one rank)
+//                    "ranks":[{"symbol":s,"scratch_bytes":i},...]}}
 //
 // "taps" (kiln-compile --calibration-taps): after a step of n tokens, the f32
 // input of the linear layers whose weights are named lies in scratch at
 // byte `offset`, n rows of `cols` floats (kiln-run --collect-stats).
-//    "distribution":{"tp":i,"pp":i,               (optional: one rank)
-//                    "ranks":[{"symbol":s,"scratch_bytes":i},...]}}
 //
 // A distributed artifact (kiln-shard) holds a step function per rank of a
 // model group of tp * pp ranks; rank r runs ranks[r] (entry names rank 0's).
