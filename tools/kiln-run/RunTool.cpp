@@ -38,6 +38,7 @@ std::string usage(const kiln::run::RunTool &tool) {
          (builtIn ? "" : "  -m, --model FILE      compiled model (.kiln)\n") +
          "  -p, --prompt TEXT     prompt; several -p print one line \"[i] text\" "
          "each\n"
+         "                        (newlines in the text written as \\n)\n"
          "  -n, --n-predict N     tokens to generate (default 64)\n"
          "  -t, --threads N       threads, 1 to 1024 (default 2)\n"
          "  --device D            cpu, cuda or cuda:N (default: $KILN_DEVICE, else\n"
@@ -477,8 +478,15 @@ int kiln::run::runCommandLine(int argc, char **argv, const RunTool &tool) {
                       &one, &err))
       die(err);
     if (printer && prompts.size() > 1) {
-      // One write per line, so replicas' lines do not interleave.
-      std::string line = "[" + std::to_string(i) + "] " + text + "\n";
+      // One line per prompt, written at once, so replicas' lines do not
+      // interleave (mpirun forwards line by line): newlines and
+      // backslashes in the text are escaped.
+      std::string line = "[" + std::to_string(i) + "] ";
+      for (char c : text)
+        line += c == '\n' ? std::string("\\n")
+                : c == '\\' ? std::string("\\\\")
+                              : std::string(1, c);
+      line += "\n";
       std::fwrite(line.data(), 1, line.size(), stdout);
     } else if (printer) {
       std::printf("\n");
