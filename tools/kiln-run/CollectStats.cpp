@@ -1,6 +1,7 @@
 //===- CollectStats.cpp - kiln-run --collect-stats ------------------------===//
 
 #include "CollectStats.h"
+#include "Measure.h"
 
 #include "Calibration/CalibrationStats.h"
 
@@ -68,25 +69,10 @@ bool collectStatistics(kiln_model *model, const CollectStatsOptions &opts,
   }
 
   const char *e = nullptr;
-  auto tokenize = [&](const std::string &s, std::vector<int32_t> &ids) {
-    size_t n = 0;
-    ids.resize(s.size() + 16);
-    if (kiln_tokenize(model, s.c_str(), 1, 0, ids.data(), ids.size(), &n, &e))
-      return false;
-    if (n > ids.size()) {
-      ids.resize(n);
-      if (kiln_tokenize(model, s.c_str(), 1, 0, ids.data(), ids.size(), &n,
-                        &e))
-        return false;
-    }
-    ids.resize(n);
-    return true;
-  };
   std::vector<int32_t> tokens, bos;
-  if (!tokenize(text, tokens) || !tokenize("", bos)) {
-    err = e;
+  if (!tokenizeText(model, text, tokens, err) ||
+      !tokenizeText(model, "", bos, err))
     return false;
-  }
   size_t nChunks = (tokens.size() + nCtx - 1) / size_t(nCtx);
   if (opts.maxChunks > 0)
     nChunks = std::min(nChunks, size_t(opts.maxChunks));

@@ -154,6 +154,26 @@ bool runBench(kiln_model *model, const BenchOptions &opts, std::string &err) {
   return true;
 }
 
+bool tokenizeText(kiln_model *model, const std::string &text,
+                  std::vector<int32_t> &ids, std::string &err) {
+  const char *e = nullptr;
+  size_t n = 0;
+  ids.resize(text.size() + 16);
+  bool ok = kiln_tokenize(model, text.c_str(), 1, 0, ids.data(), ids.size(),
+                          &n, &e) == 0;
+  if (ok && n > ids.size()) { // n is the count the text needs
+    ids.resize(n);
+    ok = kiln_tokenize(model, text.c_str(), 1, 0, ids.data(), ids.size(), &n,
+                       &e) == 0;
+  }
+  if (!ok) {
+    err = e ? e : "tokenizing failed";
+    return false;
+  }
+  ids.resize(n);
+  return true;
+}
+
 bool runPerplexity(kiln_model *model, const PerplexityOptions &opts,
                    std::string &err) {
   const char *e = nullptr;
@@ -173,25 +193,10 @@ bool runPerplexity(kiln_model *model, const PerplexityOptions &opts,
     return false;
   }
 
-  auto tokenize = [&](const std::string &s, std::vector<int32_t> &ids) {
-    size_t n = 0;
-    ids.resize(s.size() + 16);
-    if (kiln_tokenize(model, s.c_str(), 1, 0, ids.data(), ids.size(), &n, &e))
-      return false;
-    if (n > ids.size()) {
-      ids.resize(n);
-      if (kiln_tokenize(model, s.c_str(), 1, 0, ids.data(), ids.size(), &n,
-                        &e))
-        return false;
-    }
-    ids.resize(n);
-    return true;
-  };
   std::vector<int32_t> tokens, bos;
-  if (!tokenize(text, tokens) || !tokenize("", bos)) {
-    err = e;
+  if (!tokenizeText(model, text, tokens, err) ||
+      !tokenizeText(model, "", bos, err))
     return false;
-  }
   size_t nChunks = tokens.size() / size_t(nCtx);
   if (opts.maxChunks > 0)
     nChunks = std::min(nChunks, size_t(opts.maxChunks));

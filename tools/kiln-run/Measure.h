@@ -11,6 +11,7 @@
 #include "kiln/runtime/Runtime.h"
 
 #include <string>
+#include <vector>
 
 namespace kiln::run {
 
@@ -34,6 +35,11 @@ struct PerplexityOptions {
   int maxChunks = 0; // 0 = all
   std::string programName = "kiln-run"; // prefixes the progress lines
 };
+
+/// The tokens of `text` (no BOS, special tokens not parsed), or false with
+/// `err` set.
+bool tokenizeText(kiln_model *model, const std::string &text,
+                  std::vector<int32_t> &ids, std::string &err);
 
 /// Splits the file's tokens into chunks of n_ctx (BOS first), evaluates each
 /// from an empty session keeping every row of logits, and scores the second
