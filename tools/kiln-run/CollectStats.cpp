@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <fstream>
 #include <sstream>
 #include <vector>
 
@@ -44,14 +43,9 @@ bool collectStatistics(kiln_model *model, const CollectStatsOptions &opts,
           "--activations=f32 --calibration-taps)";
     return false;
   }
-  std::ifstream in(opts.textPath, std::ios::binary);
-  if (!in) {
-    err = opts.textPath + ": cannot open";
+  std::string text;
+  if (!readTextFile(opts.textPath, text, err))
     return false;
-  }
-  std::stringstream buf;
-  buf << in.rdbuf();
-  std::string text = buf.str();
   if (text.find_first_not_of(" \t\r\n") == std::string::npos) {
     err = opts.textPath + ": the calibration text is empty";
     return false;

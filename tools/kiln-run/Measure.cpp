@@ -154,6 +154,19 @@ bool runBench(kiln_model *model, const BenchOptions &opts, std::string &err) {
   return true;
 }
 
+bool readTextFile(const std::string &path, std::string &text,
+                  std::string &err) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    err = path + ": cannot open";
+    return false;
+  }
+  std::stringstream buf;
+  buf << in.rdbuf();
+  text = buf.str();
+  return true;
+}
+
 bool tokenizeText(kiln_model *model, const std::string &text,
                   std::vector<int32_t> &ids, std::string &err) {
   const char *e = nullptr;
@@ -177,14 +190,9 @@ bool tokenizeText(kiln_model *model, const std::string &text,
 bool runPerplexity(kiln_model *model, const PerplexityOptions &opts,
                    std::string &err) {
   const char *e = nullptr;
-  std::ifstream in(opts.textPath, std::ios::binary);
-  if (!in) {
-    err = opts.textPath + ": cannot open";
+  std::string text;
+  if (!readTextFile(opts.textPath, text, err))
     return false;
-  }
-  std::stringstream buf;
-  buf << in.rdbuf();
-  std::string text = buf.str();
 
   int nCtx = opts.nCtx ? opts.nCtx : std::min(512, kiln_model_n_ctx(model));
   if (nCtx < 2 || nCtx > kiln_model_n_ctx(model)) {

@@ -36,6 +36,10 @@ struct PerplexityOptions {
   std::string programName = "kiln-run"; // prefixes the progress lines
 };
 
+/// The whole file at `path` in `text`, or false with `err` set.
+bool readTextFile(const std::string &path, std::string &text,
+                  std::string &err);
+
 /// The tokens of `text` (no BOS, special tokens not parsed), or false with
 /// `err` set.
 bool tokenizeText(kiln_model *model, const std::string &text,
