@@ -104,6 +104,18 @@ private:
   SmallVector<Value> at, values;
 };
 
+/// The buffers both GEMV kernels take, in order: x, w, [bias], [residual], y.
+SmallVector<KernelArg> gemvArgs(bool bias, bool residual) {
+  SmallVector<KernelArg> args = {{"x", KernelArgKind::Buffer},
+                                 {"w", KernelArgKind::Buffer}};
+  if (bias)
+    args.push_back({"bias", KernelArgKind::Buffer});
+  if (residual)
+    args.push_back({"residual", KernelArgKind::Buffer});
+  args.push_back({"y", KernelArgKind::Buffer});
+  return args;
+}
+
 /// The staged decode GEMV (see the file comment).
 int64_t stagedGemvKernel(GPUKernelLibrary &kernels,
                          const GPUWeightDecoder &decoder, int64_t n, int64_t k,
@@ -113,13 +125,7 @@ int64_t stagedGemvKernel(GPUKernelLibrary &kernels,
                                    bias ? "_bias" : "",
                                    residual ? "_residual" : "",
                                    plan.rowsPerWarp == 2 ? "_r2" : "");
-  SmallVector<KernelArg> args = {{"x", KernelArgKind::Buffer},
-                                 {"w", KernelArgKind::Buffer}};
-  if (bias)
-    args.push_back({"bias", KernelArgKind::Buffer});
-  if (residual)
-    args.push_back({"residual", KernelArgKind::Buffer});
-  args.push_back({"y", KernelArgKind::Buffer});
+  SmallVector<KernelArg> args = gemvArgs(bias, residual);
   return kernels.get(name, args, [&](GPUKernelBuilder &kb) {
     ImplicitLocOpBuilder &b = kb.b;
     Type f32 = b.getF32Type();
@@ -226,13 +232,7 @@ int64_t gemvKernel(GPUKernelLibrary &kernels, const GPUWeightDecoder &decoder,
                                    residual ? "_residual" : "",
                                    tokens > 1 ? "_t" + std::to_string(tokens)
                                               : std::string("_unstaged"));
-  SmallVector<KernelArg> args = {{"x", KernelArgKind::Buffer},
-                                 {"w", KernelArgKind::Buffer}};
-  if (bias)
-    args.push_back({"bias", KernelArgKind::Buffer});
-  if (residual)
-    args.push_back({"residual", KernelArgKind::Buffer});
-  args.push_back({"y", KernelArgKind::Buffer});
+  SmallVector<KernelArg> args = gemvArgs(bias, residual);
   if (tokens > 1)
     args.push_back({"tokens", KernelArgKind::Index});
   return kernels.get(name, args, [&](GPUKernelBuilder &kb) {
