@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Generates lib/Runtime/UnicodeTables.inc from Python's unicodedata.
 
-The runtime tokenizer needs four codepoint classes, the ones the
-pre-tokenizer regexes of GPT-2-style vocabularies use: \\p{L} (letters:
-Lu Ll Lt Lm Lo), \\p{N} (numbers: Nd Nl No), \\p{P} (punctuation: Pc Pd Ps
-Pe Pi Pf Po) and \\s (the Unicode White_Space property, which unicodedata does
-not expose, so it is listed here from PropList.txt). The table is a sorted list of [first, flags) runs that covers
+The runtime tokenizer needs the codepoint classes the pre-tokenizer regexes
+of GPT-2-style vocabularies use: \\p{L} (letters: Lu Ll Lt Lm Lo), \\p{N}
+(numbers: Nd Nl No), \\p{P} (punctuation: Pc Pd Ps Pe Pi Pf Po), \\p{S}
+(symbols: Sm Sc Sk So), \\p{M} (marks: Mn Mc Me) and \\s (the Unicode
+White_Space property, which unicodedata does not expose, so it is listed here
+from PropList.txt). The table is a sorted list of [first, flags) runs that covers
 U+0000..U+10FFFF; the runtime looks a codepoint up with a binary search.
 
 Usage: scripts/gen-unicode-tables.py > lib/Runtime/UnicodeTables.inc
@@ -13,7 +14,7 @@ Usage: scripts/gen-unicode-tables.py > lib/Runtime/UnicodeTables.inc
 import sys
 import unicodedata
 
-LETTER, NUMBER, WHITESPACE, PUNCTUATION = 1, 2, 4, 8
+LETTER, NUMBER, WHITESPACE, PUNCTUATION, SYMBOL, MARK = 1, 2, 4, 8, 16, 32
 MAX_CODEPOINT = 0x110000
 
 # PropList.txt, White_Space=yes.
@@ -32,6 +33,10 @@ def flags_of(cp, ws):
         f |= NUMBER
     elif cat[0] == "P":
         f |= PUNCTUATION
+    elif cat[0] == "S":
+        f |= SYMBOL
+    elif cat[0] == "M":
+        f |= MARK
     if cp in ws:
         f |= WHITESPACE
     return f
@@ -53,7 +58,7 @@ def main():
               % sys.version.split()[0])
     out.write("// (Unicode %s). Do not edit; regenerate.\n" % unicodedata.unidata_version)
     out.write("// Each entry: first codepoint of a run, flags of the run "
-              "(1 letter, 2 number, 4 whitespace, 8 punctuation).\n")
+              "(1 letter, 2 number, 4 whitespace, 8 punctuation, 16 symbol, 32 mark).\n")
     out.write("static const CodepointRun kCodepointRuns[] = {\n")
     for i in range(0, len(runs), 6):
         chunk = runs[i:i + 6]

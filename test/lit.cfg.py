@@ -29,7 +29,8 @@ llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
 
 tool_dirs = [config.kiln_tools_dir, config.llvm_tools_dir]
 tools = ["kiln-opt", "kiln-compile", "kiln-run", "kiln-tokenize-driver",
-         "kiln-test-pack", "kiln-quantize-driver", "kiln-server"]
+         "kiln-test-pack", "kiln-test-nccl", "kiln-quantize-driver",
+         "kiln-server"]
 llvm_config.add_tool_substitutions(
     [ToolSubst(t, unresolved="ignore") for t in tools], tool_dirs)
 
@@ -49,6 +50,15 @@ config.substitutions.append(("%smollm2_gguf", _smollm2))
 # CUDA paths without a GPU (KILN_LIBCUDA=%fake_libcuda).
 config.substitutions.append(("%fake_libcuda",
                              os.path.join(config.kiln_obj_root, "lib", "libcuda-fake.so")))
+# The CUDA toolkit whose ptxas assembles the generated PTX (kiln-compile's
+# default, $KILN_CUDA_PATH overrides): tests that need it say REQUIRES: ptxas.
+_cuda = os.environ.get("KILN_CUDA_PATH", "/usr/local/cuda")
+if os.access(os.path.join(_cuda, "bin", "ptxas"), os.X_OK):
+    config.available_features.add("ptxas")
+config.substitutions.append(("%cuda_toolkit", _cuda))
+# The fake NCCL of test/Runtime/Inputs/fake-libnccl.cpp (KILN_NCCL_LIBRARY).
+config.substitutions.append(("%fake_libnccl",
+                             os.path.join(config.kiln_obj_root, "lib", "libnccl-fake.so")))
 config.substitutions.append(("%kiln_runtime_lib",
                              os.path.join(config.kiln_obj_root, "lib", "Runtime", "libkiln_runtime.so")))
 

@@ -119,13 +119,32 @@ TEST(GGMLFormats, SchemesHaveTheirBlockBytes) {
     shape.superGroup = f.superGroup;
     shape.subScaleBits = f.subScaleBits;
     EXPECT_EQ(shape.blockValues(), f.blockValues) << f.name;
-    EXPECT_EQ(shape.blockBytes(), f.blockBytes) << f.name;
+    // Ternary and grid blocks are ggml's structs, not `bits`-wide codes.
+    if (f.hasGeneralBlock())
+      EXPECT_EQ(shape.blockBytes(), f.blockBytes) << f.name;
     EXPECT_EQ(kiln::findGGMLBlockFormat(f.bits, f.group, f.hasMin,
-                                        f.superGroup, f.subScaleBits),
+                                        f.superGroup, f.subScaleBits,
+                                        f.codebook),
               &f);
   }
-  EXPECT_EQ(schemes, 10u); // Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K..Q6_K
-  EXPECT_FALSE(kiln::findGGMLBlockFormat(4, 32, false, 256, 6));
+  // Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K..Q6_K IQ2_XXS IQ2_XS IQ2_S IQ3_XXS IQ3_S
+  // IQ1_S IQ1_M IQ4_NL IQ4_XS TQ1_0 TQ2_0
+  EXPECT_EQ(schemes, 21u);
+  // A codebook tells IQ2_S from IQ2_XS (same nominal scheme).
+  EXPECT_EQ(kiln::findGGMLBlockFormat(2, 16, false, 256, 4,
+                                      kiln::GGMLCodebook::IQ2S)->type,
+            GGMLType::IQ2_S);
+  // A codebook tells TQ2_0 from TQ1_0.
+  EXPECT_EQ(kiln::findGGMLBlockFormat(2, 256, false, 0, 0,
+                                      kiln::GGMLCodebook::TernaryBase3)->type,
+            GGMLType::TQ1_0);
+  // A codebook tells IQ4_NL from Q4_0.
+  EXPECT_EQ(kiln::findGGMLBlockFormat(4, 32, false, 0, 0)->type,
+            GGMLType::Q4_0);
+  EXPECT_EQ(kiln::findGGMLBlockFormat(4, 32, false, 0, 0,
+                                      kiln::GGMLCodebook::IQ4NL)->type,
+            GGMLType::IQ4_NL);
+  EXPECT_FALSE(kiln::findGGMLBlockFormat(4, 32, true, 256, 4));
   EXPECT_FALSE(kiln::findGGMLBlockFormat(4, 64, false, 0, 0));
 }
 

@@ -82,7 +82,9 @@ enum : uint32_t {
   kTQ4_1 = 3,
   kTQ8_0 = 8,
   kTI8 = 24,
-  kTIQ2_XXS = 16
+  kTMXFP4 = 39,
+  kTIQ4_NL = 20,
+  kTIQ4_XS = 23
 };
 
 struct TestKV {
@@ -611,6 +613,21 @@ TEST(GGUFReader, RejectsPartialQuantBlock) {
                     "not a multiple of the 32-value block of q4_1");
 }
 
+// IQ4_NL (32 values in 18 bytes) and IQ4_XS (256 in 136): read, sized by
+// their blocks, and a partial block refused.
+TEST(GGUFReader, ReadsIQ4Tensors) {
+  TestFile f = validFile();
+  f.tensors[1] = {"blk.0.attn_q.weight", {64, 2}, kTIQ4_NL, {}};
+  f.tensors[2] = {"output.weight", {512, 1}, kTIQ4_XS, {}};
+  auto file = parseBytes(f.build());
+  ASSERT_TRUE(bool(file)) << llvm::toString(file.takeError());
+  EXPECT_EQ(file->findTensor("blk.0.attn_q.weight")->byteSize, 2u * 2 * 18);
+  EXPECT_EQ(file->findTensor("output.weight")->byteSize, 2u * 136);
+  f.tensors[2].dims = {128, 2};
+  EXPECT_GGUF_ERROR(f.build(), "tensor 'output.weight' dims[0]",
+                    "not a multiple of the 256-value block of iq4_xs");
+}
+
 TEST(GGUFReader, RejectsUnknownTensorType) {
   TestFile f = validFile();
   f.tensors[0].type = 99;
@@ -627,9 +644,9 @@ TEST(GGUFReader, RejectsRetiredTensorType) {
 
 TEST(GGUFReader, RejectsUnsupportedTensorType) {
   TestFile f = validFile();
-  f.tensors[0] = {"token_embd.weight", {256}, kTIQ2_XXS, {}};
+  f.tensors[0] = {"token_embd.weight", {256}, kTMXFP4, {}};
   EXPECT_GGUF_ERROR(f.build(), "tensor 'token_embd.weight' type",
-                    "unsupported ggml type iq2_xxs (16)");
+                    "unsupported ggml type mxfp4 (39)");
 }
 
 TEST(GGUFReader, RejectsDuplicateTensorName) {

@@ -585,6 +585,41 @@ TEST_F(ArtifactTest, BadCudaManifest) {
             "");
 }
 
+TEST_F(ArtifactTest, BatchEntryManifest) {
+  const std::string weights = "\"weights\":{\"section\":\"weights\"}";
+  const std::string batch =
+      R"("batch_entry":{"symbol":"_mlir_ciface_forward_batch","scratch_bytes":96},)";
+  const std::string good = replaced(kManifest, weights, batch + weights);
+  std::string p = dir.file("batch.kiln"), err;
+  ArtifactBuilder b = validBuilder(good);
+  ASSERT_TRUE(writeArtifact(p, b, err)) << err;
+  auto artifact = Artifact::open(p, err);
+  ASSERT_TRUE(artifact) << err;
+  EXPECT_EQ(artifact->getManifest().batchEntry.symbol,
+            "_mlir_ciface_forward_batch");
+  EXPECT_EQ(artifact->getManifest().batchEntry.scratchBytes, 96);
+
+  struct Case {
+    std::string from, to, expected;
+  } cases[] = {
+      {"\"scratch_bytes\":96", "\"scratch_bytes\":-1",
+       "'batch_entry.scratch_bytes' is -1"},
+      {"\"symbol\":\"_mlir_ciface_forward_batch\"", "\"symbol\":\"\"",
+       "'batch_entry.symbol' must be a non-empty string"},
+  };
+  for (const Case &c : cases) {
+    std::string e = manifestError(dir, replaced(good, c.from, c.to));
+    EXPECT_NE(e.find(c.expected), std::string::npos)
+        << "expected '" << c.expected << "', got '" << e << "'";
+  }
+  // An encoder computes embeddings: a batched decode step makes no sense.
+  std::string encoder = manifestError(
+      dir, replaced(good, "\"n_ctx\":", "\"kind\":\"encoder\",\"n_ctx\":"));
+  EXPECT_NE(encoder.find("'batch_entry' is for CPU decoders of one rank only"),
+            std::string::npos)
+      << encoder;
+}
+
 TEST_F(ArtifactTest, DistributionManifest) {
   const std::string weights = "\"weights\":{\"section\":\"weights\"}";
   const std::string dist =

@@ -6,6 +6,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "Compiler/ArtifactWriter.h"
+#include "Runtime/Session.h"
 #include "kiln/runtime/HostExecution.h"
 #include "kiln/runtime/Runtime.h"
 
@@ -312,4 +313,28 @@ TEST(HostExecution, ThreadPoolRunsEveryThreadPastItsBarrier) {
   EXPECT_EQ(shared.calls.load(), 300);
   EXPECT_EQ(shared.early.load(), 0);
   kiln_thread_pool_free(pool);
+}
+
+// A SessionBatch's session forgets its sequence by zeroing its slot of the
+// shared cache, and only that: partial pages at both ends included.
+TEST(BufferZero, ZeroesExactlyTheRange) {
+  kiln::rt::Buffer buffer;
+  std::string err;
+  const uint64_t page = uint64_t(::sysconf(_SC_PAGESIZE));
+  const uint64_t size = 5 * page + 123;
+  ASSERT_TRUE(buffer.allocate(size, "test buffer", err)) << err;
+  struct Range {
+    uint64_t offset, size;
+  } ranges[] = {{100, 3 * page}, {page, 2 * page}, {7, 9},
+                {4 * page + 5, page + 118}, {0, size}};
+  for (const Range &r : ranges) {
+    std::fill(buffer.data(), buffer.data() + size, uint8_t(0xab));
+    buffer.zero(r.offset, r.size);
+    uint64_t wrong = 0;
+    for (uint64_t i = 0; i < size; ++i) {
+      bool inside = i >= r.offset && i < r.offset + r.size;
+      wrong += buffer.data()[i] != (inside ? 0 : 0xab);
+    }
+    EXPECT_EQ(wrong, 0u) << "range [" << r.offset << ", +" << r.size << ")";
+  }
 }

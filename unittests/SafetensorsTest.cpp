@@ -396,7 +396,7 @@ TEST(LlamaConfig, HostileConfigs) {
             "config.json: hidden_size: is not an integer");
   EXPECT_EQ(configError(configWith("model_type", "\"gpt2\"")),
             "config.json: model_type: 'gpt2' is not supported (llama, "
-            "mistral, qwen2)");
+            "mistral, qwen2, qwen3)");
   EXPECT_EQ(configError(configWith("num_attention_heads", "3")),
             "config.json: num_attention_heads: 3 does not divide hidden_size "
             "8");

@@ -249,7 +249,14 @@ TEST(TokenizerChat, Formats) {
   EXPECT_EQ(out, "<|start_header_id|>user<|end_header_id|>\n\nhi<|eot_id|>"
                  "<|start_header_id|>assistant<|end_header_id|>\n\n");
 
+  // Llama 2's [INST] (the family llama.cpp picks for a template with no
+  // Mistral marker); chat-templates-vs-llama-cpp.test checks the others.
   j["chat_template"] = "[INST] {{ message }} [/INST]";
+  auto llama2 = load(j);
+  ASSERT_TRUE(llama2->applyChatTemplate("hi", out, error)) << error;
+  EXPECT_EQ(out, "[INST] hi [/INST]");
+
+  j["chat_template"] = "<|turn|>{{ message }}";
   auto unknown = load(j);
   EXPECT_FALSE(unknown->applyChatTemplate("hi", out, error));
   EXPECT_NE(error.find("unrecognised chat template"), std::string::npos);
@@ -350,6 +357,10 @@ TEST(Unicode, Classes) {
   EXPECT_FALSE(isPunctuation('$'));    // Sc
   EXPECT_FALSE(isPunctuation('`'));    // Sk
   EXPECT_FALSE(isPunctuation(0x20AC)); // €
+  EXPECT_EQ(codepointFlags('$'), kSymbol);     // Sc
+  EXPECT_EQ(codepointFlags(0x1F642), kSymbol); // 🙂 (So)
+  EXPECT_EQ(codepointFlags(0x0301), kMark);    // combining acute (Mn)
+  EXPECT_EQ(codepointFlags(0x200B), 0);        // Cf: no class
   EXPECT_EQ(codepointFlags(0x110000), 0);
   EXPECT_EQ(byteToCodepoint(' '), 0x120u); // Ġ
   EXPECT_EQ(codepointToByte(0x120), ' ');

@@ -7,6 +7,7 @@
 //   ggml_kernel TYPE WEIGHTS N K T ITERS THREADS ROTATE_BYTES [warm]
 #include "common.h"
 #include <cmath>
+#include <strings.h>
 #include "ggml-cpu.h"
 #include "ggml.h"
 
@@ -18,12 +19,13 @@ int main(int argc, char **argv) {
                          "ROTATE_BYTES [warm]\n");
     return 2;
   }
-  std::string typeName = argv[1];
-  ggml_type type = typeName == "q4_0"   ? GGML_TYPE_Q4_0
-                   : typeName == "q8_0" ? GGML_TYPE_Q8_0
-                   : typeName == "q4_k" ? GGML_TYPE_Q4_K
-                   : typeName == "q6_k" ? GGML_TYPE_Q6_K
-                                        : GGML_TYPE_COUNT;
+  // TYPE is ggml's type name in lower case (make_case.py's keys).
+  ggml_type type = GGML_TYPE_COUNT;
+  for (int i = 0; i < GGML_TYPE_COUNT; ++i) {
+    const char *name = ggml_type_name(ggml_type(i));
+    if (name && !strcasecmp(name, argv[1]))
+      type = ggml_type(i);
+  }
   if (type == GGML_TYPE_COUNT) {
     std::fprintf(stderr, "unknown type %s\n", argv[1]);
     return 2;

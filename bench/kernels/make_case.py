@@ -2,7 +2,7 @@
 weight (the same bytes feed Kiln and ggml) and a one-op kiln module
 (kiln.linear over them, up to 512 tokens) for kiln-compile --emit=so.
 
-Usage: make_case.py TYPE N K DIR [pruned|sparse]   (TYPE: q4_0 q4_k q6_k q8_0)
+Usage: make_case.py TYPE N K DIR [pruned|sparse]   (TYPE: a key of TYPES)
 Writes DIR/weights.bin and DIR/linear.mlir.
 
 `pruned` (Q4_0, Q8_0): in every run of 4 values along K, 2 random ones get
@@ -20,10 +20,35 @@ import numpy as np
 TYPES = {
     "q4_0": (32, 18, [0], "#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf>"),
     "q8_0": (32, 34, [0], "#kiln.quant<bits = 8, group = 32, scale = f16, layout = gguf>"),
+    "q2_k": (256, 84, [80, 82], "#kiln.quant<bits = 2, group = 16, scale = f16, zero = f16, "
+             "super_group = 256, sub_scale_bits = 4, layout = gguf>"),
+    "q3_k": (256, 110, [108], "#kiln.quant<bits = 3, group = 16, scale = f16, super_group = 256, "
+             "sub_scale_bits = 6, layout = gguf>"),
     "q4_k": (256, 144, [0, 2], "#kiln.quant<bits = 4, group = 32, scale = f16, zero = f16, "
              "super_group = 256, sub_scale_bits = 6, layout = gguf>"),
+    "iq4_nl": (32, 18, [0], "#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf, codebook = iq4_nl>"),
+    "iq4_xs": (256, 136, [0], "#kiln.quant<bits = 4, group = 32, scale = f16, super_group = 256, "
+               "sub_scale_bits = 6, layout = gguf, codebook = iq4_nl>"),
     "q6_k": (256, 210, [208], "#kiln.quant<bits = 6, group = 16, scale = f16, super_group = 256, "
              "sub_scale_bits = 8, layout = gguf>"),
+    "tq2_0": (256, 66, [64], "#kiln.quant<bits = 2, group = 256, scale = f16, layout = gguf, codebook = ternary>"),
+    "tq1_0": (256, 54, [52], "#kiln.quant<bits = 2, group = 256, scale = f16, layout = gguf, "
+              "codebook = ternary_base3>"),
+    "iq2_xxs": (256, 66, [0], "#kiln.quant<bits = 2, group = 32, scale = f16, super_group = 256, "
+                "sub_scale_bits = 4, layout = gguf, codebook = iq2_xxs>"),
+    "iq3_xxs": (256, 98, [0], "#kiln.quant<bits = 3, group = 32, scale = f16, super_group = 256, "
+                "sub_scale_bits = 4, layout = gguf, codebook = iq3_xxs>"),
+    "iq2_xs": (256, 74, [0], "#kiln.quant<bits = 2, group = 16, scale = f16, super_group = 256, "
+               "sub_scale_bits = 4, layout = gguf, codebook = iq2_xs>"),
+    "iq3_s": (256, 110, [0], "#kiln.quant<bits = 3, group = 32, scale = f16, super_group = 256, "
+              "sub_scale_bits = 4, layout = gguf, codebook = iq3_s>"),
+    "iq2_s": (256, 82, [0], "#kiln.quant<bits = 2, group = 16, scale = f16, super_group = 256, "
+              "sub_scale_bits = 4, layout = gguf, codebook = iq2_s>"),
+    "iq1_s": (256, 50, [0], "#kiln.quant<bits = 2, group = 32, scale = f16, super_group = 256, "
+              "sub_scale_bits = 3, layout = gguf, codebook = iq1_s>"),
+    # No d field: its nibbles go to the scale words (main).
+    "iq1_m": (256, 56, [], "#kiln.quant<bits = 2, group = 16, scale = f16, super_group = 256, "
+              "sub_scale_bits = 3, layout = gguf, codebook = iq1_m>"),
 }
 
 
@@ -55,6 +80,13 @@ def main():
     for off in f16_fields:
         d = rng.uniform(0.002, 0.02, len(blocks)).astype("<f2")
         blocks[:, off:off + 2] = d.view(np.uint8).reshape(-1, 2)
+    if typ == "iq1_m":
+        # IQ1_M's f16 d: nibble i is the top nibble of u16 scale word i (byte 48).
+        bits = rng.uniform(0.002, 0.02, len(blocks)).astype("<f2").view("<u2")
+        words = blocks[:, 48:56].copy().view("<u2")
+        for i in range(4):
+            words[:, i] = (words[:, i] & 0x0FFF) | (((bits >> (4 * i)) & 0xF) << 12)
+        blocks[:, 48:56] = words.view(np.uint8)
     prune = sys.argv[5] if len(sys.argv) > 5 else None
     if prune:
         prune_2_4(blocks, typ, rng)

@@ -304,7 +304,7 @@ int kiln_compile_options_set(kiln_compile_options *options, const char *key,
   } else if (k == "activations") {
     auto precision = mlir::kiln::parseActivationPrecision(v);
     if (!precision)
-      return bad("int8 or f32");
+      return bad("int2..int8 or f32");
     o.activations = *precision;
   } else if (k == "ctx") {
     if (!parseInt(v, 0, o.contextLength))

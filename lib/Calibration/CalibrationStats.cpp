@@ -15,6 +15,8 @@ namespace {
 
 constexpr char kMagic[8] = {'K', 'I', 'L', 'N', 'S', 'T', 'A', 'T'};
 constexpr uint32_t kVersion = 1;
+/// Records that also carry the cross moments against a teacher.
+constexpr uint32_t kVersionWithCross = 2;
 /// Far above any model's width; keeps a corrupt count from asking for
 /// terabytes.
 constexpr uint32_t kMaxCols = 1 << 16;
@@ -81,9 +83,10 @@ bool readCalibrationStatistics(const std::string &path,
   CalibrationStatistics stats;
   if (!r.read(magic, 8) || std::memcmp(magic, kMagic, 8) != 0)
     return bad("no KILNSTAT magic");
-  if (!r.read(version) || version != kVersion)
+  if (!r.read(version) || (version != kVersion && version != kVersionWithCross))
     return bad("version " + std::to_string(version) + ", expected " +
-               std::to_string(kVersion));
+               std::to_string(kVersion) + " or " +
+               std::to_string(kVersionWithCross));
   if (!r.read(nInputs) || !r.read(stats.nTokens))
     return bad("truncated header");
   if (stats.nTokens == 0)
@@ -108,11 +111,16 @@ bool readCalibrationStatistics(const std::string &path,
       return bad(where + ": bad width");
     input.cols = cols;
     if (!r.floats(input.meanAbs, cols) ||
-        !r.floats(input.hessian, size_t(cols) * cols))
+        !r.floats(input.hessian, size_t(cols) * cols) ||
+        (version == kVersionWithCross &&
+         !r.floats(input.cross, size_t(cols) * cols)))
       return bad(where + ": truncated");
     for (float v : input.hessian)
       if (!std::isfinite(v))
         return bad(where + ": a Hessian entry is not finite");
+    for (float v : input.cross)
+      if (!std::isfinite(v))
+        return bad(where + ": a cross moment is not finite");
     stats.inputs.push_back(std::move(input));
   }
   if (!r.atEnd())
@@ -124,8 +132,11 @@ bool readCalibrationStatistics(const std::string &path,
 bool writeCalibrationStatistics(const std::string &path,
                                 const CalibrationStatistics &stats,
                                 std::string &err) {
+  bool withCross = !stats.inputs.empty();
+  for (const InputStatistics &input : stats.inputs)
+    withCross &= !input.cross.empty();
   std::string bytes(kMagic, 8);
-  append(bytes, kVersion);
+  append(bytes, withCross ? kVersionWithCross : kVersion);
   append(bytes, uint32_t(stats.inputs.size()));
   append(bytes, stats.nTokens);
   for (const InputStatistics &input : stats.inputs) {
@@ -139,6 +150,9 @@ bool writeCalibrationStatistics(const std::string &path,
                  input.meanAbs.size() * sizeof(float));
     bytes.append(reinterpret_cast<const char *>(input.hessian.data()),
                  input.hessian.size() * sizeof(float));
+    if (withCross)
+      bytes.append(reinterpret_cast<const char *>(input.cross.data()),
+                   input.cross.size() * sizeof(float));
   }
   std::string temporary = path + ".tmp";
   {
@@ -183,6 +197,27 @@ void InputAccumulator::add(const float *rows, int64_t count) {
   nRows += uint64_t(count);
 }
 
+void InputAccumulator::addWithTeacher(const float *rows,
+                                      const float *teacherRows,
+                                      int64_t count) {
+  add(rows, count);
+  crossSum.resize(size_t(cols) * cols);
+  // A band of output rows at a time, as add() does.
+  constexpr int64_t kBand = 32;
+  for (int64_t band = 0; band < cols; band += kBand) {
+    int64_t bandEnd = std::min(cols, band + kBand);
+    for (int64_t t = 0; t < count; ++t) {
+      const float *x = rows + t * cols, *y = teacherRows + t * cols;
+      for (int64_t i = band; i < bandEnd; ++i) {
+        double xi = x[i];
+        double *out = &crossSum[size_t(i) * cols];
+        for (int64_t j = 0; j < cols; ++j)
+          out[j] += xi * double(y[j]);
+      }
+    }
+  }
+}
+
 InputStatistics InputAccumulator::finish(std::vector<std::string> weights) const {
   InputStatistics s;
   s.weights = std::move(weights);
@@ -198,6 +233,9 @@ InputStatistics InputAccumulator::finish(std::vector<std::string> weights) const
       s.hessian[size_t(i) * cols + j] = v;
       s.hessian[size_t(j) * cols + i] = v;
     }
+  s.cross.resize(crossSum.size());
+  for (size_t i = 0; i < crossSum.size(); ++i)
+    s.cross[i] = float(crossSum[i] / n);
   return s;
 }
 

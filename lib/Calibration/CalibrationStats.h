@@ -11,7 +11,7 @@
 //
 // The file (".kstats"), every number little-endian:
 //   char     magic[8]     "KILNSTAT"
-//   u32      version      1
+//   u32      version      1, or 2 when the records carry `cross`
 //   u32      n_inputs
 //   u64      n_tokens     calibration tokens every input was seen on
 //   n_inputs records, in the order of the model's layers:
@@ -24,8 +24,12 @@
 //     f32    hessian[K*K] (1/N) sum_t x_t x_t^T, row-major, symmetric
 //                         (GPTQ, SparseGPT; Wanda's squared column norm of
 //                         input k is N * hessian[k*K + k])
+//     f32    cross[K*K]   version 2 only: (1/N) sum_t x_t y_t^T, row-major,
+//                         y_t the same input of the teacher on the same
+//                         tokens (kiln-distill's student-input fit)
 // where N = n_tokens and x_t is the layer's input for token t. Nothing follows
-// the last record.
+// the last record. Version 2 comes from kiln-run --collect-stats --teacher:
+// x runs the compressed student, y its uncompressed teacher.
 //
 // Plain C++17 (no MLIR or LLVM): kiln-run writes it, the compiler reads it.
 //
@@ -46,6 +50,8 @@ struct InputStatistics {
   int64_t cols = 0;
   std::vector<float> meanAbs; // [cols]
   std::vector<float> hessian; // [cols * cols]
+  /// E[x y^T] against the teacher's input y ([cols * cols]), or empty.
+  std::vector<float> cross;
 };
 
 struct CalibrationStatistics {
@@ -73,6 +79,10 @@ public:
   explicit InputAccumulator(int64_t cols);
   /// Adds `rows` rows of `cols` floats (row-major).
   void add(const float *rows, int64_t nRows);
+  /// Also sums rows x_t y_t^T, `teacherRows` the same input of the teacher
+  /// on the same tokens; then finish() fills `cross`.
+  void addWithTeacher(const float *rows, const float *teacherRows,
+                      int64_t nRows);
   /// The means over the rows added so far.
   InputStatistics finish(std::vector<std::string> weights) const;
   uint64_t getRows() const { return nRows; }
@@ -82,6 +92,7 @@ private:
   uint64_t nRows = 0;
   std::vector<double> absSum;  // [cols]
   std::vector<double> outerSum; // [cols * cols], lower triangle filled
+  std::vector<double> crossSum; // [cols * cols] once addWithTeacher ran
 };
 
 } // namespace kiln

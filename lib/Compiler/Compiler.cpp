@@ -2,7 +2,6 @@
 
 #include "Compiler/Compiler.h"
 
-#include "Calibration/CalibrationStats.h"
 #include "Compiler/ArtifactWriter.h"
 #include "Compiler/CompilerContext.h"
 #include "Compiler/CudaCodegen.h"
@@ -82,15 +81,18 @@ llvm::Expected<std::string> gatherWeightSection(ModuleOp module,
   return std::move(*section);
 }
 
-/// Runs kiln-pack-weights{target=cpu} when linear layers take int8
-/// activations.
+/// Runs kiln-pack-weights for the target's kernels: target=cuda always (the
+/// GEMV reads #kiln_gpu.split), target=cpu when linear layers take
+/// integer activations.
 llvm::Error packForKernels(ModuleOp module, const CompileOptions &options) {
-  if (options.activations != mlir::kiln::ActivationPrecision::Int8)
+  bool cuda = options.target == "cuda";
+  if (!cuda && options.activations == mlir::kiln::ActivationPrecision::F32)
     return llvm::Error::success();
   FirstError diags(*module.getContext());
   PassManager pm(module.getContext());
-  pm.addPass(
-      mlir::kiln::createKilnPackWeights({mlir::kiln::LoweringTarget::CPU}));
+  pm.addPass(mlir::kiln::createKilnPackWeights(
+      {cuda ? mlir::kiln::LoweringTarget::CUDA
+            : mlir::kiln::LoweringTarget::CPU}));
   if (failed(pm.run(module)))
     return fail(options.input + ": " + diags.take("packing weights failed"));
   return llvm::Error::success();
@@ -273,6 +275,9 @@ llvm::Error compileMLIR(MLIRContext &ctx, const CompileOptions &options) {
   if (options.prune)
     return fail("--prune needs a .gguf model; run kiln-opt --kiln-prune on "
                 "an .mlir module");
+  if (!options.distill.empty())
+    return fail("--distill needs a .gguf model; run kiln-opt --kiln-distill "
+                "on an .mlir module");
   if (rankCount(options) > 1)
     return fail("--tp and --pp need a model; run kiln-opt --kiln-shard on "
                 "an .mlir module");
@@ -283,7 +288,7 @@ llvm::Error compileMLIR(MLIRContext &ctx, const CompileOptions &options) {
   // packing.
   bool withWeights = !options.weightsOutput.empty();
   if (!withWeights &&
-      options.activations == mlir::kiln::ActivationPrecision::Int8 &&
+      options.activations != mlir::kiln::ActivationPrecision::F32 &&
       mlir::kiln::kilnPackWeightsRepacks(*module,
                                          mlir::kiln::LoweringTarget::CPU))
     return fail(options.input + ": its weights are repacked for the int8 "
@@ -411,31 +416,33 @@ llvm::Error compileImported(llvm::Expected<ImportedModel> model,
         file.getKey(),
         llvm::ArrayRef<char>(reinterpret_cast<const char *>(file.second.data()),
                              file.second.size()));
+  if (!options.distill.empty() && !options.prune)
+    return fail("--distill refits pruned weights: give --prune too");
   if (options.prune) {
     report(options, "pruning", 0.05);
     FirstError diags(ctx);
+    // The teacher kiln-distill fits to: the weights before pruning (the
+    // clone shares their bytes).
+    OwningOpRef<ModuleOp> teacher;
+    if (!options.distill.empty())
+      teacher = module.clone();
     if (failed(mlir::kiln::pruneWeights(module, *options.prune)))
       return fail(options.input + ": " + diags.take("pruning failed"));
+    if (teacher) {
+      // Its rows' least-squares solves run on the context's threads (a
+      // model's worth takes minutes on one), the rest of the compile on one.
+      ctx.enableMultithreading(true);
+      LogicalResult distilled =
+          mlir::kiln::distillWeights(module, *teacher, options.distill);
+      ctx.enableMultithreading(false);
+      if (failed(distilled))
+        return fail(options.input + ": " + diags.take("distilling failed"));
+    }
   }
   if (options.quantize) {
     report(options, "quantizing", 0.07);
-    QuantizeOptions quantize = *options.quantize;
-    CalibrationStatistics statistics;
-    if (!quantize.statisticsPath.empty()) {
-      std::string err;
-      if (!readCalibrationStatistics(quantize.statisticsPath, statistics, err))
-        return fail(err);
-      quantize.statistics = [&](llvm::StringRef name)
-          -> std::optional<InputStatisticsView> {
-        const InputStatistics *input = statistics.findWeight(name.str());
-        if (!input)
-          return std::nullopt;
-        return InputStatisticsView{input->cols, input->meanAbs.data(),
-                                   input->hessian.data()};
-      };
-    }
     FirstError diags(ctx);
-    if (failed(mlir::kiln::quantizeWeights(module, quantize)))
+    if (failed(mlir::kiln::quantizeWeights(module, *options.quantize)))
       return fail(options.input + ": " + diags.take("quantizing failed"));
   }
   if (rankCount(options) > 1 && options.emit == EmitKind::GGUF)
@@ -469,10 +476,8 @@ llvm::Error compileImported(llvm::Expected<ImportedModel> model,
   // Weights: the bytes of every tensor the graph uses (and the blobs passes
   // wrote), one section.
   report(options, "packing weights", 0.1);
-  // The GPU kernels read weights in their gguf layout.
-  if (options.target != "cuda")
-    if (auto e = packForKernels(module, options))
-      return e;
+  if (auto e = packForKernels(module, options))
+    return e;
   llvm::Expected<std::string> weights =
       gatherWeightSection(module, options.input);
   if (!weights)
@@ -495,6 +500,7 @@ llvm::Error compileImported(llvm::Expected<ImportedModel> model,
   IntegerAttr scratch;
   std::vector<std::string> steps = stepFunctionNames(options);
   std::vector<IntegerAttr> stepScratch(steps.size());
+  IntegerAttr batchScratch; // forward_batch's, with --batched-step
   std::optional<llvm::json::Object> cuda;
   // CUDA: one host step (it only launches kernels) for the baseline CPU
   // variant, and the kernels' images.
@@ -544,7 +550,7 @@ llvm::Error compileImported(llvm::Expected<ImportedModel> model,
   }
   // Each CPU variant gets kernels for its own instruction set: lowered here
   // (the diagnostics of one pass manager at a time), then compiled by LLVM
-  // on a thread each (independent modules and LLVM contexts).
+  // on a thread each (below).
   SmallVector<OwningOpRef<ModuleOp>> variants;
   for (auto [i, target] : llvm::enumerate(targets)) {
     report(options, "lowering " + target.name,
@@ -564,14 +570,36 @@ llvm::Error compileImported(llvm::Expected<ImportedModel> model,
       stepBytes = bytes;
     }
     scratch = stepScratch.front();
+    if (options.batchedStep) {
+      auto batch = variant->lookupSymbol<LLVM::LLVMFuncOp>("forward_batch");
+      auto bytes =
+          batch ? batch->getAttrOfType<IntegerAttr>(
+                      mlir::kiln::KilnDialect::ScratchBytesAttrHelper::getNameStr())
+                : IntegerAttr();
+      if (!bytes || (batchScratch && bytes != batchScratch))
+        return fail(options.input + ": the lowered module has no "
+                                    "forward_batch step with one scratch size "
+                                    "(a compiler bug)");
+      batchScratch = bytes;
+    }
     variants.push_back(std::move(variant));
   }
   report(options, "code generation", 0.5);
+  // Translation uses the (single-threaded) MLIR context: one variant after
+  // the other; LLVM's O3, code generation and link on a thread each.
   SmallVector<std::future<llvm::Expected<std::string>>> objects;
-  for (size_t i = 0; i < variants.size(); ++i)
-    objects.push_back(std::async(std::launch::async, [&, i] {
-      return emitSharedObject(*variants[i], targets[i]);
-    }));
+  for (size_t i = 0; i < variants.size(); ++i) {
+    llvm::Expected<HostModule> host = translateForHost(*variants[i], targets[i]);
+    if (!host) {
+      for (auto &started : objects)
+        llvm::consumeError(started.get().takeError());
+      return host.takeError();
+    }
+    objects.push_back(std::async(std::launch::async,
+                                 [host = std::move(*host)]() mutable {
+                                   return compileSharedObject(std::move(host));
+                                 }));
+  }
   for (auto [i, target] : llvm::enumerate(targets)) {
     llvm::Expected<std::string> so = objects[i].get();
     if (!so) {
@@ -622,6 +650,10 @@ llvm::Error compileImported(llvm::Expected<ImportedModel> model,
   };
   if (cuda)
     manifest["cuda"] = std::move(*cuda);
+  if (batchScratch)
+    manifest["batch_entry"] =
+        llvm::json::Object{{"symbol", "_mlir_ciface_forward_batch"},
+                           {"scratch_bytes", batchScratch.getInt()}};
   if (taps)
     manifest["taps"] = std::move(*taps);
   if (steps.size() > 1) {
@@ -663,6 +695,7 @@ ImportOptions importOptionsOf(const CompileOptions &options) {
   ImportOptions importOptions;
   importOptions.contextLength = options.contextLength;
   importOptions.maxTokens = options.maxTokens;
+  importOptions.batchedStep = options.batchedStep;
   return importOptions;
 }
 
@@ -731,7 +764,7 @@ llvm::Error parseMLIRPipelineOptions(llvm::StringRef pipeline,
       auto precision = mlir::kiln::parseActivationPrecision(value);
       if (!precision)
         return fail("pipeline option " + word +
-                    " is invalid (activations=int8|f32)");
+                    " is invalid (activations=int2..int8|f32)");
       options.activations = *precision;
     } else if (key == "max-tokens") {
       if (value.getAsInteger(10, options.mlirMaxTokens) ||
@@ -797,6 +830,11 @@ llvm::Error compile(const CompileOptions &options) {
                      ? std::string(" (no path given)")
                      : " at '" + options.executableStub + "'") +
                 ": build or install it next to kiln-compile");
+  if (options.batchedStep &&
+      (options.target != "cpu" || rankCount(options) != 1 ||
+       !llvm::StringRef(options.input).ends_with(".gguf")))
+    return fail("--batched-step needs a .gguf decoder on --target=cpu "
+                "without --tp/--pp");
   MLIRContext ctx(MLIRContext::Threading::DISABLED);
   registerCompilerDialects(ctx);
   if (llvm::StringRef(options.input).ends_with(".mlir"))

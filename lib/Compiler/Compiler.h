@@ -66,9 +66,15 @@ struct CompileOptions {
   /// For .gguf inputs: prune the float weights of the linear layers
   /// (kiln-prune) before quantizing them.
   std::optional<PruneOptions> prune;
+  /// With `prune`: the statistics file (.kstats) kiln-distill refits the
+  /// kept weights with, the model before pruning the teacher.
+  std::string distill;
   /// For model inputs: tensor- and pipeline-parallel ranks (kiln-shard);
   /// the artifact then holds a step function per rank.
   int64_t tensorParallel = 1, pipelineParallel = 1;
+  /// For decoder inputs on the CPU: the artifact also holds `forward_batch`,
+  /// one step over tokens of several sequences (manifest "batch_entry").
+  bool batchedStep = false;
   /// Called with (stage name, fraction done in [0, 1]).
   std::function<void(const std::string &, double)> progress;
 };

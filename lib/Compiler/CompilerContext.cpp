@@ -24,6 +24,7 @@ void registerCompilerDialects(MLIRContext &ctx) {
   registerAllExtensions(registry);
   registry.insert<mlir::kiln::KilnDialect>();
   mlir::kiln::registerKilnCPUTarget(registry);
+  mlir::kiln::registerKilnCUDATarget(registry);
   registerBuiltinDialectTranslation(registry);
   registerLLVMDialectTranslation(registry);
   // The CUDA route serializes kernels (gpu, nvvm ops) to PTX.

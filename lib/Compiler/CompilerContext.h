@@ -22,7 +22,8 @@ class MLIRContext;
 namespace kiln {
 
 /// Registers the upstream dialects and extensions, the kiln dialect, the CPU
-/// target's (registerKilnCPUTarget) and the builtin and LLVM dialect
+/// and CUDA targets' (registerKilnCPUTarget, registerKilnCUDATarget) and the
+/// builtin and LLVM dialect
 /// translations in `ctx`, and loads them all.
 void registerCompilerDialects(mlir::MLIRContext &ctx);
 

@@ -112,10 +112,11 @@ llvm::Error checkTranslatable(mlir::ModuleOp module) {
   return llvm::Error::success();
 }
 
-/// Translates `module` to LLVM IR for `machine` and runs the O3 pipeline.
+/// Translates `module` to LLVM IR for `machine`: the part of host code
+/// generation that touches the MLIR context.
 llvm::Expected<std::unique_ptr<llvm::Module>>
-translateAndOptimize(mlir::ModuleOp module, llvm::LLVMContext &llvmContext,
-                     llvm::TargetMachine &machine) {
+translate(mlir::ModuleOp module, llvm::LLVMContext &llvmContext,
+          llvm::TargetMachine &machine) {
   if (!module)
     return makeError("host codegen got a null module");
   registerTranslations(module->getContext());
@@ -160,7 +161,11 @@ translateAndOptimize(mlir::ModuleOp module, llvm::LLVMContext &llvmContext,
   llvm::raw_string_ostream verifyOs(verifyMessage);
   if (llvm::verifyModule(*llvmModule, &verifyOs))
     return makeError("translated LLVM IR is invalid:\n" + verifyMessage);
+  return llvmModule;
+}
 
+/// Runs the O3 pipeline tuned for `machine` (no MLIR involved).
+void optimize(llvm::Module &llvmModule, llvm::TargetMachine &machine) {
   llvm::LoopAnalysisManager lam;
   llvm::FunctionAnalysisManager fam;
   llvm::CGSCCAnalysisManager cgam;
@@ -178,35 +183,25 @@ translateAndOptimize(mlir::ModuleOp module, llvm::LLVMContext &llvmContext,
   builder.crossRegisterProxies(lam, fam, cgam, mam);
   llvm::ModulePassManager pipeline =
       builder.buildPerModuleDefaultPipeline(llvm::OptimizationLevel::O3);
-  pipeline.run(*llvmModule, mam);
-  return llvmModule;
+  pipeline.run(llvmModule, mam);
 }
 
-/// Translates `module` to LLVM IR optimized for `target` and returns what
-/// `emit` makes of it: the one path behind every emit kind.
+/// Optimizes `host` and returns what `emit` makes of it: the one path behind
+/// every emit kind.
 llvm::Expected<std::string> emitOptimized(
-    mlir::ModuleOp module, const CpuTarget &target,
+    HostModule host,
     llvm::function_ref<llvm::Expected<std::string>(llvm::Module &,
                                                    llvm::TargetMachine &)>
         emit) {
-  llvm::Expected<std::unique_ptr<llvm::TargetMachine>> machine =
-      createTargetMachine(target);
-  if (!machine)
-    return machine.takeError();
-  llvm::LLVMContext llvmContext;
-  llvm::Expected<std::unique_ptr<llvm::Module>> llvmModule =
-      translateAndOptimize(module, llvmContext, **machine);
-  if (!llvmModule)
-    return llvmModule.takeError();
-  return emit(**llvmModule, **machine);
+  optimize(*host.module, *host.machine);
+  return emit(*host.module, *host.machine);
 }
 
 /// Runs the backend on `module` and returns an object file or assembly text.
-llvm::Expected<std::string> emitCode(mlir::ModuleOp module,
-                                     const CpuTarget &target,
+llvm::Expected<std::string> emitCode(HostModule host,
                                      llvm::CodeGenFileType fileType) {
   return emitOptimized(
-      module, target,
+      std::move(host),
       [&](llvm::Module &llvmModule,
           llvm::TargetMachine &machine) -> llvm::Expected<std::string> {
         llvm::SmallString<0> buffer;
@@ -367,19 +362,49 @@ const CpuTarget *kiln::lookupCpuTarget(llvm::StringRef name) {
   return nullptr;
 }
 
-llvm::Expected<std::string>
-kiln::emitSharedObject(mlir::ModuleOp llvmDialectModule,
+llvm::Expected<HostModule>
+kiln::translateForHost(mlir::ModuleOp llvmDialectModule,
                        const CpuTarget &target) {
-  llvm::Expected<std::string> object = emitCode(
-      llvmDialectModule, target, llvm::CodeGenFileType::ObjectFile);
+  HostModule host;
+  host.target = target;
+  llvm::Expected<std::unique_ptr<llvm::TargetMachine>> machine =
+      createTargetMachine(target);
+  if (!machine)
+    return machine.takeError();
+  host.machine = std::move(*machine);
+  host.context = std::make_unique<llvm::LLVMContext>();
+  llvm::Expected<std::unique_ptr<llvm::Module>> module =
+      translate(llvmDialectModule, *host.context, *host.machine);
+  if (!module)
+    return module.takeError();
+  host.module = std::move(*module);
+  return host;
+}
+
+llvm::Expected<std::string> kiln::compileSharedObject(HostModule host) {
+  CpuTarget target = host.target;
+  llvm::Expected<std::string> object =
+      emitCode(std::move(host), llvm::CodeGenFileType::ObjectFile);
   if (!object)
     return object.takeError();
   return linkSharedObject(*object, target);
 }
 
+llvm::Expected<std::string>
+kiln::emitSharedObject(mlir::ModuleOp llvmDialectModule,
+                       const CpuTarget &target) {
+  llvm::Expected<HostModule> host = translateForHost(llvmDialectModule, target);
+  if (!host)
+    return host.takeError();
+  return compileSharedObject(std::move(*host));
+}
+
 llvm::Expected<std::string> kiln::emitLLVMIR(mlir::ModuleOp llvmDialectModule,
                                              const CpuTarget &target) {
-  return emitOptimized(llvmDialectModule, target,
+  llvm::Expected<HostModule> host = translateForHost(llvmDialectModule, target);
+  if (!host)
+    return host.takeError();
+  return emitOptimized(std::move(*host),
                        [](llvm::Module &llvmModule, llvm::TargetMachine &)
                            -> llvm::Expected<std::string> {
                          std::string text;
@@ -391,6 +416,8 @@ llvm::Expected<std::string> kiln::emitLLVMIR(mlir::ModuleOp llvmDialectModule,
 
 llvm::Expected<std::string>
 kiln::emitAssembly(mlir::ModuleOp llvmDialectModule, const CpuTarget &target) {
-  return emitCode(llvmDialectModule, target,
-                  llvm::CodeGenFileType::AssemblyFile);
+  llvm::Expected<HostModule> host = translateForHost(llvmDialectModule, target);
+  if (!host)
+    return host.takeError();
+  return emitCode(std::move(*host), llvm::CodeGenFileType::AssemblyFile);
 }

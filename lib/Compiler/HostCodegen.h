@@ -23,7 +23,12 @@
 #include "mlir/IR/BuiltinOps.h"
 #include "llvm/ADT/ArrayRef.h"
 #include "llvm/ADT/StringRef.h"
+#include "llvm/IR/LLVMContext.h"
+#include "llvm/IR/Module.h"
 #include "llvm/Support/Error.h"
+#include "llvm/Target/TargetMachine.h"
+
+#include <memory>
 
 #include <string>
 #include <vector>
@@ -51,11 +56,30 @@ llvm::ArrayRef<CpuTarget> getCpuTargets();
 /// The variant called `name`, or nullptr if there is none.
 const CpuTarget *lookupCpuTarget(llvm::StringRef name);
 
-/// Translates `llvmDialectModule` to LLVM IR, runs O3 for `target`, emits an
-/// object and links it with lld (in-process) into an ELF shared object for
-/// x86_64-unknown-linux-gnu. Returns the bytes of the shared object. Fails with
-/// a message if the module holds ops outside the LLVM dialect, or if code
-/// generation or linking fails. Thread-safe; may be called repeatedly.
+/// A variant's module translated to LLVM IR, in an LLVM context of its own.
+/// What is left of code generation touches no MLIR, so the variants of one
+/// module compile on threads of their own (their MLIR modules share a context
+/// that may be single-threaded: translation itself is not thread-safe).
+struct HostModule {
+  CpuTarget target;
+  std::unique_ptr<llvm::TargetMachine> machine;
+  std::unique_ptr<llvm::LLVMContext> context;
+  /// Declared after its context, so that it is destroyed first.
+  std::unique_ptr<llvm::Module> module;
+};
+
+/// Translates `llvmDialectModule` to LLVM IR for `target`. Fails with a
+/// message if the module holds ops outside the LLVM dialect. Uses the module's
+/// MLIRContext: one call at a time per context.
+llvm::Expected<HostModule> translateForHost(mlir::ModuleOp llvmDialectModule,
+                                            const CpuTarget &target);
+
+/// Runs O3 for the module's target, emits an object and links it with lld
+/// (in-process) into an ELF shared object for x86_64-unknown-linux-gnu.
+/// Returns the bytes of the shared object. Thread-safe: touches no MLIR.
+llvm::Expected<std::string> compileSharedObject(HostModule host);
+
+/// translateForHost, then compileSharedObject.
 llvm::Expected<std::string> emitSharedObject(mlir::ModuleOp llvmDialectModule,
                                              const CpuTarget &target);
 

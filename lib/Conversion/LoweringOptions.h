@@ -11,14 +11,29 @@
 
 #include "llvm/ADT/StringRef.h"
 
+#include <cstdint>
 #include <optional>
 
 namespace mlir::kiln {
 
 /// How a linear layer over integer-coded weights takes its activations:
-/// quantized to int8 per 32 values (ggml's q8_1) and multiplied with integer
-/// dot products, or exact f32.
-enum class ActivationPrecision { Int8, F32 };
+/// quantized per 32 values to b-bit codes (int8 is ggml's q8_1) and
+/// multiplied with integer dot products, or exact f32. The value is the
+/// width (activationBits).
+enum class ActivationPrecision {
+  F32 = 0,
+  Int2 = 2,
+  Int3,
+  Int4,
+  Int5,
+  Int6,
+  Int7,
+  Int8
+};
+/// The code width of quantized activations, 0 for f32.
+inline int64_t activationBits(ActivationPrecision value) {
+  return static_cast<int64_t>(value);
+}
 /// The instruction set CPU kernels may use.
 enum class KernelISA { Generic, X86_64_V3, X86_64_V4 };
 
@@ -28,7 +43,10 @@ template <typename Enum> struct Spelling {
   const char *name;
 };
 inline constexpr Spelling<ActivationPrecision> kActivationPrecisions[] = {
-    {ActivationPrecision::Int8, "int8"}, {ActivationPrecision::F32, "f32"}};
+    {ActivationPrecision::Int8, "int8"}, {ActivationPrecision::F32, "f32"},
+    {ActivationPrecision::Int2, "int2"}, {ActivationPrecision::Int3, "int3"},
+    {ActivationPrecision::Int4, "int4"}, {ActivationPrecision::Int5, "int5"},
+    {ActivationPrecision::Int6, "int6"}, {ActivationPrecision::Int7, "int7"}};
 inline constexpr Spelling<KernelISA> kKernelISAs[] = {
     {KernelISA::Generic, "generic"},
     {KernelISA::X86_64_V3, "x86-64-v3"},

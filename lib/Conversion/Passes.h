@@ -9,6 +9,7 @@
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
@@ -50,6 +51,10 @@ void registerKilnPipelines();
 /// for the CPU calls it (kiln-opt, and registerCompilerDialects for
 /// kiln-compile, the C API and Python).
 void registerKilnCPUTarget(DialectRegistry &registry);
+
+/// The CUDA target's counterpart: its dialect (kiln_gpu) and its weight
+/// packer for kiln-pack-weights{target=cuda}.
+void registerKilnCUDATarget(DialectRegistry &registry);
 
 /// The options of the CUDA lowering.
 struct KilnToCUDAOptions {

@@ -80,6 +80,8 @@ public:
   /// The buffer op's result is computed into: its out-parameter if returned,
   /// else a view of its scratch slot.
   Value resultBuffer(Value result, Value rowSource, ImplicitLocOpBuilder &b);
+  /// The token bound of the step (kiln.max_tokens; 0 if it has none).
+  int64_t getMaxTokens() const { return maxTokens; }
   /// The lowered value (memref, index) of an original one.
   Value mapped(Value v) { return mapping.lookup(v); }
   /// Records that `result` now lives in `buffer`.
@@ -132,6 +134,9 @@ public:
   virtual TypeID getOpTypeID() const = 0;
   virtual LogicalResult lowerOp(Operation *op, Step &step,
                                 ImplicitLocOpBuilder &b) const = 0;
+  /// Bytes of scratch `op`'s kernels need while it runs (its workspace),
+  /// besides its result.
+  virtual int64_t workspaceBytesOf(Operation *op) const { return 0; }
 };
 
 template <typename OpTy, typename Step>
@@ -143,6 +148,10 @@ public:
   LogicalResult lowerOp(Operation *op, Step &step,
                         ImplicitLocOpBuilder &b) const final {
     return lower(cast<OpTy>(op), step, b);
+  }
+  virtual int64_t workspaceBytes(OpTy op) const { return 0; }
+  int64_t workspaceBytesOf(Operation *op) const final {
+    return workspaceBytes(cast<OpTy>(op));
   }
 };
 

@@ -26,6 +26,9 @@ struct ImportOptions {
   int64_t contextLength = 0;
   /// Most tokens one call of the step function may process (prompt chunk).
   int64_t maxTokens = 256;
+  /// A decoder also gets `forward_batch`, one step over the tokens of
+  /// several sequences (kiln-server's batched decode).
+  bool batchedStep = false;
 };
 
 /// The hyperparameters the runtime's manifest carries.

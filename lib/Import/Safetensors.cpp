@@ -481,9 +481,11 @@ Expected<LlamaConfig> parseLlamaConfig(StringRef text, StringRef path) {
   if (!modelType)
     return fail("model_type", "is missing or not a string");
   config.modelType = modelType->str();
-  if (*modelType != "llama" && *modelType != "mistral" && *modelType != "qwen2")
-    return fail("model_type", quote(*modelType) +
-                                  " is not supported (llama, mistral, qwen2)");
+  if (*modelType != "llama" && *modelType != "mistral" &&
+      *modelType != "qwen2" && *modelType != "qwen3")
+    return fail("model_type",
+                quote(*modelType) +
+                    " is not supported (llama, mistral, qwen2, qwen3)");
 
   auto readInt = [&](StringRef key, int64_t &out, int64_t limit,
                      bool required) -> Error {
@@ -903,6 +905,11 @@ Expected<Checkpoint> openCheckpoint(StringRef path) {
     needed.push_back({p + "mlp.gate_proj.weight", {ff, d}});
     needed.push_back({p + "mlp.up_proj.weight", {ff, d}});
     needed.push_back({p + "mlp.down_proj.weight", {d, ff}});
+    if (c.modelType == "qwen3") {
+      uint64_t hd = c.headDim;
+      needed.push_back({p + "self_attn.q_norm.weight", {hd}});
+      needed.push_back({p + "self_attn.k_norm.weight", {hd}});
+    }
   }
   for (auto &[name, shape] : needed)
     if (Error e = check(name, shape))

@@ -3,8 +3,11 @@
 #include "Runtime/CudaDevice.h"
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <thread>
 
 using namespace kiln::rt;
 
@@ -231,6 +234,13 @@ CudaDevice::~CudaDevice() {
     driver->cuDevicePrimaryCtxRelease(device);
 }
 
+void CudaDevice::attachCommunicator(
+    decltype(KilnRtContext::communicate) communicate, void *communicator) {
+  launchContext.rt.communicate = communicate;
+  launchContext.rt.communicator = communicator;
+  useGraphs = false;
+}
+
 bool CudaDevice::usable(std::string &err) {
   if (!brokenBy.empty()) {
     err = "the CUDA device is unusable after an earlier error (" + brokenBy +
@@ -321,6 +331,28 @@ bool CudaDevice::finishStep(std::string &err) {
     return false;
   }
   return launchesSucceeded(err);
+}
+
+bool CudaDevice::waitForStream(double seconds, std::string &err) {
+  using Clock = std::chrono::steady_clock;
+  if (!usable(err))
+    return false;
+  auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                     std::chrono::duration<double>(seconds));
+  while (driver->cuStreamQuery(stream) == CUDA_ERROR_NOT_READY) {
+    if (Clock::now() > deadline) {
+      char limit[32];
+      std::snprintf(limit, sizeof limit, "%g", seconds);
+      brokenBy = std::string("the step's exchanges with other GPU ranks did "
+                             "not finish within ") +
+                 limit + " s";
+      err = brokenBy +
+            ": another rank died or hangs (KILN_COLLECTIVE_TIMEOUT)";
+      return false;
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(50));
+  }
+  return true;
 }
 
 int32_t CudaDevice::launch(KilnRtContext *rt, int32_t kernel,

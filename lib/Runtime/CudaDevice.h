@@ -88,9 +88,21 @@ public:
   bool launchesSucceeded(std::string &err);
   /// Waits for the stream; any error there makes the device unusable.
   bool finishStep(std::string &err);
+  /// Waits for the stream at most `seconds` (NCCL exchanges wait for other
+  /// ranks without a deadline of their own). False with `err` after a
+  /// timeout, which leaves the device unusable; other errors are left to
+  /// finishStep.
+  bool waitForStream(double seconds, std::string &err);
 
   /// Handed to the step function; its `launch` launches on this device.
   KilnRtContext *getContext() { return &launchContext.rt; }
+  /// The stream every launch and copy of the model is ordered on.
+  CUstream getStream() const { return stream; }
+  /// Gives the step function `communicate` (a distributed model's GPU
+  /// ranks). The exchanges go straight onto the stream, so decode steps stop
+  /// running as graphs, which would reorder them after the recorded kernels.
+  void attachCommunicator(decltype(KilnRtContext::communicate) communicate,
+                          void *communicator);
 
   /// False under $KILN_CUDA_GRAPHS=0 or $KILN_CUDA_SYNC_LAUNCHES=1.
   bool graphsEnabled() const { return useGraphs; }

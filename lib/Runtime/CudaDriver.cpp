@@ -2,8 +2,7 @@
 
 #include "Runtime/CudaDriver.h"
 
-#include <cstdlib>
-#include <dlfcn.h>
+#include "Runtime/SystemLibrary.h"
 
 using namespace kiln::rt;
 
@@ -11,26 +10,22 @@ using namespace kiln::rt;
 #define KILN_CUDA_SYMBOL(name) KILN_CUDA_STRINGIFY_EXPANDED(name)
 
 std::unique_ptr<CudaDriver> CudaDriver::load(std::string &err) {
-  const char *override = std::getenv("KILN_LIBCUDA");
-  const char *path = override && *override ? override : "libcuda.so.1";
+  SystemLibrary lib;
   std::unique_ptr<CudaDriver> d(new CudaDriver());
-  d->library = ::dlopen(path, RTLD_NOW | RTLD_LOCAL);
-  if (!d->library) {
-    const char *why = ::dlerror();
-    err = std::string("the NVIDIA driver (libcuda.so.1) is not installed (") +
-          (why ? why : path) + ")";
+  if (!lib.open("KILN_LIBCUDA", "libcuda.so.1", RTLD_NOW | RTLD_LOCAL)) {
+    err = "the NVIDIA driver (libcuda.so.1) is not installed (" + lib.whyNot +
+          ")";
     return nullptr;
   }
-#define KILN_CUDA_RESOLVE(name)                                                \
-  d->name = reinterpret_cast<decltype(d->name)>(                               \
-      ::dlsym(d->library, KILN_CUDA_SYMBOL(name)));                            \
-  if (!d->name) {                                                              \
-    err = std::string("the NVIDIA driver ") + path + " has no " +              \
-          KILN_CUDA_SYMBOL(name) + ": it is older than CUDA 12.4";             \
-    return nullptr;                                                            \
-  }
+  d->library = lib.handle;
+#define KILN_CUDA_RESOLVE(name) lib.resolve(d->name, KILN_CUDA_SYMBOL(name));
   KILN_CUDA_DRIVER_FUNCTIONS(KILN_CUDA_RESOLVE)
 #undef KILN_CUDA_RESOLVE
+  if (!lib.firstMissing.empty()) {
+    err = "the NVIDIA driver " + lib.path + " has no " + lib.firstMissing +
+          ": it is older than CUDA 12.4";
+    return nullptr;
+  }
 
   if (CUresult r = d->cuInit(0)) {
     err = r == CUDA_ERROR_NO_DEVICE

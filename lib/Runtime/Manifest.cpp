@@ -262,6 +262,20 @@ static bool parseDistribution(const json &root, Manifest &m, Reader &r) {
   return true;
 }
 
+/// "batch_entry": the step over tokens of several sequences.
+static bool parseBatchEntry(const json &root, Manifest &m, Reader &r) {
+  if (!root.contains("batch_entry"))
+    return true;
+  const json *e = r.object(root, "batch_entry", "batch_entry");
+  if (!e || !r.string(*e, "symbol", "batch_entry.symbol", m.batchEntry.symbol) ||
+      !r.integer(*e, "scratch_bytes", "batch_entry.scratch_bytes", 0,
+                 int64_t(1) << 46, m.batchEntry.scratchBytes))
+    return false;
+  if (m.targetsCuda || m.model.encoder || !m.distribution.ranks.empty())
+    return r.fail("batch_entry", "is for CPU decoders of one rank only");
+  return true;
+}
+
 static bool parseManifestJSON(const json &root, Manifest &m, std::string &err) {
   Reader r(err);
   if (!root.is_object())
@@ -348,7 +362,8 @@ static bool parseManifestJSON(const json &root, Manifest &m, std::string &err) {
       !r.string(*tok, "section", "tokenizer.section", m.tokenizerSection))
     return false;
 
-  if (!parseTargets(root, m, r) || !parseDistribution(root, m, r))
+  if (!parseTargets(root, m, r) || !parseDistribution(root, m, r) ||
+      !parseBatchEntry(root, m, r))
     return false;
   if (!parseTaps(root, m, r))
     return false;

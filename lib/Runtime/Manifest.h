@@ -17,7 +17,11 @@
 //            "symbol":s},                         (optional: entry.symbol)
 //    "taps":[{"weights":[s,...],"offset":i,"cols":i},...],   (optional)
 //    "distribution":{"tp":i,"pp":i,               (optional: one rank)
-//                    "ranks":[{"symbol":s,"scratch_bytes":i},...]}}
+//                    "ranks":[{"symbol":s,"scratch_bytes":i},...]},
+//    "batch_entry":{"symbol":s,"scratch_bytes":i}} (optional)
+//
+// "batch_entry" (kiln-compile --batched-step): a step over tokens of several
+// sequences, KilnForwardBatchFn of HostABI.h, for a CPU decoder.
 //
 // "taps" (kiln-compile --calibration-taps): after a step of n tokens, the f32
 // input of the linear layers whose weights are named lies in scratch at
@@ -98,6 +102,8 @@ struct Manifest {
     int64_t tp = 1, pp = 1;
     std::vector<RankEntry> ranks; // tp * pp entries, or none
   } distribution;
+  /// The step over several sequences; an empty symbol when there is none.
+  RankEntry batchEntry;
 };
 
 /// Parses and validates `json`. On failure returns false with a one-line

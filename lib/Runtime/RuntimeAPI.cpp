@@ -38,6 +38,16 @@ struct kiln_session {
   std::unique_ptr<Session> session;
 };
 
+struct kiln_session_batch {
+  std::unique_ptr<SessionBatch> batch;
+  // Handles of the batch's sessions; they do not own them.
+  std::vector<kiln_session> sessions;
+  ~kiln_session_batch() {
+    for (kiln_session &s : sessions)
+      (void)s.session.release();
+  }
+};
+
 /// Error strings handed out by the API: one per thread, so a message stays
 /// valid until the next failing call on the same thread.
 static thread_local std::string lastError;
@@ -109,7 +119,7 @@ int kiln_model_distribute(kiln_model *model, int32_t tp, int32_t pp,
                          " (kiln-compile --tp/--pp), not tp=" +
                          std::to_string(tp) + " pp=" + std::to_string(pp));
   std::string why;
-  std::unique_ptr<Communicator> comm = Communicator::open(tp * pp, dp, why);
+  std::unique_ptr<Communicator> comm = Communicator::open(tp, pp, dp, why);
   if (!comm || !model->model->distribute(*comm, why))
     return fail(err, why);
   model->comm = std::move(comm);
@@ -251,6 +261,50 @@ int kiln_eval(kiln_session *session, const int32_t *tokens, size_t n,
   Session &s = *session->session;
   if (!s.forward(tokens, n, s.getNPast(), n_logit_rows, why))
     return fail(err, why);
+  return KILN_OK;
+}
+
+int kiln_session_batch_create(kiln_model *model, int32_t n_sequences,
+                              int32_t n_ctx, kiln_session_batch **batch,
+                              const char **err) {
+  if (!model || !batch)
+    return fail(err, "kiln_session_batch_create: model and batch must not be "
+                     "NULL");
+  *batch = nullptr;
+  std::string why;
+  std::unique_ptr<SessionBatch> b =
+      SessionBatch::create(*model->model, n_sequences, n_ctx, why);
+  if (!b)
+    return fail(err, why);
+  auto handle = std::make_unique<kiln_session_batch>();
+  for (int32_t i = 0; i < b->size(); ++i)
+    handle->sessions.push_back(
+        kiln_session{model, std::unique_ptr<Session>(&b->getSession(i))});
+  handle->batch = std::move(b);
+  *batch = handle.release();
+  return KILN_OK;
+}
+
+void kiln_session_batch_free(kiln_session_batch *batch) { delete batch; }
+
+kiln_session *kiln_session_batch_session(kiln_session_batch *batch,
+                                         int32_t i) {
+  if (!batch || i < 0 || i >= int32_t(batch->sessions.size()))
+    return nullptr;
+  return &batch->sessions[i];
+}
+
+int kiln_eval_batch(kiln_session_batch *batch, const int32_t *sessions,
+                    const int32_t *tokens, size_t n, const float **logits,
+                    const char **err) {
+  if (!batch || !logits || (n && (!sessions || !tokens)))
+    return fail(err, "kiln_eval_batch: batch, sessions, tokens and logits "
+                     "must not be NULL");
+  std::string why;
+  const float *out = batch->batch->forward(sessions, tokens, n, why);
+  if (!out)
+    return fail(err, why);
+  *logits = out;
   return KILN_OK;
 }
 

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstring>
 #include <sys/mman.h>
+#include <unistd.h>
 
 using namespace kiln::rt;
 
@@ -127,6 +128,16 @@ std::unique_ptr<Model> Model::load(const std::string &path, int threads,
     return nullptr;
   }
 
+  if (!man.batchEntry.symbol.empty() && !m->gpu) {
+    m->forwardBatch = reinterpret_cast<KilnForwardBatchFn>(
+        m->hostCode->lookup(man.batchEntry.symbol));
+    if (!m->forwardBatch) {
+      err = path + ": host code '" + m->hostVariant +
+            "' has no batch_entry symbol '" + man.batchEntry.symbol + "'";
+      return nullptr;
+    }
+  }
+
   m->tokenizer =
       Tokenizer::fromJSON(m->artifact->find(man.tokenizerSection)->text(), why);
   if (!m->tokenizer) {
@@ -174,9 +185,19 @@ bool Model::distribute(Communicator &comm, std::string &err) {
           std::to_string(comm.getGroupSize());
     return false;
   }
-  if (!pool) {
-    err = path + ": distributed runs are CPU-only for now";
-    return false;
+  if (gpu) {
+    // A replica's GPU ranks talk through NCCL on the device's stream.
+    if (!ranks.empty()) {
+      err = path + ": a model split over GPU ranks (tp/pp) cannot run yet: "
+                   "cuda artifacts run as whole-model replicas (--dp)";
+      return false;
+    }
+    nccl = NcclCommunicator::open(&comm, /*tp=*/1, gpu->getStream(), err);
+    if (!nccl)
+      return false;
+    gpu->attachCommunicator(&NcclCommunicator::communicate, nccl.get());
+    communicator = &comm;
+    return true;
   }
   if (!ranks.empty()) {
     const Manifest::RankEntry &mine = ranks[comm.getRank()];
@@ -216,15 +237,33 @@ bool Buffer::allocate(uint64_t size, const char *what, std::string &err) {
   return true;
 }
 
-void Buffer::zero() {
+void Buffer::zero(uint64_t offset, uint64_t size) {
+  if (!ptr || size == 0)
+    return;
   // Anonymous private pages read as zero again after MADV_DONTNEED, without
-  // touching memory the model never used.
-  if (ptr && ::madvise(ptr, mapped, MADV_DONTNEED) != 0)
-    std::memset(ptr, 0, mapped);
+  // touching memory the model never used; partial pages at the ends of the
+  // range are cleared by hand (the mapping's last page is all this buffer's).
+  uint64_t page = uint64_t(::sysconf(_SC_PAGESIZE));
+  uint64_t end = offset + size;
+  uint64_t first = (offset + page - 1) / page * page;
+  uint64_t last = end == mapped ? end : end / page * page;
+  if (first < last &&
+      ::madvise(data() + first, last - first, MADV_DONTNEED) == 0) {
+    std::memset(data() + offset, 0, first - offset);
+    std::memset(data() + last, 0, end - last);
+    return;
+  }
+  std::memset(data() + offset, 0, size);
 }
 
 std::unique_ptr<Session> Session::create(Model &model, int64_t nCtx,
                                          std::string &err) {
+  return create(model, nCtx, nullptr, 0, err);
+}
+
+std::unique_ptr<Session> Session::create(Model &model, int64_t nCtx,
+                                         Buffer *sharedCache,
+                                         uint64_t kvOffset, std::string &err) {
   const Manifest &man = model.getManifest();
   if (nCtx < 0 || nCtx > man.model.nCtx) {
     err = "context size " + std::to_string(nCtx) + " must be 1 to " +
@@ -253,6 +292,11 @@ std::unique_ptr<Session> Session::create(Model &model, int64_t nCtx,
                        "logits buffer", s->deviceLogits, err) ||
         !gpu->finishStep(err))
       return nullptr;
+  } else if (sharedCache) {
+    s->cacheBuffer = sharedCache;
+    s->cacheOffset = kvOffset;
+    if (!s->scratch.allocate(model.getScratchBytes(), "scratch memory", err))
+      return nullptr;
   } else if (!s->kvCache.allocate(man.entry.kvCacheBytes, "KV cache", err) ||
              !s->scratch.allocate(model.getScratchBytes(), "scratch memory",
                                   err)) {
@@ -270,7 +314,7 @@ void Session::reset() {
   history.clear();
   logitRows = 0;
   lastStepTokens = 0;
-  kvCache.zero();
+  cacheBuffer->zero(cacheOffset, model.getManifest().entry.kvCacheBytes);
   // A failure here shows up at the next step, which fails with it.
   std::string ignored;
   if (CudaDevice *gpu = model.getCudaDevice())
@@ -413,7 +457,7 @@ const float *Session::forward(const int32_t *tokens, size_t n, int64_t pos,
   const SectionView &w = model.getWeights();
   StepCall call;
   call.fn = model.getForward();
-  call.kv = bytes1D(kvCache.data(), kvCache.size());
+  call.kv = bytes1D(cacheBuffer->data() + cacheOffset, man.entry.kvCacheBytes);
   // The weights are mapped read-only; generated code only reads them.
   call.weights = bytes1D(const_cast<uint8_t *>(w.data), w.size);
   call.scratch = bytes1D(scratch.data(), scratch.size());
@@ -445,6 +489,120 @@ const float *Session::forward(const int32_t *tokens, size_t n, int64_t pos,
     chunk = maxTokens;
   }
   logitRows = nLogitRows;
+  return logits.data();
+}
+
+namespace {
+/// One call of the step over several sequences, shared by all threads.
+struct BatchStepCall {
+  KilnForwardBatchFn fn;
+  KilnMemRef1D tokens, slots, positions, kv, weights, scratch;
+  KilnMemRef2D logits;
+  KilnRtContext *rt;
+
+  void operator()(int tid, int nth) {
+    fn(&tokens, &slots, &positions, &kv, &logits, &weights, &scratch, rt, tid,
+       nth);
+  }
+};
+
+KilnMemRef1D ids1D(const int32_t *p, size_t n) {
+  int32_t *q = const_cast<int32_t *>(p);
+  return {q, q, 0, {int64_t(n)}, {1}};
+}
+} // namespace
+
+std::unique_ptr<SessionBatch> SessionBatch::create(Model &model,
+                                                   int32_t sequences,
+                                                   int64_t nCtx,
+                                                   std::string &err) {
+  const Manifest &man = model.getManifest();
+  if (!model.getForwardBatch()) {
+    err = "the artifact has no step over several sequences (compile it with "
+          "kiln-compile --batched-step, for the CPU)";
+    return nullptr;
+  }
+  if (sequences < 1 || sequences > 4096) {
+    err = "sequences " + std::to_string(sequences) + " must be 1 to 4096";
+    return nullptr;
+  }
+  std::unique_ptr<SessionBatch> batch(new SessionBatch(model));
+  uint64_t slotBytes = uint64_t(man.entry.kvCacheBytes);
+  // Mapped lazily: an idle slot costs address space, not memory.
+  if (!batch->kvCache.allocate(slotBytes * uint64_t(sequences), "KV cache",
+                               err) ||
+      !batch->scratch.allocate(man.batchEntry.scratchBytes,
+                               "batch scratch memory", err))
+    return nullptr;
+  for (int32_t i = 0; i < sequences; ++i) {
+    std::unique_ptr<Session> s = Session::create(
+        model, nCtx, &batch->kvCache, uint64_t(i) * slotBytes, err);
+    if (!s)
+      return nullptr;
+    batch->sessions.push_back(std::move(s));
+  }
+  batch->logits.assign(size_t(man.entry.maxTokens) * man.model.nVocab, 0.0f);
+  return batch;
+}
+
+const float *SessionBatch::forward(const int32_t *which,
+                                   const int32_t *tokens, size_t count,
+                                   std::string &err) {
+  const Manifest &man = model.getManifest();
+  const int64_t nVocab = man.model.nVocab;
+  if (count < 1 || int64_t(count) > man.entry.maxTokens) {
+    err = "a batched step takes 1 to " + std::to_string(man.entry.maxTokens) +
+          " tokens, not " + std::to_string(count);
+    return nullptr;
+  }
+  positions.resize(count);
+  for (size_t i = 0; i < count; ++i) {
+    if (which[i] < 0 || which[i] >= size()) {
+      err = "session " + std::to_string(which[i]) + " is not one of the " +
+            std::to_string(size()) + " of the batch";
+      return nullptr;
+    }
+    for (size_t j = 0; j < i; ++j)
+      if (which[j] == which[i]) {
+        err = "session " + std::to_string(which[i]) +
+              " appears twice in one batched step";
+        return nullptr;
+      }
+    const Session &s = *sessions[which[i]];
+    if (s.getNPast() + 1 > s.getContextSize()) {
+      err = "context full: session " + std::to_string(which[i]) + " holds " +
+            std::to_string(s.getNPast()) + " of its " +
+            std::to_string(s.getContextSize()) + " tokens";
+      return nullptr;
+    }
+    // Generated code indexes the embedding table with these ids unchecked.
+    if (tokens[i] < 0 || tokens[i] >= nVocab) {
+      err = "token id " + std::to_string(tokens[i]) + " at index " +
+            std::to_string(i) + " is outside the vocabulary [0, " +
+            std::to_string(nVocab) + ")";
+      return nullptr;
+    }
+    positions[i] = int32_t(s.getNPast());
+  }
+  const SectionView &w = model.getWeights();
+  BatchStepCall call;
+  call.fn = model.getForwardBatch();
+  call.tokens = ids1D(tokens, count);
+  call.slots = ids1D(which, count);
+  call.positions = ids1D(positions.data(), count);
+  call.kv = bytes1D(kvCache.data(), kvCache.size());
+  // The weights are mapped read-only; generated code only reads them.
+  call.weights = bytes1D(const_cast<uint8_t *>(w.data), w.size);
+  call.scratch = bytes1D(scratch.data(), scratch.size());
+  call.logits = {logits.data(), logits.data(), 0, {int64_t(count), nVocab},
+                 {nVocab, 1}};
+  call.rt = model.getPool().getContext();
+  model.getPool().run(call);
+  for (size_t i = 0; i < count; ++i) {
+    Session &s = *sessions[which[i]];
+    s.history.push_back(tokens[i]);
+    s.logitRows = 0; // its own logits are not this step's
+  }
   return logits.data();
 }
 
@@ -483,13 +641,21 @@ const float *Session::forwardOnDevice(const int32_t *tokens, size_t n,
       gpu.runGraphStep([&] { call(0, 1); });
     else
       call(0, 1);
-    if (!gpu.launchesSucceeded(err)) {
+    NcclCommunicator *nccl = model.getNcclCommunicator();
+    if (!gpu.launchesSucceeded(err) || (nccl && nccl->takeError(err))) {
       history.resize(pos);
       return nullptr;
     }
     history.insert(history.end(), tokens + done, tokens + done + chunk);
     done += chunk;
     chunk = maxTokens;
+  }
+  // NCCL exchanges wait for the other ranks without a deadline: ours.
+  if (NcclCommunicator *nccl = model.getNcclCommunicator();
+      nccl && !gpu.waitForStream(nccl->getTimeoutSeconds(), err)) {
+    nccl->abort();
+    history.resize(pos);
+    return nullptr;
   }
   if (!gpu.download(logits.data(), deviceLogits,
                     uint64_t(rows) * nVocab * sizeof(float), err) ||

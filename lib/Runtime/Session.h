@@ -4,7 +4,9 @@
 // tokenizer, and the thread pool or, for a cuda artifact, the GPU. Session: one
 // sequence's KV cache, scratch memory and position, and forward() that feeds
 // tokens to the generated step function in chunks of at most the manifest's
-// max_tokens.
+// max_tokens. SessionBatch: sessions whose KV caches are slots of one
+// buffer, so that one call of the manifest's batch_entry decodes a token of
+// each of several of them.
 //
 //===----------------------------------------------------------------------===//
 
@@ -14,6 +16,7 @@
 #include "Runtime/ArtifactLoader.h"
 #include "Runtime/Communicator.h"
 #include "Runtime/CudaDevice.h"
+#include "Runtime/NcclCommunicator.h"
 #include "Runtime/HostCode.h"
 #include "Runtime/Sampler.h"
 #include "Runtime/ThreadPool.h"
@@ -48,6 +51,8 @@ public:
   bool distribute(Communicator &comm, std::string &err);
   /// The communicator distribute() attached, or nullptr.
   Communicator *getCommunicator() const { return communicator; }
+  /// The GPU ranks' NCCL communicator distribute() opened, or nullptr.
+  NcclCommunicator *getNcclCommunicator() const { return nccl.get(); }
   /// Scratch bytes of the step function this process runs.
   int64_t getScratchBytes() const { return scratchBytes; }
 
@@ -55,6 +60,8 @@ public:
   const Tokenizer &getTokenizer() const { return *tokenizer; }
   ThreadPool &getPool() { return *pool; }
   KilnForwardFn getForward() const { return forward; }
+  /// The step over several sequences (manifest batch_entry), or null.
+  KilnForwardBatchFn getForwardBatch() const { return forwardBatch; }
   const SectionView &getWeights() const { return *weights; }
   const std::string &getHostVariant() const { return hostVariant; }
   /// The GPU the model runs on, or nullptr when it runs on the CPU.
@@ -72,9 +79,11 @@ private:
   // (and every session's) give their memory back through it.
   std::unique_ptr<CudaDevice> gpu;
   DeviceBuffer deviceWeights; // the weights section, uploaded once
+  std::unique_ptr<NcclCommunicator> nccl; // on gpu's stream
   std::unique_ptr<Artifact> artifact;
   std::unique_ptr<HostCode> hostCode;
   KilnForwardFn forward = nullptr; // the manifest's entry symbol in hostCode
+  KilnForwardBatchFn forwardBatch = nullptr; // batch_entry's symbol
   std::unique_ptr<Tokenizer> tokenizer;
   std::unique_ptr<ThreadPool> pool;
   const SectionView *weights = nullptr;
@@ -92,7 +101,9 @@ public:
   Buffer(const Buffer &) = delete;
   Buffer &operator=(const Buffer &) = delete;
   bool allocate(uint64_t size, const char *what, std::string &err);
-  void zero();
+  void zero() { zero(0, mapped); }
+  /// Zeroes bytes [offset, offset + size).
+  void zero(uint64_t offset, uint64_t size);
   uint8_t *data() const { return static_cast<uint8_t *>(ptr); }
   uint64_t size() const { return bytes; }
 
@@ -155,12 +166,20 @@ public:
   const float *getTap(size_t i, int64_t &rows) const;
 
 private:
+  friend class SessionBatch;
   explicit Session(Model &model) : model(model) {}
+  /// A session whose KV cache is bytes [kvOffset, kvOffset +
+  /// kv_cache_bytes) of `sharedCache` (null: a cache of its own).
+  static std::unique_ptr<Session> create(Model &model, int64_t nCtx,
+                                         Buffer *sharedCache,
+                                         uint64_t kvOffset, std::string &err);
   const float *forwardOnDevice(const int32_t *tokens, size_t n, int64_t pos,
                                int nLogitRows, std::string &err);
   Model &model;
   int64_t nCtx = 0;
   Buffer kvCache, scratch;
+  Buffer *cacheBuffer = &kvCache; // kvCache or a SessionBatch's
+  uint64_t cacheOffset = 0;
   // On a CUDA model the step reads and writes these instead; tokens and
   // logits pass through device copies of the host arrays.
   DeviceBuffer deviceKvCache, deviceScratch, deviceTokens, deviceLogits;
@@ -168,6 +187,33 @@ private:
   int logitRows = 0;
   int64_t lastStepTokens = 0; // tokens of the last CPU step (taps)
   std::vector<int32_t> history; // tokens in the cache, by position
+};
+
+class SessionBatch {
+public:
+  /// `sequences` sessions of context nCtx (0: the manifest's n_ctx) over one
+  /// cache of `sequences` slots; fails unless the artifact has a
+  /// batch_entry (kiln-compile --batched-step).
+  static std::unique_ptr<SessionBatch> create(Model &model, int32_t sequences,
+                                              int64_t nCtx, std::string &err);
+
+  /// Session `i`: use its forward() to evaluate a prompt alone.
+  Session &getSession(int32_t i) { return *sessions[i]; }
+  int32_t size() const { return int32_t(sessions.size()); }
+
+  /// One step: token tokens[i] appended to session which[i] (each session
+  /// at most once, 1 <= count <= max_tokens). Returns count rows of logits,
+  /// row i session which[i]'s, or nullptr with a message.
+  const float *forward(const int32_t *which, const int32_t *tokens,
+                       size_t count, std::string &err);
+
+private:
+  explicit SessionBatch(Model &model) : model(model) {}
+  Model &model;
+  Buffer kvCache, scratch; // kvCache: one slot of kv_cache_bytes a session
+  std::vector<std::unique_ptr<Session>> sessions;
+  std::vector<int32_t> positions;
+  std::vector<float> logits; // [max_tokens][n_vocab]
 };
 
 } // namespace kiln::rt

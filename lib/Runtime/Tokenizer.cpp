@@ -52,6 +52,32 @@ enum class PreTokenizer {
   // before left (the gaps between matches stay pieces too):
   //   [\p{P}\$\+<=>\^~\|]+   then Gpt2   then \p{N}+   then [0-9][0-9][0-9]
   Default,
+  // Default with '`' in the first regex and no \p{N}+ step.
+  Falcon,
+  // BLOOM's one regex:  ?[^(\s|.,!?…。，、।۔،)]+
+  Bloom,
+  // Bloom, then \p{N} split off one by one.
+  Viking,
+  // GPT-4o's (Llama 4's), as llama.cpp runs it (scanCaseSplit):
+  //   [^\r\n\p{L}\p{N}]?U*L+C?|[^\r\n\p{L}\p{N}]?U+L*C?|\p{N}{1,3}|
+  //    ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+
+  // with C = (?i:'s|'t|'re|'ve|'m|'ll|'d), U and L upper and lower case.
+  Gpt4o,
+  // Tekken (Mistral NeMo): Gpt4o without C, with \p{N} instead of
+  // \p{N}{1,3}.
+  Tekken,
+  // DeepSeek V3's three regexes, each splitting the pieces the one before
+  // left (scanDeepSeek3): \p{N}{1,3}, then [一-龥぀-ゟ゠-ヿ]+, then
+  //   [!-/:-@[-`{-~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+|
+  //    ?[\p{P}\p{S}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
+  DeepSeek3,
+  // DeepSeek LLM's six regexes in sequence (scanDeepSeek): [\r\n], then
+  // \s? and a run of its letter ranges, \s? and a run of [!-/:-~！-／：-～‘-‟　-。],
+  // \s+$, [一-龥ࠀ-一가-퟿]+, \p{N}+.
+  DeepSeekLlm,
+  // DeepSeek Coder's five: [\r\n], \s?\p{L}+, \s?\p{P}+, [一-龥ࠀ-一가-퟿]+,
+  // \p{N}.
+  DeepSeekCoder,
 };
 
 struct PreInfo {
@@ -94,6 +120,53 @@ bool lookupPre(const std::string &name, PreInfo &info) {
       {"qwen2", {PreTokenizer::Qwen2, false, false, false}},
       {"deepseek-r1-qwen", {PreTokenizer::Qwen2, false, false, false}},
       {"stablelm2", {PreTokenizer::Qwen2, false, false, true}},
+      // Names llama.cpp (llama-vocab.cpp, llama_vocab::impl::load) gives the
+      // same regex sets and flags as those above.
+      {"jina-es", {PreTokenizer::Gpt2, false, false, true}},
+      {"jina-de", {PreTokenizer::Gpt2, false, false, true}},
+      {"gigachat", {PreTokenizer::Gpt2, false, false, true}},
+      {"a.x-4.0", {PreTokenizer::Gpt2, false, false, true}},
+      {"mellum", {PreTokenizer::Gpt2, false, false, true}},
+      {"jais", {PreTokenizer::Gpt2, false, false, true}},
+      {"trillion", {PreTokenizer::Gpt2, false, false, false}},
+      {"granite-docling", {PreTokenizer::Gpt2, false, false, false}},
+      {"exaone4", {PreTokenizer::Gpt2, false, false, true}},
+      {"exaone", {PreTokenizer::DigitsThenGpt2, false, false, true}},
+      {"minerva-7b", {PreTokenizer::DigitsThenGpt2, false, false, true}},
+      {"mellum2", {PreTokenizer::DigitsThenGpt2, false, false, true}},
+      {"falcon-h1", {PreTokenizer::Llama3, true, true, true}},
+      {"midm-2.0", {PreTokenizer::Llama3, true, true, true}},
+      {"lfm2", {PreTokenizer::Llama3, true, true, true}},
+      {"jina-v5-nano", {PreTokenizer::Llama3, true, true, true}},
+      {"kormo", {PreTokenizer::Qwen2, false, false, false}},
+      {"f2llmv2", {PreTokenizer::Qwen2, false, false, false}},
+      {"megrez", {PreTokenizer::Qwen2, false, false, true}},
+      {"hunyuan", {PreTokenizer::Qwen2, false, false, false}},
+      {"solar-open", {PreTokenizer::Qwen2, false, false, false}},
+      {"grok-2", {PreTokenizer::Qwen2, false, false, false}},
+      {"falcon", {PreTokenizer::Falcon, false, false, true}},
+      {"bloom", {PreTokenizer::Bloom, false, false, true}},
+      {"gpt3-finnish", {PreTokenizer::Bloom, false, false, true}},
+      {"poro-chat", {PreTokenizer::Bloom, false, false, false}},
+      {"viking", {PreTokenizer::Viking, false, false, false}},
+      {"jina-v2-es", {PreTokenizer::Gpt2, false, false, true}},
+      {"jina-v2-de", {PreTokenizer::Gpt2, false, false, true}},
+      {"modern-bert", {PreTokenizer::Gpt2, false, false, true}},
+      {"chatglm-bpe", {PreTokenizer::Llama3, false, false, true}},
+      {"glm4", {PreTokenizer::Llama3, true, false, true}},
+      {"glm5", {PreTokenizer::Llama3, true, false, true}},
+      {"gpt-4o", {PreTokenizer::Gpt4o, false, false, false}},
+      {"llama4", {PreTokenizer::Gpt4o, false, false, false}},
+      {"kanana2", {PreTokenizer::Gpt4o, false, false, false}},
+      {"talkie", {PreTokenizer::Gpt4o, false, false, false}},
+      {"minimax-m2", {PreTokenizer::Gpt4o, false, false, false}},
+      {"tekken", {PreTokenizer::Tekken, true, true, false}},
+      {"deepseek-llm", {PreTokenizer::DeepSeekLlm, false, false, false}},
+      {"deepseek-coder", {PreTokenizer::DeepSeekCoder, false, false, false}},
+      {"deepseek-v3", {PreTokenizer::DeepSeek3, false, false, false}},
+      {"hunyuan-dense", {PreTokenizer::DeepSeek3, false, false, false}},
+      {"joyai-llm", {PreTokenizer::DeepSeek3, false, false, false}},
+      {"hy_v4", {PreTokenizer::DeepSeek3, false, false, false}},
   };
   for (const Entry &e : entries) {
     if (name == e.name) {
@@ -235,6 +308,25 @@ void scanGpt2(const std::vector<uint32_t> &cps, size_t begin, size_t end,
   }
 }
 
+// The whitespace rules that end Llama-3's regex and its kin:
+// \s*[\r\n]+|\s+(?!\S)|\s+ at cps[pos], a whitespace codepoint; returns the
+// match's end.
+size_t matchTrailingWhitespace(const std::vector<uint32_t> &cps, size_t pos,
+                               size_t end) {
+  size_t spaces = 0, lastNewlineEnd = 0;
+  while (pos + spaces < end &&
+         (unicode::codepointFlags(cps[pos + spaces]) & unicode::kWhitespace)) {
+    if (cps[pos + spaces] == '\r' || cps[pos + spaces] == '\n')
+      lastNewlineEnd = pos + spaces + 1;
+    ++spaces;
+  }
+  if (lastNewlineEnd)
+    return lastNewlineEnd; // \s*[\r\n]+
+  if (spaces > 1 && pos + spaces < end)
+    return pos + spaces - 1; // \s+(?!\S)
+  return pos + (spaces ? spaces : 1); // \s+
+}
+
 // Llama-3's regex (and Qwen2's, with maxDigits = 1) over cps[begin, end).
 void scanLlama3(const std::vector<uint32_t> &cps, size_t begin, size_t end,
                 size_t maxDigits, std::vector<Span> &words) {
@@ -287,20 +379,7 @@ void scanLlama3(const std::vector<uint32_t> &cps, size_t begin, size_t end,
       words.push_back({start, pos});
       continue;
     }
-    size_t spaces = 0, lastNewlineEnd = 0;
-    while (inRange(pos + spaces) &&
-           (flags(pos + spaces) & unicode::kWhitespace)) {
-      if (isCrLf(pos + spaces))
-        lastNewlineEnd = pos + spaces + 1;
-      ++spaces;
-    }
-    if (lastNewlineEnd) {
-      pos = lastNewlineEnd; // \s*[\r\n]+
-    } else if (spaces > 1 && inRange(pos + spaces)) {
-      pos += spaces - 1; // \s+(?!\S)
-    } else {
-      pos += spaces ? spaces : 1; // \s+
-    }
+    pos = matchTrailingWhitespace(cps, pos, end);
     words.push_back({start, pos});
   }
 }
@@ -327,16 +406,22 @@ bool isDefaultPunctuation(uint32_t cp) {
 
 bool isAsciiDigit(uint32_t cp) { return cp >= '0' && cp <= '9'; }
 
-// llama.cpp's DEFAULT regex sequence (see PreTokenizer::Default) over cps.
-void scanDefault(const std::vector<uint32_t> &cps, std::vector<Span> &words) {
+// llama.cpp's DEFAULT regex sequence (see PreTokenizer::Default) over cps,
+// or with `falcon` FALCON's: '`' is punctuation too and numbers go straight
+// to the [0-9][0-9][0-9] step.
+void scanDefault(const std::vector<uint32_t> &cps, bool falcon,
+                 std::vector<Span> &words) {
+  auto punctuation = [&](uint32_t cp) {
+    return isDefaultPunctuation(cp) || (falcon && cp == '`');
+  };
   // [\p{P}\$\+<=>\^~\|]+: runs of punctuation and the text between them,
   // which the GPT-2 regex then splits without seeing past its ends. A run
   // has no letters, numbers or spaces, so GPT-2 would keep it whole.
   std::vector<Span> gpt2Words;
   for (size_t i = 0; i < cps.size();) {
     size_t j = i;
-    bool punct = isDefaultPunctuation(cps[i]);
-    while (j < cps.size() && isDefaultPunctuation(cps[j]) == punct)
+    bool punct = punctuation(cps[i]);
+    while (j < cps.size() && punctuation(cps[j]) == punct)
       ++j;
     if (punct)
       gpt2Words.push_back({i, j});
@@ -349,8 +434,8 @@ void scanDefault(const std::vector<uint32_t> &cps, std::vector<Span> &words) {
     // the space off.
     for (size_t i = w.first; i < w.second;) {
       size_t j = i;
-      bool number = unicode::isNumber(cps[i]);
-      while (j < w.second && unicode::isNumber(cps[j]) == number)
+      bool number = falcon || unicode::isNumber(cps[i]);
+      while (j < w.second && (falcon || unicode::isNumber(cps[j]) == number))
         ++j;
       if (!number) {
         words.push_back({i, j});
@@ -377,6 +462,319 @@ void scanDefault(const std::vector<uint32_t> &cps, std::vector<Span> &words) {
       i = j;
     }
   }
+}
+
+// BLOOM's  ?[^(\s|.,!?…。，、।۔،)]+ over cps (llama.cpp runs it with
+// std::wregex, non-ASCII whitespace standing in as \v): matches and the
+// gaps between them are pieces.
+void scanBloom(const std::vector<uint32_t> &cps, std::vector<Span> &words) {
+  auto excluded = [](uint32_t cp) {
+    switch (cp) {
+    case '(':
+    case '|':
+    case '.':
+    case ',':
+    case '!':
+    case '?':
+    case ')':
+    case 0x2026:
+    case 0x3002:
+    case 0xFF0C:
+    case 0x3001:
+    case 0x0964:
+    case 0x06D4:
+    case 0x060C:
+      return true;
+    default:
+      return (unicode::codepointFlags(cp) & unicode::kWhitespace) != 0;
+    }
+  };
+  size_t gap = 0, pos = 0;
+  while (pos < cps.size()) {
+    size_t run = pos + (cps[pos] == ' ' ? 1 : 0);
+    if (run >= cps.size() || excluded(cps[run])) {
+      ++pos;
+      continue;
+    }
+    if (pos > gap)
+      words.push_back({gap, pos});
+    size_t end = run;
+    while (end < cps.size() && !excluded(cps[end]))
+      ++end;
+    words.push_back({pos, end});
+    pos = gap = end;
+  }
+  if (gap < cps.size())
+    words.push_back({gap, cps.size()});
+}
+
+// GPT-4o's regex (and Tekken's: maxDigits 1, no contractions) over
+// cps[begin, end). llama.cpp runs it with std::regex on a copy of the text
+// where each non-ASCII codepoint stands for its category, so the regex's
+// case tests, (?=\p{L})[^a-z] for upper and (?=\p{L})[^A-Z] for lower case,
+// take every non-ASCII letter for both; its backtracking then ends a word
+// after the last non-ASCII letter of a run of capitals ("ÉCOLE" is "É",
+// "COLE"). Kiln follows that, not the tokenizer.json regex.
+void scanCaseSplit(const std::vector<uint32_t> &cps, size_t begin, size_t end,
+                   size_t maxDigits, bool contractions,
+                   std::vector<Span> &words) {
+  auto flags = [&](size_t k) -> uint8_t {
+    return k < end ? unicode::codepointFlags(cps[k]) : 0;
+  };
+  auto isUpper = [&](size_t k) {
+    return (flags(k) & unicode::kLetter) && !(cps[k] >= 'a' && cps[k] <= 'z');
+  };
+  auto isLower = [&](size_t k) {
+    return (flags(k) & unicode::kLetter) && !(cps[k] >= 'A' && cps[k] <= 'Z');
+  };
+  const uint8_t wordish =
+      unicode::kLetter | unicode::kNumber | unicode::kWhitespace;
+  size_t pos = begin;
+  while (pos < end) {
+    size_t start = pos;
+    uint32_t cp = cps[pos];
+    uint8_t f = flags(pos);
+    // [^\r\n\p{L}\p{N}]? before the letters.
+    size_t letters = pos;
+    if (cp != '\r' && cp != '\n' &&
+        !(f & (unicode::kLetter | unicode::kNumber)))
+      ++letters;
+    if (flags(letters) & unicode::kLetter) {
+      size_t upperEnd = letters;
+      while (isUpper(upperEnd))
+        ++upperEnd;
+      size_t wordEnd = upperEnd;
+      if (isLower(upperEnd)) {
+        while (isLower(wordEnd)) // U*L+
+          ++wordEnd;
+      } else {
+        // L+ backtracks to the last letter that is also lower case (a
+        // non-ASCII one); with none, U+L* takes the capitals.
+        for (size_t j = upperEnd; j > letters; --j) {
+          if (isLower(j - 1)) {
+            wordEnd = j;
+            break;
+          }
+        }
+      }
+      if (contractions && wordEnd < end)
+        wordEnd += matchContraction(cps, wordEnd, end, /*anyCase=*/true);
+      words.push_back({start, wordEnd});
+      pos = wordEnd;
+      continue;
+    }
+    if (f & unicode::kNumber) { // \p{N}{1,maxDigits}
+      for (size_t n = 0; n < maxDigits && (flags(pos) & unicode::kNumber); ++n)
+        ++pos;
+      words.push_back({start, pos});
+      continue;
+    }
+    //  ?[^\s\p{L}\p{N}]+[\r\n/]*
+    size_t runStart = pos + (cp == ' ' ? 1 : 0);
+    if (runStart < end && !(flags(runStart) & wordish)) {
+      pos = runStart;
+      while (pos < end && !(flags(pos) & wordish))
+        ++pos;
+      while (pos < end &&
+             (cps[pos] == '\r' || cps[pos] == '\n' || cps[pos] == '/'))
+        ++pos;
+      words.push_back({start, pos});
+      continue;
+    }
+    pos = matchTrailingWhitespace(cps, pos, end);
+    words.push_back({start, pos});
+  }
+}
+
+// Splits each piece at the matches of one regex of a sequence (llama.cpp's
+// std::regex steps): the matches and the gaps between them become pieces.
+// matchAt(pos, end) is the length of the match at pos within a piece ending
+// at end, 0 for none (no regex here matches the empty string).
+template <typename MatchAt>
+void splitPieces(std::vector<Span> &pieces, MatchAt matchAt) {
+  std::vector<Span> out;
+  for (const Span &piece : pieces) {
+    size_t gap = piece.first, pos = piece.first;
+    while (pos < piece.second) {
+      size_t n = matchAt(pos, piece.second);
+      if (!n) {
+        ++pos;
+        continue;
+      }
+      if (pos > gap)
+        out.push_back({gap, pos});
+      out.push_back({pos, pos + n});
+      pos = gap = pos + n;
+    }
+    if (gap < piece.second)
+      out.push_back({gap, piece.second});
+  }
+  pieces.swap(out);
+}
+
+// DeepSeek V3's regex sequence (PreTokenizer::DeepSeek3). Its second regex
+// has no \p{...}, so llama.cpp matches its ranges on the codepoints
+// themselves; the others see categories, as in scanCaseSplit.
+void scanDeepSeek3(const std::vector<uint32_t> &cps, std::vector<Span> &words) {
+  auto flags = [&](size_t k, size_t end) -> uint8_t {
+    return k < end ? unicode::codepointFlags(cps[k]) : 0;
+  };
+  std::vector<Span> pieces{{0, cps.size()}};
+  splitPieces(pieces, [&](size_t pos, size_t end) { // \p{N}{1,3}
+    size_t n = 0;
+    while (n < 3 && (flags(pos + n, end) & unicode::kNumber))
+      ++n;
+    return n;
+  });
+  splitPieces(pieces, [&](size_t pos, size_t end) { // [一-龥぀-ゟ゠-ヿ]+
+    auto isKanaOrHan = [](uint32_t cp) {
+      return (cp >= 0x4E00 && cp <= 0x9FA5) || (cp >= 0x3040 && cp <= 0x30FF);
+    };
+    size_t n = 0;
+    while (pos + n < end && isKanaOrHan(cps[pos + n]))
+      ++n;
+    return n;
+  });
+  const uint8_t punctOrSymbol = unicode::kPunctuation | unicode::kSymbol;
+  const uint8_t letterOrMark = unicode::kLetter | unicode::kMark;
+  splitPieces(pieces, [&](size_t pos, size_t end) -> size_t {
+    uint32_t cp = cps[pos];
+    uint8_t f = flags(pos, end);
+    // [!-/:-@[-`{-~][A-Za-z]+: one ASCII punctuation or symbol, ASCII letters.
+    auto isAsciiLetter = [&](size_t k) {
+      return k < end && cps[k] < 128 && (flags(k, end) & unicode::kLetter);
+    };
+    if (cp < 128 && (f & punctOrSymbol) && isAsciiLetter(pos + 1)) {
+      size_t k = pos + 1;
+      while (isAsciiLetter(k))
+        ++k;
+      return k - pos;
+    }
+    // [^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+
+    size_t run = pos;
+    if (cp != '\r' && cp != '\n' &&
+        !(f & (unicode::kLetter | punctOrSymbol)) &&
+        (flags(pos + 1, end) & letterOrMark))
+      run = pos + 1;
+    if (flags(run, end) & letterOrMark) {
+      while (flags(run, end) & letterOrMark)
+        ++run;
+      return run - pos;
+    }
+    //  ?[\p{P}\p{S}]+[\r\n]*
+    size_t k = pos + (cp == ' ' ? 1 : 0);
+    if (flags(k, end) & punctOrSymbol) {
+      while (flags(k, end) & punctOrSymbol)
+        ++k;
+      while (k < end && (cps[k] == '\r' || cps[k] == '\n'))
+        ++k;
+      return k - pos;
+    }
+    if (!(f & unicode::kWhitespace))
+      return 0;
+    return matchTrailingWhitespace(cps, pos, end) - pos;
+  });
+  words.insert(words.end(), pieces.begin(), pieces.end());
+}
+
+// The letters of DeepSeek LLM's second regex, as ranges of codepoints
+// (llama.cpp's llama-vocab.cpp, LLAMA_VOCAB_PRE_TYPE_DEEPSEEK_LLM).
+constexpr std::pair<uint32_t, uint32_t> kDeepSeekLetters[] = {
+    {0x0041, 0x005A}, {0x0061, 0x007A}, {0x00B5, 0x00B5}, {0x00C0, 0x00D6},
+    {0x00D8, 0x00F6}, {0x00F8, 0x01BA}, {0x01BC, 0x01BF}, {0x01C4, 0x0293},
+    {0x0295, 0x02AF}, {0x0370, 0x0373}, {0x0376, 0x0376}, {0x0377, 0x0377},
+    {0x037B, 0x037D}, {0x037F, 0x037F}, {0x0386, 0x0386}, {0x0388, 0x038A},
+    {0x038C, 0x038C}, {0x038E, 0x03A1}, {0x03A3, 0x03F5}, {0x03F7, 0x0481},
+    {0x048A, 0x052F}, {0x0531, 0x0556}, {0x10A0, 0x10C5}, {0x13A0, 0x13F5},
+    {0x13F8, 0x13FD}, {0x1C90, 0x1CBA}, {0x1CBD, 0x1CBF}, {0x1D00, 0x1D2B},
+    {0x1D6B, 0x1D77}, {0x1D79, 0x1D9A}, {0x1E00, 0x1F15}, {0x1F18, 0x1F1D},
+    {0x1F20, 0x1F45}, {0x1F48, 0x1F4D}, {0x1F50, 0x1F57}, {0x1F59, 0x1F59},
+    {0x1F5B, 0x1F5B}, {0x1F5D, 0x1F5D}, {0x1F5F, 0x1F7D}, {0x1F80, 0x1FB4},
+    {0x1FB6, 0x1FBC}, {0x1FBE, 0x1FBE}, {0x1FC2, 0x1FC4}, {0x1FC6, 0x1FCC},
+    {0x1FD0, 0x1FD3}, {0x1FD6, 0x1FDB}, {0x1FE0, 0x1FEC}, {0x1FF2, 0x1FF4},
+    {0x1FF6, 0x1FFC}, {0x2102, 0x2102}, {0x2107, 0x2107}, {0x210A, 0x2113},
+    {0x2115, 0x2115}, {0x2119, 0x211D}, {0x2124, 0x2124}, {0x2126, 0x2126},
+    {0x2128, 0x2128}, {0x212A, 0x212D}, {0x212F, 0x2134}, {0x2139, 0x2139},
+    {0x213C, 0x213F}, {0x2145, 0x2149}, {0x214E, 0x214E}, {0x2183, 0x2183},
+    {0x2184, 0x2184}, {0x2C00, 0x2C7B}, {0x2C7E, 0x2CE4}, {0x2CEB, 0x2CEE},
+    {0x2CF2, 0x2CF2}, {0x2CF3, 0x2CF3}, {0xA640, 0xA66D}, {0xA680, 0xA69B},
+    {0xA722, 0xA76F}, {0xA771, 0xA787}, {0xA78B, 0xA78E}, {0xAB70, 0xABBF},
+    {0xFB00, 0xFB06}, {0xFB13, 0xFB17}, {0xFF21, 0xFF3A}, {0xFF41, 0xFF5A},
+    {0x10400, 0x1044F}, {0x104B0, 0x104D3}, {0x104D8, 0x104FB},
+    {0x10C80, 0x10CB2}, {0x10CC0, 0x10CF2}, {0x118A0, 0x118DF},
+    {0x1E900, 0x1E943},
+};
+
+// DeepSeek LLM's and DeepSeek Coder's regex sequences (PreTokenizer::
+// DeepSeekLlm, DeepSeekCoder). llama.cpp runs the regexes without \p{...} on
+// the codepoints themselves, every non-ASCII whitespace replaced by \v, so
+// U+3000 is in none of their ranges; the others see categories.
+void scanDeepSeek(const std::vector<uint32_t> &cps, bool coder,
+                  std::vector<Span> &words) {
+  auto isSpace = [](uint32_t cp) { return unicode::isWhitespace(cp); };
+  // The codepoint a std::wregex step sees.
+  auto wide = [](uint32_t cp) -> uint32_t {
+    return cp > 0x7F && unicode::isWhitespace(cp) ? 0x0B : cp;
+  };
+  std::vector<Span> pieces{{0, cps.size()}};
+  splitPieces(pieces, [&](size_t pos, size_t) -> size_t { // [\r\n]
+    return cps[pos] == '\r' || cps[pos] == '\n';
+  });
+  // \s? then a run of `inClass`.
+  auto spaceThenRun = [&](auto inClass) {
+    return [&, inClass](size_t pos, size_t end) -> size_t {
+      size_t run = pos;
+      if (isSpace(cps[pos]) && pos + 1 < end && inClass(cps[pos + 1]))
+        run = pos + 1;
+      size_t k = run;
+      while (k < end && inClass(cps[k]))
+        ++k;
+      return k > run ? k - pos : 0;
+    };
+  };
+  if (coder) {
+    splitPieces(pieces, spaceThenRun(unicode::isLetter));
+    splitPieces(pieces, spaceThenRun(unicode::isPunctuation));
+  } else {
+    splitPieces(pieces, spaceThenRun([&](uint32_t cp) {
+                  cp = wide(cp);
+                  for (const auto &[first, last] : kDeepSeekLetters)
+                    if (cp >= first && cp <= last)
+                      return true;
+                  return false;
+                }));
+    splitPieces(pieces, spaceThenRun([&](uint32_t cp) {
+                  cp = wide(cp); // [!-/:-~！-／：-～‘-‟　-。]
+                  return (cp >= '!' && cp <= '/') || (cp >= ':' && cp <= '~') ||
+                         (cp >= 0xFF01 && cp <= 0xFF0F) ||
+                         (cp >= 0xFF1A && cp <= 0xFF5E) ||
+                         (cp >= 0x2018 && cp <= 0x201F) ||
+                         (cp >= 0x3000 && cp <= 0x3002);
+                }));
+    splitPieces(pieces, [&](size_t pos, size_t end) -> size_t { // \s+$
+      size_t k = pos;
+      while (k < end && isSpace(cps[k]))
+        ++k;
+      return k == end ? k - pos : 0;
+    });
+  }
+  splitPieces(pieces, [&](size_t pos, size_t end) { // [一-龥ࠀ-一가-퟿]+
+    auto inRanges = [&](uint32_t cp) {
+      cp = wide(cp);
+      return (cp >= 0x0800 && cp <= 0x9FA5) || (cp >= 0xAC00 && cp <= 0xD7FF);
+    };
+    size_t k = pos;
+    while (k < end && inRanges(cps[k]))
+      ++k;
+    return k - pos;
+  });
+  splitPieces(pieces, [&](size_t pos, size_t end) { // \p{N} or \p{N}+
+    size_t k = pos;
+    while (k < end && unicode::isNumber(cps[k]) && (!coder || k == pos))
+      ++k;
+    return k - pos;
+  });
+  words.insert(words.end(), pieces.begin(), pieces.end());
 }
 
 struct BpeSymbol {
@@ -524,8 +922,44 @@ void Tokenizer::Impl::encodeBpe(std::string_view text,
     scanLlama3(cps, 0, cps.size(), 1, words);
     break;
   case PreTokenizer::Default:
-    scanDefault(cps, words);
+  case PreTokenizer::Falcon:
+    scanDefault(cps, pre.kind == PreTokenizer::Falcon, words);
     break;
+  case PreTokenizer::Bloom:
+    scanBloom(cps, words);
+    break;
+  case PreTokenizer::Gpt4o:
+    scanCaseSplit(cps, 0, cps.size(), 3, /*contractions=*/true, words);
+    break;
+  case PreTokenizer::Tekken:
+    scanCaseSplit(cps, 0, cps.size(), 1, /*contractions=*/false, words);
+    break;
+  case PreTokenizer::DeepSeek3:
+    scanDeepSeek3(cps, words);
+    break;
+  case PreTokenizer::DeepSeekLlm:
+  case PreTokenizer::DeepSeekCoder:
+    scanDeepSeek(cps, pre.kind == PreTokenizer::DeepSeekCoder, words);
+    break;
+  case PreTokenizer::Viking: {
+    std::vector<Span> pieces;
+    scanBloom(cps, pieces);
+    // \p{N}: each number codepoint a piece, the stretches between too.
+    for (const Span &piece : pieces) {
+      size_t gap = piece.first;
+      for (size_t i = piece.first; i < piece.second; ++i) {
+        if (!unicode::isNumber(cps[i]))
+          continue;
+        if (i > gap)
+          words.push_back({gap, i});
+        words.push_back({i, i + 1});
+        gap = i + 1;
+      }
+      if (gap < piece.second)
+        words.push_back({gap, piece.second});
+    }
+    break;
+  }
   }
 
   std::string utf8, word;
@@ -809,7 +1243,8 @@ bool loadVocabulary(const json &j, Tokenizer::Impl &v, std::string &error) {
     if (!lookupPre(preName, v.pre)) {
       error = "vocabulary: unsupported pre-tokenizer '" + preName +
               "' for a gpt2 vocabulary (Kiln knows default, gpt2, smollm, "
-              "starcoder, llama-bpe/llama3, qwen2 and their aliases)";
+              "starcoder, llama-bpe/llama3, qwen2, falcon, bloom, viking and "
+              "their aliases)";
       return false;
     }
   }
@@ -1230,7 +1665,45 @@ bool Tokenizer::applyChatTemplate(std::string_view userMessage,
     out += "<end_of_turn>\n<start_of_turn>model\n";
     return true;
   }
-  error = "unrecognised chat template (Kiln knows ChatML, Llama-3 and Gemma)";
+  auto contains = [&](const char *s) {
+    return tmpl.find(s) != std::string::npos;
+  };
+  // Mistral's and Llama 2's [INST] families, told apart as llama.cpp's
+  // llm_chat_detect_template does, for one user turn.
+  if (contains("[INST]")) {
+    const char *open = "[INST] ", *close = " [/INST]";
+    bool strip = false;
+    if (contains("[SYSTEM_PROMPT]")) { // Mistral v7
+      close = "[/INST]";
+    } else if (contains("' [INST] ' + system_message") ||
+               contains("[AVAILABLE_TOOLS]")) {
+      if (contains(" [INST]")) { // Mistral v1
+        open = " [INST] ";
+      } else if (contains("\"[INST]\"")) { // Mistral v3 (Tekken)
+        open = "[INST]";
+        close = "[/INST]";
+      } else { // Mistral v3
+        close = "[/INST]";
+      }
+    } else { // Llama 2
+      strip = contains("content.strip()");
+    }
+    out += open;
+    if (strip)
+      out += trimmed(userMessage);
+    else
+      out.append(userMessage);
+    out += close;
+    return true;
+  }
+  if (contains("<|assistant|>") && contains("<|end|>")) { // Phi-3
+    out += "<|user|>\n";
+    out.append(userMessage);
+    out += "<|end|>\n<|assistant|>\n";
+    return true;
+  }
+  error = "unrecognised chat template (Kiln knows ChatML, Llama 2 and 3, "
+          "Mistral, Phi-3 and Gemma)";
   return false;
 }
 

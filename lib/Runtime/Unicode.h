@@ -1,8 +1,9 @@
 //===- Unicode.h - codepoint classes and UTF-8 helpers for the tokenizer --===//
 //
 // Plain C++17, no MLIR/LLVM. The classes are the ones the GPT-2-style
-// pre-tokenizer regexes use (\p{L}, \p{N}, \p{P}, \s); the table behind them
-// is generated from Python's unicodedata by scripts/gen-unicode-tables.py.
+// pre-tokenizer regexes use (\p{L}, \p{N}, \p{P}, \p{S}, \p{M}, \s); the
+// table behind them is generated from Python's unicodedata by
+// scripts/gen-unicode-tables.py.
 //
 //===----------------------------------------------------------------------===//
 
@@ -23,6 +24,8 @@ enum CodepointFlag : uint8_t {
   kNumber = 2,      // \p{N}
   kWhitespace = 4,  // \s (White_Space)
   kPunctuation = 8, // \p{P}
+  kSymbol = 16,     // \p{S}
+  kMark = 32,       // \p{M}
 };
 
 /// Flags of `cp` (a combination of CodepointFlag); 0 for anything else,

@@ -63,7 +63,8 @@ def compile(model_path: PathLike, *, threads: int = 2, output: Optional[PathLike
     """Compiles a .gguf model to a .kiln artifact and loads it.
 
     Options (each is passed to the C API, which rejects unknown ones):
-    ``target="cpu"``, ``activations="int8"|"f32"``, ``ctx`` (context length,
+    ``target="cpu"``, ``activations="int8"|"f32"`` (or ``"int2"``..``"int7"``:
+    narrower codes, the same kernels), ``ctx`` (context length,
     0 = min(model, 4096)), ``max_tokens`` (tokens per forward step),
     ``quantize`` (kiln-compile's --quantize value: round the float weights of
     linear layers to nearest, e.g. ``"bits=4,group=32"``), ``prune``
@@ -369,7 +370,7 @@ def compile_mlir(text: str, pipeline: str = "", *, entry: Optional[str] = None,
     """Compiles a module of kiln functions and returns one as a callable.
 
     The module is lowered as ``kiln-compile`` lowers an .mlir module.
-    `pipeline`: space-separated options, ``activations=int8|f32``,
+    `pipeline`: space-separated options, ``activations=int2..int8|f32``,
     ``max-tokens=N``, ``cpu=x86-64-v4|x86-64-v3|generic``. `entry`: the
     function (default: the module's only one). `weights`: the bytes the
     module's ``#kiln.external`` ranges point into (a path, bytes or a uint8

@@ -26,7 +26,7 @@ def test_load_not_an_artifact(tmp_path):
 
 @pytest.mark.parametrize("options,message", [
     ({"colour": "blue"}, "unknown compile option 'colour'"),
-    ({"activations": "int4"}, "activations='int4' is invalid"),
+    ({"activations": "int9"}, "activations='int9' is invalid"),
     ({"target": "tpu"}, "target='tpu' is invalid"),
     ({"ctx": -1}, "ctx='-1' is invalid"),
     ({"max_tokens": 0}, "max_tokens='0' is invalid"),
@@ -43,8 +43,8 @@ def test_compile_bad_option(smollm2_gguf, options, message):
 def test_compile_mlir_unknown_pipeline_option():
     with pytest.raises(kiln.KilnError, match="unknown pipeline option 'fast'"):
         kiln.compile_mlir(SILU, pipeline="fast=1")
-    with pytest.raises(kiln.KilnError, match="activations=int4 is invalid"):
-        kiln.compile_mlir(SILU, pipeline="activations=int4")
+    with pytest.raises(kiln.KilnError, match="activations=int9 is invalid"):
+        kiln.compile_mlir(SILU, pipeline="activations=int9")
 
 
 def test_compile_mlir_bad_mlir():

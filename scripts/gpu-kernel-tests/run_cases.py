@@ -95,19 +95,22 @@ def main():
     sys.exit(1 if failures else 0)
 
 
-def time_launch(fn, launch, param_sets, weight_bytes):
-    """Median of 30 single launches (events around each) and the mean of 200
-    back-to-back ones; successive launches take successive weight copies of
-    param_sets, so the weights come from HBM rather than the 60 MB L2."""
+def time_launches(benched, weight_bytes):
+    """Median of 30 single runs of the launches `benched` ((function, launch,
+    parameter sets) in order; events around each run) and the mean of 200
+    back-to-back runs; successive runs take successive input copies of the
+    parameter sets, so the weights come from HBM rather than the 60 MB L2."""
     start, stop = ctypes.c_void_p(), ctypes.c_void_p()
     check(cuda.cuEventCreate(ctypes.byref(start), 0), "cuEventCreate")
     check(cuda.cuEventCreate(ctypes.byref(stop), 0), "cuEventCreate")
-    g, b = launch["grid"], launch["block"]
+    copies = max(len(sets) for _, _, sets in benched)
 
     def run(i):
-        check(cuda.cuLaunchKernel(fn, g[0], g[1], g[2], b[0], b[1], b[2], 0,
-                                  None, param_sets[i % len(param_sets)], None),
-              "cuLaunchKernel")
+        for fn, launch, param_sets in benched:
+            g, b = launch["grid"], launch["block"]
+            check(cuda.cuLaunchKernel(fn, g[0], g[1], g[2], b[0], b[1], b[2], 0,
+                                      None, param_sets[i % len(param_sets)],
+                                      None), "cuLaunchKernel")
 
     def elapsed():
         check(cuda.cuEventSynchronize(stop), "cuEventSynchronize")
@@ -127,9 +130,12 @@ def time_launch(fn, launch, param_sets, weight_bytes):
         run(i)
     check(cuda.cuEventRecord(stop, None), "cuEventRecord")
     each = 1000 * elapsed() / 200
-    print(f"  {launch['kernel']}: {single:.1f} us single, {each:.2f} us back to "
-          f"back ({len(param_sets)} input copies), "
-          f"{weight_bytes / each / 1e3:.0f} GB/s of weights or KV cache")
+    names = " + ".join(launch["kernel"] for _, launch, _ in benched)
+    flop = sum(launch.get("flop", 0) for _, launch, _ in benched)
+    print(f"  {names}: {single:.1f} us single, {each:.2f} us back to "
+          f"back ({copies} input copies), "
+          f"{weight_bytes / each / 1e3:.0f} GB/s of weights or KV cache"
+          + (f", {flop / each / 1e6:.1f} TFLOP/s" if flop else ""))
 
 
 def run_case(root, case, bench=False):
@@ -163,6 +169,7 @@ def run_case(root, case, bench=False):
                           "cuMemcpyHtoD")
                     device[key if c == 0 else f"{key}#{c}"] = ptr
                     copies.setdefault(key, []).append(ptr)
+        benched, bench_bytes, alive = [], 0, []
         for launch in case["launches"]:
             fn = ctypes.c_void_p()
             check(cuda.cuModuleGetFunction(ctypes.byref(fn), module,
@@ -192,9 +199,13 @@ def run_case(root, case, bench=False):
             check(cuda.cuCtxSynchronize(), "kernel " + launch["kernel"])
             if bench and launch.get("bench"):
                 n = max([len(v) for v in copies.values()] + [1])
-                time_launch(fn, launch, [param_array(c) for c in range(n)],
-                            launch.get("bytes", launch.get(
-                                "random_bytes", {}).get("w", 0)))
+                sets = [param_array(c) for c in range(n)]
+                benched.append((fn, launch, sets))
+                alive.append(keep)  # the values `sets` point at
+                bench_bytes += launch.get("bytes", launch.get(
+                    "random_bytes", {}).get("w", 0))
+        if benched:
+            time_launches(benched, bench_bytes)
         out = case["output"]
         if out is None:  # a benchmark only
             return None

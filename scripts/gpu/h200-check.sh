@@ -2,7 +2,7 @@
 # The GPU checks of Kiln issue #15 in one device call (a lent H200):
 #   h200-check.sh DIR OUT
 # DIR (carried) holds kernels/ (scripts/gpu-kernel-tests/make_cases.py),
-# model.cuda.kiln and ref.bin (bench/gpu/greedy-logits.c's output for the
+# and, optionally, model.cuda.kiln and ref.bin (bench/gpu/greedy-logits.c's output for the
 # same model compiled for the CPU with --activations=f32, run here). Builds
 # the runtime alone (lib/Runtime/standalone: no LLVM there), runs every
 # kernel case against its float64 reference, then greedy decoding on the GPU
@@ -16,23 +16,10 @@ cmake -S $SRC/lib/Runtime/standalone -B /tmp/rtb -G Ninja -DCMAKE_BUILD_TYPE=Rel
   { tail -20 $OUT/cmake.log $OUT/build.log; exit 1; }
 ctest --test-dir /tmp/rtb --output-on-failure 2>&1 | tail -3
 echo "== kernel cases (each in its own process)"
-python3 - $DIR/kernels $SRC/scripts/gpu-kernel-tests/run_cases.py <<'PY' 2>&1 | tee $OUT/kernel-cases.log
-import json, subprocess, sys, os, tempfile
-root, runner = sys.argv[1], sys.argv[2]
-cases = json.load(open(os.path.join(root, "cases.json")))
-for case in cases:
-    d = tempfile.mkdtemp()
-    json.dump([case], open(os.path.join(d, "cases.json"), "w"))
-    for f in os.listdir(root):
-        if f.startswith(case["name"] + "."):
-            os.symlink(os.path.join(root, f), os.path.join(d, f))
-    r = subprocess.run([sys.executable, runner, d, "--bench"], capture_output=True, text=True)
-    lines = [l for l in (r.stdout + r.stderr).splitlines() if "cases pass" not in l]
-    print("\n".join(lines[-4:]))
-    if r.returncode < 0:
-        print(f"CRASH {case['name']}: signal {-r.returncode}")
-PY
+python3 $SRC/scripts/gpu-kernel-tests/run_each.py $DIR/kernels 2>&1 | tee $OUT/kernel-cases.log
 R=/tmp/rtb/bin
+# Kernel cases alone when no model was carried.
+[ -f $DIR/model.cuda.kiln ] || exit 0
 echo "== kiln-run greedy on cuda"
 $R/kiln-run -m $DIR/model.cuda.kiln -p "$PROMPT" -n 16 --temp 0 --device cuda 2>&1 | tail -4
 echo "== greedy logits against the CPU (f32 activations)"

@@ -51,7 +51,14 @@ static cl::opt<mlir::kiln::ActivationPrecision> activations(
     cl::values(clEnumValN(mlir::kiln::ActivationPrecision::Int8, "int8",
                           "integer dot products, as llama.cpp (default)"),
                clEnumValN(mlir::kiln::ActivationPrecision::F32, "f32",
-                          "exact")),
+                          "exact"),
+               clEnumValN(mlir::kiln::ActivationPrecision::Int2, "int2",
+                          "2-bit codes in int8, the same integer kernels"),
+               clEnumValN(mlir::kiln::ActivationPrecision::Int3, "int3", ""),
+               clEnumValN(mlir::kiln::ActivationPrecision::Int4, "int4", ""),
+               clEnumValN(mlir::kiln::ActivationPrecision::Int5, "int5", ""),
+               clEnumValN(mlir::kiln::ActivationPrecision::Int6, "int6", ""),
+               clEnumValN(mlir::kiln::ActivationPrecision::Int7, "int7", "")),
     cl::init(mlir::kiln::ActivationPrecision::Int8), cl::cat(kilnOptions));
 static cl::opt<std::string> kernels(
     "kernels",
@@ -83,6 +90,13 @@ static cl::opt<std::string> prune(
              "n=N, m=M, block=RxC, criterion=magnitude|wanda|sparsegpt, "
              "calibration=FILE.kstats (e.g. pattern=nm,n=2,m=4)"),
     cl::value_desc("options"), cl::init(""), cl::cat(kilnOptions));
+static cl::opt<std::string> distill(
+    "distill",
+    cl::desc("With --prune: refit the kept weights to the unpruned model "
+             "(kiln-distill) on the statistics in FILE.kstats; statistics of "
+             "the pruned model collected beside the teacher (kiln-run "
+             "--collect-stats --teacher) fit it on its own inputs"),
+    cl::value_desc("FILE.kstats"), cl::init(""), cl::cat(kilnOptions));
 static cl::opt<int64_t> tensorParallel(
     "tp", cl::desc("Tensor-parallel ranks: one step function each "
                    "(run with mpirun -np N kiln-run --tp N)"),
@@ -91,6 +105,11 @@ static cl::opt<int64_t> pipelineParallel(
     "pp", cl::desc("Pipeline stages, one rank each (run with mpirun -np N "
                    "kiln-run --pp N)"),
     cl::init(1), cl::cat(kilnOptions));
+static cl::opt<bool> batchedStep(
+    "batched-step",
+    cl::desc("Also compile a step over tokens of several sequences, for "
+             "kiln-server's batched decode"),
+    cl::init(false), cl::cat(kilnOptions));
 static cl::opt<bool> quiet("q", cl::desc("No progress bar"), cl::init(false),
                            cl::cat(kilnOptions));
 
@@ -132,6 +151,7 @@ int main(int argc, char **argv) {
   options.calibrationTaps = calibrationTaps;
   options.tensorParallel = tensorParallel;
   options.pipelineParallel = pipelineParallel;
+  options.batchedStep = batchedStep;
   if (!kiln::parseEmitKind(emit, options.emit)) {
     llvm::WithColor::error(llvm::errs(), "kiln-compile")
         << "unknown --emit=" << emit
@@ -157,6 +177,7 @@ int main(int argc, char **argv) {
     }
     options.prune = *parsed;
   }
+  options.distill = distill;
   if (tensorParallel < 1 || pipelineParallel < 1 ||
       tensorParallel * pipelineParallel > 4096) {
     llvm::WithColor::error(llvm::errs(), "kiln-compile")

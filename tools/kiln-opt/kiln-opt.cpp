@@ -36,6 +36,7 @@ int main(int argc, char **argv) {
   mlir::registerAllPasses();
   registry.insert<mlir::kiln::KilnDialect>();
   mlir::kiln::registerKilnCPUTarget(registry);
+  mlir::kiln::registerKilnCUDATarget(registry);
   mlir::kiln::registerKilnTransformsPasses();
   mlir::kiln::registerKilnConversionPasses();
   mlir::kiln::registerKilnPipelines();

@@ -33,10 +33,22 @@ size_t findNonText(const std::string &s) {
   return std::string::npos;
 }
 
+/// Tap `i`'s weight names (comma-separated) and width; false with `err` set.
+bool readTap(kiln_model *model, int32_t i, std::string &names, int32_t &cols,
+             std::string &err) {
+  const char *list = nullptr, *e = nullptr;
+  if (kiln_model_tap(model, i, &list, &cols, &e)) {
+    err = e;
+    return false;
+  }
+  names = list;
+  return true;
+}
+
 } // namespace
 
-bool collectStatistics(kiln_model *model, const CollectStatsOptions &opts,
-                       std::string &err) {
+bool collectStatistics(kiln_model *model, kiln_model *teacher,
+                       const CollectStatsOptions &opts, std::string &err) {
   const int32_t nTaps = kiln_model_n_taps(model);
   if (nTaps == 0) {
     err = "the model has no calibration taps (compile it with kiln-compile "
@@ -55,10 +67,13 @@ bool collectStatistics(kiln_model *model, const CollectStatsOptions &opts,
           " is not UTF-8 text)";
     return false;
   }
-  int nCtx = opts.nCtx ? opts.nCtx : std::min(512, kiln_model_n_ctx(model));
-  if (nCtx < 1 || nCtx > kiln_model_n_ctx(model)) {
+  int modelCtx = kiln_model_n_ctx(model);
+  if (teacher)
+    modelCtx = std::min(modelCtx, kiln_model_n_ctx(teacher));
+  int nCtx = opts.nCtx ? opts.nCtx : std::min(512, modelCtx);
+  if (nCtx < 1 || nCtx > modelCtx) {
     err = "calibration context " + std::to_string(nCtx) + " must be 1 to " +
-          std::to_string(kiln_model_n_ctx(model)) + " (the model's n_ctx)";
+          std::to_string(modelCtx) + " (the models' n_ctx)";
     return false;
   }
 
@@ -73,11 +88,23 @@ bool collectStatistics(kiln_model *model, const CollectStatsOptions &opts,
 
   std::vector<InputAccumulator> sums;
   std::vector<std::vector<std::string>> weights(nTaps);
+  if (teacher && kiln_model_n_taps(teacher) != nTaps) {
+    err = "the teacher has " + std::to_string(kiln_model_n_taps(teacher)) +
+          " calibration taps, the model " + std::to_string(nTaps) +
+          " (compile both from one architecture with --calibration-taps)";
+    return false;
+  }
   for (int32_t i = 0; i < nTaps; ++i) {
-    const char *names = nullptr;
-    int32_t cols = 0;
-    if (kiln_model_tap(model, i, &names, &cols, &e)) {
-      err = e;
+    std::string names, teacherNames;
+    int32_t cols = 0, teacherCols = 0;
+    if (!readTap(model, i, names, cols, err) ||
+        (teacher && !readTap(teacher, i, teacherNames, teacherCols, err)))
+      return false;
+    if (teacher && (names != teacherNames || cols != teacherCols)) {
+      err = "calibration tap " + std::to_string(i) + " is '" + names +
+            "' of width " + std::to_string(cols) + " in the model but '" +
+            teacherNames + "' of width " + std::to_string(teacherCols) +
+            " in the teacher";
       return false;
     }
     std::stringstream list(names);
@@ -86,12 +113,25 @@ bool collectStatistics(kiln_model *model, const CollectStatsOptions &opts,
     sums.emplace_back(cols);
   }
 
-  kiln_session *session = nullptr;
+  kiln_session *session = nullptr, *teacherSession = nullptr;
   if (kiln_session_create(model, nCtx, &session, &e)) {
     err = e;
     return false;
   }
-  const int batch = std::max(1, std::min(kiln_model_max_tokens(model), nCtx));
+  if (teacher && kiln_session_create(teacher, nCtx, &teacherSession, &e)) {
+    err = e;
+    kiln_session_free(session);
+    return false;
+  }
+  auto freeSessions = [&] {
+    kiln_session_free(session);
+    if (teacherSession)
+      kiln_session_free(teacherSession);
+  };
+  int maxTokens = kiln_model_max_tokens(model);
+  if (teacher)
+    maxTokens = std::min(maxTokens, kiln_model_max_tokens(teacher));
+  const int batch = std::max(1, std::min(maxTokens, nCtx));
   uint64_t seen = 0;
   std::fprintf(stderr,
                "kiln-run: collect-stats: %zu tokens, %zu chunks of up to %d, "
@@ -105,30 +145,41 @@ bool collectStatistics(kiln_model *model, const CollectStatsOptions &opts,
     if (bos.size() == 1)
       chunk[0] = bos[0];
     kiln_session_reset(session);
+    if (teacherSession)
+      kiln_session_reset(teacherSession);
     for (size_t start = 0; start < chunk.size(); start += batch) {
       size_t n = std::min<size_t>(batch, chunk.size() - start);
       // Every row's logits: the output head's input holds only the rows
       // whose logits are kept.
-      if (kiln_eval(session, chunk.data() + start, n, int32_t(n), &e)) {
+      if (kiln_eval(session, chunk.data() + start, n, int32_t(n), &e) ||
+          (teacherSession && kiln_eval(teacherSession, chunk.data() + start,
+                                       n, int32_t(n), &e))) {
         err = e;
-        kiln_session_free(session);
+        freeSessions();
         return false;
       }
       for (int32_t i = 0; i < nTaps; ++i) {
-        int32_t rows = 0;
+        int32_t rows = 0, teacherRows = 0;
         const float *x = kiln_session_tap(session, i, &rows);
-        if (!x || size_t(rows) != n) {
-          err = "the model left no calibration tap " + std::to_string(i) +
-                " after a step (is it running on a GPU?)";
-          kiln_session_free(session);
+        const float *y = teacherSession
+                             ? kiln_session_tap(teacherSession, i, &teacherRows)
+                             : nullptr;
+        if (!x || size_t(rows) != n ||
+            (teacherSession && (!y || teacherRows != rows))) {
+          err = "the model or teacher left no calibration tap " +
+                std::to_string(i) + " after a step (is it running on a GPU?)";
+          freeSessions();
           return false;
         }
-        sums[i].add(x, rows);
+        if (y)
+          sums[i].addWithTeacher(x, y, rows);
+        else
+          sums[i].add(x, rows);
       }
       seen += n;
     }
   }
-  kiln_session_free(session);
+  freeSessions();
 
   CalibrationStatistics stats;
   stats.nTokens = seen;

@@ -26,10 +26,13 @@ struct CollectStatsOptions {
 /// Tokenizes the text (an empty file, or one that is not UTF-8 text, is an
 /// error), evaluates it in chunks of nCtx tokens from an empty session each
 /// (BOS first, as --perplexity; a shorter last chunk too), adds every step's
-/// taps to the sums and writes the means to outputPath. Returns false with
-/// `err` set (one line) on any error.
-bool collectStatistics(kiln_model *model, const CollectStatsOptions &opts,
-                       std::string &err);
+/// taps to the sums and writes the means to outputPath. With a `teacher`
+/// (the uncompressed model, its taps the same inputs of the same widths) it
+/// runs the same chunks too and the file also holds the cross moments of
+/// the two models' inputs. Returns false with `err` set (one line) on any
+/// error.
+bool collectStatistics(kiln_model *model, kiln_model *teacher,
+                       const CollectStatsOptions &opts, std::string &err);
 
 } // namespace kiln::run
 

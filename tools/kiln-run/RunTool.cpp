@@ -76,11 +76,15 @@ std::string usage(const kiln::run::RunTool &tool) {
          "\n"
          "       " +
          run +
-         " --collect-stats TEXT -o OUT.kstats [--ctx N] [--chunks N] [-t N]\n"
+         " --collect-stats TEXT -o OUT.kstats [--teacher T.kiln] [--ctx N]\n"
+         "         [--chunks N] [-t N]\n"
          "  --collect-stats TEXT  calibration: run an artifact compiled with\n"
          "                        --calibration-taps on TEXT in chunks of --ctx\n"
          "                        tokens and write its linear layers' input\n"
-         "                        statistics (CalibrationStats.h) to OUT\n";
+         "                        statistics (CalibrationStats.h) to OUT\n"
+         "  --teacher T.kiln      run the uncompressed teacher (also with taps)\n"
+         "                        beside the model and add the cross moments of\n"
+         "                        their inputs (kiln-distill's student-input fit)\n";
 }
 
 [[noreturn]] void die(const std::string &message) {
@@ -220,7 +224,7 @@ int kiln::run::runCommandLine(int argc, char **argv, const RunTool &tool) {
   long long repetitions = 5, chunks = 0;
   std::string output, perplexityFile;
   std::vector<std::string> embedTexts;
-  std::string embedFile, statsText;
+  std::string embedFile, statsText, teacherPath;
   bool embed = false, collectStats = false;
 
   for (int i = 1; i < argc; ++i) {
@@ -267,6 +271,7 @@ int kiln::run::runCommandLine(int argc, char **argv, const RunTool &tool) {
                                              "--embed",
                                              "--embed-file",
                                              "--collect-stats",
+                                             "--teacher",
                                              "--tp",
                                              "--pp",
                                              "--dp"};
@@ -321,6 +326,8 @@ int kiln::run::runCommandLine(int argc, char **argv, const RunTool &tool) {
       embedFile = v, embed = true;
     else if (a == "--collect-stats")
       statsText = v, collectStats = true;
+    else if (a == "--teacher")
+      teacherPath = v;
     else if (a == "--tp")
       tp = parseInt(a, v), distributed = true;
     else if (a == "--pp")
@@ -334,13 +341,15 @@ int kiln::run::runCommandLine(int argc, char **argv, const RunTool &tool) {
   for (auto [flag, n] : {Count{"--tp", tp}, Count{"--pp", pp}, Count{"--dp", dp}})
     if (n < 1 || n > 4096)
       die(std::string(flag) + " must be 1 to 4096, got " + std::to_string(n));
+  if (!teacherPath.empty() && !collectStats)
+    die("--teacher goes with --collect-stats");
   if (collectStats) {
     if (modelPath.empty())
       die("no model given (-m MODEL.kiln)");
     if (bench || perplexity || embed || havePrompt || tokenizeOnly || chat ||
         setNPredict || setRepetitions)
       die("--collect-stats reads its text from a file and takes only -m, -o, "
-          "--ctx, --chunks and -t");
+          "--teacher, --ctx, --chunks and -t");
     if (output.empty())
       die("--collect-stats needs -o FILE for the statistics");
     if (threads < 1 || threads > 1024)
@@ -360,9 +369,18 @@ int kiln::run::runCommandLine(int argc, char **argv, const RunTool &tool) {
     if (kiln_model_load_on(modelPath.c_str(), int32_t(threads), "cpu", &model,
                            &err))
       die(err);
+    kiln_model *teacher = nullptr;
+    if (!teacherPath.empty() &&
+        kiln_model_load_on(teacherPath.c_str(), int32_t(threads), "cpu",
+                           &teacher, &err)) {
+      kiln_model_free(model);
+      die(err);
+    }
     std::string why;
-    bool ok = kiln::run::collectStatistics(model, c, why);
+    bool ok = kiln::run::collectStatistics(model, teacher, c, why);
     kiln_model_free(model);
+    if (teacher)
+      kiln_model_free(teacher);
     if (!ok)
       die(why);
     return 0;

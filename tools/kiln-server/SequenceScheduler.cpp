@@ -2,6 +2,7 @@
 
 #include "SequenceScheduler.h"
 
+#include <algorithm>
 #include <cstdio>
 
 using namespace kiln;
@@ -85,10 +86,21 @@ SequenceScheduler::create(rt::Model &model, const SchedulerLimits &limits,
     s->contextPerSequence = s->embedSession->getContextSize();
   } else {
     s->slots.resize(limits.maxSequences);
-    for (Slot &slot : s->slots) {
-      slot.session = rt::Session::create(model, limits.contextPerSequence, err);
-      if (!slot.session)
+    if (model.getForwardBatch()) {
+      s->batch = rt::SessionBatch::create(model, limits.maxSequences,
+                                          limits.contextPerSequence, err);
+      if (!s->batch)
         return nullptr;
+      for (int32_t i = 0; i < limits.maxSequences; ++i)
+        s->slots[i].session = &s->batch->getSession(i);
+    } else {
+      for (Slot &slot : s->slots) {
+        s->sessions.push_back(
+            rt::Session::create(model, limits.contextPerSequence, err));
+        if (!s->sessions.back())
+          return nullptr;
+        slot.session = s->sessions.back().get();
+      }
     }
     s->contextPerSequence = s->slots.front().session->getContextSize();
   }
@@ -198,31 +210,9 @@ void SequenceScheduler::release(Slot &slot) {
   --active;
 }
 
-bool SequenceScheduler::step(size_t index, Slot &slot) {
+bool SequenceScheduler::emit(Slot &slot, const float *logits) {
   TokenStream &stream = *slot.stream;
   int32_t promptTokens = int32_t(slot.prompt.size());
-  if (stream.isCancelled()) {
-    std::fprintf(stderr,
-                 "kiln-server: sequence %zu freed after %d tokens: the client "
-                 "disconnected\n",
-                 index, slot.generated);
-    return false;
-  }
-  std::string err;
-  const float *logits;
-  if (!slot.prefilled) {
-    // Position 0: the runtime forgets the slot's previous sequence.
-    logits = slot.session->forward(slot.prompt.data(), slot.prompt.size(), 0,
-                                   1, err);
-    slot.prefilled = true;
-  } else {
-    logits = slot.session->forward(&slot.lastToken, 1,
-                                   slot.session->getNPast(), 1, err);
-  }
-  if (!logits) {
-    stream.finish("", err, promptTokens, slot.generated);
-    return false;
-  }
   // The same order as Session::generate (what kiln-run does): sample, stop
   // at end of generation, else emit and count.
   int32_t next = slot.sampler->sample(logits, slot.seen.data(), slot.seen.size());
@@ -240,6 +230,47 @@ bool SequenceScheduler::step(size_t index, Slot &slot) {
   }
   slot.lastToken = next;
   return true;
+}
+
+void SequenceScheduler::decode(const std::vector<size_t> &decoding) {
+  std::string err;
+  auto fail = [&](Slot &slot) {
+    slot.stream->finish("", err, int32_t(slot.prompt.size()), slot.generated);
+    release(slot);
+  };
+  if (!batch) {
+    for (size_t i : decoding) {
+      Slot &slot = slots[i];
+      const float *logits = slot.session->forward(
+          &slot.lastToken, 1, slot.session->getNPast(), 1, err);
+      if (!logits)
+        fail(slot);
+      else if (!emit(slot, logits))
+        release(slot);
+    }
+    return;
+  }
+  // Steps of at most max_tokens sequences.
+  const size_t most = size_t(model.getManifest().entry.maxTokens);
+  const size_t nVocab = size_t(model.getManifest().model.nVocab);
+  for (size_t first = 0; first < decoding.size(); first += most) {
+    size_t count = std::min(most, decoding.size() - first);
+    stepSessions.clear();
+    stepTokens.clear();
+    for (size_t k = first; k < first + count; ++k) {
+      stepSessions.push_back(int32_t(decoding[k]));
+      stepTokens.push_back(slots[decoding[k]].lastToken);
+    }
+    const float *logits =
+        batch->forward(stepSessions.data(), stepTokens.data(), count, err);
+    for (size_t k = 0; k < count; ++k) {
+      Slot &slot = slots[decoding[first + k]];
+      if (!logits)
+        fail(slot);
+      else if (!emit(slot, logits + k * nVocab))
+        release(slot);
+    }
+  }
 }
 
 void SequenceScheduler::run() {
@@ -273,11 +304,38 @@ void SequenceScheduler::run() {
     }
     if (!jobs.empty())
       embedded.notify_all();
-    // One token for each sequence in turn; new requests join at the next
-    // round, finished or abandoned ones leave at once.
-    for (size_t i : busy)
-      if (!step(i, slots[i]))
-        release(slots[i]);
+    // New requests' prompts each in a step of their own, then one step for
+    // the next token of every other sequence; finished or abandoned ones
+    // leave at once.
+    std::vector<size_t> decoding;
+    for (size_t i : busy) {
+      Slot &slot = slots[i];
+      if (slot.stream->isCancelled()) {
+        std::fprintf(stderr,
+                     "kiln-server: sequence %zu freed after %d tokens: the "
+                     "client disconnected\n",
+                     i, slot.generated);
+        release(slot);
+        continue;
+      }
+      if (slot.prefilled) {
+        decoding.push_back(i);
+        continue;
+      }
+      // Position 0: the runtime forgets the slot's previous sequence.
+      std::string err;
+      const float *logits = slot.session->forward(
+          slot.prompt.data(), slot.prompt.size(), 0, 1, err);
+      slot.prefilled = true;
+      if (!logits) {
+        slot.stream->finish("", err, int32_t(slot.prompt.size()), 0);
+        release(slot);
+      } else if (!emit(slot, logits)) {
+        release(slot);
+      }
+    }
+    if (!decoding.empty())
+      decode(decoding);
   }
   // Embedding requests still queued fail instead of waiting forever.
   embedded.notify_all();

@@ -2,12 +2,13 @@
 //
 // One thread owns the model: the runtime runs one forward pass at a time on
 // its pool, so every step, of every request, goes through here. A request
-// takes one of --max-sequences slots (a runtime Session: its own KV cache) and
-// leaves it when it finishes or its client goes away; requests join and leave
-// between steps (continuous batching). Each step today decodes one sequence:
-// the slots take turns, one token each, because the generated step function
-// runs one sequence per call (batching several in one call needs the
-// multi-sequence step of issue #19, not done yet).
+// takes one of --max-sequences slots (a runtime Session) and leaves it when it
+// finishes or its client goes away; requests join and leave between steps
+// (continuous batching). A new request's prompt is evaluated in a step of its
+// own; then every sequence past its prompt decodes its next token in one
+// shared step (a SessionBatch: the sessions' KV caches are slots of one
+// cache) when the artifact has the step over several sequences (kiln-compile
+// --batched-step); without it the sequences take turns, one token each.
 //
 //===----------------------------------------------------------------------===//
 
@@ -98,10 +99,13 @@ public:
   int32_t getActiveSequences();
   int32_t getMaxSequences() const { return int32_t(slots.size()); }
   int64_t getContextPerSequence() const { return contextPerSequence; }
+  /// Whether one step decodes every sequence's next token (the artifact has
+  /// the step over several sequences) rather than one sequence's.
+  bool decodesTogether() const { return bool(batch); }
 
 private:
   struct Slot {
-    std::unique_ptr<rt::Session> session;
+    rt::Session *session = nullptr; // the batch's, or one of `sessions`
     std::shared_ptr<TokenStream> stream; // null: the slot is free
     std::unique_ptr<rt::Sampler> sampler;
     std::vector<int32_t> prompt;
@@ -120,14 +124,20 @@ private:
 
   explicit SequenceScheduler(rt::Model &model) : model(model) {}
   void run();
-  /// One token of `slot`'s sequence; false when the sequence is over.
-  bool step(size_t index, Slot &slot);
+  /// Samples `slot`'s next token from `logits` and hands it to its stream;
+  /// false when the sequence is over.
+  bool emit(Slot &slot, const float *logits);
+  /// One step for the next token of each of the `decoding` slots.
+  void decode(const std::vector<size_t> &decoding);
   void release(Slot &slot);
 
   rt::Model &model;
   int64_t contextPerSequence = 0;
   std::vector<Slot> slots;
+  std::unique_ptr<rt::SessionBatch> batch; // with a batched step
+  std::vector<std::unique_ptr<rt::Session>> sessions; // without one
   std::unique_ptr<rt::Session> embedSession; // encoders only
+  std::vector<int32_t> stepSessions, stepTokens; // decode()'s, reused
 
   std::mutex mutex;
   std::condition_variable wake, embedded;

@@ -568,12 +568,14 @@ int main(int argc, char **argv) {
   std::signal(SIGINT, stopOnSignal);
   std::signal(SIGTERM, stopOnSignal);
   std::fprintf(stderr,
-               "kiln-server: %s on %s, %d sequences of %lld tokens, "
+               "kiln-server: %s on %s, %d sequences of %lld tokens (%s), "
                "listening on http://%s:%d\n",
                alias.c_str(), model->getDeviceDescription().c_str(),
                int(maxSequences),
-               (long long)scheduler->getContextPerSequence(), host.c_str(),
-               bound);
+               (long long)scheduler->getContextPerSequence(),
+               scheduler->decodesTogether() ? "decoded in shared steps"
+                                            : "taking turns",
+               host.c_str(), bound);
   bool ok = server.listen_after_bind();
   runningServer = nullptr;
   scheduler.reset();

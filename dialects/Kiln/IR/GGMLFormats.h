@@ -59,6 +59,29 @@ enum class GGMLType : uint32_t {
   MXFP4 = 39,
 };
 
+/// What a format's codes stand for where they are not linear codes of `bits`
+/// each; None: value = scale * (code - offset). Past IQ4NL the block is
+/// ggml's own struct, not the general formula of WeightLayout.h.
+enum class GGMLCodebook : uint32_t {
+  None = 0,
+  IQ4NL = 1,        // ggml-common.h kvalues_iq4nl: IQ4_NL and IQ4_XS
+  Ternary = 2,      // TQ2_0: 2-bit codes 0, 1, 2 = -1, 0, +1
+  TernaryBase3 = 3, // TQ1_0: the same trits, 5 (or 4) per byte in base 3
+  IQ2XXS = 4,       // IQ2_XXS: 8 values per iq2xxs_grid entry, ksigns
+  IQ3XXS = 5,       // IQ3_XXS: 4 values per iq3xxs_grid entry, ksigns
+  IQ2XS = 6,        // IQ2_XS: 8 values per iq2xs_grid entry, ksigns
+  IQ3S = 7,         // IQ3_S: 4 values per iq3s_grid entry, sign bytes
+  IQ2S = 8,         // IQ2_S: 8 values per iq2s_grid entry, sign bytes
+  IQ1S = 9,         // IQ1_S: 8 values per iq1s_grid entry, + delta per 32
+  IQ1M = 10,        // IQ1_M: iq1s_grid, a delta per 8 values
+};
+
+/// ggml-common.h kvalues_iq4nl: the 16 values a 4-bit IQ4_NL / IQ4_XS code
+/// stands for (times the block's scale).
+inline constexpr int8_t kIQ4NLValues[16] = {-127, -104, -83, -65, -49, -35,
+                                            -22,  -10,  1,   13,  25,  38,
+                                            53,   69,   89,  113};
+
 struct GGMLFormat {
   GGMLType type;
   /// ggml's name (type_traits in ggml.c): "q4_K", "f32"; null for a number
@@ -76,12 +99,20 @@ struct GGMLFormat {
   bool hasMin;
   unsigned superGroup;
   unsigned subScaleBits;
+  /// Codes index this table: value = scale * codebook[code].
+  GGMLCodebook codebook = GGMLCodebook::None;
 
   bool isQuantScheme() const { return bits != 0; }
+  /// The block is `bits`-wide codes plus scales (WeightLayout.h's formula);
+  /// otherwise blockBytes is ggml's struct and `bits` is nominal.
+  bool hasGeneralBlock() const {
+    return codebook == GGMLCodebook::None || codebook == GGMLCodebook::IQ4NL;
+  }
   /// One scale (and min) per 32 codes: a dot product with activations
   /// quantized per 32 values is an integer sum and one multiply per block.
   bool hasScalePer32() const {
-    return isQuantScheme() && superGroup == 0 && group == 32;
+    return isQuantScheme() && superGroup == 0 && group == 32 &&
+           codebook == GGMLCodebook::None;
   }
 };
 
@@ -117,37 +148,59 @@ inline constexpr GGMLFormat kGGMLFormats[] = {
     {GGMLType::Q6_K, "q6_K", 256, 210, true, 6, 16, false, 256, 8},
     // block_q8_K {float d; i8 qs[256]; i16 bsums[16]} = 292
     {GGMLType::Q8_K, "q8_K", 256, 292, true, 0, 0, false, 0, 0},
-    // block_iq2_xxs {half d; u16 qs[32]} = 66
-    {GGMLType::IQ2_XXS, "iq2_xxs", 256, 66, false, 0, 0, false, 0, 0},
-    // block_iq2_xs {half d; u16 qs[32]; u8 scales[8]} = 74
-    {GGMLType::IQ2_XS, "iq2_xs", 256, 74, false, 0, 0, false, 0, 0},
-    // block_iq3_xxs {half d; u8 qs[96]} = 98
-    {GGMLType::IQ3_XXS, "iq3_xxs", 256, 98, false, 0, 0, false, 0, 0},
-    // block_iq1_s {half d; u8 qs[32]; u16 qh[8]} = 50
-    {GGMLType::IQ1_S, "iq1_s", 256, 50, false, 0, 0, false, 0, 0},
-    // block_iq4_nl {half d; u8 qs[16]} = 18
-    {GGMLType::IQ4_NL, "iq4_nl", 32, 18, false, 0, 0, false, 0, 0},
-    // block_iq3_s {half d; u8 qs[64], qh[8], signs[32], scales[4]} = 110
-    {GGMLType::IQ3_S, "iq3_s", 256, 110, false, 0, 0, false, 0, 0},
-    // block_iq2_s {half d; u8 qs[64]; u8 qh[8]; u8 scales[8]} = 82
-    {GGMLType::IQ2_S, "iq2_s", 256, 82, false, 0, 0, false, 0, 0},
-    // block_iq4_xs {half d; u16 scales_h; u8 scales_l[4]; u8 qs[128]} = 136
-    {GGMLType::IQ4_XS, "iq4_xs", 256, 136, false, 0, 0, false, 0, 0},
+    // block_iq2_xxs {half d; u16 qs[32]} = 66: per 32 values 4 grid
+    // indices, 4 x 7 sign bits and a 4-bit scale
+    {GGMLType::IQ2_XXS, "iq2_xxs", 256, 66, true, 2, 32, false, 256, 4,
+     GGMLCodebook::IQ2XXS},
+    // block_iq2_xs {half d; u16 qs[32]; u8 scales[8]} = 74: per 8 values a
+    // 9-bit grid index and 7 sign bits, 4-bit scales per 16 values
+    {GGMLType::IQ2_XS, "iq2_xs", 256, 74, true, 2, 16, false, 256, 4,
+     GGMLCodebook::IQ2XS},
+    // block_iq3_xxs {half d; u8 qs[96]} = 98: 64 grid indices, then per
+    // 32 values 4 x 7 sign bits and a 4-bit scale
+    {GGMLType::IQ3_XXS, "iq3_xxs", 256, 98, true, 3, 32, false, 256, 4,
+     GGMLCodebook::IQ3XXS},
+    // block_iq1_s {half d; u8 qs[32]; u16 qh[8]} = 50: per 8 values an
+    // 11-bit grid index, per 32 values a 3-bit scale and the delta's sign
+    // (`bits` nominal: 1.56 bits a value)
+    {GGMLType::IQ1_S, "iq1_s", 256, 50, true, 2, 32, false, 256, 3,
+     GGMLCodebook::IQ1S},
+    // block_iq4_nl {half d; u8 qs[16]} = 18: Q4_0's block, codes through
+    // kIQ4NLValues
+    {GGMLType::IQ4_NL, "iq4_nl", 32, 18, true, 4, 32, false, 0, 0,
+     GGMLCodebook::IQ4NL},
+    // block_iq3_s {half d; u8 qs[64], qh[8], signs[32], scales[4]} = 110:
+    // 9-bit grid indices (high bits in qh), 4-bit scales per 32 values
+    {GGMLType::IQ3_S, "iq3_s", 256, 110, true, 3, 32, false, 256, 4,
+     GGMLCodebook::IQ3S},
+    // block_iq2_s {half d; u8 qs[64]; u8 qh[8]; u8 scales[8]} = 82: per 8
+    // values a 10-bit grid index and a sign byte, 4-bit scales per 16 values
+    {GGMLType::IQ2_S, "iq2_s", 256, 82, true, 2, 16, false, 256, 4,
+     GGMLCodebook::IQ2S},
+    // block_iq4_xs {half d; u16 scales_h; u8 scales_l[4]; u8 qs[128]} = 136:
+    // 6-bit sub-scales (minus 32) per 32 values
+    {GGMLType::IQ4_XS, "iq4_xs", 256, 136, true, 4, 32, false, 256, 6,
+     GGMLCodebook::IQ4NL},
     {GGMLType::I8, "i8", 1, 1, true, 0, 0, false, 0, 0},
     {GGMLType::I16, "i16", 1, 2, true, 0, 0, false, 0, 0},
     {GGMLType::I32, "i32", 1, 4, true, 0, 0, false, 0, 0},
     {GGMLType::I64, "i64", 1, 8, true, 0, 0, false, 0, 0},
     {GGMLType::F64, "f64", 1, 8, true, 0, 0, false, 0, 0},
-    // block_iq1_m {u8 qs[32]; u8 qh[16]; u8 scales[8]} = 56
-    {GGMLType::IQ1_M, "iq1_m", 256, 56, false, 0, 0, false, 0, 0},
+    // block_iq1_m {u8 qs[32]; u8 qh[16]; u8 scales[8]} = 56: per 8 values
+    // an 11-bit grid index and the delta's sign, 3-bit scales per 16 values;
+    // the f16 d is the top nibbles of the four u16 scale words
+    {GGMLType::IQ1_M, "iq1_m", 256, 56, true, 2, 16, false, 256, 3,
+     GGMLCodebook::IQ1M},
     {GGMLType::BF16, "bf16", 1, 2, true, 0, 0, false, 0, 0},
     {GGMLType(31), nullptr, 0, 0, false, 0, 0, false, 0, 0}, // Q4_0_4_4
     {GGMLType(32), nullptr, 0, 0, false, 0, 0, false, 0, 0}, // Q4_0_4_8
     {GGMLType(33), nullptr, 0, 0, false, 0, 0, false, 0, 0}, // Q4_0_8_8
     // block_tq1_0 {u8 qs[48]; u8 qh[4]; half d} = 54
-    {GGMLType::TQ1_0, "tq1_0", 256, 54, false, 0, 0, false, 0, 0},
+    {GGMLType::TQ1_0, "tq1_0", 256, 54, true, 2, 256, false, 0, 0,
+     GGMLCodebook::TernaryBase3},
     // block_tq2_0 {u8 qs[64]; half d} = 66
-    {GGMLType::TQ2_0, "tq2_0", 256, 66, false, 0, 0, false, 0, 0},
+    {GGMLType::TQ2_0, "tq2_0", 256, 66, true, 2, 256, false, 0, 0,
+     GGMLCodebook::Ternary},
     {GGMLType(36), nullptr, 0, 0, false, 0, 0, false, 0, 0}, // IQ4_NL_4_4
     {GGMLType(37), nullptr, 0, 0, false, 0, 0, false, 0, 0}, // IQ4_NL_4_8
     {GGMLType(38), nullptr, 0, 0, false, 0, 0, false, 0, 0}, // IQ4_NL_8_8
@@ -170,16 +223,22 @@ inline const GGMLFormat *findGGMLFormat(uint32_t rawType) {
 
 /// The ggml block format with this #kiln.quant<layout = gguf> scheme (an f16
 /// scale, and an f16 min when hasMin), or null.
-inline const GGMLFormat *findGGMLBlockFormat(unsigned bits, unsigned group,
-                                             bool hasMin, unsigned superGroup,
-                                             unsigned subScaleBits) {
+inline const GGMLFormat *
+findGGMLBlockFormat(unsigned bits, unsigned group, bool hasMin,
+                    unsigned superGroup, unsigned subScaleBits,
+                    GGMLCodebook codebook = GGMLCodebook::None) {
   for (const GGMLFormat &format : kGGMLFormats)
     if (format.isQuantScheme() && format.bits == bits &&
         format.group == group && format.hasMin == hasMin &&
         format.superGroup == superGroup &&
-        format.subScaleBits == subScaleBits)
+        format.subScaleBits == subScaleBits && format.codebook == codebook)
       return &format;
   return nullptr;
+}
+
+/// The values of a codebook's codes; null for None.
+constexpr const int8_t *getCodebookValues(GGMLCodebook codebook) {
+  return codebook == GGMLCodebook::IQ4NL ? kIQ4NLValues : nullptr;
 }
 
 namespace detail {

@@ -28,6 +28,26 @@ def Kiln_QuantLayoutAttr : EnumAttr<Kiln_Dialect, Kiln_QuantLayout, "layout"> {
   let assemblyFormat = "`<` $value `>`";
 }
 
+// What a code stands for: itself (linear: scale * (code - midpoint), or
+// scale * code + zero), or an entry of a fixed table (GGMLFormats.h
+// GGMLCodebook, same numbers).
+def Kiln_QuantCodebook : I32EnumAttr<"QuantCodebook", "values of quantization codes", [
+    I32EnumAttrCase<"None", 0, "none">,
+    I32EnumAttrCase<"IQ4NL", 1, "iq4_nl">,  // ggml's kvalues_iq4nl (IQ4_NL, IQ4_XS)
+    I32EnumAttrCase<"Ternary", 2, "ternary">,  // TQ2_0: codes 0, 1, 2 = -1, 0, 1
+    I32EnumAttrCase<"TernaryBase3", 3, "ternary_base3">,  // TQ1_0: trits in base 3
+    I32EnumAttrCase<"IQ2XXS", 4, "iq2_xxs">,  // IQ2_XXS: iq2xxs_grid + signs
+    I32EnumAttrCase<"IQ3XXS", 5, "iq3_xxs">,  // IQ3_XXS: iq3xxs_grid + signs
+    I32EnumAttrCase<"IQ2XS", 6, "iq2_xs">,    // IQ2_XS: iq2xs_grid + signs
+    I32EnumAttrCase<"IQ3S", 7, "iq3_s">,      // IQ3_S: iq3s_grid + sign bytes
+    I32EnumAttrCase<"IQ2S", 8, "iq2_s">,      // IQ2_S: iq2s_grid + sign bytes
+    I32EnumAttrCase<"IQ1S", 9, "iq1_s">,      // IQ1_S: iq1s_grid + delta
+    I32EnumAttrCase<"IQ1M", 10, "iq1_m">      // IQ1_M: iq1s_grid + deltas
+  ]> {
+  let genSpecializedAttr = 0;
+  let cppNamespace = "::mlir::kiln";
+}
+
 def Kiln_QuantSchemeAttr : Kiln_Attr<"QuantScheme", "quant"> {
   let summary = "Encoding of a low-bit quantized weight";
   let description = [{
@@ -48,6 +68,14 @@ def Kiln_QuantSchemeAttr : Kiln_Attr<"QuantScheme", "quant"> {
     Q4_K = `#kiln.quant<bits = 4, group = 32, scale = f16, zero = f16,
     super_group = 256, sub_scale_bits = 6>`.
 
+    `codebook` (layout = gguf only): codes index a fixed table, value =
+    scale * table[code]; IQ4_NL = `#kiln.quant<bits = 4, group = 32,
+    scale = f16, layout = gguf, codebook = iq4_nl>`. The other codebooks
+    name ggml formats whose blocks are ggml's own structs (not `bits`-wide
+    codes; `bits` is then nominal): ternary (TQ2_0), ternary_base3 (TQ1_0),
+    iq2_xxs, iq2_xs, iq2_s, iq3_xxs, iq3_s (grids of magnitudes and signs),
+    iq1_s, iq1_m (grids of -1, 0, 1 shifted by +-1/8).
+
     `target_layout`, when present, is an attribute a target defines
     (WeightLayoutAttrInterface, KilnInterfaces.td) that rearranges the
     blocks for its kernels (the CPU target's interleaves ggml blocks of 16
@@ -63,6 +91,8 @@ def Kiln_QuantSchemeAttr : Kiln_Attr<"QuantScheme", "quant"> {
     DefaultValuedParameter<"unsigned", "0">:$sub_scale_bits,
     DefaultValuedParameter<"::mlir::kiln::QuantLayout",
                            "::mlir::kiln::QuantLayout::Packed">:$layout,
+    DefaultValuedParameter<"::mlir::kiln::QuantCodebook",
+                           "::mlir::kiln::QuantCodebook::None">:$codebook,
     OptionalParameter<"::mlir::kiln::WeightLayoutAttrInterface">:$target_layout
   );
   let builders = [
@@ -71,9 +101,11 @@ def Kiln_QuantSchemeAttr : Kiln_Attr<"QuantScheme", "quant"> {
     AttrBuilder<(ins "unsigned":$bits, "unsigned":$group, "::mlir::Type":$scale,
                      "::mlir::Type":$zero, "unsigned":$super_group,
                      "unsigned":$sub_scale_bits,
-                     "::mlir::kiln::QuantLayout":$layout), [{
+                     "::mlir::kiln::QuantLayout":$layout,
+                     CArg<"::mlir::kiln::QuantCodebook",
+                          "::mlir::kiln::QuantCodebook::None">:$codebook), [{
       return $_get($_ctxt, bits, group, scale, zero, super_group,
-                   sub_scale_bits, layout,
+                   sub_scale_bits, layout, codebook,
                    ::mlir::kiln::WeightLayoutAttrInterface());
     }]>
   ];
@@ -172,6 +204,13 @@ def Kiln_F32Parameter : AttrOrTypeParameter<"::llvm::APFloat", "an f32 value"> {
   }() }];
   let printer = [{ $_printer.printFloat($_self) }];
 }
+// The same, left out of the printed form when it is 1.
+def Kiln_F32ParameterDefaultOne : AttrOrTypeParameter<"::llvm::APFloat", "an f32 value, 1 when absent"> {
+  let comparator = Kiln_F32Parameter.comparator;
+  let parser = Kiln_F32Parameter.parser;
+  let printer = Kiln_F32Parameter.printer;
+  let defaultValue = "::llvm::APFloat(1.0f)";
+}
 
 def Kiln_RopeAttr : Kiln_Attr<"Rope", "rope"> {
   let summary = "The rotation of a kiln.rope, carried by the op that applies it";
@@ -188,7 +227,9 @@ def Kiln_RopeAttr : Kiln_Attr<"Rope", "rope"> {
     "int64_t":$rotary_dim,
     EnumParameter<Kiln_RopeStyle>:$style,
     Kiln_F32Parameter:$freq_base,
-    Kiln_F32Parameter:$freq_scale
+    Kiln_F32Parameter:$freq_scale,
+    OptionalParameter<"::mlir::DenseF32ArrayAttr">:$freq_factors,
+    Kiln_F32ParameterDefaultOne:$magnitude
   );
   let assemblyFormat = "`<` struct(params) `>`";
   let genVerifyDecl = 1;

@@ -50,18 +50,21 @@ static bool isScaleType(Type type) {
 const ::kiln::GGMLFormat *
 mlir::kiln::findGGMLBlockFormat(unsigned bits, unsigned group, Type scaleType,
                                 Type zeroType, unsigned superGroup,
-                                unsigned subScaleBits) {
+                                unsigned subScaleBits, QuantCodebook codebook) {
   if (!scaleType.isF16() || (zeroType && !zeroType.isF16()))
     return nullptr;
+  // QuantCodebook and GGMLCodebook share their numbers (KilnAttrs.td).
   return ::kiln::findGGMLBlockFormat(bits, group, bool(zeroType), superGroup,
-                                     subScaleBits);
+                                     subScaleBits,
+                                     ::kiln::GGMLCodebook(uint32_t(codebook)));
 }
 
 const ::kiln::GGMLFormat *
 mlir::kiln::findGGMLBlockFormat(QuantSchemeAttr scheme) {
   return findGGMLBlockFormat(scheme.getBits(), scheme.getGroup(),
                              scheme.getScaleType(), scheme.getZeroType(),
-                             scheme.getSuperGroup(), scheme.getSubScaleBits());
+                             scheme.getSuperGroup(), scheme.getSubScaleBits(),
+                             scheme.getCodebook());
 }
 
 LogicalResult
@@ -69,6 +72,7 @@ QuantSchemeAttr::verify(function_ref<InFlightDiagnostic()> emitError,
                         unsigned bits, unsigned group, Type scaleType,
                         Type zeroType, unsigned superGroup,
                         unsigned subScaleBits, QuantLayout layout,
+                        QuantCodebook codebook,
                         WeightLayoutAttrInterface targetLayout) {
   if (bits < 2 || bits > 8)
     return emitError() << "quantization bit width " << bits
@@ -103,8 +107,11 @@ QuantSchemeAttr::verify(function_ref<InFlightDiagnostic()> emitError,
   } else if (subScaleBits != 0) {
     return emitError() << "sub_scale_bits needs a super_group";
   }
+  if (codebook != QuantCodebook::None && layout != QuantLayout::GGUF)
+    return emitError() << "codebook = " << stringifyQuantCodebook(codebook)
+                       << " is a ggml format's: it needs layout = gguf";
   const ::kiln::GGMLFormat *ggml = findGGMLBlockFormat(
-      bits, group, scaleType, zeroType, superGroup, subScaleBits);
+      bits, group, scaleType, zeroType, superGroup, subScaleBits, codebook);
   if (layout == QuantLayout::GGUF && !ggml) {
     // Print types as the attribute writes them, not quoted.
     auto typeText = [](Type type) {
@@ -121,7 +128,9 @@ QuantSchemeAttr::verify(function_ref<InFlightDiagnostic()> emitError,
          << ", group = " << group << ", scale = " << typeText(scaleType)
          << ", zero = " << typeText(zeroType)
          << ", super_group = " << superGroup
-         << ", sub_scale_bits = " << subScaleBits << "; expected one of";
+         << ", sub_scale_bits = " << subScaleBits
+         << ", codebook = " << stringifyQuantCodebook(codebook)
+         << "; expected one of";
     const char *separator = " ";
     for (const ::kiln::GGMLFormat &format : ::kiln::kGGMLFormats) {
       if (!format.isQuantScheme())
@@ -139,7 +148,7 @@ QuantSchemeAttr::verify(function_ref<InFlightDiagnostic()> emitError,
         emitError,
         QuantSchemeAttr::get(scaleType.getContext(), bits, group, scaleType,
                              zeroType, superGroup, subScaleBits, layout,
-                             targetLayout));
+                             codebook, targetLayout));
   return success();
 }
 
@@ -151,6 +160,9 @@ uint64_t QuantSchemeAttr::getBlockBytes() const {
   shape.zeroBytes = getZeroType() ? (getZeroType().getIntOrFloatBitWidth() + 7) / 8 : 0;
   shape.superGroup = getSuperGroup();
   shape.subScaleBits = getSubScaleBits();
+  if (const ::kiln::GGMLFormat *ggml = findGGMLBlockFormat(*this);
+      ggml && !ggml->hasGeneralBlock())
+    shape.fixedBlockBytes = ggml->blockBytes;
   return shape.blockBytes();
 }
 
@@ -161,9 +173,12 @@ uint64_t QuantSchemeAttr::getBlockBytes() const {
 LogicalResult RopeAttr::verify(function_ref<InFlightDiagnostic()> emitError,
                                int64_t heads, int64_t headDim, int64_t rotary,
                                RopeStyle, APFloat freqBaseValue,
-                               APFloat freqScaleValue) {
+                               APFloat freqScaleValue,
+                               DenseF32ArrayAttr freqFactors,
+                               APFloat magnitudeValue) {
   float freqBase = freqBaseValue.convertToFloat(),
-        freqScale = freqScaleValue.convertToFloat();
+        freqScale = freqScaleValue.convertToFloat(),
+        magnitude = magnitudeValue.convertToFloat();
   if (heads <= 0 || headDim <= 0)
     return emitError() << "num_heads and head_dim must be positive, got "
                        << heads << " and " << headDim;
@@ -179,6 +194,16 @@ LogicalResult RopeAttr::verify(function_ref<InFlightDiagnostic()> emitError,
     return emitError() << "freq_base must be positive, got " << freqBase;
   if (!(freqScale > 0.0f) || !std::isfinite(freqScale))
     return emitError() << "freq_scale must be positive, got " << freqScale;
+  if (freqFactors) {
+    if (int64_t(freqFactors.size()) != rotary / 2)
+      return emitError() << "freq_factors has " << freqFactors.size()
+                         << " values, expected rotary_dim / 2 = " << rotary / 2;
+    for (float f : freqFactors.asArrayRef())
+      if (!(f > 0.0f) || !std::isfinite(f))
+        return emitError() << "freq_factors must be positive, got " << f;
+  }
+  if (!(magnitude > 0.0f) || !std::isfinite(magnitude))
+    return emitError() << "magnitude must be positive, got " << magnitude;
   return success();
 }
 

@@ -39,10 +39,10 @@ unsigned getFloatStorageBytes(Type type);
 /// The ggml block format (GGMLFormats.h) whose numbers a #kiln.quant scheme
 /// has, whatever its layout: an f16 scale and an f16 min (zero) or none.
 /// Null if no ggml format has them.
-const ::kiln::GGMLFormat *findGGMLBlockFormat(unsigned bits, unsigned group,
-                                              Type scaleType, Type zeroType,
-                                              unsigned superGroup,
-                                              unsigned subScaleBits);
+const ::kiln::GGMLFormat *
+findGGMLBlockFormat(unsigned bits, unsigned group, Type scaleType,
+                    Type zeroType, unsigned superGroup, unsigned subScaleBits,
+                    QuantCodebook codebook = QuantCodebook::None);
 const ::kiln::GGMLFormat *findGGMLBlockFormat(QuantSchemeAttr scheme);
 } // namespace mlir::kiln
 

@@ -382,7 +382,7 @@ LogicalResult LayerNormOp::verify() {
 RopeAttr RopeOp::getParameters() {
   return RopeAttr::get(getContext(), getNumHeads(), getHeadDim(),
                        getRotaryDim(), getStyle(), getFreqBase(),
-                       getFreqScale());
+                       getFreqScale(), getFreqFactorsAttr(), getMagnitude());
 }
 
 LogicalResult RopeOp::verify() {
@@ -394,15 +394,25 @@ LogicalResult RopeOp::verify() {
     return emitOpError("input must be 2-D [tokens, heads * head_dim], got ")
            << input;
   auto emitError = [&] { return emitOpError(); };
-  if (failed(RopeAttr::verify(emitError, getNumHeads(), getHeadDim(),
-                              getRotaryDim(), getStyle(),
-                              getFreqBase(), getFreqScale())))
+  if (failed(RopeAttr::verify(
+          emitError, getNumHeads(), getHeadDim(), getRotaryDim(), getStyle(),
+          getFreqBase(), getFreqScale(), getFreqFactorsAttr(), getMagnitude())))
     return failure();
   int64_t width = getNumHeads() * getHeadDim();
   if (!dimsAgree(input.getDimSize(1), width))
     return emitOpError("last dimension ")
            << input.getDimSize(1) << " is not num_heads * head_dim = "
            << width;
+  if (getPosition() && getPositions())
+    return emitOpError("takes a first position or one position per token, "
+                       "not both");
+  if (!getPosition() && !getPositions())
+    return emitOpError("needs a first position or one position per token");
+  if (getPositions() &&
+      !dimsAgree(getPositions().getType().getDimSize(0), input.getDimSize(0)))
+    return emitOpError("has ")
+           << formatDim(getPositions().getType().getDimSize(0))
+           << " positions for " << formatDim(input.getDimSize(0)) << " tokens";
   return success();
 }
 
@@ -456,6 +466,25 @@ LogicalResult AttentionOp::verify() {
     return emitOpError("query, key and value must have the same tokens");
   if (out != q)
     return emitOpError("result type ") << out << " must equal query type " << q;
+  if (bool(getSlots()) != bool(getPositions()))
+    return emitOpError("takes slots and positions together");
+  if (getPosition() && getPositions())
+    return emitOpError("takes a first position or each token's slot and "
+                       "position, not both");
+  if (!getPosition() && !getPositions())
+    return emitOpError("needs a first position or each token's slot and "
+                       "position");
+  if (getPositions()) {
+    if (!getCausal())
+      return emitOpError("over several sequences must be causal");
+    for (Value perToken : {getSlots(), getPositions()}) {
+      int64_t n = cast<RankedTensorType>(perToken.getType()).getDimSize(0);
+      if (!dimsAgree(n, q.getDimSize(0)))
+        return emitOpError("has ")
+               << formatDim(n) << " slots or positions for "
+               << formatDim(q.getDimSize(0)) << " tokens";
+    }
+  }
   // I64Attr getters return uint64_t: read them back as the signed values
   // the IR wrote.
   int64_t layer = getLayer(), window = getSlidingWindow();

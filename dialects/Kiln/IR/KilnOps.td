@@ -10,6 +10,8 @@ include "mlir/IR/OpBase.td"
 include "mlir/Interfaces/InferTypeOpInterface.td"
 
 def Kiln_FloatTensor : RankedTensorOf<[F32, F16, BF16]>;
+// One index per token of a step: its position, or its sequence's KV slot.
+def Kiln_TokenPositions : 1DTensorOf<[I32]>;
 def Kiln_Weight : Type<CPred<"::llvm::isa<::mlir::kiln::WeightType>($_self)">,
                        "kiln weight", "::mlir::kiln::WeightType">;
 def Kiln_KVCache : Type<CPred<"::llvm::isa<::mlir::kiln::KVCacheType>($_self)">,
@@ -151,26 +153,41 @@ def Kiln_LayerNormOp : Kiln_Op<"layer_norm", [Pure]> {
 // Position and attention
 //===----------------------------------------------------------------------===//
 
-def Kiln_RopeOp : Kiln_Op<"rope", [Pure]> {
+def Kiln_RopeOp : Kiln_Op<"rope", [Pure, AttrSizedOperandSegments]> {
   let summary = "Rotary position embedding of each head";
   let description = [{
     `input` is `[T, num_heads * head_dim]`; token t sits at position
-    `position + t`. The first `rotary_dim` dims of each head are rotated by
-    angle (position + t) * freq_scale * freq_base^(-2i / rotary_dim), pairing
-    dims as `style` says.
+    `position + t`, or at `positions[t]` in a step over several sequences
+    (exactly one of the two is given). The first `rotary_dim` dims of each
+    head are rotated by angle p * freq_scale * freq_factors[i] *
+    freq_base^(-2i / rotary_dim) for token position p, pairing dims as
+    `style` says, and the rotated pairs are scaled by `magnitude`.
+    `freq_factors` (rotary_dim / 2 values, 1 when absent) and `magnitude`
+    carry the long-context scalings: Llama 3's per-frequency factors (GGUF's
+    `rope_freqs`, as divisors) and YaRN's ramp between interpolated and
+    extrapolated frequencies with its attention factor (ggml's rope_yarn).
   }];
-  let arguments = (ins Kiln_FloatTensor:$input, Index:$position,
+  let arguments = (ins Kiln_FloatTensor:$input, Optional<Index>:$position,
+                       Optional<Kiln_TokenPositions>:$positions,
                        I64Attr:$num_heads, I64Attr:$head_dim,
                        I64Attr:$rotary_dim, Kiln_RopeStyleAttr:$style,
                        F32Attr:$freq_base,
-                       DefaultValuedAttr<F32Attr, "1.0f">:$freq_scale);
+                       DefaultValuedAttr<F32Attr, "1.0f">:$freq_scale,
+                       OptionalAttr<DenseF32ArrayAttr>:$freq_factors,
+                       DefaultValuedAttr<F32Attr, "1.0f">:$magnitude);
   let results = (outs Kiln_FloatTensor:$result);
   let assemblyFormat = [{
-    $input `,` $position attr-dict `:` type($input) `->` type($result)
+    $input `,` ($position^)? (`positions` $positions^ `:` type($positions))?
+    attr-dict `:` type($input) `->` type($result)
   }];
   let extraClassDeclaration = [{
     /// Its rotation, as a kiln.linear's rope epilogue carries it.
     ::mlir::kiln::RopeAttr getParameters();
+    /// What gives its tokens' positions: `position` or `positions`.
+    ::mlir::Value getPositionSource() {
+      return getPosition() ? ::mlir::Value(getPosition())
+                           : ::mlir::Value(getPositions());
+    }
   }];
   let hasVerifier = 1;
 }
@@ -193,7 +210,7 @@ def Kiln_MeanPoolOp : Kiln_Op<"mean_pool", [Pure]> {
   let hasVerifier = 1;
 }
 
-def Kiln_AttentionOp : Kiln_Op<"attention", [
+def Kiln_AttentionOp : Kiln_Op<"attention", [AttrSizedOperandSegments,
     DeclareOpInterfaceMethods<MemoryEffectsOpInterface>]> {
   let summary = "Multi-head attention over a KV cache";
   let description = [{
@@ -205,17 +222,29 @@ def Kiln_AttentionOp : Kiln_Op<"attention", [
     that is non-zero. Logits are scaled by `scale` and, when `softcap` > 0,
     capped as softcap * tanh(logit / softcap). Query heads share KV heads in
     groups of num_heads / kv_heads (GQA; MQA when kv_heads = 1).
+
+    A step over several sequences gives `slots` and `positions` instead of
+    `position`: the cache then holds one such cache per sequence, slot-major,
+    and token t (causal only) is sequence `slots[t]`'s token at position
+    `positions[t]`: it is written there and attends over that sequence's
+    positions `[0, positions[t]]`. Tokens of one sequence come in position
+    order; a slot past the cache buffer's end is skipped.
   }];
   let arguments = (ins Kiln_FloatTensor:$query, Kiln_FloatTensor:$key,
                        Kiln_FloatTensor:$value, Kiln_KVCache:$cache,
-                       Index:$position, I64Attr:$layer, I64Attr:$num_heads,
+                       Optional<Index>:$position,
+                       Optional<Kiln_TokenPositions>:$slots,
+                       Optional<Kiln_TokenPositions>:$positions,
+                       I64Attr:$layer, I64Attr:$num_heads,
                        F32Attr:$scale,
                        DefaultValuedAttr<BoolAttr, "true">:$causal,
                        DefaultValuedAttr<I64Attr, "0">:$sliding_window,
                        DefaultValuedAttr<F32Attr, "0.0f">:$softcap);
   let results = (outs Kiln_FloatTensor:$result);
   let assemblyFormat = [{
-    $query `,` $key `,` $value `,` $cache `[` $position `]` attr-dict `:`
+    $query `,` $key `,` $value `,` $cache `[` ($position^)?
+    (`slots` $slots^ `,` `positions` $positions `:` type($slots) `,`
+     type($positions))? `]` attr-dict `:`
     type($query) `,` type($key) `,` type($value) `,` qualified(type($cache)) `->` type($result)
   }];
   let hasVerifier = 1;
@@ -232,10 +261,12 @@ def Kiln_AttentionOp : Kiln_Op<"attention", [
 // None is Pure: each is a communication every rank must reach in order.
 
 def Kiln_AllReduceOp : Kiln_Op<"all_reduce", [SameOperandsAndResultType]> {
-  let summary = "Sum of a tensor over every rank of the model's group";
+  let summary = "Sum of a tensor over the tensor-parallel ranks of a stage";
   let description = [{
     Each rank holds a partial sum (a row-split linear layer's product over
-    its slice of K); every rank gets the total.
+    its slice of K); every rank gets the total. The ranks are those of the
+    model's group in this rank's pipeline stage (the whole group without
+    pipeline parallelism).
   }];
   let arguments = (ins Kiln_FloatTensor:$input);
   let results = (outs Kiln_FloatTensor:$result);
@@ -287,6 +318,10 @@ class Kiln_BinaryOp<string mnemonic, list<Trait> traits = []>
 
 def Kiln_SiluOp : Kiln_UnaryOp<"silu"> {
   let summary = "x * sigmoid(x)";
+}
+
+def Kiln_ReluOp : Kiln_UnaryOp<"relu"> {
+  let summary = "max(x, 0), the hidden activation of small dense classifiers";
 }
 
 def Kiln_GeluOp : Kiln_Op<"gelu", [Pure, SameOperandsAndResultType]> {

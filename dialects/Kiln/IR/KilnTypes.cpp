@@ -110,6 +110,9 @@ static ::kiln::QuantBlockShape blockShapeOf(QuantSchemeAttr quant) {
   shape.scaleBytes = getFloatStorageBytes(quant.getScaleType());
   shape.zeroBytes =
       quant.getZeroType() ? getFloatStorageBytes(quant.getZeroType()) : 0;
+  if (const ::kiln::GGMLFormat *ggml = findGGMLBlockFormat(quant);
+      ggml && !ggml->hasGeneralBlock())
+    shape.fixedBlockBytes = ggml->blockBytes;
   return shape;
 }
 

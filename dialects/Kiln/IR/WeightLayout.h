@@ -36,6 +36,9 @@ struct QuantBlockShape {
   unsigned zeroBytes = 0;    // bytes of a (super-block) zero/min; 0: symmetric
   unsigned superGroup = 0;   // values per super-block; 0: one level
   unsigned subScaleBits = 0; // width of the per-group integer scales (and mins)
+  /// Non-zero: the block is a ggml struct of this size whose codes are not
+  /// `bits` wide (GGMLFormat::hasGeneralBlock), and blockBytes returns it.
+  unsigned fixedBlockBytes = 0;
 
   unsigned blockValues() const { return superGroup ? superGroup : group; }
 
@@ -46,6 +49,8 @@ struct QuantBlockShape {
   /// GGMLFormats.h this gives the block size of ggml-common.h
   /// (unittests/GGMLFormatsTest.cpp checks it).
   uint64_t blockBytes() const {
+    if (fixedBlockBytes)
+      return fixedBlockBytes;
     uint64_t codes = uint64_t(blockValues()) * bits / 8;
     uint64_t header = scaleBytes + zeroBytes;
     if (superGroup) {

@@ -8,6 +8,15 @@
 // diagonal (SparseGPT's damping). The error that magnitude or Wanda pruning
 // leaves is what this wins back.
 //
+// Statistics collected from the pruned student against its teacher
+// (kiln-run --collect-stats --teacher) fit the teacher's output on the
+// inputs the student itself produces, so the errors of earlier layers are
+// made up for rather than piled up:
+//   w_S = argmin || X_S w_S - Y w_t ||^2 + lambda || w_S - w_t,S ||^2
+//       = (H_SS + lambda I)^-1 ((C + lambda I) w_t)_S,
+// X the student's inputs, Y the teacher's, H = X^T X / N, C = X^T Y / N;
+// with Y = X it is the fit above.
+//
 //===----------------------------------------------------------------------===//
 
 #include "Calibration/CalibrationStats.h"
@@ -17,10 +26,12 @@
 #include "Kiln/Transforms/RoundToNearest.h"
 
 #include "mlir/IR/Builders.h"
+#include "mlir/IR/Threading.h"
 #include "mlir/Parser/Parser.h"
 #include "llvm/ADT/SetVector.h"
 #include "llvm/ADT/StringMap.h"
 
+#include <atomic>
 #include <vector>
 
 namespace mlir::kiln {
@@ -51,46 +62,88 @@ FailureOr<std::vector<float>> readValues(WeightOp weight) {
   return values;
 }
 
+/// A row with at most this many kept weights is solved exactly by Cholesky
+/// (n^3 / 6 <= 2.8 M multiply-adds, the cost of ~40 iterations below, and
+/// the tests' layers stay exact); wider rows by conjugate gradients, n^2 an
+/// iteration. SmolLM2 at 2:4 (288 and 768 kept weights a row): 48 iterations
+/// a row on average, 1 of 155520 rows at the cap, 2.2x less solve time than
+/// Cholesky on the rows sampled, within 0.4% of the exact fit (7.7% at most).
+constexpr int64_t kLargestExactSolve = 256;
+/// The iterative solve's stop: ||b - A x|| <= 1e-4 ||b||, or the cap.
+constexpr double kRelativeResidual = 1e-4;
+constexpr int64_t kMaxIterations = 200;
+
 /// Refits each row of `student` (its zeros stay zeros) to `teacher`'s
-/// output under the input second moments `hessian` (k x k).
+/// output under the input statistics (k x k): the student's second moments,
+/// and the cross moments against the teacher's input when they were
+/// collected (else the student's inputs are taken to be the teacher's).
 LogicalResult refit(WeightOp student, ArrayRef<float> teacher,
-                    const std::vector<float> &hessian) {
+                    const ::kiln::InputStatistics &input) {
   WeightType type = student.getType();
   int64_t k = type.getInnerDim(), rows = type.getNumRows();
   FailureOr<std::vector<float>> values = readValues(student);
   if (failed(values))
     return failure();
-  std::vector<double> h(hessian.begin(), hessian.end());
+  std::vector<double> h(input.hessian.begin(), input.hessian.end());
   ::kiln::dampDiagonal(h, k, 0.01);
-  std::vector<int64_t> kept;
-  std::vector<double> system, rhs;
-  for (int64_t r = 0; r < rows; ++r) {
+  double damping = h[0] - double(input.hessian[0]);
+  // The right-hand side's moments: C when collected, else H.
+  const std::vector<float> &target =
+      input.cross.empty() ? input.hessian : input.cross;
+  // Rows are independent solves (most of the time a model's distillation
+  // takes): spread over the context's threads.
+  std::atomic<int64_t> indefiniteRow{-1};
+  auto refitRow = [&](size_t r) {
     float *row = values->data() + r * k;
-    const float *target = teacher.data() + r * k;
-    kept.clear();
+    const float *teacherRow = teacher.data() + r * k;
+    std::vector<int64_t> kept;
     for (int64_t j = 0; j < k; ++j)
       if (row[j] != 0)
         kept.push_back(j);
     int64_t n = kept.size();
     if (n == 0)
-      continue;
-    system.assign(n * n, 0.0);
-    rhs.assign(n, 0.0);
+      return success();
+    std::vector<double> system(n * n), rhs(n);
     for (int64_t a = 0; a < n; ++a) {
       const double *hRow = h.data() + kept[a] * k;
+      const float *targetRow = target.data() + kept[a] * k;
       for (int64_t b = 0; b < n; ++b)
         system[a * n + b] = hRow[kept[b]];
-      for (int64_t j = 0; j < k; ++j)
-        rhs[a] += hRow[j] * target[j];
+      rhs[a] = ::kiln::dotInDouble(targetRow, teacherRow, k) +
+               damping * teacherRow[kept[a]];
     }
-    if (!::kiln::choleskyLower(system, n))
-      return student.emitOpError("distill: X^T X + damping restricted to the "
-                                 "kept inputs of row ")
-             << r << " is not positive definite";
-    ::kiln::solveCholesky(system, n, rhs.data());
+    if (n <= kLargestExactSolve) {
+      if (!::kiln::choleskyLower(system, n)) {
+        indefiniteRow = int64_t(r);
+        return failure();
+      }
+      ::kiln::solveCholesky(system, n, rhs.data());
+      for (int64_t a = 0; a < n; ++a)
+        row[kept[a]] = float(rhs[a]);
+      return success();
+    }
+    // Started from the pruned row's kept weights: every iteration lowers
+    // the damped least-squares error above, so a row that meets the cap is
+    // still a better fit than the pruned one.
+    std::vector<double> fit(n);
     for (int64_t a = 0; a < n; ++a)
-      row[kept[a]] = float(rhs[a]);
-  }
+      fit[a] = row[kept[a]];
+    ::kiln::ConjugateGradientResult solve =
+        ::kiln::solveConjugateGradient(system, n, rhs.data(), fit.data(),
+                                       kRelativeResidual, kMaxIterations);
+    if (!solve.positiveDefinite) {
+      indefiniteRow = int64_t(r);
+      return failure();
+    }
+    for (int64_t a = 0; a < n; ++a)
+      row[kept[a]] = float(fit[a]);
+    return success();
+  };
+  if (failed(failableParallelForEachN(student.getContext(), 0, size_t(rows),
+                                      refitRow)))
+    return student.emitOpError("distill: X^T X + damping restricted to the "
+                               "kept inputs of row ")
+           << indefiniteRow.load() << " is not positive definite";
   AsmResourceBlob blob = allocateWeightBytes(*type.getStorageBytes());
   ::kiln::encodeScalars(
       *getFloatStorage(type), values->data(), rows * k,
@@ -113,64 +166,60 @@ struct Distill : mlir::kiln::impl::KilnDistillBase<Distill> {
                        "calibration=<statistics file>");
       return signalPassFailure();
     }
-    ::kiln::CalibrationStatistics stats;
-    std::string error;
-    if (!::kiln::readCalibrationStatistics(calibration, stats, error)) {
-      module.emitError("distill: ") << error;
-      return signalPassFailure();
-    }
     OwningOpRef<ModuleOp> teacherModule =
         parseSourceFile<ModuleOp>(teacher, ParserConfig(&getContext()));
     if (!teacherModule) {
       module.emitError("distill: cannot read the teacher module ") << teacher;
       return signalPassFailure();
     }
-    if (failed(distill(module, *teacherModule, stats)))
+    if (failed(distillWeights(module, *teacherModule, calibration)))
       signalPassFailure();
-  }
-
-  /// Refits every pruned float weight of a linear layer of `module` (a
-  /// quantized one keeps its codes: distil before kiln-quantize).
-  LogicalResult distill(ModuleOp module, ModuleOp teacherModule,
-                        const ::kiln::CalibrationStatistics &stats) {
-    llvm::StringMap<WeightOp> teacherWeights;
-    teacherModule.walk([&](WeightOp w) {
-      if (!nameOf(w).empty())
-        teacherWeights[nameOf(w)] = w;
-    });
-    llvm::SetVector<WeightOp> students;
-    module.walk([&](LinearOp linear) {
-      auto w = linear.getWeight().getDefiningOp<WeightOp>();
-      if (w && w.getType().getSparsity() && getFloatStorage(w.getType()))
-        students.insert(w);
-    });
-    for (WeightOp student : students) {
-      StringRef name = nameOf(student);
-      WeightType type = student.getType();
-      if (name.empty())
-        return student.emitOpError("distill: the weight has no name (a "
-                                   "NameLoc, as the importers give) to find "
-                                   "it by in the teacher");
-      WeightOp source = teacherWeights.lookup(name);
-      if (!source)
-        return student.emitOpError("distill: the teacher has no weight '")
-               << name << "'";
-      WeightType sourceType = source.getType();
-      if (sourceType.getShape() != type.getShape() ||
-          sourceType.getSparsity() || !getFloatStorage(sourceType))
-        return student.emitOpError("distill: the teacher's '")
-               << name << "' is not a dense float weight of its shape";
-      const ::kiln::InputStatistics *input = stats.findWeight(name.str());
-      if (!input || input->cols != type.getInnerDim())
-        return student.emitOpError("distill: ")
-               << calibration << " has no statistics of K = "
-               << type.getInnerDim() << " for '" << name << "'";
-      FailureOr<std::vector<float>> target = readValues(source);
-      if (failed(target) || failed(refit(student, *target, input->hessian)))
-        return failure();
-    }
-    return success();
   }
 };
 
 } // namespace
+
+LogicalResult mlir::kiln::distillWeights(ModuleOp module, ModuleOp teacher,
+                                         StringRef calibration) {
+  ::kiln::CalibrationStatistics stats;
+  std::string error;
+  if (!::kiln::readCalibrationStatistics(calibration.str(), stats, error))
+    return module.emitError("distill: ") << error;
+  llvm::StringMap<WeightOp> teacherWeights;
+  teacher.walk([&](WeightOp w) {
+    if (!nameOf(w).empty())
+      teacherWeights[nameOf(w)] = w;
+  });
+  llvm::SetVector<WeightOp> students;
+  module.walk([&](LinearOp linear) {
+    auto w = linear.getWeight().getDefiningOp<WeightOp>();
+    if (w && w.getType().getSparsity() && getFloatStorage(w.getType()))
+      students.insert(w);
+  });
+  for (WeightOp student : students) {
+    StringRef name = nameOf(student);
+    WeightType type = student.getType();
+    if (name.empty())
+      return student.emitOpError("distill: the weight has no name (a "
+                                 "NameLoc, as the importers give) to find "
+                                 "it by in the teacher");
+    WeightOp source = teacherWeights.lookup(name);
+    if (!source)
+      return student.emitOpError("distill: the teacher has no weight '")
+             << name << "'";
+    WeightType sourceType = source.getType();
+    if (sourceType.getShape() != type.getShape() ||
+        sourceType.getSparsity() || !getFloatStorage(sourceType))
+      return student.emitOpError("distill: the teacher's '")
+             << name << "' is not a dense float weight of its shape";
+    const ::kiln::InputStatistics *input = stats.findWeight(name.str());
+    if (!input || input->cols != type.getInnerDim())
+      return student.emitOpError("distill: ")
+             << calibration << " has no statistics of K = "
+             << type.getInnerDim() << " for '" << name << "'";
+    FailureOr<std::vector<float>> target = readValues(source);
+    if (failed(target) || failed(refit(student, *target, *input)))
+      return failure();
+  }
+  return success();
+}

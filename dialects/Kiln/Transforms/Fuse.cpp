@@ -47,7 +47,8 @@ RopeOp ropeEpilogueCandidate(LinearOp linear) {
   if (linear.getResidual() || linear.getRope() || !y.hasOneUse())
     return {};
   auto rope = dyn_cast<RopeOp>(*y.getUsers().begin());
-  if (!rope || rope.getStyle() != RopeStyle::Llama ||
+  // The epilogue rotates from one first position, not per-token ones.
+  if (!rope || !rope.getPosition() || rope.getStyle() != RopeStyle::Llama ||
       rope.getRotaryDim() != rope.getHeadDim() ||
       rope.getType() != linear.getType())
     return {};

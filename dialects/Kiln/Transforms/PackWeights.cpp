@@ -209,7 +209,7 @@ WeightType withTargetLayout(WeightType type,
   auto scheme = QuantSchemeAttr::get(
       q.getContext(), q.getBits(), q.getGroup(), q.getScaleType(),
       q.getZeroType(), q.getSuperGroup(), q.getSubScaleBits(), q.getLayout(),
-      layout);
+      q.getCodebook(), layout);
   return WeightType::get(type.getContext(), type.getShape(), Type(), scheme,
                          type.getSparsity());
 }
@@ -258,7 +258,9 @@ struct PackWeights : mlir::kiln::impl::KilnPackWeightsBase<PackWeights> {
     llvm::DenseMap<Value, Value> packed;
     WalkResult walk = getOperation().walk([&](LinearOp linear) {
       Value weight = linear.getWeight();
-      WeightOp sparse = compressibleWeight(linear);
+      // The compressed n:m form is the sparse CPU kernels'.
+      WeightOp sparse =
+          target == LoweringTarget::CPU ? compressibleWeight(linear) : nullptr;
       std::optional<Packable> what =
           sparse ? std::nullopt : packableWeight(linear, *packer);
       if (!sparse && !what)
@@ -308,7 +310,9 @@ bool mlir::kiln::kilnPackWeightsRepacks(ModuleOp module,
     ctx->getOrLoadDialect(name);
   return module
       .walk([&](LinearOp linear) {
-        return packableWeight(linear, *packer) || compressibleWeight(linear)
+        return packableWeight(linear, *packer) ||
+                       (target == LoweringTarget::CPU &&
+                        compressibleWeight(linear))
                    ? WalkResult::interrupt()
                    : WalkResult::advance();
       })

@@ -38,6 +38,15 @@ LogicalResult quantizeWeights(ModuleOp module,
 LogicalResult pruneWeights(ModuleOp module,
                            const ::kiln::PruneOptions &options);
 
+/// What kiln-distill does, for drivers that hold the teacher as a module
+/// (kiln-compile --distill, the teacher the model before pruning): refits
+/// the kept weights of every pruned float weight of `module` to the weight
+/// of the same name in `teacher` under the statistics file `calibration`
+/// (student-input fit when it holds cross moments); errors (one line) are
+/// emitted on the module or the weight.
+LogicalResult distillWeights(ModuleOp module, ModuleOp teacher,
+                             StringRef calibration);
+
 /// The storage type of the values of a float weight stored dense (a pruned
 /// one included; not a quantized one), if it has one.
 std::optional<::kiln::ScalarType> getFloatStorage(WeightType type);

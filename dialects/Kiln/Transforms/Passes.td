@@ -14,14 +14,16 @@ def KilnPackWeights : Pass<"kiln-pack-weights", "::mlir::ModuleOp"> {
     (`#kiln.quant<..., target_layout = ...>`), packed now into a
     `dense_resource` blob (WeightStore.h). The CPU target interleaves the
     ggml formats its int8 kernels multiply 16 rows at a time
-    (lib/Conversion/KilnToCPU/IR). Each weight is packed once: the linear
+    (lib/Conversion/KilnToCPU/IR); the CUDA target splits Q4_0, Q4_1 and
+    Q8_0 codes from their scales for its GEMV (lib/Conversion/KilnToGPU/IR).
+    Each weight is packed once: the linear
     layers over it, an embedding tied to it and other `kiln.weight` ops of
     the same bytes share the packed copy. `kiln-compile`, the C API and
-    Python run this pass with target=cpu for int8 activations; the CUDA
-    pipeline packs nothing. A target with no packer registered in the tool
-    is an error.
+    Python run this pass with target=cpu for int8 activations and with
+    target=cuda for every CUDA artifact. A target with no packer registered
+    in the tool is an error.
 
-    A Q4_0 or Q8_0 weight pruned 2:4 and still stored dense (`#kiln.sparsity<
+    With target=cpu, a Q4_0 or Q8_0 weight pruned 2:4 and still stored dense (`#kiln.sparsity<
     kind = n_m, n = 2, m = 4, dense = true>`, what kiln-prune leaves), with K a
     multiple of 64 and rows a multiple of 16, is stored compressed instead
     (its kept codes and their 2-bit positions, scales per block as before: WeightLayout.h) for the
@@ -136,10 +138,13 @@ def KilnQuantize : Pass<"kiln-quantize", "::mlir::ModuleOp"> {
     stay float (a table tied to the output layer is quantized with it). The
     new bytes are dense_resource blobs of the weight store (WeightStore.h).
     Options that cannot be encoded, and a group that does not divide a
-    weight's K, are one-line errors. kiln-compile's --quantize adds GPTQ and
-    AWQ, which read calibration statistics (a .kstats file the driver
-    loads), and mixed precision under a bits-per-weight budget
-    (QuantizeOptions.h).
+    weight's K, are one-line errors. `method=gptq` (error feedback through
+    the calibration Hessian, GPTQ.h) and `method=awq` (activation-aware
+    column scales, AWQ.h) read calibration statistics (`stats`, a .kstats
+    file from `kiln-run --collect-stats`); `budget` > 0 chooses each
+    weight's width and group by its measured output error on the
+    calibration inputs under a bits-per-weight budget (QuantizeOptions.h).
+    kiln-compile's --quantize takes the same choices.
   }];
   let options = [
     Option<"bits", "bits", "unsigned", /*default=*/"4", "Code width, 2..8">,
@@ -150,7 +155,18 @@ def KilnQuantize : Pass<"kiln-quantize", "::mlir::ModuleOp"> {
     Option<"scaleType", "scale-type", "std::string", /*default=*/"\"f16\"",
            "Type of scales and zeros: f16, bf16 or f32">,
     Option<"format", "format", "std::string", /*default=*/"\"packed\"",
-           "packed (Kiln's layout) or gguf (ggml's blocks)">
+           "packed (Kiln's layout) or gguf (ggml's blocks)">,
+    Option<"method", "method", "std::string", /*default=*/"\"rtn\"",
+           "How codes are chosen: rtn, gptq or awq">,
+    Option<"stats", "stats", "std::string", /*default=*/"\"\"",
+           "Calibration statistics file (.kstats) for gptq, awq and budget">,
+    Option<"damping", "damping", "double", /*default=*/"0.01",
+           "GPTQ's damping: share of the Hessian's mean diagonal, (0, 1)">,
+    Option<"budget", "budget", "double", /*default=*/"0",
+           "Mixed precision: mean bits per weight (0: every weight at bits)">,
+    Option<"search", "search", "bool", /*default=*/"false",
+           "Search each packed group's scale (and zero) for the least "
+           "squared error (weighted by the input's mean squares with stats)">
   ];
   let dependentDialects = ["::mlir::kiln::KilnDialect"];
 }
@@ -205,10 +221,13 @@ def KilnDistill : Pass<"kiln-distill", "::mlir::ModuleOp"> {
     weight of the same name in `teacher` (the uncompressed module),
     H = E[x x^T] the layer's input statistics in `calibration` (.kstats,
     lib/Calibration) and lambda 1% of H's mean diagonal. Distil before
-    kiln-quantize (quantized weights keep their codes). The inputs are the
-    teacher's: fitting to the student's own inputs needs statistics of the
-    compressed model against the teacher's, which calibration does not
-    collect yet. A missing teacher weight or statistics are one-line errors.
+    kiln-quantize (quantized weights keep their codes). Statistics of the
+    pruned student collected beside its teacher (`kiln-run --collect-stats
+    --teacher`, which adds the cross moments C = E[x y^T] of the student's
+    input x and the teacher's y) fit the teacher's output on the student's
+    own inputs, so earlier layers' errors are made up for:
+    w_S = (H_SS + lambda I)^-1 ((C + lambda I) w_t)_S, H the student's.
+    A missing teacher weight or statistics are one-line errors.
   }];
   let options = [
     Option<"teacher", "teacher", "std::string", /*default=*/"\"\"",
@@ -243,6 +262,10 @@ def KilnShard : Pass<"kiln-shard", "::mlir::ModuleOp"> {
       `kiln.all_reduce`. Each rank's weights are new blobs holding its
       slices; its KV cache holds its KV heads only. Norms, the embedding and
       the output head are replicated.
+    - `tp` and `pp` together: each TP rank's function is cut into stages;
+      group rank `stage * tp + t` runs TP rank t's share of that stage, its
+      all-reduces sum over the stage's tp ranks and its sends and receives
+      pair it with TP rank t of the neighbouring stages.
     - `dp`: data-parallel replicas serve separate prompts; the step function
       of a replica is the whole model, so `dp` changes nothing here (the
       runtime's world is dp groups of tp * pp ranks).

@@ -7,12 +7,20 @@
 #include "llvm/ADT/SmallVector.h"
 #include "llvm/ADT/Twine.h"
 
+#include <cstdio>
 #include <numeric>
 
 namespace kiln {
 
 static llvm::Error fail(const llvm::Twine &message) {
   return llvm::createStringError(llvm::inconvertibleErrorCode(), message);
+}
+
+/// A number as the user wrote it (1.5, not 1.500000).
+static std::string formatNumber(double value) {
+  char text[32];
+  std::snprintf(text, sizeof(text), "%g", value);
+  return text;
 }
 
 bool parseScalarType(llvm::StringRef name, ScalarType &type) {
@@ -22,6 +30,18 @@ bool parseScalarType(llvm::StringRef name, ScalarType &type) {
     type = ScalarType::F16;
   else if (name == "bf16")
     type = ScalarType::BF16;
+  else
+    return false;
+  return true;
+}
+
+bool parseQuantizeMethod(llvm::StringRef name, QuantizeMethod &method) {
+  if (name == "rtn")
+    method = QuantizeMethod::RTN;
+  else if (name == "gptq")
+    method = QuantizeMethod::GPTQ;
+  else if (name == "awq")
+    method = QuantizeMethod::AWQ;
   else
     return false;
   return true;
@@ -70,6 +90,20 @@ llvm::Error QuantizeOptions::validate() const {
                 " scale=" + getScalarTypeName(scaleType) +
                 " (ggml has q4_0, q5_0, q8_0: sym; q4_1, q5_1: asym; group 32, "
                 "scale f16)");
+  if (searchScales && format == QuantizeFormat::GGUF)
+    return fail("quantize: search is for Kiln's packed format (format=gguf "
+                "keeps llama.cpp's rounding)");
+  if (!(damping > 0 && damping < 1))
+    return fail("quantize: damp=" + formatNumber(damping) +
+                " is out of range (0, 1)");
+  if (!(budget >= 0 && budget <= 32))
+    return fail("quantize: budget=" + formatNumber(budget) +
+                " is out of range (0, 32] bits per weight");
+  if (method != QuantizeMethod::RTN && statisticsPath.empty() && !statistics)
+    return fail(llvm::Twine("quantize: ") +
+                (method == QuantizeMethod::GPTQ ? "gptq" : "awq") +
+                " needs calibration statistics: stats=FILE (kiln-run "
+                "--collect-stats)");
   return llvm::Error::success();
 }
 
@@ -96,17 +130,15 @@ llvm::Expected<QuantizeOptions> parseQuantizeOptions(llvm::StringRef text) {
       ok = value == "packed" || value == "gguf";
       options.format =
           value == "gguf" ? QuantizeFormat::GGUF : QuantizeFormat::Packed;
-    } else if (key == "rtn" || key == "gptq" || key == "awq") {
+    } else if (parseQuantizeMethod(key, options.method)) {
       ok = value.empty() && !item.contains('=');
-      options.method = key == "rtn"    ? QuantizeMethod::RTN
-                       : key == "gptq" ? QuantizeMethod::GPTQ
-                                       : QuantizeMethod::AWQ;
+    } else if (key == "search") {
+      ok = value.empty() && !item.contains('=');
+      options.searchScales = true;
     } else if (key == "damp") {
-      ok = !value.getAsDouble(options.damping) && options.damping > 0 &&
-           options.damping < 1;
+      ok = !value.getAsDouble(options.damping);
     } else if (key == "budget") {
-      ok = !value.getAsDouble(options.budget) && options.budget > 0 &&
-           options.budget <= 32;
+      ok = !value.getAsDouble(options.budget) && options.budget > 0;
     } else if (key == "stats") {
       ok = !value.empty();
       options.statisticsPath = value.str();
@@ -114,18 +146,13 @@ llvm::Expected<QuantizeOptions> parseQuantizeOptions(llvm::StringRef text) {
       return fail("quantize: unknown option '" + item +
                   "' (known: bits=N, group=N|channel, sym, asym, "
                   "scale=f16|bf16|f32, format=packed|gguf, rtn, gptq, awq, "
-                  "damp=F, stats=FILE, budget=BPW)");
+                  "search, damp=F, stats=FILE, budget=BPW)");
     }
     if (!ok)
       return fail("quantize: invalid option '" + item + "'");
   }
   if (llvm::Error e = options.validate())
     return std::move(e);
-  if (options.method != QuantizeMethod::RTN && options.statisticsPath.empty())
-    return fail(llvm::Twine("quantize: ") +
-                (options.method == QuantizeMethod::GPTQ ? "gptq" : "awq") +
-                " needs calibration statistics: stats=FILE (kiln-run "
-                "--collect-stats)");
   return options;
 }
 
@@ -136,23 +163,63 @@ uint64_t RowEncoding::rowBytes(int64_t k) const {
 }
 
 void RowEncoding::quantizeRow(const float *values, int64_t k, uint8_t *out,
-                              RoundingFeedback *feedback) const {
+                              RoundingFeedback *feedback,
+                              const float *importance) const {
   if (ggml)
     quantizeGGMLRow(*ggml, values, k, out, feedback);
   else
-    quantizePackedRow(packed, values, k, out, feedback);
+    quantizePackedRow(packed, values, k, out, feedback, importance);
+}
+
+std::vector<float> getSearchImportance(const QuantizeOptions &options,
+                                       llvm::StringRef name, int64_t k) {
+  if (!options.searchScales || !options.statistics ||
+      options.method == QuantizeMethod::AWQ)
+    return {};
+  std::optional<InputStatisticsView> stats = options.statistics(name);
+  if (!stats || stats->cols != k)
+    return {};
+  std::vector<float> diagonal(k);
+  for (int64_t j = 0; j < k; ++j)
+    diagonal[j] = stats->hessian[j * k + j];
+  return diagonal;
 }
 
 llvm::Error MatrixQuantizer::quantize(const RowEncoding &encoding,
                                       const float *values, int64_t rows,
                                       int64_t k, llvm::StringRef name,
                                       uint8_t *out) {
+  return encodeRows(encoding, values, rows, k, name, out, nullptr);
+}
+
+llvm::Error MatrixQuantizer::roundTrip(const RowEncoding &encoding,
+                                       const float *values, int64_t rows,
+                                       int64_t k, llvm::StringRef name,
+                                       double *decoded) {
+  return encodeRows(encoding, values, rows, k, name, nullptr, decoded);
+}
+
+llvm::Error MatrixQuantizer::encodeRows(const RowEncoding &encoding,
+                                        const float *values, int64_t rows,
+                                        int64_t k, llvm::StringRef name,
+                                        uint8_t *out, double *decoded) {
   const uint64_t rowBytes = encoding.rowBytes(k);
+  const std::vector<float> importance = getSearchImportance(options, name, k);
+  const float *weights = importance.empty() ? nullptr : importance.data();
+  std::vector<uint8_t> scratch(out ? 0 : rowBytes);
+  auto rowOut = [&](int64_t r) {
+    return out ? out + r * rowBytes : scratch.data();
+  };
   // AWQ has scaled the float weights already (kiln-quantize); what is left
   // is rounding.
   if (options.method != QuantizeMethod::GPTQ) {
-    for (int64_t r = 0; r < rows; ++r)
-      encoding.quantizeRow(values + r * k, k, out + r * rowBytes);
+    for (int64_t r = 0; r < rows; ++r) {
+      std::optional<RecordDecoded> record;
+      if (decoded)
+        record.emplace(decoded + r * k);
+      encoding.quantizeRow(values + r * k, k, rowOut(r),
+                           record ? &*record : nullptr, weights);
+    }
     return llvm::Error::success();
   }
   std::optional<InputStatisticsView> stats =
@@ -173,10 +240,12 @@ llvm::Error MatrixQuantizer::quantize(const RowEncoding &encoding,
     cached = factors.emplace(stats->hessian, std::move(*factor)).first;
   }
   for (int64_t r = 0; r < rows; ++r) {
-    uint8_t *rowOut = out + r * rowBytes;
     quantizeRowGPTQ(
         [&](const float *row, RoundingFeedback *feedback) {
-          encoding.quantizeRow(row, k, rowOut, feedback);
+          if (!decoded)
+            return encoding.quantizeRow(row, k, rowOut(r), feedback, weights);
+          RecordDecoded record(decoded + r * k, feedback);
+          encoding.quantizeRow(row, k, rowOut(r), &record, weights);
         },
         values + r * k, k, cached->second);
   }
@@ -201,7 +270,7 @@ llvm::Expected<RowEncoding> chooseRowEncoding(const QuantizeOptions &options,
   if (llvm::Error e = perRow.validate())
     return std::move(e);
   encoding.packed = {options.bits, group, options.symmetric, options.scaleType,
-                     options.scaleType};
+                     options.scaleType, options.searchScales};
   return encoding;
 }
 

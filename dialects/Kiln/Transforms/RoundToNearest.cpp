@@ -103,8 +103,92 @@ uint64_t PackedScheme::blockBytes() const {
          uint64_t(group) * bits / 8;
 }
 
+/// The weight of value i in a group's squared error (1 without importance).
+static double importanceAt(const float *importance, unsigned i) {
+  return importance ? double(importance[i]) : 1.0;
+}
+
+/// scheme.searchScales, symmetric: value = scale * L, L in [-midpoint,
+/// midpoint - 1]. Candidates as llama.cpp's make_qx_quants: `largest` mapped
+/// to -(midpoint + 0.1 t), t in -9..9; each candidate's codes L refit by
+/// least squares (scale = sum w x L / sum w L^2); the least weighted squared
+/// error wins. t = 0 refits the extremes' codes, so the result is never worse
+/// than the extremes' scale (before the scale is stored).
+static double searchSymmetricScale(const float *x, const float *importance,
+                                   unsigned group, int64_t midpoint,
+                                   double largest) {
+  double best = largest / -double(midpoint), bestError = INFINITY;
+  for (int t = -9; t <= 9; ++t) {
+    const double inverse = -(double(midpoint) + 0.1 * t) / largest;
+    double sumXL = 0, sumLL = 0, sumXX = 0;
+    for (unsigned i = 0; i < group; ++i) {
+      const double w = importanceAt(importance, i), v = x[i];
+      const double code = std::clamp(std::nearbyint(v * inverse),
+                                     -double(midpoint), double(midpoint) - 1);
+      sumXL += w * v * code;
+      sumLL += w * code * code;
+      sumXX += w * v * v;
+    }
+    if (sumLL <= 0)
+      continue;
+    // The least-squares residual: sum w (x - scale L)^2.
+    const double error = sumXX - sumXL * sumXL / sumLL;
+    if (error < bestError) {
+      bestError = error;
+      best = sumXL / sumLL;
+    }
+  }
+  return best;
+}
+
+/// scheme.searchScales, asymmetric: value = scale * code + zero, code in
+/// [0, maxCode]. Candidates: the range [lo, hi] shrunk about its middle by
+/// 1 - 0.025 t, t in 0..15; each candidate's codes refit by weighted least
+/// squares of (scale, zero); the least weighted squared error wins (t = 0 is
+/// the extremes' codes, refit).
+static void searchAsymmetricRange(const float *x, const float *importance,
+                                  unsigned group, int64_t maxCode, double lo,
+                                  double hi, double &scale, double &zero) {
+  scale = (hi - lo) / double(maxCode);
+  zero = lo;
+  double bestError = INFINITY;
+  for (int t = 0; t < 16; ++t) {
+    const double half = 0.5 * (hi - lo) * (1 - 0.025 * t);
+    const double start = 0.5 * (hi + lo) - half;
+    const double inverse = double(maxCode) / (2 * half);
+    double sw = 0, sl = 0, sll = 0, sx = 0, slx = 0, sxx = 0;
+    for (unsigned i = 0; i < group; ++i) {
+      const double w = importanceAt(importance, i), v = x[i];
+      const double code = std::clamp(std::nearbyint((v - start) * inverse),
+                                     0.0, double(maxCode));
+      sw += w;
+      sl += w * code;
+      sll += w * code * code;
+      sx += w * v;
+      slx += w * code * v;
+      sxx += w * v * v;
+    }
+    const double det = sw * sll - sl * sl;
+    if (!(det > 0))
+      continue;
+    const double s = (sw * slx - sl * sx) / det;
+    const double z = (sll * sx - sl * slx) / det;
+    if (!(s > 0))
+      continue;
+    // sum w (x - s L - z)^2 expanded.
+    const double error = sxx + s * s * sll + z * z * sw - 2 * s * slx -
+                         2 * z * sx + 2 * s * z * sl;
+    if (error < bestError) {
+      bestError = error;
+      scale = s;
+      zero = z;
+    }
+  }
+}
+
 void quantizePackedRow(const PackedScheme &scheme, const float *values,
-                       int64_t k, uint8_t *out, RoundingFeedback *feedback) {
+                       int64_t k, uint8_t *out, RoundingFeedback *feedback,
+                       const float *importance) {
   const unsigned group = scheme.group;
   const int64_t maxCode = (int64_t(1) << scheme.bits) - 1;
   const int64_t midpoint = int64_t(1) << (scheme.bits - 1);
@@ -119,11 +203,18 @@ void quantizePackedRow(const PackedScheme &scheme, const float *values,
       for (unsigned i = 0; i < group; ++i)
         if (std::fabs(double(x[i])) > std::fabs(largest))
           largest = x[i];
-      scale = largest / -double(midpoint);
+      scale = scheme.searchScales && largest != 0
+                  ? searchSymmetricScale(x, importance ? importance + start
+                                                       : nullptr,
+                                         group, midpoint, largest)
+                  : largest / -double(midpoint);
     } else {
       auto [lo, hi] = std::minmax_element(x, x + group);
       scale = (double(*hi) - double(*lo)) / double(maxCode);
       zero = *lo;
+      if (scheme.searchScales && *hi > *lo)
+        searchAsymmetricRange(x, importance ? importance + start : nullptr,
+                              group, maxCode, *lo, *hi, scale, zero);
     }
     double storedScale = storeScalar(scheme.scaleType, scale, block);
     uint8_t *codes = block + getScalarBytes(scheme.scaleType);

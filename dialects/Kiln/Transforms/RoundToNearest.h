@@ -52,15 +52,22 @@ public:
   virtual void rounded(int64_t index, double decoded) = 0;
 };
 
-/// Feedback that only records what the decoder reads for each value (to
-/// measure an encoding's error).
+/// Feedback that records what the decoder reads for each value (to measure
+/// an encoding's error), then passes the rounding on to `next` if given
+/// (GPTQ's error feedback, to measure what GPTQ writes).
 class RecordDecoded : public RoundingFeedback {
 public:
-  explicit RecordDecoded(double *out) : out(out) {}
-  void rounded(int64_t index, double decoded) override { out[index] = decoded; }
+  explicit RecordDecoded(double *out, RoundingFeedback *next = nullptr)
+      : out(out), next(next) {}
+  void rounded(int64_t index, double decoded) override {
+    out[index] = decoded;
+    if (next)
+      next->rounded(index, decoded);
+  }
 
 private:
   double *out;
+  RoundingFeedback *next;
 };
 
 /// A one-level scheme of Kiln's packed layout (#kiln.quant<layout = packed>).
@@ -70,6 +77,10 @@ struct PackedScheme {
   bool symmetric = true;
   ScalarType scaleType = ScalarType::F16;
   ScalarType zeroType = ScalarType::F16; // only when !symmetric
+  /// Choose each group's scale (and zero) by least (importance-weighted)
+  /// squared error among candidates instead of from the group's extremes
+  /// (an encoder choice: the bytes' layout is the same).
+  bool searchScales = false;
 
   /// scale, [zero], then group*bits/8 code bytes.
   uint64_t blockBytes() const;
@@ -85,9 +96,14 @@ struct PackedScheme {
 /// where `stored` rounds to float32, then to the scale type, and codes are
 /// computed from the stored values (so they are what the decoder sees).
 /// With `feedback`, values outside a group's range clamp to its end codes.
+/// With scheme.searchScales the scale (and zero) are searched instead
+/// (RoundToNearest.cpp: llama.cpp's make_qx_quants candidates, each refit
+/// by least squares), each value's squared error weighted by
+/// `importance[i]` (k values; null: all 1).
 void quantizePackedRow(const PackedScheme &scheme, const float *values,
                        int64_t k, uint8_t *out,
-                       RoundingFeedback *feedback = nullptr);
+                       RoundingFeedback *feedback = nullptr,
+                       const float *importance = nullptr);
 
 /// Whether kiln-quantize has an encoder for this ggml type (Q4_0, Q4_1,
 /// Q5_0, Q5_1, Q8_0).

@@ -174,10 +174,19 @@ struct Projection {
   SmallVector<Operation *> chain;
 };
 
+/// Whether `v` feeds one op, not counting the tensor.dim ops that read its
+/// row count for a reshape (Gemma's per-head norms): narrowing the columns
+/// leaves those valid.
+bool hasOneConsumer(Value v) {
+  return llvm::count_if(v.getUsers(), [](Operation *user) {
+           return !isa<tensor::DimOp>(user);
+         }) == 1;
+}
+
 FailureOr<Projection> projectionOf(Value v) {
   Projection p;
   while (Operation *def = v.getDefiningOp()) {
-    if (!def->getResult(0).hasOneUse())
+    if (!hasOneConsumer(def->getResult(0)))
       break;
     if (auto linear = dyn_cast<LinearOp>(def)) {
       p.linear = linear;
@@ -397,11 +406,6 @@ struct Shard : mlir::kiln::impl::KilnShardBase<Shard> {
           << int64_t(tp) << " pp=" << int64_t(pp) << " dp=" << int64_t(dp);
       return signalPassFailure();
     }
-    if (tp > 1 && pp > 1) {
-      module.emitError("kiln-shard: tp and pp together are not supported "
-                       "yet; use one of them (and dp)");
-      return signalPassFailure();
-    }
     if (tp == 1 && pp == 1)
       return;
     auto forward = module.lookupSymbol<func::FuncOp>("forward");
@@ -409,25 +413,35 @@ struct Shard : mlir::kiln::impl::KilnShardBase<Shard> {
       module.emitError("kiln-shard needs a step function named 'forward'");
       return signalPassFailure();
     }
-    if (failed(pp > 1 ? splitPipeline(module, forward)
-                      : splitTensorParallel(module, forward)))
-      return signalPassFailure();
-  }
-
-  LogicalResult splitTensorParallel(ModuleOp module, func::FuncOp forward) {
+    // Tensor parallelism first, then each TP rank's function is cut into
+    // stages: group rank stage * tp + t runs TP rank t's share of stage
+    // `stage`, and exchanges hidden states with TP rank t of the
+    // neighbouring stages.
+    if (tp == 1) {
+      if (failed(splitPipeline(module, forward, 0)))
+        signalPassFailure();
+      return;
+    }
     OpBuilder b(module.getContext());
     b.setInsertionPoint(forward);
-    for (int64_t r = 0; r < tp; ++r) {
-      auto rank = cast<func::FuncOp>(b.clone(*forward));
-      rank.setSymName(("forward_rank" + Twine(r)).str());
-      if (failed(splitTensors(rank, r, tp)))
-        return failure();
+    for (int64_t t = 0; t < tp; ++t) {
+      auto share = cast<func::FuncOp>(b.clone(*forward));
+      share.setSymName(((pp > 1 ? "forward_tp" : "forward_rank") + Twine(t))
+                           .str());
+      if (failed(splitTensors(share, t, tp)) ||
+          (pp > 1 && failed(splitPipeline(module, share, t))))
+        return signalPassFailure();
     }
     forward.erase();
-    return success();
   }
 
-  LogicalResult splitPipeline(ModuleOp module, func::FuncOp forward) {
+  /// Group rank of TP rank `t` of pipeline stage `stage`.
+  int64_t rankOf(int64_t stage, int64_t t) { return stage * tp + t; }
+
+  /// Cuts `forward` (TP rank `t`'s function, or the whole model) into pp
+  /// stages and erases it.
+  LogicalResult splitPipeline(ModuleOp module, func::FuncOp forward,
+                              int64_t t) {
     SmallVector<AttentionOp> layers;
     forward.walk([&](AttentionOp a) { layers.push_back(a); });
     int64_t nLayers = layers.size();
@@ -461,7 +475,7 @@ struct Shard : mlir::kiln::impl::KilnShardBase<Shard> {
     for (int64_t s = 0; s < pp; ++s) {
       IRMapping map;
       auto stage = cast<func::FuncOp>(b.clone(*forward, map));
-      stage.setSymName(("forward_rank" + Twine(s)).str());
+      stage.setSymName(("forward_rank" + Twine(rankOf(s, t))).str());
       Block &body = stage.getBody().front();
       auto stageRet = cast<func::ReturnOp>(body.getTerminator());
       Location loc = stage.getLoc();
@@ -470,7 +484,7 @@ struct Shard : mlir::kiln::impl::KilnShardBase<Shard> {
         Value cut = map.lookup(cuts[s]);
         OpBuilder at = OpBuilder::atBlockBegin(&body);
         auto recv = RecvOp::create(at, loc, cut.getType(), tokens,
-                                   at.getI64IntegerAttr(s - 1));
+                                   at.getI64IntegerAttr(rankOf(s - 1, t)));
         cut.replaceAllUsesWith(recv.getResult());
       }
       OpBuilder atEnd(stageRet);
@@ -478,19 +492,21 @@ struct Shard : mlir::kiln::impl::KilnShardBase<Shard> {
         Value next = map.lookup(cuts[s + 1]);
         OpBuilder after(next.getContext());
         after.setInsertionPointAfterValue(next);
-        SendOp::create(after, loc, next, after.getI64IntegerAttr(s + 1));
+        SendOp::create(after, loc, next,
+                       after.getI64IntegerAttr(rankOf(s + 1, t)));
         // The logits come from the last stage.
         for (auto [i, arg] : llvm::enumerate(logitArgs)) {
           Value rows = body.getArgument(arg);
           auto recv =
               RecvOp::create(atEnd, loc, stageRet.getOperand(i).getType(),
-                             rows, atEnd.getI64IntegerAttr(pp - 1));
+                             rows, atEnd.getI64IntegerAttr(rankOf(pp - 1, t)));
           stageRet.setOperand(i, recv.getResult());
         }
       } else {
         for (Value result : stageRet.getOperands())
           for (int64_t r = 0; r + 1 < pp; ++r)
-            SendOp::create(atEnd, loc, result, atEnd.getI64IntegerAttr(r));
+            SendOp::create(atEnd, loc, result,
+                           atEnd.getI64IntegerAttr(rankOf(r, t)));
       }
       eraseUnneeded(stage);
     }

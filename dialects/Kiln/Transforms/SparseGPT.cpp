@@ -53,7 +53,13 @@ pruneSparseGPT(std::vector<float> &weights, int64_t rows, int64_t k,
   if (!choleskyLower(u, k))
     return fail("prune: sparsegpt: the inverse of X^T X is not positive "
                 "definite");
-  auto upper = [&](int64_t i, int64_t j) { return u[j * k + i]; };
+  // Stored row-major (row j of U is column j of u) for the updates below,
+  // each a run along a row of U.
+  std::vector<double> upperRows(k * k);
+  for (int64_t i = 0; i < k; ++i)
+    for (int64_t j = 0; j < k; ++j)
+      upperRows[i * k + j] = u[j * k + i];
+  auto upper = [&](int64_t i, int64_t j) { return upperRows[i * k + j]; };
 
   std::vector<uint8_t> keep(rows * k, 1);
   std::vector<double> scores(k);
@@ -95,8 +101,9 @@ pruneSparseGPT(std::vector<float> &weights, int64_t rows, int64_t k,
         double e = (value - kept) / d;
         err[r * blockCols + (j - c1)] = e;
         w[r * k + j] = kept;
+        const double *upperRow = upperRows.data() + j * k;
         for (int64_t p = j + 1; p < c2; ++p)
-          w[r * k + p] -= e * upper(j, p);
+          w[r * k + p] -= e * upperRow[p];
       }
     }
     // The block's errors reach the columns after it.
@@ -105,8 +112,9 @@ pruneSparseGPT(std::vector<float> &weights, int64_t rows, int64_t k,
         double e = err[r * blockCols + (j - c1)];
         if (e == 0)
           continue;
+        const double *upperRow = upperRows.data() + j * k;
         for (int64_t p = c2; p < k; ++p)
-          w[r * k + p] -= e * upper(j, p);
+          w[r * k + p] -= e * upperRow[p];
       }
   }
   for (int64_t i = 0; i < rows * k; ++i)

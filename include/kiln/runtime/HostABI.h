@@ -46,8 +46,8 @@ typedef enum KilnCommOp {
 
 /* Handed to every call of a generated function. Generated CPU code reads
  * only `barrier` (at offset 0) and `communicate` (the fourth pointer);
- * generated CUDA host code reads only `launch`. The rest belongs to the
- * runtime. */
+ * generated CUDA host code reads only `launch` and `communicate`. The rest
+ * belongs to the runtime. */
 typedef struct KilnRtContext {
   void (*barrier)(struct KilnRtContext *rt);
   void *pool;
@@ -64,8 +64,11 @@ typedef struct KilnRtContext {
   /* Communication with the other ranks of a distributed model's group
    * (kiln-shard; `peer` is a rank of the group). Every thread of the pool
    * calls it with its `tid`; thread 0 communicates and all return once
-   * `out` is complete (or `in` may be overwritten). A failure is recorded
-   * and fails the step. Null in a session that is not distributed. */
+   * `out` is complete (or `in` may be overwritten). In a cuda session the
+   * step calls it once (tid 0) with device addresses and it only enqueues
+   * the exchange on the runtime's stream (NCCL), like `launch`. A failure
+   * is recorded and fails the step. Null in a session that is not
+   * distributed. */
   void (*communicate)(struct KilnRtContext *rt, int32_t op, int32_t peer,
                       const float *in, float *out, int64_t count,
                       int32_t tid);
@@ -91,6 +94,24 @@ typedef void (*KilnForwardFn)(KilnMemRef1D *tokens, int64_t position,
                               KilnMemRef1D *kv_cache, KilnMemRef2D *logits,
                               KilnMemRef1D *weights, KilnMemRef1D *scratch,
                               KilnRtContext *rt, int32_t tid, int32_t nth);
+
+/* The step over tokens of several sequences (manifest batch_entry, CPU
+ * only; kiln-compile --batched-step), called like KilnForwardFn:
+ *   tokens    i32 [T]         T tokens, 1 <= T <= manifest max_tokens
+ *   slots     i32 [T]         each token's sequence: its cache slot
+ *   positions i32 [T]         each token's position in its sequence; the
+ *                             tokens of one sequence in position order
+ *   kv_cache  bytes           S caches of kv_cache_bytes, slot s at byte
+ *                             s * kv_cache_bytes
+ *   logits    f32 [R, vocab]  logits of the last R tokens
+ *   scratch   bytes           batch_entry scratch_bytes
+ */
+typedef void (*KilnForwardBatchFn)(KilnMemRef1D *tokens, KilnMemRef1D *slots,
+                                   KilnMemRef1D *positions,
+                                   KilnMemRef1D *kv_cache, KilnMemRef2D *logits,
+                                   KilnMemRef1D *weights, KilnMemRef1D *scratch,
+                                   KilnRtContext *rt, int32_t tid,
+                                   int32_t nth);
 
 #ifdef __cplusplus
 }

@@ -152,6 +152,28 @@ KILN_RT_API int kiln_embed(kiln_session *session, const char *text,
 KILN_RT_API const float *kiln_logits(const kiln_session *session,
                                      int32_t *n_rows);
 
+/* Sessions that decode together: `n_sequences` sessions (n_ctx as for
+ * kiln_session_create) whose KV caches are slots of one buffer, for an
+ * artifact from kiln-compile --batched-step. kiln_session_batch_session(b, i)
+ * is session i, owned by the batch (never kiln_session_free it): kiln_eval
+ * it to evaluate a prompt alone;
+ * kiln_eval_batch appends tokens[i] to session sessions[i] (each at most
+ * once, 1 <= n <= max_tokens) in one step and sets *logits to n rows of
+ * [n_vocab] floats, row i session sessions[i]'s, valid until the next
+ * kiln_eval_batch. */
+typedef struct kiln_session_batch kiln_session_batch;
+KILN_RT_API int kiln_session_batch_create(kiln_model *model,
+                                          int32_t n_sequences, int32_t n_ctx,
+                                          kiln_session_batch **batch,
+                                          const char **err);
+KILN_RT_API void kiln_session_batch_free(kiln_session_batch *batch);
+KILN_RT_API kiln_session *kiln_session_batch_session(kiln_session_batch *batch,
+                                                     int32_t i);
+KILN_RT_API int kiln_eval_batch(kiln_session_batch *batch,
+                                const int32_t *sessions, const int32_t *tokens,
+                                size_t n, const float **logits,
+                                const char **err);
+
 /* Calibration taps (an artifact from kiln-compile --calibration-taps): after
  * each step the input of the model's linear layers is still in scratch. The
  * number of distinct inputs (0 for other artifacts); for input i, the tensor

@@ -18,6 +18,9 @@ struct AttentionConfig {
   int64_t numHeads, kvHeads, headDim, layers, context, layer, window;
   float scale, softcap;
   bool causal;
+  /// Tokens of several sequences: each token's KV slot and position come
+  /// in `slots` and `positions`, and the cache holds one cache per slot.
+  bool perSequence;
 };
 } // namespace
 
@@ -26,50 +29,88 @@ struct AttentionConfig {
 //===----------------------------------------------------------------------===//
 
 /// (q, k, v, cache: memref<?xi8>, position: index, y, rt: !llvm.ptr,
-///  tid, nth)
+///  tid, nth), or per sequence (q, k, v, cache, slots: memref<?xi32>,
+///  positions: memref<?xi32>, y, rt, tid, nth)
 static func::FuncOp buildAttentionKernel(KernelLibrary &library,
                                          const AttentionConfig &cfg) {
   int64_t qWidth = cfg.numHeads * cfg.headDim;
   int64_t kvWidth = cfg.kvHeads * cfg.headDim;
   KernelSignature sig(library.getContext());
   sig.rows("q", qWidth).rows("k", kvWidth).rows("v", kvWidth).bytes("cache");
-  sig.index("position").rows("y", qWidth).pointer("rt");
+  if (cfg.perSequence)
+    sig.ids("slots").ids("positions");
+  else
+    sig.index("position");
+  sig.rows("y", qWidth).pointer("rt");
   std::string name =
-      llvm::formatv("kiln_attention_h{0}_kv{1}_d{2}_L{3}_c{4}_l{5}_w{6}_{7}{8}",
+      llvm::formatv("kiln_attention_h{0}_kv{1}_d{2}_L{3}_c{4}_l{5}_w{6}_{7}{8}{9}",
                     cfg.numHeads, cfg.kvHeads, cfg.headDim, cfg.layers,
                     cfg.context, cfg.layer, cfg.window,
                     cfg.causal ? "causal" : "full",
-                    cfg.softcap > 0 ? "_capped" : "")
+                    cfg.softcap > 0 ? "_capped" : "",
+                    cfg.perSequence ? "_per_sequence" : "")
           .str();
   KernelBuilder kb(library, sig, name);
   ImplicitLocOpBuilder &b = kb.b;
   Value q = kb.arg("q"), k = kb.arg("k"), v = kb.arg("v"),
-        cacheBytes = kb.arg("cache"), position = kb.arg("position"),
-        y = kb.arg("y"), rt = kb.arg("rt");
+        cacheBytes = kb.arg("cache"), y = kb.arg("y"), rt = kb.arg("rt");
   Value tokens = kb.dim(q, 0);
-  // Cache layout: [2 (keys, values)][layers][context][kv_heads][head_dim] f32.
+  // Cache layout: [2 (keys, values)][layers][context][kv_heads][head_dim] f32
+  // per sequence; several sequences' caches follow each other (slot-major).
   int64_t planeElems = cfg.layers * cfg.context * kvWidth;
-  Value cache = kb.floatView(cacheBytes, kb.idx(0), kb.idx(2 * planeElems));
+  int64_t sequenceElems = 2 * planeElems;
+  Value cacheSlots; // how many caches the buffer holds, per sequence only
+  Value cache;
+  if (cfg.perSequence) {
+    cacheSlots = kb.div(kb.dim(cacheBytes, 0),
+                        kb.idx(sequenceElems * int64_t(sizeof(float))));
+    cache = kb.floatView(cacheBytes, kb.idx(0),
+                         kb.mul(cacheSlots, kb.idx(sequenceElems)));
+  } else {
+    cache = kb.floatView(cacheBytes, kb.idx(0), kb.idx(sequenceElems));
+  }
   int64_t layerBase = cfg.layer * cfg.context * kvWidth;
-  auto slot = [&](int64_t plane, Value pos) {
-    return kb.add(kb.idx(plane * planeElems + layerBase),
-                  kb.mul(pos, kb.idx(kvWidth)));
+  // Where token t's sequence's cache starts (null: the only one) and its
+  // position.
+  auto sequenceBase = [&](Value t) -> Value {
+    if (!cfg.perSequence)
+      return Value();
+    return kb.mul(kb.loadIndex(kb.arg("slots"), t), kb.idx(sequenceElems));
+  };
+  auto positionOf = [&](Value t) {
+    return cfg.perSequence ? kb.loadIndex(kb.arg("positions"), t)
+                           : kb.add(kb.arg("position"), t);
+  };
+  auto slot = [&](Value base, int64_t plane, Value pos) {
+    Value at = kb.add(kb.idx(plane * planeElems + layerBase),
+                      kb.mul(pos, kb.idx(kvWidth)));
+    return base ? kb.add(base, at) : at;
+  };
+  // Whether token t's slot lies inside the cache buffer.
+  auto slotInside = [&](Value t) -> Value {
+    return arith::CmpIOp::create(b, arith::CmpIPredicate::ult,
+                                 kb.loadIndex(kb.arg("slots"), t), cacheSlots);
   };
   int64_t chunks = cfg.headDim / kLanes;
 
-  // 1. Append the new keys and values at positions position + t.
+  // 1. Append the new keys and values at each token's position.
   auto [t0, t1] = kb.share(tokens);
   kb.forEach(t0, t1, [&](Value t) {
-    Value pos = kb.add(position, t);
+    Value pos = positionOf(t);
+    Value base = sequenceBase(t);
     Value inside = arith::CmpIOp::create(b, arith::CmpIPredicate::ult, pos,
                                          kb.idx(cfg.context));
+    if (cfg.perSequence)
+      inside = arith::AndIOp::create(b, inside, slotInside(t));
     auto guard = scf::IfOp::create(b, inside, /*withElseRegion=*/false);
     OpBuilder::InsertionGuard g(b);
     b.setInsertionPoint(guard.thenBlock()->getTerminator());
     kb.forEach(kb.idx(0), kb.idx(kvWidth / kLanes), [&](Value c) {
       Value col = kb.mul(c, kb.idx(kLanes));
-      kb.store(kb.load(k, {t, col}), cache, {kb.add(slot(0, pos), col)});
-      kb.store(kb.load(v, {t, col}), cache, {kb.add(slot(1, pos), col)});
+      kb.store(kb.load(k, {t, col}), cache,
+               {kb.add(slot(base, 0, pos), col)});
+      kb.store(kb.load(v, {t, col}), cache,
+               {kb.add(slot(base, 1, pos), col)});
     });
   });
   func::CallOp::create(b, library.barrier(), ValueRange{rt});
@@ -96,10 +137,14 @@ static func::FuncOp buildAttentionKernel(KernelLibrary &library,
     SmallVector<Value> qv;
     for (int64_t c = 0; c < chunks; ++c)
       qv.push_back(kb.load(q, {t, kb.add(qCol, kb.idx(c * kLanes))}));
-    Value last = kb.add(position, t); // inclusive, causal
+    Value base = sequenceBase(t);
+    Value last = positionOf(t); // inclusive, causal
     Value end = cfg.causal ? kb.add(last, kb.idx(1))
-                           : kb.add(position, tokens);
+                           : kb.add(kb.arg("position"), tokens);
     end = arith::MinUIOp::create(b, end, kb.idx(cfg.context));
+    // A token whose slot is outside the buffer reads nothing.
+    if (cfg.perSequence)
+      end = arith::SelectOp::create(b, slotInside(t), end, kb.idx(0));
     Value start = kb.idx(0);
     if (cfg.window > 0) {
       Value w = kb.idx(cfg.window);
@@ -125,7 +170,7 @@ static func::FuncOp buildAttentionKernel(KernelLibrary &library,
         Value j =
             arith::MinUIOp::create(b, kb.add(j0, kb.idx(jj)), lastPosition);
         rows.push_back(j);
-        Value kBase = kb.add(slot(0, j), kvCol);
+        Value kBase = kb.add(slot(base, 0, j), kvCol);
         Value dot = kb.zeros();
         for (int64_t c = 0; c < chunks; ++c)
           dot = kb.fma(
@@ -154,7 +199,7 @@ static func::FuncOp buildAttentionKernel(KernelLibrary &library,
       for (int64_t jj = 0; jj < kChunk; ++jj) {
         Value pj =
             kb.splat(vector::ExtractOp::create(b, p, ArrayRef<int64_t>{jj}));
-        Value vBase = kb.add(slot(1, rows[jj]), kvCol);
+        Value vBase = kb.add(slot(base, 1, rows[jj]), kvCol);
         for (int64_t c = 0; c < chunks; ++c)
           acc[c] = kb.fma(
               pj, kb.load(cache, {kb.add(vBase, kb.idx(c * kLanes))}), acc[c]);
@@ -200,15 +245,17 @@ struct AttentionLowering : KernelCallPattern<AttentionOp> {
     cfg.scale = a.getScale().convertToFloat();
     cfg.softcap = a.getSoftcap().convertToFloat();
     cfg.causal = a.getCausal();
+    cfg.perSequence = bool(a.getPositions());
     Value q = step.mapped(a.getQuery());
     Value y = step.resultBuffer(a.getResult(), q, b);
-    SmallVector<Value> args = {q,
-                               step.mapped(a.getKey()),
+    SmallVector<Value> args = {q, step.mapped(a.getKey()),
                                step.mapped(a.getValue()),
-                               step.mapped(a.getCache()),
-                               step.mapped(a.getPosition()),
-                               y,
-                               step.rtArg};
+                               step.mapped(a.getCache())};
+    if (cfg.perSequence)
+      args.append({step.mapped(a.getSlots()), step.mapped(a.getPositions())});
+    else
+      args.push_back(step.mapped(a.getPosition()));
+    args.append({y, step.rtArg});
     StepLowering::Region cacheRegion = step.regionOf(a.getCache());
     step.callKernel(buildAttentionKernel(step.kernels, cfg), args, b,
                     {step.regionOf(a.getQuery()), step.regionOf(a.getKey()),

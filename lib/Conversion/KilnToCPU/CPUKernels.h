@@ -21,6 +21,8 @@
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/BuiltinOps.h"
 
+#include <vector>
+
 namespace mlir::kiln {
 
 /// One quantized activation block: 32 int8 codes, f32 scale, f32 scale *
@@ -29,12 +31,16 @@ namespace mlir::kiln {
 constexpr int64_t kQ8RecordBytes = 48;
 
 enum class ElementwiseKind { Add, Mul, SwiGLU, GeGLUTanh, GeGLUErf, Silu,
-                             GeluTanh, GeluErf, Copy };
+                             GeluTanh, GeluErf, Copy, Relu };
 
 struct RopeConfig {
   int64_t width, numHeads, headDim, rotaryDim;
   bool neox;
   float freqBase, freqScale;
+  /// Per-frequency angle multipliers (empty: all 1) and the scale of the
+  /// rotated pairs: Llama 3's and YaRN's long-context scalings.
+  std::vector<float> freqFactors;
+  float magnitude = 1.0f;
 };
 
 /// memref<?xCOLSxELT, strided<[COLS, 1], offset: ?>>: the type of every
@@ -81,17 +87,20 @@ private:
 // family's file only.
 
 /// (a, [b,] y: memref<?xDxf32>, [q: memref<?xi8>, qOffset,] tid, nth);
-/// with `quantize`, also writes y as quantizeActivations would.
+/// with `quantizeBits` (0: none), also writes y as quantizeActivations
+/// would at that width.
 func::FuncOp buildElementwiseKernel(KernelLibrary &library,
                                     ElementwiseKind kind, int64_t dim,
-                                    bool quantize);
+                                    int64_t quantizeBits);
 /// (position: index, tokens: index, table: memref<?xi8>, offset: index,
 ///  tid, nth): (cos, sin) f32 pairs [tokens][rotary_dim / 2] of the
 /// rotation angles of positions position .. position + tokens - 1, shared
 /// by every rope of the same frequencies (libm calls once per forward step,
-/// not once per layer and head).
+/// not once per layer and head). With `perTokenPositions` the first
+/// argument is `positions: memref<?xi32>` and token t sits at positions[t].
 func::FuncOp buildRopeTableKernel(KernelLibrary &library,
-                                  const RopeConfig &config);
+                                  const RopeConfig &config,
+                                  bool perTokenPositions);
 
 } // namespace mlir::kiln
 

@@ -117,12 +117,12 @@ Value CPUTarget::emitPickBytes(ImplicitLocOpBuilder &b, Value table,
     return vector::ShuffleOp::create(b, halves[0], halves[1], order);
   }
   case KernelISA::Generic: {
-    // Byte k of each word, in every byte of it; then pick by index.
+    // Byte k of each 8-byte word, in every byte of it; then pick by index.
     Value picked;
-    for (int64_t k = 3; k >= 0; --k) {
+    for (int64_t k = 7; k >= 0; --k) {
       SmallVector<int64_t> lanes(64);
       for (int64_t i = 0; i < 64; ++i)
-        lanes[i] = i / 4 * 4 + k;
+        lanes[i] = i / 8 * 8 + k;
       Value candidate = vector::ShuffleOp::create(b, table, table, lanes);
       if (!picked) {
         picked = candidate;
@@ -138,4 +138,31 @@ Value CPUTarget::emitPickBytes(ImplicitLocOpBuilder &b, Value table,
   }
   }
   llvm_unreachable("covered switch over KernelISA");
+}
+
+Value CPUTarget::emitLookup16(ImplicitLocOpBuilder &b, ArrayRef<uint8_t> table,
+                              Value indices) const {
+  assert(table.size() == 16 && "a 16-entry table");
+  auto i8x64 = VectorType::get({64}, b.getI8Type());
+  auto bytes = [&](ArrayRef<uint8_t> v) -> Value {
+    SmallVector<int8_t> s(v.begin(), v.end());
+    return arith::ConstantOp::create(
+        b, DenseElementsAttr::get(i8x64, ArrayRef<int8_t>(s)));
+  };
+  if (isa == KernelISA::Generic) {
+    Value out = bytes(SmallVector<uint8_t>(64, table[0]));
+    for (int64_t v = 1; v < 16; ++v) {
+      Value isV = arith::CmpIOp::create(
+          b, arith::CmpIPredicate::eq, indices,
+          bytes(SmallVector<uint8_t>(64, uint8_t(v))));
+      out = arith::SelectOp::create(
+          b, isV, bytes(SmallVector<uint8_t>(64, table[v])), out);
+    }
+    return out;
+  }
+  // vpshufb looks up within each 16-byte lane: the table in every lane.
+  SmallVector<uint8_t> lanes;
+  for (int64_t l = 0; l < 4; ++l)
+    lanes.append(table.begin(), table.end());
+  return emitPickBytes(b, bytes(lanes), indices);
 }

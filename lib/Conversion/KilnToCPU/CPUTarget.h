@@ -30,11 +30,18 @@ public:
   /// for generic.
   Value emitByteDot(ImplicitLocOpBuilder &b, Value acc, Value u, Value s) const;
 
-  /// Byte i of the result is byte indices[i] (0..3) of the 4-byte word that
-  /// every 4 bytes of `table` repeat (both vector<64xi8>): vpshufb on
-  /// AVX-512BW and, per half, on AVX2; selects for generic.
+  /// Byte i of the result is byte indices[i] (0..7) of the 8-byte word that
+  /// every 8 bytes of `table` repeat (both vector<64xi8>): vpshufb on
+  /// AVX-512BW and, per half, on AVX2 (each 16-byte lane holds the word
+  /// twice); selects for generic.
   Value emitPickBytes(ImplicitLocOpBuilder &b, Value table,
                       Value indices) const;
+
+  /// Byte i of the result is table[indices[i]] (indices 0..15, a
+  /// vector<64xi8>): a 16-entry codebook lookup, vpshufb on x86, compares
+  /// and selects for generic.
+  Value emitLookup16(ImplicitLocOpBuilder &b, ArrayRef<uint8_t> table,
+                     Value indices) const;
 
   /// The target whose emitByteDot multiplies unsigned codes of `codeBits`
   /// bits exactly: vpmaddubsw saturates past 16-bit pair sums, so on AVX2

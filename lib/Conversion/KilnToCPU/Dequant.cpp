@@ -545,6 +545,7 @@ public:
                                 b, VectorType::get({kChunk}, b.getI8Type()),
                                 parts.codes));
     out.unsignedCodes = true;
+    out.wideCodes = bits == 8;
     out.scale = parts.scale;
     out.min = parts.min;
     return out;
@@ -691,6 +692,12 @@ FailureOr<std::unique_ptr<WeightFormat>> WeightFormat::get(WeightType type,
                    KQ::blockBytes(ggml->type));
     default:
       break;
+    }
+    if (ggml->codebook != ::kiln::GGMLCodebook::None) {
+      error = std::string(ggml->name) +
+              " weights are read by the int8 kernels only (kiln-compile "
+              "--activations=int8, the default)";
+      return failure();
     }
   }
 

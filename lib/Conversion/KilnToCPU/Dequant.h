@@ -73,6 +73,9 @@ public:
   struct IntegerChunk {
     Value codes; // vector<32xi8>
     bool unsignedCodes;
+    /// Unsigned codes past 127 (8-bit packed): a byte dot product whose pair
+    /// sums are 16-bit (AVX2's vpmaddubsw) would saturate on them.
+    bool wideCodes = false;
     Value scale, min; // f32
   };
   virtual IntegerChunk emitIntegerChunk(ImplicitLocOpBuilder &b, Value buffer,

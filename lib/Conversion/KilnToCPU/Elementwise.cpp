@@ -39,7 +39,9 @@ static Value emitGelu(KB &kb, Value x, bool tanhForm) {
 
 func::FuncOp mlir::kiln::buildElementwiseKernel(KernelLibrary &library,
                                                 ElementwiseKind kind,
-                                                int64_t dim, bool quantize) {
+                                                int64_t dim,
+                                                int64_t quantizeBits) {
+  bool quantize = quantizeBits != 0;
   bool binary = kind == ElementwiseKind::Add || kind == ElementwiseKind::Mul ||
                 kind == ElementwiseKind::SwiGLU ||
                 kind == ElementwiseKind::GeGLUTanh ||
@@ -53,10 +55,10 @@ func::FuncOp mlir::kiln::buildElementwiseKernel(KernelLibrary &library,
     sig.bytesAt("q");
   static const char *names[] = {"add",  "mul",       "swiglu",   "geglu_tanh",
                                 "geglu_erf", "silu", "gelu_tanh", "gelu_erf",
-                                "copy"};
+                                "copy", "relu"};
   KernelBuilder kb(library, sig,
                    "kiln_" + Twine(names[int(kind)]) + "_" + Twine(dim) +
-                       (quantize ? "_q8" : ""));
+                       (quantize ? "_q" + Twine(quantizeBits) : ""));
   Value a = kb.arg("a"), bIn = kb.optionalArg("b"), y = kb.arg("y");
   Value q = kb.optionalArg("q"),
         qOffset = kb.optionalArg("qOffset");
@@ -95,6 +97,9 @@ func::FuncOp mlir::kiln::buildElementwiseKernel(KernelLibrary &library,
     case ElementwiseKind::Copy:
       r = x;
       break;
+    case ElementwiseKind::Relu:
+      r = kb.maxf(x, kb.zeros());
+      break;
     }
     kb.store(r, y, {t, col});
   };
@@ -105,7 +110,8 @@ func::FuncOp mlir::kiln::buildElementwiseKernel(KernelLibrary &library,
       emitLanes(t, kb.add(col, kb.idx(at)));
     if (quantize)
       emitQuantizeBlock(kb, y, t, col, q,
-                        kb.add(qOffset, kb.mul(c, kb.idx(kQ8RecordBytes))));
+                        kb.add(qOffset, kb.mul(c, kb.idx(kQ8RecordBytes))),
+                        quantizeBits);
   });
   return kb.finish();
 }
@@ -170,7 +176,8 @@ struct BinaryLowering : KernelCallPattern<BinaryOp> {
     Value lhs = step.mapped(e.getLhs());
     Value y = step.resultBuffer(e.getResult(), lhs, b);
     int64_t dim = e.getLhs().getType().getDimSize(1);
-    bool quantize = step.quantizesOutput(op);
+    int64_t quantizeBits = step.quantizedOutputBits(op);
+    bool quantize = quantizeBits != 0;
     SmallVector<Value> args = {lhs, step.mapped(e.getRhs()), y};
     SmallVector<StepLowering::Region> writes = {step.regionOf(e.getResult())};
     if (quantize) {
@@ -178,11 +185,13 @@ struct BinaryLowering : KernelCallPattern<BinaryOp> {
       writes.push_back(step.scratchRegion(step.q8Offset, step.q8Bytes));
     }
     step.callKernel(
-        buildElementwiseKernel(step.kernels, kind, dim, quantize), args, b,
+        buildElementwiseKernel(step.kernels, kind, dim, quantizeBits), args, b,
         {step.regionOf(e.getLhs()), step.regionOf(e.getRhs())}, writes);
     step.bind(e.getResult(), y);
-    if (quantize)
+    if (quantize) {
       step.lastQuantized = y;
+      step.lastQuantizedBits = quantizeBits;
+    }
     return success();
   }
 };
@@ -194,6 +203,8 @@ template <typename UnaryOp> struct UnaryLowering : KernelCallPattern<UnaryOp> {
     if (failed(step.requireRowsF32(op, e.getInput())))
       return failure();
     ElementwiseKind kind = ElementwiseKind::Silu;
+    if constexpr (std::is_same_v<decltype(e), ReluOp>)
+      kind = ElementwiseKind::Relu;
     if constexpr (std::is_same_v<decltype(e), GeluOp>)
       kind = e.getApproximate() == GeluApprox::Tanh ? ElementwiseKind::GeluTanh
                                                     : ElementwiseKind::GeluErf;
@@ -201,7 +212,7 @@ template <typename UnaryOp> struct UnaryLowering : KernelCallPattern<UnaryOp> {
     Value y = step.resultBuffer(e.getResult(), x, b);
     int64_t dim = e.getInput().getType().getDimSize(1);
     step.callKernel(
-        buildElementwiseKernel(step.kernels, kind, dim, /*quantize=*/false),
+        buildElementwiseKernel(step.kernels, kind, dim, /*quantizeBits=*/0),
         {x, y}, b, {step.regionOf(e.getInput())},
         {step.regionOf(e.getResult())});
     step.bind(e.getResult(), y);
@@ -231,5 +242,6 @@ struct SoftmaxLowering : KernelCallPattern<SoftmaxOp> {
 void mlir::kiln::populateElementwisePatterns(KernelCallPatterns &patterns) {
   patterns.add<BinaryLowering<AddOp>, BinaryLowering<MulOp>,
                BinaryLowering<SwiGLUOp>, BinaryLowering<GeGLUOp>,
-               UnaryLowering<SiluOp>, UnaryLowering<GeluOp>, SoftmaxLowering>();
+               UnaryLowering<SiluOp>, UnaryLowering<ReluOp>,
+               UnaryLowering<GeluOp>, SoftmaxLowering>();
 }

@@ -79,7 +79,7 @@ static func::FuncOp buildEmbeddingRows16Kernel(KernelLibrary &library,
   Type f32 = b.getF32Type();
   Value table = kb.arg("table"), offset = kb.arg("tableOffset");
   Value idsBuf = kb.arg("ids"), y = kb.arg("y");
-  Rows16Reader reader{kb, format, table};
+  Rows16Reader reader{kb, format, table, library.getTarget()};
   const int64_t bps = format.superValues / 32;
   auto i32x16 = VectorType::get({kLanes}, b.getI32Type());
   auto i32x8 = VectorType::get({8}, b.getI32Type());
@@ -124,24 +124,31 @@ static func::FuncOp buildEmbeddingRows16Kernel(KernelLibrary &library,
         Rows16Reader::Scales sc = reader.scales(header, d, j);
         Value weightScale =
             vector::BroadcastOp::create(b, f32x32, laneOf(sc.scale));
-        if (sc.lo) {
-          // Q6_K: values 0..15 take the low half's scale, 16..31 the high's.
-          Value lo =
-              kb.mul(laneOf(sc.scale), reader.toFloatScalar(laneOf(sc.lo)));
-          Value hi =
-              kb.mul(laneOf(sc.scale), reader.toFloatScalar(laneOf(sc.hi)));
+        // Values 0..15 take the low half's number, 16..31 the high's.
+        auto byHalf = [&](Value lo, Value hi) -> Value {
           SmallVector<int64_t> halves;
           for (int64_t v = 0; v < 32; ++v)
             halves.push_back(v < 16 ? 0 : 1);
           Value pair = vector::FromElementsOp::create(
               b, VectorType::get({2}, f32), ValueRange{lo, hi});
-          weightScale = vector::ShuffleOp::create(b, pair, pair, halves);
+          return vector::ShuffleOp::create(b, pair, pair, halves);
+        };
+        if (sc.lo) {
+          Value lo =
+              kb.mul(laneOf(sc.scale), reader.toFloatScalar(laneOf(sc.lo)));
+          Value hi =
+              kb.mul(laneOf(sc.scale), reader.toFloatScalar(laneOf(sc.hi)));
+          weightScale = byHalf(lo, hi);
         }
         Value values =
             kb.mul(arith::SIToFPOp::create(b, f32x32, codes), weightScale);
         if (sc.min)
           values = kb.add(
               values, vector::BroadcastOp::create(b, f32x32, laneOf(sc.min)));
+        if (sc.minLo) {
+          Value lo = laneOf(sc.minLo), hi = laneOf(sc.minHi);
+          values = kb.add(values, byHalf(lo, hi));
+        }
         if (scale != 1.0f)
           values = kb.mul(values, vector::BroadcastOp::create(b, f32x32,
                                                               kb.f(scale)));

@@ -156,7 +156,9 @@ Value mlir::kiln::loadF32(ImplicitLocOpBuilder &b, Value bytes, Value offset) {
 }
 
 void mlir::kiln::emitQuantizeBlock(KB &kb, Value x, Value t, Value col, Value q,
-                                   Value rec) {
+                                   Value rec, int64_t bits) {
+  // Symmetric codes in [-maxCode, maxCode]: at 8 bits ggml's q8_1 (127).
+  const float maxCode = float((int64_t(1) << (bits - 1)) - 1);
   ImplicitLocOpBuilder &b = kb.b;
   auto i32x16 = VectorType::get({kLanes}, b.getI32Type());
   auto i8x16 = VectorType::get({kLanes}, b.getI8Type());
@@ -166,16 +168,20 @@ void mlir::kiln::emitQuantizeBlock(KB &kb, Value x, Value t, Value col, Value q,
       kb.maxf(math::AbsFOp::create(b, v0), math::AbsFOp::create(b, v1));
   Value amax =
       vector::ReductionOp::create(b, vector::CombiningKind::MAXIMUMF, amaxV);
-  Value d = kb.div(amax, kb.f(127.0f));
+  Value d = kb.div(amax, kb.f(maxCode));
   Value nonzero =
       arith::CmpFOp::create(b, arith::CmpFPredicate::ONE, amax, kb.f(0.0f));
-  Value inv = arith::SelectOp::create(b, nonzero, kb.div(kb.f(127.0f), amax),
+  Value inv = arith::SelectOp::create(b, nonzero, kb.div(kb.f(maxCode), amax),
                                       kb.f(0.0f));
   Value invV = kb.splat(inv);
-  Value q0 = arith::FPToSIOp::create(
-      b, i32x16, math::RoundEvenOp::create(b, kb.mul(v0, invV)));
-  Value q1 = arith::FPToSIOp::create(
-      b, i32x16, math::RoundEvenOp::create(b, kb.mul(v1, invV)));
+  // x * (maxCode / amax) may round past maxCode by an ulp: clamp the codes.
+  Value hi = kb.splat(kb.f(maxCode)), lo = kb.splat(kb.f(-maxCode));
+  auto code = [&](Value v) -> Value {
+    Value r = math::RoundEvenOp::create(b, kb.mul(v, invV));
+    r = arith::MinimumFOp::create(b, arith::MaximumFOp::create(b, r, lo), hi);
+    return arith::FPToSIOp::create(b, i32x16, r);
+  };
+  Value q0 = code(v0), q1 = code(v1);
   Value sumLo = vector::ReductionOp::create(b, vector::CombiningKind::ADD, q0);
   Value sumHi = vector::ReductionOp::create(b, vector::CombiningKind::ADD, q1);
   Value sum = arith::AddIOp::create(b, sumLo, sumHi);
@@ -193,10 +199,20 @@ void mlir::kiln::emitQuantizeBlock(KB &kb, Value x, Value t, Value col, Value q,
   storeI32(b, sumHi, q, kb.add(rec, kb.idx(44)));
 }
 
-Value mlir::kiln::loadI32(ImplicitLocOpBuilder &b, Value bytes, Value offset) {
-  Value raw = vector::LoadOp::create(b, VectorType::get({4}, b.getI8Type()),
-                                     bytes, ValueRange{offset});
-  Value vec =
-      vector::BitCastOp::create(b, VectorType::get({1}, b.getI32Type()), raw);
+/// One `width`-bit integer at byte `offset` of a byte buffer.
+static Value loadInteger(ImplicitLocOpBuilder &b, Value bytes, Value offset,
+                         unsigned width) {
+  Value raw = vector::LoadOp::create(
+      b, VectorType::get({width / 8}, b.getI8Type()), bytes, ValueRange{offset});
+  Value vec = vector::BitCastOp::create(
+      b, VectorType::get({1}, b.getIntegerType(width)), raw);
   return vector::ExtractOp::create(b, vec, ArrayRef<int64_t>{0});
+}
+
+Value mlir::kiln::loadI32(ImplicitLocOpBuilder &b, Value bytes, Value offset) {
+  return loadInteger(b, bytes, offset, 32);
+}
+
+Value mlir::kiln::loadI64(ImplicitLocOpBuilder &b, Value bytes, Value offset) {
+  return loadInteger(b, bytes, offset, 64);
 }

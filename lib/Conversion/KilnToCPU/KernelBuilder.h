@@ -72,6 +72,12 @@ struct KB {
   void store(Value v, Value memref, ValueRange indices) {
     vector::StoreOp::create(b, v, memref, indices);
   }
+  /// Element `i` of an i32 memref (token ids, positions, slots) as an index;
+  /// unsigned, so a negative one is past every bound the kernel checks.
+  Value loadIndex(Value ids, Value i) {
+    Value v = memref::LoadOp::create(b, ids, ValueRange{i});
+    return arith::IndexCastUIOp::create(b, b.getIndexType(), v);
+  }
   Value toF32(Value index) {
     Value i = arith::IndexCastOp::create(b, b.getI64Type(), index);
     return arith::SIToFPOp::create(b, f32(), i);
@@ -108,6 +114,26 @@ struct KB {
   void forEach(Value lb, Value ub, function_ref<void(Value)> body) {
     loop(lb, ub, idx(1), {}, [&](Value iv, ValueRange) {
       body(iv);
+      return SmallVector<Value>{};
+    });
+  }
+  /// The weight-streaming GEMM order: chunks of `chunk` tokens (their
+  /// activations stay in L2 while every row group walks them); in a chunk,
+  /// each row group g in [g0, g1) takes the tokens `tile` at a time, then
+  /// one by one: emitTile(g, firstToken, tileSize).
+  void forTokenTiles(Value tokens, int64_t chunk, int64_t tile, Value g0,
+                     Value g1,
+                     function_ref<void(Value, Value, int64_t)> emitTile) {
+    loop(idx(0), tokens, idx(chunk), {}, [&](Value c0, ValueRange) {
+      Value c1 = arith::MinUIOp::create(b, tokens, add(c0, idx(chunk)));
+      Value tiledEnd = sub(c1, rem(sub(c1, c0), idx(tile)));
+      forEach(g0, g1, [&](Value g) {
+        loop(c0, tiledEnd, idx(tile), {}, [&](Value t0, ValueRange) {
+          emitTile(g, t0, tile);
+          return SmallVector<Value>{};
+        });
+        forEach(tiledEnd, c1, [&](Value t) { emitTile(g, t, 1); });
+      });
       return SmallVector<Value>{};
     });
   }
@@ -222,11 +248,15 @@ void storeF32(ImplicitLocOpBuilder &b, Value v, Value bytes, Value offset);
 void storeI32(ImplicitLocOpBuilder &b, Value v, Value bytes, Value offset);
 Value loadF32(ImplicitLocOpBuilder &b, Value bytes, Value offset);
 Value loadI32(ImplicitLocOpBuilder &b, Value bytes, Value offset);
+/// 8 bytes at byte `offset` of a byte buffer, as one i64.
+Value loadI64(ImplicitLocOpBuilder &b, Value bytes, Value offset);
 
-/// Quantizes x[t, col .. col + 32) into the kQ8RecordBytes record at byte
-/// `rec` of `q` (see KernelLibrary::quantizeActivations); also the norm and
-/// elementwise kernels' fused epilogue.
-void emitQuantizeBlock(KB &kb, Value x, Value t, Value col, Value q, Value rec);
+/// Quantizes x[t, col .. col + 32) to `bits`-bit codes (2-8) in int8 into the
+/// kQ8RecordBytes record at byte `rec` of `q` (see
+/// KernelLibrary::quantizeActivations); also the norm and elementwise
+/// kernels' fused epilogue.
+void emitQuantizeBlock(KB &kb, Value x, Value t, Value col, Value q, Value rec,
+                       int64_t bits);
 
 } // namespace mlir::kiln
 

@@ -43,11 +43,20 @@ RopeAttr StepLowering::ropeEpilogueOf(LinearOp linear) {
   return rope;
 }
 
+/// Ropes with equal keys share one cos/sin table.
+static StepLowering::RopeTableKey ropeTableKey(RopeAttr rope, Value position) {
+  return {rope.getRotaryDim(),
+          rope.getFreqBase().convertToFloat(),
+          rope.getFreqScale().convertToFloat(),
+          position,
+          rope.getFreqFactors(),
+          rope.getMagnitude().convertToFloat()};
+}
+
 FailureOr<StepLowering::RopeTable *>
 StepLowering::ropeTableFor(Operation *user, RopeAttr rope, Value position,
                            Value rows, ImplicitLocOpBuilder &b) {
-  RopeTableKey key{rope.getRotaryDim(), rope.getFreqBase().convertToFloat(),
-                   rope.getFreqScale().convertToFloat(), position};
+  RopeTableKey key = ropeTableKey(rope, position);
   auto it = llvm::find_if(ropeTables,
                           [&](const RopeTable &table) { return table.key == key; });
   if (it == ropeTables.end())
@@ -55,8 +64,10 @@ StepLowering::ropeTableFor(Operation *user, RopeAttr rope, Value position,
   if (!it->filled) {
     RopeConfig cfg = ropeConfigOf(rope);
     Value tokens = memref::DimOp::create(b, rows, 0);
-    callKernel(buildRopeTableKernel(kernels, cfg),
-               {mapping.lookup(position), tokens, scratchArg,
+    Value positions = mapping.lookup(position);
+    callKernel(buildRopeTableKernel(kernels, cfg,
+                                    isa<MemRefType>(positions.getType())),
+               {positions, tokens, scratchArg,
                 arith::ConstantIndexOp::create(b, it->offset)},
                b, {}, {scratchRegion(it->offset, it->bytes)});
     it->filled = true;
@@ -94,15 +105,14 @@ LogicalResult StepLowering::planScratch() {
     Value position;
     if (auto r = dyn_cast<RopeOp>(op)) {
       rope = r.getParameters();
-      position = r.getPosition();
+      position = r.getPositionSource();
     } else if (auto linear = dyn_cast<LinearOp>(op)) {
       rope = linear.getRopeAttr();
       position = linear.getRopePosition();
     }
     if (!rope)
       continue;
-    RopeTableKey key{rope.getRotaryDim(), rope.getFreqBase().convertToFloat(),
-                     rope.getFreqScale().convertToFloat(), position};
+    RopeTableKey key = ropeTableKey(rope, position);
     if (llvm::any_of(ropeTables,
                      [&](const RopeTable &t) { return t.key == key; }))
       continue;
@@ -174,22 +184,24 @@ void StepLowering::callKernel(func::FuncOp kernel, SmallVector<Value> args,
   pendingWrites.append(writes.begin(), writes.end());
 }
 
-LogicalResult StepLowering::requireRowsF32(Operation *op,
-                                           RankedTensorType t) {
+LogicalResult StepLowering::requireRowsF32(Operation *op, RankedTensorType t,
+                                           int64_t multipleOf) {
   if (t.getRank() != 2 || !t.getElementType().isF32() ||
       ShapedType::isDynamic(t.getDimSize(1)))
     return op->emitOpError("the CPU lowering needs [tokens, features] f32 "
                            "tensors with a static feature dimension, got ")
            << t;
-  if (t.getDimSize(1) % kLanes != 0)
+  if (t.getDimSize(1) % multipleOf != 0)
     return op->emitOpError("the CPU lowering needs feature dimensions that "
-                           "are multiples of 16, got ")
-           << t.getDimSize(1);
+                           "are multiples of ")
+           << multipleOf << ", got " << t.getDimSize(1);
   return success();
 }
 
-LogicalResult StepLowering::requireRowsF32(Operation *op, Value value) {
-  return requireRowsF32(op, cast<RankedTensorType>(value.getType()));
+LogicalResult StepLowering::requireRowsF32(Operation *op, Value value,
+                                           int64_t multipleOf) {
+  return requireRowsF32(op, cast<RankedTensorType>(value.getType()),
+                        multipleOf);
 }
 
 FailureOr<std::unique_ptr<WeightFormat>>

@@ -95,14 +95,16 @@ static func::FuncOp buildLinearKernel(KernelLibrary &library,
 //===----------------------------------------------------------------------===//
 
 /// (x: memref<?xKxf32>, q: memref<?xi8>, qOffset: index, tid, nth):
-/// quantizes each 32-value block of x to int8 as ggml's q8_1 does (scale
-/// amax/127 rounded to f16, codes round-half-even(x * 127/amax), and the
-/// f16-rounded scale * code sum), one kQ8RecordBytes record per block.
+/// quantizes each 32-value block of x to `bits`-bit codes in int8, at 8 bits
+/// as ggml's q8_1 does (with m = 2^(bits-1) - 1: scale amax/m rounded to f16,
+/// codes round-half-even(x * m/amax) clamped to [-m, m], and the f16-rounded
+/// scale * code sum), one kQ8RecordBytes record per block.
 static func::FuncOp buildQuantizeActivationsKernel(KernelLibrary &library,
-                                                   int64_t k) {
+                                                   int64_t k, int64_t bits) {
   KernelSignature sig(library.getContext());
   sig.rows("x", k).bytesAt("q");
-  KernelBuilder kb(library, sig, "kiln_quantize_q8_" + Twine(k));
+  KernelBuilder kb(library, sig,
+                   "kiln_quantize_q" + Twine(bits) + "_" + Twine(k));
   Value x = kb.arg("x");
   Value q = kb.arg("q"), qOffset = kb.arg("qOffset");
   int64_t perRow = k / 32;
@@ -111,7 +113,8 @@ static func::FuncOp buildQuantizeActivationsKernel(KernelLibrary &library,
     Value t = kb.div(blk, kb.idx(perRow));
     Value col = kb.mul(kb.rem(blk, kb.idx(perRow)), kb.idx(32));
     emitQuantizeBlock(kb, x, t, col, q,
-                      kb.add(qOffset, kb.mul(blk, kb.idx(kQ8RecordBytes))));
+                      kb.add(qOffset, kb.mul(blk, kb.idx(kQ8RecordBytes))),
+                      bits);
   });
   return kb.finish();
 }
@@ -260,7 +263,9 @@ static func::FuncOp buildLinearInt8Kernel(KernelLibrary &library,
             qx = arith::SelectOp::create(
                 b, negative, arith::SubIOp::create(b, zeroI8, qx), qx);
           // Lanes 0-7: the first block's quad sums, lanes 8-15: the second's.
-          Value dot = target.emitByteDot(b, zeroI32, u, qx);
+          const CPUTarget dotTarget =
+              wc[0].wideCodes ? target.forCodeBits(8) : target;
+          Value dot = dotTarget.emitByteDot(b, zeroI32, u, qx);
           int64_t a = 2 * (r * tile + i);
           for (auto [j, chunk] : llvm::enumerate(wc)) {
             out[a] = accumulateBlock(b, out[a], lanes8(b, dot, 8 * j),
@@ -377,9 +382,11 @@ static func::FuncOp buildLinearRows16Kernel(KernelLibrary &library,
   const int64_t groupBytes = format.groupBytes(k);
   const int64_t headerRegion = format.headerRegionBytes(k);
   const int64_t codeBytes = format.blockCodeBytes();
-  CPUTarget dotTarget = target.forCodeBits(format.codeBits);
+  // Looked-up codes are bytes up to 241.
+  CPUTarget dotTarget =
+      target.forCodeBits(format.codebook ? 8 : format.codeBits);
 
-  Rows16Reader reader{kb, format, w};
+  Rows16Reader reader{kb, format, w, target};
   auto i32x16 = VectorType::get({16}, b.getI32Type());
 
   Value tokens = kb.dim(y, 0);
@@ -483,8 +490,20 @@ static func::FuncOp buildLinearRows16Kernel(KernelLibrary &library,
                             b, arith::MulIOp::create(b, half[0], scLo),
                             arith::MulIOp::create(b, half[1], scHi))
                       : arith::AddIOp::create(b, half[0], half[1]);
-              Value dx = kb.splat(loadF32(b, q, kb.add(rec, kb.idx(32))));
+              Value dxScalar = loadF32(b, q, kb.add(rec, kb.idx(32)));
+              Value dx = kb.splat(dxScalar);
               acc[i] = kb.fma(reader.toFloat(sum), kb.mul(scale, dx), acc[i]);
+              // Q2_K's min per 16 values times the exact code sums of the
+              // activation halves.
+              for (auto [min16, at] :
+                   {std::pair{sc.minLo, 40}, std::pair{sc.minHi, 44}})
+                if (min16)
+                  acc[i] = kb.fma(
+                      min16,
+                      kb.splat(kb.mul(dxScalar,
+                                      reader.toFloatScalar(loadI32(
+                                          b, q, kb.add(rec, kb.idx(at)))))),
+                      acc[i]);
               if (min)
                 acc[i] = kb.fma(
                     min, kb.splat(loadF32(b, q, kb.add(rec, kb.idx(36)))),
@@ -508,24 +527,8 @@ static func::FuncOp buildLinearRows16Kernel(KernelLibrary &library,
     }
   };
 
-  // Chunks of tokens whose activations stay in L2; in a chunk, every group
-  // of rows takes the tokens a tile at a time, then one by one.
-  kb.loop(kb.idx(0), tokens, kb.idx(kRows16TokenChunk), {},
-          [&](Value c0, ValueRange) {
-            Value c1 = arith::MinUIOp::create(
-                b, tokens, kb.add(c0, kb.idx(kRows16TokenChunk)));
-            Value tiledEnd =
-                kb.sub(c1, kb.rem(kb.sub(c1, c0), kb.idx(kRows16TokenTile)));
-            kb.forEach(g0, g1, [&](Value g) {
-              kb.loop(c0, tiledEnd, kb.idx(kRows16TokenTile), {},
-                      [&](Value t0, ValueRange) {
-                        emitTile(g, t0, kRows16TokenTile);
-                        return SmallVector<Value>{};
-                      });
-              kb.forEach(tiledEnd, c1, [&](Value t) { emitTile(g, t, 1); });
-            });
-            return SmallVector<Value>{};
-          });
+  kb.forTokenTiles(tokens, kRows16TokenChunk, kRows16TokenTile, g0, g1,
+                   emitTile);
   return kb.finish();
 }
 
@@ -539,17 +542,19 @@ struct LinearLowering : KernelCallPattern<LinearOp> {
   LogicalResult lower(LinearOp l, StepLowering &step,
                       ImplicitLocOpBuilder &b) const override {
     Operation *op = l;
+    // The f32 and row-major integer kernels write one row at a time, so any
+    // output width (a classifier's 10 classes); rows16 kernels, the
+    // residual add and the rope write 16 lanes.
+    bool rowAtATime = !isRows16(l.getWeight().getType()) &&
+                      !l.getResidual() && !l.getRope();
     if (failed(step.requireRowsF32(op, l.getInput())) ||
-        failed(step.requireRowsF32(op, l.getResult())))
+        failed(step.requireRowsF32(op, l.getResult(), rowAtATime ? 1 : 16)))
       return failure();
     auto w = step.weightOf(l.getWeight(), op);
     if (failed(w))
       return failure();
     const Rows16Format *rows16 =
         isRows16(w->type) ? findRows16Format(w->type) : nullptr;
-    if (std::optional<uint64_t> bits = l.getActivationBits(); bits && *bits != 8)
-      return l.emitOpError("activation_bits = ")
-             << *bits << ": the CPU kernels take 8-bit activations";
     if (rows16 && !step.usesInt8(l))
       return l.emitOpError("target_layout = #kiln_cpu.rows16 weights need "
                            "activation_bits = 8 (kiln-fuse{activation-bits=8})");
@@ -586,12 +591,14 @@ struct LinearLowering : KernelCallPattern<LinearOp> {
     SmallVector<Value> args;
     func::FuncOp kernel;
     if (step.usesInt8(l)) {
-      if (step.lastQuantized != x) {
-        step.callKernel(buildQuantizeActivationsKernel(step.kernels, k),
+      int64_t bits = *l.getActivationBits();
+      if (step.lastQuantized != x || step.lastQuantizedBits != bits) {
+        step.callKernel(buildQuantizeActivationsKernel(step.kernels, k, bits),
                         {x, step.scratchArg, idx(b, step.q8Offset)}, b,
                         {step.regionOf(l.getInput())},
                         {step.scratchRegion(step.q8Offset, step.q8Bytes)});
         step.lastQuantized = x;
+        step.lastQuantizedBits = bits;
       }
       args = {step.scratchArg, idx(b, step.q8Offset)};
       if (rows16)
@@ -632,7 +639,7 @@ struct LinearLowering : KernelCallPattern<LinearOp> {
     if (residual && !residualEpilogue)
       step.callKernel(
           buildElementwiseKernel(step.kernels, ElementwiseKind::Add, n,
-                                 /*quantize=*/false),
+                                 /*quantizeBits=*/0),
           {y, step.mapped(residual), y}, b,
           {step.regionOf(out), step.regionOf(residual)}, {step.regionOf(out)});
     step.bind(l.getResult(), y);

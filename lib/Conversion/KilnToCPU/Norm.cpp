@@ -16,13 +16,14 @@ using namespace mlir::kiln;
 //===----------------------------------------------------------------------===//
 
 /// (x, w: memref<?xi8>, wOffset, [b: memref<?xi8>, bOffset,] y,
-///  [q: memref<?xi8>, qOffset,] tid, nth); with `quantize`, also writes y
-/// as quantizeActivations would (one kernel and barrier fewer before the
-/// linear layers that read it).
+///  [q: memref<?xi8>, qOffset,] tid, nth); with `quantizeBits` (0: none),
+/// also writes y as quantizeActivations would at that width (one kernel and
+/// barrier fewer before the linear layers that read it).
 static func::FuncOp buildNormKernel(KernelLibrary &library,
                                     const WeightFormat &weight, int64_t dim,
                                     float epsilon, bool layerNorm, bool hasBias,
-                                    bool quantize) {
+                                    int64_t quantizeBits) {
+  bool quantize = quantizeBits != 0;
   KernelSignature sig(library.getContext());
   sig.rows("x", dim).weightAndBias(hasBias);
   sig.rows("y", dim);
@@ -32,7 +33,7 @@ static func::FuncOp buildNormKernel(KernelLibrary &library,
                    (layerNorm ? "kiln_layer_norm_" : "kiln_rms_norm_") +
                        weight.getName() + "_" + Twine(dim) + "_eps" +
                        floatName(epsilon) + (hasBias ? "_bias" : "") +
-                       (quantize ? "_q8" : ""));
+                       (quantize ? "_q" + Twine(quantizeBits) : ""));
   ImplicitLocOpBuilder &b = kb.b;
   Value x = kb.arg("x"), y = kb.arg("y");
   Value w = kb.arg("w"), wOffset = kb.arg("wOffset");
@@ -76,7 +77,7 @@ static func::FuncOp buildNormKernel(KernelLibrary &library,
         Value rec = kb.mul(kb.add(kb.mul(t, kb.idx(dim / 32)), blk),
                            kb.idx(kQ8RecordBytes));
         emitQuantizeBlock(kb, y, t, kb.mul(blk, kb.idx(32)), q,
-                          kb.add(qOffset, rec));
+                          kb.add(qOffset, rec), quantizeBits);
       });
   });
   return kb.finish();
@@ -137,7 +138,8 @@ template <typename NormOp> struct NormLowering : KernelCallPattern<NormOp> {
     args.push_back(y);
     // Pre-norm blocks feed the norm to int8 linear layers: kiln-fuse has the
     // norm kernel quantize it.
-    bool quantize = step.quantizesOutput(n);
+    int64_t quantizeBits = step.quantizedOutputBits(n);
+    bool quantize = quantizeBits != 0;
     SmallVector<StepLowering::Region> writes = {step.regionOf(n.getResult())};
     if (quantize) {
       args.append({step.scratchArg, idx(b, step.q8Offset)});
@@ -145,10 +147,12 @@ template <typename NormOp> struct NormLowering : KernelCallPattern<NormOp> {
     }
     step.callKernel(buildNormKernel(step.kernels, **f, dim,
                                     n.getEpsilon().convertToFloat(), isLayer,
-                                    bias.has_value(), quantize),
+                                    bias.has_value(), quantizeBits),
                     args, b, {step.regionOf(n.getInput())}, writes);
-    if (quantize)
+    if (quantize) {
       step.lastQuantized = step.mapped(n.getResult());
+      step.lastQuantizedBits = quantizeBits;
+    }
     return success();
   }
 };

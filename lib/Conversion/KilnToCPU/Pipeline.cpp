@@ -13,10 +13,10 @@ using namespace mlir::kiln;
 
 void mlir::kiln::buildKilnToLLVMPipeline(
     OpPassManager &pm, const KilnToLLVMOptions &options) {
-  // The CPU's int8 kernels rotate in their epilogue, its f32 ones do not.
-  bool int8 = options.activations == ActivationPrecision::Int8;
-  pm.addPass(createKilnFuse({/*ropeEpilogue=*/int8,
-                             /*activationBits=*/int8 ? 8 : 0}));
+  // The CPU's integer kernels rotate in their epilogue, its f32 ones do not.
+  int64_t bits = activationBits(options.activations);
+  pm.addPass(createKilnFuse({/*ropeEpilogue=*/bits != 0,
+                             /*activationBits=*/bits}));
   pm.addPass(createKilnPlanMemory({options.maxTokens, options.reuseScratch}));
   pm.addPass(createConvertKilnToCPU({options.cpu}));
   pm.addPass(createCanonicalizerPass());
@@ -57,7 +57,13 @@ struct KilnToLLVMPipelineOptions
       llvm::cl::values(
           clEnumValN(ActivationPrecision::Int8, "int8",
                      "int8 per 32 values, integer dot products"),
-          clEnumValN(ActivationPrecision::F32, "f32", "exact"))};
+          clEnumValN(ActivationPrecision::F32, "f32", "exact"),
+          clEnumValN(ActivationPrecision::Int2, "int2", "2-bit codes"),
+          clEnumValN(ActivationPrecision::Int3, "int3", "3-bit codes"),
+          clEnumValN(ActivationPrecision::Int4, "int4", "4-bit codes"),
+          clEnumValN(ActivationPrecision::Int5, "int5", "5-bit codes"),
+          clEnumValN(ActivationPrecision::Int6, "int6", "6-bit codes"),
+          clEnumValN(ActivationPrecision::Int7, "int7", "7-bit codes"))};
   Option<KernelISA> cpu{
       *this, "cpu", llvm::cl::desc("Instruction set the kernels may use"),
       llvm::cl::init(KernelISA::Generic),

@@ -8,7 +8,9 @@
 #include "KernelBuilder.h"
 #include "StepLowering.h"
 
+#include "llvm/ADT/bit.h"
 #include "llvm/Support/FormatVariadic.h"
+#include "llvm/Support/xxhash.h"
 #include <cmath>
 
 using namespace mlir;
@@ -19,21 +21,41 @@ using namespace mlir::kiln;
 //===----------------------------------------------------------------------===//
 
 static std::string ropeName(StringRef kind, const RopeConfig &cfg) {
-  return llvm::formatv("kiln_{0}_{1}_{2}x{3}_r{4}_b{5}_s{6}", kind,
-                       cfg.neox ? "neox" : "llama", cfg.numHeads, cfg.headDim,
-                       cfg.rotaryDim, int64_t(cfg.freqBase),
-                       int64_t(cfg.freqScale * 1000000))
-      .str();
+  std::string name =
+      llvm::formatv("kiln_{0}_{1}_{2}x{3}_r{4}_b{5}_s{6}", kind,
+                    cfg.neox ? "neox" : "llama", cfg.numHeads, cfg.headDim,
+                    cfg.rotaryDim, int64_t(cfg.freqBase),
+                    int64_t(cfg.freqScale * 1000000))
+          .str();
+  // Long-context scalings: the factors' bits and the magnitude's name the
+  // table they build (absent for plain RoPE, whose names stay as they were).
+  if (!cfg.freqFactors.empty() || cfg.magnitude != 1.0f) {
+    ArrayRef<uint8_t> bytes(
+        reinterpret_cast<const uint8_t *>(cfg.freqFactors.data()),
+        cfg.freqFactors.size() * sizeof(float));
+    name += llvm::formatv("_f{0:x-}_m{1:x-}", llvm::xxh3_64bits(bytes),
+                          llvm::bit_cast<uint32_t>(cfg.magnitude))
+                .str();
+  }
+  return name;
 }
 
 func::FuncOp mlir::kiln::buildRopeTableKernel(KernelLibrary &library,
-                                              const RopeConfig &cfg) {
+                                              const RopeConfig &cfg,
+                                              bool perTokenPositions) {
   RopeConfig key = cfg;
   key.neox = false;
   key.numHeads = key.headDim = 0;
   KernelSignature sig(library.getContext());
-  sig.index("position").index("tokens").bytesAt("table");
-  KernelBuilder kb(library, sig, ropeName("rope_table", key));
+  if (perTokenPositions)
+    sig.ids("position");
+  else
+    sig.index("position");
+  sig.index("tokens").bytesAt("table");
+  KernelBuilder kb(library, sig,
+                   ropeName(perTokenPositions ? "rope_table_per_token"
+                                              : "rope_table",
+                            key));
   ImplicitLocOpBuilder &b = kb.b;
   Value position = kb.arg("position"), tokens = kb.arg("tokens");
   Value table = kb.arg("table"), offset = kb.arg("tableOffset");
@@ -43,8 +65,37 @@ func::FuncOp mlir::kiln::buildRopeTableKernel(KernelLibrary &library,
   // theta_i = p * base^(-2i/d), built by repeated multiplication in f32 as
   // ggml does, so Kiln's rotations match llama.cpp's as far as cos/sin allow.
   float thetaScale = std::pow(cfg.freqBase, -2.0f / float(cfg.rotaryDim));
+  // Token t's position: its own in a step over several sequences, else
+  // the step's first position plus t.
+  auto tokenPosition = [&](Value t) -> Value {
+    return kb.toF32(perTokenPositions ? kb.loadIndex(position, t)
+                                      : kb.add(position, t));
+  };
+  if (!cfg.freqFactors.empty() || cfg.magnitude != 1.0f) {
+    // Each frequency has its own multiplier: the loop over frequencies is
+    // unrolled with them as constants (rotary_dim / 2 of them).
+    kb.forEach(t0, t1, [&](Value t) {
+      Value theta = tokenPosition(t);
+      Value rowBase = kb.mul(t, kb.idx(2 * half));
+      for (int64_t i = 0; i < half; ++i) {
+        float factor = cfg.freqFactors.empty() ? 1.0f : cfg.freqFactors[i];
+        Value angle = kb.mul(theta, kb.f(cfg.freqScale * factor));
+        Value at = kb.add(rowBase, kb.idx(2 * i));
+        Value cos = math::CosOp::create(b, angle);
+        Value sin = math::SinOp::create(b, angle);
+        if (cfg.magnitude != 1.0f) {
+          cos = kb.mul(cos, kb.f(cfg.magnitude));
+          sin = kb.mul(sin, kb.f(cfg.magnitude));
+        }
+        memref::StoreOp::create(b, cos, view, at);
+        memref::StoreOp::create(b, sin, view, kb.add(at, kb.idx(1)));
+        theta = kb.mul(theta, kb.f(thetaScale));
+      }
+    });
+    return kb.finish();
+  }
   kb.forEach(t0, t1, [&](Value t) {
-    Value p = kb.toF32(kb.add(position, t));
+    Value p = tokenPosition(t);
     Value rowBase = kb.mul(t, kb.idx(2 * half));
     kb.loop(kb.idx(0), kb.idx(half), kb.idx(1), {p},
             [&](Value i, ValueRange theta) {
@@ -66,7 +117,12 @@ static func::FuncOp buildRopeKernel(KernelLibrary &library,
                                     const RopeConfig &cfg) {
   KernelSignature sig(library.getContext());
   sig.rows("x", cfg.width).bytesAt("table").rows("y", cfg.width);
-  KernelBuilder kb(library, sig, ropeName("rope", cfg));
+  // The rotation reads its angles from the table: the scalings shape only
+  // the table kernel.
+  RopeConfig key = cfg;
+  key.freqFactors.clear();
+  key.magnitude = 1.0f;
+  KernelBuilder kb(library, sig, ropeName("rope", key));
   ImplicitLocOpBuilder &b = kb.b;
   Value x = kb.arg("x"), y = kb.arg("y");
   Value table = kb.arg("table"), offset = kb.arg("tableOffset");
@@ -139,8 +195,8 @@ struct RopeLowering : KernelCallPattern<RopeOp> {
       return failure();
     step.bind(r.getResult(),
               step.resultBuffer(r.getResult(), step.mapped(r.getInput()), b));
-    return emitRope(step, r, r.getParameters(), r.getPosition(), r.getInput(),
-                    r.getResult(), b);
+    return emitRope(step, r, r.getParameters(), r.getPositionSource(),
+                    r.getInput(), r.getResult(), b);
   }
 };
 

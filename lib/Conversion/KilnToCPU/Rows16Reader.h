@@ -9,6 +9,7 @@
 #define KILN_CONVERSION_KILNTOCPU_ROWS16READER_H
 
 #include "Conversion/KilnToCPU/IR/Rows16.h"
+#include "CPUTarget.h"
 #include "KernelBuilder.h"
 
 namespace mlir::kiln {
@@ -18,6 +19,7 @@ struct Rows16Reader {
   KB &kb;
   const Rows16Format &format;
   Value w; // the weight bytes
+  const CPUTarget &target; // looks codebook indices up
 
   Value load64(Value at) {
     return vector::LoadOp::create(kb.b, VectorType::get({64}, kb.b.getI8Type()),
@@ -59,11 +61,47 @@ struct Rows16Reader {
         t[i] = load64(kb.add(at, kb.idx(64 * i)));
       return t;
     }
+    if (format.codeBits < 4) {
+      // Two planes of 2-bit fields (Q2_K, Q3_K's low bits), then Q3_K's
+      // bit 2 from the first plane.
+      Value crumbs = kb.add(at, kb.idx(64 * (format.codeBits - 2)));
+      for (int64_t j = 0; j < 2; ++j) {
+        Value x = load64(kb.add(crumbs, kb.idx(64 * j)));
+        for (int64_t c = 0; c < 4; ++c) {
+          Value shifted =
+              c ? Value(arith::ShRUIOp::create(b, x, bytesSplat(2 * c))) : x;
+          t[4 * j + c] = c == 3 ? shifted
+                                : Value(arith::AndIOp::create(b, shifted,
+                                                              bytesSplat(3)));
+        }
+      }
+      if (format.codeBits == 2)
+        return t;
+      Value high = load64(at);
+      for (int64_t i = 0; i < 8; ++i) {
+        Value p = high;
+        if (i < 2)
+          p = arith::ShLIOp::create(b, p, bytesSplat(2 - i));
+        else if (i > 2)
+          p = arith::ShRUIOp::create(b, p, bytesSplat(i - 2));
+        t[i] = arith::OrIOp::create(
+            b, t[i], arith::AndIOp::create(b, p, bytesSplat(4)));
+      }
+      return t;
+    }
     Value nibbles = kb.add(at, kb.idx(64 * (format.codeBits - 4)));
     for (int64_t j = 0; j < 4; ++j) {
       Value x = load64(kb.add(nibbles, kb.idx(64 * j)));
       t[j] = arith::AndIOp::create(b, x, bytesSplat(0x0F));
       t[j + 4] = arith::ShRUIOp::create(b, x, bytesSplat(4));
+    }
+    if (format.codebook) {
+      // The codes' values, unsigned: offset 128 takes it back off.
+      SmallVector<uint8_t> table;
+      for (int64_t c = 0; c < 16; ++c)
+        table.push_back(uint8_t(format.codebook[c] + 128));
+      for (Value &code : t)
+        code = target.emitLookup16(b, table, code);
     }
     if (format.codeBits == 4)
       return t;
@@ -85,13 +123,14 @@ struct Rows16Reader {
   }
 
   /// Block j's per-row arithmetic: value = scale * code + min, or for
-  /// half-block scales (Q6_K) d * (lo or hi) * code (then scale = d).
+  /// half-block scales (Q2_K, Q3_K, Q6_K) d * (lo or hi) * code (then
+  /// scale = d; i32 lo, hi) plus Q2_K's minLo or minHi (f32).
   struct Scales {
-    Value scale, min, lo, hi;
+    Value scale, min, lo, hi, minLo, minHi;
   };
   /// `d`: halves(header), the first header field.
   Scales scales(Value header, Value d, int64_t j) {
-    Scales s{d, {}, {}, {}};
+    Scales s{d, {}, {}, {}, {}, {}};
     switch (format.kind) {
     case ::kiln::GGMLType::Q4_1:
     case ::kiln::GGMLType::Q5_1:
@@ -106,9 +145,44 @@ struct Rows16Reader {
           kb.b, kb.mul(halves(kb.add(header, kb.idx(32))), toFloat(m)));
       break;
     }
+    case ::kiln::GGMLType::Q2_K: {
+      // ggml's byte per 16 values: scale in the low nibble, min in the high.
+      auto i32x16 = VectorType::get({kLanes}, kb.b.getI32Type());
+      auto splat = [&](int64_t v) {
+        return arith::ConstantOp::create(
+            kb.b, DenseElementsAttr::get(i32x16, kb.b.getI32IntegerAttr(v)));
+      };
+      Value negDmin = arith::NegFOp::create(
+          kb.b, halves(kb.add(header, kb.idx(32))));
+      Value packed[2] = {bytes(kb.add(header, kb.idx(64 + 32 * j)), false),
+                         bytes(kb.add(header, kb.idx(80 + 32 * j)), false)};
+      s.lo = arith::AndIOp::create(kb.b, packed[0], splat(15));
+      s.hi = arith::AndIOp::create(kb.b, packed[1], splat(15));
+      s.minLo = kb.mul(negDmin, toFloat(arith::ShRUIOp::create(
+                                    kb.b, packed[0], splat(4))));
+      s.minHi = kb.mul(negDmin, toFloat(arith::ShRUIOp::create(
+                                    kb.b, packed[1], splat(4))));
+      break;
+    }
+    case ::kiln::GGMLType::IQ4_XS:
+    case ::kiln::GGMLType::IQ2_XXS:
+    case ::kiln::GGMLType::IQ3_XXS:
+    case ::kiln::GGMLType::IQ3_S:
+    case ::kiln::GGMLType::IQ1_S:
+      s.scale = kb.mul(
+          d, toFloat(bytes(kb.add(header, kb.idx(32 + 16 * j)), true)));
+      if (format.scaleFactor != 1.0f)
+        s.scale = kb.mul(s.scale, kb.splat(kb.f(format.scaleFactor)));
+      break;
+    case ::kiln::GGMLType::Q3_K:
     case ::kiln::GGMLType::Q6_K:
+    case ::kiln::GGMLType::IQ2_XS:
+    case ::kiln::GGMLType::IQ2_S:
+    case ::kiln::GGMLType::IQ1_M:
       s.lo = bytes(kb.add(header, kb.idx(32 + 32 * j)), true);
       s.hi = bytes(kb.add(header, kb.idx(48 + 32 * j)), true);
+      if (format.scaleFactor != 1.0f)
+        s.scale = kb.mul(d, kb.splat(kb.f(format.scaleFactor)));
       break;
     default:
       break;

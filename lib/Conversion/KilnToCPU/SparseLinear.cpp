@@ -48,10 +48,10 @@ LogicalResult mlir::kiln::checkSparseLinearWeight(Operation *op,
   return success();
 }
 
-/// The same i32 in all 16 lanes, as 64 bytes.
-static Value broadcastWord(ImplicitLocOpBuilder &b, Value word) {
+/// The same 8 bytes in every 8 bytes of a 64-byte vector.
+static Value broadcastQuad(ImplicitLocOpBuilder &b, Value quad) {
   Value lanes = vector::BroadcastOp::create(
-      b, VectorType::get({16}, b.getI32Type()), word);
+      b, VectorType::get({8}, b.getI64Type()), quad);
   return vector::BitCastOp::create(b, VectorType::get({64}, b.getI8Type()),
                                    lanes);
 }
@@ -71,11 +71,13 @@ static Value asBytes(ImplicitLocOpBuilder &b, Value v) {
 /// wrote it and W compressed 2:4 (checkSparseLinearWeight).
 ///
 /// Lane r of every vector is row r of a group of 16 (WeightLayout.h), and
-/// its 4 bytes one run of 4 values: the run's 2 kept codes, zero-extended
+/// its 4 bytes two runs of 4 values: each run's 2 kept codes, zero-extended
 /// from the stored pairs, times the 2 activation bytes their positions pick
-/// (a byte shuffle of the run's 4 activation bytes). The codes and positions
-/// are decoded once per run for all tokens of a tile; a token costs a
-/// broadcast, a shuffle and a byte dot product per run.
+/// out of the two runs' 8 activation bytes (a byte shuffle of them,
+/// broadcast). The codes and positions are decoded once per run pair for
+/// all tokens of a tile; a token costs a broadcast, a shuffle and a byte
+/// dot product per 8 values, as many dot products as dense weights take
+/// per 16 values.
 func::FuncOp mlir::kiln::buildSparseLinearInt8Kernel(KernelLibrary &library,
                                                      WeightType type,
                                                      int64_t k, int64_t n,
@@ -88,7 +90,10 @@ func::FuncOp mlir::kiln::buildSparseLinearInt8Kernel(KernelLibrary &library,
   const int64_t blockBytes = positionsAt + 64;
   const int64_t blocks = k / 32;
   const int64_t groupBytes = blocks * blockBytes;
-  constexpr int64_t kTokenTile = 4;
+  // As the rows16 kernels: tokens per pass over a group's codes, and tokens
+  // whose activation records stay in L2 while every group walks them.
+  constexpr int64_t kTokenTile = 8;
+  constexpr int64_t kTokenChunk = 64;
   constexpr int64_t kPrefetchBytes = 8192;
 
   KernelSignature sig(library.getContext());
@@ -114,18 +119,15 @@ func::FuncOp mlir::kiln::buildSparseLinearInt8Kernel(KernelLibrary &library,
   Value zeroI32 = splatI32(b, 0);
   // Activations are signed bytes; the byte dot product wants one operand
   // unsigned: x + 128 (x ^ 0x80), and 128 * (sum of the codes) taken off.
-  Value signBytes = arith::ConstantOp::create(b, b.getI32IntegerAttr(
-                                                     int32_t(0x80808080u)));
   Value bias128 = asBytes(b, splatI32(b, int32_t(0x80808080u)));
-  // Q4_0's codes are unsigned, 8 the zero: subtracted from both kept bytes.
-  Value eightEight = asBytes(b, splatI32(b, 0x0808));
-  Value low2Bits = splatI32(b, 0x0303), low4 = splatI32(b, 0x0f);
+  Value signBytes = bias128;
+  // Q4_0's codes are unsigned, 8 the zero: subtracted from all 4 kept bytes.
+  Value eightFour = asBytes(b, splatI32(b, 0x08080808));
+  Value low2Bits = splatI32(b, 0x03030303), low4 = splatI32(b, 0x0f);
+  Value secondRunBytes = splatI32(b, 0x04040000);
   Value high4 = splatI32(b, 0x0f00);
   auto shiftLeft = [&](Value v, int32_t by) -> Value {
     return arith::ShLIOp::create(b, v, splatI32(b, by));
-  };
-  auto shiftRight = [&](Value v, int32_t by) -> Value {
-    return arith::ShRUIOp::create(b, v, splatI32(b, by));
   };
   auto load16Bytes = [&](Value at) -> Value {
     Value raw = vector::LoadOp::create(b, VectorType::get({16}, i8), w,
@@ -156,40 +158,59 @@ func::FuncOp mlir::kiln::buildSparseLinearInt8Kernel(KernelLibrary &library,
                        kb.idx(kQ8RecordBytes))));
           SmallVector<Value> dots(tile, zeroI32);
           Value correction = zeroI32;
-          Value positionPair;
-          for (int64_t j = 0; j < 8; ++j) {
-            Value codesAtJ = kb.add(base, kb.idx(codesAt + runCodeBytes * j));
-            // Lane r: [first, second, 0, 0], signed.
+          for (int64_t pair = 0; pair < 4; ++pair) {
+            Value firstAt =
+                kb.add(base, kb.idx(codesAt + runCodeBytes * 2 * pair));
+            Value secondAt =
+                kb.add(base, kb.idx(codesAt + runCodeBytes * (2 * pair + 1)));
+            // Lane r: [run 2p's two codes, run 2p+1's two codes], signed.
             Value codes;
             if (bits == 8) {
-              Value pairs = vector::BitCastOp::create(
-                  b, VectorType::get({16}, b.getI16Type()),
-                  vector::LoadOp::create(b, VectorType::get({32}, i8), w,
-                                         ValueRange{codesAtJ}));
-              codes = asBytes(b, arith::ExtUIOp::create(b, i32x16, pairs));
+              auto loadPairs = [&](Value at) -> Value {
+                Value pairs = vector::BitCastOp::create(
+                    b, VectorType::get({16}, b.getI16Type()),
+                    vector::LoadOp::create(b, VectorType::get({32}, i8), w,
+                                           ValueRange{at}));
+                return arith::ExtUIOp::create(b, i32x16, pairs);
+              };
+              codes = asBytes(b, arith::OrIOp::create(
+                                     b, loadPairs(firstAt),
+                                     shiftLeft(loadPairs(secondAt), 16)));
             } else {
-              Value d = load16Bytes(codesAtJ);
-              Value pair = arith::OrIOp::create(
-                  b, arith::AndIOp::create(b, d, low4),
-                  arith::AndIOp::create(b, shiftLeft(d, 4), high4));
-              codes = arith::SubIOp::create(b, asBytes(b, pair), eightEight);
+              // One byte per row and run: its low and high nibble.
+              auto spread = [&](Value d) -> Value {
+                return arith::OrIOp::create(
+                    b, arith::AndIOp::create(b, d, low4),
+                    arith::AndIOp::create(b, shiftLeft(d, 4), high4));
+              };
+              Value both = arith::OrIOp::create(
+                  b, spread(load16Bytes(firstAt)),
+                  shiftLeft(spread(load16Bytes(secondAt)), 16));
+              codes = arith::SubIOp::create(b, asBytes(b, both), eightFour);
             }
-            // Lane r: [i0, i1, 0, 0], the kept values' places in the run.
-            if (j % 2 == 0)
-              positionPair =
-                  load16Bytes(kb.add(base, kb.idx(positionsAt + 8 * j)));
-            Value nibble = j % 2 ? shiftRight(positionPair, 4) : positionPair;
-            Value second = shiftLeft(positionPair, j % 2 ? 2 : 6);
+            // Lane r: [i0, i1, 4 + i2, 4 + i3], the kept values' places in
+            // the two runs' 8 bytes: one byte per row holds run 2p's two
+            // 2-bit places, then run 2p+1's.
+            Value p = load16Bytes(kb.add(base, kb.idx(positionsAt + 16 * pair)));
+            Value spreadPlaces = arith::OrIOp::create(
+                b,
+                arith::OrIOp::create(b, p, shiftLeft(p, 6)),
+                arith::OrIOp::create(b, shiftLeft(p, 12), shiftLeft(p, 18)));
             Value places = asBytes(
-                b, arith::AndIOp::create(
-                       b, arith::OrIOp::create(b, nibble, second), low2Bits));
+                b, arith::AddIOp::create(
+                       b, arith::AndIOp::create(b, spreadPlaces, low2Bits),
+                       secondRunBytes));
             correction =
                 dotTarget.emitByteDot(b, correction, bias128, codes);
             for (int64_t i = 0; i < tile; ++i) {
-              Value run = arith::XOrIOp::create(
-                  b, loadI32(b, q, kb.add(records[i], kb.idx(4 * j))),
+              // Broadcast straight from memory, the sign flip in vector
+              // registers: no trip through a general-purpose register.
+              Value runs = arith::XOrIOp::create(
+                  b,
+                  broadcastQuad(
+                      b, loadI64(b, q, kb.add(records[i], kb.idx(8 * pair)))),
                   signBytes);
-              Value x = target.emitPickBytes(b, broadcastWord(b, run), places);
+              Value x = target.emitPickBytes(b, runs, places);
               dots[i] = dotTarget.emitByteDot(b, dots[i], x, codes);
             }
           }
@@ -217,17 +238,10 @@ func::FuncOp mlir::kiln::buildSparseLinearInt8Kernel(KernelLibrary &library,
     }
   };
 
-  // Groups of 16 rows split between the threads; a group takes the tokens a
-  // tile at a time, then one by one.
+  // Without the chunks of tokens every group of rows streamed all tokens'
+  // activation records from memory.
   auto groupShare = kb.share(kb.idx(n / 16));
-  Value tiledTokens = kb.sub(tokens, kb.rem(tokens, kb.idx(kTokenTile)));
-  kb.forEach(groupShare.first, groupShare.second, [&](Value g) {
-    kb.loop(kb.idx(0), tiledTokens, kb.idx(kTokenTile), {},
-            [&](Value t0, ValueRange) {
-              emitTile(g, t0, kTokenTile);
-              return SmallVector<Value>{};
-            });
-    kb.forEach(tiledTokens, tokens, [&](Value t) { emitTile(g, t, 1); });
-  });
+  kb.forTokenTiles(tokens, kTokenChunk, kTokenTile, groupShare.first,
+                   groupShare.second, emitTile);
   return kb.finish();
 }

@@ -40,6 +40,10 @@ inline RopeConfig ropeConfigOf(RopeAttr rope) {
   cfg.neox = rope.getStyle() == RopeStyle::NeoX;
   cfg.freqBase = rope.getFreqBase().convertToFloat();
   cfg.freqScale = rope.getFreqScale().convertToFloat();
+  if (DenseF32ArrayAttr factors = rope.getFreqFactors())
+    cfg.freqFactors.assign(factors.asArrayRef().begin(),
+                           factors.asArrayRef().end());
+  cfg.magnitude = rope.getMagnitude().convertToFloat();
   return cfg;
 }
 
@@ -82,19 +86,22 @@ public:
   FailureOr<std::unique_ptr<WeightFormat>> formatOf(Operation *op,
                                                     WeightType type);
   /// Success if `value` (or `type`) is [tokens, features] f32 with a static
-  /// feature dimension that is a multiple of 16; else an error on `op`.
-  LogicalResult requireRowsF32(Operation *op, Value value);
-  LogicalResult requireRowsF32(Operation *op, RankedTensorType type);
-  /// Whether kiln-fuse gave `linear` quantized activations (the pattern
-  /// refuses widths other than the kernels' 8 bits).
+  /// feature dimension that is a multiple of `multipleOf` (16: the kernels'
+  /// vector width); else an error on `op`.
+  LogicalResult requireRowsF32(Operation *op, Value value,
+                               int64_t multipleOf = 16);
+  LogicalResult requireRowsF32(Operation *op, RankedTensorType type,
+                               int64_t multipleOf = 16);
+  /// Whether kiln-fuse gave `linear` quantized activations: int8 codes of
+  /// activation_bits (2-8) bits, multiplied by the integer kernels.
   static bool usesInt8(LinearOp linear) {
     return linear.getActivationBits().has_value();
   }
-  /// Whether kiln-fuse asked `op`'s kernel to write its result quantized
-  /// too, for the int8 linear layers that read it.
-  static bool quantizesOutput(Operation *op) {
-    return KilnDialect::QuantizeOutputAttrHelper(op->getContext())
-        .isAttrPresent(op);
+  /// The width kiln-fuse asked `op`'s kernel to quantize its result to as it
+  /// writes it, for the linear layers that read it; 0 for none.
+  static int64_t quantizedOutputBits(Operation *op) {
+    auto helper = KilnDialect::QuantizeOutputAttrHelper(op->getContext());
+    return helper.isAttrPresent(op) ? helper.getAttr(op).getInt() : 0;
   }
   /// kiln-fuse's rope of `linear`, if its kernel applies it in the epilogue:
   /// a rows16 kernel rotating whole vectors of pairs. Else null, and the rope
@@ -110,20 +117,24 @@ public:
 
   KernelLibrary &kernels;
   /// Scratch region holding the int8-quantized input of the current linear
-  /// layer, and the input it holds (consecutive layers over one input, like
-  /// Q/K/V, quantize it once).
+  /// layer, the input it holds and its width (consecutive layers over one
+  /// input, like Q/K/V, quantize it once).
   int64_t q8Offset = 0, q8Bytes = 0;
   Value lastQuantized;
+  int64_t lastQuantizedBits = 0;
   Value tid, nth;
 
   /// RoPE cos/sin tables in scratch, one per frequency set and position.
   struct RopeTableKey {
     int64_t rotaryDim;
     float base, scale;
-    Value position;
+    Value position; // a first position, or one per token
+    DenseF32ArrayAttr factors;
+    float magnitude;
     bool operator==(const RopeTableKey &o) const {
       return rotaryDim == o.rotaryDim && base == o.base && scale == o.scale &&
-             position == o.position;
+             position == o.position && factors == o.factors &&
+             magnitude == o.magnitude;
     }
   };
   struct RopeTable {

@@ -5,7 +5,8 @@
 // GEMV's copy in shared memory) with the widest loads the encoding's
 // alignment allows: 128-bit loads for f32 and f16 rows, 32-bit words for
 // Q4_1 and Q4_K blocks (20 and 144 bytes), 16-bit words for Q4_0, Q5_0, Q5_1,
-// Q8_0 and Q6_K (18, 22, 24, 34 and 210 bytes). Block layouts are
+// Q8_0 and Q6_K (18, 22, 24, 34 and 210 bytes); the split layout of Q4_0,
+// Q4_1 and Q8_0 (#kiln_gpu.split) with 128-bit loads. Block layouts are
 // ggml-common.h's (see GGMLFormats.h). Weights start 64-byte aligned
 // (kiln-compile's weights blob) on a device allocation, which is 256-byte
 // aligned; a row is as aligned as its byte size allows.
@@ -14,8 +15,11 @@
 
 #include "GPUKernels.h"
 
+#include "Conversion/KilnToGPU/IR/KilnGPUDialect.h"
+
 #include "Kiln/IR/GGMLFormats.h"
 
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 
 using namespace mlir;
@@ -54,6 +58,19 @@ struct Bits {
     Value h = arith::TruncIOp::create(kb.b, kb.b.getI16Type(), w);
     h = arith::BitcastOp::create(kb.b, kb.b.getF16Type(), h);
     return arith::ExtFOp::create(kb.b, kb.b.getF32Type(), h);
+  }
+  /// Byte `k` (0-3) of `w` minus `offset`, as f32: one prmt puts the byte
+  /// under the exponent of 2^23 (the float 2^23 + byte), an exact
+  /// subtraction removes 2^23 + offset. cvt.rn.f32.s32 issues at an eighth
+  /// of the FMA rate and bounds a GEMV that decodes every value.
+  Value byteToF32(Value w, int64_t k, int64_t offset) {
+    // Result bytes 0..3 from pool bytes k, 4, 4, 7: w's byte k, then the
+    // bytes 0x00, 0x00, 0x4B of the second operand.
+    Value magic =
+        NVVM::PermuteOp::create(kb.b, kb.b.getI32Type(), w, kb.i32(0x4B000000),
+                                kb.i32(0x7440 | k), NVVM::PermuteMode::DEFAULT);
+    Value f = arith::BitcastOp::create(kb.b, kb.b.getF32Type(), magic);
+    return kb.sub(f, kb.f(8388608.0f + float(offset)));
   }
   /// Byte `k` (0-3) of `w`.
   Value byte(Value w, int64_t k) { return mask(shr(w, 8 * k), 0xFF); }
@@ -318,6 +335,78 @@ public:
   }
 };
 
+/// #kiln_gpu.split (SplitLayout.h): a row's codes are rowBytes = C * Q bytes
+/// of 16-byte plane pieces, its headers lie after all rows' codes. Each
+/// plane piece is one 128-bit load; the header a 16- or 32-bit load.
+class SplitDecoder : public GPUWeightDecoder {
+public:
+  SplitDecoder(const SplitFormat &format, int64_t n, int64_t k)
+      : GPUWeightDecoder(std::string(format.name) + "_split",
+                         k / kChunk * format.codeBytes),
+        format(format), n(n), blocks(k / kChunk) {}
+  bool rowIsContiguous() const override { return false; }
+  SmallVector<Value> decode(GPUKernelBuilder &kb, Value source, Value rowBase,
+                            Value chunk) const override {
+    ScaledChunk c = *decodeScaled(kb, source, rowBase, chunk);
+    SmallVector<Value> values;
+    for (Value code : c.codes)
+      values.push_back(c.min ? kb.fma(code, c.scale, c.min)
+                             : kb.mul(code, c.scale));
+    return values;
+  }
+  std::optional<ScaledChunk> decodeScaled(GPUKernelBuilder &kb, Value source,
+                                          Value rowBase,
+                                          Value chunk) const override {
+    Bits bits{kb};
+    int64_t codeBytes = format.codeBytes, headerBytes = format.headerBytes;
+    Value pieces = kb.view(source, VectorType::get({4}, kb.b.getI32Type()));
+    Value first = kb.add(kb.div(rowBase, kb.idx(16)), chunk);
+    SmallVector<Value> words;
+    for (int64_t p = 0; p < codeBytes / 16; ++p) {
+      Value piece = kb.load(pieces, kb.add(first, kb.idx(p * blocks)));
+      for (int64_t i = 0; i < 4; ++i)
+        words.push_back(vector::ExtractOp::create(kb.b, piece, i));
+    }
+    // Block `chunk` of row rowBase / rowBytes, counted in headers.
+    Value headerIndex =
+        kb.add(kb.idx(n * blocks * codeBytes / headerBytes),
+               kb.add(kb.div(rowBase, kb.idx(codeBytes)), chunk));
+    Value header = bits.word(
+        kb.view(source, kb.b.getIntegerType(8 * headerBytes)), headerIndex);
+    ScaledChunk c;
+    c.scale = bits.half(header);
+    if (format.hasMin)
+      c.min = bits.half(bits.shr(header, 16));
+    c.codes.resize(kChunk);
+    for (int64_t i = 0; i < codeBytes / 4; ++i) {
+      Value w = words[i];
+      if (codeBytes == 32) {
+        // Q8_0's codes are signed bytes: flipping their sign bits gives
+        // code + 128.
+        Value flipped =
+            arith::XOrIOp::create(kb.b, w, kb.i32(int32_t(0x80808080)));
+        for (int64_t k = 0; k < 4; ++k)
+          c.codes[4 * i + k] = bits.byteToF32(flipped, k, 128);
+        continue;
+      }
+      // Byte j holds value j (low nibble) and value j + 16 (high nibble);
+      // Q4_0's codes are offset by 8, Q4_1's by its min.
+      int64_t offset = format.hasMin ? 0 : 8;
+      Value low = bits.mask(w, 0x0F0F0F0F);
+      Value high = bits.mask(bits.shr(w, 4), 0x0F0F0F0F);
+      for (int64_t k = 0; k < 4; ++k) {
+        c.codes[4 * i + k] = bits.byteToF32(low, k, offset);
+        c.codes[4 * i + k + 16] = bits.byteToF32(high, k, offset);
+      }
+    }
+    return c;
+  }
+
+private:
+  const SplitFormat &format;
+  int64_t n, blocks;
+};
+
 } // namespace
 
 FailureOr<std::unique_ptr<GPUWeightDecoder>>
@@ -341,6 +430,9 @@ GPUWeightDecoder::get(WeightType type, std::string &error) {
     return failure();
   }
   QuantSchemeAttr q = type.getQuant();
+  if (isSplit(type))
+    return std::unique_ptr<GPUWeightDecoder>(
+        new SplitDecoder(*findSplitFormat(type), type.getNumRows(), k));
   FailureOr<uint64_t> rowBytes = type.getRowBytes();
   const ::kiln::GGMLFormat *ggml =
       q.getLayout() == QuantLayout::GGUF ? findGGMLBlockFormat(q) : nullptr;

@@ -60,7 +60,7 @@ struct EmbeddingLowering : GPUKernelPattern<EmbeddingOp> {
     auto w = step.weightOf(e.getTable(), op);
     if (failed(w))
       return failure();
-    auto decoder = step.decoderOf(op, w->type);
+    auto decoder = step.decoderOf(op, *w);
     if (failed(decoder))
       return failure();
     int64_t vocab = w->type.getShape()[0], dim = w->type.getShape()[1];

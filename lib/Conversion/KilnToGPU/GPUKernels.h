@@ -146,6 +146,13 @@ private:
   llvm::StringMap<unsigned> argIndex;
 };
 
+/// A chunk's values before their block's scale: value i = scale * codes[i]
+/// (+ min, when there is one).
+struct ScaledChunk {
+  SmallVector<Value> codes;
+  Value scale, min;
+};
+
 /// How one weight encoding turns bytes into f32 values on the device, one
 /// 32-value chunk at a time (a ggml block, or a 32-value sub-block of a
 /// K-quant super-block).
@@ -157,9 +164,21 @@ public:
   StringRef getName() const { return name; }
   int64_t getRowBytes() const { return rowBytes; }
   /// The 32 values of chunk `chunk` of the row that starts at byte `rowBase`
-  /// of `bytes` (a buffer argument, or a row staged in shared memory).
+  /// of `bytes` (a buffer argument, or a row staged in shared memory); in
+  /// the split layout, rowBase = row * rowBytes of the weight buffer.
   virtual SmallVector<Value> decode(GPUKernelBuilder &kb, Value bytes,
                                     Value rowBase, Value chunk) const = 0;
+  /// decode's chunk as codes and one scale (and min), for encodings with one
+  /// scale per chunk; nothing for the others. A GEMV then multiplies by the
+  /// scale once per chunk rather than once per value.
+  virtual std::optional<ScaledChunk> decodeScaled(GPUKernelBuilder &kb,
+                                                  Value bytes, Value rowBase,
+                                                  Value chunk) const {
+    return std::nullopt;
+  }
+  /// Whether a row is the rowBytes bytes from rowBase and nothing else, so
+  /// that a copy of them decodes (the split layout keeps its scales apart).
+  virtual bool rowIsContiguous() const { return true; }
   /// The decoder of `type`, or failure with `error` saying what the GPU
   /// lowering does not support.
   static FailureOr<std::unique_ptr<GPUWeightDecoder>> get(WeightType type,

@@ -47,15 +47,20 @@ public:
   /// Rows of a [rows, features] (or [rows, heads, head_dim]) memref, at run
   /// time.
   Value rowsOf(Value memref, ImplicitLocOpBuilder &b);
-  /// The decoder of `type`, or an error on `op`.
+  /// The decoder of weight `w`, or an error on `op`.
   FailureOr<std::unique_ptr<GPUWeightDecoder>> decoderOf(Operation *op,
-                                                         WeightType type);
+                                                         const WeightRef &w);
   /// Success if `type` is [tokens, features] f32 with a static feature
   /// dimension that is a multiple of `multiple`; else an error on `op`.
   LogicalResult requireRowsF32(Operation *op, Type type, int64_t multiple);
 
+  /// The step's workspace in scratch (bytes), shared by the ops whose
+  /// patterns ask for one: each uses it only while its kernels run.
+  Value workspace(ImplicitLocOpBuilder &b);
   /// ceil(n / d) on index values.
   static Value ceilDiv(Value n, int64_t d, ImplicitLocOpBuilder &b);
+  /// The device address (i64) of a memref's first element.
+  Value deviceAddress(Value memref, ImplicitLocOpBuilder &b);
 
   GPUKernelLibrary &kernels;
 
@@ -71,8 +76,7 @@ protected:
 
 private:
   const GPUKernelPatterns &patterns;
-  /// The device address (i64) of a memref's first element.
-  Value deviceAddress(Value memref, ImplicitLocOpBuilder &b);
+  int64_t workspaceOffset = 0, workspaceBytes = 0;
 
   /// rt->launch and the stack arrays its arguments are passed in.
   Value launchFn, gridArray, blockArray, paramArray, valueArray;
@@ -85,6 +89,24 @@ void populateGPURopePatterns(GPUKernelPatterns &patterns);
 void populateGPUAttentionPatterns(GPUKernelPatterns &patterns);
 void populateGPUElementwisePatterns(GPUKernelPatterns &patterns);
 void populateGPUViewsPatterns(GPUKernelPatterns &patterns);
+void populateGPUCollectivePatterns(GPUKernelPatterns &patterns);
+
+/// The buffers every kiln.linear kernel takes, in order: x, w, [bias],
+/// [residual], y (Linear.cpp's GEMVs; the GEMM adds its token count).
+SmallVector<KernelArg> linearKernelArgs(bool bias, bool residual);
+
+/// Prefill steps of at least this many tokens run kiln.linear on tensor
+/// cores when the weight has a GEMM (LinearMma.cpp).
+constexpr int64_t kLinearMmaMinTokens = 16;
+/// Whether weight `w` has the tensor-core GEMM: Q4_0 or Q8_0 in
+/// #kiln_gpu.split, rows a multiple of 32.
+bool hasLinearMma(const WeightRef &w);
+/// Launches it for `tokens` (>= kLinearMmaMinTokens) rows of x; `args` are
+/// x, w, [bias], [residual], y, tokens; `maxTokens` bounds `tokens` (0: no
+/// bound).
+void launchLinearMma(GPUStepLowering &step, const WeightRef &w, bool bias,
+                     bool residual, ArrayRef<Value> args, Value tokens,
+                     int64_t maxTokens, ImplicitLocOpBuilder &b);
 
 /// The elementwise kernel computing `kind` ("add", "mul", "swiglu",
 /// "geglu_tanh", "geglu_erf", "silu", "gelu_tanh", "gelu_erf", or "copy",

@@ -42,11 +42,18 @@ Value GPUStepLowering::weightBuffer(const WeightRef &w,
 }
 
 FailureOr<std::unique_ptr<GPUWeightDecoder>>
-GPUStepLowering::decoderOf(Operation *op, WeightType type) {
+GPUStepLowering::decoderOf(Operation *op, const WeightRef &w) {
   std::string error;
-  auto decoder = GPUWeightDecoder::get(type, error);
-  if (failed(decoder))
+  auto decoder = GPUWeightDecoder::get(w.type, error);
+  if (failed(decoder)) {
     op->emitOpError(error);
+    return failure();
+  }
+  // The split layout's codes are read with 128-bit loads; device
+  // allocations are 256-byte aligned, so the offset fixes the alignment.
+  if (!(*decoder)->rowIsContiguous() && w.offset % 16 != 0)
+    return op->emitOpError("reads a weight in #kiln_gpu.split at byte ")
+           << w.offset << ", which is not 16-byte aligned";
   return decoder;
 }
 
@@ -147,9 +154,24 @@ void GPUStepLowering::launch(int64_t kernel, std::array<Value, 3> grid,
 LogicalResult GPUStepLowering::planScratch() {
   if (failed(StepLoweringBase::planScratch()))
     return failure();
+  for (Operation &op : oldFunc.getBody().front())
+    if (const GPUKernelPatternBase *pattern = patterns.lookup(&op))
+      workspaceBytes = std::max(workspaceBytes, pattern->workspaceBytesOf(&op));
+  if (workspaceBytes) {
+    // Aligned for 128-bit accesses (device allocations are 256-byte aligned).
+    workspaceOffset = llvm::alignTo(scratchBytes, 256);
+    scratchBytes = workspaceOffset + workspaceBytes;
+  }
   // The runtime allocates at least a byte of device scratch.
   scratchBytes = std::max<int64_t>(scratchBytes, 1);
   return success();
+}
+
+Value GPUStepLowering::workspace(ImplicitLocOpBuilder &b) {
+  assert(workspaceBytes && "no pattern asked for a workspace");
+  return memref::ViewOp::create(
+      b, MemRefType::get({workspaceBytes}, b.getI8Type()), scratchArg,
+      arith::ConstantIndexOp::create(b, workspaceOffset), ValueRange{});
 }
 
 std::optional<LogicalResult>
@@ -206,6 +228,7 @@ struct ConvertKilnToGPUPass
     populateGPUAttentionPatterns(patterns);
     populateGPUElementwisePatterns(patterns);
     populateGPUViewsPatterns(patterns);
+    populateGPUCollectivePatterns(patterns);
     GPUStepLowering lowering(funcs.front(), patterns, kernels);
     if (failed(lowering.run()))
       return signalPassFailure();

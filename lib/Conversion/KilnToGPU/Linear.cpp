@@ -13,8 +13,13 @@
 // memory, each lane's chunk is 128 bytes away from its neighbour's, and the
 // strided activation reads held the H200 at 11-34% of its bandwidth. Two
 // rows per warp read the staged activations once for both.
+// Weights in the split layout (#kiln_gpu.split) are not staged: their codes
+// are read from global memory with one 128-bit load per lane and chunk, a
+// warp's loads 512 contiguous bytes, several chunks of each row before the
+// first multiply so that the loads are in flight together.
 // Prefill (T > 1) launches a variant whose warps take 4 tokens each, so the
-// weights are read ceil(T / 4) times rather than T times.
+// weights are read ceil(T / 4) times rather than T times; from 16 tokens on,
+// weights that have one run the tensor-core GEMM of LinearMma.cpp instead.
 //
 //===----------------------------------------------------------------------===//
 
@@ -40,16 +45,49 @@ constexpr int64_t kMaxLoadsPerLane = 16;
 /// Matrices with fewer rows keep one row per warp, for more blocks.
 constexpr int64_t kMinRowsForPairs = 2048;
 
-/// How the staged decode GEMV copies its weight rows: `unit`-byte loads,
-/// rows in `slotBytes` shared-memory slots, `rowsPerWarp` rows per warp.
+/// Weight loads a lane of the split-layout GEMV has in flight at most (its
+/// rows times the chunks of each it decodes before multiplying).
+constexpr int64_t kMaxChunksInFlight = 4;
+
+/// How the staged decode GEMV reads its weight rows: copied to shared memory
+/// with `unit`-byte loads into `slotBytes` slots (stageWeights), or straight
+/// from global memory `unroll` chunks of each row at a time (the split
+/// layout, whose 128-bit loads are coalesced already); `rowsPerWarp` rows per
+/// warp. The split layout's activations are read from global memory (through
+/// L1: every warp reads the same ones) when they do not fit in shared memory
+/// (K = 14336, an 8B model's down projection, was 4x slower in the generic
+/// kernel).
 struct StagedGemv {
   int64_t unit, slotBytes, rowsPerWarp;
+  bool stageWeights;
+  int64_t unroll;
+  bool stageActivations = true;
 };
 
-/// The staged decode GEMV for weight rows of `rowBytes` starting at byte
-/// `offset` of the weights, or nothing when they do not fit.
+/// The staged decode GEMV for the weight rows `decoder` reads, starting at
+/// byte `offset` of the weights, or nothing when they do not fit.
 std::optional<StagedGemv> planStagedGemv(int64_t n, int64_t k,
-                                         int64_t rowBytes, int64_t offset) {
+                                         const GPUWeightDecoder &decoder,
+                                         int64_t offset) {
+  int64_t rowBytes = decoder.getRowBytes();
+  if (!decoder.rowIsContiguous()) {
+    // Device allocations are 256-byte aligned: the offset fixes the
+    // alignment of the 128-bit loads.
+    if (offset % 16 != 0)
+      return std::nullopt;
+    bool stageActivations =
+        k / 4 <= kWarpsPerBlock * kWarpSize * kMaxLoadsPerLane &&
+        4 * k <= kSharedBytes;
+    int64_t rows = n >= kMinRowsForPairs ? 2 : 1;
+    // Whole warps' worth of chunks per step, as many as divide the row.
+    int64_t chunks = k / GPUWeightDecoder::kChunkValues, unroll = 1;
+    while (chunks % (kWarpSize * unroll * 2) == 0 &&
+           rows * unroll * 2 <= kMaxChunksInFlight)
+      unroll *= 2;
+    // Unstaged rows are the split layout's, whose decoder has decodeScaled.
+    return StagedGemv{16, 0, rows, /*stageWeights=*/false, unroll,
+                      stageActivations};
+  }
   // Device allocations are 256-byte aligned: the offset fixes the alignment.
   if (offset % 16 != 0 || rowBytes % 2 != 0)
     return std::nullopt;
@@ -65,7 +103,7 @@ std::optional<StagedGemv> planStagedGemv(int64_t n, int64_t k,
     if (rows == 2 && n < kMinRowsForPairs)
       continue;
     if (4 * k + kWarpsPerBlock * rows * slotBytes <= kSharedBytes)
-      return StagedGemv{unit, slotBytes, rows};
+      return StagedGemv{unit, slotBytes, rows, /*stageWeights=*/true, 1};
   }
   return std::nullopt;
 }
@@ -104,28 +142,17 @@ private:
   SmallVector<Value> at, values;
 };
 
-/// The buffers both GEMV kernels take, in order: x, w, [bias], [residual], y.
-SmallVector<KernelArg> gemvArgs(bool bias, bool residual) {
-  SmallVector<KernelArg> args = {{"x", KernelArgKind::Buffer},
-                                 {"w", KernelArgKind::Buffer}};
-  if (bias)
-    args.push_back({"bias", KernelArgKind::Buffer});
-  if (residual)
-    args.push_back({"residual", KernelArgKind::Buffer});
-  args.push_back({"y", KernelArgKind::Buffer});
-  return args;
-}
-
 /// The staged decode GEMV (see the file comment).
 int64_t stagedGemvKernel(GPUKernelLibrary &kernels,
                          const GPUWeightDecoder &decoder, int64_t n, int64_t k,
                          bool bias, bool residual, const StagedGemv &plan) {
-  std::string name = llvm::formatv("kiln_gemv_{0}_{1}x{2}{3}{4}{5}",
+  std::string name = llvm::formatv("kiln_gemv_{0}_{1}x{2}{3}{4}{5}{6}",
                                    decoder.getName(), n, k,
                                    bias ? "_bias" : "",
                                    residual ? "_residual" : "",
-                                   plan.rowsPerWarp == 2 ? "_r2" : "");
-  SmallVector<KernelArg> args = gemvArgs(bias, residual);
+                                   plan.rowsPerWarp == 2 ? "_r2" : "",
+                                   plan.stageActivations ? "" : "_xglobal");
+  SmallVector<KernelArg> args = linearKernelArgs(bias, residual);
   return kernels.get(name, args, [&](GPUKernelBuilder &kb) {
     ImplicitLocOpBuilder &b = kb.b;
     Type f32 = b.getF32Type();
@@ -133,9 +160,13 @@ int64_t stagedGemvKernel(GPUKernelLibrary &kernels,
     int64_t rowsPerWarp = plan.rowsPerWarp;
     int64_t rowBytes = decoder.getRowBytes();
     int64_t slotUnits = plan.slotBytes / plan.unit;
-    Value xs = kb.sharedArray(k / 4, v4f32);
-    Value ws = kb.sharedArray(
-        kWarpsPerBlock * rowsPerWarp * plan.slotBytes, b.getI8Type());
+    Value xs = plan.stageActivations ? kb.sharedArray(k / 4, v4f32)
+                                     : kb.view("x", v4f32);
+    Value ws =
+        plan.stageWeights
+            ? kb.sharedArray(kWarpsPerBlock * rowsPerWarp * plan.slotBytes,
+                             b.getI8Type())
+            : Value();
     Value lane = kb.lane(), warp = kb.warp();
     Value firstRow = kb.mul(
         kb.add(kb.mul(kb.blockIdx(gpu::Dimension::x), kb.idx(kWarpsPerBlock)),
@@ -145,47 +176,115 @@ int64_t stagedGemvKernel(GPUKernelLibrary &kernels,
     auto swizzle = [&](Value i) {
       return kb.xorI(i, kb.andI(kb.shrU(i, kb.idx(3)), kb.idx(7)));
     };
-    StagedCopy xCopy(k / 4, kWarpsPerBlock * kWarpSize);
-    xCopy.load(kb, kb.view("x", v4f32), kb.idx(0), kb.threadIdx());
-    Type unit = unitType(b, plan.unit);
-    Value wGlobal = kb.view("w", unit), wShared = kb.view(ws, unit);
+    std::optional<StagedCopy> xCopy;
+    if (plan.stageActivations) {
+      xCopy.emplace(k / 4, kWarpsPerBlock * kWarpSize);
+      xCopy->load(kb, kb.view("x", v4f32), kb.idx(0), kb.threadIdx());
+    }
+    // Rows past n read row n - 1, whose results are not stored.
+    SmallVector<Value> rows;
+    for (int64_t r = 0; r < rowsPerWarp; ++r)
+      rows.push_back(kb.minu(kb.add(firstRow, kb.idx(r)), kb.idx(n - 1)));
     SmallVector<StagedCopy> rowCopies;
-    for (int64_t r = 0; r < rowsPerWarp; ++r) {
-      // Rows past n copy row n - 1, whose results are not stored.
-      Value row = kb.minu(kb.add(firstRow, kb.idx(r)), kb.idx(n - 1));
-      rowCopies.emplace_back(rowBytes / plan.unit, kWarpSize);
-      rowCopies.back().load(kb, wGlobal,
-                            kb.mul(row, kb.idx(rowBytes / plan.unit)), lane);
+    if (plan.stageWeights) {
+      Type unit = unitType(b, plan.unit);
+      Value wGlobal = kb.view("w", unit), wShared = kb.view(ws, unit);
+      for (int64_t r = 0; r < rowsPerWarp; ++r) {
+        rowCopies.emplace_back(rowBytes / plan.unit, kWarpSize);
+        rowCopies.back().load(
+            kb, wGlobal, kb.mul(rows[r], kb.idx(rowBytes / plan.unit)), lane);
+      }
+      xCopy->store(kb, xs, kb.idx(0), swizzle);
+      for (int64_t r = 0; r < rowsPerWarp; ++r) {
+        Value slot = kb.add(kb.mul(warp, kb.idx(rowsPerWarp)), kb.idx(r));
+        rowCopies[r].store(kb, wShared, kb.mul(slot, kb.idx(slotUnits)),
+                           [](Value i) { return i; });
+      }
+    } else if (xCopy) {
+      xCopy->store(kb, xs, kb.idx(0), swizzle);
     }
-    xCopy.store(kb, xs, kb.idx(0), swizzle);
-    for (int64_t r = 0; r < rowsPerWarp; ++r) {
-      Value slot = kb.add(kb.mul(warp, kb.idx(rowsPerWarp)), kb.idx(r));
-      rowCopies[r].store(kb, wShared, kb.mul(slot, kb.idx(slotUnits)),
-                         [](Value i) { return i; });
-    }
-    kb.barrier();
+    if (xCopy)
+      kb.barrier();
     kb.ifThen(kb.ult(firstRow, kb.idx(n)), [&] {
       SmallVector<Value> zeros(4 * rowsPerWarp, kb.f(0.0f));
+      // The staged activations of a chunk, unswizzled. A lane's chunks are
+      // lane + 32 i, so chunk & 7 is lane & 7: computed once, out of the
+      // loop.
+      Value turn = kb.andI(lane, kb.idx(7));
+      auto activations = [&](Value chunk) {
+        Value first = kb.mul(chunk, kb.idx(8));
+        SmallVector<Value> xv;
+        for (int64_t i = 0; i < 8; ++i)
+          xv.push_back(kb.load(
+              xs, kb.add(first, plan.stageActivations
+                                    ? kb.xorI(kb.idx(i), turn)
+                                    : kb.idx(i))));
+        return xv;
+      };
+      auto accumulate = [&](ArrayRef<Value> w, ArrayRef<Value> xv,
+                            MutableArrayRef<Value> sums) {
+        for (int64_t i = 0; i < 8; ++i)
+          for (int64_t j = 0; j < 4; ++j)
+            sums[j] = kb.fma(w[4 * i + j],
+                             vector::ExtractOp::create(b, xv[i], j), sums[j]);
+      };
+      SmallVector<Value> rowBases;
+      for (Value row : rows)
+        rowBases.push_back(kb.mul(row, kb.idx(rowBytes)));
       auto scan = kb.loop(
-          lane, kb.idx(k / GPUWeightDecoder::kChunkValues), kb.idx(kWarpSize),
-          zeros, [&](Value chunk, ValueRange acc) {
-            Value first = kb.mul(chunk, kb.idx(8));
-            Value turn = kb.andI(chunk, kb.idx(7));
-            SmallVector<Value> xv;
-            for (int64_t i = 0; i < 8; ++i)
-              xv.push_back(
-                  kb.load(xs, kb.add(first, kb.xorI(kb.idx(i), turn))));
+          lane, kb.idx(k / GPUWeightDecoder::kChunkValues),
+          kb.idx(kWarpSize * plan.unroll), zeros,
+          [&](Value chunk, ValueRange acc) {
             SmallVector<Value> sums(acc.begin(), acc.end());
-            for (int64_t r = 0; r < rowsPerWarp; ++r) {
-              Value slot = kb.add(kb.mul(warp, kb.idx(rowsPerWarp)), kb.idx(r));
-              SmallVector<Value> w = decoder.decode(
-                  kb, ws, kb.mul(slot, kb.idx(plan.slotBytes)), chunk);
-              for (int64_t i = 0; i < 8; ++i)
+            if (plan.stageWeights) {
+              SmallVector<Value> xv = activations(chunk);
+              for (int64_t r = 0; r < rowsPerWarp; ++r) {
+                Value slot =
+                    kb.add(kb.mul(warp, kb.idx(rowsPerWarp)), kb.idx(r));
+                SmallVector<Value> w = decoder.decode(
+                    kb, ws, kb.mul(slot, kb.idx(plan.slotBytes)), chunk);
+                accumulate(w, xv, MutableArrayRef(sums).slice(4 * r, 4));
+              }
+              return sums;
+            }
+            // Every weight load of the step before the first multiply, so
+            // they are in flight together.
+            SmallVector<ScaledChunk> w;
+            for (int64_t u = 0; u < plan.unroll; ++u)
+              for (int64_t r = 0; r < rowsPerWarp; ++r)
+                w.push_back(*decoder.decodeScaled(
+                    kb, kb.arg("w"), rowBases[r],
+                    kb.add(chunk, kb.idx(u * kWarpSize))));
+            for (int64_t u = 0; u < plan.unroll; ++u) {
+              SmallVector<Value> xv =
+                  activations(kb.add(chunk, kb.idx(u * kWarpSize)));
+              // Sum over the chunk of (scale * code + min) x = scale * the
+              // codes' products + min * the activations' sum.
+              Value xSum;
+              if (w[u * rowsPerWarp].min) {
+                Value v = xv[0];
+                for (int64_t i = 1; i < 8; ++i)
+                  v = arith::AddFOp::create(b, v, xv[i]);
+                xSum = vector::ExtractOp::create(b, v, 0);
+                for (int64_t j = 1; j < 4; ++j)
+                  xSum = kb.add(xSum, vector::ExtractOp::create(b, v, j));
+              }
+              for (int64_t r = 0; r < rowsPerWarp; ++r) {
+                const ScaledChunk &c = w[u * rowsPerWarp + r];
+                SmallVector<Value> products(4);
+                for (int64_t i = 0; i < 8; ++i)
+                  for (int64_t j = 0; j < 4; ++j) {
+                    Value x = vector::ExtractOp::create(b, xv[i], j);
+                    products[j] =
+                        i == 0 ? kb.mul(c.codes[j], x)
+                               : kb.fma(c.codes[4 * i + j], x, products[j]);
+                  }
                 for (int64_t j = 0; j < 4; ++j)
                   sums[4 * r + j] =
-                      kb.fma(w[4 * i + j],
-                             vector::ExtractOp::create(b, xv[i], j),
-                             sums[4 * r + j]);
+                      kb.fma(products[j], c.scale, sums[4 * r + j]);
+                if (c.min)
+                  sums[4 * r] = kb.fma(c.min, xSum, sums[4 * r]);
+              }
             }
             return sums;
           });
@@ -232,7 +331,7 @@ int64_t gemvKernel(GPUKernelLibrary &kernels, const GPUWeightDecoder &decoder,
                                    residual ? "_residual" : "",
                                    tokens > 1 ? "_t" + std::to_string(tokens)
                                               : std::string("_unstaged"));
-  SmallVector<KernelArg> args = gemvArgs(bias, residual);
+  SmallVector<KernelArg> args = linearKernelArgs(bias, residual);
   if (tokens > 1)
     args.push_back({"tokens", KernelArgKind::Index});
   return kernels.get(name, args, [&](GPUKernelBuilder &kb) {
@@ -326,7 +425,7 @@ struct LinearLowering : GPUKernelPattern<LinearOp> {
     auto w = step.weightOf(l.getWeight(), op);
     if (failed(w))
       return failure();
-    auto decoder = step.decoderOf(op, w->type);
+    auto decoder = step.decoderOf(op, *w);
     if (failed(decoder))
       return failure();
     std::optional<WeightRef> bias;
@@ -356,8 +455,7 @@ struct LinearLowering : GPUKernelPattern<LinearOp> {
     {
       OpBuilder::InsertionGuard guard(b);
       b.setInsertionPoint(decode.thenBlock()->getTerminator());
-      if (auto plan = planStagedGemv(n, k, (*decoder)->getRowBytes(),
-                                     w->offset)) {
+      if (auto plan = planStagedGemv(n, k, **decoder, w->offset)) {
         Value stagedBlocks = GPUStepLowering::ceilDiv(
             idx(b, n), kWarpsPerBlock * plan->rowsPerWarp, b);
         step.launch(stagedGemvKernel(step.kernels, **decoder, n, k,
@@ -373,11 +471,29 @@ struct LinearLowering : GPUKernelPattern<LinearOp> {
       }
       b.setInsertionPoint(decode.elseBlock()->getTerminator());
       args.push_back(tokens);
-      step.launch(gemvKernel(step.kernels, **decoder, n, k, bias.has_value(),
-                             bool(l.getResidual()), kPrefillTokens),
-                  {blocks, GPUStepLowering::ceilDiv(tokens, kPrefillTokens, b),
-                   idx(b, 1)},
-                  {kWarpsPerBlock * kWarpSize, 1, 1}, args, b);
+      auto prefillGemv = [&] {
+        step.launch(
+            gemvKernel(step.kernels, **decoder, n, k, bias.has_value(),
+                       bool(l.getResidual()), kPrefillTokens),
+            {blocks, GPUStepLowering::ceilDiv(tokens, kPrefillTokens, b),
+             idx(b, 1)},
+            {kWarpsPerBlock * kWarpSize, 1, 1}, args, b);
+      };
+      int64_t maxTokens = step.getMaxTokens();
+      if (hasLinearMma(*w) &&
+          (!maxTokens || maxTokens >= kLinearMmaMinTokens)) {
+        // Enough tokens for tensor cores: the GEMM; fewer: the GEMV.
+        auto mma = scf::IfOp::create(
+            b,
+            arith::CmpIOp::create(b, arith::CmpIPredicate::uge, tokens,
+                                  idx(b, kLinearMmaMinTokens)),
+            /*withElseRegion=*/true);
+        b.setInsertionPoint(mma.thenBlock()->getTerminator());
+        launchLinearMma(step, *w, bias.has_value(), bool(l.getResidual()),
+                        args, tokens, maxTokens, b);
+        b.setInsertionPoint(mma.elseBlock()->getTerminator());
+      }
+      prefillGemv();
     }
     step.bind(l.getResult(), y);
     return success();
@@ -388,6 +504,17 @@ struct LinearLowering : GPUKernelPattern<LinearOp> {
 };
 
 } // namespace
+
+SmallVector<KernelArg> mlir::kiln::linearKernelArgs(bool bias, bool residual) {
+  SmallVector<KernelArg> args = {{"x", KernelArgKind::Buffer},
+                                 {"w", KernelArgKind::Buffer}};
+  if (bias)
+    args.push_back({"bias", KernelArgKind::Buffer});
+  if (residual)
+    args.push_back({"residual", KernelArgKind::Buffer});
+  args.push_back({"y", KernelArgKind::Buffer});
+  return args;
+}
 
 void mlir::kiln::populateGPULinearPatterns(GPUKernelPatterns &patterns) {
   patterns.add<LinearLowering>();

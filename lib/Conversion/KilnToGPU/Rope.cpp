@@ -69,6 +69,13 @@ struct RopeLowering : GPUKernelPattern<RopeOp> {
                       ImplicitLocOpBuilder &b) const override {
     if (failed(step.requireRowsF32(r, r.getInput().getType(), 1)))
       return failure();
+    if (r.getFreqFactors() || !r.getMagnitude().isExactlyValue(1.0))
+      return r.emitOpError("freq_factors and magnitude (Llama 3 and YaRN "
+                           "rope scaling) are not supported by the CUDA "
+                           "lowering yet");
+    if (r.getPositions())
+      return r.emitOpError("with per-token positions (a step over several "
+                           "sequences) is not supported on the GPU yet");
     RopeShape shape{int64_t(r.getNumHeads()), int64_t(r.getHeadDim()),
                     int64_t(r.getRotaryDim()), r.getStyle() == RopeStyle::NeoX,
                     r.getFreqBase().convertToFloat(),

@@ -116,3 +116,49 @@ func.func @full(%q: tensor<?x32xf32>, %k: tensor<?x32xf32>, %v: tensor<?x32xf32>
   %a = kiln.attention %q, %k, %v, %cache[%pos] {layer = 0, num_heads = 2, scale = 0.25 : f32, causal = false} : tensor<?x32xf32>, tensor<?x32xf32>, tensor<?x32xf32>, !kiln.kv_cache<1x32x2x16xf32> -> tensor<?x32xf32>
   return %a : tensor<?x32xf32>
 }
+
+// -----
+
+// A step over several sequences: rope tables from each token's position,
+// and the attention kernel variant that reads each token's slot and
+// position. The cache holds one [2, 2, 64, 1, 32] f32 cache (8192 floats,
+// 32768 bytes) per slot; slots past the buffer are neither written nor read.
+// CHECK-LABEL: func.func @per_sequence(
+// CHECK-SAME: %[[CACHE:[^:]*]]: memref<?xi8>, %[[SLOTS:[^:]*]]: memref<?xi32>, %[[POSITIONS:[^:]*]]: memref<?xi32>
+// CHECK: %[[P:.*]] = memref.cast %[[POSITIONS]]
+// CHECK: call @kiln_rope_table_per_token_llama_0x0_r32_b10000_s1000000(%[[P]],
+// CHECK: call @kiln_attention_h4_kv1_d32_L2_c64_l1_w0_causal_per_sequence(%{{.*}}, %{{.*}}, %{{.*}}, %[[CACHE]], %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}})
+// CHECK-LABEL: func.func private @kiln_rope_table_per_token_llama_0x0_r32_b10000_s1000000(
+// CHECK: %[[POS:.*]] = memref.load %{{.*}}[%{{.*}}] : memref<?xi32, strided<[1], offset: ?>>
+// CHECK: arith.index_castui %[[POS]] : i32 to index
+// CHECK-LABEL: func.func private @kiln_attention_h4_kv1_d32_L2_c64_l1_w0_causal_per_sequence(
+// CHECK-SAME: %[[KBYTES:[^:]*]]: memref<?xi8>, %[[KSLOTS:[^:]*]]: memref<?xi32, strided<[1], offset: ?>>, %[[KPOS:[^:]*]]: memref<?xi32, strided<[1], offset: ?>>
+// CHECK-DAG: %[[C64:.*]] = arith.constant 64 : index
+// CHECK-DAG: %[[SEQ:.*]] = arith.constant 8192 : index
+// CHECK-DAG: %[[SEQBYTES:.*]] = arith.constant 32768 : index
+// CHECK: %[[BYTES:.*]] = memref.dim %[[KBYTES]]
+// CHECK: %[[NSLOTS:.*]] = arith.divui %[[BYTES]], %[[SEQBYTES]] : index
+// 1. Append at the token's position of the token's slot.
+// CHECK: scf.for %[[T:.*]] =
+// CHECK: memref.load %[[KPOS]][%[[T]]]
+// CHECK: %[[SLOTRAW:.*]] = memref.load %[[KSLOTS]][%[[T]]]
+// CHECK: %[[SLOT:.*]] = arith.index_castui %[[SLOTRAW]] : i32 to index
+// CHECK: %[[BASE:.*]] = arith.muli %[[SLOT]], %[[SEQ]] : index
+// CHECK: %[[INCTX:.*]] = arith.cmpi ult, %{{.*}}, %[[C64]] : index
+// CHECK: %[[INBUF:.*]] = arith.cmpi ult, %{{.*}}, %[[NSLOTS]] : index
+// CHECK: %[[IN:.*]] = arith.andi %[[INCTX]], %[[INBUF]] : i1
+// CHECK: scf.if %[[IN]]
+// CHECK: arith.addi %[[BASE]], %{{.*}} : index
+// CHECK: call @kiln_barrier
+// 2. Attend over [0, position + 1) of the token's slot; nothing outside.
+// CHECK: memref.load %[[KSLOTS]]
+// CHECK: memref.load %[[KPOS]]
+// CHECK: %[[END:.*]] = arith.minui %{{.*}}, %[[C64]] : index
+// CHECK: %[[OK:.*]] = arith.cmpi ult, %{{.*}}, %[[NSLOTS]] : index
+// CHECK: %[[SEEN:.*]] = arith.select %[[OK]], %[[END]], %{{.*}} : index
+// CHECK: scf.for %{{.*}} = %{{.*}} to %[[SEEN]] step
+func.func @per_sequence(%q: tensor<?x128xf32>, %k: tensor<?x32xf32>, %v: tensor<?x32xf32>, %cache: !kiln.kv_cache<2x64x1x32xf32>, %s: tensor<?xi32>, %p: tensor<?xi32>) -> tensor<?x128xf32> attributes {kiln.max_tokens = 8} {
+  %r = kiln.rope %q, positions %p : tensor<?xi32> {num_heads = 4, head_dim = 32, rotary_dim = 32, style = #kiln.rope_style<llama>, freq_base = 10000.0 : f32} : tensor<?x128xf32> -> tensor<?x128xf32>
+  %a = kiln.attention %r, %k, %v, %cache[slots %s, positions %p : tensor<?xi32>, tensor<?xi32>] {layer = 1, num_heads = 4, scale = 0.125 : f32} : tensor<?x128xf32>, tensor<?x32xf32>, tensor<?x32xf32>, !kiln.kv_cache<2x64x1x32xf32> -> tensor<?x128xf32>
+  return %a : tensor<?x128xf32>
+}

@@ -356,10 +356,11 @@ func.func @uncopyable_result(%x: tensor<?x64xf32>, %z: tensor<?x24xf32>) -> (ten
 
 // -----
 
-// The CPU kernels quantize activations to 8 bits only.
-func.func @activation_bits_5(%x: tensor<?x64xf32>) -> tensor<?x64xf32> attributes {kiln.max_tokens = 8} {
-  %w = kiln.weight #kiln.external<"w.bin", offset = 0, size = 2304> -> !kiln.weight<64x64x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf>>
-  // expected-error @+1 {{'kiln.linear' op activation_bits = 5: the CPU kernels take 8-bit activations}}
-  %y = kiln.linear %x, %w {activation_bits = 5 : i64} : tensor<?x64xf32>, !kiln.weight<64x64x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf>> -> tensor<?x64xf32>
-  return %y : tensor<?x64xf32>
+// IQ4_NL in ggml's blocks (kiln-pack-weights not run): only the rows16 int8
+// kernels look its codes up.
+func.func @iq4_nl_unpacked(%x: tensor<?x64xf32>) -> tensor<?x16xf32> attributes {kiln.max_tokens = 8} {
+  %w = kiln.weight #kiln.external<"w.bin", offset = 0, size = 576> -> !kiln.weight<16x64x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf, codebook = iq4_nl>>
+  // expected-error @+1 {{'kiln.linear' op iq4_nl weights are read by the int8 kernels only (kiln-compile --activations=int8, the default)}}
+  %y = kiln.linear %x, %w : tensor<?x64xf32>, !kiln.weight<16x64x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf, codebook = iq4_nl>> -> tensor<?x16xf32>
+  return %y : tensor<?x16xf32>
 }

@@ -125,3 +125,33 @@ func.func @rope_after_product(%x: tensor<?x32xf32>, %p: index) -> tensor<?x64xf3
   %y = kiln.linear %x, %w rope(%p, #kiln.rope<num_heads = 2, head_dim = 32, rotary_dim = 32, style = llama, freq_base = 10000.0, freq_scale = 1.0>) : tensor<?x32xf32>, !kiln.weight<64x32xf32> -> tensor<?x64xf32>
   return %y : tensor<?x64xf32>
 }
+
+// -----
+
+// Per-frequency factors and a magnitude (Llama 3, YaRN): the table kernel,
+// named by them, unrolls its frequencies with angle theta_i * factor_i and
+// scales cos and sin; the rotation kernel is the plain one.
+// CHECK-LABEL: func.func @scaled(
+// CHECK: call @kiln_rope_table_llama_0x0_r4_b10000_s1000000_f{{[0-9a-f]+}}_m3fa00000(
+// CHECK: call @kiln_rope_neox_1x16_r4_b10000_s1000000(
+// CHECK-LABEL: func.func private @kiln_rope_table_llama_0x0_r4_b10000_s1000000_f{{[0-9a-f]+}}_m3fa00000(
+// CHECK-DAG: %[[STEP:.*]] = arith.constant 0.00999999977 : f32
+// CHECK-DAG: %[[F0:.*]] = arith.constant 5.000000e-01 : f32
+// CHECK-DAG: %[[F1:.*]] = arith.constant 2.500000e-01 : f32
+// CHECK-DAG: %[[MAG:.*]] = arith.constant 1.250000e+00 : f32
+// CHECK: %[[POS:.*]] = arith.sitofp %{{.*}} : i64 to f32
+// CHECK: %[[A0:.*]] = arith.mulf %[[POS]], %[[F0]] : f32
+// CHECK: %[[COS0:.*]] = math.cos %[[A0]] : f32
+// CHECK: %[[SIN0:.*]] = math.sin %[[A0]] : f32
+// CHECK: %[[MCOS0:.*]] = arith.mulf %[[COS0]], %[[MAG]] : f32
+// CHECK: %[[MSIN0:.*]] = arith.mulf %[[SIN0]], %[[MAG]] : f32
+// CHECK: memref.store %[[MCOS0]]
+// CHECK: memref.store %[[MSIN0]]
+// CHECK: %[[THETA1:.*]] = arith.mulf %[[POS]], %[[STEP]] : f32
+// CHECK: %[[A1:.*]] = arith.mulf %[[THETA1]], %[[F1]] : f32
+// CHECK: math.cos %[[A1]] : f32
+// CHECK-NOT: scf.for %{{.*}} iter_args
+func.func @scaled(%x: tensor<?x16xf32>, %p: index) -> tensor<?x16xf32> attributes {kiln.max_tokens = 8} {
+  %y = kiln.rope %x, %p {num_heads = 1, head_dim = 16, rotary_dim = 4, style = #kiln.rope_style<neox>, freq_base = 10000.0 : f32, freq_factors = array<f32: 0.5, 0.25>, magnitude = 1.25 : f32} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return %y : tensor<?x16xf32>
+}

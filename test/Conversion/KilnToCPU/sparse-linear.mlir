@@ -33,22 +33,27 @@ func.func @sparse_q8_0(%x: tensor<?x128xf32>) -> tensor<?x32xf32> attributes {ki
   return %y : tensor<?x32xf32>
 }
 
-// Lane r is row r of a group of 16, its 4 bytes one run of 4 values; a
-// tile of 4 tokens shares the decoded codes and positions.
+// Lane r is row r of a group of 16, its 4 bytes two runs of 4 values; a
+// tile of 8 tokens shares the decoded codes and positions.
 // CHECK-LABEL: func.func private @kiln_linear_q8_{{.*}}_q4_0_2of4_64x64(
-// CHECK: scf.for {{.*}} iter_args({{.*}}) -> (vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>)
+// CHECK: scf.for {{.*}} iter_args({{.*}}) -> (vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>)
 // CHECK: memref.prefetch
-// Q4_0: row r's kept pair (byte r) becomes lane r's bytes [first, second,
-// 0, 0], minus 8.
+// Q4_0: row r's kept pairs of runs 2p and 2p+1 (byte r of each) become lane
+// r's bytes [first, second, first', second'], minus 8.
 // CHECK: %[[PAIRS:.*]] = vector.load %{{.*}}[%{{.*}}] : memref<?xi8>, vector<16xi8>
 // CHECK: %[[WIDE:.*]] = arith.extui %[[PAIRS]] : vector<16xi8> to vector<16xi32>
 // CHECK: arith.shli %[[WIDE]], %{{.*}} : vector<16xi32>
+// CHECK: %[[PAIRS2:.*]] = vector.load %{{.*}}[%{{.*}}] : memref<?xi8>, vector<16xi8>
+// CHECK: %[[WIDE2:.*]] = arith.extui %[[PAIRS2]] : vector<16xi8> to vector<16xi32>
 // CHECK: %[[CODES:.*]] = arith.subi %{{.*}}, %{{.*}} : vector<64xi8>
-// The positions: lane r's bytes [i0, i1, 0, 0].
+// The positions: lane r's bytes [i0, i1, 4 + i2, 4 + i3] into the two runs'
+// 8 activation bytes.
 // CHECK: %[[PLACES:.*]] = vector.bitcast %{{.*}} : vector<16xi32> to vector<64xi8>
 // 128 * (sum of the codes), taken off the products of x + 128.
 // V4: llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.512"(%{{.*}}, %{{.*}}, %[[CODES]])
-// CHECK: arith.xori %{{.*}}, %{{.*}} : i32
+// The two runs' 8 activation bytes, broadcast to every 8 bytes.
+// CHECK: vector.broadcast %{{.*}} : i64 to vector<8xi64>
+// CHECK: arith.xori %{{.*}}, %{{.*}} : vector<64xi8>
 // V4: %[[X:.*]] = llvm.call_intrinsic "llvm.x86.avx512.pshuf.b.512"(%{{.*}}, %[[PLACES]]) : (vector<64xi8>, vector<64xi8>) -> vector<64xi8>
 // V4: llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.512"(%{{.*}}, %[[X]], %[[CODES]])
 // V3: llvm.call_intrinsic "llvm.x86.avx2.pshuf.b"

@@ -16,7 +16,7 @@
 // CHECK-SAME: #gpu.object<#nvvm.target<chip = "sm_90a">
 // CHECK-SAME: assembly = "
 // CHECK-SAME: .target sm_90a
-// CHECK-SAME: .visible .entry kiln_rms_norm_64_eps1em05(
+// CHECK-SAME: .visible .entry kiln_rms_norm_64_eps1em05_held(
 // CHECK-SAME: shfl.sync.bfly.b32
 // CHECK-SAME: sqrt.rn.f32
 // CHECK-SAME: .visible .entry kiln_gemv_q4_1_32x64(

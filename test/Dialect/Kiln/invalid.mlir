@@ -71,8 +71,20 @@ func.func @quant_sub_scale_alone(%w: !kiln.weight<4x32x#kiln.quant<bits = 4, gro
 // -----
 
 // Q4_0 has groups of 32, not 64.
-// expected-error @+1 {{layout = gguf but no ggml block format has bits = 4, group = 64, scale = f16, zero = none, super_group = 0, sub_scale_bits = 0; expected one of Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K (or layout = packed for Kiln's own layout)}}
+// expected-error @+1 {{layout = gguf but no ggml block format has bits = 4, group = 64, scale = f16, zero = none, super_group = 0, sub_scale_bits = 0, codebook = none; expected one of Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ2_XXS, IQ2_XS, IQ3_XXS, IQ1_S, IQ4_NL, IQ3_S, IQ2_S, IQ4_XS, IQ1_M, TQ1_0, TQ2_0 (or layout = packed for Kiln's own layout)}}
 func.func @gguf_group(%w: !kiln.weight<4x64x#kiln.quant<bits = 4, group = 64, scale = f16, layout = gguf>>)
+
+// -----
+
+// A codebook names a ggml format's table: Kiln's packed codes are linear.
+// expected-error @+1 {{codebook = iq4_nl is a ggml format's: it needs layout = gguf}}
+func.func @codebook_packed(%w: !kiln.weight<4x64x#kiln.quant<bits = 4, group = 32, scale = f16, codebook = iq4_nl>>)
+
+// -----
+
+// ggml's IQ4_NL codebook has no 8-bit format.
+// expected-error @+1 {{layout = gguf but no ggml block format has bits = 8, group = 32, scale = f16, zero = none, super_group = 0, sub_scale_bits = 0, codebook = iq4_nl}}
+func.func @codebook_q8(%w: !kiln.weight<4x64x#kiln.quant<bits = 8, group = 32, scale = f16, layout = gguf, codebook = iq4_nl>>)
 
 // -----
 
@@ -689,6 +701,30 @@ func.func @rope_result(%x: tensor<2x64xf32>, %p: index) {
 
 // -----
 
+func.func @rope_factor_count(%x: tensor<2x16xf32>, %p: index) {
+  // expected-error @+1 {{'kiln.rope' op freq_factors has 3 values, expected rotary_dim / 2 = 4}}
+  %y = kiln.rope %x, %p {num_heads = 2, head_dim = 8, rotary_dim = 8, style = #kiln.rope_style<llama>, freq_base = 10000.0 : f32, freq_factors = array<f32: 1.0, 1.0, 1.0>} : tensor<2x16xf32> -> tensor<2x16xf32>
+  return
+}
+
+// -----
+
+func.func @rope_factor_negative(%x: tensor<2x16xf32>, %p: index) {
+  // expected-error @+1 {{'kiln.rope' op freq_factors must be positive, got -1}}
+  %y = kiln.rope %x, %p {num_heads = 2, head_dim = 8, rotary_dim = 8, style = #kiln.rope_style<llama>, freq_base = 10000.0 : f32, freq_factors = array<f32: 1.0, -1.0, 1.0, 1.0>} : tensor<2x16xf32> -> tensor<2x16xf32>
+  return
+}
+
+// -----
+
+func.func @rope_magnitude(%x: tensor<2x16xf32>, %p: index, %w: !kiln.weight<16x16xf32>) {
+  // expected-error @+1 {{magnitude must be positive, got 0}}
+  %y = kiln.linear %x, %w rope(%p, #kiln.rope<num_heads = 2, head_dim = 8, rotary_dim = 8, style = llama, freq_base = 10000.0, freq_scale = 1.0, magnitude = 0.0>) : tensor<2x16xf32>, !kiln.weight<16x16xf32> -> tensor<2x16xf32>
+  return
+}
+
+// -----
+
 func.func @rope_rank(%x: tensor<2x1x64xf32>, %p: index) {
   // expected-error @+1 {{'kiln.rope' op input must be 2-D [tokens, heads * head_dim], got 'tensor<2x1x64xf32>'}}
   %y = kiln.rope %x, %p {num_heads = 1, head_dim = 64, rotary_dim = 64, style = #kiln.rope_style<llama>, freq_base = 10000.0 : f32} : tensor<2x1x64xf32> -> tensor<2x1x64xf32>
@@ -708,6 +744,30 @@ func.func @rope_heads(%x: tensor<2x64xf32>, %p: index) {
 func.func @rope_overflow(%x: tensor<2x64xf32>, %p: index) {
   // expected-error @+1 {{'kiln.rope' op num_heads * head_dim = 4294967296 * 4294967296 overflows 64 bits}}
   %y = kiln.rope %x, %p {num_heads = 4294967296, head_dim = 4294967296, rotary_dim = 64, style = #kiln.rope_style<llama>, freq_base = 10000.0 : f32} : tensor<2x64xf32> -> tensor<2x64xf32>
+  return
+}
+
+// -----
+
+func.func @rope_position_and_positions(%x: tensor<2x64xf32>, %p: index, %ps: tensor<2xi32>) {
+  // expected-error @+1 {{'kiln.rope' op takes a first position or one position per token, not both}}
+  %y = kiln.rope %x, %p positions %ps : tensor<2xi32> {num_heads = 1, head_dim = 64, rotary_dim = 64, style = #kiln.rope_style<llama>, freq_base = 10000.0 : f32} : tensor<2x64xf32> -> tensor<2x64xf32>
+  return
+}
+
+// -----
+
+func.func @rope_no_position(%x: tensor<2x64xf32>) {
+  // expected-error @+1 {{'kiln.rope' op needs a first position or one position per token}}
+  %y = kiln.rope %x, {num_heads = 1, head_dim = 64, rotary_dim = 64, style = #kiln.rope_style<llama>, freq_base = 10000.0 : f32} : tensor<2x64xf32> -> tensor<2x64xf32>
+  return
+}
+
+// -----
+
+func.func @rope_positions_count(%x: tensor<2x64xf32>, %ps: tensor<3xi32>) {
+  // expected-error @+1 {{'kiln.rope' op has 3 positions for 2 tokens}}
+  %y = kiln.rope %x, positions %ps : tensor<3xi32> {num_heads = 1, head_dim = 64, rotary_dim = 64, style = #kiln.rope_style<llama>, freq_base = 10000.0 : f32} : tensor<2x64xf32> -> tensor<2x64xf32>
   return
 }
 
@@ -882,7 +942,47 @@ func.func @attention_scale(%q: tensor<2x256xf32>, %k: tensor<2x64xf32>, %v: tens
 // ODS type constraint: the cache operand.
 func.func @attention_cache_operand(%q: tensor<2x256xf32>, %k: tensor<2x64xf32>, %v: tensor<2x64xf32>, %c: memref<2x128x1x64xf32>, %p: index) {
   // expected-error @+1 {{'kiln.attention' op operand #3 must be kiln kv cache, but got 'memref<2x128x1x64xf32>'}}
-  %a = "kiln.attention"(%q, %k, %v, %c, %p) {layer = 0, num_heads = 4, scale = 0.125 : f32} : (tensor<2x256xf32>, tensor<2x64xf32>, tensor<2x64xf32>, memref<2x128x1x64xf32>, index) -> tensor<2x256xf32>
+  %a = "kiln.attention"(%q, %k, %v, %c, %p) <{operandSegmentSizes = array<i32: 1, 1, 1, 1, 1, 0, 0>}> {layer = 0, num_heads = 4, scale = 0.125 : f32} : (tensor<2x256xf32>, tensor<2x64xf32>, tensor<2x64xf32>, memref<2x128x1x64xf32>, index) -> tensor<2x256xf32>
+  return
+}
+
+// -----
+
+func.func @attention_slots_without_positions(%q: tensor<2x256xf32>, %k: tensor<2x64xf32>, %v: tensor<2x64xf32>, %c: !kiln.kv_cache<2x128x1x64xf32>, %s: tensor<2xi32>) {
+  // expected-error @+1 {{'kiln.attention' op takes slots and positions together}}
+  %a = "kiln.attention"(%q, %k, %v, %c, %s) <{operandSegmentSizes = array<i32: 1, 1, 1, 1, 0, 1, 0>}> {layer = 0, num_heads = 4, scale = 0.125 : f32} : (tensor<2x256xf32>, tensor<2x64xf32>, tensor<2x64xf32>, !kiln.kv_cache<2x128x1x64xf32>, tensor<2xi32>) -> tensor<2x256xf32>
+  return
+}
+
+// -----
+
+func.func @attention_position_and_positions(%q: tensor<2x256xf32>, %k: tensor<2x64xf32>, %v: tensor<2x64xf32>, %c: !kiln.kv_cache<2x128x1x64xf32>, %p: index, %s: tensor<2xi32>, %ps: tensor<2xi32>) {
+  // expected-error @+1 {{'kiln.attention' op takes a first position or each token's slot and position, not both}}
+  %a = kiln.attention %q, %k, %v, %c[%p slots %s, positions %ps : tensor<2xi32>, tensor<2xi32>] {layer = 0, num_heads = 4, scale = 0.125 : f32} : tensor<2x256xf32>, tensor<2x64xf32>, tensor<2x64xf32>, !kiln.kv_cache<2x128x1x64xf32> -> tensor<2x256xf32>
+  return
+}
+
+// -----
+
+func.func @attention_no_position(%q: tensor<2x256xf32>, %k: tensor<2x64xf32>, %v: tensor<2x64xf32>, %c: !kiln.kv_cache<2x128x1x64xf32>) {
+  // expected-error @+1 {{'kiln.attention' op needs a first position or each token's slot and position}}
+  %a = kiln.attention %q, %k, %v, %c[] {layer = 0, num_heads = 4, scale = 0.125 : f32} : tensor<2x256xf32>, tensor<2x64xf32>, tensor<2x64xf32>, !kiln.kv_cache<2x128x1x64xf32> -> tensor<2x256xf32>
+  return
+}
+
+// -----
+
+func.func @attention_per_sequence_not_causal(%q: tensor<2x256xf32>, %k: tensor<2x64xf32>, %v: tensor<2x64xf32>, %c: !kiln.kv_cache<2x128x1x64xf32>, %s: tensor<2xi32>, %ps: tensor<2xi32>) {
+  // expected-error @+1 {{'kiln.attention' op over several sequences must be causal}}
+  %a = kiln.attention %q, %k, %v, %c[slots %s, positions %ps : tensor<2xi32>, tensor<2xi32>] {layer = 0, num_heads = 4, scale = 0.125 : f32, causal = false} : tensor<2x256xf32>, tensor<2x64xf32>, tensor<2x64xf32>, !kiln.kv_cache<2x128x1x64xf32> -> tensor<2x256xf32>
+  return
+}
+
+// -----
+
+func.func @attention_slots_count(%q: tensor<2x256xf32>, %k: tensor<2x64xf32>, %v: tensor<2x64xf32>, %c: !kiln.kv_cache<2x128x1x64xf32>, %s: tensor<3xi32>, %ps: tensor<2xi32>) {
+  // expected-error @+1 {{'kiln.attention' op has 3 slots or positions for 2 tokens}}
+  %a = kiln.attention %q, %k, %v, %c[slots %s, positions %ps : tensor<3xi32>, tensor<2xi32>] {layer = 0, num_heads = 4, scale = 0.125 : f32} : tensor<2x256xf32>, tensor<2x64xf32>, tensor<2x64xf32>, !kiln.kv_cache<2x128x1x64xf32> -> tensor<2x256xf32>
   return
 }
 
@@ -903,6 +1003,14 @@ func.func @add_types(%a: tensor<4xf32>, %b: tensor<4xf16>) {
 func.func @silu_int(%a: tensor<4xi32>) {
   // expected-error @+1 {{'kiln.silu' op operand #0 must be ranked tensor of 32-bit float or 16-bit float or bfloat16 type values, but got 'tensor<4xi32>'}}
   %s = kiln.silu %a : tensor<4xi32>
+  return
+}
+
+// -----
+
+func.func @relu_shape(%a: tensor<4x16xf32>) {
+  // expected-error @+1 {{'kiln.relu' op requires the same type for all operands and results}}
+  %r = "kiln.relu"(%a) : (tensor<4x16xf32>) -> tensor<4x32xf32>
   return
 }
 

@@ -90,6 +90,23 @@ func.func @dense_element_types() {
 // CHECK: size = 704> -> !kiln.weight<4x256x#kiln.quant<bits = 5, group = 32, scale = f16, zero = f16, super_group = 256, sub_scale_bits = 6, layout = gguf>>
 // Q6_K: 210-byte super-blocks.
 // CHECK: size = 840> -> !kiln.weight<4x256x#kiln.quant<bits = 6, group = 16, scale = f16, super_group = 256, sub_scale_bits = 8, layout = gguf>>
+// IQ4_NL: Q4_0's 18-byte blocks, codes through ggml's kvalues_iq4nl.
+// CHECK: size = 576> -> !kiln.weight<4x256x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf, codebook = iq4_nl>>
+// IQ4_XS: 136-byte super-blocks, 6-bit scales, the same codebook.
+// CHECK: size = 544> -> !kiln.weight<4x256x#kiln.quant<bits = 4, group = 32, scale = f16, super_group = 256, sub_scale_bits = 6, layout = gguf, codebook = iq4_nl>>
+// TQ2_0 (66-byte blocks) and TQ1_0 (54): ternary, sizes of ggml's structs.
+// CHECK: size = 264> -> !kiln.weight<4x256x#kiln.quant<bits = 2, group = 256, scale = f16, layout = gguf, codebook = ternary>>
+// CHECK: size = 216> -> !kiln.weight<4x256x#kiln.quant<bits = 2, group = 256, scale = f16, layout = gguf, codebook = ternary_base3>>
+// IQ2_XXS (66-byte blocks) and IQ3_XXS (98): grids and sign patterns.
+// CHECK: size = 264> -> !kiln.weight<4x256x#kiln.quant<bits = 2, group = 32, scale = f16, super_group = 256, sub_scale_bits = 4, layout = gguf, codebook = iq2_xxs>>
+// CHECK: size = 392> -> !kiln.weight<4x256x#kiln.quant<bits = 3, group = 32, scale = f16, super_group = 256, sub_scale_bits = 4, layout = gguf, codebook = iq3_xxs>>
+// IQ2_XS (74-byte blocks, scales per 16) and IQ3_S (110).
+// CHECK: size = 296> -> !kiln.weight<4x256x#kiln.quant<bits = 2, group = 16, scale = f16, super_group = 256, sub_scale_bits = 4, layout = gguf, codebook = iq2_xs>>
+// CHECK: size = 440> -> !kiln.weight<4x256x#kiln.quant<bits = 3, group = 32, scale = f16, super_group = 256, sub_scale_bits = 4, layout = gguf, codebook = iq3_s>>
+// IQ2_S (82-byte blocks), IQ1_S (50, scales per 32) and IQ1_M (56, per 16).
+// CHECK: size = 328> -> !kiln.weight<4x256x#kiln.quant<bits = 2, group = 16, scale = f16, super_group = 256, sub_scale_bits = 4, layout = gguf, codebook = iq2_s>>
+// CHECK: size = 200> -> !kiln.weight<4x256x#kiln.quant<bits = 2, group = 32, scale = f16, super_group = 256, sub_scale_bits = 3, layout = gguf, codebook = iq1_s>>
+// CHECK: size = 224> -> !kiln.weight<4x256x#kiln.quant<bits = 2, group = 16, scale = f16, super_group = 256, sub_scale_bits = 3, layout = gguf, codebook = iq1_m>>
 func.func @gguf_formats() {
   %q4_0 = kiln.weight #kiln.external<"m.gguf", offset = 0, size = 576> -> !kiln.weight<4x256x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf>>
   %q4_1 = kiln.weight #kiln.external<"m.gguf", offset = 0, size = 640> -> !kiln.weight<4x256x#kiln.quant<bits = 4, group = 32, scale = f16, zero = f16, layout = gguf>>
@@ -101,6 +118,17 @@ func.func @gguf_formats() {
   %q4_k = kiln.weight #kiln.external<"m.gguf", offset = 0, size = 576> -> !kiln.weight<4x256x#kiln.quant<bits = 4, group = 32, scale = f16, zero = f16, super_group = 256, sub_scale_bits = 6, layout = gguf>>
   %q5_k = kiln.weight #kiln.external<"m.gguf", offset = 0, size = 704> -> !kiln.weight<4x256x#kiln.quant<bits = 5, group = 32, scale = f16, zero = f16, super_group = 256, sub_scale_bits = 6, layout = gguf>>
   %q6_k = kiln.weight #kiln.external<"m.gguf", offset = 0, size = 840> -> !kiln.weight<4x256x#kiln.quant<bits = 6, group = 16, scale = f16, super_group = 256, sub_scale_bits = 8, layout = gguf>>
+  %iq4_nl = kiln.weight #kiln.external<"m.gguf", offset = 0, size = 576> -> !kiln.weight<4x256x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf, codebook = iq4_nl>>
+  %iq4_xs = kiln.weight #kiln.external<"m.gguf", offset = 0, size = 544> -> !kiln.weight<4x256x#kiln.quant<bits = 4, group = 32, scale = f16, super_group = 256, sub_scale_bits = 6, layout = gguf, codebook = iq4_nl>>
+  %tq2_0 = kiln.weight #kiln.external<"m.gguf", offset = 0, size = 264> -> !kiln.weight<4x256x#kiln.quant<bits = 2, group = 256, scale = f16, layout = gguf, codebook = ternary>>
+  %tq1_0 = kiln.weight #kiln.external<"m.gguf", offset = 0, size = 216> -> !kiln.weight<4x256x#kiln.quant<bits = 2, group = 256, scale = f16, layout = gguf, codebook = ternary_base3>>
+  %iq2_xxs = kiln.weight #kiln.external<"m.gguf", offset = 0, size = 264> -> !kiln.weight<4x256x#kiln.quant<bits = 2, group = 32, scale = f16, super_group = 256, sub_scale_bits = 4, layout = gguf, codebook = iq2_xxs>>
+  %iq3_xxs = kiln.weight #kiln.external<"m.gguf", offset = 0, size = 392> -> !kiln.weight<4x256x#kiln.quant<bits = 3, group = 32, scale = f16, super_group = 256, sub_scale_bits = 4, layout = gguf, codebook = iq3_xxs>>
+  %iq2_xs = kiln.weight #kiln.external<"m.gguf", offset = 0, size = 296> -> !kiln.weight<4x256x#kiln.quant<bits = 2, group = 16, scale = f16, super_group = 256, sub_scale_bits = 4, layout = gguf, codebook = iq2_xs>>
+  %iq3_s = kiln.weight #kiln.external<"m.gguf", offset = 0, size = 440> -> !kiln.weight<4x256x#kiln.quant<bits = 3, group = 32, scale = f16, super_group = 256, sub_scale_bits = 4, layout = gguf, codebook = iq3_s>>
+  %iq2_s = kiln.weight #kiln.external<"m.gguf", offset = 0, size = 328> -> !kiln.weight<4x256x#kiln.quant<bits = 2, group = 16, scale = f16, super_group = 256, sub_scale_bits = 4, layout = gguf, codebook = iq2_s>>
+  %iq1_s = kiln.weight #kiln.external<"m.gguf", offset = 0, size = 200> -> !kiln.weight<4x256x#kiln.quant<bits = 2, group = 32, scale = f16, super_group = 256, sub_scale_bits = 3, layout = gguf, codebook = iq1_s>>
+  %iq1_m = kiln.weight #kiln.external<"m.gguf", offset = 0, size = 224> -> !kiln.weight<4x256x#kiln.quant<bits = 2, group = 16, scale = f16, super_group = 256, sub_scale_bits = 3, layout = gguf, codebook = iq1_m>>
   return
 }
 
@@ -279,6 +307,37 @@ func.func @rope_neox(%x: tensor<5x128xf16>, %pos: index) -> tensor<5x128xf16> {
   return %y : tensor<5x128xf16>
 }
 
+// Long-context scalings: per-frequency factors and a magnitude (Llama 3's
+// rope_freqs, YaRN). The magnitude's default 1.0 is not printed.
+// CHECK-LABEL: func.func @rope_scaled
+// CHECK: kiln.rope %{{.*}}, %{{.*}} {freq_base = 1.000000e+04 : f32, freq_factors = array<f32: 1.000000e+00, 5.000000e-01, 2.500000e-01, 1.250000e-01>, head_dim = 8 : i64, magnitude = 1.13862896 : f32, num_heads = 2 : i64, rotary_dim = 8 : i64, style = #kiln.rope_style<neox>} : tensor<?x16xf32> -> tensor<?x16xf32>
+// CHECK: kiln.linear %{{.*}}, %{{.*}} rope(%{{.*}}, #kiln.rope<num_heads = 2, head_dim = 8, rotary_dim = 8, style = llama, freq_base = 1.000000e+04, freq_scale = 1.000000e+00, freq_factors = [1.000000e+00, 1.000000e+00, 5.000000e-01, 5.000000e-01], magnitude = 1.250000e+00>)
+// CHECK: kiln.linear %{{.*}}, %{{.*}} rope(%{{.*}}, #kiln.rope<num_heads = 2, head_dim = 8, rotary_dim = 8, style = llama, freq_base = 1.000000e+04, freq_scale = 1.000000e+00>)
+func.func @rope_scaled(%x: tensor<?x16xf32>, %pos: index, %w: !kiln.weight<16x16xf32>) -> tensor<?x16xf32> {
+  %y = kiln.rope %x, %pos {num_heads = 2, head_dim = 8, rotary_dim = 8, style = #kiln.rope_style<neox>, freq_base = 10000.0 : f32, freq_factors = array<f32: 1.0, 0.5, 0.25, 0.125>, magnitude = 1.138629 : f32} : tensor<?x16xf32> -> tensor<?x16xf32>
+  %z = kiln.linear %y, %w rope(%pos, #kiln.rope<num_heads = 2, head_dim = 8, rotary_dim = 8, style = llama, freq_base = 10000.0, freq_scale = 1.0, freq_factors = [1.0, 1.0, 0.5, 0.5], magnitude = 1.25>) : tensor<?x16xf32>, !kiln.weight<16x16xf32> -> tensor<?x16xf32>
+  %u = kiln.linear %z, %w rope(%pos, #kiln.rope<num_heads = 2, head_dim = 8, rotary_dim = 8, style = llama, freq_base = 10000.0, freq_scale = 1.0, magnitude = 1.0>) : tensor<?x16xf32>, !kiln.weight<16x16xf32> -> tensor<?x16xf32>
+  return %u : tensor<?x16xf32>
+}
+
+// A step over several sequences: one position per token.
+// CHECK-LABEL: func.func @rope_per_token
+// CHECK-SAME: (%[[X:.*]]: tensor<?x128xf32>, %[[PS:.*]]: tensor<?xi32>)
+// CHECK: kiln.rope %[[X]], positions %[[PS]] : tensor<?xi32> {freq_base = 1.000000e+04 : f32, head_dim = 64 : i64, num_heads = 2 : i64, rotary_dim = 64 : i64, style = #kiln.rope_style<llama>} : tensor<?x128xf32> -> tensor<?x128xf32>
+func.func @rope_per_token(%x: tensor<?x128xf32>, %ps: tensor<?xi32>) -> tensor<?x128xf32> {
+  %y = kiln.rope %x, positions %ps : tensor<?xi32> {num_heads = 2, head_dim = 64, rotary_dim = 64, style = #kiln.rope_style<llama>, freq_base = 10000.0 : f32} : tensor<?x128xf32> -> tensor<?x128xf32>
+  return %y : tensor<?x128xf32>
+}
+
+// Each token's KV slot (its sequence) and position.
+// CHECK-LABEL: func.func @attention_per_sequence
+// CHECK-SAME: (%[[Q:.*]]: tensor<3x256xf32>, %[[K:.*]]: tensor<3x64xf32>, %[[V:.*]]: tensor<3x64xf32>, %[[C:.*]]: !kiln.kv_cache<2x128x1x64xf32>, %[[S:.*]]: tensor<3xi32>, %[[P:.*]]: tensor<3xi32>)
+// CHECK: kiln.attention %[[Q]], %[[K]], %[[V]], %[[C]][ slots %[[S]], positions %[[P]] : tensor<3xi32>, tensor<3xi32>] {layer = 1 : i64, num_heads = 4 : i64, scale = 1.250000e-01 : f32, sliding_window = 16 : i64} : tensor<3x256xf32>, tensor<3x64xf32>, tensor<3x64xf32>, !kiln.kv_cache<2x128x1x64xf32> -> tensor<3x256xf32>
+func.func @attention_per_sequence(%q: tensor<3x256xf32>, %k: tensor<3x64xf32>, %v: tensor<3x64xf32>, %cache: !kiln.kv_cache<2x128x1x64xf32>, %s: tensor<3xi32>, %p: tensor<3xi32>) -> tensor<3x256xf32> {
+  %a = kiln.attention %q, %k, %v, %cache[slots %s, positions %p : tensor<3xi32>, tensor<3xi32>] {layer = 1, num_heads = 4, scale = 0.125 : f32, sliding_window = 16} : tensor<3x256xf32>, tensor<3x64xf32>, tensor<3x64xf32>, !kiln.kv_cache<2x128x1x64xf32> -> tensor<3x256xf32>
+  return %a : tensor<3x256xf32>
+}
+
 // Defaults (causal, no window, no softcap) are not printed.
 // CHECK-LABEL: func.func @attention_defaults
 // CHECK-SAME: (%[[Q:.*]]: tensor<?x256xf32>, %[[K:.*]]: tensor<?x64xf32>, %[[V:.*]]: tensor<?x64xf32>, %[[C:.*]]: !kiln.kv_cache<2x128x1x64xf32>, %[[P:.*]]: index)
@@ -311,6 +370,13 @@ func.func @attention_mqa_bf16(%q: tensor<1x512xbf16>, %k: tensor<1x128xbf16>, %v
 // CHECK: kiln.silu %{{.*}} : tensor<?x64xf32>
 func.func @silu(%x: tensor<?x64xf32>) -> tensor<?x64xf32> {
   %y = kiln.silu %x : tensor<?x64xf32>
+  return %y : tensor<?x64xf32>
+}
+
+// CHECK-LABEL: func.func @relu
+// CHECK: kiln.relu %{{.*}} : tensor<?x64xf32>
+func.func @relu(%x: tensor<?x64xf32>) -> tensor<?x64xf32> {
+  %y = kiln.relu %x : tensor<?x64xf32>
   return %y : tensor<?x64xf32>
 }
 

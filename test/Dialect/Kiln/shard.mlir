@@ -4,7 +4,7 @@
 // RUN: kiln-opt %s --kiln-shard=dp=2 | FileCheck %s --check-prefix=DP
 // RUN: not kiln-opt %s --kiln-shard=pp=3 2>&1 | FileCheck %s --check-prefix=PP3
 // RUN: not kiln-opt %s --kiln-shard=tp=3 2>&1 | FileCheck %s --check-prefix=TP3
-// RUN: not kiln-opt %s --kiln-shard="tp=2 pp=2" 2>&1 | FileCheck %s --check-prefix=BOTH
+// RUN: kiln-opt %s --kiln-shard="tp=2 pp=2" | FileCheck %s --check-prefix=BOTH
 
 // A two-layer decoder as the importer builds it (d = 4, two heads of two
 // with two KV heads, MLP of 4, vocabulary 8, tied output head; weight values
@@ -64,7 +64,28 @@
 
 // PP3: error: 'func.func' op has 2 layers: too few for 3 pipeline stages
 // TP3: error: 'func.func' op has 2 KV heads: too few to split over 3 tensor-parallel ranks
-// BOTH: error: kiln-shard: tp and pp together are not supported yet
+
+// TP and PP together: group rank stage * 2 + t is TP rank t of the stage;
+// it sends to and receives from TP rank t of the other stage, and its
+// all-reduces (over the stage's TP ranks) stay in its layers.
+// BOTH-LABEL: func.func @forward_rank0(%{{.*}}: tensor<?xi32>, %{{.*}}: index, %{{.*}}: !kiln.kv_cache<2x16x1x2xf32>
+// BOTH: kiln.attention {{.*}}layer = 0 : i64, num_heads = 1
+// BOTH-COUNT-2: kiln.all_reduce
+// BOTH: kiln.send %{{.*}} to 2 : tensor<?x4xf32>
+// BOTH: kiln.recv from 2 rows
+// BOTH-NOT: kiln.attention
+// BOTH-LABEL: func.func @forward_rank2(
+// BOTH: kiln.recv from 0 rows(%{{.*}}) : tensor<?xi32> -> tensor<?x4xf32>
+// BOTH: kiln.attention {{.*}}layer = 1 : i64, num_heads = 1
+// BOTH-COUNT-2: kiln.all_reduce
+// BOTH: kiln.send %{{.*}} to 0 : tensor<?x8xf32>
+// BOTH-LABEL: func.func @forward_rank1(
+// BOTH: kiln.send %{{.*}} to 3 : tensor<?x4xf32>
+// BOTH: kiln.recv from 3 rows
+// BOTH-LABEL: func.func @forward_rank3(
+// BOTH: kiln.recv from 1 rows
+// BOTH: kiln.send %{{.*}} to 1 : tensor<?x8xf32>
+// BOTH-NOT: func.func @forward_tp
 
 !cache = !kiln.kv_cache<2x16x2x2xf32>
 func.func @forward(%tokens: tensor<?xi32>, %pos: index, %cache: !cache, %logits: tensor<?x8xf32>) -> tensor<?x8xf32> attributes {kiln.max_tokens = 4 : i64, kiln.tied_results = [3]} {

@@ -3,15 +3,10 @@
 // One case per diagnostic of the CPU target's weight layouts (kiln_cpu,
 // lib/Conversion/KilnToCPU/IR/KilnCPUDialect.cpp).
 
-// rows16 covers the ggml formats the int8 kernels multiply; not Q2_K.
-// expected-error @+1 {{target_layout = #kiln_cpu.rows16 takes only the ggml formats Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K and Q6_K in layout = gguf}}
-func.func @rows16_q2_k(%w: !kiln.weight<16x256x#kiln.quant<bits = 2, group = 16, scale = f16, zero = f16, super_group = 256, sub_scale_bits = 4, layout = gguf, target_layout = #kiln_cpu.rows16>>)
-
-// -----
 
 // Q4_0's numbers in Kiln's packed layout are not ggml blocks: nothing to
 // interleave.
-// expected-error @+1 {{target_layout = #kiln_cpu.rows16 takes only the ggml formats Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K and Q6_K in layout = gguf}}
+// expected-error @+1 {{target_layout = #kiln_cpu.rows16 takes only the ggml formats Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ2_XXS, IQ2_XS, IQ3_XXS, IQ1_S, IQ4_NL, IQ3_S, IQ2_S, IQ4_XS, IQ1_M, TQ1_0 and TQ2_0 in layout = gguf}}
 func.func @rows16_packed(%w: !kiln.weight<16x256x#kiln.quant<bits = 4, group = 32, scale = f16, target_layout = #kiln_cpu.rows16>>)
 
 // -----

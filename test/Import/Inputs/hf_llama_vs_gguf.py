@@ -2,8 +2,8 @@
 """A tiny random Llama checkpoint in the Hugging Face layout against the same
 weights as a GGUF, as llama.cpp's convert_hf_to_gguf.py would write them.
 
-    hf_llama_vs_gguf.py write DIR      writes DIR/{f32,bf16,sharded}/ (each
-                                       config.json, tokenizer.json and
+    hf_llama_vs_gguf.py write DIR      writes DIR/{f32,bf16,sharded,qwen3}/
+                                       (each config.json, tokenizer.json and
                                        safetensors weights) and DIR/*.gguf
     hf_llama_vs_gguf.py compare LIB HF.kiln GGUF.kiln
                                        tokenization, last-position logits and
@@ -15,7 +15,9 @@ holds the same values in F32 (BF16 and F16 values are exact in F32), with
 Q and K rows permuted for llama.cpp's adjacent-pair RoPE exactly as
 convert_hf_to_gguf.py's LlamaModel.permute does; Kiln imports the Hugging
 Face weights unpermuted and rotates halves (NeoX style), so agreement checks
-both the name mapping and that choice.
+both the name mapping and that choice. The qwen3 checkpoint (model_type
+qwen3: per-head q/k norms, head_dim 32 with 4 heads of a 64-wide model) goes
+to a `qwen3` GGUF unpermuted, as the converter writes Qwen models.
 """
 import json
 import os
@@ -79,7 +81,7 @@ def tokenizer_json(tokens, merges):
     }
 
 
-def weights(rng):
+def weights(rng, hd=HD, qk_norm=False):
     w = {"model.embed_tokens.weight": rng.standard_normal((VOCAB_SIZE, D)),
          "model.norm.weight": 1 + 0.1 * rng.standard_normal(D),
          "lm_head.weight": rng.standard_normal((VOCAB_SIZE, D)) / np.sqrt(D)}
@@ -87,15 +89,18 @@ def weights(rng):
         p = f"model.layers.{i}."
         w.update({
             p + "input_layernorm.weight": 1 + 0.1 * rng.standard_normal(D),
-            p + "self_attn.q_proj.weight": rng.standard_normal((HEADS * HD, D)) / np.sqrt(D),
-            p + "self_attn.k_proj.weight": rng.standard_normal((KV_HEADS * HD, D)) / np.sqrt(D),
-            p + "self_attn.v_proj.weight": rng.standard_normal((KV_HEADS * HD, D)) / np.sqrt(D),
-            p + "self_attn.o_proj.weight": rng.standard_normal((D, HEADS * HD)) / np.sqrt(D),
+            p + "self_attn.q_proj.weight": rng.standard_normal((HEADS * hd, D)) / np.sqrt(D),
+            p + "self_attn.k_proj.weight": rng.standard_normal((KV_HEADS * hd, D)) / np.sqrt(D),
+            p + "self_attn.v_proj.weight": rng.standard_normal((KV_HEADS * hd, D)) / np.sqrt(D),
+            p + "self_attn.o_proj.weight": rng.standard_normal((D, HEADS * hd)) / np.sqrt(D),
             p + "post_attention_layernorm.weight": 1 + 0.1 * rng.standard_normal(D),
             p + "mlp.gate_proj.weight": rng.standard_normal((FF, D)) / np.sqrt(D),
             p + "mlp.up_proj.weight": rng.standard_normal((FF, D)) / np.sqrt(D),
             p + "mlp.down_proj.weight": rng.standard_normal((D, FF)) / np.sqrt(FF),
         })
+        if qk_norm:
+            w[p + "self_attn.q_norm.weight"] = 1 + 0.1 * rng.standard_normal(hd)
+            w[p + "self_attn.k_norm.weight"] = 1 + 0.1 * rng.standard_normal(hd)
     return {k: v.astype(np.float32) for k, v in w.items()}
 
 
@@ -139,9 +144,9 @@ def permute(w, heads):
     return w.reshape(heads, 2, w.shape[0] // heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
-def write_gguf(path, w, tokens, merges):
+def write_gguf(path, w, tokens, merges, arch="llama", hd=HD):
     from gguf import GGUFWriter, TokenType
-    g = GGUFWriter(path, "llama")
+    g = GGUFWriter(path, arch)
     g.add_name("tiny-hf-llama")
     g.add_block_count(LAYERS)
     g.add_context_length(CTX)
@@ -149,6 +154,9 @@ def write_gguf(path, w, tokens, merges):
     g.add_feed_forward_length(FF)
     g.add_head_count(HEADS)
     g.add_head_count_kv(KV_HEADS)
+    if hd != HD:
+        g.add_key_length(hd)
+        g.add_value_length(hd)
     g.add_layer_norm_rms_eps(1e-5)
     g.add_rope_freq_base(10000.0)
     g.add_tokenizer_model("gpt2")
@@ -167,16 +175,17 @@ def write_gguf(path, w, tokens, merges):
     per_layer = {"input_layernorm": "attn_norm", "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k",
                  "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output",
                  "post_attention_layernorm": "ffn_norm", "mlp.gate_proj": "ffn_gate",
-                 "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down"}
+                 "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down",
+                 "self_attn.q_norm": "attn_q_norm", "self_attn.k_norm": "attn_k_norm"}
     for name, a in w.items():
         if name in names:
             g.add_tensor(names[name], a)
             continue
         _, _, layer, rest = name.split(".", 3)
         part = rest[: -len(".weight")]
-        if part == "self_attn.q_proj":
+        if arch == "llama" and part == "self_attn.q_proj":
             a = permute(a, HEADS)
-        elif part == "self_attn.k_proj":
+        elif arch == "llama" and part == "self_attn.k_proj":
             a = permute(a, KV_HEADS)
         g.add_tensor("blk.%s.%s.weight" % (layer, per_layer[part]), np.ascontiguousarray(a))
     g.write_header_to_file()
@@ -213,6 +222,16 @@ def write(out):
         else:
             write_safetensors(os.path.join(d, "model.safetensors"), w, dtype)
         write_gguf(os.path.join(out, kind + ".gguf"), stored(w, dtype), tokens, merges)
+    hd = 2 * HD
+    w = weights(np.random.default_rng(3), hd=hd, qk_norm=True)
+    d = os.path.join(out, "qwen3")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "config.json"), "w") as f:
+        json.dump(dict(config, architectures=["Qwen3ForCausalLM"], model_type="qwen3", head_dim=hd), f)
+    with open(os.path.join(d, "tokenizer.json"), "w") as f:
+        json.dump(tokenizer_json(tokens, merges), f)
+    write_safetensors(os.path.join(d, "model.safetensors"), w, "F32")
+    write_gguf(os.path.join(out, "qwen3.gguf"), w, tokens, merges, arch="qwen3", hd=hd)
 
 
 def compare(lib, hf_artifact, gguf_artifact):

@@ -180,6 +180,17 @@ CASES = {
         "blk.0.attn_norm.weight", ([8], None, np.zeros(8, dtype=np.int32))),
     # 4096 layers of 65536-wide heads: a KV cache no machine can hold. The
     # importer must refuse before looking for the missing tensors.
+    "rope-scaling-llama3": set_("llama.rope.scaling.type", "llama3", S),
+    "rope-freqs-wrong-size": lambda m, t: t.__setitem__(
+        "rope_freqs.weight", ([3], None, np.ones(3, dtype=np.float32))),
+    "rope-freqs-zero": lambda m, t: t.__setitem__(
+        "rope_freqs.weight", ([2], None, np.zeros(2, dtype=np.float32))),
+    # Positive finite, but 1 / 2.2e-41 (subnormal) overflows f32 (found by the
+    # import fuzzer).
+    "rope-freqs-subnormal": lambda m, t: t.__setitem__(
+        "rope_freqs.weight", ([2], None, np.array([1.0, 2.2e-41], dtype=np.float32))),
+    "longrope": lambda m, t: t.__setitem__(
+        "rope_factors_long.weight", ([2], None, np.ones(2, dtype=np.float32))),
     "gemma3-valid": gemma3(),
     "gemma3-softcap": gemma3(set_("gemma3.final_logit_softcapping", 30.0, F32)),
     "gemma3-swa-pattern-zero": gemma3(set_("gemma3.attention.sliding_window_pattern", 0, U32)),

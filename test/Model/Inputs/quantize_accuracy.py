@@ -18,10 +18,20 @@ which rows are off it.
      budget) quantize with the statistics of the teacher's linear-layer
      inputs, collected by Kiln itself (kiln-compile --calibration-taps,
      kiln-run --collect-stats) on CALIB_TEXT, a different text; llama.cpp's
-     k-quant mixes (Q4_K_M, Q3_K_M, without an importance matrix) beside them.
+     k-quant mixes (Q4_K_M, Q3_K_M, Q2_K, without an importance matrix)
+     beside them.
+  4. With PEER_BIN (bench/build-peer's llama-imatrix and llama-quantize):
+     llama.cpp's importance matrix from llama-imatrix on the same CALIB_TEXT,
+     context and chunks, and llama-quantize --imatrix at its usual types
+     (Q4_K_M, IQ4_XS, Q3_K_M, IQ3_XXS, Q2_K, IQ2_XS). Their perplexity is
+     llama.cpp's; Kiln's too where Kiln loads the format (not the IQ ones).
+     Files already in WORKDIR (teacher, Kiln statistics, imatrix, llama-quantize outputs) are
+     reused: the IQ types take minutes each on 2 cores.
+With TABLE, the table is also written there as Markdown, and beside it a
+plot of perplexity against bits per weight (TABLE with .svg for .md).
 
 usage: quantize_accuracy.py SRC.gguf WORKDIR KILN_TOOLS_DIR LIBKILN_RUNTIME.so
-           TEXT CTX CHUNKS ROWS [CALIB_TEXT CALIB_CHUNKS]
+           TEXT CTX CHUNKS ROWS [CALIB_TEXT CALIB_CHUNKS [PEER_BIN [TABLE]]]
            (ROWS: comma-separated row names, or "all")
 """
 
@@ -40,9 +50,13 @@ from llama_cpp_peer import LlamaPeer, extra_bufts  # noqa: E402
 
 PROMPT = "The three primary colors are red, yellow and"
 # llama.h llama_ftype of the ggml rows.
-LLAMA_FTYPE = {"q4_0": 2, "q4_1": 3, "q8_0": 7, "q5_0": 8, "q5_1": 9, "q4_k_m": 15, "q3_k_m": 12}
+LLAMA_FTYPE = {"q4_0": 2, "q4_1": 3, "q8_0": 7, "q5_0": 8, "q5_1": 9, "q4_k_m": 15, "q3_k_m": 12,
+               "q2_k": 10}
 # llama.cpp's mixes with no single Kiln counterpart (no byte comparison).
-LLAMA_ONLY = ("q4_k_m", "q3_k_m")
+LLAMA_ONLY = ("q4_k_m", "q3_k_m", "q2_k")
+# llama-quantize --imatrix rows: llama.cpp's usual types near 4.5, 3.5 and
+# 2.5 bits per weight.
+IMATRIX_TYPES = ("Q4_K_M", "IQ4_XS", "Q3_K_M", "IQ3_XXS", "Q2_K", "IQ2_XS")
 GGML_OPTIONS = {"q4_0": "bits=4,group=32,sym", "q4_1": "bits=4,group=32,asym",
                 "q5_0": "bits=5,group=32,sym", "q5_1": "bits=5,group=32,asym",
                 "q8_0": "bits=8,group=32,sym"}
@@ -50,13 +64,27 @@ GGML_OPTIONS = {"q4_0": "bits=4,group=32,sym", "q4_1": "bits=4,group=32,asym",
 PACKED = {"kiln p8 g32": "bits=8,group=32", "kiln p5 g32": "bits=5,group=32",
           "kiln p4 g32": "bits=4,group=32", "kiln p4 g128 asym": "bits=4,group=128,asym",
           "kiln p3 g32 asym": "bits=3,group=32,asym", "kiln p3 g32": "bits=3,group=32",
-          "kiln p2 g32 asym": "bits=2,group=32,asym"}
+          "kiln p2 g32 asym": "bits=2,group=32,asym", "kiln p2 g64 asym": "bits=2,group=64,asym"}
 # Calibrated rows: --quantize options, the statistics file appended.
 CALIBRATED = {"kiln gptq p4 g32": "bits=4,group=32,gptq", "kiln awq p4 g32": "bits=4,group=32,awq",
               "kiln gptq p3 g32 asym": "bits=3,group=32,asym,gptq",
               "kiln awq p3 g32 asym": "bits=3,group=32,asym,awq",
               "kiln mixed 4.5": "budget=4.5,group=32",
-              "kiln mixed 4.5 gptq": "budget=4.5,group=32,gptq"}
+              "kiln mixed 4.5 gptq": "budget=4.5,group=32,gptq",
+              "kiln gptq p3 g32": "bits=3,group=32,gptq",
+              "kiln mixed 3.5 gptq": "budget=3.5,group=32,gptq",
+              "kiln gptq p2 g64 asym": "bits=2,group=64,asym,gptq",
+              "kiln mixed 2.5 gptq": "budget=2.5,group=32,gptq",
+              # search: each group's scale searched (weighted by the
+              # input's mean squares), GPTQ's error feedback after it.
+              "kiln gptq search p4 g32": "bits=4,group=32,gptq,search",
+              "kiln gptq search p3 g32": "bits=3,group=32,gptq,search",
+              "kiln gptq search p2 g64 asym": "bits=2,group=64,asym,gptq,search",
+              "kiln p4 g32 search": "bits=4,group=32,search",
+              "kiln p3 g32 search": "bits=3,group=32,search",
+              "kiln mixed 4.5 gptq search": "budget=4.5,group=32,gptq,search",
+              "kiln mixed 3.5 gptq search": "budget=3.5,group=32,gptq,search",
+              "kiln mixed 2.5 gptq search": "budget=2.5,group=32,gptq,search"}
 
 
 def packed_bits_per_weight(compile_, teacher, options, work):
@@ -82,15 +110,69 @@ def packed_bits_per_weight(compile_, teacher, options, work):
 
 
 def collect_statistics(tools, teacher, calib_text, ctx, chunks, work):
-    """The teacher's linear-layer input statistics, through Kiln itself."""
+    """The teacher's linear-layer input statistics, through Kiln itself (a
+    file already in `work` reused, as the importance matrix is)."""
     artifact = os.path.join(work, "calibration.kiln")
     stats = os.path.join(work, "teacher.kstats")
+    if os.path.exists(stats):
+        return stats
     run([os.path.join(tools, "kiln-compile"), "-q", "--activations=f32", "--calibration-taps",
          teacher, "-o", artifact])
     run([os.path.join(tools, "kiln-run"), "-m", artifact, "--collect-stats", calib_text, "-o", stats,
          "--ctx", str(ctx), "--chunks", str(chunks), "-t", "2"])
     os.remove(artifact)
     return stats
+
+
+def llama_imatrix_files(peer_bin, teacher, calib_text, ctx, chunks, types, work):
+    """llama-quantize --imatrix outputs of `types`, the importance matrix
+    from llama-imatrix on the calibration text (files in `work` reused)."""
+    imatrix = os.path.join(work, "imatrix.gguf")
+    if not os.path.exists(imatrix):
+        run([os.path.join(peer_bin, "llama-imatrix"), "-m", teacher, "-f", calib_text, "-c", str(ctx),
+             "--chunks", str(chunks), "-t", "2", "-o", imatrix])
+    files = {}
+    for t in types:
+        files[t] = os.path.join(work, "llama-%s-imat.gguf" % t)
+        if not os.path.exists(files[t]):
+            run([os.path.join(peer_bin, "llama-quantize"), "--imatrix", imatrix, teacher, files[t], t, "2"])
+    return files
+
+
+def write_table(path, results, header):
+    """The rows as a Markdown table, and perplexity against bits per weight
+    as an SVG plot beside it."""
+    with open(path, "w") as f:
+        f.write(header + "\n\n| row | bpw | logits err | Kiln PPL | llama.cpp PPL |\n|---|---:|---:|---:|---:|\n")
+        for name, (bpw, err, ppl, peer) in results.items():
+            f.write("| %s | %.3f | %s | %s | %s |\n" % (
+                name, bpw, "%.3e" % err if err is not None else "-", "%.4f" % ppl if ppl else "-",
+                "%.4f" % peer if peer else "-"))
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(8, 5))
+    series = {"Kiln RTN": lambda n: n.startswith("kiln p") or n.startswith("kiln q"),
+              "Kiln GPTQ/AWQ/mixed": lambda n: n.startswith("kiln ") and not (n.startswith("kiln p") or
+                                                                            n.startswith("kiln q")),
+              "llama.cpp": lambda n: n.startswith("llama.cpp") and "imatrix" not in n,
+              "llama.cpp imatrix": lambda n: "imatrix" in n}
+    for (label, member), marker in zip(series.items(), "os^v"):
+        points = sorted((bpw, ppl if ppl else peer, n) for n, (bpw, err, ppl, peer) in results.items()
+                        if member(n) and (ppl or peer) and bpw < 9)
+        if points:
+            ax.plot([p[0] for p in points], [p[1] for p in points], marker, label=label)
+    teacher = results.get("f16 teacher")
+    if teacher:
+        ax.axhline(teacher[2], color="gray", linestyle="--", label="F16 teacher")
+    ax.set_xlabel("bits per weight (2-D tensors, scales and zeros counted)")
+    ax.set_ylabel("perplexity (Kiln's where it loads the file, else llama.cpp's)")
+    ax.set_yscale("log")
+    ax.set_title(header.splitlines()[0].lstrip("# "))
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path[:-3] + ".svg" if path.endswith(".md") else path + ".svg")
 
 
 def run(cmd, **kw):
@@ -180,12 +262,14 @@ class Row:
         self.name, self.gguf, self.quantize, self.note = name, gguf_path, quantize, note
 
 
-def main(src, work, tools, lib, text, ctx, chunks, wanted, calib_text=None, calib_chunks=4):
+def main(src, work, tools, lib, text, ctx, chunks, wanted, calib_text=None, calib_chunks=4, peer_bin=None,
+         table=None):
     ok = True
     os.makedirs(work, exist_ok=True)
     compile_ = os.path.join(tools, "kiln-compile")
     teacher = os.path.join(work, "teacher-f16.gguf")
-    run([sys.executable, os.path.join(HERE, "..", "..", "Inputs", "make_float_gguf.py"), src, teacher, "f16"])
+    if not os.path.exists(teacher):
+        run([sys.executable, os.path.join(HERE, "..", "..", "Inputs", "make_float_gguf.py"), src, teacher, "f16"])
     print("teacher: %s dequantized to F16 by the gguf package" % os.path.basename(src))
 
     rows = [Row("f16 teacher", teacher)]
@@ -219,6 +303,12 @@ def main(src, work, tools, lib, text, ctx, chunks, wanted, calib_text=None, cali
         print("calibration: %d chunks of %d tokens of %s" % (calib_chunks, ctx, calib_text))
         for name in calibrated:
             rows.append(Row(name, quantize=CALIBRATED[name] + ",stats=" + stats))
+    imatrix_types = [t for t in IMATRIX_TYPES if calib_text and peer_bin and
+                     (wanted == "all" or "llama.cpp %s imatrix" % t in wanted)]
+    if imatrix_types:
+        files = llama_imatrix_files(peer_bin, teacher, calib_text, ctx, calib_chunks, imatrix_types, work)
+        print("llama.cpp imatrix: llama-imatrix, %d chunks of %d tokens of %s" % (calib_chunks, ctx, calib_text))
+        rows += [Row("llama.cpp %s imatrix" % t, files[t]) for t in imatrix_types]
 
     lib_kiln = None
     teacher_logits = None
@@ -230,29 +320,35 @@ def main(src, work, tools, lib, text, ctx, chunks, wanted, calib_text=None, cali
         if row.quantize:
             cmd.insert(2, "--quantize=" + row.quantize)
             if "budget=" in row.quantize:
-                # The widths are chosen before GPTQ's rounding: measure them
-                # without it.
-                bpw = packed_bits_per_weight(compile_, teacher, row.quantize.replace(",gptq", ""), work)
+                # Each weight's width and group, as chosen (after the
+                # method's rounding: GPTQ runs twice).
+                bpw = packed_bits_per_weight(compile_, teacher, row.quantize, work)
             else:
                 # Uniform packed weights: scale (and zero) per group.
                 bits, group = [int(re.search(k + r"=(\d+)", row.quantize).group(1)) for k in ("bits", "group")]
                 bpw = bits + 16.0 * (2 if "asym" in row.quantize else 1) / group
         else:
             bpw = bits_per_weight(row.gguf)
-        run(cmd)
-        kiln = Kiln(lib, artifact)
-        prompt = kiln.tokenize(PROMPT, False)
-        logits = kiln.eval(prompt).astype(np.float64)
-        if teacher_logits is None:
-            teacher_logits = logits
-        err = rel(logits, teacher_logits)
-        out = run([os.path.join(tools, "kiln-run"), "-m", artifact, "--perplexity", text, "--ctx", str(ctx),
-                   "--chunks", str(chunks), "-t", "2"]).stdout
-        ppl = float(re.search(r"PPL = ([0-9.]+)", out).group(1))
+        err = ppl = None
+        compiled = subprocess.run(cmd, capture_output=True, text=True)
+        if compiled.returncode != 0 and "imatrix" not in row.name:
+            raise RuntimeError("%s failed:\n%s" % (" ".join(cmd), compiled.stderr[-3000:]))
+        if compiled.returncode == 0:
+            kiln = Kiln(lib, artifact)
+            prompt = kiln.tokenize(PROMPT, False)
+            logits = kiln.eval(prompt).astype(np.float64)
+            if teacher_logits is None:
+                teacher_logits = logits
+            err = rel(logits, teacher_logits)
+            out = run([os.path.join(tools, "kiln-run"), "-m", artifact, "--perplexity", text, "--ctx", str(ctx),
+                       "--chunks", str(chunks), "-t", "2"]).stdout
+            ppl = float(re.search(r"PPL = ([0-9.]+)", out).group(1))
+            os.remove(artifact)
         peer = llama_perplexity(row.gguf, text, ctx, chunks) if row.gguf else None
         results[row.name] = (bpw, err, ppl, peer)
-        print("%-22s %6.3f %12.3e %10.4f %12s" % (row.name, bpw, err, ppl, "%.4f" % peer if peer else "-"))
-        os.remove(artifact)
+        print("%-22s %6.3f %12s %10s %12s" % (row.name, bpw, "%.3e" % err if err is not None else "-",
+                                             "%.4f" % ppl if ppl else "-", "%.4f" % peer if peer else "-"),
+              flush=True)
 
     # What must hold: fewer bits, more error (RTN on one teacher); equal GGUF
     # bytes give equal logits in Kiln.
@@ -264,6 +360,14 @@ def main(src, work, tools, lib, text, ctx, chunks, wanted, calib_text=None, cali
     for fmt in ggml_rows:
         a, b = results["kiln %s (gguf)" % fmt], results["llama.cpp %s" % fmt]
         print("%s: Kiln-written vs llama.cpp-written, Kiln PPL %.4f vs %.4f" % (fmt, a[2], b[2]))
+    if table:
+        write_table(table, results, "# %s: quantized from its F16 teacher\n\nPerplexity of %s, context %d, "
+                    "%d chunks; calibration (Kiln's statistics, llama-imatrix) on %s, %d chunks. "
+                    "Kiln PPL: kiln-run --perplexity, f32 activations; llama.cpp PPL: llama.cpp %s "
+                    "(llama-perplexity's method, in-process) on the same file." % (
+                        os.path.basename(src), text, ctx, chunks, calib_text, calib_chunks,
+                        "0.3.36 (llama-cpp-python)"))
+        print("table: %s" % table)
     print("PASS" if ok else "FAIL")
     return ok
 
@@ -272,5 +376,7 @@ if __name__ == "__main__":
     src, work, tools, lib, text, ctx, chunks, rows = sys.argv[1:9]
     calib = sys.argv[9] if len(sys.argv) > 9 else None
     calib_chunks = int(sys.argv[10]) if len(sys.argv) > 10 else 4
+    peer_bin = sys.argv[11] if len(sys.argv) > 11 else None
+    table = sys.argv[12] if len(sys.argv) > 12 else None
     sys.exit(0 if main(src, work, tools, lib, text, int(ctx), int(chunks),
-                       "all" if rows == "all" else rows.split(","), calib, calib_chunks) else 1)
+                       "all" if rows == "all" else rows.split(","), calib, calib_chunks, peer_bin, table) else 1)

@@ -18,6 +18,9 @@
 //                                       address at the next synchronization
 //                       graph-decode    cuLaunchKernel refuses one-token
 //                                       steps: decode must run as a graph
+//                       stream-hangs    cuStreamQuery never finds the stream
+//                                       done (a peer that never joins an
+//                                       NCCL exchange)
 // Graphs are chains of kernel nodes holding copies of their arguments;
 // cuGraphLaunch runs an instantiated copy's nodes in order.
 // PTX containing "bad-ptx" fails to compile with a two-line JIT log.
@@ -216,6 +219,11 @@ FAKE_API CUresult cuStreamSynchronize(CUstream) {
     faulted = true;
   FAKE_STICKY;
   return CUDA_SUCCESS;
+}
+
+FAKE_API CUresult cuStreamQuery(CUstream) {
+  FAKE_STICKY;
+  return mode() == "stream-hangs" ? CUDA_ERROR_NOT_READY : CUDA_SUCCESS;
 }
 
 FAKE_API CUresult cuModuleLoadDataEx(CUmodule *module, const void *image,

@@ -1,8 +1,10 @@
 //===- Rows16.h - the row-interleaved layout of int8-kernel weights -*- C++ -*-===//
 //
 // `#kiln.quant<..., layout = gguf, target_layout = #kiln_cpu.rows16>`:
-// ggml's integer-coded formats (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K,
-// Q6_K) rearranged at compile time for the CPU linear kernels, which
+// ggml's integer-coded formats (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K,
+// Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, TQ1_0, TQ2_0, IQ2_XXS, IQ2_XS, IQ2_S,
+// IQ3_XXS, IQ3_S, IQ1_S, IQ1_M)
+// rearranged at compile time for the CPU linear kernels, which
 // compute 16 output rows at once, one per 32-bit lane of an AVX-512
 // register, with byte dot products (vpdpbusd) against one broadcast 4-byte
 // group of int8 activations. Same arithmetic as the GGUF
@@ -27,15 +29,33 @@
 //            of the 5- and 6-bit codes);
 //   5-bit    first one plane, bit t of each byte = bit 4 of target t;
 //   Q6_K     first two planes, plane t / 4, bits 2(t%4)..2(t%4)+1 = bits
-//            4..5 of target t.
+//            4..5 of target t;
+//   2-bit    2 planes, plane t / 4, bits 2(t%4)..2(t%4)+1 = target t (Q2_K,
+//            the low 2 bits of Q3_K's codes);
+//   Q3_K     first one plane, bit t of each byte = bit 2 of target t.
 // Header fields (each one value per row, 16 values):
 //   Q4_0, Q5_0, Q8_0   d (f16)
 //   Q4_1, Q5_1         d, m (f16)
 //   Q4_K, Q5_K         d, dmin (f16), sc[8] (u8), m[8] (u8)  (6-bit, unpacked)
-//   Q6_K               d (f16), sc[16] (i8)
-// Value = d * (code - offset) with offset 8, 16, 128, 32 (Q4_0, Q5_0, Q8_0,
-// Q6_K, whose scale is d * sc[sub-block of 16]); d * code + m (Q4_1, Q5_1);
-// d * sc[j] * code - dmin * m[j] for sub-block j of 32 (Q4_K, Q5_K).
+//   Q6_K, Q3_K         d (f16), sc[16] (i8; Q3_K's 6-bit scales minus 32)
+//   Q2_K               d, dmin (f16), sc[16] (u8: ggml's byte, scale in the
+//                      low nibble, min in the high one)
+//   IQ4_NL             d (f16)
+//   IQ4_XS             d (f16), sc[8] (i8: the 6-bit scales minus 32)
+// Value = d * (code - offset) with offset 8, 16, 128, 32, 4 (Q4_0, Q5_0,
+// Q8_0, Q6_K and Q3_K, whose scale is d * sc[sub-block of 16]); d * code + m
+// (Q4_1, Q5_1); d * sc[j] * code - dmin * m[j] for sub-block j of 32 (Q4_K,
+// Q5_K) or of 16 (Q2_K). IQ4_NL and IQ4_XS store 4-bit indices; the
+// kernels look them up (kIQ4NLValues + 128, unsigned) and subtract offset
+// 128: d * kIQ4NLValues[code] (times sc[j] for IQ4_XS).
+// TQ2_0 and TQ1_0 (ternary): 2-bit codes 0..2 (TQ1_0's base-3 trits
+// unpacked at compile time), header d (f16), offset 1.
+// IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S (grids of magnitudes with signs,
+// GGMLGrids.inc) and IQ1_S, IQ1_M (grids of -1, 0, 1 plus a delta of +-1/8):
+// rewritten at compile time to one signed value per value, a 4-bit
+// index into the format's 16 values (looked up as IQ4_XS's; IQ1's are
+// 8 (grid +- delta)); header as IQ4_XS's (IQ2_XS, IQ2_S, IQ1_M: Q6_K's, per
+// 16 values) with sc[j] = 2 ls + 1, value d * sc[j] * scaleFactor * value.
 //
 //===----------------------------------------------------------------------===//
 
@@ -57,18 +77,19 @@ constexpr unsigned kRows16 = 16;
 struct Rows16Format {
   ::kiln::GGMLType kind; // the ggml block format this form rearranges
   char name[8];          // ggml's name in lower case ("q4_k"), for symbols
-  unsigned codeBits;     // 4, 5, 6 or 8
+  unsigned codeBits;     // 2, 3, 4, 5, 6 or 8
   unsigned superValues;  // 256 for K-quants, else 32
   unsigned sourceBytes;  // bytes of one ggml block of superValues values
   unsigned headerBytes;  // per super-block and group of 16 rows
   unsigned offset;       // subtracted from the codes (0: asymmetric)
-  bool hasMin;           // Q4_1, Q5_1, Q4_K
-  bool halfScales;       // Q6_K: a scale per 16 values
+  bool hasMin;           // Q4_1, Q5_1, Q2_K, Q4_K, Q5_K
+  bool halfScales;       // Q2_K, Q3_K, Q6_K: a scale per 16 values
+  const int8_t *codebook; // IQ4_NL, IQ4_XS, the grids: the 16 codes' values
+  float scaleFactor;      // a power of 2 on the header's scale (the grids)
 
-  /// Bytes of one 32-value block's code planes for 16 rows.
-  unsigned blockCodeBytes() const {
-    return codeBits == 8 ? 512 : 256 + (codeBits - 4) * 64;
-  }
+  /// Bytes of one 32-value block's code planes for 16 rows: one 64-byte
+  /// plane per code bit.
+  unsigned blockCodeBytes() const { return codeBits * 64; }
   /// Bytes of the headers of a group of 16 rows of k values (padded).
   uint64_t headerRegionBytes(uint64_t k) const {
     return (k / superValues * headerBytes + 63) / 64 * 64;
