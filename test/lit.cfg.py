@@ -1,15 +1,19 @@
 # -*- Python -*-
 import os
+import sys
 
-import lit.formats
 from lit.llvm import llvm_config
 from lit.llvm.subst import ToolSubst
+
+# lit's workers unpickle the test format: it lives in a module they import.
+sys.path.insert(0, os.path.dirname(__file__))
+from kiln_lit_format import ShTestFreeingOutputs  # noqa: E402
 
 config.name = "KILN"
 # lit's internal shell on every lit: external execution is deprecated from
 # LLVM 23's lit on (the lit on PyPI refuses it), and the internal shell
 # applies pipefail, so no RUN line hides a crashing child behind a pipe.
-config.test_format = lit.formats.ShTest(execute_external=False)
+config.test_format = ShTestFreeingOutputs(execute_external=False)
 config.pipefail = True
 config.suffixes = [".mlir", ".test"]
 config.test_source_root = os.path.dirname(__file__)

@@ -161,9 +161,10 @@ struct Distill : mlir::kiln::impl::KilnDistillBase<Distill> {
 
   void runOnOperation() override {
     ModuleOp module = getOperation();
-    if (teacher.empty() || calibration.empty()) {
+    if (teacher.empty() || (calibration.empty() && inputs.empty())) {
       module.emitError("distill: needs teacher=<module.mlir> and "
-                       "calibration=<statistics file>");
+                       "calibration=<statistics file> (layer by layer), "
+                       "inputs=<inputs.npy> (end to end) or both");
       return signalPassFailure();
     }
     OwningOpRef<ModuleOp> teacherModule =
@@ -172,7 +173,17 @@ struct Distill : mlir::kiln::impl::KilnDistillBase<Distill> {
       module.emitError("distill: cannot read the teacher module ") << teacher;
       return signalPassFailure();
     }
-    if (failed(distillWeights(module, *teacherModule, calibration)))
+    if (!calibration.empty() &&
+        failed(distillWeights(module, *teacherModule, calibration)))
+      return signalPassFailure();
+    if (inputs.empty())
+      return;
+    LogitDistillationOptions options;
+    options.inputs = inputs;
+    options.temperature = temperature;
+    options.steps = steps;
+    options.learningRate = learningRate;
+    if (failed(distillLogits(module, *teacherModule, options)))
       signalPassFailure();
   }
 };

@@ -10,6 +10,7 @@
 #include "mlir/Pass/Pass.h"
 
 #include <optional>
+#include <string>
 
 namespace kiln {
 struct QuantizeOptions;
@@ -46,6 +47,23 @@ LogicalResult pruneWeights(ModuleOp module,
 /// emitted on the module or the weight.
 LogicalResult distillWeights(ModuleOp module, ModuleOp teacher,
                              StringRef calibration);
+
+/// kiln-distill's end-to-end mode (inputs=FILE.npy).
+struct LogitDistillationOptions {
+  /// The forward function's calibration inputs, [N, K] f32 or f64 (.npy).
+  std::string inputs;
+  double temperature = 2.0;
+  unsigned steps = 300;
+  double learningRate = 3e-3;
+};
+
+/// Fits the float weights and biases of `module` (a chain of kiln.linear and
+/// kiln.relu; pruned weights keep their zeros) to `teacher`'s logits
+/// softened by the temperature, by full-batch Adam on the inputs; remarks
+/// the loss before and after. Errors (one line) are emitted on the module
+/// or the op.
+LogicalResult distillLogits(ModuleOp module, ModuleOp teacher,
+                            const LogitDistillationOptions &options);
 
 /// The storage type of the values of a float weight stored dense (a pruned
 /// one included; not a quantized one), if it has one.

@@ -211,7 +211,8 @@ def KilnPrune : Pass<"kiln-prune", "::mlir::ModuleOp"> {
 }
 
 def KilnDistill : Pass<"kiln-distill", "::mlir::ModuleOp"> {
-  let summary = "Refit the kept weights of pruned linear layers to the teacher";
+  let summary = "Refit the kept weights of pruned linear layers to the teacher "
+                "(layer by layer, or end to end on soft logits)";
   let description = [{
     Layer-wise distillation by least squares. Every pruned float weight
     (`sparsity = #kiln.sparsity<..., dense = true>`, what kiln-prune leaves)
@@ -228,12 +229,32 @@ def KilnDistill : Pass<"kiln-distill", "::mlir::ModuleOp"> {
     own inputs, so earlier layers' errors are made up for:
     w_S = (H_SS + lambda I)^-1 ((C + lambda I) w_t)_S, H the student's.
     A missing teacher weight or statistics are one-line errors.
+
+    End to end (`inputs=FILE.npy`, the forward function's calibration
+    inputs, [N, K] f32 or f64): every float weight and bias of the student
+    (pruned ones keep their zeros) is fitted to the teacher's logits softened
+    by `temperature` T, minimizing T^2 * mean KL(softmax(z_t/T) ||
+    softmax(z_s/T)) by `steps` of full-batch Adam (`learning-rate`); z is
+    the function's last result, and a remark gives the loss before and
+    after. It interprets the function on the inputs, so it is for small
+    models (the seed's classifier): a chain of kiln.linear and kiln.relu;
+    another op is a one-line error. With `calibration` too, the layer-wise
+    fit runs first and the end-to-end fit starts from it.
   }];
   let options = [
     Option<"teacher", "teacher", "std::string", /*default=*/"\"\"",
            "The uncompressed module (.mlir) whose weights are the targets">,
     Option<"calibration", "calibration", "std::string", /*default=*/"\"\"",
-           "Calibration statistics file (.kstats) of the layers' inputs">
+           "Calibration statistics file (.kstats) of the layers' inputs">,
+    Option<"inputs", "inputs", "std::string", /*default=*/"\"\"",
+           "Calibration inputs (.npy, [N, K]): distil end to end on the "
+           "teacher's soft logits">,
+    Option<"temperature", "temperature", "double", /*default=*/"2.0",
+           "Softmax temperature of the soft logits (end to end)">,
+    Option<"steps", "steps", "unsigned", /*default=*/"300",
+           "Full-batch Adam steps (end to end)">,
+    Option<"learningRate", "learning-rate", "double", /*default=*/"3e-3",
+           "Adam's step size (end to end)">
   ];
   let dependentDialects = ["::mlir::kiln::KilnDialect"];
 }
