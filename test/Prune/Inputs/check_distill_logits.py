@@ -131,7 +131,7 @@ teacher = []
 for n, k in zip(SIZES[1:], SIZES[:-1]):
     teacher += [RNG.standard_normal((n, k)) * np.sqrt(2 / k), 0.1 * RNG.standard_normal(n)]
 teacher = [q.astype(np.float32).astype(np.float64) for q in teacher]
-x_train = RNG.standard_normal((512, SIZES[0])).astype(np.float32)
+x_train = RNG.standard_normal((2048, SIZES[0])).astype(np.float32)
 x_test = RNG.standard_normal((512, SIZES[0])).astype(np.float32)
 inputs = os.path.join(WORK, "inputs.npy")
 np.save(inputs, x_train)
@@ -153,7 +153,7 @@ report("adam steps vs float64 numpy", rel < 1e-4 and moved > 1e-3,
        "rel_err=%.2e (weights moved by >= %.2e)" % (rel, moved))
 report("pruned zeros kept", all(np.array_equal(g[p == 0], np.zeros(np.sum(p == 0)))
                                 for g, p in zip(got[0::2], pruned[0::2])))
-m = re.search(r"soft-logit loss \(T = 2, 512 inputs\) ([0-9.e+-]+) -> ([0-9.e+-]+) after 5 steps", remark)
+m = re.search(r"soft-logit loss \(T = 2, 2048 inputs\) ([0-9.e+-]+) -> ([0-9.e+-]+) after 5 steps", remark)
 before, after = (float(m.group(1)), float(m.group(2))) if m else (np.nan, np.nan)
 want_before, want_after = loss(pruned, teacher, x64), loss(got, teacher, x64)
 report("remarked losses vs numpy",
