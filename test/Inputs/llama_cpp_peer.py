@@ -19,16 +19,7 @@ import signal
 
 import numpy as np
 
-
-def cpu_flags():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
+from host_cpu import cpu_flags
 
 
 def has_amx():

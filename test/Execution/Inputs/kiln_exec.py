@@ -19,19 +19,11 @@ import threading
 
 import numpy as np
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "Inputs"))
+from host_cpu import cpu_flags  # noqa: E402
+
 TOOLS = os.environ.get("KILN_TOOLS_DIR", "")
 LLVM_BIN = "/usr/lib/llvm-22/bin"
-
-
-def _host_cpu_flags():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
 
 
 # What Kiln's x86-64-v4 variant needs (lib/Compiler/HostCodegen.cpp), in
@@ -39,7 +31,7 @@ def _host_cpu_flags():
 # x86-64-v4 cases run as x86-64-v3, and the generic kernels are compiled for
 # x86-64-v3: code built for AVX-512 cannot run there. stderr says so once.
 V4_FLAGS = {"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_vnni", "avx512_bf16"}
-HOST_RUNS_V4 = V4_FLAGS <= _host_cpu_flags()
+HOST_RUNS_V4 = V4_FLAGS <= cpu_flags()
 _told_v4_runs_as_v3 = False
 
 
@@ -51,7 +43,7 @@ def runnable_variant(cpu):
     if variant == "x86-64-v4" and not HOST_RUNS_V4:
         if cpu == "x86-64-v4" and not _told_v4_runs_as_v3:
             _told_v4_runs_as_v3 = True
-            missing = " ".join(sorted(V4_FLAGS - _host_cpu_flags()))
+            missing = " ".join(sorted(V4_FLAGS - cpu_flags()))
             print("note: this CPU lacks %s: the x86-64-v4 cases run as x86-64-v3" % missing,
                   file=sys.stderr)
         variant = "x86-64-v3"
