@@ -193,10 +193,11 @@ FailureOr<Chain> readChain(ModuleOp module, StringRef role) {
   chain.inputWidth = inputType.getDimSize(1);
   llvm::DenseMap<Value, int> numbers{{function.getArgument(0), 0}};
   llvm::DenseMap<Operation *, int> parameterOf;
-  auto parameter = [&](Value v) -> FailureOr<int> {
+  auto parameter = [&](Value v, Operation *user) -> FailureOr<int> {
     auto weight = v.getDefiningOp<WeightOp>();
     if (!weight)
-      return failure();
+      return user->emitOpError("distill: end-to-end distillation needs its "
+                               "weights from kiln.weight ops");
     auto [it, inserted] =
         parameterOf.try_emplace(weight, int(chain.parameters.size()));
     if (!inserted)
@@ -251,12 +252,12 @@ FailureOr<Chain> readChain(ModuleOp module, StringRef role) {
                                   "activation bits)");
       input = linear.getInput();
       step.linear = true;
-      FailureOr<int> w = parameter(linear.getWeight());
+      FailureOr<int> w = parameter(linear.getWeight(), linear);
       if (failed(w))
         return failure();
       step.weight = *w;
       if (linear.getBias()) {
-        FailureOr<int> b = parameter(linear.getBias());
+        FailureOr<int> b = parameter(linear.getBias(), linear);
         if (failed(b))
           return failure();
         step.bias = *b;
