@@ -49,19 +49,6 @@ StringRef nameOf(WeightOp weight) {
   return loc ? loc.getName().getValue() : StringRef();
 }
 
-/// The weight's values as floats (it is float and stored dense).
-FailureOr<std::vector<float>> readValues(WeightOp weight) {
-  WeightType type = weight.getType();
-  FailureOr<ArrayRef<char>> bytes = readWeightBytes(weight);
-  if (failed(bytes))
-    return failure();
-  std::vector<float> values(type.getNumRows() * type.getInnerDim());
-  ::kiln::decodeScalars(*getFloatStorage(type),
-                        reinterpret_cast<const uint8_t *>(bytes->data()),
-                        values.size(), values.data());
-  return values;
-}
-
 /// A row with at most this many kept weights is solved exactly by Cholesky
 /// (n^3 / 6 <= 2.8 M multiply-adds, the cost of ~40 iterations below, and
 /// the tests' layers stay exact); wider rows by conjugate gradients, n^2 an
@@ -81,7 +68,7 @@ LogicalResult refit(WeightOp student, ArrayRef<float> teacher,
                     const ::kiln::InputStatistics &input) {
   WeightType type = student.getType();
   int64_t k = type.getInnerDim(), rows = type.getNumRows();
-  FailureOr<std::vector<float>> values = readValues(student);
+  FailureOr<std::vector<float>> values = readFloatWeight(student);
   if (failed(values))
     return failure();
   std::vector<double> h(input.hessian.begin(), input.hessian.end());
@@ -144,15 +131,7 @@ LogicalResult refit(WeightOp student, ArrayRef<float> teacher,
     return student.emitOpError("distill: X^T X + damping restricted to the "
                                "kept inputs of row ")
            << indefiniteRow.load() << " is not positive definite";
-  AsmResourceBlob blob = allocateWeightBytes(*type.getStorageBytes());
-  ::kiln::encodeScalars(
-      *getFloatStorage(type), values->data(), rows * k,
-      reinterpret_cast<uint8_t *>(blob.getMutableData().data()));
-  OpBuilder b(student);
-  WeightOp replacement = createWeight(b, student.getLoc(), type,
-                                      std::move(blob), nameOf(student));
-  student.replaceAllUsesWith(replacement.getResult());
-  student.erase();
+  replaceFloatWeight(student, *values);
   return success();
 }
 
@@ -189,6 +168,32 @@ struct Distill : mlir::kiln::impl::KilnDistillBase<Distill> {
 };
 
 } // namespace
+
+FailureOr<std::vector<float>> mlir::kiln::readFloatWeight(WeightOp weight) {
+  WeightType type = weight.getType();
+  FailureOr<ArrayRef<char>> bytes = readWeightBytes(weight);
+  if (failed(bytes))
+    return failure();
+  std::vector<float> values(type.getNumRows() * type.getInnerDim());
+  ::kiln::decodeScalars(*getFloatStorage(type),
+                        reinterpret_cast<const uint8_t *>(bytes->data()),
+                        values.size(), values.data());
+  return values;
+}
+
+void mlir::kiln::replaceFloatWeight(WeightOp weight, ArrayRef<float> values) {
+  WeightType type = weight.getType();
+  AsmResourceBlob blob = allocateWeightBytes(*type.getStorageBytes());
+  ::kiln::encodeScalars(
+      *getFloatStorage(type), values.data(), int64_t(values.size()),
+      reinterpret_cast<uint8_t *>(blob.getMutableData().data()));
+  OpBuilder b(weight);
+  StringRef name = nameOf(weight);
+  WeightOp replacement = createWeight(b, weight.getLoc(), type, std::move(blob),
+                                      name.empty() ? "weight" : name);
+  weight.replaceAllUsesWith(replacement.getResult());
+  weight.erase();
+}
 
 LogicalResult mlir::kiln::distillWeights(ModuleOp module, ModuleOp teacher,
                                          StringRef calibration) {
@@ -228,7 +233,7 @@ LogicalResult mlir::kiln::distillWeights(ModuleOp module, ModuleOp teacher,
       return student.emitOpError("distill: ")
              << calibration << " has no statistics of K = "
              << type.getInnerDim() << " for '" << name << "'";
-    FailureOr<std::vector<float>> target = readValues(source);
+    FailureOr<std::vector<float>> target = readFloatWeight(source);
     if (failed(target) || failed(refit(student, *target, *input)))
       return failure();
   }

@@ -203,20 +203,16 @@ FailureOr<Chain> readChain(ModuleOp module, StringRef role) {
     if (!inserted)
       return it->second;
     WeightType type = weight.getType();
-    std::optional<::kiln::ScalarType> storage = getFloatStorage(type);
-    if (!storage)
+    if (!getFloatStorage(type))
       return weight.emitOpError("distill: end-to-end distillation needs "
                                 "float weights (distil before kiln-quantize)");
-    FailureOr<ArrayRef<char>> bytes = readWeightBytes(weight);
-    if (failed(bytes))
+    FailureOr<std::vector<float>> values = readFloatWeight(weight);
+    if (failed(values))
       return failure();
     Parameter p;
     p.op = weight;
-    int64_t count = type.getNumRows() * type.getInnerDim();
-    p.value.resize(count);
-    ::kiln::decodeScalars(*storage,
-                          reinterpret_cast<const uint8_t *>(bytes->data()),
-                          count, p.value.data());
+    p.value = std::move(*values);
+    int64_t count = int64_t(p.value.size());
     // A pruned weight's zeros stay zeros; a dense one trains every value.
     p.mask.assign(count, 1.0f);
     if (type.getSparsity())
@@ -385,22 +381,6 @@ void runBackward(MLIRContext *ctx, Chain &chain,
   }
 }
 
-/// Writes a trained parameter back as a new weight of its type.
-void replaceWeight(Parameter &p) {
-  WeightType type = p.op.getType();
-  AsmResourceBlob blob = allocateWeightBytes(*type.getStorageBytes());
-  ::kiln::encodeScalars(
-      *getFloatStorage(type), p.value.data(), int64_t(p.value.size()),
-      reinterpret_cast<uint8_t *>(blob.getMutableData().data()));
-  OpBuilder b(p.op);
-  auto loc = dyn_cast<NameLoc>(p.op.getLoc());
-  WeightOp replacement =
-      createWeight(b, p.op.getLoc(), type, std::move(blob),
-                   loc ? loc.getName().getValue() : StringRef("distilled"));
-  p.op.replaceAllUsesWith(replacement.getResult());
-  p.op.erase();
-}
-
 } // namespace
 
 LogicalResult
@@ -477,7 +457,7 @@ mlir::kiln::distillLogits(ModuleOp module, ModuleOp teacher,
   const double after = distillationLoss(
       target, softened(values[student->logits], t), rows, t);
   for (Parameter &q : student->parameters)
-    replaceWeight(q);
+    replaceFloatWeight(q.op, q.value);
   char message[160];
   std::snprintf(message, sizeof(message),
                 "distill: soft-logit loss (T = %g, %lld inputs) %.6g -> "

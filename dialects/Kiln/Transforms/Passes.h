@@ -11,6 +11,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace kiln {
 struct QuantizeOptions;
@@ -68,6 +69,13 @@ LogicalResult distillLogits(ModuleOp module, ModuleOp teacher,
 /// The storage type of the values of a float weight stored dense (a pruned
 /// one included; not a quantized one), if it has one.
 std::optional<::kiln::ScalarType> getFloatStorage(WeightType type);
+
+/// The values of a float weight stored dense (getFloatStorage), decoded.
+FailureOr<std::vector<float>> readFloatWeight(WeightOp weight);
+
+/// Replaces a float weight stored dense by one of the same type, name and
+/// location holding `values` (encoded in its storage type).
+void replaceFloatWeight(WeightOp weight, ArrayRef<float> values);
 
 /// Whether kiln-pack-weights{target} would repack a weight of `module` (its
 /// code then cannot read the weight file as it is). Reads no weight bytes.
