@@ -88,19 +88,14 @@ StringRef getWeightName(WeightOp weight) {
 /// The values of a float weight, decoded; fails (emitted) on a value that is
 /// not finite.
 FailureOr<std::vector<float>> readFloatValues(WeightOp weight) {
-  WeightType type = weight.getType();
-  FailureOr<ArrayRef<char>> bytes = readWeightBytes(weight);
-  if (failed(bytes))
+  FailureOr<std::vector<float>> values = readFloatWeight(weight);
+  if (failed(values))
     return failure();
-  int64_t count = type.getNumRows() * type.getInnerDim();
-  std::vector<float> values(count);
-  ::kiln::decodeScalars(*getFloatStorage(type),
-                        reinterpret_cast<const uint8_t *>(bytes->data()), count,
-                        values.data());
-  for (int64_t i = 0; i < count; ++i)
-    if (!std::isfinite(values[i]))
+  for (size_t i = 0; i < values->size(); ++i)
+    if (!std::isfinite((*values)[i]))
       return weight.emitOpError("quantize: row ")
-             << i / type.getInnerDim() << " holds a value that is not finite";
+             << int64_t(i) / weight.getType().getInnerDim()
+             << " holds a value that is not finite";
   return values;
 }
 
