@@ -17,7 +17,7 @@ import numpy as np
 from gguf import GGMLQuantizationType as T
 from gguf import quants
 
-from kiln_exec import Compiled, check, rel_error
+from kiln_exec import Compiled, check, rel_error, runnable_variant
 
 RNG = np.random.default_rng(1234)
 
@@ -278,35 +278,51 @@ class Weights:
         return np.frombuffer(bytes(self.data) + b"\0" * 64, dtype=np.uint8).copy()
 
 
+_compiled = {}
+
+
+def compile_once(mlir, weights, activations="f32", cpu="generic"):
+    """The module compiled for `cpu`, once per module text, weights and code
+    variant: cases that differ only in their inputs, token count or threads
+    share one compile (a compile costs seconds; a call, microseconds)."""
+    key = (mlir, bytes(weights.data), activations, runnable_variant(cpu), cpu == "generic")
+    if key not in _compiled:
+        if len(_compiled) >= 8:
+            _compiled.clear()
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "weights.bin"), "wb") as f:
+                f.write(weights.data)
+            _compiled[key] = Compiled(mlir, d, activations, cpu)
+    return _compiled[key]
+
+
 def run(mlir, name, args, outs, weights, threads, activations="f32", cpu="generic"):
-    with tempfile.TemporaryDirectory() as d:
-        with open(os.path.join(d, "weights.bin"), "wb") as f:
-            f.write(weights.data)
-        Compiled(mlir, d, activations, cpu).call(name, args, outs, threads=threads)
+    compile_once(mlir, weights, activations, cpu).call(name, args, outs, threads=threads)
 
 
 def check_linear():
     ok = True
     for fmt in [f for f in SCHEMES if f not in INT8_ONLY]:
         for (n, k) in linear_shapes(fmt):
-            for tokens, threads in [(1, 1), (5, 2), (8, 3)]:
-                for bias in [False, True]:
-                    w = Weights()
-                    wv = RNG.standard_normal((n, k)) * 0.5
-                    raw, deq = encode(wv, fmt)
-                    wsrc = w.add(raw)
-                    wt = weight_type((n, k), fmt)
-                    bias_line, bias_op, bias_ty = "", "", ""
-                    bv = RNG.standard_normal(n).astype(np.float32)
-                    if bias:
-                        bias_line = "  %%b = kiln.weight %s -> !kiln.weight<%dxf32>\n" % (w.add(bv.tobytes()), n)
-                        bias_op, bias_ty = ", bias %b", ", !kiln.weight<%dxf32>" % n
-                    mlir = (
-                        "func.func @f(%%x: tensor<?x%dxf32>) -> tensor<?x%dxf32> attributes {kiln.max_tokens = 8} {\n"
-                        "  %%w = kiln.weight %s -> %s\n%s"
-                        "  %%y = kiln.linear %%x, %%w%s : tensor<?x%dxf32>, %s%s -> tensor<?x%dxf32>\n"
-                        "  return %%y : tensor<?x%dxf32>\n}\n"
-                    ) % (k, n, wsrc, wt, bias_line, bias_op, k, wt, bias_ty, n, n)
+            for bias in [False, True]:
+                # One weight (one compile) for the token and thread counts.
+                w = Weights()
+                wv = RNG.standard_normal((n, k)) * 0.5
+                raw, deq = encode(wv, fmt)
+                wsrc = w.add(raw)
+                wt = weight_type((n, k), fmt)
+                bias_line, bias_op, bias_ty = "", "", ""
+                bv = RNG.standard_normal(n).astype(np.float32)
+                if bias:
+                    bias_line = "  %%b = kiln.weight %s -> !kiln.weight<%dxf32>\n" % (w.add(bv.tobytes()), n)
+                    bias_op, bias_ty = ", bias %b", ", !kiln.weight<%dxf32>" % n
+                mlir = (
+                    "func.func @f(%%x: tensor<?x%dxf32>) -> tensor<?x%dxf32> attributes {kiln.max_tokens = 8} {\n"
+                    "  %%w = kiln.weight %s -> %s\n%s"
+                    "  %%y = kiln.linear %%x, %%w%s : tensor<?x%dxf32>, %s%s -> tensor<?x%dxf32>\n"
+                    "  return %%y : tensor<?x%dxf32>\n}\n"
+                ) % (k, n, wsrc, wt, bias_line, bias_op, k, wt, bias_ty, n, n)
+                for tokens, threads in [(1, 1), (5, 2), (8, 3)]:
                     x = RNG.standard_normal((tokens, k)).astype(np.float32)
                     y = np.zeros((tokens, n), dtype=np.float32)
                     run(mlir, "f", [x], [y], w, threads)
@@ -391,21 +407,24 @@ def check_linear_int8(formats=INT_FORMATS):
             for (n, k), (cpu, tokens, threads) in OWN_TEST_CASES[fmt]:
                 ok &= check_linear_int8_case(fmt, n, k, cpu, tokens, threads)
             continue
+        # One weight per shape: cases on the same code variant share a compile.
         # K = 96: three blocks, a pair step and a single-block tail of the
         # GGUF-layout kernels (kept for layouts rows16 does not cover).
         shapes = [(48, 256), (32, 512)] if is_k_quant(fmt) else [
             (n, k) for (n, k) in [(64, 64), (80, 96), (96, 256), (48, 384)]
             if k % packed_group(fmt) == 0][:2 if fmt.startswith("p") else 3]
         for (n, k) in shapes:
+            weight = encode(RNG.standard_normal((n, k)) * 0.5, fmt)
             for cpu, tokens, threads in fmt_cases:
-                ok &= check_linear_int8_case(fmt, n, k, cpu, tokens, threads)
+                ok &= check_linear_int8_case(fmt, n, k, cpu, tokens, threads, weight)
     return ok
 
 
-def check_linear_int8_case(fmt, n, k, cpu, tokens, threads):
-    """One linear over `fmt` weights with int8 activations; True if it matches."""
+def check_linear_int8_case(fmt, n, k, cpu, tokens, threads, weight=None):
+    """One linear over `fmt` weights (encode's raw bytes and values, random
+    if None) with int8 activations; True if it matches."""
     w = Weights()
-    raw, deq = encode(RNG.standard_normal((n, k)) * 0.5, fmt)
+    raw, deq = weight or encode(RNG.standard_normal((n, k)) * 0.5, fmt)
     wsrc = w.add(raw)
     wt = weight_type((n, k), fmt)
     mlir = (
@@ -537,13 +556,14 @@ def check_linear_sparse_int8():
     mark = ", sparsity = #kiln.sparsity<kind = n_m, n = 2, m = 4, dense = true>"
     for fmt, block_bytes in [("q4_0", 14), ("q8_0", 22)]:
         for (n, k) in [(64, 64), (48, 384)]:
+            # One weight per shape: cases on the same code variant share a compile.
+            raw, deq = encode(prune_2_4(RNG.standard_normal((n, k)) * 0.5), fmt)
+            bv = RNG.standard_normal(n).astype(np.float32)
             for cpu, tokens, threads in cases:
                 w = Weights()
                 bias = tokens == 5
-                raw, deq = encode(prune_2_4(RNG.standard_normal((n, k)) * 0.5), fmt)
                 wsrc = w.add(raw)
                 wt = weight_type((n, k), fmt)[:-1] + mark + ">"
-                bv = RNG.standard_normal(n).astype(np.float32)
                 bias_line, bias_op, bias_ty = "", "", ""
                 if bias:
                     bias_line = "  %%b = kiln.weight %s -> !kiln.weight<%dxf32>\n" % (w.add(bv.tobytes()), n)
@@ -556,13 +576,10 @@ def check_linear_sparse_int8():
                         k, n, wsrc, wt, bias_line, bias_op, k, wt, bias_ty, n, n)
                 x = RNG.standard_normal((tokens, k)).astype(np.float32)
                 y = np.zeros((tokens, n), dtype=np.float32)
-                with tempfile.TemporaryDirectory() as d:
-                    with open(os.path.join(d, "weights.bin"), "wb") as f:
-                        f.write(w.data)
-                    compiled = Compiled(mlir, d, "int8", cpu)
-                    compiled.call("f", [x], [y], threads=threads)
-                    # The weight (first in the file) and the bias (64-byte aligned after it).
-                    stored = os.path.getsize(os.path.join(d, "packed.bin"))
+                compiled = compile_once(mlir, w, "int8", cpu)
+                compiled.call("f", [x], [y], threads=threads)
+                # The weight (first in the file) and the bias (64-byte aligned after it).
+                stored = compiled.packed_bytes
                 compressed = n * k // 32 * block_bytes
                 want_bytes = compressed + ((-compressed) % 64 + 4 * n if bias else 0)
                 q, dh, _ = quantize_q8(x)

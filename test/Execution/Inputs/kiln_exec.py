@@ -118,7 +118,10 @@ class Compiled:
         run_tool([tool("kiln-compile"), "-q", lowered, "--cpu=" + variant, "--emit=so", "-o", so])
         self.lib = ctypes.CDLL(so)
         # Vector loads may read up to 64 bytes past the last weight.
-        self.weights = np.frombuffer(open(packed, "rb").read() + b"\0" * 64, dtype=np.uint8).copy()
+        with open(packed, "rb") as f:
+            stored = f.read()
+        self.packed_bytes = len(stored)
+        self.weights = np.frombuffer(stored + b"\0" * 64, dtype=np.uint8).copy()
 
     def call(self, name, args, outs, threads=1):
         """args: numpy arrays (memrefs) or ints (index); outs: numpy arrays
