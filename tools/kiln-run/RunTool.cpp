@@ -84,7 +84,8 @@ std::string usage(const kiln::run::RunTool &tool) {
          "                        statistics (CalibrationStats.h) to OUT\n"
          "  --teacher T.kiln      run the uncompressed teacher (also with taps)\n"
          "                        beside the model and add the cross moments of\n"
-         "                        their inputs (kiln-distill's student-input fit)\n";
+         "                        their inputs (kiln-distill does not use them:\n"
+         "                        its student-input fit needs the model's H only)\n";
 }
 
 [[noreturn]] void die(const std::string &message) {

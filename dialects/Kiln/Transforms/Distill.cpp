@@ -8,14 +8,18 @@
 // diagonal (SparseGPT's damping). The error that magnitude or Wanda pruning
 // leaves is what this wins back.
 //
-// Statistics collected from the pruned student against its teacher
-// (kiln-run --collect-stats --teacher) fit the teacher's output on the
-// inputs the student itself produces, so the errors of earlier layers are
-// made up for rather than piled up:
-//   w_S = argmin || X_S w_S - Y w_t ||^2 + lambda || w_S - w_t,S ||^2
-//       = (H_SS + lambda I)^-1 ((C + lambda I) w_t)_S,
-// X the student's inputs, Y the teacher's, H = X^T X / N, C = X^T Y / N;
-// with Y = X it is the fit above.
+// Statistics of the pruned student's own inputs (kiln-run --collect-stats
+// on the student, with or without --teacher) make H the student's: each
+// layer then matches the teacher's layer on the inputs the student feeds it.
+// The cross moments C = X^T Y / N against the teacher's inputs Y, when the
+// file has them, are not used: every layer is refit at once, so a fit of the
+// teacher's output Y w_t on the student's inputs X (right-hand side C w_t)
+// makes up for upstream errors that the upstream layers' own refits then
+// remove. On SmolLM2 at 2:4 that fit, better layer by layer on X, errs
+// 4-12x more than the teacher-input fit on the teacher's inputs, and gave
+// a perplexity of 2 million (issue 14,
+// bench/results/prune-accuracy-20261205-student2.md); it is sound only when
+// each layer's inputs are collected after the layers before it are refit.
 //
 //===----------------------------------------------------------------------===//
 
@@ -61,9 +65,7 @@ constexpr double kRelativeResidual = 1e-4;
 constexpr int64_t kMaxIterations = 200;
 
 /// Refits each row of `student` (its zeros stay zeros) to `teacher`'s
-/// output under the input statistics (k x k): the student's second moments,
-/// and the cross moments against the teacher's input when they were
-/// collected (else the student's inputs are taken to be the teacher's).
+/// output under the input second moments (k x k) of the statistics.
 LogicalResult refit(WeightOp student, ArrayRef<float> teacher,
                     const ::kiln::InputStatistics &input) {
   WeightType type = student.getType();
@@ -74,9 +76,6 @@ LogicalResult refit(WeightOp student, ArrayRef<float> teacher,
   std::vector<double> h(input.hessian.begin(), input.hessian.end());
   ::kiln::dampDiagonal(h, k, 0.01);
   double damping = h[0] - double(input.hessian[0]);
-  // The right-hand side's moments: C when collected, else H.
-  const std::vector<float> &target =
-      input.cross.empty() ? input.hessian : input.cross;
   // Rows are independent solves (most of the time a model's distillation
   // takes): spread over the context's threads.
   std::atomic<int64_t> indefiniteRow{-1};
@@ -93,7 +92,7 @@ LogicalResult refit(WeightOp student, ArrayRef<float> teacher,
     std::vector<double> system(n * n), rhs(n);
     for (int64_t a = 0; a < n; ++a) {
       const double *hRow = h.data() + kept[a] * k;
-      const float *targetRow = target.data() + kept[a] * k;
+      const float *targetRow = input.hessian.data() + kept[a] * k;
       for (int64_t b = 0; b < n; ++b)
         system[a * n + b] = hRow[kept[b]];
       rhs[a] = ::kiln::dotInDouble(targetRow, teacherRow, k) +

@@ -44,7 +44,7 @@ LogicalResult pruneWeights(ModuleOp module,
 /// (kiln-compile --distill, the teacher the model before pruning): refits
 /// the kept weights of every pruned float weight of `module` to the weight
 /// of the same name in `teacher` under the statistics file `calibration`
-/// (student-input fit when it holds cross moments); errors (one line) are
+/// (cross moments, when it holds them, are not used); errors (one line) are
 /// emitted on the module or the weight.
 LogicalResult distillWeights(ModuleOp module, ModuleOp teacher,
                              StringRef calibration);

@@ -223,11 +223,12 @@ def KilnDistill : Pass<"kiln-distill", "::mlir::ModuleOp"> {
     H = E[x x^T] the layer's input statistics in `calibration` (.kstats,
     lib/Calibration) and lambda 1% of H's mean diagonal. Distil before
     kiln-quantize (quantized weights keep their codes). Statistics of the
-    pruned student collected beside its teacher (`kiln-run --collect-stats
-    --teacher`, which adds the cross moments C = E[x y^T] of the student's
-    input x and the teacher's y) fit the teacher's output on the student's
-    own inputs, so earlier layers' errors are made up for:
-    w_S = (H_SS + lambda I)^-1 ((C + lambda I) w_t)_S, H the student's.
+    pruned student's own inputs (`kiln-run --collect-stats` on the student)
+    make H the student's: each layer matches the teacher's layer on the
+    inputs the student feeds it. Cross moments against the teacher's inputs
+    (`--teacher`) are not used: fitting the teacher's output with them, every
+    layer at once, makes up for upstream errors that the upstream refits
+    then remove (issue 14).
     A missing teacher weight or statistics are one-line errors.
 
     End to end (`inputs=FILE.npy`, the forward function's calibration

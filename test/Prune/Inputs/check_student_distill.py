@@ -5,14 +5,15 @@ pruned 2:4 by magnitude and distilled on the teacher's inputs (kiln-compile
 --distill with the teacher's statistics); that student, compiled with
 calibration taps, runs beside the teacher's tapped artifact (kiln-run
 --collect-stats --teacher), and kiln-compile --distill with those
-statistics refits every layer on the inputs the student itself produces.
+statistics refits every layer to match the teacher's layer on the inputs
+the student itself produces.
 Checked against a float64 numpy forward pass of the written GGUFs
 (test/Model/Inputs/reference_llama.py):
   - the student's statistics: H = E[x x^T] of its inputs and the cross
     moments E[x y^T] against the teacher's inputs y, on the same chunks;
-  - the layers' error on the student's inputs, ||X W^T - Y W_t^T||, summed
-    over the layers: the student-input fit's below the teacher-input fit's
-    (what it minimizes);
+  - the layers' error against the teacher's layers on the student's inputs,
+    ||X W^T - X W_t^T||, summed over the layers: the student-input fit's
+    below the teacher-input fit's (what it minimizes);
   - the logits error against the teacher on another text: the share of the
     pruned model's error each fit wins back, asserted >= 30%.
 
@@ -104,14 +105,14 @@ report("student statistics", n_tokens == len(tokens) and worst < 1e-5 and np.arr
        "%d inputs, %d tokens, rel. error vs numpy %.2e, the first input's cross moments equal its H" % (
            len(records), n_tokens, worst))
 
-# Each layer's error on the student's inputs, from the moments:
-# ||X W^T - Y Wt^T||^2 = tr(W H W^T) - 2 tr(W C Wt^T) + tr(Wt Hy Wt^T).
+# Each layer's error against the teacher's on the student's inputs, from the
+# moments: ||X W^T - X Wt^T||^2 = tr((W - Wt) H (W - Wt)^T).
 layer_error = {}
 for fit in ("teacher-fit", "student-fit"):
     total = 0.0
-    for name, (h, c, hy) in sums.items():
+    for name, (h, _, _) in sums.items():
         w, wt = models[fit].w[name], models["teacher"].w[name]
-        total += np.trace(w @ h @ w.T) - 2 * np.trace(w @ c @ wt.T) + np.trace(wt @ hy @ wt.T)
+        total += np.trace((w - wt) @ h @ (w - wt).T)
     layer_error[fit] = total / len(tokens)
 report("layer error on the student's inputs", layer_error["student-fit"] < layer_error["teacher-fit"],
        "teacher-input fit %.5f > student-input fit %.5f" % (layer_error["teacher-fit"], layer_error["student-fit"]))
