@@ -34,9 +34,10 @@ func.func @sparse_q8_0(%x: tensor<?x128xf32>) -> tensor<?x32xf32> attributes {ki
 }
 
 // Lane r is row r of a group of 16, its 4 bytes two runs of 4 values; a
-// tile of 8 tokens shares the decoded codes and positions.
+// tile of 8 tokens shares the decoded codes and positions. The blocks loop
+// carries where the next block starts (the one loop of both formats).
 // CHECK-LABEL: func.func private @kiln_linear_q8_{{.*}}_q4_0_2of4_64x64(
-// CHECK: scf.for {{.*}} iter_args({{.*}}) -> (vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>)
+// CHECK: scf.for {{.*}} iter_args({{.*}}) -> (vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, index)
 // CHECK: memref.prefetch
 // Q4_0: row r's kept pairs of runs 2p and 2p+1 (byte r of each) become lane
 // r's bytes [first, second, first', second'], minus 8.
