@@ -92,7 +92,8 @@ llvm::Error packForKernels(ModuleOp module, const CompileOptions &options) {
   PassManager pm(module.getContext());
   pm.addPass(mlir::kiln::createKilnPackWeights(
       {cuda ? mlir::kiln::LoweringTarget::CUDA
-            : mlir::kiln::LoweringTarget::CPU}));
+            : mlir::kiln::LoweringTarget::CPU,
+       options.unstructured}));
   if (failed(pm.run(module)))
     return fail(options.input + ": " + diags.take("packing weights failed"));
   return llvm::Error::success();
@@ -290,7 +291,8 @@ llvm::Error compileMLIR(MLIRContext &ctx, const CompileOptions &options) {
   if (!withWeights &&
       options.activations != mlir::kiln::ActivationPrecision::F32 &&
       mlir::kiln::kilnPackWeightsRepacks(*module,
-                                         mlir::kiln::LoweringTarget::CPU))
+                                         mlir::kiln::LoweringTarget::CPU,
+                                         options.unstructured))
     return fail(options.input + ": its weights are repacked for the int8 "
                                 "kernels; name the file to write them to "
                                 "with --weights-out");

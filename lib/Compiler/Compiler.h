@@ -6,6 +6,7 @@
 #include "Conversion/LoweringOptions.h"
 #include "Kiln/Transforms/PruneOptions.h"
 #include "Kiln/Transforms/QuantizeOptions.h"
+#include "Kiln/Transforms/WeightPacking.h"
 
 #include "mlir/IR/BuiltinOps.h"
 #include "llvm/Support/Error.h"
@@ -63,6 +64,10 @@ struct CompileOptions {
   /// --collect-stats. Needs activations=f32 (the inputs as the float model
   /// computes them).
   bool calibrationTaps = false;
+  /// With int8 activations on the CPU: how Q4_0/Q8_0 weights pruned
+  /// unstructured are stored (kiln-pack-weights{unstructured}).
+  mlir::kiln::UnstructuredStorage unstructured =
+      mlir::kiln::UnstructuredStorage::Auto;
   /// For .gguf inputs: prune the float weights of the linear layers
   /// (kiln-prune) before quantizing them.
   std::optional<PruneOptions> prune;

@@ -74,34 +74,50 @@ unsigned sparseCodeBits(WeightType type) {
   return 0;
 }
 
-/// Whether the bitmap kernel (SparseLinear.cpp) beats the dense rows16 one
-/// on a weight of `bits`-bit codes keeping `kept` of its values, as
-/// bench/sparse-gemv measured it (bench/results/
-/// sparse-gemv-unstructured-20261205.md): the kept share at or below which
-/// the bitmap form won, per format.
+/// A format (code bits) and the kept share at or below which the bitmap
+/// kernel measured faster than the dense rows16 one.
+struct BitmapWin {
+  unsigned bits;
+  double maxKept;
+};
+
+/// Where bench/sparse-gemv measured the bitmap kernel (SparseLinear.cpp)
+/// faster than the dense one, one thread, 4096x4096 and 14336x4096
+/// (bench/results/sparse-gemv-unstructured-20261205.md): nowhere yet. On
+/// x86-64-v3 (AMD EPYC, AVX2) it took 2-3x the dense kernel's time at
+/// half and at a quarter of the values kept: expanding a 64-byte plane
+/// costs some 35 vector instructions against the dense kernel's ~12 per
+/// plane, more than the 22% (Q4_0) or 35% (Q8_0) fewer bytes save. The
+/// AVX-512 variant could not run there. A measured win goes here.
+constexpr llvm::ArrayRef<BitmapWin> kBitmapWins = {};
+
 bool bitmapBeatsDense(unsigned bits, double kept) {
-  constexpr double kQ4MaxKept = 1.0, kQ8MaxKept = 1.0;
-  return kept <= (bits == 4 ? kQ4MaxKept : kQ8MaxKept);
+  return llvm::any_of(kBitmapWins, [&](const BitmapWin &win) {
+    return win.bits == bits && kept <= win.maxKept;
+  });
 }
 
 /// Whether kiln-pack-weights stores `type`, pruned unstructured (kiln-prune's
 /// bitmap with `dense = true`), bitmap compressed: the bitmap kernel reads its
-/// format and beats the dense one at its rate. Otherwise it stays dense: the
-/// dense fallback.
-bool choosesBitmap(WeightType type) {
+/// format and `storage` asks for it, or (Auto) it beats the dense one at the
+/// weight's rate. Otherwise it stays dense: the dense fallback.
+bool choosesBitmap(WeightType type, UnstructuredStorage storage) {
   SparsityAttr sparsity = type.getSparsity();
   if (!sparsity || !sparsity.getDense() ||
-      sparsity.getKind() != SparsityKind::Bitmap)
+      sparsity.getKind() != SparsityKind::Bitmap ||
+      storage == UnstructuredStorage::Dense)
     return false;
   unsigned bits = sparseCodeBits(type);
   double values = double(type.getNumRows()) * double(type.getInnerDim());
-  return bits && bitmapBeatsDense(bits, double(sparsity.getNnz()) / values);
+  return bits && (storage == UnstructuredStorage::Bitmap ||
+                  bitmapBeatsDense(bits, double(sparsity.getNnz()) / values));
 }
 
-/// The n:m patterns and ggml formats the sparse kernels read compressed.
-/// Any other pruned weight stays dense: that is the dense fallback.
-bool hasSparseKernel(WeightType type) {
-  if (choosesBitmap(type))
+/// The n:m patterns and ggml formats the sparse kernels read compressed
+/// (bitmap ones as `storage` chooses). Any other pruned weight stays dense:
+/// that is the dense fallback.
+bool hasSparseKernel(WeightType type, UnstructuredStorage storage) {
+  if (choosesBitmap(type, storage))
     return true;
   SparsityAttr sparsity = type.getSparsity();
   return sparsity && sparsity.getDense() &&
@@ -110,12 +126,13 @@ bool hasSparseKernel(WeightType type) {
          sparseCodeBits(type);
 }
 
-/// The kiln.weight `linear` multiplies by, when it is pruned 2:4, still
-/// stored dense and has a sparse kernel.
-WeightOp compressibleWeight(LinearOp linear) {
+/// The kiln.weight `linear` multiplies by, when it is pruned, still stored
+/// dense and has a sparse kernel that reads it compressed.
+WeightOp compressibleWeight(LinearOp linear, UnstructuredStorage storage) {
   auto source = linear.getWeight().getDefiningOp<WeightOp>();
-  return source && hasSparseKernel(linear.getWeight().getType()) ? source
-                                                                 : WeightOp();
+  return source && hasSparseKernel(linear.getWeight().getType(), storage)
+             ? source
+             : WeightOp();
 }
 
 /// `type` with its n:m sparsity stored compressed, or its bitmap sparsity
@@ -409,8 +426,9 @@ struct PackWeights : mlir::kiln::impl::KilnPackWeightsBase<PackWeights> {
     WalkResult walk = getOperation().walk([&](LinearOp linear) {
       Value weight = linear.getWeight();
       // The compressed n:m form is the sparse CPU kernels'.
-      WeightOp sparse =
-          target == LoweringTarget::CPU ? compressibleWeight(linear) : nullptr;
+      WeightOp sparse = target == LoweringTarget::CPU
+                            ? compressibleWeight(linear, unstructured)
+                            : nullptr;
       std::optional<Packable> what =
           sparse ? std::nullopt : packableWeight(linear, *packer);
       if (!sparse && !what)
@@ -446,7 +464,8 @@ struct PackWeights : mlir::kiln::impl::KilnPackWeightsBase<PackWeights> {
 } // namespace
 
 bool mlir::kiln::kilnPackWeightsRepacks(ModuleOp module,
-                                        LoweringTarget target) {
+                                        LoweringTarget target,
+                                        UnstructuredStorage unstructured) {
   const WeightPacker *packer = lookupWeightPacker(target);
   if (!packer)
     return false;
@@ -462,7 +481,7 @@ bool mlir::kiln::kilnPackWeightsRepacks(ModuleOp module,
       .walk([&](LinearOp linear) {
         return packableWeight(linear, *packer) ||
                        (target == LoweringTarget::CPU &&
-                        compressibleWeight(linear))
+                        compressibleWeight(linear, unstructured))
                    ? WalkResult::interrupt()
                    : WalkResult::advance();
       })

@@ -247,6 +247,18 @@ func.func @weight_bitmap_nibbles(%w: !kiln.weight<16x64x#kiln.quant<bits = 4, gr
 
 // -----
 
+// Q4_1's min: the bitmap form keeps symmetric codes only.
+// expected-error @+1 {{a bitmap compressed weight needs 4- or 8-bit symmetric groups of 32 with an f16 scale, rows a multiple of 16 and whole bytes of kept codes, got #kiln.quant<bits = 4, group = 32, scale = f16, zero = f16, layout = gguf> with 16 rows and nnz 10}}
+func.func @weight_bitmap_asymmetric(%w: !kiln.weight<16x64x#kiln.quant<bits = 4, group = 32, scale = f16, zero = f16, layout = gguf>, sparsity = #kiln.sparsity<kind = bitmap, nnz = 10>>)
+
+// -----
+
+// 5-bit codes: neither of the two widths the bitmap form stores.
+// expected-error @+1 {{a bitmap compressed weight needs 4- or 8-bit symmetric groups of 32 with an f16 scale, rows a multiple of 16 and whole bytes of kept codes, got #kiln.quant<bits = 5, group = 32, scale = f16, layout = gguf> with 16 rows and nnz 16}}
+func.func @weight_bitmap_bits(%w: !kiln.weight<16x64x#kiln.quant<bits = 5, group = 32, scale = f16, layout = gguf>, sparsity = #kiln.sparsity<kind = bitmap, nnz = 16>>)
+
+// -----
+
 // expected-error @+1 {{a compressed n:m weight needs a symmetric one-level quantization in layout gguf or packed}}
 func.func @weight_sparse_quant_zero(%w: !kiln.weight<8x64x#kiln.quant<bits = 4, group = 32, scale = f16, zero = f16, layout = gguf>, sparsity = #kiln.sparsity<kind = n_m, n = 2, m = 4>>)
 

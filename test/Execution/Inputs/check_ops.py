@@ -606,18 +606,24 @@ def bitmap_bytes(raw, fmt, n, k):
 
 def check_linear_unstructured_int8():
     """Q4_0 and Q8_0 weights pruned unstructured and marked as kiln-prune
-    leaves them (`kind = bitmap, dense = true`): kiln-compile stores them
-    bitmap compressed where kiln-pack-weights' rule picks that form (the
-    weights file must hold bitmapWeightBytes), and the bitmap kernels
-    multiply them. One compile per format, CPU variant and shape; the token
-    counts (one; below, at and past a tile of 8; past a chunk of 64) and
-    thread counts share it."""
+    leaves them (`kind = bitmap, dense = true`). kiln-compile
+    --unstructured=bitmap stores them bitmap compressed (the weights file
+    must hold bitmapWeightBytes) and the bitmap kernels multiply them; by
+    default (auto) the compiler keeps them dense where the bitmap kernel
+    measured slower (everywhere so far): rows16 bytes, the dense kernels. One
+    compile per case; the token counts (one; below, at and past a tile of 8;
+    past a chunk of 64) and thread counts share it."""
     ok = True
     calls = [(1, 1), (5, 2), (9, 3), (70, 2)]
-    cases = [("q4_0", 0.75, (48, 384), "generic", True), ("q4_0", 0.75, (48, 384), "x86-64-v3", True),
-             ("q4_0", 0.75, (32, 96), "x86-64-v4", False), ("q8_0", 0.5, (32, 96), "generic", False),
-             ("q8_0", 0.5, (32, 96), "x86-64-v3", True), ("q8_0", 0.5, (48, 384), "x86-64-v4", True)]
-    for fmt, rate, (n, k), cpu, bias in cases:
+    cases = [("q4_0", 0.5, (48, 384), "generic", True, "bitmap"),
+             ("q4_0", 0.5, (48, 384), "x86-64-v3", True, "bitmap"),
+             ("q4_0", 0.75, (32, 96), "x86-64-v4", False, "bitmap"),
+             ("q8_0", 0.5, (32, 96), "generic", False, "bitmap"),
+             ("q8_0", 0.5, (32, 96), "x86-64-v3", True, "bitmap"),
+             ("q8_0", 0.5, (48, 384), "x86-64-v4", True, "bitmap"),
+             ("q4_0", 0.5, (32, 96), "x86-64-v3", False, "auto"),
+             ("q8_0", 0.5, (32, 96), "x86-64-v4", True, "auto")]
+    for fmt, rate, (n, k), cpu, bias, storage in cases:
         w = Weights()
         raw, deq = encode(prune_unstructured(RNG.standard_normal((n, k)) * 0.5, rate), fmt)
         wsrc = w.add(raw)
@@ -634,26 +640,34 @@ def check_linear_unstructured_int8():
             "  %%y = kiln.linear %%x, %%w%s : tensor<?x%dxf32>, %s%s -> tensor<?x%dxf32>\n"
             "  return %%y : tensor<?x%dxf32>\n}\n") % (
                 k, n, wsrc, wt, bias_line, bias_op, k, wt, bias_ty, n, n)
-        compressed, stored = bitmap_bytes(raw, fmt, n, k)
-        want_bytes = compressed + ((-compressed) % 64 + 4 * n if bias else 0)
+        if storage == "bitmap":
+            stored, codes = bitmap_bytes(raw, fmt, n, k)
+            form = "bitmap, %d codes" % codes
+        else:
+            # The dense fallback: rows16, per 16 rows and block the scales
+            # (padded to 64 bytes) and 32 codes a row.
+            bits = 4 if fmt == "q4_0" else 8
+            stored, form = n // 16 * (k // 32) * (64 + 16 * 32 * bits // 8), "dense rows16"
+        want_bytes = stored + ((-stored) % 64 + 4 * n if bias else 0)
         with tempfile.TemporaryDirectory() as d:
             with open(os.path.join(d, "weights.bin"), "wb") as f:
                 f.write(w.data)
-            compiled = Compiled(mlir, d, "int8", cpu)
+            compiled = Compiled(mlir, d, "int8", cpu, ["--unstructured=" + storage])
             # The weight (first in the file) and the bias (64-byte aligned after it).
             stored_bytes = os.path.getsize(os.path.join(d, "packed.bin"))
-            name = "linear unstructured %g int8 %s %s %dx%d%s" % (rate, cpu, fmt, n, k, " bias" if bias else "")
-            print("%s: %d bytes stored, %d codes (%d dense), %s" % (
-                name, stored_bytes, stored, len(raw) + (len(w.data) - len(raw) if bias else 0),
-                "ok" if stored_bytes == want_bytes else "FAIL: %d expected" % want_bytes))
-            ok &= stored_bytes == want_bytes
-            for tokens, threads in calls:
-                x = RNG.standard_normal((tokens, k)).astype(np.float32)
-                y = np.zeros((tokens, n), dtype=np.float32)
-                compiled.call("f", [x], [y], threads=threads)
-                q, dh, _ = quantize_q8(x)
-                want = (q * dh).reshape(tokens, k) @ deq.T + (bv if bias else 0)
-                ok &= check("%s T=%d threads=%d" % (name, tokens, threads), y, want, 1e-5)
+        name = "linear unstructured %g int8 %s %s %dx%d%s %s" % (
+            rate, cpu, fmt, n, k, " bias" if bias else "", storage)
+        print("%s: %d bytes stored (%s; %d dense) %s" % (
+            name, stored_bytes, form, len(raw),
+            "ok" if stored_bytes == want_bytes else "FAIL: %d expected" % want_bytes))
+        ok &= stored_bytes == want_bytes
+        for tokens, threads in calls if storage == "bitmap" else calls[::2]:
+            x = RNG.standard_normal((tokens, k)).astype(np.float32)
+            y = np.zeros((tokens, n), dtype=np.float32)
+            compiled.call("f", [x], [y], threads=threads)
+            q, dh, _ = quantize_q8(x)
+            want = (q * dh).reshape(tokens, k) @ deq.T + (bv if bias else 0)
+            ok &= check("%s T=%d threads=%d" % (name, tokens, threads), y, want, 1e-5)
     return ok
 
 
