@@ -785,9 +785,19 @@ llvm::Error parseMLIRPipelineOptions(llvm::StringRef pipeline,
         options.kernels = "native";
         options.cpuVariant = value.str();
       }
+    } else if (key == "unstructured") {
+      if (value == "auto")
+        options.unstructured = mlir::kiln::UnstructuredStorage::Auto;
+      else if (value == "bitmap")
+        options.unstructured = mlir::kiln::UnstructuredStorage::Bitmap;
+      else if (value == "dense")
+        options.unstructured = mlir::kiln::UnstructuredStorage::Dense;
+      else
+        return fail("pipeline option " + word +
+                    " is invalid (unstructured=auto|bitmap|dense)");
     } else {
       return fail("unknown pipeline option '" + key +
-                  "' (known: activations, max-tokens, cpu)");
+                  "' (known: activations, max-tokens, cpu, unstructured)");
     }
   }
   return llvm::Error::success();

@@ -113,7 +113,8 @@ llvm::Expected<LoweredMLIR> lowerMLIRModule(mlir::ModuleOp module,
 /// Parses the options of an in-memory .mlir compile (the C API's pipeline
 /// string): space-separated activations=int8|f32, max-tokens=N (N >= 1, sets
 /// mlirMaxTokens), cpu=x86-64-v4|x86-64-v3 (sets cpuVariant; native
-/// kernels) or cpu=generic (portable kernels). Unknown keys are an error.
+/// kernels) or cpu=generic (portable kernels), unstructured=auto|bitmap|dense
+/// (sets unstructured). Unknown keys are an error.
 llvm::Error parseMLIRPipelineOptions(llvm::StringRef pipeline,
                                      CompileOptions &options);
 

@@ -87,9 +87,10 @@ static Value asBytes(ImplicitLocOpBuilder &b, Value v) {
 namespace {
 
 /// One byte dot product of a block for 16 rows: lane r of `codes`
-/// (vector<64xi8>, signed) is row r's 4 codes; they multiply `width` (4 or
-/// 8) activation bytes at byte `xAt` of the block's record, broadcast, then
-/// picked by `places` (emitPickBytes) where set.
+/// (vector<64xi8>, SparseCodec::codeOffset says how they are coded) is row
+/// r's 4 codes; they multiply `width` (4 or 8) activation bytes at byte
+/// `xAt` of the block's record, broadcast, then picked by `places`
+/// (emitPickBytes) where set.
 struct SparseTerm {
   Value codes;
   int64_t xAt;
@@ -104,6 +105,13 @@ struct SparseTerm {
 /// starts.
 struct SparseCodec {
   int64_t terms;
+  /// 0: codes are signed and the activations the unsigned operand, x + 128
+  /// (needed where activation bytes are picked per row), 128 * (sum of the
+  /// codes) taken off per term. Else codes are unsigned with this zero, the
+  /// rows16 kernels' form: the activations signed, -offset * (sum of the
+  /// block's activation codes) the start of every token's sums, no term
+  /// costs a second dot product.
+  int64_t codeOffset;
   /// Bytes of a block of 16 rows, or about that: what is prefetched.
   int64_t blockBytes;
   function_ref<Value(Value)> groupStart;
@@ -119,9 +127,9 @@ struct SparseCodec {
 /// wrote it and W compressed as `codec` decodes it.
 ///
 /// Activations are signed bytes; the byte dot product wants one operand
-/// unsigned: x + 128 (x ^ 0x80), and 128 * (sum of the codes) taken off.
-/// The codes of a term are decoded once for all tokens of a tile; a token
-/// costs a broadcast (and a pick) and a byte dot product per term.
+/// unsigned (SparseCodec::codeOffset). The codes of a term are decoded once
+/// for all tokens of a tile; a token costs a broadcast (and a pick) and a
+/// byte dot product per term.
 static func::FuncOp buildSparseKernel(KernelBuilder &kb,
                                       const CPUTarget &target, WeightType type,
                                       int64_t k, int64_t n, bool hasBias,
@@ -172,19 +180,37 @@ static func::FuncOp buildSparseKernel(KernelBuilder &kb,
                        kb.idx(kQ8RecordBytes))));
           SmallVector<Value> dots(tile, zeroI32);
           Value correction = zeroI32;
+          if (codec.codeOffset)
+            for (int64_t i = 0; i < tile; ++i) {
+              // The exact code sums of the block's two halves.
+              Value sum = arith::AddIOp::create(
+                  b, loadI32(b, q, kb.add(records[i], kb.idx(40))),
+                  loadI32(b, q, kb.add(records[i], kb.idx(44))));
+              Value start = arith::MulIOp::create(
+                  b, sum,
+                  arith::ConstantOp::create(
+                      b, b.getI32IntegerAttr(-int32_t(codec.codeOffset))));
+              dots[i] = vector::BroadcastOp::create(
+                  b, VectorType::get({16}, b.getI32Type()), start);
+            }
           codec.begin(base);
           for (int64_t j = 0; j < codec.terms; ++j) {
             SparseTerm term = codec.term(j);
-            correction =
-                dotTarget.emitByteDot(b, correction, bias128, term.codes);
+            if (!codec.codeOffset)
+              correction =
+                  dotTarget.emitByteDot(b, correction, bias128, term.codes);
             for (int64_t i = 0; i < tile; ++i) {
               // Broadcast straight from memory, the sign flip in vector
               // registers: no trip through a general-purpose register.
               Value at = kb.add(records[i], kb.idx(term.xAt));
               Value word = term.width == 8 ? loadI64(b, q, at)
                                            : loadI32(b, q, at);
-              Value x =
-                  arith::XOrIOp::create(b, broadcastWord(b, word), signBytes);
+              Value x = broadcastWord(b, word);
+              if (codec.codeOffset) {
+                dots[i] = dotTarget.emitByteDot(b, dots[i], term.codes, x);
+                continue;
+              }
+              x = arith::XOrIOp::create(b, x, signBytes);
               if (term.places)
                 x = target.emitPickBytes(b, x, term.places);
               dots[i] = dotTarget.emitByteDot(b, dots[i], x, term.codes);
@@ -306,12 +332,13 @@ static func::FuncOp build2of4Kernel(KernelBuilder &kb,
   auto end = [&]() { return kb.add(base, kb.idx(blockBytes)); };
   return buildSparseKernel(
       kb, target, type, k, n, hasBias,
-      SparseCodec{4, blockBytes, groupStart, begin, term, end});
+      SparseCodec{4, 0, blockBytes, groupStart, begin, term, end});
 }
 
 /// Bitmap (bitmapWeightBytes): a term per plane of 4 values x 16 rows, the
 /// rows16 kernels' operand expanded from the kept codes: where keep bit i
-/// of the plane is set, byte i is the next kept code, else 0. Expanded per
+/// of the plane is set, byte i is the next kept code (unsigned, as rows16
+/// codes them), else the zero code; multiplied as rows16 does. Expanded per
 /// 16-byte lane (4 rows), each lane's codes loaded at their own offset (the
 /// popcounts of the mask before it): keep bits spread to bytes, their
 /// in-lane prefix sums (4 shifts and adds) index a vpshufb of the lane's
@@ -414,17 +441,20 @@ static func::FuncOp buildBitmapKernel(KernelBuilder &kb,
     Value indices = arith::SelectOp::create(
         b, kept, arith::SubIOp::create(b, sums, oneBytes), noByte);
     Value codes = target.emitShuffleLanes16(b, source, indices);
-    // Q4_0's codes are unsigned, 8 the zero: 8 off the kept ones.
+    // The rows16 operand: unsigned codes, the zero (Q4_0's 8, Q8_0's
+    // 128) where a value was not kept.
     if (bits == 4)
-      codes = arith::SubIOp::create(
-          b, codes, arith::SelectOp::create(b, kept, eightBytes, zeroBytes));
+      codes = arith::SelectOp::create(b, kept, codes, eightBytes);
+    else
+      codes = arith::XOrIOp::create(b, codes, noByte);
     return SparseTerm{codes, 4 * t, 4, Value()};
   };
   auto end = [&]() { return cursor; };
   // About half the codes kept: 96 bytes of scales and masks, 256 of codes
   // (Q8_0) or 128 (Q4_0).
   return buildSparseKernel(kb, target, type, k, n, hasBias,
-                           SparseCodec{8, 96 + 16 * 16 * bits / 8,
+                           SparseCodec{8, bits == 4 ? 8 : 128,
+                                       96 + 16 * 16 * bits / 8,
                                        groupStart, begin, term, end});
 }
 

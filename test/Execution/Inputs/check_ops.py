@@ -644,10 +644,11 @@ def check_linear_unstructured_int8():
             stored, codes = bitmap_bytes(raw, fmt, n, k)
             form = "bitmap, %d codes" % codes
         else:
-            # The dense fallback: rows16, per 16 rows and block the scales
-            # (padded to 64 bytes) and 32 codes a row.
+            # The dense fallback: rows16, per 16 rows the blocks' scales
+            # (padded to 64 bytes), then 32 codes a row and block.
             bits = 4 if fmt == "q4_0" else 8
-            stored, form = n // 16 * (k // 32) * (64 + 16 * 32 * bits // 8), "dense rows16"
+            headers = (k // 32 * 32 + 63) // 64 * 64
+            stored, form = n // 16 * (headers + k // 32 * 16 * 32 * bits // 8), "dense rows16"
         want_bytes = stored + ((-stored) % 64 + 4 * n if bias else 0)
         with tempfile.TemporaryDirectory() as d:
             with open(os.path.join(d, "weights.bin"), "wb") as f:
