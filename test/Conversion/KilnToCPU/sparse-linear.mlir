@@ -110,13 +110,18 @@ func.func @bitmap_q8_0(%x: tensor<?x128xf32>) -> tensor<?x32xf32> attributes {ki
 // CHECK: arith.index_castui %{{.*}} : i64 to index
 // CHECK: scf.for {{.*}} iter_args({{.*}}) -> (vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, index)
 // CHECK: memref.prefetch
+// As rows16: a token's sums start at -128 * (its block's activation code
+// sums, record bytes 40 and 44).
+// CHECK: %[[SUM:.*]] = arith.addi %{{.*}}, %{{.*}} : i32
+// CHECK: %[[START:.*]] = arith.muli %[[SUM]], %{{.*}} : i32
+// CHECK: %[[STARTS:.*]] = vector.broadcast %[[START]] : i32 to vector<16xi32>
 // Plane 0: a quarter's kept codes at the running offset, the next quarter's
 // after them.
 // CHECK: %[[Q0:.*]] = vector.load %{{.*}}[%{{.*}}] : memref<?xi8>, vector<16xi8>
 // CHECK: math.ctpop %{{.*}} : i64
 // CHECK: %[[Q1:.*]] = vector.load %{{.*}}[%{{.*}}] : memref<?xi8>, vector<16xi8>
 // CHECK: %[[LOW:.*]] = vector.shuffle %[[Q0]], %[[Q1]] [0, 1, 2,
-// CHECK: %[[CODES:.*]] = vector.shuffle %[[LOW]], %{{.*}} [0, 1, 2,
+// CHECK: %[[KEPT_CODES:.*]] = vector.shuffle %[[LOW]], %{{.*}} [0, 1, 2,
 // Byte i takes mask byte i / 8 and keeps where bit i % 8 is set; its
 // in-lane prefix sum minus one picks the code, 0x80 (zero) where not kept.
 // CHECK: vector.shuffle %{{.*}}, %{{.*}} [0, 0, 0, 0, 0, 0, 0, 0, 1, 1,
@@ -124,10 +129,12 @@ func.func @bitmap_q8_0(%x: tensor<?x128xf32>) -> tensor<?x32xf32> attributes {ki
 // CHECK: vector.shuffle %{{.*}}, %{{.*}} [64, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 64, 16,
 // CHECK: vector.shuffle %{{.*}}, %{{.*}} [64, 64, 64, 64, 64, 64, 64, 64, 0, 1, 2, 3, 4, 5, 6, 7, 64,
 // CHECK: %[[INDICES:.*]] = arith.select %[[KEPT]], %{{.*}}, %{{.*}} : vector<64xi1>, vector<64xi8>
-// V4: %[[PLANE:.*]] = llvm.call_intrinsic "llvm.x86.avx512.pshuf.b.512"(%[[CODES]], %[[INDICES]])
-// V4: llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.512"(%{{.*}}, %{{.*}}, %[[PLANE]])
-// A token: its 4 activation bytes of the plane, broadcast.
-// CHECK: vector.broadcast %{{.*}} : i32 to vector<16xi32>
-// V4: llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.512"(%{{.*}}, %{{.*}}, %[[PLANE]])
+// V4: %[[PLANE:.*]] = llvm.call_intrinsic "llvm.x86.avx512.pshuf.b.512"(%[[KEPT_CODES]], %[[INDICES]])
 // V3: llvm.call_intrinsic "llvm.x86.avx2.pshuf.b"
 // GENERIC: arith.select
+// Q8_0's signed codes + 128, the rows16 operand (128 where not kept).
+// CHECK: %[[CODES:.*]] = arith.xori %{{.*}}, %{{.*}} : vector<64xi8>
+// A token: its 4 activation bytes of the plane, broadcast, times the codes;
+// no second dot product per plane.
+// CHECK: %[[X:.*]] = vector.broadcast %{{.*}} : i32 to vector<16xi32>
+// V4: llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.512"(%[[STARTS]], %[[CODES]], %{{.*}})
