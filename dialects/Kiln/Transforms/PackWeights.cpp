@@ -84,11 +84,11 @@ struct BitmapWin {
 /// Where bench/sparse-gemv measured the bitmap kernel (SparseLinear.cpp)
 /// faster than the dense one, one thread, 4096x4096 and 14336x4096
 /// (bench/results/sparse-gemv-unstructured-20261205.md): nowhere yet. On
-/// x86-64-v3 (AMD EPYC, AVX2) it took 2-3x the dense kernel's time at
-/// half and at a quarter of the values kept: expanding a 64-byte plane
-/// costs some 35 vector instructions against the dense kernel's ~12 per
-/// plane, more than the 22% (Q4_0) or 35% (Q8_0) fewer bytes save. The
-/// AVX-512 variant could not run there. A measured win goes here.
+/// x86-64-v3 (AMD EPYC, AVX2) it took 1.3-3.4x the dense kernel's time at
+/// 50%, 75% and 90% zeros: expanding a 64-byte plane costs ~75 instructions
+/// on AVX2 against ~15 for the dense Q4_0 kernel's whole plane, and Q8_0 is
+/// bound by the byte product there, not by bytes. The AVX-512 variant could
+/// not run there (and has no VBMI2 vpexpandb). A measured win goes here.
 constexpr llvm::ArrayRef<BitmapWin> kBitmapWins = {};
 
 bool bitmapBeatsDense(unsigned bits, double kept) {
@@ -139,9 +139,8 @@ WeightOp compressibleWeight(LinearOp linear, UnstructuredStorage storage) {
 /// with `stored` codes.
 WeightType compressedTypeOf(WeightType type, uint64_t stored = 0) {
   SparsityAttr s = type.getSparsity();
-  auto compressed =
-      SparsityAttr::get(type.getContext(), s.getKind(), s.getN(), s.getM(), 0,
-                        0, stored, /*dense=*/false);
+  auto compressed = SparsityAttr::get(type.getContext(), s.getKind(), s.getN(),
+                                      s.getM(), 0, 0, stored, /*dense=*/false);
   return WeightType::get(type.getContext(), type.getShape(), Type(),
                          type.getQuant(), compressed);
 }
@@ -183,8 +182,7 @@ void walkBitmapRows(
             if (ggmlCode(bits, src[4 * q + bit / 4], 4 * t + bit % 4) !=
                 zeroCode)
               keep |= 1u << bit;
-          for (unsigned bit = 0; bits == 4 && llvm::popcount(keep) % 2;
-               ++bit)
+          for (unsigned bit = 0; bits == 4 && llvm::popcount(keep) % 2; ++bit)
             keep |= 1u << bit;
           quarter(src, t, q, keep);
         }

@@ -112,8 +112,8 @@ Value CPUTarget::emitShuffleLanes16(ImplicitLocOpBuilder &b, Value table,
             b, v, ArrayRef<int64_t>{32 * h}, ArrayRef<int64_t>{32},
             ArrayRef<int64_t>{1});
       };
-      halves.push_back(shuffle("llvm.x86.avx2.pshuf.b", i8x32, half(table),
-                               half(indices)));
+      halves.push_back(
+          shuffle("llvm.x86.avx2.pshuf.b", i8x32, half(table), half(indices)));
     }
     SmallVector<int64_t> order(64);
     for (int64_t i = 0; i < 64; ++i)
@@ -130,8 +130,8 @@ Value CPUTarget::emitShuffleLanes16(ImplicitLocOpBuilder &b, Value table,
       for (int64_t i = 0; i < 64; ++i)
         lanes[i] = i / 16 * 16 + k;
       Value candidate = vector::ShuffleOp::create(b, table, table, lanes);
-      Value isK = arith::CmpIOp::create(b, arith::CmpIPredicate::eq, wanted,
-                                        splat(k));
+      Value isK =
+          arith::CmpIOp::create(b, arith::CmpIPredicate::eq, wanted, splat(k));
       picked = arith::SelectOp::create(b, isK, candidate, picked);
     }
     return picked;

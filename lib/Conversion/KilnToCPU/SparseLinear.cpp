@@ -175,9 +175,9 @@ static func::FuncOp buildSparseKernel(KernelBuilder &kb,
           for (int64_t i = 0; i < tile; ++i)
             records.push_back(kb.add(
                 qOffset,
-                kb.mul(kb.add(kb.mul(kb.add(t0, kb.idx(i)), kb.idx(blocks)),
-                              blk),
-                       kb.idx(kQ8RecordBytes))));
+                kb.mul(
+                    kb.add(kb.mul(kb.add(t0, kb.idx(i)), kb.idx(blocks)), blk),
+                    kb.idx(kQ8RecordBytes))));
           SmallVector<Value> dots(tile, zeroI32);
           Value correction = zeroI32;
           if (codec.codeOffset)
@@ -203,8 +203,8 @@ static func::FuncOp buildSparseKernel(KernelBuilder &kb,
               // Broadcast straight from memory, the sign flip in vector
               // registers: no trip through a general-purpose register.
               Value at = kb.add(records[i], kb.idx(term.xAt));
-              Value word = term.width == 8 ? loadI64(b, q, at)
-                                           : loadI32(b, q, at);
+              Value word =
+                  term.width == 8 ? loadI64(b, q, at) : loadI32(b, q, at);
               Value x = broadcastWord(b, word);
               if (codec.codeOffset) {
                 dots[i] = dotTarget.emitByteDot(b, dots[i], term.codes, x);
@@ -255,9 +255,9 @@ static func::FuncOp buildSparseKernel(KernelBuilder &kb,
 /// 2 activation bytes their positions pick out of the two runs' 8
 /// activation bytes (a byte shuffle of them, broadcast): as many dot
 /// products as dense weights take per 16 values.
-static func::FuncOp build2of4Kernel(KernelBuilder &kb,
-                                    const CPUTarget &target, WeightType type,
-                                    int64_t k, int64_t n, bool hasBias) {
+static func::FuncOp build2of4Kernel(KernelBuilder &kb, const CPUTarget &target,
+                                    WeightType type, int64_t k, int64_t n,
+                                    bool hasBias) {
   const unsigned bits = type.getQuant().getBits();
   // Per block of a group: 16 f16 scales, 8 runs x 16 rows x 2 kept codes,
   // 4 run pairs x 16 rows x 2 position nibbles.
@@ -389,8 +389,8 @@ static func::FuncOp buildBitmapKernel(KernelBuilder &kb,
     SmallVector<Value> quarters;
     for (int64_t l = 0; l < 4; ++l) {
       int64_t width = bits == 8 ? 16 : 8;
-      quarters.push_back(vector::LoadOp::create(
-          b, VectorType::get({width}, i8), w, ValueRange{cursor}));
+      quarters.push_back(vector::LoadOp::create(b, VectorType::get({width}, i8),
+                                                w, ValueRange{cursor}));
       Value quarterBits = arith::AndIOp::create(
           b, arith::ShRUIOp::create(b, mask, i64Const(16 * l)),
           i64Const(0xffff));
@@ -412,9 +412,9 @@ static func::FuncOp buildBitmapKernel(KernelBuilder &kb,
           b, i8x64,
           arith::OrIOp::create(
               b, arith::AndIOp::create(b, wide, splat16(0x0f)),
-              arith::AndIOp::create(
-                  b, arith::ShLIOp::create(b, wide, splat16(4)),
-                  splat16(0x0f00))));
+              arith::AndIOp::create(b,
+                                    arith::ShLIOp::create(b, wide, splat16(4)),
+                                    splat16(0x0f00))));
     }
     // Byte i: mask byte i / 8, then whether bit i % 8 of it is set.
     Value maskWord = vector::BitCastOp::create(
@@ -454,14 +454,13 @@ static func::FuncOp buildBitmapKernel(KernelBuilder &kb,
   // (Q8_0) or 128 (Q4_0).
   return buildSparseKernel(kb, target, type, k, n, hasBias,
                            SparseCodec{8, bits == 4 ? 8 : 128,
-                                       96 + 16 * 16 * bits / 8,
-                                       groupStart, begin, term, end});
+                                       96 + 16 * 16 * bits / 8, groupStart,
+                                       begin, term, end});
 }
 
 func::FuncOp mlir::kiln::buildSparseLinearInt8Kernel(KernelLibrary &library,
-                                                     WeightType type,
-                                                     int64_t k, int64_t n,
-                                                     bool hasBias) {
+                                                     WeightType type, int64_t k,
+                                                     int64_t n, bool hasBias) {
   KernelSignature sig(library.getContext());
   sig.bytesAt("q").weightAndBias(hasBias);
   sig.rows("y", n);
