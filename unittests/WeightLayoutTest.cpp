@@ -117,6 +117,36 @@ TEST_F(WeightTypeTest, SparseStorage) {
   EXPECT_EQ(*block.getStorageBytes(), 1u + 3u * 64u * 4u);
 }
 
+// Bitmap-compressed Q4_0/Q8_0 (bitmapWeightBytes): group offsets, 96 bytes of
+// scales and masks per 16 rows and block, the stored codes, 16 of padding.
+TEST(QuantBlockShape, BitmapBytes) {
+  // 32 rows x 64: 2 groups x 2 blocks; half of the 2048 values kept.
+  EXPECT_EQ(kiln::bitmapWeightBytes(oneLevel(4, 32, 0), 32, 64, 1024),
+            2u * 8u + 4u * 96u + 512u + 16u);
+  EXPECT_EQ(kiln::bitmapWeightBytes(oneLevel(8, 32, 0), 32, 64, 1024),
+            2u * 8u + 4u * 96u + 1024u + 16u);
+  // Per row and block at half kept: 2 + 4 + 8 = 14 (Q4_0), 2 + 4 + 16 = 22
+  // (Q8_0), the offsets and padding aside.
+  EXPECT_EQ(*kiln::bitmapWeightBytes(oneLevel(4, 32, 0), 4096, 4096,
+                                     4096u * 4096u / 2) -
+                8u * 256u - 16u,
+            4096u * 128u * 14u);
+  EXPECT_FALSE(kiln::bitmapWeightBytes(oneLevel(4, 32, 0), 8, 64, 0));
+  EXPECT_FALSE(kiln::bitmapWeightBytes(oneLevel(4, 32, 0), 16, 64, 11));
+  EXPECT_FALSE(kiln::bitmapWeightBytes(oneLevel(5, 32, 0), 16, 64, 16));
+  EXPECT_FALSE(kiln::bitmapWeightBytes(oneLevel(4, 32, 2), 16, 64, 16));
+  EXPECT_FALSE(kiln::bitmapWeightBytes(oneLevel(4, 64, 0), 16, 64, 16));
+}
+
+TEST_F(WeightTypeTest, BitmapCompressedStorage) {
+  auto q4 = parse("!kiln.weight<32x64x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf>, "
+                  "sparsity = #kiln.sparsity<kind = bitmap, nnz = 1024>>");
+  ASSERT_TRUE(q4);
+  EXPECT_EQ(*q4.getStorageBytes(), 2u * 8u + 4u * 96u + 512u + 16u);
+  EXPECT_TRUE(mlir::failed(q4.getRowBytes()));
+  EXPECT_TRUE(q4.takesQuantizedActivations());
+}
+
 TEST_F(WeightTypeTest, RejectsOverflowingShape) {
   // Verification fails, so parsing yields no type (the diagnostic goes to
   // the context's handler).

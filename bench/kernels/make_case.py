@@ -2,14 +2,18 @@
 weight (the same bytes feed Kiln and ggml) and a one-op kiln module
 (kiln.linear over them, up to 512 tokens) for kiln-compile --emit=so.
 
-Usage: make_case.py TYPE N K DIR [pruned|sparse]   (TYPE: a key of TYPES)
+Usage: make_case.py TYPE N K DIR [pruned|sparse|unstructured[=R]|bitmap[=R]]
+(TYPE: a key of TYPES)
 Writes DIR/weights.bin and DIR/linear.mlir.
 
 `pruned` (Q4_0, Q8_0): in every run of 4 values along K, 2 random ones get
 the zero code (2:4 sparsity), the weight type does not say so: kiln-compile
 packs it dense. `sparse`: the same bytes, marked `#kiln.sparsity<n_m 2:4,
 dense = true>` as kiln-prune leaves a weight: kiln-compile stores it
-compressed for the sparse kernels.
+compressed for the sparse kernels. `unstructured=R` (default 0.5): a
+random share R of all values gets the zero code, the type does not say so;
+`bitmap=R`: the same bytes marked `#kiln.sparsity<kind = bitmap, nnz = ...,
+dense = true>` as kiln-prune pattern=unstructured leaves a weight.
 """
 import os
 import sys
@@ -72,6 +76,23 @@ def prune_2_4(blocks, typ, rng):
     qs[:] = lo | (hi << 4)
 
 
+def prune_unstructured(blocks, typ, rate, rng):
+    """Writes the zero code over a random share `rate` of all values (in
+    place); returns the count of non-zero codes left."""
+    drop = rng.random((blocks.shape[0], 32)) < rate
+    if typ == "q8_0":
+        codes = blocks[:, 2:].view(np.int8)
+        codes[drop] = 0
+        return int(np.count_nonzero(codes))
+    assert typ == "q4_0", "pruned cases are Q4_0 or Q8_0"
+    qs = blocks[:, 2:]
+    lo, hi = qs & 15, qs >> 4
+    lo[drop[:, :16]] = 8
+    hi[drop[:, 16:]] = 8
+    qs[:] = lo | (hi << 4)
+    return int(np.count_nonzero(lo != 8) + np.count_nonzero(hi != 8))
+
+
 def main():
     typ, n, k, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     block, nbytes, f16_fields, scheme = TYPES[typ]
@@ -87,12 +108,20 @@ def main():
         for i in range(4):
             words[:, i] = (words[:, i] & 0x0FFF) | (((bits >> (4 * i)) & 0xF) << 12)
         blocks[:, 48:56] = words.view(np.uint8)
-    prune = sys.argv[5] if len(sys.argv) > 5 else None
-    if prune:
+    prune, _, rate = (sys.argv[5] if len(sys.argv) > 5 else "").partition("=")
+    sparsity = ""
+    if prune in ("pruned", "sparse"):
         prune_2_4(blocks, typ, rng)
+        if prune == "sparse":
+            sparsity = ", sparsity = #kiln.sparsity<kind = n_m, n = 2, m = 4, dense = true>"
+    elif prune in ("unstructured", "bitmap"):
+        nnz = prune_unstructured(blocks, typ, float(rate or 0.5), rng)
+        if prune == "bitmap":
+            sparsity = ", sparsity = #kiln.sparsity<kind = bitmap, nnz = %d, dense = true>" % nnz
+    elif prune:
+        sys.exit("make_case.py: unknown pruning " + prune)
     os.makedirs(out, exist_ok=True)
     blocks.tofile(os.path.join(out, "weights.bin"))
-    sparsity = ", sparsity = #kiln.sparsity<kind = n_m, n = 2, m = 4, dense = true>" if prune == "sparse" else ""
     wt = "!kiln.weight<%dx%dx%s%s>" % (n, k, scheme, sparsity)
     with open(os.path.join(out, "linear.mlir"), "w") as f:
         f.write(

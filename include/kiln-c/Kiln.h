@@ -135,8 +135,9 @@ typedef struct kiln_buffer {
  * activations=int8|f32, max-tokens=N (bound of dynamic token sizes; default:
  * each function's kiln.max_tokens), cpu=x86-64-v4|x86-64-v3 (default: the
  * best this CPU runs; kernels use that variant's instruction set) or
- * cpu=generic (portable kernels, code for the best variant). Unknown keys are
- * an error.
+ * cpu=generic (portable kernels, code for the best variant),
+ * unstructured=auto|bitmap|dense (how Q4_0/Q8_0 weights pruned unstructured
+ * are stored; kiln-compile --unstructured). Unknown keys are an error.
  *
  * kiln_compile_mlir_weights takes the bytes of the file the module's
  * #kiln.external attributes name (`weights`, `weights_size`; copied, so the

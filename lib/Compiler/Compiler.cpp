@@ -92,7 +92,8 @@ llvm::Error packForKernels(ModuleOp module, const CompileOptions &options) {
   PassManager pm(module.getContext());
   pm.addPass(mlir::kiln::createKilnPackWeights(
       {cuda ? mlir::kiln::LoweringTarget::CUDA
-            : mlir::kiln::LoweringTarget::CPU}));
+            : mlir::kiln::LoweringTarget::CPU,
+       options.unstructured}));
   if (failed(pm.run(module)))
     return fail(options.input + ": " + diags.take("packing weights failed"));
   return llvm::Error::success();
@@ -290,7 +291,8 @@ llvm::Error compileMLIR(MLIRContext &ctx, const CompileOptions &options) {
   if (!withWeights &&
       options.activations != mlir::kiln::ActivationPrecision::F32 &&
       mlir::kiln::kilnPackWeightsRepacks(*module,
-                                         mlir::kiln::LoweringTarget::CPU))
+                                         mlir::kiln::LoweringTarget::CPU,
+                                         options.unstructured))
     return fail(options.input + ": its weights are repacked for the int8 "
                                 "kernels; name the file to write them to "
                                 "with --weights-out");
@@ -783,9 +785,19 @@ llvm::Error parseMLIRPipelineOptions(llvm::StringRef pipeline,
         options.kernels = "native";
         options.cpuVariant = value.str();
       }
+    } else if (key == "unstructured") {
+      if (value == "auto")
+        options.unstructured = mlir::kiln::UnstructuredStorage::Auto;
+      else if (value == "bitmap")
+        options.unstructured = mlir::kiln::UnstructuredStorage::Bitmap;
+      else if (value == "dense")
+        options.unstructured = mlir::kiln::UnstructuredStorage::Dense;
+      else
+        return fail("pipeline option " + word +
+                    " is invalid (unstructured=auto|bitmap|dense)");
     } else {
       return fail("unknown pipeline option '" + key +
-                  "' (known: activations, max-tokens, cpu)");
+                  "' (known: activations, max-tokens, cpu, unstructured)");
     }
   }
   return llvm::Error::success();

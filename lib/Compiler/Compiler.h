@@ -6,6 +6,7 @@
 #include "Conversion/LoweringOptions.h"
 #include "Kiln/Transforms/PruneOptions.h"
 #include "Kiln/Transforms/QuantizeOptions.h"
+#include "Kiln/Transforms/WeightPacking.h"
 
 #include "mlir/IR/BuiltinOps.h"
 #include "llvm/Support/Error.h"
@@ -63,6 +64,10 @@ struct CompileOptions {
   /// --collect-stats. Needs activations=f32 (the inputs as the float model
   /// computes them).
   bool calibrationTaps = false;
+  /// With int8 activations on the CPU: how Q4_0/Q8_0 weights pruned
+  /// unstructured are stored (kiln-pack-weights{unstructured}).
+  mlir::kiln::UnstructuredStorage unstructured =
+      mlir::kiln::UnstructuredStorage::Auto;
   /// For .gguf inputs: prune the float weights of the linear layers
   /// (kiln-prune) before quantizing them.
   std::optional<PruneOptions> prune;
@@ -108,7 +113,8 @@ llvm::Expected<LoweredMLIR> lowerMLIRModule(mlir::ModuleOp module,
 /// Parses the options of an in-memory .mlir compile (the C API's pipeline
 /// string): space-separated activations=int8|f32, max-tokens=N (N >= 1, sets
 /// mlirMaxTokens), cpu=x86-64-v4|x86-64-v3 (sets cpuVariant; native
-/// kernels) or cpu=generic (portable kernels). Unknown keys are an error.
+/// kernels) or cpu=generic (portable kernels), unstructured=auto|bitmap|dense
+/// (sets unstructured). Unknown keys are an error.
 llvm::Error parseMLIRPipelineOptions(llvm::StringRef pipeline,
                                      CompileOptions &options);
 

@@ -371,7 +371,8 @@ def compile_mlir(text: str, pipeline: str = "", *, entry: Optional[str] = None,
 
     The module is lowered as ``kiln-compile`` lowers an .mlir module.
     `pipeline`: space-separated options, ``activations=int2..int8|f32``,
-    ``max-tokens=N``, ``cpu=x86-64-v4|x86-64-v3|generic``. `entry`: the
+    ``max-tokens=N``, ``cpu=x86-64-v4|x86-64-v3|generic``,
+    ``unstructured=auto|bitmap|dense``. `entry`: the
     function (default: the module's only one). `weights`: the bytes the
     module's ``#kiln.external`` ranges point into (a path, bytes or a uint8
     array), read now: weights the kernels want in their own layout are packed

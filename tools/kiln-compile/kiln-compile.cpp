@@ -46,6 +46,19 @@ static cl::opt<int64_t> maxTokens("max-tokens",
                                   cl::desc("Most tokens per step (prompt "
                                            "chunk size, default 256)"),
                                   cl::init(256), cl::cat(kilnOptions));
+static cl::opt<mlir::kiln::UnstructuredStorage> unstructured(
+    "unstructured",
+    cl::desc("With int8 activations on the CPU: how Q4_0/Q8_0 weights pruned "
+             "unstructured are stored"),
+    cl::values(clEnumValN(mlir::kiln::UnstructuredStorage::Auto, "auto",
+                          "bitmap where its kernel measured faster than the "
+                          "dense one, else dense (default)"),
+               clEnumValN(mlir::kiln::UnstructuredStorage::Bitmap, "bitmap",
+                          "bitmap compressed (keep bits, kept codes)"),
+               clEnumValN(mlir::kiln::UnstructuredStorage::Dense, "dense",
+                          "dense, as unpruned weights")),
+    cl::init(mlir::kiln::UnstructuredStorage::Auto));
+
 static cl::opt<mlir::kiln::ActivationPrecision> activations(
     "activations", cl::desc("Activations of quantized linear layers"),
     cl::values(clEnumValN(mlir::kiln::ActivationPrecision::Int8, "int8",
@@ -146,6 +159,7 @@ int main(int argc, char **argv) {
   options.contextLength = ctx;
   options.maxTokens = maxTokens;
   options.activations = activations;
+  options.unstructured = unstructured;
   options.kernels = kernels;
   options.weightsOutput = weightsOut;
   options.calibrationTaps = calibrationTaps;

@@ -170,8 +170,17 @@ FailureOr<uint64_t> WeightType::getStorageBytes() const {
       return failure();
     return *total;
   }
+  if (QuantSchemeAttr quant = getQuant();
+      quant && sparsity && sparsity.getKind() == SparsityKind::Bitmap) {
+    // Quantized and bitmap compressed (WeightLayout.h, bitmapWeightBytes).
+    std::optional<uint64_t> total = ::kiln::bitmapWeightBytes(
+        blockShapeOf(quant), rows, k, sparsity.getNnz());
+    if (!total)
+      return failure();
+    return *total;
+  }
   if (QuantSchemeAttr quant = getQuant(); quant && sparsity) {
-    // Quantized and compressed: n:m only (the verifier checks it).
+    // Quantized and compressed: n:m (the verifier checks it).
     std::optional<uint64_t> blockBytes = ::kiln::nmBlockBytes(
         blockShapeOf(quant), sparsity.getN(), sparsity.getM());
     std::optional<uint64_t> total =
@@ -273,20 +282,34 @@ LogicalResult WeightType::verify(function_ref<InFlightDiagnostic()> emitError,
   if (sparsity) {
     if (quant && !sparsity.getDense()) {
       // Compressed quantized weights keep their codes and dense scales per
-      // block and drop the pruned codes (WeightLayout.h, nmBlockBytes).
-      if (sparsity.getKind() != SparsityKind::NM)
+      // block and drop the pruned codes (WeightLayout.h, nmBlockBytes and
+      // bitmapWeightBytes).
+      if (sparsity.getKind() == SparsityKind::Bitmap) {
+        if (!::kiln::bitmapWeightBytes(blockShapeOf(quant), *count / k, k,
+                                       sparsity.getNnz()) ||
+            quant.getTargetLayout() || !quant.isSymmetric())
+          return emitError()
+                 << "a bitmap compressed weight needs 4- or 8-bit symmetric "
+                    "groups of 32 with an f16 scale, rows a multiple of 16 "
+                    "and whole bytes of kept codes, got "
+                 << quant << " with " << *count / k << " rows and nnz "
+                 << sparsity.getNnz();
+      } else if (sparsity.getKind() != SparsityKind::NM) {
         return emitError() << "a quantized weight can be stored compressed "
-                              "only with n_m sparsity";
-      if (quant.isTwoLevel() || !quant.isSymmetric() ||
-          quant.getTargetLayout())
+                              "only with n_m or bitmap sparsity";
+      }
+      if (sparsity.getKind() == SparsityKind::NM &&
+          (quant.isTwoLevel() || !quant.isSymmetric() ||
+           quant.getTargetLayout()))
         return emitError() << "a compressed n:m weight needs a symmetric "
                               "one-level quantization in layout gguf or "
                               "packed";
-      if (*count / k % 16 != 0)
+      if (sparsity.getKind() == SparsityKind::NM && *count / k % 16 != 0)
         return emitError() << "a compressed n:m weight interleaves rows by "
                               "16, got "
                            << *count / k << " rows";
-      if (!::kiln::nmBlockBytes(blockShapeOf(quant), sparsity.getN(),
+      if (sparsity.getKind() == SparsityKind::NM &&
+          !::kiln::nmBlockBytes(blockShapeOf(quant), sparsity.getN(),
                                 sparsity.getM()))
         return emitError() << sparsity.getN() << ":" << sparsity.getM()
                            << " compression of " << quant.getBits()

@@ -100,6 +100,49 @@ inline std::optional<uint64_t> nmBlockBytes(const QuantBlockShape &shape,
   return shape.scaleBytes + codeBits / 8 + indexBits / 8;
 }
 
+/// Bytes of a Q4_0 or Q8_0 weight (symmetric, one level, 32-value blocks with
+/// an f16 scale: `shape`) of `rows` x `k` values stored bitmap compressed
+/// (`sparsity = #kiln.sparsity<kind = bitmap, nnz = stored>`): unstructured
+/// sparsity, every value's keep bit and only the kept codes. nullopt unless
+/// rows is a multiple of 16, k of 32, and the codes fill whole bytes.
+///
+/// The arrangement is the rows16 one (IR/Rows16.h of the CPU lowering) with
+/// the zeros left out, so an expand of each 64-byte plane gives the dense
+/// kernels' operand back (vpexpandb where AVX-512 VBMI2 has it; a vpshufb
+/// driven by in-lane prefix sums of the mask elsewhere):
+///   offsets  rows/16 u64: each group of 16 rows' byte offset from the start
+///            (groups differ in size);
+///   groups   per group of 16 rows, per 32-value block: the 16 rows' f16
+///            scales (32 bytes); the 8 planes' keep masks (u64 each, bit
+///            4r+v of plane t: row r keeps value 4t+v); then per plane t and
+///            quarter q (rows 4q..4q+3, mask bits 16q..16q+15) the kept codes
+///            in mask order: Q8_0's signed bytes, or Q4_0's 4-bit codes (8 the
+///            zero) two to a byte, low nibble first, a quarter keeping an
+///            even number (the packer keeps one more zero code when odd);
+///   16 bytes of padding, so a kernel may load any quarter 16 bytes wide.
+/// `stored` counts the kept codes (mask bits set), at least the non-zeros.
+/// A block then takes 2 + 4 + stored codes per row: at half the values
+/// kept, 14 (Q4_0, plus ~0.5 of quarter padding) and 22 bytes instead of 18
+/// and 34.
+inline std::optional<uint64_t> bitmapWeightBytes(const QuantBlockShape &shape,
+                                                 uint64_t rows, uint64_t k,
+                                                 uint64_t stored) {
+  if (shape.superGroup || shape.zeroBytes || shape.group != 32 ||
+      shape.scaleBytes != 2 || (shape.bits != 4 && shape.bits != 8) ||
+      rows % 16 != 0 || k % 32 != 0 || stored * shape.bits % 8 != 0)
+    return std::nullopt;
+  uint64_t groups = rows / 16;
+  std::optional<uint64_t> blocks = checkedMul(groups, k / 32);
+  std::optional<uint64_t> headers =
+      blocks ? checkedMul(*blocks, 32 + 64) : std::nullopt;
+  std::optional<uint64_t> codes = checkedMul(stored, shape.bits);
+  if (!headers || !codes)
+    return std::nullopt;
+  std::optional<uint64_t> total = checkedAdd(*headers, *codes / 8);
+  total = total ? checkedAdd(*total, groups * 8 + 16) : std::nullopt;
+  return total;
+}
+
 /// Product of dimensions; nullopt on overflow or a non-positive dimension.
 template <typename Range>
 std::optional<uint64_t> checkedElementCount(const Range &dims) {

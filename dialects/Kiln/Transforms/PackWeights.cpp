@@ -1,10 +1,12 @@
 //===- PackWeights.cpp - weights into a target's kernel layout ------------===//
 //
 // Two repackings, each done once per weight: into the layout the target's
-// packer chooses (the CPU's rows16), and Q4_0/Q8_0 weights pruned 2:4
-// (kiln-prune's `dense = true`) into the compressed n:m blocks the sparse
-// kernels read (WeightLayout.h, nmBlockBytes; SparseLinear.cpp of the CPU
-// lowering).
+// packer chooses (the CPU's rows16), and Q4_0/Q8_0 weights pruned 2:4 or
+// unstructured (kiln-prune's `dense = true`) into the compressed n:m or
+// bitmap blocks the sparse kernels read (WeightLayout.h, nmBlockBytes and
+// bitmapWeightBytes; SparseLinear.cpp of the CPU lowering). An unstructured
+// weight is compressed only where the bitmap kernel measured faster than
+// the dense one (bitmapBeatsDense).
 //
 //===----------------------------------------------------------------------===//
 
@@ -16,6 +18,7 @@
 #include "mlir/IR/MLIRContext.h"
 #include "llvm/ADT/DenseMap.h"
 #include "llvm/ADT/STLExtras.h"
+#include "llvm/ADT/bit.h"
 
 #include <cstring>
 #include <optional>
@@ -56,37 +59,185 @@ std::optional<Packable> packableWeight(LinearOp linear,
 /// bytes share one blob.
 using PackedSources = llvm::DenseMap<std::pair<Attribute, Type>, Attribute>;
 
-/// The n:m patterns and ggml formats the sparse kernels read compressed.
-/// Any other pruned weight stays dense: that is the dense fallback.
-bool hasSparseKernel(WeightType type) {
-  SparsityAttr sparsity = type.getSparsity();
+/// The ggml format's bits (4: Q4_0, 8: Q8_0) when a sparse kernel reads
+/// its codes compressed, else 0.
+unsigned sparseCodeBits(WeightType type) {
   QuantSchemeAttr q = type.getQuant();
-  if (!sparsity || !sparsity.getDense() ||
-      sparsity.getKind() != SparsityKind::NM || sparsity.getN() != 2 ||
-      sparsity.getM() != 4 || !q || q.getLayout() != QuantLayout::GGUF ||
-      type.getRank() != 2 || type.getInnerDim() % 64 != 0 ||
-      type.getNumRows() % 16 != 0)
-    return false;
+  if (!q || q.getLayout() != QuantLayout::GGUF || type.getRank() != 2 ||
+      type.getNumRows() % 16 != 0 || type.getInnerDim() % 32 != 0)
+    return 0;
   const ::kiln::GGMLFormat *ggml = findGGMLBlockFormat(q);
-  return ggml && (ggml->type == ::kiln::GGMLType::Q4_0 ||
-                  ggml->type == ::kiln::GGMLType::Q8_0);
+  if (ggml && ggml->type == ::kiln::GGMLType::Q4_0)
+    return 4;
+  if (ggml && ggml->type == ::kiln::GGMLType::Q8_0)
+    return 8;
+  return 0;
 }
 
-/// The kiln.weight `linear` multiplies by, when it is pruned 2:4, still
-/// stored dense and has a sparse kernel.
-WeightOp compressibleWeight(LinearOp linear) {
+/// A format (code bits) and the kept share at or below which the bitmap
+/// kernel measured faster than the dense rows16 one.
+struct BitmapWin {
+  unsigned bits;
+  double maxKept;
+};
+
+/// Where bench/sparse-gemv measured the bitmap kernel (SparseLinear.cpp)
+/// faster than the dense one, one thread, 4096x4096 and 14336x4096
+/// (bench/results/sparse-gemv-unstructured-20261205.md): nowhere yet. On
+/// x86-64-v3 (AMD EPYC, AVX2) it took 1.3-3.4x the dense kernel's time at
+/// 50%, 75% and 90% zeros: expanding a 64-byte plane costs ~75 instructions
+/// on AVX2 against ~15 for the dense Q4_0 kernel's whole plane, and Q8_0 is
+/// bound by the byte product there, not by bytes. The AVX-512 variant could
+/// not run there (and has no VBMI2 vpexpandb). A measured win goes here.
+constexpr llvm::ArrayRef<BitmapWin> kBitmapWins = {};
+
+bool bitmapBeatsDense(unsigned bits, double kept) {
+  return llvm::any_of(kBitmapWins, [&](const BitmapWin &win) {
+    return win.bits == bits && kept <= win.maxKept;
+  });
+}
+
+/// Whether kiln-pack-weights stores `type`, pruned unstructured (kiln-prune's
+/// bitmap with `dense = true`), bitmap compressed: the bitmap kernel reads its
+/// format and `storage` asks for it, or (Auto) it beats the dense one at the
+/// weight's rate. Otherwise it stays dense: the dense fallback.
+bool choosesBitmap(WeightType type, UnstructuredStorage storage) {
+  SparsityAttr sparsity = type.getSparsity();
+  if (!sparsity || !sparsity.getDense() ||
+      sparsity.getKind() != SparsityKind::Bitmap ||
+      storage == UnstructuredStorage::Dense)
+    return false;
+  unsigned bits = sparseCodeBits(type);
+  double values = double(type.getNumRows()) * double(type.getInnerDim());
+  return bits && (storage == UnstructuredStorage::Bitmap ||
+                  bitmapBeatsDense(bits, double(sparsity.getNnz()) / values));
+}
+
+/// The n:m patterns and ggml formats the sparse kernels read compressed
+/// (bitmap ones as `storage` chooses). Any other pruned weight stays dense:
+/// that is the dense fallback.
+bool hasSparseKernel(WeightType type, UnstructuredStorage storage) {
+  if (choosesBitmap(type, storage))
+    return true;
+  SparsityAttr sparsity = type.getSparsity();
+  return sparsity && sparsity.getDense() &&
+         sparsity.getKind() == SparsityKind::NM && sparsity.getN() == 2 &&
+         sparsity.getM() == 4 && type.getInnerDim() % 64 == 0 &&
+         sparseCodeBits(type);
+}
+
+/// The kiln.weight `linear` multiplies by, when it is pruned, still stored
+/// dense and has a sparse kernel that reads it compressed.
+WeightOp compressibleWeight(LinearOp linear, UnstructuredStorage storage) {
   auto source = linear.getWeight().getDefiningOp<WeightOp>();
-  return source && hasSparseKernel(linear.getWeight().getType()) ? source
-                                                                 : WeightOp();
+  return source && hasSparseKernel(linear.getWeight().getType(), storage)
+             ? source
+             : WeightOp();
 }
 
-/// `type` with its n:m sparsity stored compressed.
-WeightType compressedTypeOf(WeightType type) {
+/// `type` with its n:m sparsity stored compressed, or its bitmap sparsity
+/// with `stored` codes.
+WeightType compressedTypeOf(WeightType type, uint64_t stored = 0) {
   SparsityAttr s = type.getSparsity();
   auto compressed = SparsityAttr::get(type.getContext(), s.getKind(), s.getN(),
-                                      s.getM(), 0, 0, 0, /*dense=*/false);
+                                      s.getM(), 0, 0, stored, /*dense=*/false);
   return WeightType::get(type.getContext(), type.getShape(), Type(),
                          type.getQuant(), compressed);
+}
+
+/// Code `i` (0..31) of a ggml Q4_0 (`bits` 4) or Q8_0 (8) block at `block`.
+unsigned ggmlCode(unsigned bits, const uint8_t *block, unsigned i) {
+  if (bits == 8)
+    return block[2 + i];
+  // ggml's Q4_0: byte i holds value i (low nibble) and i + 16 (high).
+  return i < 16 ? block[2 + i] & 15 : block[2 + i - 16] >> 4;
+}
+
+/// Walks ggml Q4_0 or Q8_0 rows (`rows` a multiple of 16) in the bitmap
+/// arrangement of WeightLayout.h (bitmapWeightBytes): for each group of 16
+/// rows `group(g)`, then for each block `block(g, blk)`, then for each plane
+/// and quarter `quarter(src, t, q, keep)` with the quarter's 16 keep bits
+/// (bit 4r+v: row 4q+r keeps value 4t+v of the block) and the 16 rows'
+/// source blocks. A quarter keeps the non-zero codes, and for Q4_0 one
+/// more (the first zero) when their count is odd.
+void walkBitmapRows(
+    unsigned bits, uint64_t rows, uint64_t k, const uint8_t *in,
+    function_ref<void(uint64_t)> group,
+    function_ref<void(uint64_t, uint64_t, const uint8_t *const *)> block,
+    function_ref<void(const uint8_t *const *, unsigned, unsigned, unsigned)>
+        quarter) {
+  const uint64_t blocks = k / 32, sourceBlockBytes = 2 + 32 * bits / 8;
+  const unsigned zeroCode = bits == 4 ? 8 : 0;
+  for (uint64_t g = 0; g < rows / 16; ++g) {
+    group(g);
+    for (uint64_t blk = 0; blk < blocks; ++blk) {
+      const uint8_t *src[16];
+      for (unsigned r = 0; r < 16; ++r)
+        src[r] = in + ((16 * g + r) * blocks + blk) * sourceBlockBytes;
+      block(g, blk, src);
+      for (unsigned t = 0; t < 8; ++t)
+        for (unsigned q = 0; q < 4; ++q) {
+          unsigned keep = 0;
+          for (unsigned bit = 0; bit < 16; ++bit)
+            if (ggmlCode(bits, src[4 * q + bit / 4], 4 * t + bit % 4) !=
+                zeroCode)
+              keep |= 1u << bit;
+          for (unsigned bit = 0; bits == 4 && llvm::popcount(keep) % 2; ++bit)
+            keep |= 1u << bit;
+          quarter(src, t, q, keep);
+        }
+    }
+  }
+}
+
+/// The codes the bitmap arrangement of these rows stores.
+uint64_t countBitmapCodes(unsigned bits, uint64_t rows, uint64_t k,
+                          const uint8_t *in) {
+  uint64_t stored = 0;
+  walkBitmapRows(
+      bits, rows, k, in, [](uint64_t) {},
+      [](uint64_t, uint64_t, const uint8_t *const *) {},
+      [&](const uint8_t *const *, unsigned, unsigned, unsigned keep) {
+        stored += llvm::popcount(keep);
+      });
+  return stored;
+}
+
+/// Writes ggml Q4_0 or Q8_0 rows into `out` bitmap compressed
+/// (WeightLayout.h, bitmapWeightBytes).
+void compressBitmapRows(unsigned bits, uint64_t rows, uint64_t k,
+                        const uint8_t *in, uint8_t *out) {
+  uint8_t *at = out + rows / 16 * 8;
+  uint8_t *masks = nullptr;
+  walkBitmapRows(
+      bits, rows, k, in,
+      [&](uint64_t g) {
+        uint64_t offset = at - out;
+        std::memcpy(out + 8 * g, &offset, 8);
+      },
+      [&](uint64_t, uint64_t, const uint8_t *const *src) {
+        for (unsigned r = 0; r < 16; ++r)
+          std::memcpy(at + 2 * r, src[r], 2);
+        masks = at + 32;
+        std::memset(masks, 0, 64);
+        at += 96;
+      },
+      [&](const uint8_t *const *src, unsigned t, unsigned q, unsigned keep) {
+        masks[8 * t + 2 * q] = uint8_t(keep);
+        masks[8 * t + 2 * q + 1] = uint8_t(keep >> 8);
+        unsigned n = 0;
+        for (unsigned bit = 0; bit < 16; ++bit) {
+          if (!(keep >> bit & 1))
+            continue;
+          unsigned code = ggmlCode(bits, src[4 * q + bit / 4], 4 * t + bit % 4);
+          if (bits == 8)
+            *at++ = uint8_t(code);
+          else if (n++ % 2 == 0)
+            *at = uint8_t(code);
+          else
+            *at++ |= uint8_t(code << 4);
+        }
+      });
 }
 
 /// Writes ggml Q4_0 or Q8_0 rows (`bits` 4 or 8, `rows` a multiple of 16)
@@ -107,12 +258,7 @@ compress2of4Rows(unsigned bits, uint64_t rows, uint64_t k, const uint8_t *in,
       const uint8_t *src = in + (row * blocks + blk) * sourceBlockBytes;
       uint8_t *dst = out + (row / 16 * blocks + blk) * blockBytes;
       std::memcpy(dst + 2 * r, src, 2);
-      // ggml's Q4_0: byte i holds value i (low nibble) and i + 16 (high).
-      auto code = [&](unsigned i) -> unsigned {
-        if (bits == 8)
-          return src[2 + i];
-        return i < 16 ? src[2 + i] & 15 : src[2 + i - 16] >> 4;
-      };
+      auto code = [&](unsigned i) { return ggmlCode(bits, src, i); };
       for (unsigned run = 0; run < 8; ++run) {
         SmallVector<unsigned, 4> kept;
         for (unsigned p = 0; p < 4; ++p)
@@ -183,6 +329,25 @@ FailureOr<WeightOp> compress(WeightOp source, PackedSources &packedSources) {
   WeightType type = source.getType();
   SparsityAttr s = type.getSparsity();
   unsigned bits = type.getQuant().getBits();
+  if (s.getKind() == SparsityKind::Bitmap) {
+    FailureOr<ArrayRef<char>> bytes = readWeightBytes(source);
+    FailureOr<uint64_t> sourceBytes = type.getStorageBytes();
+    if (failed(bytes))
+      return failure();
+    if (failed(sourceBytes) || *sourceBytes != bytes->size())
+      return source.emitOpError("holds ")
+             << bytes->size() << " bytes, not the " << type << " to compress";
+    const auto *in = reinterpret_cast<const uint8_t *>(bytes->data());
+    uint64_t rows = type.getNumRows(), k = type.getInnerDim();
+    uint64_t stored = countBitmapCodes(bits, rows, k, in);
+    return repack(source, compressedTypeOf(type, stored),
+                  Twine(bits == 4 ? "q4_0" : "q8_0").concat("_bitmap").str(),
+                  packedSources,
+                  [&](ArrayRef<uint8_t> in, MutableArrayRef<uint8_t> out) {
+                    compressBitmapRows(bits, rows, k, in.data(), out.data());
+                    return success();
+                  });
+  }
   std::string name = (Twine(bits == 4 ? "q4_0" : "q8_0") + "_" +
                       Twine(s.getN()) + "of" + Twine(s.getM()))
                          .str();
@@ -259,8 +424,9 @@ struct PackWeights : mlir::kiln::impl::KilnPackWeightsBase<PackWeights> {
     WalkResult walk = getOperation().walk([&](LinearOp linear) {
       Value weight = linear.getWeight();
       // The compressed n:m form is the sparse CPU kernels'.
-      WeightOp sparse =
-          target == LoweringTarget::CPU ? compressibleWeight(linear) : nullptr;
+      WeightOp sparse = target == LoweringTarget::CPU
+                            ? compressibleWeight(linear, unstructured)
+                            : nullptr;
       std::optional<Packable> what =
           sparse ? std::nullopt : packableWeight(linear, *packer);
       if (!sparse && !what)
@@ -296,7 +462,8 @@ struct PackWeights : mlir::kiln::impl::KilnPackWeightsBase<PackWeights> {
 } // namespace
 
 bool mlir::kiln::kilnPackWeightsRepacks(ModuleOp module,
-                                        LoweringTarget target) {
+                                        LoweringTarget target,
+                                        UnstructuredStorage unstructured) {
   const WeightPacker *packer = lookupWeightPacker(target);
   if (!packer)
     return false;
@@ -312,7 +479,7 @@ bool mlir::kiln::kilnPackWeightsRepacks(ModuleOp module,
       .walk([&](LinearOp linear) {
         return packableWeight(linear, *packer) ||
                        (target == LoweringTarget::CPU &&
-                        compressibleWeight(linear))
+                        compressibleWeight(linear, unstructured))
                    ? WalkResult::interrupt()
                    : WalkResult::advance();
       })

@@ -79,7 +79,9 @@ void replaceFloatWeight(WeightOp weight, ArrayRef<float> values);
 
 /// Whether kiln-pack-weights{target} would repack a weight of `module` (its
 /// code then cannot read the weight file as it is). Reads no weight bytes.
-bool kilnPackWeightsRepacks(ModuleOp module, LoweringTarget target);
+bool kilnPackWeightsRepacks(
+    ModuleOp module, LoweringTarget target,
+    UnstructuredStorage unstructured = UnstructuredStorage::Auto);
 
 #define GEN_PASS_DECL
 #include "Kiln/Transforms/Passes.h.inc"

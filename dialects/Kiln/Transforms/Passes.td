@@ -28,6 +28,14 @@ def KilnPackWeights : Pass<"kiln-pack-weights", "::mlir::ModuleOp"> {
     multiple of 64 and rows a multiple of 16, is stored compressed instead
     (its kept codes and their 2-bit positions, scales per block as before: WeightLayout.h) for the
     sparse CPU kernels; the pass fails on a run with more than 2 non-zeros.
+    A Q4_0 or Q8_0 weight pruned unstructured (`#kiln.sparsity<kind =
+    bitmap, nnz = N, dense = true>`), rows a multiple of 16, is stored bitmap
+    compressed (keep bits and the kept codes: WeightLayout.h,
+    bitmapWeightBytes) as `unstructured` says: `auto` where the bitmap kernel
+    measured faster than the dense one at the weight's format and kept share
+    (bitmapBeatsDense; on every CPU measured so far it was not, so `auto` keeps
+    them dense), `bitmap` always, `dense` never. A pruned weight left dense is
+    packed as an unpruned one (rows16): the dense fallback.
     Other pruned weights stay dense: no kernel reads them compressed.
   }];
   let options = [
@@ -38,7 +46,18 @@ def KilnPackWeights : Pass<"kiln-pack-weights", "::mlir::ModuleOp"> {
              clEnumValN(::mlir::kiln::LoweringTarget::CPU, "cpu",
                         "the CPU kernels (convert-kiln-to-cpu)"),
              clEnumValN(::mlir::kiln::LoweringTarget::CUDA, "cuda",
-                        "the CUDA kernels (convert-kiln-to-gpu)"))}]>
+                        "the CUDA kernels (convert-kiln-to-gpu)"))}]>,
+    Option<"unstructured", "unstructured",
+           "::mlir::kiln::UnstructuredStorage",
+           /*default=*/"::mlir::kiln::UnstructuredStorage::Auto",
+           "How target=cpu stores Q4_0/Q8_0 weights pruned unstructured",
+           [{::llvm::cl::values(
+             clEnumValN(::mlir::kiln::UnstructuredStorage::Auto, "auto",
+                        "bitmap where it measured faster, else dense"),
+             clEnumValN(::mlir::kiln::UnstructuredStorage::Bitmap, "bitmap",
+                        "bitmap compressed"),
+             clEnumValN(::mlir::kiln::UnstructuredStorage::Dense, "dense",
+                        "dense (rows16)"))}]>
   ];
   let dependentDialects = ["::mlir::kiln::KilnDialect"];
 }

@@ -31,6 +31,12 @@ enum class LoweringTarget { CPU, CUDA };
 
 llvm::StringRef stringify(LoweringTarget target);
 
+/// How kiln-pack-weights{target=cpu} stores a Q4_0 or Q8_0 weight pruned
+/// unstructured: `Auto` as a bitmap where that kernel measured faster than
+/// the dense one (PackWeights.cpp, bitmapBeatsDense), else dense; or always
+/// one of the two.
+enum class UnstructuredStorage { Auto, Bitmap, Dense };
+
 /// A target's side of kiln-pack-weights.
 class WeightPacker {
 public:

@@ -88,10 +88,14 @@ Value CPUTarget::emitByteDot(ImplicitLocOpBuilder &b, Value acc, Value u,
   llvm_unreachable("covered switch over KernelISA");
 }
 
-Value CPUTarget::emitPickBytes(ImplicitLocOpBuilder &b, Value table,
-                               Value indices) const {
+Value CPUTarget::emitShuffleLanes16(ImplicitLocOpBuilder &b, Value table,
+                                    Value indices) const {
   auto i8x64 = VectorType::get({64}, b.getI8Type());
   auto i8x32 = VectorType::get({32}, b.getI8Type());
+  auto splat = [&](int64_t v) -> Value {
+    return arith::ConstantOp::create(
+        b, DenseElementsAttr::get(i8x64, b.getI8IntegerAttr(v)));
+  };
   auto shuffle = [&](StringRef intrinsic, Type type, Value t, Value i) {
     return LLVM::CallIntrinsicOp::create(b, type, b.getStringAttr(intrinsic),
                                          ValueRange{t, i})
@@ -108,14 +112,43 @@ Value CPUTarget::emitPickBytes(ImplicitLocOpBuilder &b, Value table,
             b, v, ArrayRef<int64_t>{32 * h}, ArrayRef<int64_t>{32},
             ArrayRef<int64_t>{1});
       };
-      halves.push_back(shuffle("llvm.x86.avx2.pshuf.b", i8x32, half(table),
-                               half(indices)));
+      halves.push_back(
+          shuffle("llvm.x86.avx2.pshuf.b", i8x32, half(table), half(indices)));
     }
     SmallVector<int64_t> order(64);
     for (int64_t i = 0; i < 64; ++i)
       order[i] = i;
     return vector::ShuffleOp::create(b, halves[0], halves[1], order);
   }
+  case KernelISA::Generic: {
+    // Byte k of each lane in every byte of it, kept where the index (bits
+    // 4-6 ignored, as vpshufb does) is k.
+    Value wanted = arith::AndIOp::create(b, indices, splat(0x8f));
+    Value picked = splat(0);
+    for (int64_t k = 0; k < 16; ++k) {
+      SmallVector<int64_t> lanes(64);
+      for (int64_t i = 0; i < 64; ++i)
+        lanes[i] = i / 16 * 16 + k;
+      Value candidate = vector::ShuffleOp::create(b, table, table, lanes);
+      Value isK =
+          arith::CmpIOp::create(b, arith::CmpIPredicate::eq, wanted, splat(k));
+      picked = arith::SelectOp::create(b, isK, candidate, picked);
+    }
+    return picked;
+  }
+  }
+  llvm_unreachable("covered switch over KernelISA");
+}
+
+Value CPUTarget::emitPickBytes(ImplicitLocOpBuilder &b, Value table,
+                               Value indices) const {
+  auto i8x64 = VectorType::get({64}, b.getI8Type());
+  switch (isa) {
+  case KernelISA::X86_64_V4:
+  case KernelISA::X86_64_V3:
+    // Indices 0..7 into a table whose every 16-byte lane holds the word
+    // twice.
+    return emitShuffleLanes16(b, table, indices);
   case KernelISA::Generic: {
     // Byte k of each 8-byte word, in every byte of it; then pick by index.
     Value picked;

@@ -37,6 +37,13 @@ public:
   Value emitPickBytes(ImplicitLocOpBuilder &b, Value table,
                       Value indices) const;
 
+  /// vpshufb on every 16-byte lane: byte i of the result is byte
+  /// indices[i] & 15 of the lane of `table` that holds byte i, or 0 where
+  /// indices[i] has bit 7 set (both vector<64xi8>); compares and selects for
+  /// generic.
+  Value emitShuffleLanes16(ImplicitLocOpBuilder &b, Value table,
+                           Value indices) const;
+
   /// Byte i of the result is table[indices[i]] (indices 0..15, a
   /// vector<64xi8>): a 16-entry codebook lookup, vpshufb on x86, compares
   /// and selects for generic.

@@ -99,7 +99,7 @@ func.func @offset_too_large(%x: tensor<?x64xf32>) -> tensor<?x64xf32> attributes
 !s = !kiln.weight<64x64xf32, sparsity = #kiln.sparsity<kind = bitmap, nnz = 10>>
 func.func @sparse_weight(%x: tensor<?x64xf32>) -> tensor<?x64xf32> attributes {kiln.max_tokens = 8} {
   %w = kiln.weight #kiln.external<"w.bin", offset = 0, size = 552> -> !s
-  // expected-error @+1 {{the CPU lowering reads compressed sparse weights only as 2:4 Q4_0 or Q8_0, got '!kiln.weight<64x64xf32, sparsity = #kiln.sparsity<kind = bitmap, nnz = 10>>'}}
+  // expected-error @+1 {{the CPU lowering reads compressed sparse weights only as 2:4 or bitmap Q4_0 or Q8_0, got '!kiln.weight<64x64xf32, sparsity = #kiln.sparsity<kind = bitmap, nnz = 10>>'}}
   %y = kiln.linear %x, %w : tensor<?x64xf32>, !s -> tensor<?x64xf32>
   return %y : tensor<?x64xf32>
 }
@@ -109,7 +109,18 @@ func.func @sparse_weight(%x: tensor<?x64xf32>) -> tensor<?x64xf32> attributes {k
 !s = !kiln.weight<64x64x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf>, sparsity = #kiln.sparsity<kind = n_m, n = 4, m = 8>>
 func.func @sparse_4_8(%x: tensor<?x64xf32>) -> tensor<?x64xf32> attributes {kiln.max_tokens = 8} {
   %w = kiln.weight #kiln.external<"w.bin", offset = 0, size = 2048> -> !s
-  // expected-error @+1 {{the CPU lowering reads compressed sparse weights only as 2:4 Q4_0 or Q8_0, got}}
+  // expected-error @+1 {{the CPU lowering reads compressed sparse weights only as 2:4 or bitmap Q4_0 or Q8_0, got}}
+  %y = kiln.linear %x, %w : tensor<?x64xf32>, !s -> tensor<?x64xf32>
+  return %y : tensor<?x64xf32>
+}
+
+// -----
+
+// Bitmap compressed 4-bit codes in Kiln's packed layout: no kernel reads them.
+!s = !kiln.weight<64x64x#kiln.quant<bits = 4, group = 32, scale = f16, layout = packed>, sparsity = #kiln.sparsity<kind = bitmap, nnz = 2048>>
+func.func @bitmap_packed(%x: tensor<?x64xf32>) -> tensor<?x64xf32> attributes {kiln.max_tokens = 8} {
+  %w = kiln.weight #kiln.external<"w.bin", offset = 0, size = 1840> -> !s
+  // expected-error @+1 {{the CPU lowering reads compressed sparse weights only as 2:4 or bitmap Q4_0 or Q8_0, got}}
   %y = kiln.linear %x, %w : tensor<?x64xf32>, !s -> tensor<?x64xf32>
   return %y : tensor<?x64xf32>
 }

@@ -230,8 +230,32 @@ func.func @weight_count_overflow(%w: !kiln.weight<4611686018427387904x8xf32>)
 
 // -----
 
-// expected-error @+1 {{a quantized weight can be stored compressed only with n_m sparsity}}
-func.func @weight_sparse_quant(%w: !kiln.weight<8x64x#kiln.quant<bits = 4, group = 32, scale = f16>, sparsity = #kiln.sparsity<kind = bitmap, nnz = 10>>)
+// expected-error @+1 {{a quantized weight can be stored compressed only with n_m or bitmap sparsity}}
+func.func @weight_sparse_quant(%w: !kiln.weight<8x64x#kiln.quant<bits = 4, group = 32, scale = f16>, sparsity = #kiln.sparsity<kind = csr, nnz = 10>>)
+
+// -----
+
+// Bitmap compressed (WeightLayout.h, bitmapWeightBytes): rows by 16.
+// expected-error @+1 {{a bitmap compressed weight needs 4- or 8-bit symmetric groups of 32 with an f16 scale, rows a multiple of 16 and whole bytes of kept codes, got #kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf> with 8 rows and nnz 10}}
+func.func @weight_bitmap_rows(%w: !kiln.weight<8x64x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf>, sparsity = #kiln.sparsity<kind = bitmap, nnz = 10>>)
+
+// -----
+
+// 4-bit codes two to a byte: an odd count of kept codes is no whole byte.
+// expected-error @+1 {{a bitmap compressed weight needs 4- or 8-bit symmetric groups of 32 with an f16 scale, rows a multiple of 16 and whole bytes of kept codes, got #kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf> with 16 rows and nnz 11}}
+func.func @weight_bitmap_nibbles(%w: !kiln.weight<16x64x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf>, sparsity = #kiln.sparsity<kind = bitmap, nnz = 11>>)
+
+// -----
+
+// Q4_1's min: the bitmap form keeps symmetric codes only.
+// expected-error @+1 {{a bitmap compressed weight needs 4- or 8-bit symmetric groups of 32 with an f16 scale, rows a multiple of 16 and whole bytes of kept codes, got #kiln.quant<bits = 4, group = 32, scale = f16, zero = f16, layout = gguf> with 16 rows and nnz 10}}
+func.func @weight_bitmap_asymmetric(%w: !kiln.weight<16x64x#kiln.quant<bits = 4, group = 32, scale = f16, zero = f16, layout = gguf>, sparsity = #kiln.sparsity<kind = bitmap, nnz = 10>>)
+
+// -----
+
+// 5-bit codes: neither of the two widths the bitmap form stores.
+// expected-error @+1 {{a bitmap compressed weight needs 4- or 8-bit symmetric groups of 32 with an f16 scale, rows a multiple of 16 and whole bytes of kept codes, got #kiln.quant<bits = 5, group = 32, scale = f16, layout = gguf> with 16 rows and nnz 16}}
+func.func @weight_bitmap_bits(%w: !kiln.weight<16x64x#kiln.quant<bits = 5, group = 32, scale = f16, layout = gguf>, sparsity = #kiln.sparsity<kind = bitmap, nnz = 16>>)
 
 // -----
 

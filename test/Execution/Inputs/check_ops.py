@@ -593,6 +593,102 @@ def check_linear_sparse_int8():
     return ok
 
 
+def prune_unstructured(values, rate):
+    """Magnitude pruning at `rate`: zeroes the smallest |w| of the whole
+    matrix (kiln-prune pattern=unstructured)."""
+    flat = values.reshape(-1).copy()
+    flat[np.argsort(np.abs(flat), kind="stable")[:int(round(rate * flat.size))]] = 0.0
+    return flat.reshape(values.shape)
+
+
+def bitmap_bytes(raw, fmt, n, k):
+    """Bytes of the bitmap arrangement of these Q4_0/Q8_0 blocks
+    (WeightLayout.h, bitmapWeightBytes), counted from the codes: per group
+    of 16 rows, block and plane of 4 values, each quarter of 4 rows keeps
+    its non-zero codes, Q4_0 an even number of them."""
+    blocks = np.frombuffer(raw, dtype=np.uint8).reshape(n, k // 32, -1)
+    if fmt == "q8_0":
+        nonzero = blocks[:, :, 2:] != 0
+    else:
+        qs = blocks[:, :, 2:]
+        nonzero = np.concatenate([(qs & 15) != 8, (qs >> 4) != 8], axis=-1)
+    # [group, row in group, block, plane, value] -> [group, block, plane, quarter]
+    per_quarter = nonzero.reshape(n // 16, 4, 4, k // 32, 8, 4).sum(axis=(2, 5))
+    if fmt == "q4_0":
+        per_quarter += per_quarter % 2
+    bits = 4 if fmt == "q4_0" else 8
+    stored = int(per_quarter.sum())
+    return n // 16 * 8 + n // 16 * (k // 32) * 96 + stored * bits // 8 + 16, stored
+
+
+def check_linear_unstructured_int8():
+    """Q4_0 and Q8_0 weights pruned unstructured and marked as kiln-prune
+    leaves them (`kind = bitmap, dense = true`). kiln-compile
+    --unstructured=bitmap stores them bitmap compressed (the weights file
+    must hold bitmapWeightBytes) and the bitmap kernels multiply them; by
+    default (auto) the compiler keeps them dense where the bitmap kernel
+    measured slower (everywhere so far): rows16 bytes, the dense kernels. One
+    compile per case; the token counts (one; below, at and past a tile of 8;
+    past a chunk of 64) and thread counts share it."""
+    ok = True
+    calls = [(1, 1), (5, 2), (9, 3), (70, 2)]
+    cases = [("q4_0", 0.5, (48, 384), "generic", True, "bitmap"),
+             ("q4_0", 0.5, (48, 384), "x86-64-v3", True, "bitmap"),
+             ("q4_0", 0.75, (32, 96), "x86-64-v4", False, "bitmap"),
+             ("q8_0", 0.5, (32, 96), "generic", False, "bitmap"),
+             ("q8_0", 0.5, (32, 96), "x86-64-v3", True, "bitmap"),
+             ("q8_0", 0.5, (48, 384), "x86-64-v4", True, "bitmap"),
+             ("q4_0", 0.5, (32, 96), "x86-64-v3", False, "auto"),
+             ("q8_0", 0.5, (32, 96), "x86-64-v4", True, "auto")]
+    for fmt, rate, (n, k), cpu, bias, storage in cases:
+        w = Weights()
+        raw, deq = encode(prune_unstructured(RNG.standard_normal((n, k)) * 0.5, rate), fmt)
+        wsrc = w.add(raw)
+        nnz = int(np.count_nonzero(deq))
+        wt = weight_type((n, k), fmt)[:-1] + ", sparsity = #kiln.sparsity<kind = bitmap, nnz = %d, dense = true>>" % nnz
+        bv = RNG.standard_normal(n).astype(np.float32)
+        bias_line, bias_op, bias_ty = "", "", ""
+        if bias:
+            bias_line = "  %%b = kiln.weight %s -> !kiln.weight<%dxf32>\n" % (w.add(bv.tobytes()), n)
+            bias_op, bias_ty = ", bias %b", ", !kiln.weight<%dxf32>" % n
+        mlir = (
+            "func.func @f(%%x: tensor<?x%dxf32>) -> tensor<?x%dxf32> attributes {kiln.max_tokens = 80} {\n"
+            "  %%w = kiln.weight %s -> %s\n%s"
+            "  %%y = kiln.linear %%x, %%w%s : tensor<?x%dxf32>, %s%s -> tensor<?x%dxf32>\n"
+            "  return %%y : tensor<?x%dxf32>\n}\n") % (
+                k, n, wsrc, wt, bias_line, bias_op, k, wt, bias_ty, n, n)
+        if storage == "bitmap":
+            stored, codes = bitmap_bytes(raw, fmt, n, k)
+            form = "bitmap, %d codes" % codes
+        else:
+            # The dense fallback: rows16, per 16 rows the blocks' scales
+            # (padded to 64 bytes), then 32 codes a row and block.
+            bits = 4 if fmt == "q4_0" else 8
+            headers = (k // 32 * 32 + 63) // 64 * 64
+            stored, form = n // 16 * (headers + k // 32 * 16 * 32 * bits // 8), "dense rows16"
+        want_bytes = stored + ((-stored) % 64 + 4 * n if bias else 0)
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "weights.bin"), "wb") as f:
+                f.write(w.data)
+            compiled = Compiled(mlir, d, "int8", cpu, ["--unstructured=" + storage])
+            # The weight (first in the file) and the bias (64-byte aligned after it).
+            stored_bytes = os.path.getsize(os.path.join(d, "packed.bin"))
+        name = "linear unstructured %g int8 %s %s %dx%d%s %s" % (
+            rate, cpu, fmt, n, k, " bias" if bias else "", storage)
+        print("%s: %d bytes stored (%s; %d dense) %s" % (
+            name, stored_bytes, form, len(raw),
+            "ok" if stored_bytes == want_bytes else "FAIL: %d expected" % want_bytes))
+        ok &= stored_bytes == want_bytes
+        for tokens, threads in calls if storage == "bitmap" else calls[::2]:
+            x = RNG.standard_normal((tokens, k)).astype(np.float32)
+            y = np.zeros((tokens, n), dtype=np.float32)
+            compiled.call("f", [x], [y], threads=threads)
+            q, dh, _ = quantize_q8(x)
+            want = (q * dh).reshape(tokens, k) @ deq.T + (bv if bias else 0)
+            ok &= check("%s T=%d threads=%d" % (name, tokens, threads), y, want, 1e-5)
+    return ok
+
+
 def check_embedding():
     ok = True
     for fmt in [f for f in SCHEMES if f not in INT8_ONLY]:
@@ -1169,6 +1265,7 @@ def check_mean_pool():
 CHECKS = {
     "linear": check_linear, "linear_int8": check_linear_int8,
     "linear_sparse_int8": check_linear_sparse_int8,
+    "linear_unstructured_int8": check_linear_unstructured_int8,
     "linear_activation_bits": check_linear_activation_bits,
     "linear_narrow": check_linear_narrow,
     "norm_linear_int8": check_norm_linear_int8, "mlp_int8": check_mlp_int8,

@@ -96,7 +96,7 @@ class RtContext(ctypes.Structure):
 class Compiled:
     """A kiln module lowered and loaded; `call` runs one of its functions."""
 
-    def __init__(self, mlir_text, workdir, activations="f32", cpu="generic"):
+    def __init__(self, mlir_text, workdir, activations="f32", cpu="generic", flags=()):
         self.workdir = workdir
         src = os.path.join(workdir, "module.mlir")
         with open(src, "w") as f:
@@ -108,7 +108,7 @@ class Compiled:
         kernels = "generic" if cpu == "generic" else "native"
         packed = os.path.join(workdir, "packed.bin")
         common = [tool("kiln-compile"), "-q", src, "--cpu=" + variant, "--kernels=" + kernels,
-                  "--activations=" + activations, "--weights-out=" + packed]
+                  "--activations=" + activations, "--weights-out=" + packed, *flags]
         lowered = os.path.join(workdir, "lowered.mlir")
         run_tool(common + ["--emit=llvm-mlir", "-o", lowered], cwd=workdir)
         with open(lowered) as f:

@@ -30,7 +30,9 @@ static const Rows16Format *rows16FormOf(QuantSchemeAttr scheme) {
 
 const Rows16Format *mlir::kiln::findRows16Format(WeightType type) {
   QuantSchemeAttr q = type.getQuant();
-  if (!q || type.getSparsity())
+  // A pruned weight still stored dense (`dense = true`) is read as an
+  // unpruned one: the sparse kernels' dense fallback.
+  if (!q || type.getCompressedSparsity())
     return nullptr;
   return rows16FormOf(q);
 }
