@@ -281,18 +281,19 @@ class Weights:
 _compiled = {}
 
 
-def compile_once(mlir, weights, activations="f32", cpu="generic"):
-    """The module compiled for `cpu`, once per module text, weights and code
-    variant: cases that differ only in their inputs, token count or threads
-    share one compile (a compile costs seconds; a call, microseconds)."""
-    key = (mlir, bytes(weights.data), activations, runnable_variant(cpu), cpu == "generic")
+def compile_once(mlir, weights, activations="f32", cpu="generic", flags=()):
+    """The module compiled for `cpu` (kiln-compile `flags` added), once per
+    module text, weights, flags and code variant: cases that differ only in
+    their inputs, token count or threads share one compile (a compile costs
+    seconds; a call, microseconds)."""
+    key = (mlir, bytes(weights.data), activations, runnable_variant(cpu), cpu == "generic", tuple(flags))
     if key not in _compiled:
         if len(_compiled) >= 8:
             _compiled.clear()
         with tempfile.TemporaryDirectory() as d:
             with open(os.path.join(d, "weights.bin"), "wb") as f:
                 f.write(weights.data)
-            _compiled[key] = Compiled(mlir, d, activations, cpu)
+            _compiled[key] = Compiled(mlir, d, activations, cpu, flags)
     return _compiled[key]
 
 
@@ -667,12 +668,9 @@ def check_linear_unstructured_int8():
             headers = (k // 32 * 32 + 63) // 64 * 64
             stored, form = n // 16 * (headers + k // 32 * 16 * 32 * bits // 8), "dense rows16"
         want_bytes = stored + ((-stored) % 64 + 4 * n if bias else 0)
-        with tempfile.TemporaryDirectory() as d:
-            with open(os.path.join(d, "weights.bin"), "wb") as f:
-                f.write(w.data)
-            compiled = Compiled(mlir, d, "int8", cpu, ["--unstructured=" + storage])
-            # The weight (first in the file) and the bias (64-byte aligned after it).
-            stored_bytes = os.path.getsize(os.path.join(d, "packed.bin"))
+        compiled = compile_once(mlir, w, "int8", cpu, ["--unstructured=" + storage])
+        # The weight (first in the file) and the bias (64-byte aligned after it).
+        stored_bytes = compiled.packed_bytes
         name = "linear unstructured %g int8 %s %s %dx%d%s %s" % (
             rate, cpu, fmt, n, k, " bias" if bias else "", storage)
         print("%s: %d bytes stored (%s; %d dense) %s" % (
