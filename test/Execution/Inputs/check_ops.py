@@ -278,6 +278,23 @@ class Weights:
         return np.frombuffer(bytes(self.data) + b"\0" * 64, dtype=np.uint8).copy()
 
 
+def linear_module(w, raw, wt, n, k, bias=None, max_tokens=8):
+    """The module of one kiln.linear, y = x W^T (+ bias), whose weight of
+    type `wt` has the bytes `raw`, and the f32 `bias` if given, both added
+    to `w` (in that order)."""
+    wsrc = w.add(raw)
+    bias_line, bias_op, bias_ty = "", "", ""
+    if bias is not None:
+        bias_line = "  %%b = kiln.weight %s -> !kiln.weight<%dxf32>\n" % (w.add(bias.tobytes()), n)
+        bias_op, bias_ty = ", bias %b", ", !kiln.weight<%dxf32>" % n
+    return (
+        "func.func @f(%%x: tensor<?x%dxf32>) -> tensor<?x%dxf32> attributes {kiln.max_tokens = %d} {\n"
+        "  %%w = kiln.weight %s -> %s\n%s"
+        "  %%y = kiln.linear %%x, %%w%s : tensor<?x%dxf32>, %s%s -> tensor<?x%dxf32>\n"
+        "  return %%y : tensor<?x%dxf32>\n}\n"
+    ) % (k, n, max_tokens, wsrc, wt, bias_line, bias_op, k, wt, bias_ty, n, n)
+
+
 _compiled = {}
 
 
@@ -310,19 +327,8 @@ def check_linear():
                 w = Weights()
                 wv = RNG.standard_normal((n, k)) * 0.5
                 raw, deq = encode(wv, fmt)
-                wsrc = w.add(raw)
-                wt = weight_type((n, k), fmt)
-                bias_line, bias_op, bias_ty = "", "", ""
                 bv = RNG.standard_normal(n).astype(np.float32)
-                if bias:
-                    bias_line = "  %%b = kiln.weight %s -> !kiln.weight<%dxf32>\n" % (w.add(bv.tobytes()), n)
-                    bias_op, bias_ty = ", bias %b", ", !kiln.weight<%dxf32>" % n
-                mlir = (
-                    "func.func @f(%%x: tensor<?x%dxf32>) -> tensor<?x%dxf32> attributes {kiln.max_tokens = 8} {\n"
-                    "  %%w = kiln.weight %s -> %s\n%s"
-                    "  %%y = kiln.linear %%x, %%w%s : tensor<?x%dxf32>, %s%s -> tensor<?x%dxf32>\n"
-                    "  return %%y : tensor<?x%dxf32>\n}\n"
-                ) % (k, n, wsrc, wt, bias_line, bias_op, k, wt, bias_ty, n, n)
+                mlir = linear_module(w, raw, weight_type((n, k), fmt), n, k, bv if bias else None)
                 for tokens, threads in [(1, 1), (5, 2), (8, 3)]:
                     x = RNG.standard_normal((tokens, k)).astype(np.float32)
                     y = np.zeros((tokens, n), dtype=np.float32)
@@ -426,13 +432,7 @@ def check_linear_int8_case(fmt, n, k, cpu, tokens, threads, weight=None):
     if None) with int8 activations; True if it matches."""
     w = Weights()
     raw, deq = weight or encode(RNG.standard_normal((n, k)) * 0.5, fmt)
-    wsrc = w.add(raw)
-    wt = weight_type((n, k), fmt)
-    mlir = (
-        "func.func @f(%%x: tensor<?x%dxf32>) -> tensor<?x%dxf32> attributes {kiln.max_tokens = 8} {\n"
-        "  %%w = kiln.weight %s -> %s\n"
-        "  %%y = kiln.linear %%x, %%w : tensor<?x%dxf32>, %s -> tensor<?x%dxf32>\n"
-        "  return %%y : tensor<?x%dxf32>\n}\n") % (k, n, wsrc, wt, k, wt, n, n)
+    mlir = linear_module(w, raw, weight_type((n, k), fmt), n, k)
     x = RNG.standard_normal((tokens, k)).astype(np.float32)
     y = np.zeros((tokens, n), dtype=np.float32)
     run(mlir, "f", [x], [y], w, threads, activations="int8", cpu=cpu)
@@ -563,18 +563,8 @@ def check_linear_sparse_int8():
             for cpu, tokens, threads in cases:
                 w = Weights()
                 bias = tokens == 5
-                wsrc = w.add(raw)
                 wt = weight_type((n, k), fmt)[:-1] + mark + ">"
-                bias_line, bias_op, bias_ty = "", "", ""
-                if bias:
-                    bias_line = "  %%b = kiln.weight %s -> !kiln.weight<%dxf32>\n" % (w.add(bv.tobytes()), n)
-                    bias_op, bias_ty = ", bias %b", ", !kiln.weight<%dxf32>" % n
-                mlir = (
-                    "func.func @f(%%x: tensor<?x%dxf32>) -> tensor<?x%dxf32> attributes {kiln.max_tokens = 80} {\n"
-                    "  %%w = kiln.weight %s -> %s\n%s"
-                    "  %%y = kiln.linear %%x, %%w%s : tensor<?x%dxf32>, %s%s -> tensor<?x%dxf32>\n"
-                    "  return %%y : tensor<?x%dxf32>\n}\n") % (
-                        k, n, wsrc, wt, bias_line, bias_op, k, wt, bias_ty, n, n)
+                mlir = linear_module(w, raw, wt, n, k, bv if bias else None, max_tokens=80)
                 x = RNG.standard_normal((tokens, k)).astype(np.float32)
                 y = np.zeros((tokens, n), dtype=np.float32)
                 compiled = compile_once(mlir, w, "int8", cpu)
@@ -644,20 +634,10 @@ def check_linear_unstructured_int8():
     for fmt, rate, (n, k), cpu, bias, storage in cases:
         w = Weights()
         raw, deq = encode(prune_unstructured(RNG.standard_normal((n, k)) * 0.5, rate), fmt)
-        wsrc = w.add(raw)
         nnz = int(np.count_nonzero(deq))
         wt = weight_type((n, k), fmt)[:-1] + ", sparsity = #kiln.sparsity<kind = bitmap, nnz = %d, dense = true>>" % nnz
         bv = RNG.standard_normal(n).astype(np.float32)
-        bias_line, bias_op, bias_ty = "", "", ""
-        if bias:
-            bias_line = "  %%b = kiln.weight %s -> !kiln.weight<%dxf32>\n" % (w.add(bv.tobytes()), n)
-            bias_op, bias_ty = ", bias %b", ", !kiln.weight<%dxf32>" % n
-        mlir = (
-            "func.func @f(%%x: tensor<?x%dxf32>) -> tensor<?x%dxf32> attributes {kiln.max_tokens = 80} {\n"
-            "  %%w = kiln.weight %s -> %s\n%s"
-            "  %%y = kiln.linear %%x, %%w%s : tensor<?x%dxf32>, %s%s -> tensor<?x%dxf32>\n"
-            "  return %%y : tensor<?x%dxf32>\n}\n") % (
-                k, n, wsrc, wt, bias_line, bias_op, k, wt, bias_ty, n, n)
+        mlir = linear_module(w, raw, wt, n, k, bv if bias else None, max_tokens=80)
         if storage == "bitmap":
             stored, codes = bitmap_bytes(raw, fmt, n, k)
             form = "bitmap, %d codes" % codes
