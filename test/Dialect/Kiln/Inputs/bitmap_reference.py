@@ -17,6 +17,8 @@ import sys
 
 import numpy as np
 
+from nm_reference import resources  # the dialect_resources of a printed module
+
 # (name, rows, K, bits, share of zeros)
 WEIGHTS = [("q4_0_unstructured", 32, 96, 4, 0.5), ("q8_0_unstructured", 16, 128, 8, 0.5),
            ("q4_0_sparser", 16, 64, 4, 0.75)]
@@ -89,12 +91,6 @@ def compress(source, n, k, bits):
             groups += scales + b"".join(struct.pack("<Q", m) for m in masks) + kept
     out = b"".join(struct.pack("<Q", o) for o in offsets) + bytes(groups) + bytes(16)
     return out, stored
-
-
-def resources(text):
-    """The builtin dialect_resources of a printed module: name -> bytes."""
-    return {name: bytes.fromhex(h)[4:] for name, h in
-            re.findall(r'^\s*(\w+): "0x([0-9A-Fa-f]*)"', text, re.M)}
 
 
 def make():
