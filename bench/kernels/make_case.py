@@ -56,17 +56,13 @@ TYPES = {
 }
 
 
-def prune_2_4(blocks, typ, rng):
-    """Writes the zero code over 2 random values of each run of 4 (in place)."""
-    runs = blocks.shape[0] * 8
-    pruned = np.argsort(rng.random((runs, 4)), axis=1)[:, :2]
-    drop = np.zeros((runs, 4), dtype=bool)
-    np.put_along_axis(drop, pruned, True, axis=1)
-    drop = drop.reshape(-1, 32)
+def zero_codes(blocks, typ, drop):
+    """Writes the zero code over the values `drop` ([blocks, 32] booleans)
+    marks (in place); returns the count of non-zero codes left."""
     if typ == "q8_0":
         codes = blocks[:, 2:].view(np.int8)
         codes[drop] = 0
-        return
+        return int(np.count_nonzero(codes))
     assert typ == "q4_0", "pruned cases are Q4_0 or Q8_0"
     # ggml's Q4_0: byte i holds value i (low nibble) and value i + 16 (high).
     qs = blocks[:, 2:]
@@ -74,23 +70,22 @@ def prune_2_4(blocks, typ, rng):
     lo[drop[:, :16]] = 8
     hi[drop[:, 16:]] = 8
     qs[:] = lo | (hi << 4)
+    return int(np.count_nonzero(lo != 8) + np.count_nonzero(hi != 8))
+
+
+def prune_2_4(blocks, typ, rng):
+    """Writes the zero code over 2 random values of each run of 4 (in place)."""
+    runs = blocks.shape[0] * 8
+    pruned = np.argsort(rng.random((runs, 4)), axis=1)[:, :2]
+    drop = np.zeros((runs, 4), dtype=bool)
+    np.put_along_axis(drop, pruned, True, axis=1)
+    zero_codes(blocks, typ, drop.reshape(-1, 32))
 
 
 def prune_unstructured(blocks, typ, rate, rng):
     """Writes the zero code over a random share `rate` of all values (in
     place); returns the count of non-zero codes left."""
-    drop = rng.random((blocks.shape[0], 32)) < rate
-    if typ == "q8_0":
-        codes = blocks[:, 2:].view(np.int8)
-        codes[drop] = 0
-        return int(np.count_nonzero(codes))
-    assert typ == "q4_0", "pruned cases are Q4_0 or Q8_0"
-    qs = blocks[:, 2:]
-    lo, hi = qs & 15, qs >> 4
-    lo[drop[:, :16]] = 8
-    hi[drop[:, 16:]] = 8
-    qs[:] = lo | (hi << 4)
-    return int(np.count_nonzero(lo != 8) + np.count_nonzero(hi != 8))
+    return zero_codes(blocks, typ, rng.random((blocks.shape[0], 32)) < rate)
 
 
 def main():
