@@ -408,10 +408,10 @@ llvm::DenseMap<Operation *, double> measureResidualShares(
 /// budget=B: the width (2..8) and group of each weight. A weight's
 /// candidates are every width at the requested group and at two and four
 /// times it (fewer scales: what a budget near 2 bits needs), as far as they
-/// divide its rows. Each is measured, after round-to-nearest (GPTQ's own
-/// error is fitted, see below) on a sample of rows, by the error it gives the
-/// model's output: for every linear layer it feeds, the layer's output error on
-/// the calibration inputs (measureOutputError) relative to the output's own,
+/// divide its rows. Each is measured, after the rounding the method does
+/// (GPTQ's included) on a sample of rows, by the error it gives the model's
+/// output: for every linear layer it feeds, the layer's output error on the
+/// calibration inputs (measureOutputError) relative to the output's own,
 /// times the layer's share of the residual stream (measureResidualShares);
 /// for every embedding that gathers from it (a tied output head's table),
 /// the table's relative error, its rows taken alike (the embedding is the
@@ -425,17 +425,8 @@ llvm::DenseMap<Operation *, double> measureResidualShares(
 /// ffn_down get their bits only where their measured error says so.
 FailureOr<llvm::DenseMap<Operation *, WeightEncoding>>
 chooseEncodings(ModuleOp module, const ::kiln::QuantizeOptions &options,
-                ArrayRef<WeightOp> weights) {
-  // GPTQ's error measured on the Hessian it was fitted to is optimistic, and
-  // unevenly so: where the calibration tokens do not span K (1024 of them
-  // against SmolLM2's ffn_down K = 1536) it can hide most of the error from
-  // that Hessian, and such a weight looks cheap at 2-3 bits. Candidates are
-  // measured with round-to-nearest (searched if asked), whose error is not
-  // fitted; the chosen widths are then quantized with GPTQ.
-  ::kiln::QuantizeOptions measuredOptions = options;
-  if (measuredOptions.method == ::kiln::QuantizeMethod::GPTQ)
-    measuredOptions.method = ::kiln::QuantizeMethod::RTN;
-  ::kiln::MatrixQuantizer measurer(measuredOptions);
+                ArrayRef<WeightOp> weights,
+                ::kiln::MatrixQuantizer &quantizer) {
   struct Candidate {
     WeightEncoding encoding;
     double bitsPerWeight = 0;
@@ -521,8 +512,9 @@ chooseEncodings(ModuleOp module, const ::kiln::QuantizeOptions &options,
           llvm::consumeError(encoding.takeError());
           continue;
         }
-        if (llvm::Error e = measurer.roundTrip(
-                *encoding, sample.data(), sampled, k, name, decoded.data()))
+        if (llvm::Error e = quantizer.roundTrip(*encoding, sample.data(),
+                                                sampled, k, name,
+                                                decoded.data()))
           return weight.emitOpError(llvm::toString(std::move(e)));
         Candidate candidate;
         candidate.encoding = {bits, group};
@@ -707,7 +699,7 @@ mlir::kiln::quantizeWeights(ModuleOp module,
   llvm::DenseMap<Operation *, WeightEncoding> encodings;
   if (options.budget > 0) {
     FailureOr<llvm::DenseMap<Operation *, WeightEncoding>> chosen =
-        chooseEncodings(module, options, weights.getArrayRef());
+        chooseEncodings(module, options, weights.getArrayRef(), quantizer);
     if (failed(chosen))
       return failure();
     encodings = std::move(*chosen);
