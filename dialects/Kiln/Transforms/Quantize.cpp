@@ -8,6 +8,7 @@
 
 #include "mlir/IR/Builders.h"
 #include "llvm/ADT/SetVector.h"
+#include "llvm/ADT/SmallPtrSet.h"
 
 #include <algorithm>
 #include <cmath>
@@ -275,13 +276,146 @@ double measureOutputError(const float *values, const double *decoded,
   return total;
 }
 
+/// Each column's mean square over the rows of a row-major matrix.
+std::vector<double> measureColumnSquares(const float *values, int64_t rows,
+                                         int64_t k) {
+  std::vector<double> columns(k, 0.0);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t i = 0; i < k; ++i)
+      columns[i] += double(values[r * k + i]) * values[r * k + i];
+  for (double &c : columns)
+    c /= double(rows);
+  return columns;
+}
+
+/// The part of the residual stream each linear layer's errors reach, for
+/// mixed precision: a relative error of a layer's output moves the model's
+/// output about as much as the same relative error of the residual stream
+/// where that output is added, scaled by the share of the stream it writes.
+/// From each embedding's result the residual chain (kiln.add of the stream and
+/// a layer's output, or an rms_norm of one: Gemma 3's post norms) is walked,
+/// keeping the stream's energy per dimension (the embedding's, plus every
+/// earlier write: writes taken as uncorrelated with the stream). A writer's
+/// share is its energy over the stream's after it, both seen through the
+/// gain of the next rms_norm that reads the stream (what the next layer
+/// sees: a few dimensions of huge activations with small gains do not
+/// drown every later write); the layers that feed it without passing
+/// another linear layer (q, k, v through attention; gate, up through the
+/// GLU) get the same. Layers off the chain (the output head) get 1: their
+/// relative error is the output's. `writeEnergies` gives E[y_j^2] per output
+/// j of a layer, `tableEnergies` the mean over an embedding table's rows of
+/// each column's square, when known.
+llvm::DenseMap<Operation *, double> measureResidualShares(
+    ModuleOp module,
+    llvm::function_ref<std::optional<std::vector<double>>(LinearOp)>
+        writeEnergies,
+    llvm::function_ref<std::optional<std::vector<double>>(EmbeddingOp)>
+        tableEnergies) {
+  llvm::DenseMap<Operation *, double> shares;
+  auto readGain = [](RMSNormOp norm) -> std::optional<std::vector<double>> {
+    auto gain = norm.getWeight().getDefiningOp<WeightOp>();
+    if (!gain || !getFloatStorage(gain.getType()))
+      return std::nullopt;
+    FailureOr<std::vector<float>> g = readFloatWeight(gain);
+    if (failed(g))
+      return std::nullopt;
+    return std::vector<double>(g->begin(), g->end());
+  };
+  // The rms_norm that reads `residual` (directly or through one op that
+  // slices it: the rows the output head reads).
+  auto nextNorm = [](Value residual) -> RMSNormOp {
+    for (Operation *user : residual.getUsers()) {
+      if (auto norm = dyn_cast<RMSNormOp>(user))
+        return norm;
+      if (!isa<AddOp>(user) && user->getNumResults() == 1)
+        for (Operation *next : user->getResult(0).getUsers())
+          if (auto norm = dyn_cast<RMSNormOp>(next))
+            return norm;
+    }
+    return RMSNormOp();
+  };
+  // The linear layers whose outputs reach `input` through anything but
+  // another linear layer or the residual stream.
+  auto feeders = [](Value input) {
+    SmallVector<LinearOp> found;
+    llvm::SmallPtrSet<Operation *, 16> seen;
+    SmallVector<Value> work = {input};
+    while (!work.empty()) {
+      Operation *op = work.pop_back_val().getDefiningOp();
+      if (!op || !seen.insert(op).second || isa<AddOp, EmbeddingOp>(op))
+        continue;
+      if (auto linear = dyn_cast<LinearOp>(op)) {
+        found.push_back(linear);
+        continue;
+      }
+      llvm::append_range(work, op->getOperands());
+    }
+    return found;
+  };
+  module.walk([&](EmbeddingOp embedding) {
+    std::optional<std::vector<double>> stream = tableEnergies(embedding);
+    if (!stream)
+      return;
+    const double scale = embedding.getScale().convertToDouble();
+    for (double &e : *stream)
+      e *= scale * scale;
+    Value residual = embedding.getResult();
+    while (true) {
+      AddOp add;
+      for (Operation *user : residual.getUsers())
+        if ((add = dyn_cast<AddOp>(user)))
+          break;
+      if (!add)
+        return;
+      Value written = add.getLhs() == residual ? add.getRhs() : add.getLhs();
+      residual = add.getResult();
+      std::optional<std::vector<double>> energies;
+      LinearOp writer = written.getDefiningOp<LinearOp>();
+      if (auto norm = written.getDefiningOp<RMSNormOp>()) {
+        // Normalized to a unit mean square, then scaled by the norm's gain.
+        writer = norm.getInput().getDefiningOp<LinearOp>();
+        if ((energies = readGain(norm)))
+          for (double &e : *energies)
+            e *= e;
+      } else if (writer) {
+        energies = writeEnergies(writer);
+      }
+      if (!writer || !energies || energies->size() != stream->size())
+        continue;
+      std::optional<std::vector<double>> gain;
+      if (RMSNormOp norm = nextNorm(residual))
+        gain = readGain(norm);
+      double written2 = 0, total2 = 0;
+      for (size_t j = 0; j < stream->size(); ++j) {
+        (*stream)[j] += (*energies)[j];
+        double g2 = gain && gain->size() == stream->size()
+                        ? (*gain)[j] * (*gain)[j]
+                        : 1.0;
+        written2 += g2 * (*energies)[j];
+        total2 += g2 * (*stream)[j];
+      }
+      if (!(total2 > 0))
+        continue;
+      double share = written2 / total2;
+      shares[writer] = share;
+      for (LinearOp feeder : feeders(writer.getInput()))
+        shares[feeder] = std::max(shares.lookup(feeder), share);
+    }
+  });
+  return shares;
+}
+
 /// budget=B: the width (2..8) and group of each weight. A weight's
 /// candidates are every width at the requested group and at two and four
 /// times it (fewer scales: what a budget near 2 bits needs), as far as they
-/// divide its rows; each is measured by the layer's output error on the
+/// divide its rows. Each is measured, after the rounding the method does
+/// (GPTQ's included) on a sample of rows, by the error it gives the model's
+/// output: for every linear layer it feeds, the layer's output error on the
 /// calibration inputs (measureOutputError) relative to the output's own,
-/// after the rounding the method does (GPTQ's included), on a sample of
-/// rows.
+/// times the layer's share of the residual stream (measureResidualShares);
+/// for every embedding that gathers from it (a tied output head's table),
+/// the table's relative error, its rows taken alike (the embedding is the
+/// whole stream where it is added).
 /// Every weight starts at its cheapest candidate; then, while the budget
 /// allows, the weight whose next step on its error's lower convex hull
 /// removes the most error per added bit moves up (ties: the earlier weight).
@@ -295,18 +429,25 @@ chooseEncodings(ModuleOp module, const ::kiln::QuantizeOptions &options,
                 ::kiln::MatrixQuantizer &quantizer) {
   struct Candidate {
     WeightEncoding encoding;
-    double bitsPerWeight = 0, error = 0;
+    double bitsPerWeight = 0;
+    // Relative errors of the layer's output and of the table's rows.
+    double outputError = 0, tableError = 0, error = 0;
   };
   struct Choice {
     WeightOp weight;
     int64_t params = 0;
-    SmallVector<Candidate> hull;
+    // Per token, E[y_j^2] of each output j (its profile from H's diagonal,
+    // its sum E[|y|^2] from H); of a gathered table, each column's mean
+    // square over the rows.
+    std::vector<double> outputEnergies, columnEnergies;
+    SmallVector<Candidate> candidates, hull;
     size_t at = 0;
   };
   SmallVector<unsigned> groups = {options.group};
   if (options.group)
     groups.append({2 * options.group, 4 * options.group});
   std::vector<Choice> choices;
+  llvm::DenseMap<Operation *, size_t> choiceOf;
   double budgetBits = 0, usedBits = 0;
   for (WeightOp weight : weights) {
     Choice c;
@@ -322,6 +463,9 @@ chooseEncodings(ModuleOp module, const ::kiln::QuantizeOptions &options,
         options.statistics ? options.statistics(name) : std::nullopt;
     const float *hessian =
         stats && stats->cols == k ? stats->hessian : nullptr;
+    bool gathered = llvm::any_of(weight->getUsers(), [](Operation *user) {
+      return isa<EmbeddingOp>(user);
+    });
     // Rows add their errors independently: a strided sample of at least 64
     // (more where K is small, about 2^25 multiply-adds per candidate) keeps
     // the measurement of all candidates near GPTQ's own time.
@@ -334,14 +478,25 @@ chooseEncodings(ModuleOp module, const ::kiln::QuantizeOptions &options,
                     values->begin() + (r + 1) * k);
     const int64_t sampled = int64_t(sample.size()) / k;
     std::vector<double> decoded(sample.size());
-    // Errors relative to the layer's output energy (sum of w^T H w): the
-    // absolute errors of q, v or ffn_down are in different units; summed,
-    // they gave SmolLM2 at budget=3.5 a perplexity of 147, relative ones 93
-    // (uniform 3 bits: 35; bench/README.md: still the open problem).
     const double energy = measureOutputError(sample.data(), decoded.data(),
                                              sampled, k, hessian);
-    const double normalizer = energy > 0 ? energy : 1.0;
-    SmallVector<Candidate> candidates;
+    const double squares =
+        measureOutputError(sample.data(), decoded.data(), sampled, k, nullptr);
+    c.outputEnergies.assign(rows, 0.0);
+    double profile = 0;
+    for (int64_t r = 0; r < rows; ++r) {
+      const float *w = values->data() + r * k;
+      double e = 0;
+      for (int64_t i = 0; i < k; ++i)
+        e += double(w[i]) * w[i] * (hessian ? hessian[i * k + i] : 1.0f);
+      c.outputEnergies[r] = e;
+      profile += e;
+    }
+    if (profile > 0)
+      for (double &e : c.outputEnergies)
+        e *= energy * double(rows) / double(sampled) / profile;
+    if (gathered)
+      c.columnEnergies = measureColumnSquares(values->data(), rows, k);
     for (unsigned group : groups)
       for (unsigned bits = 2; bits <= 8; ++bits) {
         ::kiln::QuantizeOptions o = options;
@@ -361,22 +516,67 @@ chooseEncodings(ModuleOp module, const ::kiln::QuantizeOptions &options,
                                                 sampled, k, name,
                                                 decoded.data()))
           return weight.emitOpError(llvm::toString(std::move(e)));
-        double error = measureOutputError(sample.data(), decoded.data(),
-                                          sampled, k, hessian);
-        candidates.push_back(
-            {{bits, group},
-             8.0 * double(encoding->rowBytes(k)) / double(k),
-             error / normalizer});
+        Candidate candidate;
+        candidate.encoding = {bits, group};
+        candidate.bitsPerWeight =
+            8.0 * double(encoding->rowBytes(k)) / double(k);
+        candidate.outputError =
+            measureOutputError(sample.data(), decoded.data(), sampled, k,
+                               hessian) /
+            (energy > 0 ? energy : 1.0);
+        if (gathered)
+          candidate.tableError =
+              measureOutputError(sample.data(), decoded.data(), sampled, k,
+                                 nullptr) /
+              (squares > 0 ? squares : 1.0);
+        c.candidates.push_back(candidate);
       }
-    if (candidates.empty())
+    if (c.candidates.empty())
       return weight.emitOpError("quantize: budget: no width 2..8 can be "
                                 "encoded with these options");
+    choiceOf[weight] = choices.size();
+    choices.push_back(std::move(c));
+  }
+  llvm::DenseMap<Operation *, double> shares = measureResidualShares(
+      module,
+      [&](LinearOp linear) -> std::optional<std::vector<double>> {
+        auto it = choiceOf.find(linear.getWeight().getDefiningOp());
+        if (it == choiceOf.end())
+          return std::nullopt;
+        return choices[it->second].outputEnergies;
+      },
+      [&](EmbeddingOp embedding) -> std::optional<std::vector<double>> {
+        if (auto it = choiceOf.find(embedding.getTable().getDefiningOp());
+            it != choiceOf.end())
+          return choices[it->second].columnEnergies;
+        auto table = embedding.getTable().getDefiningOp<WeightOp>();
+        if (!table || !getFloatStorage(table.getType()))
+          return std::nullopt;
+        FailureOr<std::vector<float>> values = readFloatWeight(table);
+        if (failed(values) || values->empty())
+          return std::nullopt;
+        return measureColumnSquares(values->data(),
+                                    table.getType().getNumRows(),
+                                    table.getType().getInnerDim());
+      });
+  for (Choice &c : choices) {
+    double outputWeight = 0;
+    bool gathered = false;
+    for (Operation *user : c.weight->getUsers()) {
+      if (isa<EmbeddingOp>(user))
+        gathered = true;
+      else
+        outputWeight += shares.lookup_or(user, 1.0);
+    }
+    for (Candidate &candidate : c.candidates)
+      candidate.error = outputWeight * candidate.outputError +
+                        (gathered ? candidate.tableError : 0.0);
     // The lower convex hull of (bits, error): cheaper first, each kept
     // candidate removing error at a lower rate per bit than the one before.
-    llvm::stable_sort(candidates, [](const Candidate &a, const Candidate &b) {
+    llvm::stable_sort(c.candidates, [](const Candidate &a, const Candidate &b) {
       return a.bitsPerWeight < b.bitsPerWeight;
     });
-    for (const Candidate &next : candidates) {
+    for (const Candidate &next : c.candidates) {
       if (!c.hull.empty() && (next.error >= c.hull.back().error ||
                               next.bitsPerWeight == c.hull.back().bitsPerWeight))
         continue;
@@ -391,7 +591,6 @@ chooseEncodings(ModuleOp module, const ::kiln::QuantizeOptions &options,
     }
     budgetBits += options.budget * double(c.params);
     usedBits += c.hull.front().bitsPerWeight * double(c.params);
-    choices.push_back(std::move(c));
   }
   if (usedBits > budgetBits) {
     char message[160];

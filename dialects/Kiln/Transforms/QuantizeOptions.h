@@ -54,7 +54,10 @@ struct QuantizeOptions {
   /// budget=B (> 0): mixed precision: each weight gets the width (2..8)
   /// and group (`group`, twice or four times it) that the budget allows,
   /// chosen by the layer's relative output error on the calibration inputs
-  /// after the method's rounding (Quantize.cpp's chooseEncodings), so that
+  /// after the method's rounding, weighted by the share of the residual
+  /// stream the layer's output reaches (and, for a table an embedding
+  /// gathers from, the table's own relative error added; Quantize.cpp's
+  /// chooseEncodings and measureResidualShares), so that
   /// the mean bits per weight (scales and zeros counted) is at most B.
   /// `bits` is then unused.
   double budget = 0;

@@ -104,6 +104,15 @@ def quantized(m, t):
         t[name] = (list(blocks.shape), kind, blocks)
 
 
+def quiet_block(m, t):
+    """Layer 1 adds almost nothing to the residual stream: its attention
+    output and down projections 1000 times smaller than the rest."""
+    rng = np.random.default_rng(2)
+    for name in ("blk.1.attn_output.weight", "blk.1.ffn_down.weight"):
+        shape = t[name][0]
+        t[name] = (shape, None, rng.standard_normal(shape).astype(np.float32) * 1e-4)
+
+
 def gemma3(then=None):
     """The valid model as a Gemma 3 (`gemma3.*` keys, q/k norms, post-norms,
     tied output head), then `then` applied."""
@@ -133,12 +142,15 @@ SIZES = {
                  EXTRA_TOKENS=list("defghijk")),
     "wide-quantized": dict(D=64, HEADS=1, KV_HEADS=1, FF=64, LAYERS=2,
                            EXTRA_TOKENS=list("defghijk")),
+    "wide-quiet-block": dict(D=64, HEADS=1, KV_HEADS=1, FF=64, LAYERS=2,
+                             EXTRA_TOKENS=list("defghijk")),
 }
 
 CASES = {
     "valid": lambda m, t: None,
     "wide": lambda m, t: None,
     "wide-quantized": quantized,
+    "wide-quiet-block": quiet_block,
     "no-arch": drop("general.architecture"),
     "arch-not-string": set_("general.architecture", 7, U32),
     "unknown-arch": set_("general.architecture", "mamba", S),

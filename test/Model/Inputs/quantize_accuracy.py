@@ -20,6 +20,11 @@ which rows are off it.
      kiln-run --collect-stats) on CALIB_TEXT, a different text; llama.cpp's
      k-quant mixes (Q4_K_M, Q3_K_M, Q2_K, without an importance matrix)
      beside them.
+     Also llama.cpp's Q3_K_M and Q2_K with the token embedding (the tied
+     output head too) lowered to Q4_0 (llama_model_quantize's
+     token_embedding_type): the fewest bits per weight llama.cpp reaches on
+     models whose rows are not a multiple of 256 (its K-quant and IQ types
+     fall back to 32-blocks there), without an importance matrix.
   4. With PEER_BIN (bench/build-peer's llama-imatrix and llama-quantize):
      llama.cpp's importance matrix from llama-imatrix on the same CALIB_TEXT,
      context and chunks, and llama-quantize --imatrix at its usual types
@@ -49,6 +54,8 @@ from compare_llama_cpp import Kiln, rel  # noqa: E402
 from llama_cpp_peer import LlamaPeer, extra_bufts  # noqa: E402
 
 PROMPT = "The three primary colors are red, yellow and"
+# Threads of every Kiln and llama.cpp run (bench/quantize-accuracy --threads).
+THREADS = os.environ.get("KILN_QA_THREADS", "2")
 # llama.h llama_ftype of the ggml rows.
 LLAMA_FTYPE = {"q4_0": 2, "q4_1": 3, "q8_0": 7, "q5_0": 8, "q5_1": 9, "q4_k_m": 15, "q3_k_m": 12,
                "q2_k": 10}
@@ -84,7 +91,16 @@ CALIBRATED = {"kiln gptq p4 g32": "bits=4,group=32,gptq", "kiln awq p4 g32": "bi
               "kiln p3 g32 search": "bits=3,group=32,search",
               "kiln mixed 4.5 gptq search": "budget=4.5,group=32,gptq,search",
               "kiln mixed 3.5 gptq search": "budget=3.5,group=32,gptq,search",
-              "kiln mixed 2.5 gptq search": "budget=2.5,group=32,gptq,search"}
+              "kiln mixed 2.5 gptq search": "budget=2.5,group=32,gptq,search",
+              "kiln p2 g32 search": "bits=2,group=32,search",
+              "kiln p2 g64 asym search": "bits=2,group=64,asym,search",
+              "kiln mixed 3.5 search": "budget=3.5,group=32,search",
+              "kiln mixed 2.5 search": "budget=2.5,group=32,search"}
+# llama.cpp's mixes with the token embedding (also the tied output head)
+# lowered to the narrowest type its rows allow: llama_model_quantize's
+# token_embedding_type, what llama-quantize --token-embedding-type sets.
+# {row: (llama_ftype, ggml_type of token_embd)}; ggml.h: Q4_0 = 2.
+LLAMA_LOW_EMBEDDING = {"q3_k_m embd q4_0": (12, 2), "q2_k embd q4_0": (10, 2)}
 
 
 def packed_bits_per_weight(compile_, teacher, options, work):
@@ -119,7 +135,7 @@ def collect_statistics(tools, teacher, calib_text, ctx, chunks, work):
     run([os.path.join(tools, "kiln-compile"), "-q", "--activations=f32", "--calibration-taps",
          teacher, "-o", artifact])
     run([os.path.join(tools, "kiln-run"), "-m", artifact, "--collect-stats", calib_text, "-o", stats,
-         "--ctx", str(ctx), "--chunks", str(chunks), "-t", "2"])
+         "--ctx", str(ctx), "--chunks", str(chunks), "-t", THREADS])
     os.remove(artifact)
     return stats
 
@@ -130,12 +146,12 @@ def llama_imatrix_files(peer_bin, teacher, calib_text, ctx, chunks, types, work)
     imatrix = os.path.join(work, "imatrix.gguf")
     if not os.path.exists(imatrix):
         run([os.path.join(peer_bin, "llama-imatrix"), "-m", teacher, "-f", calib_text, "-c", str(ctx),
-             "--chunks", str(chunks), "-t", "2", "-o", imatrix])
+             "--chunks", str(chunks), "-t", THREADS, "-o", imatrix])
     files = {}
     for t in types:
         files[t] = os.path.join(work, "llama-%s-imat.gguf" % t)
         if not os.path.exists(files[t]):
-            run([os.path.join(peer_bin, "llama-quantize"), "--imatrix", imatrix, teacher, files[t], t, "2"])
+            run([os.path.join(peer_bin, "llama-quantize"), "--imatrix", imatrix, teacher, files[t], t, THREADS])
     return files
 
 
@@ -182,11 +198,14 @@ def run(cmd, **kw):
     return proc
 
 
-def llama_quantize(src, dst, ftype):
+def llama_quantize(src, dst, ftype, token_embedding_type=None):
     code = ("import sys, llama_cpp\n"
             "p = llama_cpp.llama_model_quantize_default_params()\n"
-            "p.ftype = %d\np.nthread = 2\n"
-            "sys.exit(llama_cpp.llama_model_quantize(%r, %r, p))\n") % (ftype, src.encode(), dst.encode())
+            "p.ftype = %d\np.nthread = %s\n"
+            "%s"
+            "sys.exit(llama_cpp.llama_model_quantize(%r, %r, p))\n") % (
+                ftype, THREADS, "p.token_embedding_type = %d\n" % token_embedding_type
+                if token_embedding_type is not None else "", src.encode(), dst.encode())
     run([sys.executable, "-c", code])
 
 
@@ -234,7 +253,7 @@ default = lib.llama_model_default_params
 def params():
     p = default(); p.use_extra_bufts = extra; return p
 lib.llama_model_default_params = params
-llm = llama_cpp.Llama(model_path=path, n_ctx=ctx, n_batch=ctx, n_threads=2, logits_all=True,
+llm = llama_cpp.Llama(model_path=path, n_ctx=ctx, n_batch=ctx, n_threads=int(sys.argv[6]), logits_all=True,
                       type_k=0, type_v=0, verbose=False)
 tokens = llm.tokenize(open(text_path, "rb").read(), add_bos=False, special=False)
 bos = llm.tokenize(b"", add_bos=True, special=False)
@@ -253,7 +272,7 @@ for c in range(min(chunks, len(tokens) // ctx)):
         count += 1
 print("PPL %.6f" % np.exp(nll / count))
 '''
-    out = run([sys.executable, "-c", code, path, text, str(ctx), str(chunks), "1" if extra_bufts() else "0"]).stdout
+    out = run([sys.executable, "-c", code, path, text, str(ctx), str(chunks), "1" if extra_bufts() else "0", THREADS]).stdout
     return float(re.search(r"PPL ([0-9.]+)", out).group(1))
 
 
@@ -279,6 +298,12 @@ def main(src, work, tools, lib, text, ctx, chunks, wanted, calib_text=None, cali
             theirs = os.path.join(work, "llama-%s.gguf" % fmt)
             llama_quantize(teacher, theirs, LLAMA_FTYPE[fmt])
             rows.append(Row("llama.cpp %s" % fmt, theirs))
+    for name, (ftype, embd) in LLAMA_LOW_EMBEDDING.items():
+        if wanted == "all" or "llama.cpp " + name in wanted:
+            theirs = os.path.join(work, "llama-%s.gguf" % name.replace(" ", "-"))
+            if not os.path.exists(theirs):
+                llama_quantize(teacher, theirs, ftype, embd)
+            rows.append(Row("llama.cpp " + name, theirs))
     for fmt in ggml_rows:
         ours = os.path.join(work, "kiln-%s.gguf" % fmt)
         theirs = os.path.join(work, "llama-%s.gguf" % fmt)
@@ -286,8 +311,8 @@ def main(src, work, tools, lib, text, ctx, chunks, wanted, calib_text=None, cali
         llama_quantize(teacher, theirs, LLAMA_FTYPE[fmt])
         ok &= compare_ggml_files(fmt, ours, theirs)
         # llama.cpp loads Kiln's file; its logits against those of its own.
-        got = LlamaPeer(ours, n_ctx=128, n_threads=2, logits_all=True, type_k=0, type_v=0)
-        want = LlamaPeer(theirs, n_ctx=128, n_threads=2, logits_all=True, type_k=0, type_v=0)
+        got = LlamaPeer(ours, n_ctx=128, n_threads=int(THREADS), logits_all=True, type_k=0, type_v=0)
+        want = LlamaPeer(theirs, n_ctx=128, n_threads=int(THREADS), logits_all=True, type_k=0, type_v=0)
         prompt = want.tokenize(PROMPT.encode(), add_bos=True, special=False)
         diff = rel(got.eval(prompt), want.eval(prompt))
         got.close()
@@ -331,7 +356,8 @@ def main(src, work, tools, lib, text, ctx, chunks, wanted, calib_text=None, cali
             bpw = bits_per_weight(row.gguf)
         err = ppl = None
         compiled = subprocess.run(cmd, capture_output=True, text=True)
-        if compiled.returncode != 0 and "imatrix" not in row.name:
+        # llama.cpp's files may hold types Kiln does not load (IQ*).
+        if compiled.returncode != 0 and not row.name.startswith("llama.cpp"):
             raise RuntimeError("%s failed:\n%s" % (" ".join(cmd), compiled.stderr[-3000:]))
         if compiled.returncode == 0:
             kiln = Kiln(lib, artifact)
@@ -341,7 +367,7 @@ def main(src, work, tools, lib, text, ctx, chunks, wanted, calib_text=None, cali
                 teacher_logits = logits
             err = rel(logits, teacher_logits)
             out = run([os.path.join(tools, "kiln-run"), "-m", artifact, "--perplexity", text, "--ctx", str(ctx),
-                       "--chunks", str(chunks), "-t", "2"]).stdout
+                       "--chunks", str(chunks), "-t", THREADS]).stdout
             ppl = float(re.search(r"PPL = ([0-9.]+)", out).group(1))
             os.remove(artifact)
         peer = llama_perplexity(row.gguf, text, ctx, chunks) if row.gguf else None
