@@ -16,7 +16,11 @@
 // Weights in the split layout (#kiln_gpu.split) are not staged: their codes
 // are read from global memory with one 128-bit load per lane and chunk, a
 // warp's loads 512 contiguous bytes, several chunks of each row before the
-// first multiply so that the loads are in flight together.
+// first multiply so that the loads are in flight together. Activations too
+// large for shared memory (K = 14336, an 8B model's down projection) are
+// staged a segment of K at a time: read through L1 instead, 8 bytes of
+// activations per byte of Q4_0 codes, that kernel ran at a third of the
+// bandwidth of the staged ones (637 against 2043 GB/s on the H200).
 // Prefill (T > 1) launches a variant whose warps take 4 tokens each, so the
 // weights are read ceil(T / 4) times rather than T times; from 16 tokens on,
 // weights that have one run the tensor-core GEMM of LinearMma.cpp instead.
@@ -53,15 +57,13 @@ constexpr int64_t kMaxChunksInFlight = 4;
 /// with `unit`-byte loads into `slotBytes` slots (stageWeights), or straight
 /// from global memory `unroll` chunks of each row at a time (the split
 /// layout, whose 128-bit loads are coalesced already); `rowsPerWarp` rows per
-/// warp. The split layout's activations are read from global memory (through
-/// L1: every warp reads the same ones) when they do not fit in shared memory
-/// (K = 14336, an 8B model's down projection, was 4x slower in the generic
-/// kernel).
+/// warp. The activations are staged `segmentChunks` chunks at a time (all of
+/// K when they fit; only the split layout's kernel takes segments).
 struct StagedGemv {
   int64_t unit, slotBytes, rowsPerWarp;
   bool stageWeights;
   int64_t unroll;
-  bool stageActivations = true;
+  int64_t segmentChunks;
 };
 
 /// The staged decode GEMV for the weight rows `decoder` reads, starting at
@@ -75,18 +77,26 @@ std::optional<StagedGemv> planStagedGemv(int64_t n, int64_t k,
     // alignment of the 128-bit loads.
     if (offset % 16 != 0)
       return std::nullopt;
-    bool stageActivations =
-        k / 4 <= kWarpsPerBlock * kWarpSize * kMaxLoadsPerLane &&
-        4 * k <= kSharedBytes;
     int64_t rows = n >= kMinRowsForPairs ? 2 : 1;
     // Whole warps' worth of chunks per step, as many as divide the row.
     int64_t chunks = k / GPUWeightDecoder::kChunkValues, unroll = 1;
     while (chunks % (kWarpSize * unroll * 2) == 0 &&
            rows * unroll * 2 <= kMaxChunksInFlight)
       unroll *= 2;
+    // Segments of whole steps, as few and as even as the staging allows.
+    int64_t step = kWarpSize * unroll;
+    int64_t maxValues = std::min(kSharedBytes / 4, kWarpsPerBlock * kWarpSize *
+                                                       kMaxLoadsPerLane * 4);
+    int64_t maxSegment =
+        maxValues / GPUWeightDecoder::kChunkValues / step * step;
+    int64_t segments = (chunks + maxSegment - 1) / maxSegment;
+    int64_t segmentChunks =
+        segments == 1 ? chunks
+                      : ((chunks + segments - 1) / segments + step - 1) /
+                            step * step;
     // Unstaged rows are the split layout's, whose decoder has decodeScaled.
     return StagedGemv{16, 0, rows, /*stageWeights=*/false, unroll,
-                      stageActivations};
+                      segmentChunks};
   }
   // Device allocations are 256-byte aligned: the offset fixes the alignment.
   if (offset % 16 != 0 || rowBytes % 2 != 0)
@@ -103,7 +113,8 @@ std::optional<StagedGemv> planStagedGemv(int64_t n, int64_t k,
     if (rows == 2 && n < kMinRowsForPairs)
       continue;
     if (4 * k + kWarpsPerBlock * rows * slotBytes <= kSharedBytes)
-      return StagedGemv{unit, slotBytes, rows, /*stageWeights=*/true, 1};
+      return StagedGemv{unit, slotBytes, rows, /*stageWeights=*/true, 1,
+                        k / GPUWeightDecoder::kChunkValues};
   }
   return std::nullopt;
 }
@@ -146,12 +157,14 @@ private:
 int64_t stagedGemvKernel(GPUKernelLibrary &kernels,
                          const GPUWeightDecoder &decoder, int64_t n, int64_t k,
                          bool bias, bool residual, const StagedGemv &plan) {
-  std::string name = llvm::formatv("kiln_gemv_{0}_{1}x{2}{3}{4}{5}{6}",
-                                   decoder.getName(), n, k,
-                                   bias ? "_bias" : "",
-                                   residual ? "_residual" : "",
-                                   plan.rowsPerWarp == 2 ? "_r2" : "",
-                                   plan.stageActivations ? "" : "_xglobal");
+  int64_t chunks = k / GPUWeightDecoder::kChunkValues;
+  int64_t segmentChunks = plan.segmentChunks;
+  int64_t segments = (chunks + segmentChunks - 1) / segmentChunks;
+  std::string name = llvm::formatv(
+      "kiln_gemv_{0}_{1}x{2}{3}{4}{5}{6}", decoder.getName(), n, k,
+      bias ? "_bias" : "", residual ? "_residual" : "",
+      plan.rowsPerWarp == 2 ? "_r2" : "",
+      segments > 1 ? llvm::formatv("_seg{0}", segments).str() : "");
   SmallVector<KernelArg> args = linearKernelArgs(bias, residual);
   return kernels.get(name, args, [&](GPUKernelBuilder &kb) {
     ImplicitLocOpBuilder &b = kb.b;
@@ -160,8 +173,7 @@ int64_t stagedGemvKernel(GPUKernelLibrary &kernels,
     int64_t rowsPerWarp = plan.rowsPerWarp;
     int64_t rowBytes = decoder.getRowBytes();
     int64_t slotUnits = plan.slotBytes / plan.unit;
-    Value xs = plan.stageActivations ? kb.sharedArray(k / 4, v4f32)
-                                     : kb.view("x", v4f32);
+    Value xs = kb.sharedArray(segmentChunks * 8, v4f32);
     Value ws =
         plan.stageWeights
             ? kb.sharedArray(kWarpsPerBlock * rowsPerWarp * plan.slotBytes,
@@ -176,12 +188,16 @@ int64_t stagedGemvKernel(GPUKernelLibrary &kernels,
     auto swizzle = [&](Value i) {
       return kb.xorI(i, kb.andI(kb.shrU(i, kb.idx(3)), kb.idx(7)));
     };
-    std::optional<StagedCopy> xCopy;
-    if (plan.stageActivations) {
-      xCopy.emplace(k / 4, kWarpsPerBlock * kWarpSize);
-      xCopy->load(kb, kb.view("x", v4f32), kb.idx(0), kb.threadIdx());
-    }
-    // Rows past n read row n - 1, whose results are not stored.
+    // The loads of the activations of the segment from chunk `first` on.
+    auto loadSegment = [&](int64_t first) {
+      StagedCopy copy(std::min(segmentChunks, chunks - first) * 8,
+                      kWarpsPerBlock * kWarpSize);
+      copy.load(kb, kb.view("x", v4f32), kb.idx(first * 8), kb.threadIdx());
+      return copy;
+    };
+    StagedCopy xCopy = loadSegment(0);
+    // Rows past n read row n - 1, whose results are not stored; their warps
+    // still take part in the block's barriers.
     SmallVector<Value> rows;
     for (int64_t r = 0; r < rowsPerWarp; ++r)
       rows.push_back(kb.minu(kb.add(firstRow, kb.idx(r)), kb.idx(n - 1)));
@@ -194,31 +210,29 @@ int64_t stagedGemvKernel(GPUKernelLibrary &kernels,
         rowCopies.back().load(
             kb, wGlobal, kb.mul(rows[r], kb.idx(rowBytes / plan.unit)), lane);
       }
-      xCopy->store(kb, xs, kb.idx(0), swizzle);
+      xCopy.store(kb, xs, kb.idx(0), swizzle);
       for (int64_t r = 0; r < rowsPerWarp; ++r) {
         Value slot = kb.add(kb.mul(warp, kb.idx(rowsPerWarp)), kb.idx(r));
         rowCopies[r].store(kb, wShared, kb.mul(slot, kb.idx(slotUnits)),
                            [](Value i) { return i; });
       }
-    } else if (xCopy) {
-      xCopy->store(kb, xs, kb.idx(0), swizzle);
+    } else {
+      xCopy.store(kb, xs, kb.idx(0), swizzle);
     }
-    if (xCopy)
-      kb.barrier();
-    kb.ifThen(kb.ult(firstRow, kb.idx(n)), [&] {
-      SmallVector<Value> zeros(4 * rowsPerWarp, kb.f(0.0f));
-      // The staged activations of a chunk, unswizzled. A lane's chunks are
-      // lane + 32 i, so chunk & 7 is lane & 7: computed once, out of the
-      // loop.
+    kb.barrier();
+    {
+      SmallVector<Value> sums(4 * rowsPerWarp, kb.f(0.0f));
+      // The staged activations of a chunk of the segment from `first`,
+      // unswizzled. A lane's chunks are first + lane + 32 i, and segments
+      // start at multiples of 32 chunks, so chunk & 7 is lane & 7: computed
+      // once, out of the loop.
       Value turn = kb.andI(lane, kb.idx(7));
+      int64_t first = 0;
       auto activations = [&](Value chunk) {
-        Value first = kb.mul(chunk, kb.idx(8));
+        Value at = kb.mul(kb.sub(chunk, kb.idx(first)), kb.idx(8));
         SmallVector<Value> xv;
         for (int64_t i = 0; i < 8; ++i)
-          xv.push_back(kb.load(
-              xs, kb.add(first, plan.stageActivations
-                                    ? kb.xorI(kb.idx(i), turn)
-                                    : kb.idx(i))));
+          xv.push_back(kb.load(xs, kb.add(at, kb.xorI(kb.idx(i), turn))));
         return xv;
       };
       auto accumulate = [&](ArrayRef<Value> w, ArrayRef<Value> xv,
@@ -231,90 +245,98 @@ int64_t stagedGemvKernel(GPUKernelLibrary &kernels,
       SmallVector<Value> rowBases;
       for (Value row : rows)
         rowBases.push_back(kb.mul(row, kb.idx(rowBytes)));
-      auto scan = kb.loop(
-          lane, kb.idx(k / GPUWeightDecoder::kChunkValues),
-          kb.idx(kWarpSize * plan.unroll), zeros,
-          [&](Value chunk, ValueRange acc) {
-            SmallVector<Value> sums(acc.begin(), acc.end());
-            if (plan.stageWeights) {
-              SmallVector<Value> xv = activations(chunk);
-              for (int64_t r = 0; r < rowsPerWarp; ++r) {
-                Value slot =
-                    kb.add(kb.mul(warp, kb.idx(rowsPerWarp)), kb.idx(r));
-                SmallVector<Value> w = decoder.decode(
-                    kb, ws, kb.mul(slot, kb.idx(plan.slotBytes)), chunk);
-                accumulate(w, xv, MutableArrayRef(sums).slice(4 * r, 4));
+      auto body = [&](Value chunk, ValueRange acc) {
+        SmallVector<Value> sums(acc.begin(), acc.end());
+        if (plan.stageWeights) {
+          SmallVector<Value> xv = activations(chunk);
+          for (int64_t r = 0; r < rowsPerWarp; ++r) {
+            Value slot = kb.add(kb.mul(warp, kb.idx(rowsPerWarp)), kb.idx(r));
+            SmallVector<Value> w = decoder.decode(
+                kb, ws, kb.mul(slot, kb.idx(plan.slotBytes)), chunk);
+            accumulate(w, xv, MutableArrayRef(sums).slice(4 * r, 4));
+          }
+          return sums;
+        }
+        // Every weight load of the step before the first multiply, so
+        // they are in flight together.
+        SmallVector<ScaledChunk> w;
+        for (int64_t u = 0; u < plan.unroll; ++u)
+          for (int64_t r = 0; r < rowsPerWarp; ++r)
+            w.push_back(*decoder.decodeScaled(
+                kb, kb.arg("w"), rowBases[r],
+                kb.add(chunk, kb.idx(u * kWarpSize))));
+        for (int64_t u = 0; u < plan.unroll; ++u) {
+          SmallVector<Value> xv =
+              activations(kb.add(chunk, kb.idx(u * kWarpSize)));
+          // Sum over the chunk of (scale * code + min) x = scale * the
+          // codes' products + min * the activations' sum.
+          Value xSum;
+          if (w[u * rowsPerWarp].min) {
+            Value v = xv[0];
+            for (int64_t i = 1; i < 8; ++i)
+              v = arith::AddFOp::create(b, v, xv[i]);
+            xSum = vector::ExtractOp::create(b, v, 0);
+            for (int64_t j = 1; j < 4; ++j)
+              xSum = kb.add(xSum, vector::ExtractOp::create(b, v, j));
+          }
+          for (int64_t r = 0; r < rowsPerWarp; ++r) {
+            const ScaledChunk &c = w[u * rowsPerWarp + r];
+            SmallVector<Value> products(4);
+            for (int64_t i = 0; i < 8; ++i)
+              for (int64_t j = 0; j < 4; ++j) {
+                Value x = vector::ExtractOp::create(b, xv[i], j);
+                products[j] = i == 0
+                                  ? kb.mul(c.codes[j], x)
+                                  : kb.fma(c.codes[4 * i + j], x, products[j]);
               }
-              return sums;
-            }
-            // Every weight load of the step before the first multiply, so
-            // they are in flight together.
-            SmallVector<ScaledChunk> w;
-            for (int64_t u = 0; u < plan.unroll; ++u)
-              for (int64_t r = 0; r < rowsPerWarp; ++r)
-                w.push_back(*decoder.decodeScaled(
-                    kb, kb.arg("w"), rowBases[r],
-                    kb.add(chunk, kb.idx(u * kWarpSize))));
-            for (int64_t u = 0; u < plan.unroll; ++u) {
-              SmallVector<Value> xv =
-                  activations(kb.add(chunk, kb.idx(u * kWarpSize)));
-              // Sum over the chunk of (scale * code + min) x = scale * the
-              // codes' products + min * the activations' sum.
-              Value xSum;
-              if (w[u * rowsPerWarp].min) {
-                Value v = xv[0];
-                for (int64_t i = 1; i < 8; ++i)
-                  v = arith::AddFOp::create(b, v, xv[i]);
-                xSum = vector::ExtractOp::create(b, v, 0);
-                for (int64_t j = 1; j < 4; ++j)
-                  xSum = kb.add(xSum, vector::ExtractOp::create(b, v, j));
-              }
-              for (int64_t r = 0; r < rowsPerWarp; ++r) {
-                const ScaledChunk &c = w[u * rowsPerWarp + r];
-                SmallVector<Value> products(4);
-                for (int64_t i = 0; i < 8; ++i)
-                  for (int64_t j = 0; j < 4; ++j) {
-                    Value x = vector::ExtractOp::create(b, xv[i], j);
-                    products[j] =
-                        i == 0 ? kb.mul(c.codes[j], x)
-                               : kb.fma(c.codes[4 * i + j], x, products[j]);
-                  }
-                for (int64_t j = 0; j < 4; ++j)
-                  sums[4 * r + j] =
-                      kb.fma(products[j], c.scale, sums[4 * r + j]);
-                if (c.min)
-                  sums[4 * r] = kb.fma(c.min, xSum, sums[4 * r]);
-              }
-            }
-            return sums;
-          });
+            for (int64_t j = 0; j < 4; ++j)
+              sums[4 * r + j] = kb.fma(products[j], c.scale, sums[4 * r + j]);
+            if (c.min)
+              sums[4 * r] = kb.fma(c.min, xSum, sums[4 * r]);
+          }
+        }
+        return sums;
+      };
+      for (; first < chunks; first += segmentChunks) {
+        if (first > 0) {
+          // Every warp is done with the previous segment.
+          kb.barrier();
+          loadSegment(first).store(kb, xs, kb.idx(0), swizzle);
+          kb.barrier();
+        }
+        auto scan = kb.loop(kb.add(lane, kb.idx(first)),
+                            kb.idx(std::min(first + segmentChunks, chunks)),
+                            kb.idx(kWarpSize * plan.unroll), sums, body);
+        sums.assign(scan.getResults().begin(), scan.getResults().end());
+      }
       SmallVector<Value> totals;
       for (int64_t r = 0; r < rowsPerWarp; ++r)
-        totals.push_back(kb.warpSum(
-            kb.add(kb.add(scan.getResult(4 * r), scan.getResult(4 * r + 1)),
-                   kb.add(scan.getResult(4 * r + 2),
-                          scan.getResult(4 * r + 3)))));
+        totals.push_back(kb.warpSum(kb.add(kb.add(sums[4 * r], sums[4 * r + 1]),
+                                           kb.add(sums[4 * r + 2],
+                                                  sums[4 * r + 3]))));
       Value y = kb.view("y", f32);
-      kb.ifThen(arith::CmpIOp::create(b, arith::CmpIPredicate::eq, lane,
-                                      kb.idx(0)),
-                [&] {
-                  for (int64_t r = 0; r < rowsPerWarp; ++r) {
-                    Value row = kb.add(firstRow, kb.idx(r));
-                    auto store = [&] {
-                      Value v = totals[r];
-                      if (bias)
-                        v = kb.add(v, kb.load(kb.view("bias", f32), row));
-                      if (residual)
-                        v = kb.add(v, kb.load(kb.view("residual", f32), row));
-                      kb.store(v, y, row);
-                    };
-                    if (r > 0 && n % rowsPerWarp != 0)
-                      kb.ifThen(kb.ult(row, kb.idx(n)), store);
-                    else
-                      store();
-                  }
-                });
-    });
+      Value storing = arith::AndIOp::create(
+          b,
+          arith::CmpIOp::create(b, arith::CmpIPredicate::eq, lane, kb.idx(0)),
+          kb.ult(firstRow, kb.idx(n)));
+      kb.ifThen(storing, [&] {
+        for (int64_t r = 0; r < rowsPerWarp; ++r) {
+          Value row = kb.add(firstRow, kb.idx(r));
+          auto store = [&] {
+            Value v = totals[r];
+            if (bias)
+              v = kb.add(v, kb.load(kb.view("bias", f32), row));
+            if (residual)
+              v = kb.add(v, kb.load(kb.view("residual", f32), row));
+            kb.store(v, y, row);
+          };
+          if (r > 0 && n % rowsPerWarp != 0)
+            kb.ifThen(kb.ult(row, kb.idx(n)), store);
+          else
+            store();
+        }
+      });
+    }
   });
 }
 

@@ -1,7 +1,7 @@
 // RUN: kiln-opt %s --split-input-file --kiln-lower-to-cuda | FileCheck %s
 // RUN: kiln-opt %s --split-input-file --kiln-lower-to-cuda | FileCheck %s --check-prefix=CVT
 // RUN: kiln-opt %s --split-input-file --kiln-lower-to-cuda | FileCheck %s --check-prefix=FORMATS
-// RUN: kiln-opt %s --split-input-file --kiln-lower-to-cuda | FileCheck %s --check-prefix=XGLOBAL
+// RUN: kiln-opt %s --split-input-file --kiln-lower-to-cuda | FileCheck %s --check-prefix=SEGMENTS
 
 // The decode GEMV over #kiln_gpu.split weights stages only its activations
 // in shared memory (128-bit loads and stores, a barrier), then reads the
@@ -21,9 +21,9 @@
 // CHECK-SAME: ld.global.v4.b32 \09{{{[^}]*}}}, [[[ROW:%rd[0-9]+]]];
 // CHECK-SAME: ld.global.b16
 // CHECK-SAME: prmt.b32 \09{{%r[0-9]+}}, {{%r[0-9]+}}, 1258291200, 0x7440U;
-// CHECK-SAME: ld.global.v4.b32 \09{{{[^}]*}}}, [[[ROW]]+2048];
+// CHECK-SAME: ld.global.v4.b32 \09{{{[^}]*}}}, [[[ROW2:%rd[0-9]+]]];
 // CHECK-SAME: ld.global.v4.b32 \09{{{[^}]*}}}, [[[ROW]]+512];
-// CHECK-SAME: ld.global.v4.b32 \09{{{[^}]*}}}, [[[ROW]]+2560];
+// CHECK-SAME: ld.global.v4.b32 \09{{{[^}]*}}}, [[[ROW2]]+512];
 // CHECK-SAME: ld.shared.v4.b32
 // CHECK-SAME: fma.rn.f32
 // CHECK-SAME: shfl.sync.bfly.b32
@@ -67,19 +67,25 @@ func.func @forward(%x: tensor<?x4096xf32>) -> (tensor<?x64xf32>, tensor<?x64xf32
 // -----
 
 // K = 14336 (an 8B model's down projection): 57 KB of activations do not fit
-// in the 48 KB of static shared memory, so the kernel (_xglobal) reads them
-// from global memory, 128 bits at a time, with no shared memory and no
-// barrier; the codes as above.
-// CHECK: .visible .entry kiln_gemv_q4_0_split_4096x14336_r2_xglobal(
-// CHECK-NOT: shared
+// in the 48 KB of static shared memory, so the kernel (_seg2) stages them in
+// two segments of K (256 and 192 chunks: 16 and 12 128-bit copies a thread),
+// with a barrier before and after restaging; the codes as above.
+// CHECK: .visible .entry kiln_gemv_q4_0_split_4096x14336_r2_seg2(
+// CHECK-SAME: .shared .align 16 .b8 {{.*}}[32768]
+// CHECK-COUNT-3: bar.sync
 // CHECK-NOT: bar.sync
 // CHECK-SAME: .visible .entry kiln_gemv_q4_0_split_4096x14336_t4(
-// XGLOBAL: .visible .entry kiln_gemv_q4_0_split_4096x14336_r2_xglobal(
-// XGLOBAL-SAME: ld.global.v4.b32
-// XGLOBAL-SAME: prmt.b32
-// XGLOBAL-SAME: fma.rn.f32
-// XGLOBAL-SAME: shfl.sync.bfly.b32
-// XGLOBAL-SAME: .visible .entry kiln_gemv_q4_0_split_4096x14336_t4(
+// SEGMENTS: .visible .entry kiln_gemv_q4_0_split_4096x14336_r2_seg2(
+// SEGMENTS-COUNT-16: st.shared.v4.b32
+// SEGMENTS: bar.sync
+// SEGMENTS: ld.global.v4.b32
+// SEGMENTS: prmt.b32
+// SEGMENTS: fma.rn.f32
+// SEGMENTS: bar.sync
+// SEGMENTS-COUNT-12: st.shared.v4.b32
+// SEGMENTS: bar.sync
+// SEGMENTS: shfl.sync.bfly.b32
+// SEGMENTS: .visible .entry kiln_gemv_q4_0_split_4096x14336_t4(
 func.func @forward(%x: tensor<?x14336xf32>) -> tensor<?x4096xf32> attributes {kiln.max_tokens = 4} {
   %w = kiln.weight #kiln.external<"w.bin", offset = 0, size = 33030144> -> !kiln.weight<4096x14336x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf, target_layout = #kiln_gpu.split>>
   %y = kiln.linear %x, %w : tensor<?x14336xf32>, !kiln.weight<4096x14336x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf, target_layout = #kiln_gpu.split>> -> tensor<?x4096xf32>
