@@ -140,10 +140,11 @@ def gemv_case(kc, out, fmt, n, k, t):
 
 def mma_launch(entries, n, t, tiling=None):
     """The tensor-core GEMM's launch (LinearMma.cpp): from 64 tokens the
-    _m64 kernel (64 tokens x 128 rows a block), else _m16 (16 x 32); or the
+    _m64 kernel (64 tokens x 128 rows a block), else _m16 (16 x 64 where 64
+    divides n, else 16 x 32); or the
     kernel of `tiling` (64 or 16)."""
     tiling = tiling or (64 if t >= 64 else 16)
-    tokens, rows = (64, 128) if tiling == 64 else (16, 32)
+    tokens, rows = (64, 128) if tiling == 64 else (16, 64 if n % 64 == 0 else 32)
     kernel = [e for e in entries if e.startswith("kiln_gemm_mma_")
               and e.endswith(f"_m{tokens}")][0]
     return {"kernel": kernel, "grid": [-(-n // rows), -(-t // tokens), 1],

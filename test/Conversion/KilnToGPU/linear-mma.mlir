@@ -4,7 +4,7 @@
 // Prefill of 16 tokens or more over Q4_0 in #kiln_gpu.split runs on tensor
 // cores (LinearMma.cpp): the host step launches the decode GEMV at T = 1,
 // else the GEMM from 16 tokens (_m64 from 64 tokens: 64 x 128 a block, on
-// (N / 128, ceil(T / 64)) blocks; _m16 below: 16 x 32, split-K), else the
+// (N / 128, ceil(T / 64)) blocks; _m16 below: 16 x 64, split-K), else the
 // 4-token GEMV. The GEMM's lanes load x with 128-bit loads, convert it to f16
 // pairs (values 0, 2 and 1, 3 of the four), turn each code word into f16
 // pairs (nibbles | 0x6400, minus 1032) and feed nvvm.mma.sync m16n8k16 (f16
@@ -46,9 +46,9 @@
 // CHECK-NOT: nvvm.mma.sync
 // CHECK: scf.yield
 // CHECK-NOT: gpu.barrier
-// CHECK: gpu.func @kiln_gemm_mma_q4_0_split_256x256_m16(%{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>, %{{.*}}: index) workgroup(%[[PARTIALS:.*]] : memref<1536xf32, #gpu.address_space<workgroup>> {llvm.align = 16 : i64}) kernel {
+// CHECK: gpu.func @kiln_gemm_mma_q4_0_split_256x256_m16(%{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>, %{{.*}}: memref<1099511627776xi8>, %{{.*}}: index) workgroup(%[[PARTIALS:.*]] : memref<3072xf32, #gpu.address_space<workgroup>> {llvm.align = 16 : i64}) kernel {
 // CHECK: scf.for
-// CHECK-COUNT-16: nvvm.mma.sync
+// CHECK-COUNT-32: nvvm.mma.sync
 // CHECK: memref.store {{.*}}, %[[PARTIALS]]
 // CHECK: gpu.barrier
 // CHECK: memref.load %[[PARTIALS]]
