@@ -242,7 +242,9 @@ llvm::Error emitCuda(ModuleOp module, const CompileOptions &options) {
     return fail("--target=cuda emits kiln (an artifact), llvm-mlir or ptx");
   report(options, "lowering to CUDA", 0.2);
   llvm::Expected<CudaCode> code =
-      lowerToCuda(module, options.mlirMaxTokens, /*withCubins=*/false);
+      lowerToCuda(module, options.mlirMaxTokens,
+                  mlir::kiln::activationBits(options.activations),
+                  /*withCubins=*/false);
   if (!code)
     return fail(options.input + ": " + llvm::toString(code.takeError()));
   if (options.emit == EmitKind::LLVMMLIR)
@@ -510,7 +512,9 @@ llvm::Error compileImported(llvm::Expected<ImportedModel> model,
   if (options.target == "cuda") {
     report(options, "lowering to CUDA", 0.2);
     llvm::Expected<CudaCode> code =
-        lowerToCuda(module, options.mlirMaxTokens, /*withCubins=*/true);
+        lowerToCuda(module, options.mlirMaxTokens,
+                    mlir::kiln::activationBits(options.activations),
+                    /*withCubins=*/true);
     if (!code)
       return fail(options.input + ": " + llvm::toString(code.takeError()));
     scratch = IntegerAttr::get(IntegerType::get(&ctx, 64), code->scratchBytes);

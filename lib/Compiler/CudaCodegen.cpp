@@ -73,13 +73,14 @@ std::string findCudaToolkit() {
 }
 
 llvm::Expected<CudaCode> lowerToCuda(ModuleOp module, int64_t maxTokens,
-                                     bool withCubins) {
+                                     int64_t activationBits, bool withCubins) {
   MLIRContext *ctx = module.getContext();
   {
     FirstError diags(*ctx);
     PassManager pm(ctx);
     mlir::kiln::KilnToCUDAOptions options;
     options.maxTokens = maxTokens;
+    options.activationBits = activationBits;
     options.chips.assign(getCudaArchs().begin(), getCudaArchs().end());
     mlir::kiln::buildKilnToNVVMPipeline(pm, options);
     if (failed(pm.run(module)))

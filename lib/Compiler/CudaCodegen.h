@@ -42,9 +42,10 @@ std::string findCudaToolkit();
 
 /// Lowers `module` (kiln ops) in place to the host step in the LLVM dialect
 /// and returns the kernels' images. `maxTokens` bounds dynamic token sizes
-/// (0: the function's kiln.max_tokens). Errors are one line.
+/// (0: the function's kiln.max_tokens); `activationBits` is the width decode
+/// GEMVs quantize their input to (0: f32). Errors are one line.
 llvm::Expected<CudaCode> lowerToCuda(mlir::ModuleOp module, int64_t maxTokens,
-                                     bool withCubins);
+                                     int64_t activationBits, bool withCubins);
 
 } // namespace kiln
 

@@ -60,6 +60,9 @@ void registerKilnCUDATarget(DialectRegistry &registry);
 struct KilnToCUDAOptions {
   /// Bound of dynamic token dimensions (0: each function's kiln.max_tokens).
   int64_t maxTokens = 0;
+  /// kiln-fuse's activation-bits: decode GEMVs over the split layout take
+  /// their input quantized to this width (0: f32).
+  int64_t activationBits = 8;
   /// GPU architectures to generate code for, best first.
   SmallVector<std::string> chips = {"sm_90a", "sm_80"};
 };

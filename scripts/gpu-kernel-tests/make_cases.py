@@ -10,7 +10,7 @@ max|y - expected| / max|expected| of each case.
 
   make_cases.py --kiln-compile build/bin/kiln-compile --out DIR
 """
-import argparse, json, os, subprocess, sys
+import argparse, json, os, shutil, subprocess, sys
 import numpy as np
 import gguf
 from gguf.quants import dequantize
@@ -95,10 +95,13 @@ def random_weight(fmt, n, k):
     return data, np.asarray(w, dtype=np.float64).reshape(n, k)
 
 
-def compile_ptx(kiln_compile, mlir_text, path):
+def compile_ptx(kiln_compile, mlir_text, path, activations="f32"):
+    """kiln-compile's PTX of `mlir_text`; f32 activations unless asked (the
+    int8 decode GEMV has cases of its own)."""
     with open(path + ".mlir", "w") as f:
         f.write(mlir_text)
     subprocess.check_call([kiln_compile, "--target=cuda", "--emit=ptx", "-q",
+                           f"--activations={activations}",
                            path + ".mlir", "-o", path + ".ptx"])
     entries = []
     for line in open(path + ".ptx"):
@@ -135,6 +138,68 @@ def gemv_case(kc, out, fmt, n, k, t):
         prefill = [e for e in entries if e.endswith("_t4")][0]
         launches = [{"kernel": prefill, "grid": [(n + 3) // 4, (t + 3) // 4, 1],
                      "block": [128, 1, 1], "args": ["x", "w", "y", {"index": t}]}]
+    return name, ptx, arrays, launches, "y"
+
+
+def quantize_activations(x, bits=8):
+    """One token's activations as kiln_quantize_a<bits> quantizes them (the
+    CPU's emitQuantizeBlock, ggml's q8_1 at 8 bits), in float32 as the
+    kernel computes: per 32 values the codes, the scale rounded to f16, the
+    codes' sum and scale * sum rounded to f16."""
+    m = np.float32(2 ** (bits - 1) - 1)
+    blocks = x.astype(np.float32).reshape(-1, 32)
+    amax = np.abs(blocks).max(axis=1)
+    with np.errstate(divide="ignore"):
+        inv = np.where(amax != 0, m / amax, np.float32(0)).astype(np.float32)
+    codes = np.rint(np.clip(blocks * inv[:, None], -m, m)).astype(np.int32)
+    scale = (amax / m).astype(np.float32)
+    sums = codes.sum(axis=1)
+    return (codes, scale.astype(np.float16).astype(np.float64), sums,
+            (scale * sums.astype(np.float32)).astype(np.float16).astype(np.float64))
+
+
+def quantized_bytes(k):
+    """Bytes of QuantizedActivations (Linear.cpp) for K values."""
+    array = -(-(k // 32) * 4 // 16) * 16
+    return k + 3 * array
+
+
+def gemv_q8_case(kc, out, fmt, n, k):
+    """The decode GEMV over int8 activations (split Q4_0, Q4_1, Q8_0): the
+    quantization kernel, then the dp4a GEMV. The float64 reference
+    multiplies the dequantized codes (scale * code) with the weights, and for
+    Q4_1 takes the min's term from the f16-rounded scale * sum, as the
+    kernel (and ggml) does; the rest is exact integer arithmetic, so the
+    error left is f32 accumulation."""
+    name = f"gemv_q8_{fmt}_{n}x{k}"
+    wtype = FORMATS[fmt][3].format(n=n, k=k)
+    base = base_format(fmt)
+    raw, w = random_weight(base, n, k)
+    data = split_layout(base, raw, n, k)
+    x = (rng.standard_normal((1, k)) * 3).astype(np.float32)
+    mlir = f'''func.func @forward(%x: tensor<?x{k}xf32>) -> tensor<?x{n}xf32> attributes {{kiln.max_tokens = 16}} {{
+  %w = kiln.weight #kiln.external<"w.bin", offset = 0, size = {len(data)}> -> !kiln.weight<{wtype}>
+  %y = kiln.linear %x, %w : tensor<?x{k}xf32>, !kiln.weight<{wtype}> -> tensor<?x{n}xf32>
+  return %y : tensor<?x{n}xf32>
+}}
+'''
+    ptx, entries = compile_ptx(kc, mlir, os.path.join(out, name), "int8")
+    codes, scale, sums, scaled_sums = quantize_activations(x[0])
+    xq = (codes * scale[:, None]).reshape(1, k)
+    expected = xq @ w.T
+    if base == "q4_1":
+        m = np.frombuffer(raw, np.uint8).reshape(n, k // 32, 20)[:, :, 2:4]
+        m = m.copy().view(np.float16)[:, :, 0].astype(np.float64)
+        expected += (m * (scaled_sums - scale * sums)[None, :]).sum(axis=1)
+    arrays = {"x": x, "w": np.frombuffer(data, dtype=np.uint8),
+              "q": np.zeros(quantized_bytes(k), np.uint8),
+              "y": np.zeros((1, n), np.float32), "expected_y": expected}
+    quantize = [e for e in entries if e.startswith("kiln_quantize_a8_")][0]
+    gemv = [e for e in entries if e.endswith("_q8")][0]
+    launches = [{"kernel": quantize, "grid": [-(-k // 4 // 128), 1, 1],
+                 "block": [128, 1, 1], "args": ["x", "q"]},
+                dict(decode_launch(gemv.removesuffix("_q8"), n), kernel=gemv,
+                     args=["q", "w", "y"])]
     return name, ptx, arrays, launches, "y"
 
 
@@ -427,6 +492,13 @@ def main():
                 "q4_1_split", "q8_0_split"):
         cases.append(gemv_case(kc, a.out, fmt, 2053, 512, 1))
     cases.append(gemv_case(kc, a.out, "q4_0", 64, 12800, 1))
+    # The int8 decode GEMV: each format, one and two rows a warp, K = 14336
+    # (staged whole: a third of its f32 size), a partial quantization block
+    # of threads (K = 576: 144 of 256 threads store).
+    for fmt in ("q4_0_split", "q4_1_split", "q8_0_split"):
+        for n, k in ((64, 576), (2053, 512), (64, 14336)):
+            cases.append(gemv_q8_case(kc, a.out, fmt, n, k))
+    cases.append(gemv_q8_case(kc, a.out, "q4_0_split", 2048, 2048))
     # The split layout's decode GEMV: four chunks of one row in flight (64 x
     # 4096), two of each of two rows (2048 x 2048, Q4_0 only: the loop does
     # not depend on the format), and the unstaged kernel (K = 12800).
@@ -464,6 +536,29 @@ def main():
         launches = [dict(decode_launch(entries[0], n), bench=True,
                          random_bytes={"w": size})]
         cases.append((name, ptx, arrays, launches, None))
+        if not fmt.endswith("_split"):
+            continue
+        # The same over int8 activations: the GEMV timed alone after one
+        # quantization, and the quantization alone.
+        name = f"bench_gemv_q8_{fmt}_{n}x{k}"
+        ptx, entries = compile_ptx(kc, mlir, os.path.join(a.out, name), "int8")
+        arrays = dict(arrays, q=np.zeros(quantized_bytes(k), np.uint8))
+        quantize = {"kernel": [e for e in entries if e.startswith(
+                        "kiln_quantize_a8_")][0],
+                    "grid": [-(-k // 4 // 128), 1, 1], "block": [128, 1, 1],
+                    "args": ["x", "q"]}
+        gemv = [e for e in entries if e.endswith("_q8")][0]
+        launches = [quantize, dict(decode_launch(gemv.removesuffix("_q8"), n),
+                                   kernel=gemv, args=["q", "w", "y"],
+                                   bench=True, random_bytes={"w": size})]
+        cases.append((name, ptx, arrays, launches, None))
+        qname = f"bench_quantize_a8_{k}"
+        if qname not in [c[0] for c in cases]:
+            # Each case's files carry its name (run_each.py links them).
+            shutil.copy(os.path.join(a.out, ptx),
+                        os.path.join(a.out, qname + ".ptx"))
+            cases.append((qname, qname + ".ptx", arrays,
+                          [dict(quantize, bench=True)], None))
     # The tensor-core GEMM (Q4_0 split): both tilings, partial tiles of
     # tokens (17, 100) and of rows (288: the last block's last warps idle),
     # K = 14336 (an 8B model's down projection) and N = 14336 (its gate/up)

@@ -345,6 +345,7 @@ public:
                          k / kChunk * format.codeBytes),
         format(format), n(n), blocks(k / kChunk) {}
   bool rowIsContiguous() const override { return false; }
+  bool hasCodes() const override { return true; }
   SmallVector<Value> decode(GPUKernelBuilder &kb, Value source, Value rowBase,
                             Value chunk) const override {
     ScaledChunk c = *decodeScaled(kb, source, rowBase, chunk);
@@ -354,18 +355,18 @@ public:
                              : kb.mul(code, c.scale));
     return values;
   }
-  std::optional<ScaledChunk> decodeScaled(GPUKernelBuilder &kb, Value source,
-                                          Value rowBase,
-                                          Value chunk) const override {
+  std::optional<CodeChunk> loadCodes(GPUKernelBuilder &kb, Value source,
+                                     Value rowBase,
+                                     Value chunk) const override {
     Bits bits{kb};
     int64_t codeBytes = format.codeBytes, headerBytes = format.headerBytes;
     Value pieces = kb.view(source, VectorType::get({4}, kb.b.getI32Type()));
     Value first = kb.add(kb.div(rowBase, kb.idx(16)), chunk);
-    SmallVector<Value> words;
+    CodeChunk c;
     for (int64_t p = 0; p < codeBytes / 16; ++p) {
       Value piece = kb.load(pieces, kb.add(first, kb.idx(p * blocks)));
       for (int64_t i = 0; i < 4; ++i)
-        words.push_back(vector::ExtractOp::create(kb.b, piece, i));
+        c.words.push_back(vector::ExtractOp::create(kb.b, piece, i));
     }
     // Block `chunk` of row rowBase / rowBytes, counted in headers.
     Value headerIndex =
@@ -373,30 +374,38 @@ public:
                kb.add(kb.div(rowBase, kb.idx(codeBytes)), chunk));
     Value header = bits.word(
         kb.view(source, kb.b.getIntegerType(8 * headerBytes)), headerIndex);
-    ScaledChunk c;
     c.scale = bits.half(header);
     if (format.hasMin)
       c.min = bits.half(bits.shr(header, 16));
+    // Q8_0's codes are signed bytes; Q4_0's nibbles are offset by 8, Q4_1's
+    // by its min.
+    c.bits = codeBytes == 32 ? 8 : 4;
+    c.offset = c.bits == 4 && !format.hasMin ? 8 : 0;
+    return c;
+  }
+  std::optional<ScaledChunk> decodeScaled(GPUKernelBuilder &kb, Value source,
+                                          Value rowBase,
+                                          Value chunk) const override {
+    Bits bits{kb};
+    CodeChunk raw = *loadCodes(kb, source, rowBase, chunk);
+    ScaledChunk c;
+    c.scale = raw.scale;
+    c.min = raw.min;
     c.codes.resize(kChunk);
-    for (int64_t i = 0; i < codeBytes / 4; ++i) {
-      Value w = words[i];
-      if (codeBytes == 32) {
-        // Q8_0's codes are signed bytes: flipping their sign bits gives
-        // code + 128.
+    for (auto [i, w] : llvm::enumerate(raw.words)) {
+      if (raw.bits == 8) {
+        // Flipping the sign bits gives code + 128.
         Value flipped =
             arith::XOrIOp::create(kb.b, w, kb.i32(int32_t(0x80808080)));
         for (int64_t k = 0; k < 4; ++k)
           c.codes[4 * i + k] = bits.byteToF32(flipped, k, 128);
         continue;
       }
-      // Byte j holds value j (low nibble) and value j + 16 (high nibble);
-      // Q4_0's codes are offset by 8, Q4_1's by its min.
-      int64_t offset = format.hasMin ? 0 : 8;
       Value low = bits.mask(w, 0x0F0F0F0F);
       Value high = bits.mask(bits.shr(w, 4), 0x0F0F0F0F);
       for (int64_t k = 0; k < 4; ++k) {
-        c.codes[4 * i + k] = bits.byteToF32(low, k, offset);
-        c.codes[4 * i + k + 16] = bits.byteToF32(high, k, offset);
+        c.codes[4 * i + k] = bits.byteToF32(low, k, raw.offset);
+        c.codes[4 * i + k + 16] = bits.byteToF32(high, k, raw.offset);
       }
     }
     return c;

@@ -147,8 +147,9 @@ Value GPUKernelBuilder::sqrt(Value x) {
 // A polynomial after the pass's approximation patterns, not libdevice.
 Value GPUKernelBuilder::exp(Value x) { return math::ExpOp::create(b, x); }
 
-static Value warpReduce(GPUKernelBuilder &kb, Value v, bool max) {
-  for (int64_t offset = kWarpSize / 2; offset > 0; offset /= 2) {
+static Value laneGroupReduce(GPUKernelBuilder &kb, Value v, int64_t lanes,
+                             bool max) {
+  for (int64_t offset = lanes / 2; offset > 0; offset /= 2) {
     Value other = gpu::ShuffleOp::create(kb.b, v, kb.i32(offset),
                                          kb.i32(kWarpSize),
                                          gpu::ShuffleMode::XOR)
@@ -158,8 +159,12 @@ static Value warpReduce(GPUKernelBuilder &kb, Value v, bool max) {
   return v;
 }
 
-Value GPUKernelBuilder::warpSum(Value v) { return warpReduce(*this, v, false); }
-Value GPUKernelBuilder::warpMax(Value v) { return warpReduce(*this, v, true); }
+Value GPUKernelBuilder::laneGroupSum(Value v, int64_t lanes) {
+  return laneGroupReduce(*this, v, lanes, false);
+}
+Value GPUKernelBuilder::laneGroupMax(Value v, int64_t lanes) {
+  return laneGroupReduce(*this, v, lanes, true);
+}
 
 scf::ForOp GPUKernelBuilder::loop(
     Value lo, Value hi, Value step, ValueRange inits,

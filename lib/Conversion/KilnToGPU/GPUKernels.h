@@ -130,8 +130,11 @@ public:
   }
 
   /// Sum (or max) of `v` over the 32 lanes of the warp, in every lane.
-  Value warpSum(Value v);
-  Value warpMax(Value v);
+  Value warpSum(Value v) { return laneGroupSum(v, kWarpSize); }
+  Value warpMax(Value v) { return laneGroupMax(v, kWarpSize); }
+  /// The same over each aligned group of `lanes` (a power of two) lanes.
+  Value laneGroupSum(Value v, int64_t lanes);
+  Value laneGroupMax(Value v, int64_t lanes);
 
   /// for (i = lo; i < hi; i += step) with loop-carried `inits`.
   scf::ForOp loop(Value lo, Value hi, Value step, ValueRange inits,
@@ -151,6 +154,17 @@ private:
 struct ScaledChunk {
   SmallVector<Value> codes;
   Value scale, min;
+};
+
+/// A chunk's codes as the i32 words they are stored in, with its scale (and
+/// min) as f32: value i = scale * (code i - offset) (+ min). 4-bit codes
+/// (`bits` = 4): byte j of word w holds value 4w + j in its low nibble and
+/// 16 + 4w + j in its high one; 8-bit codes: signed byte j of word w is
+/// value 4w + j.
+struct CodeChunk {
+  SmallVector<Value> words;
+  Value scale, min;
+  int64_t bits, offset;
 };
 
 /// How one weight encoding turns bytes into f32 values on the device, one
@@ -174,6 +188,14 @@ public:
   virtual std::optional<ScaledChunk> decodeScaled(GPUKernelBuilder &kb,
                                                   Value bytes, Value rowBase,
                                                   Value chunk) const {
+    return std::nullopt;
+  }
+  /// Whether loadCodes gives this encoding's chunks.
+  virtual bool hasCodes() const { return false; }
+  /// decodeScaled's chunk still coded, for the GEMV over int8 activations
+  /// (integer dot products); nothing for encodings it does not take.
+  virtual std::optional<CodeChunk> loadCodes(GPUKernelBuilder &kb, Value bytes,
+                                             Value rowBase, Value chunk) const {
     return std::nullopt;
   }
   /// Whether a row is the rowBytes bytes from rowBase and nothing else, so

@@ -63,6 +63,11 @@ public:
   Value deviceAddress(Value memref, ImplicitLocOpBuilder &b);
 
   GPUKernelLibrary &kernels;
+  /// The input whose quantized copy the workspace holds, and its width:
+  /// consecutive linear layers over one input (Q, K and V) quantize it
+  /// once. Any other op may use the workspace, so lowering one forgets it.
+  Value quantizedInput;
+  int64_t quantizedBits = 0;
 
 protected:
   void beginStep(Block &entry, const StepSignature &sig,

@@ -176,6 +176,8 @@ Value GPUStepLowering::workspace(ImplicitLocOpBuilder &b) {
 
 std::optional<LogicalResult>
 GPUStepLowering::lowerByPattern(Operation *op, ImplicitLocOpBuilder &b) {
+  if (!isa<LinearOp>(op))
+    quantizedInput = Value();
   if (const GPUKernelPatternBase *pattern = patterns.lookup(op))
     return pattern->lowerOp(op, *this, b);
   return std::nullopt;

@@ -21,6 +21,16 @@
 // staged a segment of K at a time: read through L1 instead, 8 bytes of
 // activations per byte of Q4_0 codes, that kernel ran at a third of the
 // bandwidth of the staged ones (637 against 2043 GB/s on the H200).
+// With int8 activations (kiln-fuse's activation_bits, kiln-compile's
+// default), decode over the split layout first quantizes x per 32 values as
+// ggml's q8_1 and the CPU's int8 kernels do (kiln_quantize_a<bits>, into the
+// step's workspace; consecutive layers over one input, like Q, K and V,
+// quantize it once), then multiplies the codes with dp4a, 4 products an
+// instruction, where the f32 kernel spends three instructions a weight
+// (prmt, fsub, ffma): ncu put that kernel at 2.6 instructions a cycle and
+// 53% of the H100's DRAM bandwidth at 14336 x 4096. Prefill keeps x in f32
+// (f16 on tensor cores): at many tokens the product is not bound by
+// decoding, and f16 is the finer of the two.
 // Prefill (T > 1) launches a variant whose warps take 4 tokens each, so the
 // weights are read ceil(T / 4) times rather than T times; from 16 tokens on,
 // weights that have one run the tensor-core GEMM of LinearMma.cpp instead.
@@ -29,6 +39,11 @@
 
 #include "GPUStepLowering.h"
 
+#include "Conversion/KilnToGPU/IR/KilnGPUDialect.h"
+
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "llvm/Support/FormatVariadic.h"
 
@@ -50,28 +65,55 @@ constexpr int64_t kMaxLoadsPerLane = 16;
 constexpr int64_t kMinRowsForPairs = 2048;
 
 /// Weight loads a lane of the split-layout GEMV has in flight at most (its
-/// rows times the chunks of each it decodes before multiplying).
+/// rows times the chunks of each it decodes before multiplying). The int8
+/// GEMV holds twice that (the next step's loads too); 8 measured the same at
+/// 14336 x 4096 and 1.3x slower at 4096 x 4096 (H100: 8.13 against 6.12 us:
+/// one step, nothing to pipeline).
 constexpr int64_t kMaxChunksInFlight = 4;
+/// Threads of the activation quantization kernel's blocks.
+constexpr int64_t kQuantizeThreads = 128;
+
+/// Where kiln_quantize_a<bits> leaves one token's K activations and the
+/// int8 GEMV finds them: the codes (int8, 32 a block) from byte 0, then
+/// 16-byte aligned arrays with one entry a block: its scale (f32, rounded to
+/// f16), the sum of its codes (i32) and the scale times that sum (f32,
+/// rounded to f16: ggml q8_1's s, for formats with a min).
+struct QuantizedActivations {
+  int64_t k;
+  int64_t blocks() const { return k / GPUWeightDecoder::kChunkValues; }
+  int64_t arrayBytes() const { return llvm::alignTo(blocks() * 4, 16); }
+  int64_t scalesAt() const { return k; }
+  int64_t sumsAt() const { return k + arrayBytes(); }
+  int64_t scaledSumsAt() const { return k + 2 * arrayBytes(); }
+  int64_t bytes() const { return k + 3 * arrayBytes(); }
+};
 
 /// How the staged decode GEMV reads its weight rows: copied to shared memory
 /// with `unit`-byte loads into `slotBytes` slots (stageWeights), or straight
 /// from global memory `unroll` chunks of each row at a time (the split
 /// layout, whose 128-bit loads are coalesced already); `rowsPerWarp` rows per
 /// warp. The activations are staged `segmentChunks` chunks at a time (all of
-/// K when they fit; only the split layout's kernel takes segments).
+/// K when they fit; only the split layout's kernel takes segments), or,
+/// `quantized`, as QuantizedActivations all at once.
 struct StagedGemv {
   int64_t unit, slotBytes, rowsPerWarp;
   bool stageWeights;
   int64_t unroll;
   int64_t segmentChunks;
+  bool quantized = false;
 };
 
 /// The staged decode GEMV for the weight rows `decoder` reads, starting at
-/// byte `offset` of the weights, or nothing when they do not fit.
+/// byte `offset` of the weights, over f32 or (`quantized`) int8
+/// activations, or nothing when they do not fit.
 std::optional<StagedGemv> planStagedGemv(int64_t n, int64_t k,
                                          const GPUWeightDecoder &decoder,
-                                         int64_t offset) {
+                                         int64_t offset, bool quantized) {
   int64_t rowBytes = decoder.getRowBytes();
+  if (quantized &&
+      (!decoder.hasCodes() || offset % 16 != 0 ||
+       QuantizedActivations{k}.bytes() > kSharedBytes))
+    return std::nullopt;
   if (!decoder.rowIsContiguous()) {
     // Device allocations are 256-byte aligned: the offset fixes the
     // alignment of the 128-bit loads.
@@ -83,6 +125,9 @@ std::optional<StagedGemv> planStagedGemv(int64_t n, int64_t k,
     while (chunks % (kWarpSize * unroll * 2) == 0 &&
            rows * unroll * 2 <= kMaxChunksInFlight)
       unroll *= 2;
+    if (quantized)
+      return StagedGemv{16, 0, rows, /*stageWeights=*/false, unroll, chunks,
+                        /*quantized=*/true};
     // Segments of whole steps, as few and as even as the staging allows.
     int64_t step = kWarpSize * unroll;
     int64_t maxValues = std::min(kSharedBytes / 4, kWarpsPerBlock * kWarpSize *
@@ -161,19 +206,26 @@ int64_t stagedGemvKernel(GPUKernelLibrary &kernels,
   int64_t segmentChunks = plan.segmentChunks;
   int64_t segments = (chunks + segmentChunks - 1) / segmentChunks;
   std::string name = llvm::formatv(
-      "kiln_gemv_{0}_{1}x{2}{3}{4}{5}{6}", decoder.getName(), n, k,
+      "kiln_gemv_{0}_{1}x{2}{3}{4}{5}{6}{7}", decoder.getName(), n, k,
       bias ? "_bias" : "", residual ? "_residual" : "",
       plan.rowsPerWarp == 2 ? "_r2" : "",
-      segments > 1 ? llvm::formatv("_seg{0}", segments).str() : "");
+      segments > 1 ? llvm::formatv("_seg{0}", segments).str() : "",
+      plan.quantized ? "_q8" : "");
   SmallVector<KernelArg> args = linearKernelArgs(bias, residual);
   return kernels.get(name, args, [&](GPUKernelBuilder &kb) {
     ImplicitLocOpBuilder &b = kb.b;
     Type f32 = b.getF32Type();
-    Type v4f32 = VectorType::get({4}, f32);
+    Type i32 = b.getI32Type();
+    Type v4f32 = VectorType::get({4}, f32), v4i32 = VectorType::get({4}, i32);
     int64_t rowsPerWarp = plan.rowsPerWarp;
     int64_t rowBytes = decoder.getRowBytes();
     int64_t slotUnits = plan.slotBytes / plan.unit;
-    Value xs = kb.sharedArray(segmentChunks * 8, v4f32);
+    QuantizedActivations qx{k};
+    // Quantized activations are bytes seen as words, scales and sums.
+    Value xBytes =
+        plan.quantized ? kb.sharedArray(qx.bytes(), b.getI8Type()) : Value();
+    Value xs = plan.quantized ? kb.view(xBytes, v4i32)
+                              : kb.sharedArray(segmentChunks * 8, v4f32);
     Value ws =
         plan.stageWeights
             ? kb.sharedArray(kWarpsPerBlock * rowsPerWarp * plan.slotBytes,
@@ -184,23 +236,63 @@ int64_t stagedGemvKernel(GPUKernelLibrary &kernels,
         kb.add(kb.mul(kb.blockIdx(gpu::Dimension::x), kb.idx(kWarpsPerBlock)),
                warp),
         kb.idx(rowsPerWarp));
-    // The 16-byte group g of chunk c goes to 8c + (g ^ (c & 7)).
+    // f32: the 16-byte group g of chunk c goes to 8c + (g ^ (c & 7)).
+    // Quantized: half h of chunk c's codes goes to 2c + (h ^ (c >> 2 & 1)),
+    // the other arrays as they are.
     auto swizzle = [&](Value i) {
+      if (plan.quantized)
+        return kb.select(
+            kb.ult(i, kb.idx(k / 16)),
+            kb.xorI(i, kb.andI(kb.shrU(i, kb.idx(3)), kb.idx(1))), i);
       return kb.xorI(i, kb.andI(kb.shrU(i, kb.idx(3)), kb.idx(7)));
     };
     // The loads of the activations of the segment from chunk `first` on.
     auto loadSegment = [&](int64_t first) {
+      if (plan.quantized) {
+        StagedCopy copy(qx.bytes() / 16, kWarpsPerBlock * kWarpSize);
+        copy.load(kb, kb.view("x", v4i32), kb.idx(0), kb.threadIdx());
+        return copy;
+      }
       StagedCopy copy(std::min(segmentChunks, chunks - first) * 8,
                       kWarpsPerBlock * kWarpSize);
       copy.load(kb, kb.view("x", v4f32), kb.idx(first * 8), kb.threadIdx());
       return copy;
     };
-    StagedCopy xCopy = loadSegment(0);
     // Rows past n read row n - 1, whose results are not stored; their warps
     // still take part in the block's barriers.
-    SmallVector<Value> rows;
-    for (int64_t r = 0; r < rowsPerWarp; ++r)
+    SmallVector<Value> rows, rowBases;
+    for (int64_t r = 0; r < rowsPerWarp; ++r) {
       rows.push_back(kb.minu(kb.add(firstRow, kb.idx(r)), kb.idx(n - 1)));
+      rowBases.push_back(kb.mul(rows.back(), kb.idx(rowBytes)));
+    }
+    // Over quantized activations the loop is software-pipelined: a step's
+    // code loads are issued a step ahead, the first ones before the
+    // activations are staged (they do not wait for the barrier). A step's
+    // loads, flattened as loop state: per (unrolled chunk, row) its code
+    // words, scale and min.
+    auto loadCodesStep = [&](Value chunk) {
+      SmallVector<CodeChunk> step;
+      for (int64_t u = 0; u < plan.unroll; ++u)
+        for (int64_t r = 0; r < rowsPerWarp; ++r)
+          step.push_back(*decoder.loadCodes(
+              kb, kb.arg("w"), rowBases[r],
+              kb.add(chunk, kb.idx(u * kWarpSize))));
+      return step;
+    };
+    auto flatten = [](ArrayRef<CodeChunk> step) {
+      SmallVector<Value> flat;
+      for (const CodeChunk &c : step) {
+        flat.append(c.words.begin(), c.words.end());
+        flat.push_back(c.scale);
+        if (c.min)
+          flat.push_back(c.min);
+      }
+      return flat;
+    };
+    SmallVector<CodeChunk> prefetched;
+    if (plan.quantized)
+      prefetched = loadCodesStep(lane);
+    StagedCopy xCopy = loadSegment(0);
     SmallVector<StagedCopy> rowCopies;
     if (plan.stageWeights) {
       Type unit = unitType(b, plan.unit);
@@ -242,9 +334,68 @@ int64_t stagedGemvKernel(GPUKernelLibrary &kernels,
             sums[j] = kb.fma(w[4 * i + j],
                              vector::ExtractOp::create(b, xv[i], j), sums[j]);
       };
-      SmallVector<Value> rowBases;
-      for (Value row : rows)
-        rowBases.push_back(kb.mul(row, kb.idx(rowBytes)));
+      // Over quantized activations: per chunk and row, the integer dot
+      // product of the codes (dp4a: unsigned nibbles or signed bytes times
+      // signed int8), minus 8 times the activation codes' sum for Q4_0, then
+      // times both scales, plus Q4_1's min times the activations' q8_1 sum.
+      auto multiplyCodes = [&](Value chunk, ArrayRef<CodeChunk> w,
+                               SmallVector<Value> sums) {
+        auto bytes = [&](Value word) {
+          return LLVM::BitcastOp::create(
+              b, VectorType::get({4}, b.getI8Type()), word);
+        };
+        auto dp4a = [&](Value w, bool wSigned, Value x, Value acc) {
+          return NVVM::DotAccumulate4WayOp::create(
+              b, i32, bytes(w),
+              wSigned ? NVVM::DotAccumulateType::SIGNED
+                      : NVVM::DotAccumulateType::UNSIGNED,
+              bytes(x), NVVM::DotAccumulateType::SIGNED, acc);
+        };
+        Value f32s = kb.view(xBytes, f32), i32s = kb.view(xBytes, i32);
+        // A lane's chunks are lane + 32 i: their halves' swizzle is the
+        // lane's.
+        Value flip = kb.andI(kb.shrU(kb.lane(), kb.idx(2)), kb.idx(1));
+        for (int64_t u = 0; u < plan.unroll; ++u) {
+          Value c = kb.add(chunk, kb.idx(u * kWarpSize));
+          SmallVector<Value> xw;
+          for (int64_t h = 0; h < 2; ++h) {
+            Value half = kb.load(
+                xs, kb.add(kb.mul(c, kb.idx(2)), kb.xorI(kb.idx(h), flip)));
+            for (int64_t i = 0; i < 4; ++i)
+              xw.push_back(vector::ExtractOp::create(b, half, i));
+          }
+          Value xScale = kb.load(f32s, kb.add(kb.idx(qx.scalesAt() / 4), c));
+          Value xSum, xScaledSum;
+          for (int64_t r = 0; r < rowsPerWarp; ++r) {
+            const CodeChunk &code = w[u * rowsPerWarp + r];
+            Value dot = kb.i32(0);
+            for (int64_t i = 0; i < 4 && code.bits == 4; ++i) {
+              Value low = kb.andI(code.words[i], kb.i32(0x0F0F0F0F));
+              Value high = kb.andI(kb.shrU(code.words[i], kb.i32(4)),
+                                   kb.i32(0x0F0F0F0F));
+              dot = dp4a(low, false, xw[i], dot);
+              dot = dp4a(high, false, xw[4 + i], dot);
+            }
+            for (int64_t i = 0; i < 8 && code.bits == 8; ++i)
+              dot = dp4a(code.words[i], true, xw[i], dot);
+            if (code.offset) {
+              if (!xSum)
+                xSum = kb.load(i32s, kb.add(kb.idx(qx.sumsAt() / 4), c));
+              dot = kb.sub(dot, kb.mul(xSum, kb.i32(code.offset)));
+            }
+            Value &sum = sums[4 * r + u % 4];
+            sum = kb.fma(arith::SIToFPOp::create(b, f32, dot),
+                         kb.mul(code.scale, xScale), sum);
+            if (code.min) {
+              if (!xScaledSum)
+                xScaledSum = kb.load(
+                    f32s, kb.add(kb.idx(qx.scaledSumsAt() / 4), c));
+              sum = kb.fma(code.min, xScaledSum, sum);
+            }
+          }
+        }
+        return sums;
+      };
       auto body = [&](Value chunk, ValueRange acc) {
         SmallVector<Value> sums(acc.begin(), acc.end());
         if (plan.stageWeights) {
@@ -297,6 +448,42 @@ int64_t stagedGemvKernel(GPUKernelLibrary &kernels,
         }
         return sums;
       };
+      if (plan.quantized && chunks == kWarpSize * plan.unroll) {
+        // One step: the prefetched loads are all.
+        sums = multiplyCodes(lane, prefetched, sums);
+        first = chunks;
+      }
+      if (plan.quantized && first < chunks) {
+        int64_t step = kWarpSize * plan.unroll;
+        SmallVector<Value> state(sums);
+        llvm::append_range(state, flatten(prefetched));
+        auto scan = kb.loop(
+            lane, kb.idx(chunks), kb.idx(step), state,
+            [&](Value chunk, ValueRange acc) {
+              // The last step loads its own chunks again (cached).
+              Value next = kb.add(chunk, kb.idx(step));
+              next = kb.select(kb.ult(next, kb.idx(chunks)), next, chunk);
+              SmallVector<CodeChunk> loaded = loadCodesStep(next);
+              // This step's codes, from the state, shaped as loaded.
+              SmallVector<CodeChunk> current(loaded);
+              size_t at = sums.size();
+              for (CodeChunk &c : current) {
+                for (Value &word : c.words)
+                  word = acc[at++];
+                c.scale = acc[at++];
+                if (c.min)
+                  c.min = acc[at++];
+              }
+              SmallVector<Value> nextState = multiplyCodes(
+                  chunk, current,
+                  SmallVector<Value>(acc.take_front(sums.size())));
+              llvm::append_range(nextState, flatten(loaded));
+              return nextState;
+            });
+        sums.assign(scan.getResults().begin(),
+                    scan.getResults().begin() + sums.size());
+        first = chunks;
+      }
       for (; first < chunks; first += segmentChunks) {
         if (first > 0) {
           // Every warp is done with the previous segment.
@@ -337,6 +524,87 @@ int64_t stagedGemvKernel(GPUKernelLibrary &kernels,
         }
       });
     }
+  });
+}
+
+/// kiln_quantize_a<bits>_<k>(x, q): one token's K activations in f32 to
+/// QuantizedActivations in q, each 32-value block as the CPU's
+/// emitQuantizeBlock does (ggml's q8_1 at 8 bits): with m = 2^(bits-1) - 1,
+/// scale amax / m rounded to f16, codes round-half-even(x * (m / amax))
+/// clamped to [-m, m]. Eight lanes take a block, four values each.
+int64_t quantizeActivationsKernel(GPUKernelLibrary &kernels, int64_t k,
+                                  int64_t bits) {
+  std::string name = llvm::formatv("kiln_quantize_a{0}_{1}", bits, k);
+  SmallVector<KernelArg> args = {{"x", KernelArgKind::Buffer},
+                                 {"q", KernelArgKind::Buffer}};
+  return kernels.get(name, args, [&](GPUKernelBuilder &kb) {
+    ImplicitLocOpBuilder &b = kb.b;
+    Type f32 = b.getF32Type(), i32 = b.getI32Type();
+    const float maxCode = float((int64_t(1) << (bits - 1)) - 1);
+    QuantizedActivations qx{k};
+    int64_t quads = k / 4;
+    Value quad = kb.add(
+        kb.mul(kb.blockIdx(gpu::Dimension::x), kb.idx(kQuantizeThreads)),
+        kb.threadIdx());
+    // Threads past the end repeat the last block (every lane shuffles);
+    // they store nothing.
+    Value x = kb.load(kb.view("x", VectorType::get({4}, f32)),
+                      kb.minu(quad, kb.idx(quads - 1)));
+    SmallVector<Value> v;
+    Value amax = kb.f(0.0f);
+    for (int64_t i = 0; i < 4; ++i) {
+      v.push_back(vector::ExtractOp::create(b, x, i));
+      amax = kb.maxf(amax, math::AbsFOp::create(b, v.back()));
+    }
+    amax = kb.laneGroupMax(amax, 8);
+    Value scale = kb.div(amax, kb.f(maxCode));
+    Value nonzero =
+        arith::CmpFOp::create(b, arith::CmpFPredicate::ONE, amax, kb.f(0.0f));
+    Value inv = kb.select(nonzero, kb.div(kb.f(maxCode), amax), kb.f(0.0f));
+    // Adding 1.5 * 2^23 rounds a float in [-2^22, 2^22] half-to-even to an
+    // integer in the low bits of its encoding: the low byte is the code.
+    SmallVector<Value> codes;
+    for (Value value : v) {
+      Value c = kb.mul(value, inv);
+      c = arith::MinimumFOp::create(
+          b, arith::MaximumFOp::create(b, c, kb.f(-maxCode)), kb.f(maxCode));
+      c = kb.add(c, kb.f(12582912.0f));
+      codes.push_back(arith::BitcastOp::create(b, i32, c));
+    }
+    auto prmt = [&](Value lo, Value hi, int64_t selector) {
+      return NVVM::PermuteOp::create(b, i32, lo, hi, kb.i32(selector),
+                                     NVVM::PermuteMode::DEFAULT)
+          .getResult();
+    };
+    // Low bytes of codes 0, 1 and of 2, 3, then those four in order.
+    Value word = prmt(prmt(codes[0], codes[1], 0x0040),
+                      prmt(codes[2], codes[3], 0x0040), 0x5410);
+    auto bytes = [&](Value w) {
+      return LLVM::BitcastOp::create(b, VectorType::get({4}, b.getI8Type()), w);
+    };
+    Value sum = NVVM::DotAccumulate4WayOp::create(
+        b, i32, bytes(word), NVVM::DotAccumulateType::SIGNED,
+        bytes(kb.i32(0x01010101)), NVVM::DotAccumulateType::SIGNED,
+        kb.i32(0));
+    sum = kb.laneGroupSum(sum, 8);
+    auto roundToF16 = [&](Value f) {
+      Value half = arith::TruncFOp::create(b, b.getF16Type(), f);
+      return arith::ExtFOp::create(b, f32, half).getResult();
+    };
+    kb.ifThen(kb.ult(quad, kb.idx(quads)), [&] {
+      kb.store(word, kb.view("q", i32), quad);
+      Value first = arith::CmpIOp::create(
+          b, arith::CmpIPredicate::eq, kb.rem(quad, kb.idx(8)), kb.idx(0));
+      kb.ifThen(first, [&] {
+        Value block = kb.div(quad, kb.idx(8));
+        Value f32s = kb.view("q", f32), i32s = kb.view("q", i32);
+        kb.store(roundToF16(scale), f32s,
+                 kb.add(kb.idx(qx.scalesAt() / 4), block));
+        kb.store(sum, i32s, kb.add(kb.idx(qx.sumsAt() / 4), block));
+        kb.store(roundToF16(kb.mul(scale, arith::SIToFPOp::create(b, f32, sum))),
+                 f32s, kb.add(kb.idx(qx.scaledSumsAt() / 4), block));
+      });
+    });
   });
 }
 
@@ -437,10 +705,6 @@ struct LinearLowering : GPUKernelPattern<LinearOp> {
     if (l.getRope())
       return l.emitOpError("has a rope epilogue, which the GPU lowering does "
                            "not fuse yet; run kiln-fuse{rope-epilogue=false}");
-    if (l.getActivationBits())
-      return l.emitOpError("has quantized activations, which the GPU kernels "
-                           "do not take yet; run "
-                           "kiln-fuse{activation-bits=0}");
     if (failed(step.requireRowsF32(op, l.getInput().getType(), 32)) ||
         failed(step.requireRowsF32(op, l.getResult().getType(), 1)))
       return failure();
@@ -477,14 +741,33 @@ struct LinearLowering : GPUKernelPattern<LinearOp> {
     {
       OpBuilder::InsertionGuard guard(b);
       b.setInsertionPoint(decode.thenBlock()->getTerminator());
-      if (auto plan = planStagedGemv(n, k, **decoder, w->offset)) {
+      int64_t bits = l.getActivationBits().value_or(0);
+      std::optional<StagedGemv> plan;
+      if (bits)
+        plan = planStagedGemv(n, k, **decoder, w->offset, /*quantized=*/true);
+      if (!plan)
+        plan = planStagedGemv(n, k, **decoder, w->offset, /*quantized=*/false);
+      if (plan) {
+        SmallVector<Value> gemvArgs(args);
+        if (plan->quantized) {
+          Value q = step.workspace(b);
+          if (step.quantizedInput != x || step.quantizedBits != bits) {
+            step.launch(quantizeActivationsKernel(step.kernels, k, bits),
+                        {idx(b, llvm::divideCeil(k / 4, kQuantizeThreads)),
+                         idx(b, 1), idx(b, 1)},
+                        {kQuantizeThreads, 1, 1}, {x, q}, b);
+            step.quantizedInput = x;
+            step.quantizedBits = bits;
+          }
+          gemvArgs[0] = q;
+        }
         Value stagedBlocks = GPUStepLowering::ceilDiv(
             idx(b, n), kWarpsPerBlock * plan->rowsPerWarp, b);
         step.launch(stagedGemvKernel(step.kernels, **decoder, n, k,
                                      bias.has_value(), bool(l.getResidual()),
                                      *plan),
                     {stagedBlocks, idx(b, 1), idx(b, 1)},
-                    {kWarpsPerBlock * kWarpSize, 1, 1}, args, b);
+                    {kWarpsPerBlock * kWarpSize, 1, 1}, gemvArgs, b);
       } else {
         step.launch(gemvKernel(step.kernels, **decoder, n, k, bias.has_value(),
                                bool(l.getResidual()), 1),
@@ -519,6 +802,14 @@ struct LinearLowering : GPUKernelPattern<LinearOp> {
     }
     step.bind(l.getResult(), y);
     return success();
+  }
+  /// The int8 decode GEMV's quantized activations.
+  int64_t workspaceBytes(LinearOp l) const override {
+    auto type = dyn_cast<WeightType>(l.getWeight().getType());
+    if (!l.getActivationBits() || !type || !isSplit(type) ||
+        type.getShape().size() != 2)
+      return 0;
+    return QuantizedActivations{type.getShape()[1]}.bytes();
   }
   static Value idx(ImplicitLocOpBuilder &b, int64_t v) {
     return arith::ConstantIndexOp::create(b, v);

@@ -15,7 +15,7 @@ using namespace mlir::kiln;
 void mlir::kiln::buildKilnToNVVMPipeline(OpPassManager &pm,
                                          const KilnToCUDAOptions &options) {
   // The GPU linear kernels have no rope epilogue yet.
-  pm.addPass(createKilnFuse({/*ropeEpilogue=*/false, /*activationBits=*/0}));
+  pm.addPass(createKilnFuse({/*ropeEpilogue=*/false, options.activationBits}));
   pm.addPass(createKilnPlanMemory({options.maxTokens}));
   pm.addPass(createConvertKilnToGPU());
   pm.addPass(createCanonicalizerPass());
@@ -56,6 +56,11 @@ struct KilnToCUDAPipelineOptions
       llvm::cl::desc("Bound of dynamic token dimensions (0: each function's "
                      "kiln.max_tokens)"),
       llvm::cl::init(0)};
+  Option<int64_t> activationBits{
+      *this, "activation-bits",
+      llvm::cl::desc("Width the decode GEMVs quantize their input to (2-8, "
+                     "as kiln-fuse; 0: f32)"),
+      llvm::cl::init(8)};
   ListOption<std::string> chips{
       *this, "chips",
       llvm::cl::desc("GPU architectures to generate code for (default "
@@ -82,6 +87,7 @@ void mlir::kiln::registerKilnGPUPipelines() {
       [](OpPassManager &pm, const KilnToCUDAPipelineOptions &options) {
         KilnToCUDAOptions cuda;
         cuda.maxTokens = options.maxTokens;
+        cuda.activationBits = options.activationBits;
         if (!options.chips.empty())
           cuda.chips.assign(options.chips.begin(), options.chips.end());
         buildKilnToNVVMPipeline(pm, cuda);

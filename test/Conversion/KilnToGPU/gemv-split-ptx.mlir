@@ -1,7 +1,7 @@
-// RUN: kiln-opt %s --split-input-file --kiln-lower-to-cuda | FileCheck %s
-// RUN: kiln-opt %s --split-input-file --kiln-lower-to-cuda | FileCheck %s --check-prefix=CVT
-// RUN: kiln-opt %s --split-input-file --kiln-lower-to-cuda | FileCheck %s --check-prefix=FORMATS
-// RUN: kiln-opt %s --split-input-file --kiln-lower-to-cuda | FileCheck %s --check-prefix=SEGMENTS
+// RUN: kiln-opt %s --split-input-file --kiln-lower-to-cuda=activation-bits=0 | FileCheck %s
+// RUN: kiln-opt %s --split-input-file --kiln-lower-to-cuda=activation-bits=0 | FileCheck %s --check-prefix=CVT
+// RUN: kiln-opt %s --split-input-file --kiln-lower-to-cuda=activation-bits=0 | FileCheck %s --check-prefix=FORMATS
+// RUN: kiln-opt %s --split-input-file --kiln-lower-to-cuda=activation-bits=0 | FileCheck %s --check-prefix=SEGMENTS
 
 // The decode GEMV over #kiln_gpu.split weights stages only its activations
 // in shared memory (128-bit loads and stores, a barrier), then reads the

@@ -128,15 +128,6 @@ func.func @rope_scaling(%x: tensor<?x64xf32>, %p: index) -> tensor<?x64xf32> att
 
 // -----
 
-func.func @quantized_activations(%x: tensor<?x64xf32>) -> tensor<?x64xf32> attributes {kiln.max_tokens = 8} {
-  %w = kiln.weight #kiln.external<"w.bin", offset = 0, size = 2304> -> !kiln.weight<64x64x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf>>
-  // expected-error @+1 {{has quantized activations, which the GPU kernels do not take yet; run kiln-fuse{activation-bits=0}}}
-  %y = kiln.linear %x, %w {activation_bits = 8 : i64} : tensor<?x64xf32>, !kiln.weight<64x64x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf>> -> tensor<?x64xf32>
-  return %y : tensor<?x64xf32>
-}
-
-// -----
-
 // The split layout's codes are read with 128-bit loads.
 func.func @split_unaligned(%x: tensor<?x64xf32>) -> tensor<?x16xf32> attributes {kiln.max_tokens = 8} {
   %w = kiln.weight #kiln.external<"w.bin", offset = 8, size = 576> -> !kiln.weight<16x64x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf, target_layout = #kiln_gpu.split>>

@@ -73,7 +73,8 @@ std::optional<uint64_t> SplitLayoutAttr::getStorageBytes(QuantSchemeAttr scheme,
                             uint64_t(format->codeBytes + format->headerBytes));
 }
 
-// The GPU kernels take f32 activations.
+// Q4_0, Q4_1 and Q8_0 blocks have one scale per 32 values: the decode GEMV
+// multiplies their codes with int8 activations (KilnToGPU/Linear.cpp).
 bool SplitLayoutAttr::takesQuantizedActivations(QuantSchemeAttr) const {
-  return false;
+  return true;
 }
