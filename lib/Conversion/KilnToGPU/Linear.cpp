@@ -270,13 +270,19 @@ int64_t stagedGemvKernel(GPUKernelLibrary &kernels,
     // activations are staged (they do not wait for the barrier). A step's
     // loads, flattened as loop state: per (unrolled chunk, row) its code
     // words, scale and min.
-    auto loadCodesStep = [&](Value chunk) {
-      SmallVector<CodeChunk> step;
+    // The (row base, chunk) pairs of the step from `chunk`, unrolled chunk
+    // by chunk, row by row: the order of every step's loads.
+    auto forEachInStep = [&](Value chunk,
+                             llvm::function_ref<void(Value, Value)> fn) {
       for (int64_t u = 0; u < plan.unroll; ++u)
         for (int64_t r = 0; r < rowsPerWarp; ++r)
-          step.push_back(*decoder.loadCodes(
-              kb, kb.arg("w"), rowBases[r],
-              kb.add(chunk, kb.idx(u * kWarpSize))));
+          fn(rowBases[r], kb.add(chunk, kb.idx(u * kWarpSize)));
+    };
+    auto loadCodesStep = [&](Value chunk) {
+      SmallVector<CodeChunk> step;
+      forEachInStep(chunk, [&](Value rowBase, Value c) {
+        step.push_back(*decoder.loadCodes(kb, kb.arg("w"), rowBase, c));
+      });
       return step;
     };
     auto flatten = [](ArrayRef<CodeChunk> step) {
@@ -411,11 +417,9 @@ int64_t stagedGemvKernel(GPUKernelLibrary &kernels,
         // Every weight load of the step before the first multiply, so
         // they are in flight together.
         SmallVector<ScaledChunk> w;
-        for (int64_t u = 0; u < plan.unroll; ++u)
-          for (int64_t r = 0; r < rowsPerWarp; ++r)
-            w.push_back(*decoder.decodeScaled(
-                kb, kb.arg("w"), rowBases[r],
-                kb.add(chunk, kb.idx(u * kWarpSize))));
+        forEachInStep(chunk, [&](Value rowBase, Value c) {
+          w.push_back(*decoder.decodeScaled(kb, kb.arg("w"), rowBase, c));
+        });
         for (int64_t u = 0; u < plan.unroll; ++u) {
           SmallVector<Value> xv =
               activations(kb.add(chunk, kb.idx(u * kWarpSize)));
