@@ -10,7 +10,7 @@ max|y - expected| / max|expected| of each case.
 
   make_cases.py --kiln-compile build/bin/kiln-compile --out DIR
 """
-import argparse, json, os, shutil, subprocess, sys
+import argparse, json, os, re, shutil, subprocess, sys
 import numpy as np
 import gguf
 from gguf.quants import dequantize
@@ -111,8 +111,9 @@ def compile_ptx(kiln_compile, mlir_text, path, activations="f32"):
 
 
 def decode_launch(kernel, n):
-    """The decode GEMV's launch: 4 warps a block, 2 rows a warp for _r2."""
-    rows = 4 * (2 if kernel.endswith("_r2") else 1)
+    """The decode GEMV's launch: 4 warps a block, R rows a warp for _rR
+    (also inside the name: _r2_seg2)."""
+    rows = 4 * int((re.findall(r"_r(\d+)", kernel) or ["1"])[0])
     return {"kernel": kernel, "grid": [(n + rows - 1) // rows, 1, 1],
             "block": [128, 1, 1], "args": ["x", "w", "y"]}
 
