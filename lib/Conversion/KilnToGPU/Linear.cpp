@@ -42,8 +42,8 @@
 #include "Conversion/KilnToGPU/IR/KilnGPUDialect.h"
 
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
-#include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/LLVMIR/NVVMDialect.h"
+#include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "llvm/Support/FormatVariadic.h"
 
@@ -66,9 +66,8 @@ constexpr int64_t kMinRowsForPairs = 2048;
 
 /// Weight loads a lane of the split-layout GEMV has in flight at most (its
 /// rows times the chunks of each it decodes before multiplying). The int8
-/// GEMV holds twice that (the next step's loads too); 8 measured the same at
-/// 14336 x 4096 and 1.3x slower at 4096 x 4096 (H100: 8.13 against 6.12 us:
-/// one step, nothing to pipeline).
+/// GEMV holds twice that (the next step's loads too); 8 measured no faster
+/// on the H100, and at 4096 x 4096 leaves one step, nothing to pipeline.
 constexpr int64_t kMaxChunksInFlight = 4;
 /// Threads of the activation quantization kernel's blocks.
 constexpr int64_t kQuantizeThreads = 128;
@@ -265,11 +264,6 @@ int64_t stagedGemvKernel(GPUKernelLibrary &kernels,
       rows.push_back(kb.minu(kb.add(firstRow, kb.idx(r)), kb.idx(n - 1)));
       rowBases.push_back(kb.mul(rows.back(), kb.idx(rowBytes)));
     }
-    // Over quantized activations the loop is software-pipelined: a step's
-    // code loads are issued a step ahead, the first ones before the
-    // activations are staged (they do not wait for the barrier). A step's
-    // loads, flattened as loop state: per (unrolled chunk, row) its code
-    // words, scale and min.
     // The (row base, chunk) pairs of the step from `chunk`, unrolled chunk
     // by chunk, row by row: the order of every step's loads.
     auto forEachInStep = [&](Value chunk,
@@ -278,6 +272,11 @@ int64_t stagedGemvKernel(GPUKernelLibrary &kernels,
         for (int64_t r = 0; r < rowsPerWarp; ++r)
           fn(rowBases[r], kb.add(chunk, kb.idx(u * kWarpSize)));
     };
+    // Over quantized activations the loop is software-pipelined: a step's
+    // code loads are issued a step ahead, the first ones before the
+    // activations are staged (they do not wait for the barrier). A step's
+    // loads travel as loop state flattened: per (unrolled chunk, row) its
+    // code words, scale and min.
     auto loadCodesStep = [&](Value chunk) {
       SmallVector<CodeChunk> step;
       forEachInStep(chunk, [&](Value rowBase, Value c) {
