@@ -104,8 +104,10 @@ def KilnFuse : Pass<"kiln-fuse", "::mlir::ModuleOp"> {
       the quantized copy as it computes its result, so the layers that read
       it (Q, K and V after a pre-attention norm; gate and up after the MLP
       norm; down after the SwiGLU) do not each quantize it again.
-      `activation-bits=0` keeps every layer's activations in float (the CUDA
-      lowering's kernels take only those).
+      `activation-bits=0` keeps every layer's activations in float. (The
+      CUDA lowering takes quantized activations in its decode GEMVs and
+      quantizes in the linear layer itself: it ignores
+      `kiln.quantize_output`.)
   }];
   let options = [
     Option<"ropeEpilogue", "rope-epilogue", "bool", /*default=*/"true",
