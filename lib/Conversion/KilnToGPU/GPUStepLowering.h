@@ -99,6 +99,10 @@ void populateGPUCollectivePatterns(GPUKernelPatterns &patterns);
 /// The buffers every kiln.linear kernel takes, in order: x, w, [bias],
 /// [residual], y (Linear.cpp's GEMVs; the GEMM adds its token count).
 SmallVector<KernelArg> linearKernelArgs(bool bias, bool residual);
+/// A linear kernel's epilogue: y[out] = v + bias[row] + residual[out], with
+/// the terms the layer has.
+void storeLinearResult(GPUKernelBuilder &kb, Value v, Value row, Value out,
+                       bool bias, bool residual);
 
 /// Prefill steps of at least this many tokens run kiln.linear on tensor
 /// cores when the weight has a GEMM (LinearMma.cpp).

@@ -504,7 +504,6 @@ int64_t stagedGemvKernel(GPUKernelLibrary &kernels,
         totals.push_back(kb.warpSum(kb.add(kb.add(sums[4 * r], sums[4 * r + 1]),
                                            kb.add(sums[4 * r + 2],
                                                   sums[4 * r + 3]))));
-      Value y = kb.view("y", f32);
       Value storing = arith::AndIOp::create(
           b,
           arith::CmpIOp::create(b, arith::CmpIPredicate::eq, lane, kb.idx(0)),
@@ -513,12 +512,7 @@ int64_t stagedGemvKernel(GPUKernelLibrary &kernels,
         for (int64_t r = 0; r < rowsPerWarp; ++r) {
           Value row = kb.add(firstRow, kb.idx(r));
           auto store = [&] {
-            Value v = totals[r];
-            if (bias)
-              v = kb.add(v, kb.load(kb.view("bias", f32), row));
-            if (residual)
-              v = kb.add(v, kb.load(kb.view("residual", f32), row));
-            kb.store(v, y, row);
+            storeLinearResult(kb, totals[r], row, row, bias, residual);
           };
           if (r > 0 && n % rowsPerWarp != 0)
             kb.ifThen(kb.ult(row, kb.idx(n)), store);
@@ -631,7 +625,6 @@ int64_t gemvKernel(GPUKernelLibrary &kernels, const GPUWeightDecoder &decoder,
     ImplicitLocOpBuilder &b = kb.b;
     Type f32 = b.getF32Type();
     Value x4 = kb.view("x", VectorType::get({4}, f32));
-    Value y = kb.view("y", f32);
     Value lane = kb.lane();
     Value row = kb.add(kb.mul(kb.blockIdx(gpu::Dimension::x),
                               kb.idx(kWarpsPerBlock)),
@@ -682,13 +675,9 @@ int64_t gemvKernel(GPUKernelLibrary &kernels, const GPUWeightDecoder &decoder,
                   for (int64_t tt = 0; tt < tokens; ++tt) {
                     Value t = kb.add(t0, kb.idx(tt));
                     auto store = [&] {
-                      Value out = kb.add(kb.mul(t, kb.idx(n)), row);
-                      Value v = totals[tt];
-                      if (bias)
-                        v = kb.add(v, kb.load(kb.view("bias", f32), row));
-                      if (residual)
-                        v = kb.add(v, kb.load(kb.view("residual", f32), out));
-                      kb.store(v, y, out);
+                      storeLinearResult(kb, totals[tt], row,
+                                        kb.add(kb.mul(t, kb.idx(n)), row),
+                                        bias, residual);
                     };
                     if (tokens > 1)
                       kb.ifThen(kb.ult(t, kb.arg("tokens")), store);
@@ -820,6 +809,16 @@ struct LinearLowering : GPUKernelPattern<LinearOp> {
 };
 
 } // namespace
+
+void mlir::kiln::storeLinearResult(GPUKernelBuilder &kb, Value v, Value row,
+                                   Value out, bool bias, bool residual) {
+  Type f32 = kb.b.getF32Type();
+  if (bias)
+    v = kb.add(v, kb.load(kb.view("bias", f32), row));
+  if (residual)
+    v = kb.add(v, kb.load(kb.view("residual", f32), out));
+  kb.store(v, kb.view("y", f32), out);
+}
 
 SmallVector<KernelArg> mlir::kiln::linearKernelArgs(bool bias, bool residual) {
   SmallVector<KernelArg> args = {{"x", KernelArgKind::Buffer},

@@ -285,7 +285,6 @@ int64_t mmaGemmKernel(GPUKernelLibrary &kernels, const SplitFormat &format,
           });
       SmallVector<Value> totals(scan.getResults());
       auto store = [&] {
-        Value y = kb.view("y", f32);
         for (int64_t i = 0; i < mTiles; ++i)
           for (int64_t e = 0; e < 4; ++e) {
             Value token = kb.add(
@@ -294,13 +293,9 @@ int64_t mmaGemmKernel(GPUKernelLibrary &kernels, const SplitFormat &format,
               for (int64_t j = 0; j < nTiles; ++j) {
                 Value row = kb.add(firstRow, kb.add(kb.idx(kTileN * j + e % 2),
                                                     kb.mul(quad, kb.idx(2))));
-                Value out = kb.add(kb.mul(token, kb.idx(n)), row);
-                Value v = totals[(i * nTiles + j) * 4 + e];
-                if (bias)
-                  v = kb.add(v, kb.load(kb.view("bias", f32), row));
-                if (residual)
-                  v = kb.add(v, kb.load(kb.view("residual", f32), out));
-                kb.store(v, y, out);
+                storeLinearResult(kb, totals[(i * nTiles + j) * 4 + e], row,
+                                  kb.add(kb.mul(token, kb.idx(n)), row), bias,
+                                  residual);
               }
             });
           }
