@@ -17,19 +17,12 @@ import sys
 
 import numpy as np
 
-from nm_reference import resources  # the dialect_resources of a printed module
+# ggml blocks' codes, a module of weights, and the dialect_resources of one.
+from nm_reference import codes_of, print_module, resources
 
 # (name, rows, K, bits, share of zeros)
 WEIGHTS = [("q4_0_unstructured", 32, 96, 4, 0.5), ("q8_0_unstructured", 16, 128, 8, 0.5),
            ("q4_0_sparser", 16, 64, 4, 0.75)]
-
-
-def codes_of(block, bits):
-    """The 32 codes of a ggml block, in value order; and the zero code."""
-    qs = block[2:]
-    if bits == 8:
-        return [int(c) for c in qs], 0
-    return [int(c) & 15 for c in qs] + [int(c) >> 4 for c in qs], 8
 
 
 def source_blocks(rng, n, k, bits, rate):
@@ -95,22 +88,16 @@ def compress(source, n, k, bits):
 
 def make():
     rng = np.random.default_rng(11)
-    funcs, blobs = [], []
+    weights = []
     for name, n, k, bits, rate in WEIGHTS:
         raw = source_blocks(rng, n, k, bits, rate)
-        nnz = sum(sum(c != z for c in codes) for codes, z in
+        nnz = sum(int(np.count_nonzero(codes != z)) for codes, z in
                   (codes_of(raw[i:i + 2 + 32 * bits // 8], bits)
                    for i in range(0, len(raw), 2 + 32 * bits // 8)))
         wt = ("!kiln.weight<%dx%dx#kiln.quant<bits = %d, group = 32, scale = f16, layout = gguf>, "
               "sparsity = #kiln.sparsity<kind = bitmap, nnz = %d, dense = true>>") % (n, k, bits, nnz)
-        funcs.append(
-            "func.func @%s(%%x: tensor<2x%dxf32>) -> tensor<2x%dxf32> {\n"
-            "  %%w = kiln.weight dense_resource<%s> : tensor<%dxi8> -> %s\n"
-            "  %%y = kiln.linear %%x, %%w : tensor<2x%dxf32>, %s -> tensor<2x%dxf32>\n"
-            "  return %%y : tensor<2x%dxf32>\n}\n" % (name, k, n, name, len(raw), wt, k, wt, n, n))
-        blobs.append('      %s: "0x10000000%s"' % (name, raw.tobytes().hex().upper()))
-    print("\n".join(funcs))
-    print("{-#\n  dialect_resources: {\n    builtin: {\n%s\n    }\n  }\n#-}" % ",\n".join(blobs))
+        weights.append((name, n, k, raw, wt))
+    print_module(weights)
 
 
 def check(source_path):

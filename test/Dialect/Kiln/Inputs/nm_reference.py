@@ -93,13 +93,12 @@ def resources(text):
             re.findall(r'^\s*(\w+): "0x([0-9A-Fa-f]*)"', text, re.M)}
 
 
-def make():
-    rng = np.random.default_rng(7)
+def print_module(weights):
+    """A module of one function per weight, `weights` (name, rows, K, ggml
+    blocks, weight type), each a kiln.linear of 2 tokens over the weight held
+    in dialect_resources."""
     funcs, blobs = [], []
-    for name, n, k, bits in WEIGHTS:
-        raw = source_blocks(rng, n, k, bits)
-        wt = "!kiln.weight<%dx%dx#kiln.quant<bits = %d, group = 32, scale = f16, layout = gguf>, %s>" % (
-            n, k, bits, MARK)
+    for name, n, k, raw, wt in weights:
         funcs.append(
             "func.func @%s(%%x: tensor<2x%dxf32>) -> tensor<2x%dxf32> {\n"
             "  %%w = kiln.weight dense_resource<%s> : tensor<%dxi8> -> %s\n"
@@ -108,6 +107,16 @@ def make():
         blobs.append('      %s: "0x10000000%s"' % (name, raw.tobytes().hex().upper()))
     print("\n".join(funcs))
     print("{-#\n  dialect_resources: {\n    builtin: {\n%s\n    }\n  }\n#-}" % ",\n".join(blobs))
+
+
+def make():
+    rng = np.random.default_rng(7)
+    weights = []
+    for name, n, k, bits in WEIGHTS:
+        wt = "!kiln.weight<%dx%dx#kiln.quant<bits = %d, group = 32, scale = f16, layout = gguf>, %s>" % (
+            n, k, bits, MARK)
+        weights.append((name, n, k, source_blocks(rng, n, k, bits), wt))
+    print_module(weights)
 
 
 WEIGHT = re.compile(r'kiln\.weight dense_resource<(\w+)> : tensor<\d+xi8> -> '
