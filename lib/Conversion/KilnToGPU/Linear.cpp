@@ -455,8 +455,7 @@ int64_t stagedGemvKernel(GPUKernelLibrary &kernels,
         // One step: the prefetched loads are all.
         sums = multiplyCodes(lane, prefetched, sums);
         first = chunks;
-      }
-      if (plan.quantized && first < chunks) {
+      } else if (plan.quantized) {
         int64_t step = kWarpSize * plan.unroll;
         SmallVector<Value> state(sums);
         llvm::append_range(state, flatten(prefetched));
