@@ -91,8 +91,10 @@ def ConvertKilnToGPU : Pass<"convert-kiln-to-gpu", "::mlir::ModuleOp"> {
     A linear layer with `activation_bits` (kiln-fuse) over Q4_0, Q4_1 or
     Q8_0 in `#kiln_gpu.split` decodes (one token) on its input quantized
     per 32 values as the CPU's int8 kernels do, into the step's workspace
-    once for consecutive layers over one input, with integer dot products
-    (dp4a); prefill and other weights keep f32 activations.
+    once for consecutive layers over one input (by the norm or elementwise
+    kernel that wrote it where kiln-fuse marked it `kiln.quantize_output`),
+    with integer dot products (dp4a); prefill and other weights keep f32
+    activations.
   }];
   let dependentDialects = [
     "::mlir::arith::ArithDialect", "::mlir::func::FuncDialect",

@@ -15,6 +15,7 @@ import numpy as np
 import gguf
 from gguf.quants import dequantize
 from gguf import GGMLQuantizationType as Q
+from q8 import quantize_activations, quantized_bytes
 
 rng = np.random.default_rng(7)
 
@@ -140,29 +141,6 @@ def gemv_case(kc, out, fmt, n, k, t):
         launches = [{"kernel": prefill, "grid": [(n + 3) // 4, (t + 3) // 4, 1],
                      "block": [128, 1, 1], "args": ["x", "w", "y", {"index": t}]}]
     return name, ptx, arrays, launches, "y"
-
-
-def quantize_activations(x, bits=8):
-    """One token's activations as kiln_quantize_a<bits> quantizes them (the
-    CPU's emitQuantizeBlock, ggml's q8_1 at 8 bits), in float32 as the
-    kernel computes: per 32 values the codes, the scale rounded to f16, the
-    codes' sum and scale * sum rounded to f16."""
-    m = np.float32(2 ** (bits - 1) - 1)
-    blocks = x.astype(np.float32).reshape(-1, 32)
-    amax = np.abs(blocks).max(axis=1)
-    with np.errstate(divide="ignore"):
-        inv = np.where(amax != 0, m / amax, np.float32(0)).astype(np.float32)
-    codes = np.rint(np.clip(blocks * inv[:, None], -m, m)).astype(np.int32)
-    scale = (amax / m).astype(np.float32)
-    sums = codes.sum(axis=1)
-    return (codes, scale.astype(np.float16).astype(np.float64), sums,
-            (scale * sums.astype(np.float32)).astype(np.float16).astype(np.float64))
-
-
-def quantized_bytes(k):
-    """Bytes of QuantizedActivations (Linear.cpp) for K values."""
-    array = -(-(k // 32) * 4 // 16) * 16
-    return k + 3 * array
 
 
 def gemv_q8_case(kc, out, fmt, n, k):
@@ -291,8 +269,56 @@ def norm_case(kc, out, t, dim, eps, layer=False):
     if layer:
         arrays["b"] = bias
         args = ["x", "w", "b", "y"]
-    launches = [{"kernel": entries[0], "grid": [t, 1, 1], "block": [32, 1, 1], "args": args}]
+    launches = [{"kernel": entries[0], "grid": [t, 1, 1],
+                 "block": [norm_threads(entries[0]), 1, 1], "args": args}]
     return name, ptx, arrays, launches, "y"
+
+
+def norm_threads(kernel):
+    """A norm's block: a warp a row, or the _wW warps in its name."""
+    return 32 * int((re.findall(r"_w(\d+)", kernel) or ["1"])[0])
+
+
+def quantizing_case(kc, out, op, dim):
+    """One token through a norm or SwiGLU whose result an int8 GEMV reads:
+    kiln-fuse marks it kiln.quantize_output, and its decode kernel also
+    writes the quantized copy (q). y is checked against float64; q, exactly,
+    against the kernel's own y quantized in float32 (q8.py), byte for byte."""
+    name = f"{op}_q8_{dim}"
+    x = (rng.standard_normal((1, dim)) * 3).astype(np.float32)
+    b = rng.standard_normal((1, dim)).astype(np.float32)
+    w = rng.standard_normal(dim).astype(np.float32)
+    wt = f"!kiln.weight<{dim}xf32>"
+    lt = FORMATS["q4_0_split"][3].format(n=64, k=dim)
+    if op == "rms_norm":
+        line = f"%y = kiln.rms_norm %x, %w {{epsilon = 1.0e-05 : f32}} : tensor<?x{dim}xf32>, {wt} -> tensor<?x{dim}xf32>"
+    else:
+        line = f"%y = kiln.swiglu %x, %b : tensor<?x{dim}xf32>"
+    mlir = f'''func.func @forward(%x: tensor<?x{dim}xf32>, %b: tensor<?x{dim}xf32>) -> (tensor<?x{dim}xf32>, tensor<?x64xf32>) attributes {{kiln.max_tokens = 16}} {{
+  %w = kiln.weight #kiln.external<"w.bin", offset = 0, size = {4 * dim}> -> {wt}
+  %l = kiln.weight #kiln.external<"w.bin", offset = {4 * dim}, size = {64 * dim // 32 * 18}> -> !kiln.weight<{lt}>
+  {line}
+  %z = kiln.linear %y, %l : tensor<?x{dim}xf32>, !kiln.weight<{lt}> -> tensor<?x64xf32>
+  return %y, %z : tensor<?x{dim}xf32>, tensor<?x64xf32>
+}}
+'''
+    ptx, entries = compile_ptx(kc, mlir, os.path.join(out, name), "int8")
+    x64 = x.astype(np.float64)
+    if op == "rms_norm":
+        expected = x64 / np.sqrt((x64 ** 2).mean(axis=1, keepdims=True) + 1e-5) * w
+    else:
+        expected = x64 / (1 + np.exp(-x64)) * b.astype(np.float64)
+    kernel = [e for e in entries if e.startswith(f"kiln_{op}") and e.endswith("_q8")]
+    assert kernel, f"no quantizing {op} kernel in {entries}"
+    arrays = {"x": x, "b": b, "w": w, "y": np.zeros_like(x), "expected_y": expected,
+              "q": np.zeros(quantized_bytes(dim), np.uint8)}
+    if op == "rms_norm":
+        launch = {"kernel": kernel[0], "grid": [1, 1, 1],
+                  "block": [norm_threads(kernel[0]), 1, 1], "args": ["x", "w", "y", "q"]}
+    else:
+        launch = {"kernel": kernel[0], "grid": [-(-dim // 4 // 256), 1, 1],
+                  "block": [256, 1, 1], "args": ["x", "b", "y", "q"]}
+    return name, ptx, arrays, [launch], {"y": "y", "quantized": "q"}
 
 
 def rope_case(kc, out, style, t, heads, hd, rot, pos, base):
@@ -591,6 +617,14 @@ def main():
     cases.append(norm_case(kc, a.out, 2, 100, 1e-6))
     cases.append(norm_case(kc, a.out, 3, 384, 1e-12, layer=True))
     cases.append(norm_case(kc, a.out, 2, 100, 1e-5, layer=True))
+    # Wide rows over several warps (4096: 8, 2048: 4), a layer norm too, and
+    # the decode kernels that also quantize (norm: 4096, 2048 and 640, one
+    # warp; SwiGLU: 14336, 1536).
+    cases.append(norm_case(kc, a.out, 3, 2048, 1e-5, layer=True))
+    for dim in (4096, 2048, 640):
+        cases.append(quantizing_case(kc, a.out, "rms_norm", dim))
+    for dim in (14336, 1536):
+        cases.append(quantizing_case(kc, a.out, "swiglu", dim))
     cases.append(rope_case(kc, a.out, "llama", 3, 9, 64, 64, 7, 100000.0))
     cases.append(rope_case(kc, a.out, "neox", 2, 4, 128, 64, 3, 10000.0))
     for op in ("add", "mul", "swiglu", "silu", "gelu"):

@@ -12,6 +12,7 @@ tolerance or fails to load or launch.
 """
 import argparse, ctypes, json, os, sys
 import numpy as np
+import q8
 
 
 def load_cuda():
@@ -209,9 +210,23 @@ def run_case(root, case, bench=False):
         out = case["output"]
         if out is None:  # a benchmark only
             return None
-        y = np.empty_like(data[out])
-        check(cuda.cuMemcpyDtoH_v2(y.ctypes.data, device[out], y.nbytes),
-              "cuMemcpyDtoH")
+        def fetch(key):
+            host = np.empty_like(data[key])
+            check(cuda.cuMemcpyDtoH_v2(host.ctypes.data, device[key],
+                                       host.nbytes), "cuMemcpyDtoH")
+            return host
+        quantized = None
+        if isinstance(out, dict):  # y, and its quantized copy
+            out, quantized = out["y"], out["quantized"]
+        y = fetch(out)
+        if quantized:
+            got, want = fetch(quantized), q8.packed(y)
+            if not np.array_equal(got, want):
+                bad = np.flatnonzero(got != want)
+                raise RuntimeError(
+                    f"{bad.size} bytes of {quantized} differ from y quantized "
+                    f"in float32 (first at byte {bad[0]}: {got[bad[0]]} vs "
+                    f"{want[bad[0]]})")
         expected = data["expected_" + out]
         return float(np.abs(y.astype(np.float64) - expected).max() /
                      max(np.abs(expected).max(), 1e-30))

@@ -105,9 +105,10 @@ def KilnFuse : Pass<"kiln-fuse", "::mlir::ModuleOp"> {
       it (Q, K and V after a pre-attention norm; gate and up after the MLP
       norm; down after the SwiGLU) do not each quantize it again.
       `activation-bits=0` keeps every layer's activations in float. (The
-      CUDA lowering takes quantized activations in its decode GEMVs and
-      quantizes in the linear layer itself: it ignores
-      `kiln.quantize_output`.)
+      CUDA lowering takes quantized activations in its decode GEMVs only:
+      its one-token norm and binary elementwise kernels honour
+      `kiln.quantize_output` where the row is a multiple of 128 values, and
+      a linear layer quantizes any other input itself.)
   }];
   let options = [
     Option<"ropeEpilogue", "rope-epilogue", "bool", /*default=*/"true",

@@ -1,12 +1,17 @@
 //===- Elementwise.cpp - binary, gated and unary ops, and copies ----------===//
 //
-// One thread per value of [rows, width], 256 threads per block.
+// One thread per value of [rows, width], 256 threads per block. At one
+// token, a binary op kiln-fuse marks `kiln.quantize_output` (the SwiGLU
+// before a down projection) takes four values a thread and also writes its
+// result quantized for the int8 decode GEMVs that read it
+// (emitQuantizeQuad), in place of a quantization kernel of their own.
 //
 //===----------------------------------------------------------------------===//
 
 #include "GPUStepLowering.h"
 
 #include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
 
 #include <cmath>
 
@@ -43,6 +48,62 @@ Value silu(GPUKernelBuilder &kb, Value x) {
   return kb.div(x, kb.add(kb.f(1.0f), kb.exp(kb.sub(kb.f(0.0f), x))));
 }
 
+/// `kind` of a (and r, for binary kinds).
+Value apply(GPUKernelBuilder &kb, StringRef kind, Value a, Value r) {
+  if (kind == "add")
+    return kb.add(a, r);
+  if (kind == "mul")
+    return kb.mul(a, r);
+  if (kind == "swiglu")
+    return kb.mul(silu(kb, a), r);
+  if (kind == "geglu_tanh" || kind == "geglu_erf")
+    return kb.mul(gelu(kb, a, kind == "geglu_tanh"), r);
+  if (kind == "silu")
+    return silu(kb, a);
+  if (kind == "gelu_tanh" || kind == "gelu_erf")
+    return gelu(kb, a, kind == "gelu_tanh");
+  if (kind == "copy")
+    return a;
+  llvm_unreachable("unknown elementwise kernel kind");
+}
+
+/// Binary `kind` over one token's `width` values, written to y and, as
+/// emitQuantizeQuad does, to q: a thread per four values.
+int64_t quantizingKernel(GPUKernelLibrary &kernels, StringRef kind,
+                         int64_t width, int64_t bits) {
+  SmallVector<KernelArg> args = {{"a", KernelArgKind::Buffer},
+                                 {"b", KernelArgKind::Buffer},
+                                 {"y", KernelArgKind::Buffer},
+                                 {"q", KernelArgKind::Buffer}};
+  std::string name =
+      ("kiln_" + kind + "_" + std::to_string(width) + "_q" +
+       std::to_string(bits))
+          .str();
+  return kernels.get(name, args, [&](GPUKernelBuilder &kb) {
+    ImplicitLocOpBuilder &b = kb.b;
+    Type f32x4 = VectorType::get({4}, b.getF32Type());
+    int64_t quads = width / 4;
+    Value quad = kb.add(
+        kb.mul(kb.blockIdx(gpu::Dimension::x), kb.idx(kThreads)),
+        kb.threadIdx());
+    // Threads past the end repeat the last quad (every lane shuffles); they
+    // store nothing.
+    Value at = kb.minu(quad, kb.idx(quads - 1));
+    Value a = kb.load(kb.view("a", f32x4), at);
+    Value r = kb.load(kb.view("b", f32x4), at);
+    SmallVector<Value> v;
+    for (int64_t i = 0; i < 4; ++i)
+      v.push_back(apply(kb, kind, vector::ExtractOp::create(b, a, i),
+                        vector::ExtractOp::create(b, r, i)));
+    Value valid = kb.ult(quad, kb.idx(quads));
+    kb.ifThen(valid, [&] {
+      kb.store(vector::FromElementsOp::create(b, cast<VectorType>(f32x4), v),
+               kb.view("y", f32x4), quad);
+    });
+    emitQuantizeQuad(kb, v, quad, valid, width, bits);
+  });
+}
+
 } // namespace
 
 int64_t mlir::kiln::elementwiseKernel(GPUKernelLibrary &kernels,
@@ -59,24 +120,7 @@ int64_t mlir::kiln::elementwiseKernel(GPUKernelLibrary &kernels,
     kb.ifThen(kb.ult(i, kb.arg("count")), [&] {
       Value a = kb.load(kb.view("a", f32), i);
       Value r = arity == 2 ? kb.load(kb.view("b", f32), i) : Value();
-      Value v;
-      if (kind == "add")
-        v = kb.add(a, r);
-      else if (kind == "mul")
-        v = kb.mul(a, r);
-      else if (kind == "swiglu")
-        v = kb.mul(silu(kb, a), r);
-      else if (kind == "geglu_tanh" || kind == "geglu_erf")
-        v = kb.mul(gelu(kb, a, kind == "geglu_tanh"), r);
-      else if (kind == "silu")
-        v = silu(kb, a);
-      else if (kind == "gelu_tanh" || kind == "gelu_erf")
-        v = gelu(kb, a, kind == "gelu_tanh");
-      else if (kind == "copy")
-        v = a;
-      else
-        llvm_unreachable("unknown elementwise kernel kind");
-      kb.store(v, kb.view("y", f32), i);
+      kb.store(apply(kb, kind, a, r), kb.view("y", f32), i);
     });
   });
 }
@@ -124,10 +168,51 @@ template <typename OpTy> struct ElementwiseLowering : GPUKernelPattern<OpTy> {
     Value y = step.resultBuffer(e->getResult(0), buffers.front(), b);
     Value rows = step.rowsOf(buffers.front(), b);
     buffers.push_back(y);
-    launchElementwise(step, elementwiseKernel(step.kernels, kindOf(e)),
-                      width, buffers, rows, b);
+    auto launch = [&] {
+      launchElementwise(step, elementwiseKernel(step.kernels, kindOf(e)),
+                        width, buffers, rows, b);
+    };
+    int64_t bits = quantizeBits(e);
+    if (!bits) {
+      launch();
+      step.bind(e->getResult(0), y);
+      return success();
+    }
+    // Decode also writes the quantized result for the layers that read it.
+    Value one = arith::ConstantIndexOp::create(b, 1);
+    auto decode = scf::IfOp::create(
+        b, arith::CmpIOp::create(b, arith::CmpIPredicate::eq, rows, one),
+        /*withElseRegion=*/true);
+    {
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPoint(decode.thenBlock()->getTerminator());
+      SmallVector<Value> args(buffers);
+      args.push_back(step.workspace(b));
+      step.launch(quantizingKernel(step.kernels, kindOf(e), width, bits),
+                  {GPUStepLowering::ceilDiv(
+                       arith::ConstantIndexOp::create(b, width / 4), kThreads,
+                       b),
+                   one, one},
+                  {kThreads, 1, 1}, args, b);
+      b.setInsertionPoint(decode.elseBlock()->getTerminator());
+      launch();
+    }
     step.bind(e->getResult(0), y);
+    step.quantizedInput = y;
+    step.quantizedBits = bits;
     return success();
+  }
+  /// The quantized copy of a decode step's result.
+  int64_t workspaceBytes(OpTy e) const override {
+    int64_t bits = quantizeBits(e);
+    return bits ? quantizedActivationBytes(
+                      cast<RankedTensorType>(e->getResult(0).getType())
+                          .getDimSize(1))
+                : 0;
+  }
+  /// kiln.quantize_output's width for binary kinds, else 0.
+  static int64_t quantizeBits(OpTy e) {
+    return arityOf(kindOf(e)) == 2 ? quantizedOutputBits(e) : 0;
   }
 };
 

@@ -104,6 +104,24 @@ SmallVector<KernelArg> linearKernelArgs(bool bias, bool residual);
 void storeLinearResult(GPUKernelBuilder &kb, Value v, Value row, Value out,
                        bool bias, bool residual);
 
+/// Bytes of one token's K activations quantized for the int8 decode GEMV
+/// (QuantizedActivations, Linear.cpp): the codes, then per 32-value block
+/// the scale, the codes' sum and their product.
+int64_t quantizedActivationBytes(int64_t k);
+/// Quantizes values 4 quad .. 4 quad + 3 (`values`, f32) of one token's K
+/// activations into buffer argument "q" as ggml's q8_1 and the CPU's
+/// emitQuantizeBlock do at `bits` bits: with m = 2^(bits-1) - 1, scale
+/// amax / m rounded to f16, codes round-half-even(x * (m / amax)) clamped to
+/// [-m, m]. Each aligned group of 8 lanes holds one 32-value block (quads
+/// 8j .. 8j + 7) and shuffles, so the whole warp runs it; lanes where
+/// `valid` is false store nothing.
+void emitQuantizeQuad(GPUKernelBuilder &kb, ArrayRef<Value> values, Value quad,
+                      Value valid, int64_t k, int64_t bits);
+/// The width kiln-fuse asks `op` to quantize its [tokens, dim] result to as
+/// it writes it (kiln.quantize_output), if its decode (one token) kernel can:
+/// dim a multiple of 128; else 0.
+int64_t quantizedOutputBits(Operation *op);
+
 /// Prefill steps of at least this many tokens run kiln.linear on tensor
 /// cores when the weight has a GEMM (LinearMma.cpp).
 constexpr int64_t kLinearMmaMinTokens = 16;

@@ -25,7 +25,8 @@
 // default), decode over the split layout first quantizes x per 32 values as
 // ggml's q8_1 and the CPU's int8 kernels do (kiln_quantize_a<bits>, into the
 // step's workspace; consecutive layers over one input, like Q, K and V,
-// quantize it once), then multiplies the codes with dp4a, 4 products an
+// quantize it once, and not at all where the norm or SwiGLU kernel that
+// wrote it also wrote it quantized: emitQuantizeQuad), then multiplies the codes with dp4a, 4 products an
 // instruction, where the f32 kernel spends three instructions a weight
 // (prmt, fsub, ffma): ncu put that kernel at 2.6 instructions a cycle and
 // 53% of the H100's DRAM bandwidth at 14336 x 4096. Prefill keeps x in f32
@@ -43,7 +44,6 @@
 
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/LLVMIR/NVVMDialect.h"
-#include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "llvm/Support/FormatVariadic.h"
 
@@ -524,10 +524,7 @@ int64_t stagedGemvKernel(GPUKernelLibrary &kernels,
 }
 
 /// kiln_quantize_a<bits>_<k>(x, q): one token's K activations in f32 to
-/// QuantizedActivations in q, each 32-value block as the CPU's
-/// emitQuantizeBlock does (ggml's q8_1 at 8 bits): with m = 2^(bits-1) - 1,
-/// scale amax / m rounded to f16, codes round-half-even(x * (m / amax))
-/// clamped to [-m, m]. Eight lanes take a block, four values each.
+/// QuantizedActivations in q (emitQuantizeQuad), a thread per four values.
 int64_t quantizeActivationsKernel(GPUKernelLibrary &kernels, int64_t k,
                                   int64_t bits) {
   std::string name = llvm::formatv("kiln_quantize_a{0}_{1}", bits, k);
@@ -535,72 +532,18 @@ int64_t quantizeActivationsKernel(GPUKernelLibrary &kernels, int64_t k,
                                  {"q", KernelArgKind::Buffer}};
   return kernels.get(name, args, [&](GPUKernelBuilder &kb) {
     ImplicitLocOpBuilder &b = kb.b;
-    Type f32 = b.getF32Type(), i32 = b.getI32Type();
-    const float maxCode = float((int64_t(1) << (bits - 1)) - 1);
-    QuantizedActivations qx{k};
     int64_t quads = k / 4;
     Value quad = kb.add(
         kb.mul(kb.blockIdx(gpu::Dimension::x), kb.idx(kQuantizeThreads)),
         kb.threadIdx());
     // Threads past the end repeat the last block (every lane shuffles);
     // they store nothing.
-    Value x = kb.load(kb.view("x", VectorType::get({4}, f32)),
+    Value x = kb.load(kb.view("x", VectorType::get({4}, b.getF32Type())),
                       kb.minu(quad, kb.idx(quads - 1)));
     SmallVector<Value> v;
-    Value amax = kb.f(0.0f);
-    for (int64_t i = 0; i < 4; ++i) {
+    for (int64_t i = 0; i < 4; ++i)
       v.push_back(vector::ExtractOp::create(b, x, i));
-      amax = kb.maxf(amax, math::AbsFOp::create(b, v.back()));
-    }
-    amax = kb.laneGroupMax(amax, 8);
-    Value scale = kb.div(amax, kb.f(maxCode));
-    Value nonzero =
-        arith::CmpFOp::create(b, arith::CmpFPredicate::ONE, amax, kb.f(0.0f));
-    Value inv = kb.select(nonzero, kb.div(kb.f(maxCode), amax), kb.f(0.0f));
-    // Adding 1.5 * 2^23 rounds a float in [-2^22, 2^22] half-to-even to an
-    // integer in the low bits of its encoding: the low byte is the code.
-    SmallVector<Value> codes;
-    for (Value value : v) {
-      Value c = kb.mul(value, inv);
-      c = arith::MinimumFOp::create(
-          b, arith::MaximumFOp::create(b, c, kb.f(-maxCode)), kb.f(maxCode));
-      c = kb.add(c, kb.f(12582912.0f));
-      codes.push_back(arith::BitcastOp::create(b, i32, c));
-    }
-    auto prmt = [&](Value lo, Value hi, int64_t selector) {
-      return NVVM::PermuteOp::create(b, i32, lo, hi, kb.i32(selector),
-                                     NVVM::PermuteMode::DEFAULT)
-          .getResult();
-    };
-    // Low bytes of codes 0, 1 and of 2, 3, then those four in order.
-    Value word = prmt(prmt(codes[0], codes[1], 0x0040),
-                      prmt(codes[2], codes[3], 0x0040), 0x5410);
-    auto bytes = [&](Value w) {
-      return LLVM::BitcastOp::create(b, VectorType::get({4}, b.getI8Type()), w);
-    };
-    Value sum = NVVM::DotAccumulate4WayOp::create(
-        b, i32, bytes(word), NVVM::DotAccumulateType::SIGNED,
-        bytes(kb.i32(0x01010101)), NVVM::DotAccumulateType::SIGNED,
-        kb.i32(0));
-    sum = kb.laneGroupSum(sum, 8);
-    auto roundToF16 = [&](Value f) {
-      Value half = arith::TruncFOp::create(b, b.getF16Type(), f);
-      return arith::ExtFOp::create(b, f32, half).getResult();
-    };
-    kb.ifThen(kb.ult(quad, kb.idx(quads)), [&] {
-      kb.store(word, kb.view("q", i32), quad);
-      Value first = arith::CmpIOp::create(
-          b, arith::CmpIPredicate::eq, kb.rem(quad, kb.idx(8)), kb.idx(0));
-      kb.ifThen(first, [&] {
-        Value block = kb.div(quad, kb.idx(8));
-        Value f32s = kb.view("q", f32), i32s = kb.view("q", i32);
-        kb.store(roundToF16(scale), f32s,
-                 kb.add(kb.idx(qx.scalesAt() / 4), block));
-        kb.store(sum, i32s, kb.add(kb.idx(qx.sumsAt() / 4), block));
-        kb.store(roundToF16(kb.mul(scale, arith::SIToFPOp::create(b, f32, sum))),
-                 f32s, kb.add(kb.idx(qx.scaledSumsAt() / 4), block));
-      });
-    });
+    emitQuantizeQuad(kb, v, quad, kb.ult(quad, kb.idx(quads)), k, bits);
   });
 }
 
@@ -800,7 +743,7 @@ struct LinearLowering : GPUKernelPattern<LinearOp> {
     if (!l.getActivationBits() || !type || !isSplit(type) ||
         type.getShape().size() != 2)
       return 0;
-    return QuantizedActivations{type.getShape()[1]}.bytes();
+    return quantizedActivationBytes(type.getShape()[1]);
   }
   static Value idx(ImplicitLocOpBuilder &b, int64_t v) {
     return arith::ConstantIndexOp::create(b, v);
@@ -817,6 +760,85 @@ void mlir::kiln::storeLinearResult(GPUKernelBuilder &kb, Value v, Value row,
   if (residual)
     v = kb.add(v, kb.load(kb.view("residual", f32), out));
   kb.store(v, kb.view("y", f32), out);
+}
+
+int64_t mlir::kiln::quantizedOutputBits(Operation *op) {
+  auto helper = KilnDialect::QuantizeOutputAttrHelper(op->getContext());
+  auto type = dyn_cast<RankedTensorType>(op->getResult(0).getType());
+  if (!helper.isAttrPresent(op) || !type || type.getRank() != 2 ||
+      type.isDynamicDim(1) || type.getDimSize(1) % 128 != 0)
+    return 0;
+  return helper.getAttr(op).getInt();
+}
+
+int64_t mlir::kiln::quantizedActivationBytes(int64_t k) {
+  return QuantizedActivations{k}.bytes();
+}
+
+void mlir::kiln::emitQuantizeQuad(GPUKernelBuilder &kb, ArrayRef<Value> v,
+                                  Value quad, Value valid, int64_t k,
+                                  int64_t bits) {
+  ImplicitLocOpBuilder &b = kb.b;
+  Type f32 = b.getF32Type(), i32 = b.getI32Type();
+  const float maxCode = float((int64_t(1) << (bits - 1)) - 1);
+  QuantizedActivations qx{k};
+  // |x| by clearing the sign bit: math.absf would become a libdevice call
+  // (and convert-gpu-to-nvvm rejects llvm.intr.fabs).
+  Value amax = kb.f(0.0f);
+  for (Value value : v) {
+    Value bits = arith::BitcastOp::create(b, i32, value);
+    Value abs = arith::BitcastOp::create(
+        b, f32, arith::AndIOp::create(b, bits, kb.i32(0x7fffffff)));
+    amax = kb.maxf(amax, abs);
+  }
+  amax = kb.laneGroupMax(amax, 8);
+  Value scale = kb.div(amax, kb.f(maxCode));
+  Value nonzero =
+      arith::CmpFOp::create(b, arith::CmpFPredicate::ONE, amax, kb.f(0.0f));
+  Value inv = kb.select(nonzero, kb.div(kb.f(maxCode), amax), kb.f(0.0f));
+  // Adding 1.5 * 2^23 rounds a float in [-2^22, 2^22] half-to-even to an
+  // integer in the low bits of its encoding: the low byte is the code.
+  SmallVector<Value> codes;
+  for (Value value : v) {
+    Value c = kb.mul(value, inv);
+    c = arith::MinimumFOp::create(
+        b, arith::MaximumFOp::create(b, c, kb.f(-maxCode)), kb.f(maxCode));
+    c = kb.add(c, kb.f(12582912.0f));
+    codes.push_back(arith::BitcastOp::create(b, i32, c));
+  }
+  auto prmt = [&](Value lo, Value hi, int64_t selector) {
+    return NVVM::PermuteOp::create(b, i32, lo, hi, kb.i32(selector),
+                                   NVVM::PermuteMode::DEFAULT)
+        .getResult();
+  };
+  // Low bytes of codes 0, 1 and of 2, 3, then those four in order.
+  Value word = prmt(prmt(codes[0], codes[1], 0x0040),
+                    prmt(codes[2], codes[3], 0x0040), 0x5410);
+  auto bytes = [&](Value w) {
+    return LLVM::BitcastOp::create(b, VectorType::get({4}, b.getI8Type()), w);
+  };
+  Value sum = NVVM::DotAccumulate4WayOp::create(
+      b, i32, bytes(word), NVVM::DotAccumulateType::SIGNED,
+      bytes(kb.i32(0x01010101)), NVVM::DotAccumulateType::SIGNED, kb.i32(0));
+  sum = kb.laneGroupSum(sum, 8);
+  auto roundToF16 = [&](Value f) {
+    Value half = arith::TruncFOp::create(b, b.getF16Type(), f);
+    return arith::ExtFOp::create(b, f32, half).getResult();
+  };
+  kb.ifThen(valid, [&] {
+    kb.store(word, kb.view("q", i32), quad);
+    Value first = arith::CmpIOp::create(b, arith::CmpIPredicate::eq,
+                                        kb.rem(quad, kb.idx(8)), kb.idx(0));
+    kb.ifThen(first, [&] {
+      Value block = kb.div(quad, kb.idx(8));
+      Value f32s = kb.view("q", f32), i32s = kb.view("q", i32);
+      kb.store(roundToF16(scale), f32s,
+               kb.add(kb.idx(qx.scalesAt() / 4), block));
+      kb.store(sum, i32s, kb.add(kb.idx(qx.sumsAt() / 4), block));
+      kb.store(roundToF16(kb.mul(scale, arith::SIToFPOp::create(b, f32, sum))),
+               f32s, kb.add(kb.idx(qx.scaledSumsAt() / 4), block));
+    });
+  });
 }
 
 SmallVector<KernelArg> mlir::kiln::linearKernelArgs(bool bias, bool residual) {

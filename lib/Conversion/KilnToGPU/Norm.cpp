@@ -1,12 +1,17 @@
 //===- Norm.cpp - rms_norm and layer_norm over rows -----------------------===//
 //
-// One warp per row (a per-head norm of [T, heads, head_dim] runs as T * heads
-// rows): shuffle-xor sums of x (layer norm) and of squares, then the scaled
-// row times the f32 weight (plus bias). Where the row divides among the lanes
-// (128-bit loads when it divides by 128 values) each lane loads all its values
-// at once and keeps them in registers: a loop of dependent sums would wait a
-// memory round trip per step (a 4096-wide row took 66 us that way on an H200,
-// more than the GEMVs around it).
+// A block per row (a per-head norm of [T, heads, head_dim] runs as T * heads
+// rows): sums of x (layer norm) and of squares, then the scaled row times
+// the f32 weight (plus bias). Where the row divides among the threads
+// (128-bit loads when it divides by 128 values) each thread loads all its
+// values at once and keeps them in registers: a loop of dependent sums would
+// wait a memory round trip per step (a 4096-wide row took 66 us that way on
+// an H200, more than the GEMVs around it). Wide rows take up to 8 warps, at
+// least 16 values a thread, their sums meeting in shared memory: one warp
+// held a 4096-wide row for 15.8 us, a quarter of an 8B decode step (H100).
+// At one token, a norm kiln-fuse marks `kiln.quantize_output` also writes
+// its result quantized for the int8 decode GEMVs that read it
+// (emitQuantizeQuad), so they need no quantization kernel of their own.
 //
 //===----------------------------------------------------------------------===//
 
@@ -24,9 +29,35 @@ namespace {
 /// row) leaves room under the 255 registers a thread may have; wider rows
 /// take the loop.
 constexpr int64_t kMaxHeldValues = 128;
+/// Warps a row may take, and the fewest values a thread of a row taking more
+/// than one warp holds.
+constexpr int64_t kMaxRowWarps = 8;
+constexpr int64_t kMinValuesPerThread = 16;
 
+/// How a row of `dim` values is spread: `vec` values a load (4 or 1), `held`
+/// loads a thread keeps in registers (0: the strided loop, one warp) over
+/// `warps` warps.
+struct NormPlan {
+  int64_t vec, held, warps;
+};
+
+NormPlan planNorm(int64_t dim) {
+  int64_t vec = dim % (kWarpSize * 4) == 0 ? 4 : 1;
+  if (dim % kWarpSize != 0 || dim / kWarpSize > kMaxHeldValues * kMaxRowWarps)
+    return {vec, 0, 1};
+  int64_t warps = 1;
+  while (warps < kMaxRowWarps && dim % (2 * warps * kWarpSize * vec) == 0 &&
+         dim / (2 * warps * kWarpSize) >= kMinValuesPerThread)
+    warps *= 2;
+  if (dim / (warps * kWarpSize) > kMaxHeldValues)
+    return {vec, 0, 1};
+  return {vec, dim / (warps * kWarpSize * vec), warps};
+}
+
+/// The norm kernel; with `quantizeBits` (one token, held in 128-bit loads)
+/// it also writes its result to "q" as emitQuantizeQuad does.
 int64_t normKernel(GPUKernelLibrary &kernels, int64_t dim, float epsilon,
-                   bool layerNorm, bool bias) {
+                   bool layerNorm, bool bias, int64_t quantizeBits) {
   std::string name =
       llvm::formatv("kiln_{0}_{1}_eps{2}{3}",
                     layerNorm ? "layer_norm" : "rms_norm", dim,
@@ -36,19 +67,41 @@ int64_t normKernel(GPUKernelLibrary &kernels, int64_t dim, float epsilon,
   if (bias)
     args.push_back({"bias", KernelArgKind::Buffer});
   args.push_back({"y", KernelArgKind::Buffer});
-  // Values each lane holds in registers (none: the strided loop).
-  int64_t vec = dim % (kWarpSize * 4) == 0 ? 4 : 1;
-  int64_t held = dim % kWarpSize == 0 && dim / kWarpSize <= kMaxHeldValues
-                     ? dim / (kWarpSize * vec)
-                     : 0;
+  NormPlan plan = planNorm(dim);
+  int64_t vec = plan.vec, held = plan.held, warps = plan.warps;
+  assert((!quantizeBits || (held && vec == 4)) &&
+         "the quantizing norm holds its row in 128-bit loads");
   if (held)
     name += vec == 4 ? "_v4" : "_held";
+  if (warps > 1)
+    name += "_w" + std::to_string(warps);
+  if (quantizeBits) {
+    name += "_q" + std::to_string(quantizeBits);
+    args.push_back({"q", KernelArgKind::Buffer});
+  }
   return kernels.get(name, args, [&](GPUKernelBuilder &kb) {
     ImplicitLocOpBuilder &b = kb.b;
     Type f32 = b.getF32Type();
-    // 1 / sqrt(mean of squares + eps) from a lane's sum of (centred) squares.
-    auto rowScale = [&](Value laneSquares) {
-      Value var = kb.div(kb.warpSum(laneSquares), kb.f(float(dim)));
+    // The sum of `v` over the row's threads: a warp's by shuffles, the
+    // warps' in shared memory (an array per sum, so none is overwritten).
+    auto rowSum = [&](Value v) {
+      v = kb.warpSum(v);
+      if (warps == 1)
+        return v;
+      Value partial = kb.sharedArray(warps, f32);
+      kb.ifThen(arith::CmpIOp::create(b, arith::CmpIPredicate::eq, kb.lane(),
+                                      kb.idx(0)),
+                [&] { kb.store(v, partial, kb.warp()); });
+      kb.barrier();
+      Value total = kb.load(partial, kb.idx(0));
+      for (int64_t i = 1; i < warps; ++i)
+        total = kb.add(total, kb.load(partial, kb.idx(i)));
+      return total;
+    };
+    // 1 / sqrt(mean of squares + eps) from a thread's sum of (centred)
+    // squares.
+    auto rowScale = [&](Value squares) {
+      Value var = kb.div(rowSum(squares), kb.f(float(dim)));
       return kb.div(kb.f(1.0f), kb.sqrt(kb.add(var, kb.f(epsilon))));
     };
     if (held) {
@@ -56,7 +109,8 @@ int64_t normKernel(GPUKernelLibrary &kernels, int64_t dim, float epsilon,
       Value x = kb.view("x", element), w = kb.view("w", element),
             y = kb.view("y", element);
       Value bv = bias ? kb.view("bias", element) : Value();
-      Value lane = kb.lane();
+      Value lane = warps > 1 ? kb.threadIdx() : kb.lane();
+      int64_t threads = warps * kWarpSize;
       Value row = kb.mul(kb.blockIdx(gpu::Dimension::x), kb.idx(dim / vec));
       auto scalars = [&](Value v) {
         SmallVector<Value> out;
@@ -64,8 +118,8 @@ int64_t normKernel(GPUKernelLibrary &kernels, int64_t dim, float epsilon,
           out.push_back(vec == 4 ? vector::ExtractOp::create(b, v, j) : v);
         return out;
       };
-      // Element (lane + i * 32) of the row seen as `element`s.
-      auto at = [&](int64_t i) { return kb.add(lane, kb.idx(i * kWarpSize)); };
+      // Element (thread + i * threads) of the row seen as `element`s.
+      auto at = [&](int64_t i) { return kb.add(lane, kb.idx(i * threads)); };
       SmallVector<Value> xs;
       for (int64_t i = 0; i < held; ++i)
         llvm::append_range(xs, scalars(kb.load(x, kb.add(row, at(i)))));
@@ -74,7 +128,7 @@ int64_t normKernel(GPUKernelLibrary &kernels, int64_t dim, float epsilon,
         Value sum = kb.f(0.0f);
         for (Value v : xs)
           sum = kb.add(sum, v);
-        mean = kb.div(kb.warpSum(sum), kb.f(float(dim)));
+        mean = kb.div(rowSum(sum), kb.f(float(dim)));
       }
       Value squares = kb.f(0.0f);
       for (Value &v : xs) {
@@ -96,6 +150,11 @@ int64_t normKernel(GPUKernelLibrary &kernels, int64_t dim, float epsilon,
                            .getResult()
                      : out[0];
         kb.store(stored, y, kb.add(row, at(i)));
+        // One token: quad at(i) of the row (8 consecutive threads a block).
+        if (quantizeBits)
+          emitQuantizeQuad(kb, out, at(i),
+                           arith::ConstantIntOp::create(b, 1, 1), dim,
+                           quantizeBits);
       }
       return;
     }
@@ -164,14 +223,52 @@ template <typename NormOp> struct NormLowering : GPUKernelPattern<NormOp> {
     if (bias)
       args.push_back(step.weightBuffer(*bias, b));
     args.push_back(y);
-    int64_t kernel = normKernel(step.kernels, dim,
-                                n.getEpsilon().convertToFloat(), isLayer,
-                                bias.has_value());
+    float epsilon = n.getEpsilon().convertToFloat();
     Value one = arith::ConstantIndexOp::create(b, 1);
-    step.launch(kernel, {step.rowsOf(x, b), one, one}, {kWarpSize, 1, 1}, args,
-                b);
+    Value rows = step.rowsOf(x, b);
+    std::array<int64_t, 3> block = {planNorm(dim).warps * kWarpSize, 1, 1};
+    auto launch = [&](int64_t quantizeBits, ArrayRef<Value> kernelArgs) {
+      step.launch(normKernel(step.kernels, dim, epsilon, isLayer,
+                             bias.has_value(), quantizeBits),
+                  {rows, one, one}, block, kernelArgs, b);
+    };
+    int64_t bits = quantizeBits(n);
+    if (!bits) {
+      launch(0, args);
+      step.bind(n.getResult(), y);
+      return success();
+    }
+    // Decode also writes the quantized row for the layers that read it.
+    auto decode = scf::IfOp::create(
+        b, arith::CmpIOp::create(b, arith::CmpIPredicate::eq, rows, one),
+        /*withElseRegion=*/true);
+    {
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPoint(decode.thenBlock()->getTerminator());
+      SmallVector<Value> quantizing(args);
+      quantizing.push_back(step.workspace(b));
+      launch(bits, quantizing);
+      b.setInsertionPoint(decode.elseBlock()->getTerminator());
+      launch(0, args);
+    }
     step.bind(n.getResult(), y);
+    step.quantizedInput = y;
+    step.quantizedBits = bits;
     return success();
+  }
+  /// The quantized copy of a decode step's result.
+  int64_t workspaceBytes(NormOp n) const override {
+    int64_t bits = quantizeBits(n);
+    return bits ? quantizedActivationBytes(n.getType().getDimSize(1)) : 0;
+  }
+  /// kiln.quantize_output's width where the one-token kernel can quantize
+  /// (rows held in 128-bit loads), else 0.
+  static int64_t quantizeBits(NormOp n) {
+    int64_t bits = quantizedOutputBits(n);
+    if (!bits)
+      return 0;
+    NormPlan plan = planNorm(n.getType().getDimSize(1));
+    return plan.held && plan.vec == 4 ? bits : 0;
   }
 };
 
