@@ -9,6 +9,7 @@
 
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/Math/Transforms/Passes.h"
 #include "mlir/Transforms/GreedyPatternRewriteDriver.h"
 
@@ -21,6 +22,37 @@ using namespace mlir;
 using namespace mlir::kiln;
 
 namespace {
+
+/// math.fma as llvm.intr.fma (fma.rn.f32), not libdevice's __nv_fmaf.
+struct FmaAsInstruction : OpRewritePattern<math::FmaOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(math::FmaOp op,
+                                PatternRewriter &rewriter) const override {
+    rewriter.replaceOpWithNewOp<LLVM::FMAOp>(op, op.getA(), op.getB(),
+                                             op.getC());
+    return success();
+  }
+};
+
+/// f32 math.floor as PTX's cvt.rmi.f32.f32 (inline: convert-gpu-to-nvvm
+/// would call libdevice's __nv_floorf and rejects llvm.intr.floor).
+struct FloorAsInstruction : OpRewritePattern<math::FloorOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(math::FloorOp op,
+                                PatternRewriter &rewriter) const override {
+    if (!op.getType().isF32())
+      return failure();
+    rewriter.replaceOpWithNewOp<LLVM::InlineAsmOp>(
+        op, op.getType(), ValueRange{op.getOperand()},
+        rewriter.getStringAttr("cvt.rmi.f32.f32 $0, $1;"),
+        rewriter.getStringAttr("=f,f"), /*has_side_effects=*/nullptr,
+        /*is_align_stack=*/nullptr,
+        LLVM::TailCallKindAttr::get(op.getContext(),
+                                    LLVM::TailCallKind::None),
+        /*asm_dialect=*/nullptr, /*operand_attrs=*/nullptr);
+    return success();
+  }
+};
 /// Most arguments a kernel takes (the stack arrays rt->launch reads).
 constexpr int64_t kMaxKernelArgs = 16;
 } // namespace
@@ -234,8 +266,10 @@ struct ConvertKilnToGPUPass
     GPUStepLowering lowering(funcs.front(), patterns, kernels);
     if (failed(lowering.run()))
       return signalPassFailure();
-    // exp/tanh/erf/sin/cos as polynomials: no libdevice calls, so the PTX
-    // needs no CUDA toolkit to be generated.
+    // exp/tanh/erf/sin/cos as polynomials, whose math.fma and math.floor
+    // become PTX instructions: convert-gpu-to-nvvm would make libdevice calls
+    // of them, left unresolved in the PTX where no toolkit is found (no
+    // CUDA_HOME: 15150 calls in SmolLM2's), so the PTX needs no toolkit.
     RewritePatternSet approximations(&getContext());
     populateMathPolynomialApproximationPatterns(
         approximations, [](StringRef name) {
@@ -245,6 +279,11 @@ struct ConvertKilnToGPUPass
         });
     if (failed(applyPatternsGreedily(kernels.getModule(),
                                      std::move(approximations))))
+      return signalPassFailure();
+    RewritePatternSet instructions(&getContext());
+    instructions.add<FmaAsInstruction, FloorAsInstruction>(&getContext());
+    if (failed(applyPatternsGreedily(kernels.getModule(),
+                                     std::move(instructions))))
       return signalPassFailure();
   }
 };

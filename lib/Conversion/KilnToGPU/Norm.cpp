@@ -33,6 +33,8 @@ constexpr int64_t kMaxHeldValues = 128;
 /// than one warp holds.
 constexpr int64_t kMaxRowWarps = 8;
 constexpr int64_t kMinValuesPerThread = 16;
+/// Values of x a thread may hold for its weight to be loaded with them.
+constexpr int64_t kMaxPrefetchedValues = 32;
 
 /// How a row of `dim` values is spread: `vec` values a load (4 or 1), `held`
 /// loads a thread keeps in registers (0: the strided loop, one warp) over
@@ -123,6 +125,18 @@ int64_t normKernel(GPUKernelLibrary &kernels, int64_t dim, float epsilon,
       SmallVector<Value> xs;
       for (int64_t i = 0; i < held; ++i)
         llvm::append_range(xs, scalars(kb.load(x, kb.add(row, at(i)))));
+      // The weight (and bias) loaded with x where registers allow: loaded
+      // after the sums, they would wait a second memory round trip.
+      auto loadParams = [&](int64_t i) {
+        SmallVector<Value> params = scalars(kb.load(w, at(i)));
+        if (bias)
+          llvm::append_range(params, scalars(kb.load(bv, at(i))));
+        return params;
+      };
+      SmallVector<SmallVector<Value>> early;
+      if (held * vec <= kMaxPrefetchedValues)
+        for (int64_t i = 0; i < held; ++i)
+          early.push_back(loadParams(i));
       Value mean = kb.f(0.0f);
       if (layerNorm) {
         Value sum = kb.f(0.0f);
@@ -137,12 +151,11 @@ int64_t normKernel(GPUKernelLibrary &kernels, int64_t dim, float epsilon,
       }
       Value scale = rowScale(squares);
       for (int64_t i = 0; i < held; ++i) {
-        SmallVector<Value> ws = scalars(kb.load(w, at(i)));
-        SmallVector<Value> bs = bias ? scalars(kb.load(bv, at(i))) : ws;
+        SmallVector<Value> params = early.empty() ? loadParams(i) : early[i];
         SmallVector<Value> out;
         for (int64_t j = 0; j < vec; ++j) {
-          Value v = kb.mul(kb.mul(xs[i * vec + j], scale), ws[j]);
-          out.push_back(bias ? kb.add(v, bs[j]) : v);
+          Value v = kb.mul(kb.mul(xs[i * vec + j], scale), params[j]);
+          out.push_back(bias ? kb.add(v, params[vec + j]) : v);
         }
         Value stored =
             vec == 4 ? vector::FromElementsOp::create(
