@@ -790,15 +790,12 @@ llvm::Error parseMLIRPipelineOptions(llvm::StringRef pipeline,
         options.cpuVariant = value.str();
       }
     } else if (key == "unstructured") {
-      if (value == "auto")
-        options.unstructured = mlir::kiln::UnstructuredStorage::Auto;
-      else if (value == "bitmap")
-        options.unstructured = mlir::kiln::UnstructuredStorage::Bitmap;
-      else if (value == "dense")
-        options.unstructured = mlir::kiln::UnstructuredStorage::Dense;
-      else
+      std::optional<mlir::kiln::UnstructuredStorage> storage =
+          mlir::kiln::parseUnstructuredStorage(value);
+      if (!storage)
         return fail("pipeline option " + word +
                     " is invalid (unstructured=auto|bitmap|dense)");
+      options.unstructured = *storage;
     } else {
       return fail("unknown pipeline option '" + key +
                   "' (known: activations, max-tokens, cpu, unstructured)");

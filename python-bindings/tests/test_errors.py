@@ -45,6 +45,9 @@ def test_compile_mlir_unknown_pipeline_option():
         kiln.compile_mlir(SILU, pipeline="fast=1")
     with pytest.raises(kiln.KilnError, match="activations=int9 is invalid"):
         kiln.compile_mlir(SILU, pipeline="activations=int9")
+    with pytest.raises(kiln.KilnError,
+                       match=r"unstructured=sparse is invalid \(unstructured=auto\|bitmap\|dense\)"):
+        kiln.compile_mlir(SILU, pipeline="unstructured=sparse")
 
 
 def test_compile_mlir_bad_mlir():

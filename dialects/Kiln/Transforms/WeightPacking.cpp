@@ -2,6 +2,8 @@
 
 #include "Kiln/Transforms/WeightPacking.h"
 
+#include "llvm/ADT/StringSwitch.h"
+
 #include <array>
 #include <atomic>
 
@@ -17,6 +19,15 @@ std::array<std::atomic<const WeightPacker *>, kTargets> &packers() {
   return table;
 }
 } // namespace
+
+std::optional<UnstructuredStorage>
+mlir::kiln::parseUnstructuredStorage(llvm::StringRef name) {
+  return llvm::StringSwitch<std::optional<UnstructuredStorage>>(name)
+      .Case("auto", UnstructuredStorage::Auto)
+      .Case("bitmap", UnstructuredStorage::Bitmap)
+      .Case("dense", UnstructuredStorage::Dense)
+      .Default(std::nullopt);
+}
 
 llvm::StringRef mlir::kiln::stringify(LoweringTarget target) {
   switch (target) {

@@ -19,6 +19,7 @@
 #include "llvm/ADT/StringRef.h"
 
 #include <cstdint>
+#include <optional>
 
 namespace mlir {
 class DialectRegistry;
@@ -36,6 +37,10 @@ llvm::StringRef stringify(LoweringTarget target);
 /// the dense one (PackWeights.cpp, bitmapBeatsDense), else dense; or always
 /// one of the two.
 enum class UnstructuredStorage { Auto, Bitmap, Dense };
+/// Its spelling ("auto", "bitmap", "dense"), as kiln-compile's
+/// --unstructured and the pipeline option unstructured= take it.
+std::optional<UnstructuredStorage>
+parseUnstructuredStorage(llvm::StringRef name);
 
 /// A target's side of kiln-pack-weights.
 class WeightPacker {
