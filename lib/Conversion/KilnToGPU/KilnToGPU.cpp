@@ -53,6 +53,7 @@ struct FloorAsInstruction : OpRewritePattern<math::FloorOp> {
     return success();
   }
 };
+
 /// Most arguments a kernel takes (the stack arrays rt->launch reads).
 constexpr int64_t kMaxKernelArgs = 16;
 } // namespace
