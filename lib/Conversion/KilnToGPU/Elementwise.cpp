@@ -168,38 +168,25 @@ template <typename OpTy> struct ElementwiseLowering : GPUKernelPattern<OpTy> {
     Value y = step.resultBuffer(e->getResult(0), buffers.front(), b);
     Value rows = step.rowsOf(buffers.front(), b);
     buffers.push_back(y);
-    auto launch = [&] {
-      launchElementwise(step, elementwiseKernel(step.kernels, kindOf(e)),
-                        width, buffers, rows, b);
-    };
     int64_t bits = quantizeBits(e);
-    if (!bits) {
-      launch();
-      step.bind(e->getResult(0), y);
-      return success();
-    }
-    // Decode also writes the quantized result for the layers that read it.
-    Value one = arith::ConstantIndexOp::create(b, 1);
-    auto decode = scf::IfOp::create(
-        b, arith::CmpIOp::create(b, arith::CmpIPredicate::eq, rows, one),
-        /*withElseRegion=*/true);
-    {
-      OpBuilder::InsertionGuard guard(b);
-      b.setInsertionPoint(decode.thenBlock()->getTerminator());
-      SmallVector<Value> args(buffers);
-      args.push_back(step.workspace(b));
-      step.launch(quantizingKernel(step.kernels, kindOf(e), width, bits),
-                  {GPUStepLowering::ceilDiv(
-                       arith::ConstantIndexOp::create(b, width / 4), kThreads,
-                       b),
-                   one, one},
-                  {kThreads, 1, 1}, args, b);
-      b.setInsertionPoint(decode.elseBlock()->getTerminator());
-      launch();
-    }
-    step.bind(e->getResult(0), y);
-    step.quantizedInput = y;
-    step.quantizedBits = bits;
+    step.launchQuantizingOutput(
+        e->getResult(0), y, rows, bits,
+        [&](Value q) {
+          if (!q) {
+            launchElementwise(step, elementwiseKernel(step.kernels, kindOf(e)),
+                              width, buffers, rows, b);
+            return;
+          }
+          SmallVector<Value> args(buffers);
+          args.push_back(q);
+          Value one = arith::ConstantIndexOp::create(b, 1);
+          step.launch(quantizingKernel(step.kernels, kindOf(e), width, bits),
+                      {arith::ConstantIndexOp::create(
+                           b, llvm::divideCeil(width / 4, kThreads)),
+                       one, one},
+                      {kThreads, 1, 1}, args, b);
+        },
+        b);
     return success();
   }
   /// The quantized copy of a decode step's result.

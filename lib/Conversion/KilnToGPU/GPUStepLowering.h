@@ -57,6 +57,13 @@ public:
   /// The step's workspace in scratch (bytes), shared by the ops whose
   /// patterns ask for one: each uses it only while its kernels run.
   Value workspace(ImplicitLocOpBuilder &b);
+  /// Binds `result` to `y`, written by launch(nullptr). With `bits` (its
+  /// kiln.quantize_output), a decode step (one row of `rows`) runs
+  /// launch(workspace) instead, whose kernel also writes y quantized there
+  /// (emitQuantizeQuad) for the linear layers that read it.
+  void launchQuantizingOutput(Value result, Value y, Value rows, int64_t bits,
+                              llvm::function_ref<void(Value)> launch,
+                              ImplicitLocOpBuilder &b);
   /// ceil(n / d) on index values.
   static Value ceilDiv(Value n, int64_t d, ImplicitLocOpBuilder &b);
   /// The device address (i64) of a memref's first element.

@@ -207,6 +207,30 @@ Value GPUStepLowering::workspace(ImplicitLocOpBuilder &b) {
       arith::ConstantIndexOp::create(b, workspaceOffset), ValueRange{});
 }
 
+void GPUStepLowering::launchQuantizingOutput(
+    Value result, Value y, Value rows, int64_t bits,
+    llvm::function_ref<void(Value)> launch, ImplicitLocOpBuilder &b) {
+  bind(result, y);
+  if (!bits) {
+    launch(Value());
+    return;
+  }
+  auto decode = scf::IfOp::create(
+      b,
+      arith::CmpIOp::create(b, arith::CmpIPredicate::eq, rows,
+                            arith::ConstantIndexOp::create(b, 1)),
+      /*withElseRegion=*/true);
+  {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPoint(decode.thenBlock()->getTerminator());
+    launch(workspace(b));
+    b.setInsertionPoint(decode.elseBlock()->getTerminator());
+    launch(Value());
+  }
+  quantizedInput = y;
+  quantizedBits = bits;
+}
+
 std::optional<LogicalResult>
 GPUStepLowering::lowerByPattern(Operation *op, ImplicitLocOpBuilder &b) {
   if (!isa<LinearOp>(op))

@@ -240,33 +240,18 @@ template <typename NormOp> struct NormLowering : GPUKernelPattern<NormOp> {
     Value one = arith::ConstantIndexOp::create(b, 1);
     Value rows = step.rowsOf(x, b);
     std::array<int64_t, 3> block = {planNorm(dim).warps * kWarpSize, 1, 1};
-    auto launch = [&](int64_t quantizeBits, ArrayRef<Value> kernelArgs) {
-      step.launch(normKernel(step.kernels, dim, epsilon, isLayer,
-                             bias.has_value(), quantizeBits),
-                  {rows, one, one}, block, kernelArgs, b);
-    };
     int64_t bits = quantizeBits(n);
-    if (!bits) {
-      launch(0, args);
-      step.bind(n.getResult(), y);
-      return success();
-    }
-    // Decode also writes the quantized row for the layers that read it.
-    auto decode = scf::IfOp::create(
-        b, arith::CmpIOp::create(b, arith::CmpIPredicate::eq, rows, one),
-        /*withElseRegion=*/true);
-    {
-      OpBuilder::InsertionGuard guard(b);
-      b.setInsertionPoint(decode.thenBlock()->getTerminator());
-      SmallVector<Value> quantizing(args);
-      quantizing.push_back(step.workspace(b));
-      launch(bits, quantizing);
-      b.setInsertionPoint(decode.elseBlock()->getTerminator());
-      launch(0, args);
-    }
-    step.bind(n.getResult(), y);
-    step.quantizedInput = y;
-    step.quantizedBits = bits;
+    step.launchQuantizingOutput(
+        n.getResult(), y, rows, bits,
+        [&](Value q) {
+          SmallVector<Value> kernelArgs(args);
+          if (q)
+            kernelArgs.push_back(q);
+          step.launch(normKernel(step.kernels, dim, epsilon, isLayer,
+                                 bias.has_value(), q ? bits : 0),
+                      {rows, one, one}, block, kernelArgs, b);
+        },
+        b);
     return success();
   }
   /// The quantized copy of a decode step's result.
