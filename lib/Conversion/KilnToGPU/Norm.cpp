@@ -25,7 +25,7 @@ using namespace mlir::kiln;
 
 namespace {
 
-/// The most values of a row one lane keeps in registers: 128 (a 4096-wide
+/// The most values of a row one thread keeps in registers: 128 (a 4096-wide
 /// row) leaves room under the 255 registers a thread may have; wider rows
 /// take the loop.
 constexpr int64_t kMaxHeldValues = 128;
@@ -111,7 +111,7 @@ int64_t normKernel(GPUKernelLibrary &kernels, int64_t dim, float epsilon,
       Value x = kb.view("x", element), w = kb.view("w", element),
             y = kb.view("y", element);
       Value bv = bias ? kb.view("bias", element) : Value();
-      Value lane = warps > 1 ? kb.threadIdx() : kb.lane();
+      Value thread = warps > 1 ? kb.threadIdx() : kb.lane();
       int64_t threads = warps * kWarpSize;
       Value row = kb.mul(kb.blockIdx(gpu::Dimension::x), kb.idx(dim / vec));
       auto scalars = [&](Value v) {
@@ -121,7 +121,7 @@ int64_t normKernel(GPUKernelLibrary &kernels, int64_t dim, float epsilon,
         return out;
       };
       // Element (thread + i * threads) of the row seen as `element`s.
-      auto at = [&](int64_t i) { return kb.add(lane, kb.idx(i * threads)); };
+      auto at = [&](int64_t i) { return kb.add(thread, kb.idx(i * threads)); };
       SmallVector<Value> xs;
       for (int64_t i = 0; i < held; ++i)
         llvm::append_range(xs, scalars(kb.load(x, kb.add(row, at(i)))));
