@@ -26,8 +26,8 @@ using namespace mlir::kiln;
 namespace {
 
 /// The most values of a row one thread keeps in registers: 128 (a 4096-wide
-/// row) leaves room under the 255 registers a thread may have; wider rows
-/// take the loop.
+/// row in one warp) leaves room under the 255 registers a thread may have;
+/// rows that 8 warps cannot hold so take the loop.
 constexpr int64_t kMaxHeldValues = 128;
 /// Warps a row may take, and the fewest values a thread of a row taking more
 /// than one warp holds.
