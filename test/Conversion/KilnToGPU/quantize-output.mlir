@@ -1,6 +1,6 @@
-// RUN: kiln-opt %s "--kiln-fuse=rope-epilogue=false activation-bits=8" --kiln-plan-memory --convert-kiln-to-gpu | FileCheck %s
-// RUN: kiln-opt %s --kiln-lower-to-cuda | FileCheck %s --check-prefix=PTX
-// RUN: kiln-opt %s --kiln-lower-to-cuda=activation-bits=0 | FileCheck %s --check-prefix=F32
+// RUN: kiln-opt %s --split-input-file "--kiln-fuse=rope-epilogue=false activation-bits=8" --kiln-plan-memory --convert-kiln-to-gpu | FileCheck %s
+// RUN: kiln-opt %s --split-input-file --kiln-lower-to-cuda | FileCheck %s --check-prefix=PTX
+// RUN: kiln-opt %s --split-input-file --kiln-lower-to-cuda=activation-bits=0 | FileCheck %s --check-prefix=F32
 
 // kiln-fuse marks the norm and the SwiGLU that int8 GEMVs read
 // (kiln.quantize_output = 8). At one token their kernels (_q8) also write the
@@ -65,4 +65,29 @@ func.func @forward(%x: tensor<?x2048xf32>) -> (tensor<?x64xf32>, tensor<?x64xf32
   %wd = kiln.weight #kiln.external<"w.bin", offset = 155648, size = 4608> -> !kiln.weight<64x128x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf, target_layout = #kiln_gpu.split>>
   %d = kiln.linear %s, %wd : tensor<?x128xf32>, !kiln.weight<64x128x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf, target_layout = #kiln_gpu.split>> -> tensor<?x64xf32>
   return %d, %d : tensor<?x64xf32>, tensor<?x64xf32>
+}
+
+// -----
+
+// Any binary elementwise op kiln-fuse marks does the same: a GeGLU (tanh)
+// before an int8 GEMV, four values a thread (128-bit loads of both inputs),
+// its tanh a polynomial.
+// CHECK-LABEL: func.func @forward(
+// CHECK-SAME: kiln.cuda_kernels = ["kiln_geglu_tanh_256_q8", "kiln_geglu_tanh", "kiln_gemv_q4_0_split_64x256_q8", "kiln_gemv_q4_0_split_64x256_t4"]
+// CHECK: scf.if
+// CHECK: llvm.call %{{.*}}(%{{.*}}, %c0_i32{{[_0-9]*}},
+// CHECK: } else {
+// CHECK: llvm.call %{{.*}}(%{{.*}}, %c1_i32{{[_0-9]*}},
+// CHECK: scf.if
+// CHECK: llvm.call %{{.*}}(%{{.*}}, %c2_i32{{[_0-9]*}},
+// PTX: .visible .entry kiln_geglu_tanh_256_q8(
+// PTX: ld.global.v4.b32
+// PTX: ld.global.v4.b32
+// PTX: st.global.v4.b32
+// PTX: dp4a.s32.s32
+func.func @forward(%a: tensor<?x256xf32>, %b: tensor<?x256xf32>) -> tensor<?x64xf32> attributes {kiln.max_tokens = 4} {
+  %g = kiln.geglu %a, %b {approximate = #kiln.gelu_approx<tanh>} : tensor<?x256xf32>
+  %w = kiln.weight #kiln.external<"w.bin", offset = 0, size = 9216> -> !kiln.weight<64x256x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf, target_layout = #kiln_gpu.split>>
+  %y = kiln.linear %g, %w : tensor<?x256xf32>, !kiln.weight<64x256x#kiln.quant<bits = 4, group = 32, scale = f16, layout = gguf, target_layout = #kiln_gpu.split>> -> tensor<?x64xf32>
+  return %y : tensor<?x64xf32>
 }
