@@ -59,7 +59,7 @@ def _option_text(value: object) -> str:
 
 def compile(model_path: PathLike, *, threads: int = 2, output: Optional[PathLike] = None,
             progress: Union[bool, Callable[[str, float], None], None] = None,
-            **options: object) -> "Model":
+            device: Optional[str] = None, **options: object) -> "Model":
     """Compiles a .gguf model to a .kiln artifact and loads it.
 
     Options (each is passed to the C API, which rejects unknown ones):
@@ -73,7 +73,7 @@ def compile(model_path: PathLike, *, threads: int = 2, output: Optional[PathLike
     ``output`` keeps the artifact at that path; otherwise it lives in a
     temporary file until the model is closed (see :meth:`Model.save`).
     ``progress``: a callable (stage, fraction), False for none; by default a
-    tqdm bar when stderr is a terminal.
+    tqdm bar when stderr is a terminal. ``device``: as for :func:`load`.
     """
     model_path = os.fspath(model_path)
     pairs = [(key, _option_text(value)) for key, value in options.items()]
@@ -89,7 +89,7 @@ def compile(model_path: PathLike, *, threads: int = 2, output: Optional[PathLike
         callback = progress or None
     try:
         _kiln.compile(model_path, out, pairs, callback)
-        model = Model(out, threads=threads)
+        model = Model(out, threads=threads, device=device)
     except BaseException:
         if tmpdir:
             shutil.rmtree(tmpdir, ignore_errors=True)
@@ -98,20 +98,22 @@ def compile(model_path: PathLike, *, threads: int = 2, output: Optional[PathLike
     return model
 
 
-def load(path: PathLike, threads: int = 2) -> "Model":
-    """Loads (and verifies) a .kiln artifact."""
-    return Model(os.fspath(path), threads=threads)
+def load(path: PathLike, threads: int = 2, device: Optional[str] = None) -> "Model":
+    """Loads (and verifies) a .kiln artifact. ``device``: "cpu", "cuda" (GPU
+    0), "cuda:N", or None for $KILN_DEVICE when set, else the first of the
+    artifact's targets this machine can run (``kiln-run --device``)."""
+    return Model(os.fspath(path), threads=threads, device=device)
 
 
 class Model:
     """A compiled model: tokenizer, generation and logits."""
 
-    def __init__(self, path: str, threads: int = 2):
+    def __init__(self, path: str, threads: int = 2, device: Optional[str] = None):
         self._tmpdir: Optional[str] = None
         if not os.path.exists(path):
             raise KilnError("%s: no such file" % path)
         self._path = path
-        self._handle = _kiln.Model(path, threads)
+        self._handle = _kiln.Model(path, threads, device)
         self._lock = threading.Lock()
 
     # -- lifetime ---------------------------------------------------------
@@ -161,6 +163,12 @@ class Model:
     def host_variant(self) -> str:
         """The host-code variant chosen for this CPU (e.g. x86-64-v4)."""
         return self._handle.host_variant
+
+    @property
+    def device(self) -> str:
+        """Where the model runs: "cpu", or e.g. "cuda:0 (NVIDIA H200, sm_90,
+        cubin sm_90a)"."""
+        return self._handle.device
 
     # -- tokenizer --------------------------------------------------------
     def tokenize(self, text: str, add_special: bool = True, parse_special: bool = False) -> list[int]:

@@ -100,12 +100,15 @@ void compile(const std::string &input, const std::string &output,
 /// A loaded artifact and one session (KV cache) for its calls.
 class Model {
 public:
-  Model(const std::string &path, int32_t threads) {
+  Model(const std::string &path, int32_t threads,
+        std::optional<std::string> device) {
     const char *err = nullptr;
     int status;
     {
       nb::gil_scoped_release release;
-      status = kiln_model_load(path.c_str(), threads, &model, &err);
+      status = kiln_model_load_on(path.c_str(), threads,
+                                  device ? device->c_str() : nullptr, &model,
+                                  &err);
     }
     check(status, err);
   }
@@ -135,6 +138,7 @@ public:
   int32_t nVocab() const { return kiln_model_n_vocab(get()); }
   int32_t nCtx() const { return kiln_model_n_ctx(get()); }
   std::string hostVariant() const { return kiln_model_host_variant(get()); }
+  std::string device() const { return kiln_model_device(get()); }
 
   nb::dict defaultParams() const {
     kiln_generate_params p;
@@ -436,12 +440,13 @@ NB_MODULE(_kiln, m) {
         nb::arg("options"), nb::arg("progress").none());
 
   nb::class_<Model>(m, "Model")
-      .def(nb::init<const std::string &, int32_t>(), nb::arg("path"),
-           nb::arg("threads"))
+      .def(nb::init<const std::string &, int32_t, std::optional<std::string>>(),
+           nb::arg("path"), nb::arg("threads"), nb::arg("device").none())
       .def("close", &Model::close)
       .def_prop_ro("n_vocab", &Model::nVocab)
       .def_prop_ro("n_ctx", &Model::nCtx)
       .def_prop_ro("host_variant", &Model::hostVariant)
+      .def_prop_ro("device", &Model::device)
       .def("default_params", &Model::defaultParams)
       .def("tokenize", &Model::tokenize, nb::arg("text"),
            nb::arg("add_special"), nb::arg("parse_special"))

@@ -17,6 +17,13 @@ def test_load_missing_file(tmp_path):
         kiln.load(tmp_path / "nope.kiln")
 
 
+def test_load_on_a_device_it_cannot_run_on(smollm2):
+    with pytest.raises(kiln.KilnError, match=r"the artifact has no CUDA code \(targets: cpu\)"):
+        kiln.load(smollm2.path, device="cuda")
+    with pytest.raises(kiln.KilnError, match="device must be cpu, cuda or cuda:N, got 'tpu'"):
+        kiln.load(smollm2.path, device="tpu")
+
+
 def test_load_not_an_artifact(tmp_path):
     bad = tmp_path / "bad.kiln"
     bad.write_bytes(b"not an artifact" * 10)

@@ -45,6 +45,15 @@ def test_tokenize_detokenize(smollm2):
     assert smollm2.detokenize(ids).endswith("Hello, world! héllo")
 
 
+def test_device(smollm2):
+    # A CPU artifact runs on the CPU, asked for or by default.
+    assert smollm2.device == "cpu"
+    with kiln.load(smollm2.path, threads=1, device="cpu") as model:
+        assert model.device == "cpu"
+        assert model.generate(PROMPT, max_tokens=4, temperature=0) == \
+            smollm2.generate(PROMPT, max_tokens=4, temperature=0)
+
+
 def test_logits_match_after_save_load(smollm2, tmp_path):
     tokens = smollm2.tokenize(PROMPT)
     last = smollm2.logits(tokens)
