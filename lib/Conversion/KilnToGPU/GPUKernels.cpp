@@ -132,16 +132,21 @@ Value GPUKernelBuilder::fma(Value x, Value y, Value acc) {
   return LLVM::FMAOp::create(b, x, y, acc);
 }
 
-// PTX's correctly rounded sqrt.rn.f32 as inline PTX: math.sqrt would become
-// a libdevice call and convert-gpu-to-nvvm rejects llvm.intr.sqrt.
-Value GPUKernelBuilder::sqrt(Value x) {
+Value mlir::kiln::unaryPTX(OpBuilder &b, Location loc, StringRef op,
+                           Value x) {
   return LLVM::InlineAsmOp::create(
-             b, b.getF32Type(), ValueRange{x},
-             b.getStringAttr("sqrt.rn.f32 $0, $1;"), b.getStringAttr("=f,f"),
+             b, loc, b.getF32Type(), ValueRange{x},
+             b.getStringAttr((op + " $0, $1;").str()), b.getStringAttr("=f,f"),
              /*has_side_effects=*/nullptr, /*is_align_stack=*/nullptr,
              LLVM::TailCallKindAttr::get(b.getContext(), LLVM::TailCallKind::None),
              /*asm_dialect=*/nullptr, /*operand_attrs=*/nullptr)
       .getResult(0);
+}
+
+// PTX's correctly rounded sqrt.rn.f32: math.sqrt would become a libdevice
+// call and convert-gpu-to-nvvm rejects llvm.intr.sqrt.
+Value GPUKernelBuilder::sqrt(Value x) {
+  return unaryPTX(b, b.getLoc(), "sqrt.rn.f32", x);
 }
 
 // A polynomial after the pass's approximation patterns, not libdevice.

@@ -69,6 +69,10 @@ private:
   std::vector<std::string> names;
 };
 
+/// One f32 PTX instruction `op` ("sqrt.rn.f32") of x, as inline PTX: for
+/// instructions convert-gpu-to-nvvm would otherwise make libdevice calls of.
+Value unaryPTX(OpBuilder &b, Location loc, StringRef op, Value x);
+
 /// Emits a kernel body: named arguments, typed views of buffers, thread
 /// indices, warp reductions and the arithmetic the kernels share.
 class GPUKernelBuilder {

@@ -42,14 +42,8 @@ struct FloorAsInstruction : OpRewritePattern<math::FloorOp> {
                                 PatternRewriter &rewriter) const override {
     if (!op.getType().isF32())
       return failure();
-    rewriter.replaceOpWithNewOp<LLVM::InlineAsmOp>(
-        op, op.getType(), ValueRange{op.getOperand()},
-        rewriter.getStringAttr("cvt.rmi.f32.f32 $0, $1;"),
-        rewriter.getStringAttr("=f,f"), /*has_side_effects=*/nullptr,
-        /*is_align_stack=*/nullptr,
-        LLVM::TailCallKindAttr::get(op.getContext(),
-                                    LLVM::TailCallKind::None),
-        /*asm_dialect=*/nullptr, /*operand_attrs=*/nullptr);
+    rewriter.replaceOp(op, unaryPTX(rewriter, op.getLoc(), "cvt.rmi.f32.f32",
+                                    op.getOperand()));
     return success();
   }
 };
@@ -302,13 +296,9 @@ struct ConvertKilnToGPUPass
                  name.ends_with("erf") || name.ends_with("sin") ||
                  name.ends_with("cos");
         });
+    approximations.add<FmaAsInstruction, FloorAsInstruction>(&getContext());
     if (failed(applyPatternsGreedily(kernels.getModule(),
                                      std::move(approximations))))
-      return signalPassFailure();
-    RewritePatternSet instructions(&getContext());
-    instructions.add<FmaAsInstruction, FloorAsInstruction>(&getContext());
-    if (failed(applyPatternsGreedily(kernels.getModule(),
-                                     std::move(instructions))))
       return signalPassFailure();
   }
 };
