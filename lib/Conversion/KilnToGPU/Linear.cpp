@@ -26,12 +26,12 @@
 // ggml's q8_1 and the CPU's int8 kernels do (kiln_quantize_a<bits>, into the
 // step's workspace; consecutive layers over one input, like Q, K and V,
 // quantize it once, and not at all where the norm or SwiGLU kernel that
-// wrote it also wrote it quantized: emitQuantizeQuad), then multiplies the codes with dp4a, 4 products an
-// instruction, where the f32 kernel spends three instructions a weight
-// (prmt, fsub, ffma): ncu put that kernel at 2.6 instructions a cycle and
-// 53% of the H100's DRAM bandwidth at 14336 x 4096. Prefill keeps x in f32
-// (f16 on tensor cores): at many tokens the product is not bound by
-// decoding, and f16 is the finer of the two.
+// wrote it also wrote it quantized: emitQuantizeQuad), then multiplies the
+// codes with dp4a, 4 products an instruction, where the f32 kernel spends
+// three instructions a weight (prmt, fsub, ffma): ncu put that kernel at 2.6
+// instructions a cycle and 53% of the H100's DRAM bandwidth at 14336 x
+// 4096. Prefill keeps x in f32 (f16 on tensor cores): at many tokens the
+// product is not bound by decoding, and f16 is the finer of the two.
 // Prefill (T > 1) launches a variant whose warps take 4 tokens each, so the
 // weights are read ceil(T / 4) times rather than T times; from 16 tokens on,
 // weights that have one run the tensor-core GEMM of LinearMma.cpp instead.
