@@ -379,12 +379,19 @@ WeightType withTargetLayout(WeightType type,
                          type.getSparsity());
 }
 
-/// The packed blob's name: the ggml format (if the scheme is one) and the
-/// layout, e.g. "q4_0_<layout>".
+/// The packed blob's name: the ggml format (if the scheme is one) or the
+/// packed layout's width and group, and the layout, e.g. "q4_0_<layout>",
+/// "p3g64_<layout>".
 std::string blobNameOf(WeightType packed) {
   QuantSchemeAttr q = packed.getQuant();
-  const ::kiln::GGMLFormat *ggml = findGGMLBlockFormat(q);
-  std::string format = ggml ? StringRef(ggml->name).lower() : "weight";
+  const ::kiln::GGMLFormat *ggml =
+      q.getLayout() == QuantLayout::GGUF ? findGGMLBlockFormat(q) : nullptr;
+  std::string format =
+      ggml ? StringRef(ggml->name).lower()
+      : q.getLayout() == QuantLayout::Packed
+          ? "p" + std::to_string(q.getBits()) + "g" +
+                std::to_string(q.getGroup())
+          : "weight";
   return format + "_" + q.getTargetLayout().getLayoutName().str();
 }
 

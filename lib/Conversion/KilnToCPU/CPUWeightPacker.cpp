@@ -1,8 +1,9 @@
 //===- CPUWeightPacker.cpp - kiln-pack-weights{target=cpu} ----------------===//
 //
 // The CPU target's weight packer (Kiln/Transforms/WeightPacking.h): the
-// linear layers over a ggml format that has a rows16 form are read by the
-// int8 kernels in #kiln_cpu.rows16 (IR/Rows16.h), everything else as it is.
+// linear layers over a ggml format or Kiln's packed layout that has a rows16
+// form are read by the int8 kernels in #kiln_cpu.rows16 (IR/Rows16.h),
+// everything else as it is.
 //
 //===----------------------------------------------------------------------===//
 
@@ -25,7 +26,13 @@ public:
 
   WeightLayoutAttrInterface chooseLayout(WeightType type) const override {
     QuantSchemeAttr q = type.getQuant();
-    if (!q || q.getLayout() != QuantLayout::GGUF || !findRows16Format(type))
+    if (!q || !findRows16Format(type))
+      return nullptr;
+    // rows16 kernels write whole groups of 16 rows: Kiln's packed layers of
+    // other widths (a classifier's 10 classes) keep the row-at-a-time
+    // kernels, which ggml's blocks have only in f32.
+    if (q.getLayout() == QuantLayout::Packed &&
+        type.getNumRows() % kRows16 != 0)
       return nullptr;
     return Rows16LayoutAttr::get(type.getContext());
   }

@@ -100,7 +100,7 @@ static func::FuncOp buildEmbeddingRows16Kernel(KernelLibrary &library,
     };
     kb.forEach(kb.idx(0), kb.idx(dim / format.superValues), [&](Value s) {
       Value header = kb.add(group, kb.mul(s, kb.idx(format.headerBytes)));
-      Value d = reader.halves(header);
+      Value d = reader.firstScale(header);
       for (int64_t j = 0; j < bps; ++j) {
         Value blk = kb.add(kb.mul(s, kb.idx(bps)), kb.idx(j));
         SmallVector<Value> targets = reader.unpack(kb.add(

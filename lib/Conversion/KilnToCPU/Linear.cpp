@@ -435,7 +435,7 @@ static func::FuncOp buildLinearRows16Kernel(KernelLibrary &library,
         [&](Value s, ValueRange accIn) {
           SmallVector<Value> acc(accIn.begin(), accIn.end());
           Value header = kb.add(group, kb.mul(s, kb.idx(format.headerBytes)));
-          Value d = reader.halves(header);
+          Value d = reader.firstScale(header);
           for (int64_t j = 0; j < bps; ++j) {
             Value blk = kb.add(kb.mul(s, kb.idx(bps)), kb.idx(j));
             Value codeAt =

@@ -38,6 +38,33 @@ struct Rows16Reader {
         kb.b, VectorType::get({kLanes}, kb.b.getF16Type()), raw);
     return arith::ExtFOp::create(kb.b, kb.vf32(), h);
   }
+  /// 16 values of `type` at `at` (a packed form's scales or zeros), as f32.
+  Value floats(Value at, Rows16Float type) {
+    if (type == Rows16Float::F16)
+      return halves(at);
+    if (type == Rows16Float::F32)
+      return vector::BitCastOp::create(
+          kb.b, kb.vf32(),
+          vector::LoadOp::create(
+              kb.b, VectorType::get({64}, kb.b.getI8Type()), w,
+              ValueRange{at}));
+    // bf16: the high half of an f32.
+    auto i32x16 = VectorType::get({kLanes}, kb.b.getI32Type());
+    Value raw = vector::LoadOp::create(
+        kb.b, VectorType::get({32}, kb.b.getI8Type()), w, ValueRange{at});
+    Value words = arith::ExtUIOp::create(
+        kb.b, i32x16,
+        vector::BitCastOp::create(
+            kb.b, VectorType::get({kLanes}, kb.b.getI16Type()), raw));
+    Value sixteen = arith::ConstantOp::create(
+        kb.b, DenseElementsAttr::get(i32x16, kb.b.getI32IntegerAttr(16)));
+    return vector::BitCastOp::create(
+        kb.b, kb.vf32(), arith::ShLIOp::create(kb.b, words, sixteen));
+  }
+  /// The header's first field: d, or a packed form's scale.
+  Value firstScale(Value header) {
+    return format.packed ? floats(header, format.scaleType) : halves(header);
+  }
   /// 16 one-byte integers at `at`, widened to i32.
   Value bytes(Value at, bool isSigned) {
     auto i32x16 = VectorType::get({kLanes}, kb.b.getI32Type());
@@ -105,20 +132,28 @@ struct Rows16Reader {
     }
     if (format.codeBits == 4)
       return t;
-    // Move each target's high bits to bit 4 (and 5), then merge.
-    int64_t width = format.codeBits - 4,
-            mask = format.codeBits == 5 ? 0x10 : 0x30;
-    for (int64_t i = 0; i < 8; ++i) {
-      int64_t plane = width == 1 ? 0 : i / 4;
-      int64_t from = width == 1 ? i : 2 * (i % 4);
-      Value p = load64(kb.add(at, kb.idx(64 * plane)));
-      if (from < 4)
-        p = arith::ShLIOp::create(b, p, bytesSplat(4 - from));
-      else if (from > 4)
-        p = arith::ShRUIOp::create(b, p, bytesSplat(from - 4));
-      t[i] = arith::OrIOp::create(
-          b, t[i], arith::AndIOp::create(b, p, bytesSplat(mask)));
-    }
+    // Move each target's high bits to their place (bit 4, bits 4..5, bit 6)
+    // and merge: the planes of bits 4..5 follow 7-bit's plane of bit 6.
+    auto merge = [&](int64_t firstPlane, bool single, int64_t toBit) {
+      int64_t mask = (single ? 1 : 3) << toBit;
+      for (int64_t i = 0; i < 8; ++i) {
+        int64_t plane = firstPlane + (single ? 0 : i / 4);
+        int64_t from = single ? i : 2 * (i % 4);
+        Value p = load64(kb.add(at, kb.idx(64 * plane)));
+        if (from < toBit)
+          p = arith::ShLIOp::create(b, p, bytesSplat(toBit - from));
+        else if (from > toBit)
+          p = arith::ShRUIOp::create(b, p, bytesSplat(from - toBit));
+        t[i] = arith::OrIOp::create(
+            b, t[i], arith::AndIOp::create(b, p, bytesSplat(mask)));
+      }
+    };
+    if (format.codeBits == 5)
+      merge(0, true, 4);
+    if (format.codeBits >= 6)
+      merge(format.codeBits == 7 ? 1 : 0, false, 4);
+    if (format.codeBits == 7)
+      merge(0, true, 6);
     return t;
   }
 
@@ -185,6 +220,11 @@ struct Rows16Reader {
         s.scale = kb.mul(d, kb.splat(kb.f(format.scaleFactor)));
       break;
     default:
+      // Kiln's packed layout: the zeros follow the 16 scales.
+      if (format.packed && format.hasMin)
+        s.min = floats(kb.add(header, kb.idx(kLanes * rows16FloatBytes(
+                                                         format.scaleType))),
+                       format.zeroType);
       break;
     }
     return s;

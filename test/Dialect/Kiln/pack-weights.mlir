@@ -35,19 +35,24 @@ func.func @tied(%ids: tensor<2xi32>) -> (tensor<2x18xf32>, tensor<2x18xf32>, ten
   return %y, %z, %t : tensor<2x18xf32>, tensor<2x18xf32>, tensor<2x18xf32>
 }
 
-// Kiln's packed layout has no rows16 form, f32 weights need none: their
-// file stays unread.
+// Kiln's packed layout with f8 scales has no rows16 form (nor do packed
+// layers of 18 rows: rows16 writes 16 at a time), f32 weights need none:
+// their file stays unread.
 // CHECK-LABEL: func.func @not_packed
-// CHECK: %[[K:.*]] = kiln.weight #kiln.external<"m.gguf", offset = 0, size = 9216> -> !kiln.weight<64x256x#kiln.quant<bits = 4, group = 32, scale = f16>>
+// CHECK: %[[K:.*]] = kiln.weight #kiln.external<"m.gguf", offset = 0, size = 8704> -> !kiln.weight<64x256x#kiln.quant<bits = 4, group = 32, scale = f8E4M3FN>>
 // CHECK: kiln.linear %{{.*}}, %[[K]]
-// CHECK: %[[F:.*]] = kiln.weight #kiln.external<"m.gguf", offset = 9216, size = 65536> -> !kiln.weight<64x256xf32>
+// CHECK: %[[N:.*]] = kiln.weight #kiln.external<"m.gguf", offset = 8704, size = 2592> -> !kiln.weight<18x256x#kiln.quant<bits = 4, group = 32, scale = f16>>
+// CHECK: kiln.linear %{{.*}}, %[[N]]
+// CHECK: %[[F:.*]] = kiln.weight #kiln.external<"m.gguf", offset = 11296, size = 65536> -> !kiln.weight<64x256xf32>
 // CHECK: kiln.linear %{{.*}}, %[[F]]
-func.func @not_packed(%x: tensor<2x256xf32>) -> (tensor<2x64xf32>, tensor<2x64xf32>) {
-  %k = kiln.weight #kiln.external<"m.gguf", offset = 0, size = 9216> -> !kiln.weight<64x256x#kiln.quant<bits = 4, group = 32, scale = f16>>
-  %u = kiln.linear %x, %k : tensor<2x256xf32>, !kiln.weight<64x256x#kiln.quant<bits = 4, group = 32, scale = f16>> -> tensor<2x64xf32>
-  %f = kiln.weight #kiln.external<"m.gguf", offset = 9216, size = 65536> -> !kiln.weight<64x256xf32>
+func.func @not_packed(%x: tensor<2x256xf32>) -> (tensor<2x64xf32>, tensor<2x18xf32>, tensor<2x64xf32>) {
+  %k = kiln.weight #kiln.external<"m.gguf", offset = 0, size = 8704> -> !kiln.weight<64x256x#kiln.quant<bits = 4, group = 32, scale = f8E4M3FN>>
+  %u = kiln.linear %x, %k : tensor<2x256xf32>, !kiln.weight<64x256x#kiln.quant<bits = 4, group = 32, scale = f8E4M3FN>> -> tensor<2x64xf32>
+  %n = kiln.weight #kiln.external<"m.gguf", offset = 8704, size = 2592> -> !kiln.weight<18x256x#kiln.quant<bits = 4, group = 32, scale = f16>>
+  %w = kiln.linear %x, %n : tensor<2x256xf32>, !kiln.weight<18x256x#kiln.quant<bits = 4, group = 32, scale = f16>> -> tensor<2x18xf32>
+  %f = kiln.weight #kiln.external<"m.gguf", offset = 11296, size = 65536> -> !kiln.weight<64x256xf32>
   %v = kiln.linear %x, %f : tensor<2x256xf32>, !kiln.weight<64x256xf32> -> tensor<2x64xf32>
-  return %u, %v : tensor<2x64xf32>, tensor<2x64xf32>
+  return %u, %w, %v : tensor<2x64xf32>, tensor<2x18xf32>, tensor<2x64xf32>
 }
 
 // Q8_0, 3 rows: one group of 16, 13 of them zero padding.

@@ -376,13 +376,15 @@ def block_mins(raw, fmt, n, k):
                             (sc[..., 8:12] >> 4) | ((sc[..., 4:8] >> 6) << 4)], axis=-1)
         return (-dmin[..., None] * m).reshape(n, k // 32)
     qtype = SCHEMES[fmt][1]
-    if isinstance(qtype, Packed):
-        # Packed codes are unsigned: symmetric groups add -2^(bits-1) * scale.
+    if isinstance(qtype, Packed) and (qtype.zero is not None or n % 16):
+        # Codes are unsigned. In rows16 (n a multiple of 16) symmetric groups
+        # take -2^(bits-1) exactly through the activations' code sums, as
+        # Q4_0; the row-at-a-time kernels add it as a min, through the stored
+        # sum. A float zero is a min.
         sb = FLOAT_BYTES[qtype.scale]
         blocks = np.frombuffer(raw, dtype=np.uint8).reshape(n * k // qtype.group, -1)
-        scale = float_from_bytes(blocks[:, :sb], qtype.scale)
         if qtype.zero is None:
-            mins = -(2.0 ** (qtype.bits - 1)) * scale
+            mins = -(2.0 ** (qtype.bits - 1)) * float_from_bytes(blocks[:, :sb], qtype.scale)
         else:
             mins = float_from_bytes(blocks[:, sb:sb + FLOAT_BYTES[qtype.zero]], qtype.zero)
         return np.repeat(mins.reshape(-1), qtype.group // 32).reshape(n, k // 32)
@@ -485,7 +487,7 @@ def check_linear_activation_bits():
         for name, inp, y in [("linear", x, y0), ("rms_norm", h, y1), ("mul", m, y2)]:
             q, dh, sums = quantize_q8(inp, bits)
             want = (q * dh).reshape(tokens, k) @ deq.T
-            # Unsigned packed codes: the -2^(b-1) * scale term uses the stored sum.
+            # Formats with a min use the stored code sum.
             want += (sums - dh[..., 0] * q.sum(-1)) @ block_mins(raw, fmt, n, k).T
             label = "W%dA%d %s %s T=%d threads=%d" % (bits, bits, name, cpu, tokens, threads)
             ok &= check(label, y, want, 1e-5)
@@ -497,8 +499,9 @@ def check_linear_activation_bits():
 def check_linear_narrow():
     """Output widths that are not a multiple of 16 (a classifier's 10-class
     head): f32 weights (K = 48, a multiple of the f32 kernel's 16) and Kiln's
-    packed 8- and 5-bit weights with 8- and 5-bit activations. (ggml blocks
-    go to rows16, which writes 16 rows at a time: still refused.)"""
+    packed 8- and 5-bit weights with 8- and 5-bit activations, which keep
+    their row-at-a-time kernels (rows16 writes 16 rows at a time; ggml
+    blocks go to rows16: still refused)."""
     ok = True
     cases = [("f32", "f32", 48, "generic", 3, 1), ("f32", "f32", 48, "x86-64-v4", 6, 2),
              ("p8g32_f16", "int8", 64, "x86-64-v4", 5, 2), ("p8g32_f16", "int8", 96, "generic", 1, 3),

@@ -22,8 +22,33 @@ void KilnCPUDialect::initialize() {
       >();
 }
 
-/// The rows16 form of the ggml format whose numbers `scheme` has.
+/// How a packed form stores a scale or zero of `type`, if it can.
+static std::optional<Rows16Float> rows16FloatOf(Type type) {
+  if (type.isF16())
+    return Rows16Float::F16;
+  if (type.isBF16())
+    return Rows16Float::BF16;
+  if (type.isF32())
+    return Rows16Float::F32;
+  return std::nullopt;
+}
+
+/// The rows16 form of `scheme`: Kiln's packed layout with float scales (and
+/// zeros) in groups of 32-value chunks, or the ggml format whose numbers a
+/// gguf scheme has.
 static const Rows16Format *rows16FormOf(QuantSchemeAttr scheme) {
+  if (scheme.getLayout() == QuantLayout::Packed) {
+    std::optional<Rows16Float> scale = rows16FloatOf(scheme.getScaleType());
+    std::optional<Rows16Float> zero;
+    if (Type zeroType = scheme.getZeroType())
+      if (!(zero = rows16FloatOf(zeroType)))
+        return nullptr;
+    if (!scale || scheme.getSuperGroup() ||
+        scheme.getCodebook() != QuantCodebook::None)
+      return nullptr;
+    return findPackedRows16Format(scheme.getBits(), scheme.getGroup(), *scale,
+                                  zero);
+  }
   const ::kiln::GGMLFormat *ggml = findGGMLBlockFormat(scheme);
   return ggml ? findRows16Format(ggml->type) : nullptr;
 }
@@ -51,8 +76,11 @@ StringRef Rows16LayoutAttr::getLayoutName() const { return "rows16"; }
 LogicalResult
 Rows16LayoutAttr::verifyScheme(function_ref<InFlightDiagnostic()> emitError,
                                QuantSchemeAttr scheme) const {
-  // rows16 rearranges ggml's blocks; the kernels decode nothing else.
-  if (scheme.getLayout() == QuantLayout::GGUF && rows16FormOf(scheme))
+  // rows16 rearranges ggml's blocks and Kiln's packed groups; the kernels
+  // decode nothing else.
+  if ((scheme.getLayout() == QuantLayout::GGUF ||
+       scheme.getLayout() == QuantLayout::Packed) &&
+      rows16FormOf(scheme))
     return success();
   SmallVector<std::string> names;
   for (const ::kiln::GGMLFormat &format : ::kiln::kGGMLFormats)
@@ -62,7 +90,9 @@ Rows16LayoutAttr::verifyScheme(function_ref<InFlightDiagnostic()> emitError,
   return emitError() << "target_layout = #kiln_cpu.rows16 takes only the "
                         "ggml formats "
                      << llvm::join(names, ", ") << " and " << last
-                     << " in layout = gguf";
+                     << " in layout = gguf, and layout = packed with f16, "
+                        "bf16 or f32 scales and zeros in groups of a multiple "
+                        "of 32";
 }
 
 std::optional<uint64_t>

@@ -5,6 +5,12 @@
 
 #include <array>
 #include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <tuple>
+#include <vector>
 
 using namespace mlir::kiln;
 using ::kiln::checkedAdd;
@@ -448,6 +454,8 @@ void placeCodes(const Rows16Format &f, const uint8_t *codes, unsigned r,
     return;
   }
   uint8_t *nibbles = block + (f.codeBits - 4) * 64;
+  // 7-bit: bit 6 in the first plane, bits 4..5 in the next two.
+  uint8_t *crumbs = f.codeBits == 7 ? block + 64 : block;
   for (unsigned v = 0; v < 32; ++v) {
     unsigned t = v / 4, at = 4 * r + v % 4;
     uint8_t c = codes[v];
@@ -457,9 +465,88 @@ void placeCodes(const Rows16Format &f, const uint8_t *codes, unsigned r,
       nibbles[64 * (t - 4) + at] |= uint8_t((c & 15) << 4);
     if (f.codeBits == 5)
       block[at] |= uint8_t(((c >> 4) & 1) << t);
-    else if (f.codeBits == 6)
-      block[64 * (t / 4) + at] |= uint8_t(((c >> 4) & 3) << (2 * (t % 4)));
+    if (f.codeBits >= 6)
+      crumbs[64 * (t / 4) + at] |= uint8_t(((c >> 4) & 3) << (2 * (t % 4)));
+    if (f.codeBits == 7)
+      block[at] |= uint8_t(((c >> 6) & 1) << t);
   }
+}
+
+/// Row r's codes of one group of Kiln's packed layout (`codes`: bits *
+/// group / 8 bytes, code i at bits [i * bits, (i + 1) * bits), LSB first).
+void unpackPackedCodes(unsigned bits, unsigned group, const uint8_t *codes,
+                       uint8_t *out) {
+  for (unsigned i = 0; i < group; ++i) {
+    unsigned bit = i * bits, byte = bit / 8, shift = bit % 8;
+    unsigned word = codes[byte];
+    if (shift + bits > 8)
+      word |= unsigned(codes[byte + 1]) << 8;
+    out[i] = uint8_t((word >> shift) & ((1u << bits) - 1));
+  }
+}
+
+/// Copies the packed scale and zero of one row into a header, each field
+/// 16 rows wide in its stored type.
+void placePackedHeader(const Rows16Format &f, const uint8_t *source,
+                       unsigned r, uint8_t *header) {
+  unsigned scaleBytes = rows16FloatBytes(f.scaleType);
+  std::memcpy(header + scaleBytes * r, source, scaleBytes);
+  if (f.hasMin) {
+    unsigned zeroBytes = rows16FloatBytes(f.zeroType);
+    std::memcpy(header + kRows16 * scaleBytes + zeroBytes * r,
+                source + scaleBytes, zeroBytes);
+  }
+}
+
+void packPackedRows16(const Rows16Format &f, uint64_t n, uint64_t k,
+                      const uint8_t *source, uint8_t *dest) {
+  uint64_t supers = k / f.superValues, blocksPerSuper = f.superValues / 32;
+  uint64_t groupBytes = f.groupBytes(k), headerRegion = f.headerRegionBytes(k);
+  unsigned fieldBytes = rows16FloatBytes(f.scaleType) +
+                        (f.hasMin ? rows16FloatBytes(f.zeroType) : 0);
+  std::vector<uint8_t> codes(f.superValues);
+  for (uint64_t row = 0; row < n; ++row) {
+    unsigned r = unsigned(row % kRows16);
+    uint8_t *group = dest + row / kRows16 * groupBytes;
+    for (uint64_t s = 0; s < supers; ++s) {
+      const uint8_t *block = source + (row * supers + s) * f.sourceBytes;
+      placePackedHeader(f, block, r, group + s * f.headerBytes);
+      unpackPackedCodes(f.codeBits, f.superValues, block + fieldBytes,
+                        codes.data());
+      for (uint64_t j = 0; j < blocksPerSuper; ++j)
+        placeCodes(f, codes.data() + 32 * j, r,
+                   group + headerRegion +
+                       (s * blocksPerSuper + j) * f.blockCodeBytes());
+    }
+  }
+}
+
+const char *rows16FloatName(Rows16Float t) {
+  return t == Rows16Float::F32 ? "f32" : t == Rows16Float::F16 ? "f16" : "bf16";
+}
+
+Rows16Format packedRows16(unsigned bits, unsigned group, Rows16Float scaleType,
+                          std::optional<Rows16Float> zeroType) {
+  Rows16Format f{};
+  f.kind = GGMLType::F32;
+  std::string name = "p" + std::to_string(bits) + "g" + std::to_string(group) +
+                     "_" + rows16FloatName(scaleType);
+  if (zeroType)
+    name += std::string("_z") + rows16FloatName(*zeroType);
+  std::strncpy(f.name, name.c_str(), sizeof(f.name) - 1);
+  f.codeBits = bits;
+  f.superValues = group;
+  unsigned fieldBytes =
+      rows16FloatBytes(scaleType) + (zeroType ? rows16FloatBytes(*zeroType) : 0);
+  f.sourceBytes = fieldBytes + group * bits / 8;
+  f.headerBytes = kRows16 * fieldBytes;
+  f.offset = zeroType ? 0 : 1u << (bits - 1);
+  f.hasMin = zeroType.has_value();
+  f.scaleFactor = 1.0f;
+  f.packed = true;
+  f.scaleType = scaleType;
+  f.zeroType = zeroType.value_or(Rows16Float::F16);
+  return f;
 }
 
 } // namespace
@@ -469,6 +556,26 @@ const Rows16Format *mlir::kiln::findRows16Format(GGMLType kind) {
     if (f.kind == kind)
       return &f;
   return nullptr;
+}
+
+const Rows16Format *
+mlir::kiln::findPackedRows16Format(unsigned bits, unsigned group,
+                                   Rows16Float scaleType,
+                                   std::optional<Rows16Float> zeroType) {
+  if (bits < 2 || bits > 8 || group == 0 || group % 32 != 0)
+    return nullptr;
+  // Forms are made on first use (any group is allowed) and live as long as
+  // the process: callers keep pointers.
+  using Key = std::tuple<unsigned, unsigned, Rows16Float, int>;
+  static std::mutex mutex;
+  static std::map<Key, std::unique_ptr<Rows16Format>> forms;
+  Key key{bits, group, scaleType, zeroType ? int(*zeroType) : -1};
+  std::lock_guard<std::mutex> lock(mutex);
+  std::unique_ptr<Rows16Format> &form = forms[key];
+  if (!form)
+    form = std::make_unique<Rows16Format>(
+        packedRows16(bits, group, scaleType, zeroType));
+  return form.get();
 }
 
 std::optional<uint64_t> mlir::kiln::rows16Bytes(const Rows16Format &format,
@@ -492,6 +599,8 @@ void mlir::kiln::packRows16(const Rows16Format &f, uint64_t n, uint64_t k,
   uint64_t groupBytes = f.groupBytes(k), headerRegion = f.headerRegionBytes(k);
   uint64_t groups = (n + kRows16 - 1) / kRows16;
   std::memset(dest, 0, groups * groupBytes);
+  if (f.packed)
+    return packPackedRows16(f, n, k, source, dest);
   Decoded dec;
   for (uint64_t row = 0; row < n; ++row) {
     unsigned r = unsigned(row % kRows16);

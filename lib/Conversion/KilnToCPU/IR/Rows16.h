@@ -48,6 +48,13 @@
 // Q5_K) or of 16 (Q2_K). IQ4_NL and IQ4_XS store 4-bit indices; the
 // kernels look them up (kIQ4NLValues + 128, unsigned) and subtract offset
 // 128: d * kIQ4NLValues[code] (times sc[j] for IQ4_XS).
+// Kiln's packed layout (`layout = packed`, Dequant.h) at any width 2..8, a
+// group of any multiple of 32 values, f16, bf16 or f32 scales and zeros:
+// a super-block is one group; header: the 16 rows' scales, then their zeros
+// (if any), each in its stored type; codes unsigned, value scale * (code -
+// 2^(bits-1)) (symmetric) or scale * code + zero. Planes as above; 7-bit
+// codes: first one plane with bit 6 (as 5-bit's), then two planes with bits
+// 4..5 (as Q6_K's), then the nibbles.
 // TQ2_0 and TQ1_0 (ternary): 2-bit codes 0..2 (TQ1_0's base-3 trits
 // unpacked at compile time), header d (f16), offset 1.
 // IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S (grids of magnitudes with signs,
@@ -74,10 +81,19 @@ namespace mlir::kiln {
 
 constexpr unsigned kRows16 = 16;
 
+/// How a packed form stores its scales and zeros (Kiln's scale types).
+enum class Rows16Float : uint8_t { F16, BF16, F32 };
+
+inline unsigned rows16FloatBytes(Rows16Float t) {
+  return t == Rows16Float::F32 ? 4 : 2;
+}
+
 struct Rows16Format {
-  ::kiln::GGMLType kind; // the ggml block format this form rearranges
-  char name[8];          // ggml's name in lower case ("q4_k"), for symbols
-  unsigned codeBits;     // 2, 3, 4, 5, 6 or 8
+  ::kiln::GGMLType kind; // the ggml block format this form rearranges (F32
+                         // for Kiln's packed layout: no ggml format)
+  char name[24];         // ggml's name in lower case ("q4_k"), or the packed
+                         // scheme's ("p3g64_bf16_zf16"), for symbols
+  unsigned codeBits;     // 2..8
   unsigned superValues;  // 256 for K-quants, else 32
   unsigned sourceBytes;  // bytes of one ggml block of superValues values
   unsigned headerBytes;  // per super-block and group of 16 rows
@@ -86,6 +102,8 @@ struct Rows16Format {
   bool halfScales;       // Q2_K, Q3_K, Q6_K: a scale per 16 values
   const int8_t *codebook; // IQ4_NL, IQ4_XS, the grids: the 16 codes' values
   float scaleFactor;      // a power of 2 on the header's scale (the grids)
+  bool packed;            // Kiln's packed layout: headers in these types
+  Rows16Float scaleType, zeroType;
 
   /// Bytes of one 32-value block's code planes for 16 rows: one 64-byte
   /// plane per code bit.
@@ -102,13 +120,20 @@ struct Rows16Format {
 /// The rows16 form of a ggml block format, or null if it has none.
 const Rows16Format *findRows16Format(::kiln::GGMLType kind);
 
+/// The rows16 form of Kiln's packed layout at `bits` (2..8), `group` (a
+/// multiple of 32), scales of `scaleType` and zeros of `zeroType` (none:
+/// symmetric), or null if group is not a multiple of 32.
+const Rows16Format *findPackedRows16Format(unsigned bits, unsigned group,
+                                           Rows16Float scaleType,
+                                           std::optional<Rows16Float> zeroType);
+
 /// Bytes of an n x k weight in rows16; nullopt on overflow or when k is not
 /// a whole number of super-blocks.
 std::optional<uint64_t> rows16Bytes(const Rows16Format &format, uint64_t n,
                                     uint64_t k);
 
-/// Rearranges n rows of k values from ggml blocks (`source`, n * k /
-/// superValues * sourceBytes bytes) into rows16 (`dest`, rows16Bytes
+/// Rearranges n rows of k values from ggml blocks or Kiln's packed groups
+/// (`source`, n * k / superValues * sourceBytes bytes) into rows16 (`dest`, rows16Bytes
 /// bytes). Padding rows and bytes are zero.
 void packRows16(const Rows16Format &format, uint64_t n, uint64_t k,
                 const uint8_t *source, uint8_t *dest);
