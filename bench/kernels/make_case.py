@@ -3,7 +3,7 @@ weight (the same bytes feed Kiln and ggml) and a one-op kiln module
 (kiln.linear over them, up to 512 tokens) for kiln-compile --emit=so.
 
 Usage: make_case.py TYPE N K DIR [pruned|sparse|unstructured[=R]|bitmap[=R]]
-(TYPE: a key of TYPES)
+(TYPE: a key of TYPES; pB: Kiln's packed layout at B bits, no ggml twin)
 Writes DIR/weights.bin and DIR/linear.mlir.
 
 `pruned` (Q4_0, Q8_0): in every run of 4 values along K, 2 random ones get
@@ -54,6 +54,10 @@ TYPES = {
     "iq1_m": (256, 56, [], "#kiln.quant<bits = 2, group = 16, scale = f16, super_group = 256, "
               "sub_scale_bits = 3, layout = gguf, codebook = iq1_m>"),
 }
+# Kiln's own packed layout (Dequant.h) at every width, groups of 32 with an
+# f16 scale (symmetric): no ggml twin, Kiln alone against the roofline.
+for _bits in range(2, 9):
+    TYPES["p%d" % _bits] = (32, 2 + 4 * _bits, [0], "#kiln.quant<bits = %d, group = 32, scale = f16>" % _bits)
 
 
 def zero_codes(blocks, typ, drop):

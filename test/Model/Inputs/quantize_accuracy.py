@@ -64,6 +64,10 @@ LLAMA_ONLY = ("q4_k_m", "q3_k_m", "q2_k")
 # llama-quantize --imatrix rows: llama.cpp's usual types near 4.5, 3.5 and
 # 2.5 bits per weight.
 IMATRIX_TYPES = ("Q4_K_M", "IQ4_XS", "Q3_K_M", "IQ3_XXS", "Q2_K", "IQ2_XS")
+# The same with the token embedding (the tied output head too) lowered to
+# Q4_0, llama-quantize --token-embedding-type q4_0: the fewest bits per
+# weight llama.cpp writes for models whose rows are not 256-wide.
+IMATRIX_LOW_EMBEDDING = ("Q4_0", "Q3_K_M", "Q2_K")
 GGML_OPTIONS = {"q4_0": "bits=4,group=32,sym", "q4_1": "bits=4,group=32,asym",
                 "q5_0": "bits=5,group=32,sym", "q5_1": "bits=5,group=32,asym",
                 "q8_0": "bits=8,group=32,sym"}
@@ -90,6 +94,10 @@ CALIBRATED = {"kiln gptq p4 g32": "bits=4,group=32,gptq", "kiln awq p4 g32": "bi
               "kiln p4 g32 search": "bits=4,group=32,search",
               "kiln p3 g32 search": "bits=3,group=32,search",
               "kiln mixed 4.5 gptq search": "budget=4.5,group=32,gptq,search",
+              # At the bits per weight of llama.cpp's imatrix rows with a
+              # Q4_0 embedding (SmolLM2's Q2_K and Q3_K_M mixes).
+              "kiln mixed 4.29 gptq search": "budget=4.29,group=32,gptq,search",
+              "kiln mixed 4.61 gptq search": "budget=4.61,group=32,gptq,search",
               "kiln mixed 3.5 gptq search": "budget=3.5,group=32,gptq,search",
               "kiln mixed 2.5 gptq search": "budget=2.5,group=32,gptq,search",
               "kiln p2 g32 search": "bits=2,group=32,search",
@@ -140,18 +148,21 @@ def collect_statistics(tools, teacher, calib_text, ctx, chunks, work):
     return stats
 
 
-def llama_imatrix_files(peer_bin, teacher, calib_text, ctx, chunks, types, work):
-    """llama-quantize --imatrix outputs of `types`, the importance matrix
-    from llama-imatrix on the calibration text (files in `work` reused)."""
+def llama_imatrix_files(peer_bin, teacher, calib_text, ctx, chunks, types, work, embedding=None):
+    """llama-quantize --imatrix outputs of `types` (the token embedding in
+    `embedding` when given), the importance matrix from llama-imatrix on the
+    calibration text (files in `work` reused)."""
     imatrix = os.path.join(work, "imatrix.gguf")
     if not os.path.exists(imatrix):
         run([os.path.join(peer_bin, "llama-imatrix"), "-m", teacher, "-f", calib_text, "-c", str(ctx),
              "--chunks", str(chunks), "-t", THREADS, "-o", imatrix])
     files = {}
     for t in types:
-        files[t] = os.path.join(work, "llama-%s-imat.gguf" % t)
+        files[t] = os.path.join(work, "llama-%s-imat%s.gguf" % (t, "-embd-" + embedding if embedding else ""))
         if not os.path.exists(files[t]):
-            run([os.path.join(peer_bin, "llama-quantize"), "--imatrix", imatrix, teacher, files[t], t, THREADS])
+            extra = ["--token-embedding-type", embedding] if embedding else []
+            run([os.path.join(peer_bin, "llama-quantize"), "--imatrix", imatrix] + extra +
+                [teacher, files[t], t, THREADS])
     return files
 
 
@@ -334,6 +345,11 @@ def main(src, work, tools, lib, text, ctx, chunks, wanted, calib_text=None, cali
         files = llama_imatrix_files(peer_bin, teacher, calib_text, ctx, calib_chunks, imatrix_types, work)
         print("llama.cpp imatrix: llama-imatrix, %d chunks of %d tokens of %s" % (calib_chunks, ctx, calib_text))
         rows += [Row("llama.cpp %s imatrix" % t, files[t]) for t in imatrix_types]
+    low_types = [t for t in IMATRIX_LOW_EMBEDDING if calib_text and peer_bin and
+                 (wanted == "all" or "llama.cpp %s imatrix embd q4_0" % t in wanted)]
+    if low_types:
+        files = llama_imatrix_files(peer_bin, teacher, calib_text, ctx, calib_chunks, low_types, work, "q4_0")
+        rows += [Row("llama.cpp %s imatrix embd q4_0" % t, files[t]) for t in low_types]
 
     lib_kiln = None
     teacher_logits = None
