@@ -18,9 +18,7 @@ std::string CPUTarget::getSymbolName() const {
 }
 
 CPUTarget CPUTarget::forCodeBits(int64_t codeBits) const {
-  if (isa == KernelISA::X86_64_V3 && codeBits == 8)
-    return CPUTarget(KernelISA::Generic);
-  return *this;
+  return CPUTarget(isa, codeBits == 8);
 }
 
 /// Widens to i32, multiplies, and adds groups of four lanes with shuffles.
@@ -41,13 +39,27 @@ static Value emitWideningByteDot(ImplicitLocOpBuilder &b, Value acc, Value u,
 }
 
 /// vpmaddubsw (pairs of u * s to i16) then vpmaddwd with ones (pairs of
-/// those to i32), on each 32-byte half.
+/// those to i32), on each 32-byte half. `byteCodes`: u may exceed 128, and
+/// a pair sum 16 bits: u's high and low nibbles are multiplied apart and
+/// their sums weighted 16 and 1 by vpmaddwd.
 static Value emitAVX2ByteDot(ImplicitLocOpBuilder &b, Value acc, Value u,
-                             Value s) {
+                             Value s, bool byteCodes) {
   auto i16x16 = VectorType::get({16}, b.getI16Type());
   auto i32x8 = VectorType::get({8}, b.getI32Type());
-  Value ones = arith::ConstantOp::create(
-      b, DenseElementsAttr::get(i16x16, b.getI16IntegerAttr(1)));
+  auto i8x64 = VectorType::get({64}, b.getI8Type());
+  auto splat16 = [&](int64_t v) -> Value {
+    return arith::ConstantOp::create(
+        b, DenseElementsAttr::get(i16x16, b.getI16IntegerAttr(v)));
+  };
+  auto splat8 = [&](int64_t v) -> Value {
+    return arith::ConstantOp::create(
+        b, DenseElementsAttr::get(i8x64, b.getI8IntegerAttr(v)));
+  };
+  // (codes, weight of their pair sums)
+  SmallVector<std::pair<Value, int64_t>> parts = {{u, 1}};
+  if (byteCodes)
+    parts = {{arith::AndIOp::create(b, u, splat8(15)), 1},
+             {arith::ShRUIOp::create(b, u, splat8(4)), 16}};
   SmallVector<Value> halves;
   for (int64_t h = 0; h < 2; ++h) {
     auto half = [&](Value v) {
@@ -55,14 +67,20 @@ static Value emitAVX2ByteDot(ImplicitLocOpBuilder &b, Value acc, Value u,
           b, v, ArrayRef<int64_t>{32 * h}, ArrayRef<int64_t>{32},
           ArrayRef<int64_t>{1});
     };
-    Value pairs = LLVM::CallIntrinsicOp::create(
-                      b, i16x16, b.getStringAttr("llvm.x86.avx2.pmadd.ub.sw"),
-                      ValueRange{half(u), half(s)})
-                      .getResult(0);
-    halves.push_back(LLVM::CallIntrinsicOp::create(
-                         b, i32x8, b.getStringAttr("llvm.x86.avx2.pmadd.wd"),
-                         ValueRange{pairs, ones})
-                         .getResult(0));
+    Value sum;
+    for (auto [codes, weight] : parts) {
+      Value pairs =
+          LLVM::CallIntrinsicOp::create(
+              b, i16x16, b.getStringAttr("llvm.x86.avx2.pmadd.ub.sw"),
+              ValueRange{half(codes), half(s)})
+              .getResult(0);
+      Value quads = LLVM::CallIntrinsicOp::create(
+                        b, i32x8, b.getStringAttr("llvm.x86.avx2.pmadd.wd"),
+                        ValueRange{pairs, splat16(weight)})
+                        .getResult(0);
+      sum = sum ? Value(arith::AddIOp::create(b, sum, quads)) : quads;
+    }
+    halves.push_back(sum);
   }
   SmallVector<int64_t> order(16);
   for (int64_t i = 0; i < 16; ++i)
@@ -77,7 +95,7 @@ Value CPUTarget::emitByteDot(ImplicitLocOpBuilder &b, Value acc, Value u,
   case KernelISA::Generic:
     return emitWideningByteDot(b, acc, u, s);
   case KernelISA::X86_64_V3:
-    return emitAVX2ByteDot(b, acc, u, s);
+    return emitAVX2ByteDot(b, acc, u, s, byteCodes);
   case KernelISA::X86_64_V4:
     return LLVM::CallIntrinsicOp::create(
                b, VectorType::get({16}, b.getI32Type()),

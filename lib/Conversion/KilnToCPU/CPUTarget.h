@@ -52,11 +52,15 @@ public:
 
   /// The target whose emitByteDot multiplies unsigned codes of `codeBits`
   /// bits exactly: vpmaddubsw saturates past 16-bit pair sums, so on AVX2
-  /// 8-bit codes take the widening (generic) product.
+  /// 8-bit codes are split into nibbles, each multiplied by vpmaddubsw.
   CPUTarget forCodeBits(int64_t codeBits) const;
 
 private:
+  CPUTarget(KernelISA isa, bool byteCodes) : isa(isa), byteCodes(byteCodes) {}
+
   KernelISA isa;
+  /// emitByteDot's u may hold any byte (forCodeBits(8)).
+  bool byteCodes = false;
 };
 
 } // namespace mlir::kiln
