@@ -182,6 +182,62 @@ def gemv_q8_case(kc, out, fmt, n, k):
     return name, ptx, arrays, launches, "y"
 
 
+def rope_reference(y, heads, hd, pos, base):
+    """Llama-style rope (pairs 2i, 2i + 1) of one token's rows, float64."""
+    e = np.asarray(y, np.float64).reshape(heads, hd).copy()
+    for i in range(hd // 2):
+        angle = pos * base ** (-2.0 * i / hd)
+        x0, x1 = e[:, 2 * i].copy(), e[:, 2 * i + 1].copy()
+        e[:, 2 * i] = x0 * np.cos(angle) - x1 * np.sin(angle)
+        e[:, 2 * i + 1] = x0 * np.sin(angle) + x1 * np.cos(angle)
+    return e.reshape(1, -1)
+
+
+def gemv_rope_case(kc, out, fmt, heads, hd, k, pos):
+    """The decode GEMV with kiln-fuse's rope epilogue (a query or key
+    projection): two rows a warp, rotated as a pair by lane 0. Q4_0 split
+    over int8 activations (the reference multiplies the quantized codes, as
+    gemv_q8_case), or f32 weights staged in shared memory."""
+    n = heads * hd
+    name = f"gemv_rope_{fmt}_{n}x{k}_p{pos}"
+    base_freq = 10000.0
+    wtype = FORMATS[fmt][3].format(n=n, k=k)
+    x = (rng.standard_normal((1, k)) * 3).astype(np.float32)
+    data, w64 = random_weight(base_format(fmt), n, k)
+    if fmt.endswith("_split"):
+        data = split_layout(base_format(fmt), data, n, k)
+    mlir = f'''func.func @forward(%x: tensor<?x{k}xf32>, %p: index) -> tensor<?x{n}xf32> attributes {{kiln.max_tokens = 16}} {{
+  %w = kiln.weight #kiln.external<"w.bin", offset = 0, size = {len(data)}> -> !kiln.weight<{wtype}>
+  %y = kiln.linear %x, %w : tensor<?x{k}xf32>, !kiln.weight<{wtype}> -> tensor<?x{n}xf32>
+  %r = kiln.rope %y, %p {{freq_base = {base_freq:e} : f32, head_dim = {hd} : i64, num_heads = {heads} : i64, rotary_dim = {hd} : i64, style = #kiln.rope_style<llama>}} : tensor<?x{n}xf32> -> tensor<?x{n}xf32>
+  return %r : tensor<?x{n}xf32>
+}}
+'''
+    quantized = fmt != "f32"
+    ptx, entries = compile_ptx(kc, mlir, os.path.join(out, name),
+                               "int8" if quantized else "f32")
+    gemv = [e for e in entries if "_rope" in e]
+    assert gemv, f"no rope epilogue in {entries}"
+    arrays = {"x": x, "w": np.frombuffer(data, dtype=np.uint8),
+              "y": np.zeros((1, n), np.float32)}
+    launch = dict(decode_launch(gemv[0], n), kernel=gemv[0],
+                  args=["x", "w", "y", {"index": pos}])
+    launches = [launch]
+    if quantized:
+        codes, scale, _, _ = quantize_activations(x[0])
+        product = (codes * scale[:, None]).reshape(1, k) @ w64.T
+        arrays["q"] = np.zeros(quantized_bytes(k), np.uint8)
+        launch["args"] = ["q", "w", "y", {"index": pos}]
+        launches = [{"kernel": [e for e in entries if e.startswith(
+                         "kiln_quantize_a8_")][0],
+                     "grid": [-(-k // 4 // 128), 1, 1], "block": [128, 1, 1],
+                     "args": ["x", "q"]}, launch]
+    else:
+        product = x.astype(np.float64) @ w64.T
+    arrays["expected_y"] = rope_reference(product, heads, hd, pos, base_freq)
+    return name, ptx, arrays, launches, "y"
+
+
 def mma_launch(entries, n, t, tiling=None):
     """The tensor-core GEMM's launch (LinearMma.cpp): from 64 tokens the
     _m64 kernel (64 tokens x 128 rows a block), else _m16 (16 x 64 where 64
@@ -526,6 +582,12 @@ def main():
         for n, k in ((64, 576), (2053, 512), (64, 14336)):
             cases.append(gemv_q8_case(kc, a.out, fmt, n, k))
     cases.append(gemv_q8_case(kc, a.out, "q4_0_split", 2048, 2048))
+    # The rope epilogue: a key projection's shape (2 heads of 64: fewer rows
+    # than take pairs otherwise) over int8 activations, and f32 weights
+    # staged in shared memory (4 heads of 32).
+    cases.append(gemv_rope_case(kc, a.out, "q4_0_split", 2, 64, 512, 37))
+    cases.append(gemv_rope_case(kc, a.out, "q4_0_split", 32, 128, 4096, 1000))
+    cases.append(gemv_rope_case(kc, a.out, "f32", 4, 32, 256, 5))
     # The split layout's decode GEMV: four chunks of one row in flight (64 x
     # 4096), two of each of two rows (2048 x 2048, Q4_0 only: the loop does
     # not depend on the format), and the unstaged kernel (K = 12800).

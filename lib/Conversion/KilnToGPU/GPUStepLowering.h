@@ -129,6 +129,18 @@ void emitQuantizeQuad(GPUKernelBuilder &kb, ArrayRef<Value> values, Value quad,
 /// dim a multiple of 128; else 0.
 int64_t quantizedOutputBits(Operation *op);
 
+/// Success if the CUDA lowering has `rope`'s kind of rotation, else an error
+/// on `op`.
+LogicalResult checkGPURope(Operation *op, RopeAttr rope);
+/// Launches the rope kernel: y = `rope` of x (y may be x) from first
+/// position `position` (an index value), a position per row of x.
+void launchRope(GPUStepLowering &step, RopeAttr rope, Value x, Value y,
+                Value position, ImplicitLocOpBuilder &b);
+/// In a kernel: the angle that rotates pair `pair` (an index value: dims
+/// 2 pair, 2 pair + 1 for llama style) at `position` (an index value).
+Value ropeAngle(GPUKernelBuilder &kb, RopeAttr rope, Value pair,
+                Value position);
+
 /// Prefill steps of at least this many tokens run kiln.linear on tensor
 /// cores when the weight has a GEMM (LinearMma.cpp).
 constexpr int64_t kLinearMmaMinTokens = 16;

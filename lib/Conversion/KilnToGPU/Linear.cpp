@@ -44,6 +44,7 @@
 
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/LLVMIR/NVVMDialect.h"
+#include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "llvm/Support/FormatVariadic.h"
 
@@ -104,10 +105,12 @@ struct StagedGemv {
 
 /// The staged decode GEMV for the weight rows `decoder` reads, starting at
 /// byte `offset` of the weights, over f32 or (`quantized`) int8
-/// activations, or nothing when they do not fit.
+/// activations, or nothing when they do not fit. `pairs` asks for two rows
+/// a warp whatever n (a rope epilogue rotates pairs of rows).
 std::optional<StagedGemv> planStagedGemv(int64_t n, int64_t k,
                                          const GPUWeightDecoder &decoder,
-                                         int64_t offset, bool quantized) {
+                                         int64_t offset, bool quantized,
+                                         bool pairs) {
   int64_t rowBytes = decoder.getRowBytes();
   if (quantized &&
       (!decoder.hasCodes() || offset % 16 != 0 ||
@@ -118,7 +121,7 @@ std::optional<StagedGemv> planStagedGemv(int64_t n, int64_t k,
     // alignment of the 128-bit loads.
     if (offset % 16 != 0)
       return std::nullopt;
-    int64_t rows = n >= kMinRowsForPairs ? 2 : 1;
+    int64_t rows = n >= kMinRowsForPairs || pairs ? 2 : 1;
     // Whole warps' worth of chunks per step, as many as divide the row.
     int64_t chunks = k / GPUWeightDecoder::kChunkValues, unroll = 1;
     while (chunks % (kWarpSize * unroll * 2) == 0 &&
@@ -154,7 +157,7 @@ std::optional<StagedGemv> planStagedGemv(int64_t n, int64_t k,
     return std::nullopt;
   int64_t slotBytes = (rowBytes + 15) / 16 * 16;
   for (int64_t rows : {2, 1}) {
-    if (rows == 2 && n < kMinRowsForPairs)
+    if (rows == 2 && n < kMinRowsForPairs && !pairs)
       continue;
     if (4 * k + kWarpsPerBlock * rows * slotBytes <= kSharedBytes)
       return StagedGemv{unit, slotBytes, rows, /*stageWeights=*/true, 1,
@@ -197,10 +200,15 @@ private:
   SmallVector<Value> at, values;
 };
 
-/// The staged decode GEMV (see the file comment).
+/// The staged decode GEMV (see the file comment); with `rope` (two rows a
+/// warp), the rotation of kiln-fuse's rope epilogue: a warp's rows are a
+/// llama-style pair, rotated by lane 0 from position argument "position".
 int64_t stagedGemvKernel(GPUKernelLibrary &kernels,
                          const GPUWeightDecoder &decoder, int64_t n, int64_t k,
-                         bool bias, bool residual, const StagedGemv &plan) {
+                         bool bias, bool residual, const StagedGemv &plan,
+                         RopeAttr rope) {
+  assert((!rope || (plan.rowsPerWarp == 2 && !residual)) &&
+         "a rope epilogue rotates a warp's two rows");
   int64_t chunks = k / GPUWeightDecoder::kChunkValues;
   int64_t segmentChunks = plan.segmentChunks;
   int64_t segments = (chunks + segmentChunks - 1) / segmentChunks;
@@ -211,6 +219,12 @@ int64_t stagedGemvKernel(GPUKernelLibrary &kernels,
       segments > 1 ? llvm::formatv("_seg{0}", segments).str() : "",
       plan.quantized ? "_q8" : "");
   SmallVector<KernelArg> args = linearKernelArgs(bias, residual);
+  if (rope) {
+    name += llvm::formatv("_rope{0}_b{1}_s{2}", rope.getHeadDim(),
+                          floatKey(rope.getFreqBase().convertToFloat()),
+                          floatKey(rope.getFreqScale().convertToFloat()));
+    args.push_back({"position", KernelArgKind::Index});
+  }
   return kernels.get(name, args, [&](GPUKernelBuilder &kb) {
     ImplicitLocOpBuilder &b = kb.b;
     Type f32 = b.getF32Type();
@@ -508,6 +522,24 @@ int64_t stagedGemvKernel(GPUKernelLibrary &kernels,
           arith::CmpIOp::create(b, arith::CmpIPredicate::eq, lane, kb.idx(0)),
           kb.ult(firstRow, kb.idx(n)));
       kb.ifThen(storing, [&] {
+        if (rope) {
+          // Rows 2i, 2i + 1 of a head: (v0, v1) rotated by pair i's angle.
+          Value v0 = totals[0], v1 = totals[1], next = kb.add(firstRow, kb.idx(1));
+          if (bias) {
+            Value bv = kb.view("bias", f32);
+            v0 = kb.add(v0, kb.load(bv, firstRow));
+            v1 = kb.add(v1, kb.load(bv, next));
+          }
+          Value pair = kb.div(kb.rem(firstRow, kb.idx(rope.getHeadDim())),
+                              kb.idx(2));
+          Value angle = ropeAngle(kb, rope, pair, kb.arg("position"));
+          Value cos = math::CosOp::create(b, angle);
+          Value sin = math::SinOp::create(b, angle);
+          Value y = kb.view("y", f32);
+          kb.store(kb.sub(kb.mul(v0, cos), kb.mul(v1, sin)), y, firstRow);
+          kb.store(kb.add(kb.mul(v0, sin), kb.mul(v1, cos)), y, next);
+          return;
+        }
         for (int64_t r = 0; r < rowsPerWarp; ++r) {
           Value row = kb.add(firstRow, kb.idx(r));
           auto store = [&] {
@@ -635,10 +667,9 @@ struct LinearLowering : GPUKernelPattern<LinearOp> {
   LogicalResult lower(LinearOp l, GPUStepLowering &step,
                       ImplicitLocOpBuilder &b) const override {
     Operation *op = l;
-    // kiln-lower-to-cuda runs kiln-fuse with rope-epilogue=false.
-    if (l.getRope())
-      return l.emitOpError("has a rope epilogue, which the GPU lowering does "
-                           "not fuse yet; run kiln-fuse{rope-epilogue=false}");
+    RopeAttr rope = l.getRopeAttr();
+    if (rope && failed(checkGPURope(op, rope)))
+      return failure();
     if (failed(step.requireRowsF32(op, l.getInput().getType(), 32)) ||
         failed(step.requireRowsF32(op, l.getResult().getType(), 1)))
       return failure();
@@ -678,9 +709,14 @@ struct LinearLowering : GPUKernelPattern<LinearOp> {
       int64_t bits = l.getActivationBits().value_or(0);
       std::optional<StagedGemv> plan;
       if (bits)
-        plan = planStagedGemv(n, k, **decoder, w->offset, /*quantized=*/true);
+        plan = planStagedGemv(n, k, **decoder, w->offset, /*quantized=*/true,
+                              bool(rope));
       if (!plan)
-        plan = planStagedGemv(n, k, **decoder, w->offset, /*quantized=*/false);
+        plan = planStagedGemv(n, k, **decoder, w->offset, /*quantized=*/false,
+                              bool(rope));
+      // The GEMV rotates as it stores where its warps take pairs of rows;
+      // elsewhere the rope kernel rotates the product in place.
+      bool ropeEpilogue = rope && plan && plan->rowsPerWarp == 2;
       if (plan) {
         SmallVector<Value> gemvArgs(args);
         if (plan->quantized) {
@@ -697,9 +733,11 @@ struct LinearLowering : GPUKernelPattern<LinearOp> {
         }
         Value stagedBlocks = GPUStepLowering::ceilDiv(
             idx(b, n), kWarpsPerBlock * plan->rowsPerWarp, b);
+        if (ropeEpilogue)
+          gemvArgs.push_back(step.mapped(l.getRopePosition()));
         step.launch(stagedGemvKernel(step.kernels, **decoder, n, k,
                                      bias.has_value(), bool(l.getResidual()),
-                                     *plan),
+                                     *plan, ropeEpilogue ? rope : RopeAttr()),
                     {stagedBlocks, idx(b, 1), idx(b, 1)},
                     {kWarpsPerBlock * kWarpSize, 1, 1}, gemvArgs, b);
       } else {
@@ -708,6 +746,8 @@ struct LinearLowering : GPUKernelPattern<LinearOp> {
                     {blocks, idx(b, 1), idx(b, 1)},
                     {kWarpsPerBlock * kWarpSize, 1, 1}, args, b);
       }
+      if (rope && !ropeEpilogue)
+        launchRope(step, rope, y, y, step.mapped(l.getRopePosition()), b);
       b.setInsertionPoint(decode.elseBlock()->getTerminator());
       args.push_back(tokens);
       auto prefillGemv = [&] {
@@ -733,6 +773,10 @@ struct LinearLowering : GPUKernelPattern<LinearOp> {
         b.setInsertionPoint(mma.elseBlock()->getTerminator());
       }
       prefillGemv();
+      if (rope) {
+        b.setInsertionPoint(decode.elseBlock()->getTerminator());
+        launchRope(step, rope, y, y, step.mapped(l.getRopePosition()), b);
+      }
     }
     step.bind(l.getResult(), y);
     return success();

@@ -14,8 +14,9 @@ using namespace mlir::kiln;
 
 void mlir::kiln::buildKilnToNVVMPipeline(OpPassManager &pm,
                                          const KilnToCUDAOptions &options) {
-  // The GPU linear kernels have no rope epilogue yet.
-  pm.addPass(createKilnFuse({/*ropeEpilogue=*/false, options.activationBits}));
+  // The decode GEMV rotates the query and key projections as it stores them
+  // (Linear.cpp), saving a launch each; prefill rotates after the product.
+  pm.addPass(createKilnFuse({/*ropeEpilogue=*/true, options.activationBits}));
   pm.addPass(createKilnPlanMemory({options.maxTokens}));
   pm.addPass(createConvertKilnToGPU());
   pm.addPass(createCanonicalizerPass());

@@ -18,16 +18,17 @@ using namespace mlir::kiln;
 
 namespace {
 
-struct RopeShape {
-  int64_t heads, headDim, rotaryDim;
-  bool neox;
-  float base, scale;
-};
-
-int64_t ropeKernel(GPUKernelLibrary &kernels, const RopeShape &r) {
+int64_t ropeKernel(GPUKernelLibrary &kernels, RopeAttr rope) {
+  struct {
+    int64_t heads, headDim, rotaryDim;
+    bool neox;
+  } r{rope.getNumHeads(), rope.getHeadDim(), rope.getRotaryDim(),
+      rope.getStyle() == RopeStyle::NeoX};
   std::string name = llvm::formatv(
       "kiln_rope_{0}_{1}x{2}_r{3}_b{4}_s{5}", r.neox ? "neox" : "llama",
-      r.heads, r.headDim, r.rotaryDim, floatKey(r.base), floatKey(r.scale));
+      r.heads, r.headDim, r.rotaryDim,
+      floatKey(rope.getFreqBase().convertToFloat()),
+      floatKey(rope.getFreqScale().convertToFloat()));
   return kernels.get(
       name,
       {{"x", KernelArgKind::Buffer},
@@ -41,13 +42,10 @@ int64_t ropeKernel(GPUKernelLibrary &kernels, const RopeShape &r) {
         Value h = kb.blockIdx(gpu::Dimension::y);
         Value head = kb.add(kb.mul(t, kb.idx(r.heads * r.headDim)),
                             kb.mul(h, kb.idx(r.headDim)));
-        Value p = kb.mul(kb.toF32(kb.add(kb.arg("position"), t)), kb.f(r.scale));
+        Value p = kb.add(kb.arg("position"), t);
         int64_t half = r.rotaryDim / 2;
-        float logBase = std::log(r.base);
         kb.forEach(kb.lane(), kb.idx(half), kb.idx(kWarpSize), [&](Value i) {
-          Value exponent =
-              kb.mul(kb.toF32(i), kb.f(-2.0f * logBase / float(r.rotaryDim)));
-          Value angle = kb.mul(p, kb.exp(exponent));
+          Value angle = ropeAngle(kb, rope, i, p);
           Value cos = math::CosOp::create(b, angle);
           Value sin = math::SinOp::create(b, angle);
           Value a = r.neox ? kb.add(head, i) : kb.add(head, kb.mul(i, kb.idx(2)));
@@ -67,32 +65,49 @@ int64_t ropeKernel(GPUKernelLibrary &kernels, const RopeShape &r) {
 struct RopeLowering : GPUKernelPattern<RopeOp> {
   LogicalResult lower(RopeOp r, GPUStepLowering &step,
                       ImplicitLocOpBuilder &b) const override {
-    if (failed(step.requireRowsF32(r, r.getInput().getType(), 1)))
+    if (failed(step.requireRowsF32(r, r.getInput().getType(), 1)) ||
+        failed(checkGPURope(r, r.getParameters())))
       return failure();
-    if (r.getFreqFactors() || !r.getMagnitude().isExactlyValue(1.0))
-      return r.emitOpError("freq_factors and magnitude (Llama 3 and YaRN "
-                           "rope scaling) are not supported by the CUDA "
-                           "lowering yet");
     if (r.getPositions())
       return r.emitOpError("with per-token positions (a step over several "
                            "sequences) is not supported on the GPU yet");
-    RopeShape shape{int64_t(r.getNumHeads()), int64_t(r.getHeadDim()),
-                    int64_t(r.getRotaryDim()), r.getStyle() == RopeStyle::NeoX,
-                    r.getFreqBase().convertToFloat(),
-                    r.getFreqScale().convertToFloat()};
     Value x = step.mapped(r.getInput());
     Value y = step.resultBuffer(r.getResult(), x, b);
-    Value one = arith::ConstantIndexOp::create(b, 1);
-    step.launch(ropeKernel(step.kernels, shape),
-                {step.rowsOf(x, b),
-                 arith::ConstantIndexOp::create(b, shape.heads), one},
-                {kWarpSize, 1, 1}, {x, y, step.mapped(r.getPosition())}, b);
+    launchRope(step, r.getParameters(), x, y, step.mapped(r.getPosition()),
+               b);
     step.bind(r.getResult(), y);
     return success();
   }
 };
 
 } // namespace
+
+LogicalResult mlir::kiln::checkGPURope(Operation *op, RopeAttr rope) {
+  if (rope.getFreqFactors() || !rope.getMagnitude().isExactlyValue(1.0))
+    return op->emitOpError("freq_factors and magnitude (Llama 3 and YaRN "
+                           "rope scaling) are not supported by the CUDA "
+                           "lowering yet");
+  return success();
+}
+
+void mlir::kiln::launchRope(GPUStepLowering &step, RopeAttr rope, Value x,
+                            Value y, Value position, ImplicitLocOpBuilder &b) {
+  Value one = arith::ConstantIndexOp::create(b, 1);
+  step.launch(ropeKernel(step.kernels, rope),
+              {step.rowsOf(x, b),
+               arith::ConstantIndexOp::create(b, rope.getNumHeads()), one},
+              {kWarpSize, 1, 1}, {x, y, position}, b);
+}
+
+Value mlir::kiln::ropeAngle(GPUKernelBuilder &kb, RopeAttr rope, Value pair,
+                            Value position) {
+  float logBase = std::log(rope.getFreqBase().convertToFloat());
+  Value p = kb.mul(kb.toF32(position),
+                   kb.f(rope.getFreqScale().convertToFloat()));
+  Value exponent = kb.mul(kb.toF32(pair),
+                          kb.f(-2.0f * logBase / float(rope.getRotaryDim())));
+  return kb.mul(p, kb.exp(exponent));
+}
 
 void mlir::kiln::populateGPURopePatterns(GPUKernelPatterns &patterns) {
   patterns.add<RopeLowering>();

@@ -111,10 +111,10 @@ func.func @second(%x: tensor<?x64xf32>) -> tensor<?x64xf32> attributes {kiln.max
 
 // -----
 
-func.func @rope_epilogue(%x: tensor<?x64xf32>, %p: index) -> tensor<?x64xf32> attributes {kiln.max_tokens = 8} {
+func.func @rope_epilogue_scaling(%x: tensor<?x64xf32>, %p: index) -> tensor<?x64xf32> attributes {kiln.max_tokens = 8} {
   %w = kiln.weight #kiln.external<"w.bin", offset = 0, size = 16384> -> !kiln.weight<64x64xf32>
-  // expected-error @+1 {{has a rope epilogue, which the GPU lowering does not fuse yet; run kiln-fuse{rope-epilogue=false}}}
-  %y = kiln.linear %x, %w rope(%p, #kiln.rope<num_heads = 2, head_dim = 32, rotary_dim = 32, style = llama, freq_base = 10000.0, freq_scale = 1.0>) : tensor<?x64xf32>, !kiln.weight<64x64xf32> -> tensor<?x64xf32>
+  // expected-error @+1 {{'kiln.linear' op freq_factors and magnitude (Llama 3 and YaRN rope scaling) are not supported by the CUDA lowering yet}}
+  %y = kiln.linear %x, %w rope(%p, #kiln.rope<num_heads = 2, head_dim = 32, rotary_dim = 32, style = llama, freq_base = 10000.0, freq_scale = 1.0, magnitude = 1.25>) : tensor<?x64xf32>, !kiln.weight<64x64xf32> -> tensor<?x64xf32>
   return %y : tensor<?x64xf32>
 }
 
