@@ -175,23 +175,34 @@ func.func @linear_q8_0(%x: tensor<?x256xf32>) -> tensor<?x32xf32> attributes {ki
 // CHECK: scf.yield
 // CHECK: vector.store %{{.*}}, %{{.*}}[%{{.*}}, %{{.*}}] : memref<?x32xf32, strided<[32, 1], offset: ?>>, vector<16xf32>
 
-// rows16 Q8_0: eight 64-byte code loads per block and no nibble split; the
-// codes are stored offset by 128, so each dot starts from -128 times the
-// activation codes' sum. vpmaddubsw would saturate on 8-bit codes:
-// x86-64-v3 takes the generic byte dot product here.
+// rows16 Q8_0: eight 64-byte code loads per block; the codes are stored
+// offset by 128, so each dot starts from -128 times the activation codes'
+// sum. vpmaddubsw would saturate on 8-bit codes: x86-64-v3 splits each
+// code into its nibbles, multiplies both, and vpmaddwd weighs their pair
+// sums 1 and 16.
 // CHECK-LABEL: func.func private @kiln_linear_r16_{{.*}}_q8_0_256x32(
+// V3-DAG: %[[SIXTEEN:.*]] = arith.constant dense<16> : vector<16xi16>
+// V3-DAG: %[[ONE:.*]] = arith.constant dense<1> : vector<16xi16>
+// V3-DAG: %[[FOUR:.*]] = arith.constant dense<4> : vector<64xi8>
+// V3-DAG: %[[NIBBLE:.*]] = arith.constant dense<15> : vector<64xi8>
 // CHECK-DAG: %[[OFFSET:.*]] = arith.constant -128 : i32
-// V3-NOT: llvm.call_intrinsic
 // CHECK: scf.for {{.*}} iter_args({{.*}}) -> (vector<16xf32>,
 // CHECK-COUNT-8: vector.load %{{.*}}[%{{.*}}] : memref<?xi8>, vector<64xi8>
-// CHECK-NOT: arith.shrui
+// V4-NOT: arith.shrui
+// GENERIC-NOT: arith.shrui
 // CHECK: %[[START:.*]] = arith.muli %{{.*}}, %[[OFFSET]] : i32
 // CHECK: %[[STARTV:.*]] = vector.broadcast %[[START]] : i32 to vector<16xi32>
 // V4: llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.512"(%[[STARTV]], %{{.*}}, %{{.*}}) : (vector<16xi32>, vector<64xi8>, vector<64xi8>) -> vector<16xi32>
-// V3: arith.extui %{{.*}} : vector<64xi8> to vector<64xi32>
-// V3: arith.extsi %{{.*}} : vector<64xi8> to vector<64xi32>
+// V3: %[[LOW:.*]] = arith.andi %{{.*}}, %[[NIBBLE]] : vector<64xi8>
+// V3: %[[HIGH:.*]] = arith.shrui %{{.*}}, %[[FOUR]] : vector<64xi8>
+// V3: %[[L0:.*]] = vector.extract_strided_slice %[[LOW]] {offsets = [0], sizes = [32], strides = [1]} : vector<64xi8> to vector<32xi8>
+// V3: %[[PL:.*]] = llvm.call_intrinsic "llvm.x86.avx2.pmadd.ub.sw"(%[[L0]], %{{.*}})
+// V3: %[[QL:.*]] = llvm.call_intrinsic "llvm.x86.avx2.pmadd.wd"(%[[PL]], %[[ONE]])
+// V3: %[[H0:.*]] = vector.extract_strided_slice %[[HIGH]] {offsets = [0], sizes = [32], strides = [1]} : vector<64xi8> to vector<32xi8>
+// V3: %[[PH:.*]] = llvm.call_intrinsic "llvm.x86.avx2.pmadd.ub.sw"(%[[H0]], %{{.*}})
+// V3: %[[QH:.*]] = llvm.call_intrinsic "llvm.x86.avx2.pmadd.wd"(%[[PH]], %[[SIXTEEN]])
+// V3: arith.addi %[[QL]], %[[QH]] : vector<8xi32>
 // V3: arith.addi %[[STARTV]], %{{.*}} : vector<16xi32>
 // GENERIC: arith.extui %{{.*}} : vector<64xi8> to vector<64xi32>
 // GENERIC: arith.addi %[[STARTV]], %{{.*}} : vector<16xi32>
-// V3-NOT: llvm.call_intrinsic
 // CHECK: vector.store %{{.*}}, %{{.*}}[%{{.*}}, %{{.*}}] : memref<?x32xf32, strided<[32, 1], offset: ?>>, vector<16xf32>
