@@ -18,7 +18,7 @@ import sys
 import numpy as np
 
 # ggml blocks' codes, a module of weights, and the dialect_resources of one.
-from nm_reference import codes_of, print_module, resources
+from nm_reference import codes_of, print_module, read_modules, run
 
 # (name, rows, K, bits, share of zeros)
 WEIGHTS = [("q4_0_unstructured", 32, 96, 4, 0.5), ("q8_0_unstructured", 16, 128, 8, 0.5),
@@ -101,9 +101,7 @@ def make():
 
 
 def check(source_path):
-    source_text = open(source_path).read()
-    packed_text = sys.stdin.read()
-    sources, packed = resources(source_text), resources(packed_text)
+    source_text, packed_text, sources, packed = read_modules(source_path)
     weight = re.compile(r'func\.func @(\w+)\(.*?kiln\.weight dense_resource<(\w+)> : tensor<\d+xi8> -> '
                         r'!kiln\.weight<(\d+)x(\d+)x#kiln\.quant<bits = (\d), group = 32, scale = f16, '
                         r'layout = gguf>, sparsity = #kiln\.sparsity<kind = bitmap, nnz = (\d+)(, dense = true)?>>',
@@ -125,7 +123,4 @@ def check(source_path):
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "make":
-        make()
-    else:
-        check(sys.argv[2])
+    run(make, check)

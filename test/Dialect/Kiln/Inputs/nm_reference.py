@@ -109,6 +109,22 @@ def print_module(weights):
     print("{-#\n  dialect_resources: {\n    builtin: {\n%s\n    }\n  }\n#-}" % ",\n".join(blobs))
 
 
+def read_modules(source_path):
+    """`check`'s inputs: the source module's text (a file), the packed
+    one's (stdin), and the dialect_resources of each."""
+    source_text = open(source_path).read()
+    packed_text = sys.stdin.read()
+    return source_text, packed_text, resources(source_text), resources(packed_text)
+
+
+def run(make, check):
+    """The reference scripts' command line: `make`, or `check INPUT.mlir`."""
+    if sys.argv[1] == "make":
+        make()
+    else:
+        check(sys.argv[2])
+
+
 def make():
     rng = np.random.default_rng(7)
     weights = []
@@ -125,9 +141,7 @@ WEIGHT = re.compile(r'kiln\.weight dense_resource<(\w+)> : tensor<\d+xi8> -> '
 
 
 def check(source_path):
-    source_text = open(source_path).read()
-    packed_text = sys.stdin.read()
-    sources, packed = resources(source_text), resources(packed_text)
+    source_text, packed_text, sources, packed = read_modules(source_path)
     outputs = {(int(n), int(k), int(b)): packed[name]
                for name, n, k, b, dense in WEIGHT.findall(packed_text) if not dense}
     failed = not sources
@@ -143,7 +157,4 @@ def check(source_path):
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "make":
-        make()
-    else:
-        check(sys.argv[2])
+    run(make, check)

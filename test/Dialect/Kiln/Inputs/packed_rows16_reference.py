@@ -16,7 +16,7 @@ import sys
 
 import numpy as np
 
-from nm_reference import print_module, resources
+from nm_reference import print_module, read_modules, run
 
 ROWS = 16
 FLOAT_BYTES = {"f16": 2, "bf16": 2, "f32": 4}
@@ -111,9 +111,7 @@ def make():
 
 
 def check(source_path):
-    source_text = open(source_path).read()
-    packed_text = sys.stdin.read()
-    sources, packed = resources(source_text), resources(packed_text)
+    source_text, packed_text, sources, packed = read_modules(source_path)
     weight = re.compile(r'func\.func @(\w+)\(.*?kiln\.weight dense_resource<(\w+)> : tensor<\d+xi8> -> '
                         r'!kiln\.weight<(\d+)x(\d+)x#kiln\.quant<bits = (\d), group = (\d+), '
                         r'scale = (\w+)(?:, zero = (\w+))?(, target_layout = #kiln_cpu\.rows16)?>>', re.S)
@@ -134,7 +132,4 @@ def check(source_path):
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "make":
-        make()
-    else:
-        check(sys.argv[2])
+    run(make, check)
