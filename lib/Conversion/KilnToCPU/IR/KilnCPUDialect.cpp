@@ -91,8 +91,8 @@ Rows16LayoutAttr::verifyScheme(function_ref<InFlightDiagnostic()> emitError,
                         "ggml formats "
                      << llvm::join(names, ", ") << " and " << last
                      << " in layout = gguf, and layout = packed with f16, "
-                        "bf16 or f32 scales and zeros in groups of a multiple "
-                        "of 32";
+                        "bf16 or f32 scales and zeros in groups of 32 to 256 "
+                        "values";
 }
 
 std::optional<uint64_t>

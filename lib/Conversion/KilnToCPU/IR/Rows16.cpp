@@ -562,7 +562,10 @@ const Rows16Format *
 mlir::kiln::findPackedRows16Format(unsigned bits, unsigned group,
                                    Rows16Float scaleType,
                                    std::optional<Rows16Float> zeroType) {
-  if (bits < 2 || bits > 8 || group == 0 || group % 32 != 0)
+  // Kernels unroll a super-block's 32-value blocks: per-channel groups
+  // (thousands of values) keep the row-at-a-time kernels.
+  if (bits < 2 || bits > 8 || group == 0 || group % 32 != 0 ||
+      group > kMaxPackedRows16Group)
     return nullptr;
   // Forms are made on first use (any group is allowed) and live as long as
   // the process: callers keep pointers.

@@ -49,7 +49,7 @@
 // kernels look them up (kIQ4NLValues + 128, unsigned) and subtract offset
 // 128: d * kIQ4NLValues[code] (times sc[j] for IQ4_XS).
 // Kiln's packed layout (`layout = packed`, Dequant.h) at any width 2..8, a
-// group of any multiple of 32 values, f16, bf16 or f32 scales and zeros:
+// group of 32 to 256 values (a multiple of 32), f16, bf16 or f32 scales and zeros:
 // a super-block is one group; header: the 16 rows' scales, then their zeros
 // (if any), each in its stored type; codes unsigned, value scale * (code -
 // 2^(bits-1)) (symmetric) or scale * code + zero. Planes as above; 7-bit
@@ -120,9 +120,12 @@ struct Rows16Format {
 /// The rows16 form of a ggml block format, or null if it has none.
 const Rows16Format *findRows16Format(::kiln::GGMLType kind);
 
+/// The largest group of Kiln's packed layout with a rows16 form.
+constexpr unsigned kMaxPackedRows16Group = 256;
+
 /// The rows16 form of Kiln's packed layout at `bits` (2..8), `group` (a
-/// multiple of 32), scales of `scaleType` and zeros of `zeroType` (none:
-/// symmetric), or null if group is not a multiple of 32.
+/// multiple of 32 up to kMaxPackedRows16Group), scales of `scaleType` and
+/// zeros of `zeroType` (none: symmetric), or null for other groups.
 const Rows16Format *findPackedRows16Format(unsigned bits, unsigned group,
                                            Rows16Float scaleType,
                                            std::optional<Rows16Float> zeroType);
