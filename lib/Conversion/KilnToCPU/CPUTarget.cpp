@@ -18,7 +18,7 @@ std::string CPUTarget::getSymbolName() const {
 }
 
 CPUTarget CPUTarget::forCodeBits(int64_t codeBits) const {
-  return CPUTarget(isa, codeBits == 8);
+  return CPUTarget(isa, (int64_t(1) << codeBits) - 1);
 }
 
 /// Widens to i32, multiplies, and adds groups of four lanes with shuffles.
@@ -39,11 +39,14 @@ static Value emitWideningByteDot(ImplicitLocOpBuilder &b, Value acc, Value u,
 }
 
 /// vpmaddubsw (pairs of u * s to i16) then vpmaddwd with ones (pairs of
-/// those to i32), on each 32-byte half. `byteCodes`: u may exceed 128, and
-/// a pair sum 16 bits: u's high and low nibbles are multiplied apart and
-/// their sums weighted 16 and 1 by vpmaddwd.
-static Value emitAVX2ByteDot(ImplicitLocOpBuilder &b, Value acc, Value u,
-                             Value s, bool byteCodes) {
+/// those to i32), on each 32-byte half. Pair sums of up to `perSum` products
+/// are added in i16 first (no overflow: maxCode * 127 * 2 * perSum <= 32767),
+/// one vpmaddwd per such sum. `byteCodes`: u may exceed 128, and a pair sum
+/// 16 bits: u's high and low nibbles are multiplied apart and their sums
+/// weighted 16 and 1 by vpmaddwd.
+static Value emitAVX2ByteDots(ImplicitLocOpBuilder &b, Value acc,
+                              ArrayRef<Value> us, ArrayRef<Value> ss,
+                              int64_t maxCode, bool byteCodes) {
   auto i16x16 = VectorType::get({16}, b.getI16Type());
   auto i32x8 = VectorType::get({8}, b.getI32Type());
   auto i8x64 = VectorType::get({64}, b.getI8Type());
@@ -55,11 +58,22 @@ static Value emitAVX2ByteDot(ImplicitLocOpBuilder &b, Value acc, Value u,
     return arith::ConstantOp::create(
         b, DenseElementsAttr::get(i8x64, b.getI8IntegerAttr(v)));
   };
-  // (codes, weight of their pair sums)
-  SmallVector<std::pair<Value, int64_t>> parts = {{u, 1}};
-  if (byteCodes)
-    parts = {{arith::AndIOp::create(b, u, splat8(15)), 1},
-             {arith::ShRUIOp::create(b, u, splat8(4)), 16}};
+  // (codes, activations, weight of their pair sums)
+  struct Part {
+    Value u, s;
+    int64_t weight;
+  };
+  SmallVector<Part> parts;
+  for (auto [u, s] : llvm::zip_equal(us, ss)) {
+    if (!byteCodes) {
+      parts.push_back({u, s, 1});
+      continue;
+    }
+    parts.push_back({arith::AndIOp::create(b, u, splat8(15)), s, 1});
+    parts.push_back({arith::ShRUIOp::create(b, u, splat8(4)), s, 16});
+  }
+  int64_t perSum =
+      byteCodes ? 1 : std::max<int64_t>(1, 32767 / (2 * 127 * maxCode));
   SmallVector<Value> halves;
   for (int64_t h = 0; h < 2; ++h) {
     auto half = [&](Value v) {
@@ -68,15 +82,19 @@ static Value emitAVX2ByteDot(ImplicitLocOpBuilder &b, Value acc, Value u,
           ArrayRef<int64_t>{1});
     };
     Value sum;
-    for (auto [codes, weight] : parts) {
-      Value pairs =
-          LLVM::CallIntrinsicOp::create(
-              b, i16x16, b.getStringAttr("llvm.x86.avx2.pmadd.ub.sw"),
-              ValueRange{half(codes), half(s)})
-              .getResult(0);
+    for (size_t first = 0; first < parts.size(); first += perSum) {
+      Value pairs;
+      size_t end = std::min(parts.size(), size_t(first + perSum));
+      for (size_t i = first; i < end; ++i) {
+        Value p = LLVM::CallIntrinsicOp::create(
+                      b, i16x16, b.getStringAttr("llvm.x86.avx2.pmadd.ub.sw"),
+                      ValueRange{half(parts[i].u), half(parts[i].s)})
+                      .getResult(0);
+        pairs = pairs ? Value(arith::AddIOp::create(b, pairs, p)) : p;
+      }
       Value quads = LLVM::CallIntrinsicOp::create(
                         b, i32x8, b.getStringAttr("llvm.x86.avx2.pmadd.wd"),
-                        ValueRange{pairs, splat16(weight)})
+                        ValueRange{pairs, splat16(parts[first].weight)})
                         .getResult(0);
       sum = sum ? Value(arith::AddIOp::create(b, sum, quads)) : quads;
     }
@@ -89,13 +107,23 @@ static Value emitAVX2ByteDot(ImplicitLocOpBuilder &b, Value acc, Value u,
   return arith::AddIOp::create(b, acc, quads);
 }
 
+Value CPUTarget::emitByteDots(ImplicitLocOpBuilder &b, Value acc,
+                              ArrayRef<Value> us, ArrayRef<Value> ss) const {
+  assert(us.size() == ss.size() && !us.empty() && "pairs of codes and bytes");
+  if (isa == KernelISA::X86_64_V3)
+    return emitAVX2ByteDots(b, acc, us, ss, maxCode, maxCode > 128);
+  for (auto [u, s] : llvm::zip_equal(us, ss))
+    acc = emitByteDot(b, acc, u, s);
+  return acc;
+}
+
 Value CPUTarget::emitByteDot(ImplicitLocOpBuilder &b, Value acc, Value u,
                              Value s) const {
   switch (isa) {
   case KernelISA::Generic:
     return emitWideningByteDot(b, acc, u, s);
   case KernelISA::X86_64_V3:
-    return emitAVX2ByteDot(b, acc, u, s, byteCodes);
+    return emitAVX2ByteDots(b, acc, u, s, maxCode, maxCode > 128);
   case KernelISA::X86_64_V4:
     return LLVM::CallIntrinsicOp::create(
                b, VectorType::get({16}, b.getI32Type()),

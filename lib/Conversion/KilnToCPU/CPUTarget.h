@@ -30,6 +30,12 @@ public:
   /// for generic.
   Value emitByteDot(ImplicitLocOpBuilder &b, Value acc, Value u, Value s) const;
 
+  /// acc + the byte dots of every pair (us[i], ss[i]), as emitByteDot's. On
+  /// AVX2, codes of few bits have their vpmaddubsw pair sums added in i16
+  /// before one vpmaddwd (forCodeBits says how many fit).
+  Value emitByteDots(ImplicitLocOpBuilder &b, Value acc, ArrayRef<Value> us,
+                     ArrayRef<Value> ss) const;
+
   /// Byte i of the result is byte indices[i] (0..7) of the 8-byte word that
   /// every 8 bytes of `table` repeat (both vector<64xi8>): vpshufb on
   /// AVX-512BW and, per half, on AVX2 (each 16-byte lane holds the word
@@ -56,11 +62,12 @@ public:
   CPUTarget forCodeBits(int64_t codeBits) const;
 
 private:
-  CPUTarget(KernelISA isa, bool byteCodes) : isa(isa), byteCodes(byteCodes) {}
+  CPUTarget(KernelISA isa, int64_t maxCode) : isa(isa), maxCode(maxCode) {}
 
   KernelISA isa;
-  /// emitByteDot's u may hold any byte (forCodeBits(8)).
-  bool byteCodes = false;
+  /// The largest unsigned code emitByteDot's u holds (255: any byte,
+  /// forCodeBits(8)).
+  int64_t maxCode = 128;
 };
 
 } // namespace mlir::kiln

@@ -476,14 +476,17 @@ static func::FuncOp buildLinearRows16Kernel(KernelLibrary &library,
               Value half[2] = {
                   format.halfScales ? start({40}) : start({40, 44}),
                   format.halfScales ? start({44}) : start({})};
+              SmallVector<Value> xs;
               for (int64_t t = 0; t < 8; ++t) {
                 Value x = vector::BroadcastOp::create(
                     b, i32x16, loadI32(b, q, kb.add(rec, kb.idx(4 * t))));
-                x = vector::BitCastOp::create(
-                    b, VectorType::get({64}, b.getI8Type()), x);
-                half[t / 4] =
-                    dotTarget.emitByteDot(b, half[t / 4], codes[t], x);
+                xs.push_back(vector::BitCastOp::create(
+                    b, VectorType::get({64}, b.getI8Type()), x));
               }
+              for (int64_t h = 0; h < 2; ++h)
+                half[h] = dotTarget.emitByteDots(
+                    b, half[h], ArrayRef(codes).slice(4 * h, 4),
+                    ArrayRef(xs).slice(4 * h, 4));
               Value sum =
                   format.halfScales
                       ? arith::AddIOp::create(

@@ -88,32 +88,33 @@ struct Rows16Reader {
         t[i] = load64(kb.add(at, kb.idx(64 * i)));
       return t;
     }
-    if (format.codeBits < 4) {
-      // Two planes of 2-bit fields (Q2_K, Q3_K's low bits), then Q3_K's
-      // bit 2 from the first plane.
-      Value crumbs = kb.add(at, kb.idx(64 * (format.codeBits - 2)));
+    auto field = [&](Value x, int64_t shift, int64_t mask) -> Value {
+      Value shifted =
+          shift ? Value(arith::ShRUIOp::create(b, x, bytesSplat(shift))) : x;
+      return ((0xFF >> shift) & ~mask) == 0
+                 ? shifted
+                 : Value(arith::AndIOp::create(b, shifted, bytesSplat(mask)));
+    };
+    if (format.codeBits == 2) {
       for (int64_t j = 0; j < 2; ++j) {
-        Value x = load64(kb.add(crumbs, kb.idx(64 * j)));
-        for (int64_t c = 0; c < 4; ++c) {
-          Value shifted =
-              c ? Value(arith::ShRUIOp::create(b, x, bytesSplat(2 * c))) : x;
-          t[4 * j + c] = c == 3 ? shifted
-                                : Value(arith::AndIOp::create(b, shifted,
-                                                              bytesSplat(3)));
-        }
+        Value x = load64(kb.add(at, kb.idx(64 * j)));
+        for (int64_t c = 0; c < 4; ++c)
+          t[4 * j + c] = field(x, 2 * c, 3);
       }
-      if (format.codeBits == 2)
-        return t;
-      Value high = load64(at);
-      for (int64_t i = 0; i < 8; ++i) {
-        Value p = high;
-        if (i < 2)
-          p = arith::ShLIOp::create(b, p, bytesSplat(2 - i));
-        else if (i > 2)
-          p = arith::ShRUIOp::create(b, p, bytesSplat(i - 2));
-        t[i] = arith::OrIOp::create(
-            b, t[i], arith::AndIOp::create(b, p, bytesSplat(4)));
+      return t;
+    }
+    if (format.codeBits == 3) {
+      // Whole 3-bit fields but for targets 6 and 7, whose top bits share
+      // the third plane's last two bits.
+      Value x[3];
+      for (int64_t j = 0; j < 3; ++j) {
+        x[j] = load64(kb.add(at, kb.idx(64 * j)));
+        t[2 * j] = field(x[j], 0, 7);
+        t[2 * j + 1] = field(x[j], 3, 7);
       }
+      for (int64_t i = 6; i < 8; ++i)
+        t[i] = arith::OrIOp::create(b, field(x[i - 6], 6, 3),
+                                    field(x[2], i - 2, 4));
       return t;
     }
     Value nibbles = kb.add(at, kb.idx(64 * (format.codeBits - 4)));

@@ -157,13 +157,25 @@ func.func @linear_q8_0(%x: tensor<?x256xf32>) -> tensor<?x32xf32> attributes {ki
 // V4: %[[A0:.*]] = llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.512"(%{{.*}}, %[[LO]], %[[X]]) : (vector<16xi32>, vector<64xi8>, vector<64xi8>) -> vector<16xi32>
 // The next quad accumulates in the same vpdpbusd chain.
 // V4: llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.512"(%[[A0]], %{{.*}}, %{{.*}})
+// AVX2: 4-bit codes times bytes of at most 127 leave room in i16 for four
+// quads' pair sums: four vpmaddubsw are added in i16, then one vpmaddwd
+// per half of the 16 rows.
 // V3: %[[U0:.*]] = vector.extract_strided_slice %[[LO]] {offsets = [0], sizes = [32], strides = [1]} : vector<64xi8> to vector<32xi8>
 // V3: %[[S0:.*]] = vector.extract_strided_slice %[[X]] {offsets = [0], sizes = [32], strides = [1]} : vector<64xi8> to vector<32xi8>
-// V3: llvm.call_intrinsic "llvm.x86.avx2.pmadd.ub.sw"(%[[U0]], %[[S0]]) : (vector<32xi8>, vector<32xi8>) -> vector<16xi16>
-// V3: llvm.call_intrinsic "llvm.x86.avx2.pmadd.wd"(%{{.*}}, %{{.*}}) : (vector<16xi16>, vector<16xi16>) -> vector<8xi32>
-// V3: llvm.call_intrinsic "llvm.x86.avx2.pmadd.ub.sw"
-// V3: llvm.call_intrinsic "llvm.x86.avx2.pmadd.wd"
-// V3: vector.shuffle %{{.*}}, %{{.*}} [0, 1, 2, {{.*}}, 15] : vector<8xi32>, vector<8xi32>
+// V3: %[[P0:.*]] = llvm.call_intrinsic "llvm.x86.avx2.pmadd.ub.sw"(%[[U0]], %[[S0]]) : (vector<32xi8>, vector<32xi8>) -> vector<16xi16>
+// V3-NOT: pmadd.wd
+// V3: %[[P1:.*]] = llvm.call_intrinsic "llvm.x86.avx2.pmadd.ub.sw"
+// V3-NEXT: %[[P01:.*]] = arith.addi %[[P0]], %[[P1]] : vector<16xi16>
+// V3-NOT: pmadd.wd
+// V3: %[[P2:.*]] = llvm.call_intrinsic "llvm.x86.avx2.pmadd.ub.sw"
+// V3-NEXT: %[[P012:.*]] = arith.addi %[[P01]], %[[P2]] : vector<16xi16>
+// V3-NOT: pmadd.wd
+// V3: %[[P3:.*]] = llvm.call_intrinsic "llvm.x86.avx2.pmadd.ub.sw"
+// V3-NEXT: %[[P0123:.*]] = arith.addi %[[P012]], %[[P3]] : vector<16xi16>
+// V3-NEXT: %[[H0:.*]] = llvm.call_intrinsic "llvm.x86.avx2.pmadd.wd"(%[[P0123]], %{{.*}}) : (vector<16xi16>, vector<16xi16>) -> vector<8xi32>
+// V3-COUNT-4: llvm.call_intrinsic "llvm.x86.avx2.pmadd.ub.sw"
+// V3: %[[H1:.*]] = llvm.call_intrinsic "llvm.x86.avx2.pmadd.wd"
+// V3-NEXT: vector.shuffle %[[H0]], %[[H1]] [0, 1, 2, {{.*}}, 15] : vector<8xi32>, vector<8xi32>
 // GENERIC: %[[WU:.*]] = arith.extui %[[LO]] : vector<64xi8> to vector<64xi32>
 // GENERIC: %[[WS:.*]] = arith.extsi %[[X]] : vector<64xi8> to vector<64xi32>
 // GENERIC: arith.muli %[[WU]], %[[WS]] : vector<64xi32>

@@ -496,6 +496,37 @@ def check_linear_activation_bits():
     return ok
 
 
+def check_linear_int8_extremes():
+    """The largest sums the AVX2 kernels add in 16 bits (CPUTarget's
+    emitByteDots: vpmaddubsw pair sums of 2..7-bit codes added before one
+    vpmaddwd): every code of Kiln's packed weights at its top, 2^b - 1, and
+    every activation code +127 (token 0) or -127 (token 1); random scales
+    and zeros per group. Too many sums in 16 bits would wrap."""
+    ok = True
+    n, k, tokens = 32, 128, 2
+    x = np.repeat(np.array([[1.0], [-1.0]], np.float32), k, axis=1)
+    for bits in range(2, 8):
+        for p in (Packed(bits, 32, "f16"), Packed(bits, 64, "f16", "f16")):
+            groups = n * k // p.group
+            scale = float_bytes(RNG.uniform(0.5, 2.0, groups), p.scale)[0]
+            zero = [float_bytes(RNG.uniform(-1.0, 1.0, groups), p.zero)[0]] if p.zero else []
+            codes = np.full((groups, p.group * bits // 8), 0xFF, np.uint8)
+            blocks = np.concatenate([scale] + zero + [codes], axis=1)
+            deq = packed_decode(blocks, p, (n, k))
+            fmt = "p%dg%d_%s%s" % (bits, p.group, p.scale, "_z" + p.zero if p.zero else "")
+            SCHEMES.setdefault(fmt, (p.scheme(), p))
+            for cpu in ("x86-64-v3", "x86-64-v4", "generic"):
+                w = Weights()
+                mlir = linear_module(w, blocks.tobytes(), weight_type((n, k), fmt), n, k)
+                y = np.zeros((tokens, n), dtype=np.float32)
+                run(mlir, "f", [x], [y], w, 1, activations="int8", cpu=cpu)
+                q, dh, s = quantize_q8(x)
+                want = (q * dh).reshape(tokens, k) @ deq.T
+                want += (s - dh[..., 0] * q.sum(-1)) @ block_mins(blocks.tobytes(), fmt, n, k).T
+                ok &= check("linear int8 extremes %s %s" % (cpu, fmt), y, want, 1e-5)
+    return ok
+
+
 def check_linear_narrow():
     """Output widths that are not a multiple of 16 (a classifier's 10-class
     head): f32 weights (K = 48, a multiple of the f32 kernel's 16) and Kiln's
@@ -1249,6 +1280,7 @@ CHECKS = {
     "linear_unstructured_int8": check_linear_unstructured_int8,
     "linear_activation_bits": check_linear_activation_bits,
     "linear_narrow": check_linear_narrow,
+    "linear_int8_extremes": check_linear_int8_extremes,
     "norm_linear_int8": check_norm_linear_int8, "mlp_int8": check_mlp_int8,
     "linear_rope_int8": check_linear_rope_int8,
     "tied_embedding_int8": check_tied_embedding_int8,

@@ -443,13 +443,23 @@ void placeCodes(const Rows16Format &f, const uint8_t *codes, unsigned r,
       block[64 * (v / 4) + 4 * r + v % 4] = codes[v];
     return;
   }
-  if (f.codeBits < 4) {
-    uint8_t *crumbs = block + (f.codeBits - 2) * 64;
+  if (f.codeBits == 2) {
     for (unsigned v = 0; v < 32; ++v) {
       unsigned t = v / 4, at = 4 * r + v % 4;
-      crumbs[64 * (t / 4) + at] |= uint8_t((codes[v] & 3) << (2 * (t % 4)));
-      if (f.codeBits == 3)
-        block[at] |= uint8_t(((codes[v] >> 2) & 1) << t);
+      block[64 * (t / 4) + at] |= uint8_t((codes[v] & 3) << (2 * (t % 4)));
+    }
+    return;
+  }
+  if (f.codeBits == 3) {
+    for (unsigned v = 0; v < 32; ++v) {
+      unsigned t = v / 4, at = 4 * r + v % 4;
+      uint8_t c = codes[v] & 7;
+      if (t < 6) {
+        block[64 * (t / 2) + at] |= uint8_t(c << (3 * (t % 2)));
+        continue;
+      }
+      block[64 * (t - 6) + at] |= uint8_t((c & 3) << 6);
+      block[128 + at] |= uint8_t((c >> 2) << t);
     }
     return;
   }

@@ -30,9 +30,11 @@
 //   5-bit    first one plane, bit t of each byte = bit 4 of target t;
 //   Q6_K     first two planes, plane t / 4, bits 2(t%4)..2(t%4)+1 = bits
 //            4..5 of target t;
-//   2-bit    2 planes, plane t / 4, bits 2(t%4)..2(t%4)+1 = target t (Q2_K,
-//            the low 2 bits of Q3_K's codes);
-//   Q3_K     first one plane, bit t of each byte = bit 2 of target t.
+//   2-bit    2 planes, plane t / 4, bits 2(t%4)..2(t%4)+1 = target t;
+//   3-bit    3 planes (Q3_K, Kiln's 3 bits), plane t / 2, bits 3(t%2)..
+//            3(t%2)+2 = target t for t < 6; targets 6 and 7: bits 0..1 in
+//            bits 6..7 of planes 0 and 1, bit 2 in bits 6 and 7 of plane 2
+//            (one shift and mask a target but for those two).
 // Header fields (each one value per row, 16 values):
 //   Q4_0, Q5_0, Q8_0   d (f16)
 //   Q4_1, Q5_1         d, m (f16)

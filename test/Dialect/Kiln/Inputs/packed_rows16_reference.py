@@ -52,8 +52,9 @@ def rows16(source, n, k, bits, group, scale, zero):
     code planes, bytes [4r, 4r + 4) of a plane for row r, target t = values
     4t..4t+3: 2-bit planes (plane t / 4, bits 2 (t % 4)), nibble planes
     (plane j: target j low, target j + 4 high), one-bit planes (bit t of a
-    byte = target t); widths 3: one-bit plane of bit 2 then two 2-bit
-    planes; 5: one-bit plane of bit 4 then nibbles; 6: two 2-bit planes of
+    byte = target t); width 3: three planes, plane t // 2 bits 3 (t % 2)..
+    3 (t % 2) + 2 = target t for t < 6, targets 6 and 7 bits 0..1 in bits
+    6..7 of planes 0 and 1, bit 2 in bits 6 and 7 of plane 2; 5: one-bit plane of bit 4 then nibbles; 6: two 2-bit planes of
     bits 4..5 then nibbles; 7: one-bit plane of bit 6, two planes of bits
     4..5, nibbles."""
     sb, zb = FLOAT_BYTES[scale], FLOAT_BYTES[zero] if zero else 0
@@ -82,11 +83,15 @@ def rows16(source, n, k, bits, group, scale, zero):
                     if bits == 8:
                         planes[64 * t + at] = c
                         continue
-                    if bits < 4:
-                        crumbs = 64 * (bits - 2)
-                        planes[crumbs + 64 * (t // 4) + at] |= (c & 3) << (2 * (t % 4))
-                        if bits == 3:
-                            planes[at] |= ((c >> 2) & 1) << t
+                    if bits == 2:
+                        planes[64 * (t // 4) + at] |= c << (2 * (t % 4))
+                        continue
+                    if bits == 3:
+                        if t < 6:
+                            planes[64 * (t // 2) + at] |= c << (3 * (t % 2))
+                        else:
+                            planes[64 * (t - 6) + at] |= (c & 3) << 6
+                            planes[128 + at] |= (c >> 2) << t
                         continue
                     nibbles = 64 * (bits - 4)
                     planes[nibbles + 64 * (t % 4) + at] |= (c & 15) << (4 * (t // 4))
