@@ -8,6 +8,8 @@
 
 #include "Dequant.h"
 
+#include "Conversion/KilnToCPU/IR/KilnCPUDialect.h"
+
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
@@ -605,16 +607,10 @@ private:
     return parts;
   }
 
-  static std::string typeName(Type t) {
-    return t.isF32() ? "f32" : t.isF16() ? "f16" : "bf16";
-  }
   static std::string formatName(unsigned bits, unsigned group, Type scaleType,
                                 Type zeroType) {
-    std::string name = "p" + std::to_string(bits) + "g" +
-                       std::to_string(group) + "_" + typeName(scaleType);
-    if (zeroType)
-      name += "_z" + typeName(zeroType);
-    return name;
+    return packedFormatName(bits, group, *rows16FloatOf(scaleType),
+                            zeroType ? rows16FloatOf(zeroType) : std::nullopt);
   }
 
   unsigned bits, group;

@@ -22,8 +22,7 @@ void KilnCPUDialect::initialize() {
       >();
 }
 
-/// How a packed form stores a scale or zero of `type`, if it can.
-static std::optional<Rows16Float> rows16FloatOf(Type type) {
+std::optional<Rows16Float> mlir::kiln::rows16FloatOf(Type type) {
   if (type.isF16())
     return Rows16Float::F16;
   if (type.isBF16())

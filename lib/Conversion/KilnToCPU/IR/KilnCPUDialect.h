@@ -22,6 +22,10 @@ bool isRows16(WeightType type);
 /// now), or null if it has none.
 const Rows16Format *findRows16Format(WeightType type);
 
+/// How a packed form stores a scale or zero of `type` (f16, bf16, f32), if
+/// it can.
+std::optional<Rows16Float> rows16FloatOf(Type type);
+
 } // namespace mlir::kiln
 
 #endif // KILN_CONVERSION_KILNTOCPU_IR_KILNCPUDIALECT_H

@@ -531,18 +531,11 @@ void packPackedRows16(const Rows16Format &f, uint64_t n, uint64_t k,
   }
 }
 
-const char *rows16FloatName(Rows16Float t) {
-  return t == Rows16Float::F32 ? "f32" : t == Rows16Float::F16 ? "f16" : "bf16";
-}
-
 Rows16Format packedRows16(unsigned bits, unsigned group, Rows16Float scaleType,
                           std::optional<Rows16Float> zeroType) {
   Rows16Format f{};
   f.kind = GGMLType::F32;
-  std::string name = "p" + std::to_string(bits) + "g" + std::to_string(group) +
-                     "_" + rows16FloatName(scaleType);
-  if (zeroType)
-    name += std::string("_z") + rows16FloatName(*zeroType);
+  std::string name = packedFormatName(bits, group, scaleType, zeroType);
   std::strncpy(f.name, name.c_str(), sizeof(f.name) - 1);
   f.codeBits = bits;
   f.superValues = group;
@@ -560,6 +553,20 @@ Rows16Format packedRows16(unsigned bits, unsigned group, Rows16Float scaleType,
 }
 
 } // namespace
+
+static const char *rows16FloatName(Rows16Float t) {
+  return t == Rows16Float::F32 ? "f32" : t == Rows16Float::F16 ? "f16" : "bf16";
+}
+
+std::string mlir::kiln::packedFormatName(unsigned bits, unsigned group,
+                                         Rows16Float scaleType,
+                                         std::optional<Rows16Float> zeroType) {
+  std::string name = "p" + std::to_string(bits) + "g" + std::to_string(group) +
+                     "_" + rows16FloatName(scaleType);
+  if (zeroType)
+    name += std::string("_z") + rows16FloatName(*zeroType);
+  return name;
+}
 
 const Rows16Format *mlir::kiln::findRows16Format(GGMLType kind) {
   for (const Rows16Format &f : kFormats)

@@ -132,6 +132,12 @@ const Rows16Format *findPackedRows16Format(unsigned bits, unsigned group,
                                            Rows16Float scaleType,
                                            std::optional<Rows16Float> zeroType);
 
+/// The symbol name of Kiln's packed scheme ("p3g64_bf16_zf16"): the
+/// rows16 form's and the dequantizing kernels' (Dequant.cpp).
+std::string packedFormatName(unsigned bits, unsigned group,
+                             Rows16Float scaleType,
+                             std::optional<Rows16Float> zeroType);
+
 /// Bytes of an n x k weight in rows16; nullopt on overflow or when k is not
 /// a whole number of super-blocks.
 std::optional<uint64_t> rows16Bytes(const Rows16Format &format, uint64_t n,
