@@ -9,7 +9,8 @@ which rows are off it.
      GGUF; every tensor's type and bytes are compared, and llama.cpp loads
      Kiln's file (its logits on a prompt are compared with those of its own).
   2. Every row is compiled by Kiln with f32 activations (so the figures are
-     the weights' error alone) and measured against the teacher: relative L2
+     the weights' error alone; the W5A5 and W8A8 rows quantize activations
+     too) and measured against the teacher: relative L2
      error of the last-position logits of a prompt, and perplexity of a text
      (kiln-run --perplexity, llama-perplexity's method). For the GGUF rows
      llama.cpp's own perplexity of the same file, context and chunks too.
@@ -57,13 +58,13 @@ PROMPT = "The three primary colors are red, yellow and"
 # Threads of every Kiln and llama.cpp run (bench/quantize-accuracy --threads).
 THREADS = os.environ.get("KILN_QA_THREADS", "2")
 # llama.h llama_ftype of the ggml rows.
-LLAMA_FTYPE = {"q4_0": 2, "q4_1": 3, "q8_0": 7, "q5_0": 8, "q5_1": 9, "q4_k_m": 15, "q3_k_m": 12,
-               "q2_k": 10}
+LLAMA_FTYPE = {"q4_0": 2, "q4_1": 3, "q8_0": 7, "q5_0": 8, "q5_1": 9, "q6_k": 18, "q5_k_m": 17,
+               "q4_k_m": 15, "q3_k_m": 12, "q2_k": 10}
 # llama.cpp's mixes with no single Kiln counterpart (no byte comparison).
-LLAMA_ONLY = ("q4_k_m", "q3_k_m", "q2_k")
+LLAMA_ONLY = ("q6_k", "q5_k_m", "q4_k_m", "q3_k_m", "q2_k")
 # llama-quantize --imatrix rows: llama.cpp's usual types near 4.5, 3.5 and
 # 2.5 bits per weight.
-IMATRIX_TYPES = ("Q4_K_M", "IQ4_XS", "Q3_K_M", "IQ3_XXS", "Q2_K", "IQ2_XS")
+IMATRIX_TYPES = ("Q6_K", "Q5_K_M", "Q4_K_M", "Q4_0", "IQ4_XS", "Q3_K_M", "IQ3_XXS", "Q2_K", "IQ2_XS")
 # The same with the token embedding (the tied output head too) lowered to
 # Q4_0, llama-quantize --token-embedding-type q4_0: the fewest bits per
 # weight llama.cpp writes for models whose rows are not 256-wide.
@@ -72,7 +73,10 @@ GGML_OPTIONS = {"q4_0": "bits=4,group=32,sym", "q4_1": "bits=4,group=32,asym",
                 "q5_0": "bits=5,group=32,sym", "q5_1": "bits=5,group=32,asym",
                 "q8_0": "bits=8,group=32,sym"}
 # Kiln's packed rows: --quantize options (bits per weight counted below).
-PACKED = {"kiln p8 g32": "bits=8,group=32", "kiln p5 g32": "bits=5,group=32",
+PACKED = {"kiln p8 g32": "bits=8,group=32", "kiln p6 g32": "bits=6,group=32",
+          "kiln p5 g32": "bits=5,group=32", "kiln p2 g32": "bits=2,group=32",
+          # Weights and activations both quantized (the seed's W5A5).
+          "kiln w5a5 p5 g32": "bits=5,group=32", "kiln w8a8 p8 g32": "bits=8,group=32",
           "kiln p4 g32": "bits=4,group=32", "kiln p4 g128 asym": "bits=4,group=128,asym",
           "kiln p3 g32 asym": "bits=3,group=32,asym", "kiln p3 g32": "bits=3,group=32",
           "kiln p2 g32 asym": "bits=2,group=32,asym", "kiln p2 g64 asym": "bits=2,group=64,asym"}
@@ -103,7 +107,11 @@ CALIBRATED = {"kiln gptq p4 g32": "bits=4,group=32,gptq", "kiln awq p4 g32": "bi
               "kiln p2 g32 search": "bits=2,group=32,search",
               "kiln p2 g64 asym search": "bits=2,group=64,asym,search",
               "kiln mixed 3.5 search": "budget=3.5,group=32,search",
-              "kiln mixed 2.5 search": "budget=2.5,group=32,search"}
+              "kiln mixed 2.5 search": "budget=2.5,group=32,search",
+              "kiln w5a5 gptq search p5 g32": "bits=5,group=32,gptq,search"}
+# Rows whose activations are quantized too (kiln-compile --activations);
+# every other Kiln row runs f32 activations: the weights' error alone.
+ACTIVATIONS = {"kiln w5a5 p5 g32": "int5", "kiln w8a8 p8 g32": "int8", "kiln w5a5 gptq search p5 g32": "int5"}
 # llama.cpp's mixes with the token embedding (also the tied output head)
 # lowered to the narrowest type its rows allow: llama_model_quantize's
 # token_embedding_type, what llama-quantize --token-embedding-type sets.
@@ -357,7 +365,8 @@ def main(src, work, tools, lib, text, ctx, chunks, wanted, calib_text=None, cali
     results = {}
     for i, row in enumerate(rows):
         artifact = os.path.join(work, "row%d.kiln" % i)
-        cmd = [compile_, "-q", "--activations=f32", row.gguf or teacher, "-o", artifact]
+        cmd = [compile_, "-q", "--activations=" + ACTIVATIONS.get(row.name, "f32"), row.gguf or teacher, "-o",
+               artifact]
         if row.quantize:
             cmd.insert(2, "--quantize=" + row.quantize)
             if "budget=" in row.quantize:
@@ -394,7 +403,8 @@ def main(src, work, tools, lib, text, ctx, chunks, wanted, calib_text=None, cali
 
     # What must hold: fewer bits, more error (RTN on one teacher); equal GGUF
     # bytes give equal logits in Kiln.
-    packed = [(results[n][0], results[n][1], n) for n in results if n.startswith("kiln p") and "asym" not in n]
+    packed = [(results[n][0], results[n][1], n) for n in results
+              if n.startswith("kiln p") and "asym" not in n and "search" not in n]
     packed.sort()
     monotone = all(a[1] >= b[1] for a, b in zip(packed, packed[1:]))
     print("packed sym rows: logits error falls as bits rise: %s" % ("ok" if monotone else "FAIL %s" % packed))
@@ -405,7 +415,7 @@ def main(src, work, tools, lib, text, ctx, chunks, wanted, calib_text=None, cali
     if table:
         write_table(table, results, "# %s: quantized from its F16 teacher\n\nPerplexity of %s, context %d, "
                     "%d chunks; calibration (Kiln's statistics, llama-imatrix) on %s, %d chunks. "
-                    "Kiln PPL: kiln-run --perplexity, f32 activations; llama.cpp PPL: llama.cpp %s "
+                    "Kiln PPL: kiln-run --perplexity, f32 activations (but the wXaY rows); llama.cpp PPL: llama.cpp %s "
                     "(llama-perplexity's method, in-process) on the same file." % (
                         os.path.basename(src), text, ctx, chunks, calib_text, calib_chunks,
                         "0.3.36 (llama-cpp-python)"))
