@@ -313,7 +313,7 @@ def main(src, work, tools, lib, text, ctx, chunks, wanted, calib_text=None, cali
     rows = [Row("f16 teacher", teacher)]
     ggml_rows = [f for f in ("q8_0", "q4_0") if wanted == "all" or f in wanted]
     for fmt in LLAMA_ONLY:
-        if wanted == "all" or fmt in wanted:
+        if wanted == "all" or fmt in wanted or "llama.cpp " + fmt in wanted:
             theirs = os.path.join(work, "llama-%s.gguf" % fmt)
             llama_quantize(teacher, theirs, LLAMA_FTYPE[fmt])
             rows.append(Row("llama.cpp %s" % fmt, theirs))
