@@ -79,13 +79,15 @@ struct QuantBlockShape {
 ///
 /// The one arrangement Kiln writes, 2:4 over ggml's Q4_0 and Q8_0 codes
 /// (layout = gguf; 14 and 22 bytes per block), interleaves rows by 16 as the
-/// sparse kernels read them: per group of 16 rows, per 32-value block, the 16
-/// rows' f16 scales (32 bytes); then per run j of 4 values (8 runs) the kept
-/// codes of the 16 rows, row r's first and second as bytes 2r, 2r+1 (Q8_0,
-/// signed) or as the low and high nibble of byte r (Q4_0, unsigned, 8 the
-/// zero); then per pair of runs (2p, 2p+1) 16 bytes, byte r holding row r's
-/// positions for run 2p in its low nibble and run 2p+1 in its high one, a
-/// nibble being first | second << 2.
+/// sparse kernels read them, in 64-byte planes as the rows16 layout's (bytes
+/// [4r, 4r + 4) of a plane for row r): per group of 16 rows, per 32-value
+/// block, the 16 rows' f16 scales (32 bytes); then the kept codes, target t
+/// (0..3) being runs 2t and 2t+1 of 4 values, row r's four bytes the first
+/// and second kept code of run 2t, then of run 2t+1: Q4_0 two planes, plane
+/// j's low nibbles target j, high nibbles target j + 2 (unsigned, 8 the
+/// zero); Q8_0 four planes, plane t target t (the code + 128, unsigned);
+/// then one plane of places, bits 2t..2t+1 of a byte the place (0..3) of
+/// that byte's code of target t in its run.
 inline std::optional<uint64_t> nmBlockBytes(const QuantBlockShape &shape,
                                             unsigned n, unsigned m) {
   if (shape.superGroup || shape.zeroBytes || m == 0 || shape.group % m != 0)

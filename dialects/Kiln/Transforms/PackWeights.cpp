@@ -248,8 +248,8 @@ std::optional<std::pair<uint64_t, uint64_t>>
 compress2of4Rows(unsigned bits, uint64_t rows, uint64_t k, const uint8_t *in,
                  uint8_t *out) {
   const uint64_t blocks = k / 32, sourceBlockBytes = 2 + 32 * bits / 8;
-  const uint64_t runCodeBytes = 16 * 2 * bits / 8;
-  const uint64_t positionsAt = 32 + 8 * runCodeBytes;
+  const uint64_t codePlanes = bits == 8 ? 4 : 2;
+  const uint64_t positionsAt = 32 + 64 * codePlanes;
   const uint64_t blockBytes = positionsAt + 64;
   const unsigned zeroCode = bits == 4 ? 8 : 0;
   for (uint64_t row = 0; row < rows; ++row) {
@@ -271,17 +271,18 @@ compress2of4Rows(unsigned bits, uint64_t rows, uint64_t k, const uint8_t *in,
           if (!llvm::is_contained(kept, p))
             kept.push_back(p);
         llvm::sort(kept);
-        unsigned first = code(4 * run + kept[0]);
-        unsigned second = code(4 * run + kept[1]);
-        uint8_t *codes = dst + 32 + run * runCodeBytes;
-        if (bits == 8) {
-          codes[2 * r] = uint8_t(first);
-          codes[2 * r + 1] = uint8_t(second);
-        } else {
-          codes[r] = uint8_t(first | second << 4);
+        // Target t = run / 2 holds runs 2t and 2t+1 (bytes 0, 1 and 2, 3
+        // of row r's four).
+        unsigned t = run / 2;
+        for (unsigned s = 0; s < 2; ++s) {
+          uint64_t at = 4 * r + 2 * (run % 2) + s;
+          unsigned c = code(4 * run + kept[s]);
+          if (bits == 8)
+            dst[32 + 64 * t + at] = uint8_t(c ^ 0x80);
+          else
+            dst[32 + 64 * (t % 2) + at] |= uint8_t(c << (4 * (t / 2)));
+          dst[positionsAt + at] |= uint8_t(kept[s] << (2 * t));
         }
-        dst[positionsAt + run / 2 * 16 + r] |=
-            uint8_t((kept[0] | kept[1] << 2) << (4 * (run % 2)));
       }
     }
   }

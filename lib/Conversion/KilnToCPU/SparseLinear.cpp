@@ -2,8 +2,8 @@
 //
 // A linear layer whose weight kiln-pack-weights stored compressed, 2:4
 // (WeightLayout.h, nmBlockBytes: per 32-value block of Q4_0 or Q8_0 the f16
-// scale, the 16 kept codes and their 2-bit positions, 14 or 22 bytes
-// instead of 18 or 34) or unstructured as a bitmap (bitmapWeightBytes:
+// scale, the 16 kept codes and their 2-bit places, 14 or 22 bytes instead
+// of 18 or 34) or unstructured as a bitmap (bitmapWeightBytes:
 // the scale, 32 keep bits and only the kept codes), rows interleaved by 16.
 // Decode is bandwidth-bound, so the kernels read only those bytes, with
 // int8 activations and the variant's byte dot product (CPUTarget), 16 rows
@@ -87,10 +87,10 @@ static Value asBytes(ImplicitLocOpBuilder &b, Value v) {
 namespace {
 
 /// One byte dot product of a block for 16 rows: lane r of `codes`
-/// (vector<64xi8>, SparseCodec::codeOffset says how they are coded) is row
-/// r's 4 codes; they multiply `width` (4 or 8) activation bytes at byte
-/// `xAt` of the block's record, broadcast, then picked by `places`
-/// (emitPickBytes) where set.
+/// (vector<64xi8>, unsigned, SparseCodec::codeOffset their zero) is row r's
+/// 4 codes; they multiply `width` (4 or 8) activation bytes at byte `xAt`
+/// of the block's record, broadcast, then picked by `places`
+/// (emitPickBytes) where the codec picks.
 struct SparseTerm {
   Value codes;
   int64_t xAt;
@@ -105,13 +105,14 @@ struct SparseTerm {
 /// starts.
 struct SparseCodec {
   int64_t terms;
-  /// 0: codes are signed and the activations the unsigned operand, x + 128
-  /// (needed where activation bytes are picked per row), 128 * (sum of the
-  /// codes) taken off per term. Else codes are unsigned with this zero, the
-  /// rows16 kernels' form: the activations signed, -offset * (sum of the
-  /// block's activation codes) the start of every token's sums, no term
-  /// costs a second dot product.
+  /// The codes' zero (the rows16 kernels' unsigned form). Unpicked terms
+  /// multiply every activation of the block: -offset * (the block's
+  /// activation code sum) starts each token's sums. Picked terms (2:4)
+  /// multiply the activations their places pick: offset * (a byte dot of
+  /// ones with those) is taken off.
   int64_t codeOffset;
+  /// Whether every term picks its activations (SparseTerm::places).
+  bool picked;
   /// Bytes of a block of 16 rows, or about that: what is prefetched.
   int64_t blockBytes;
   function_ref<Value(Value)> groupStart;
@@ -126,10 +127,10 @@ struct SparseCodec {
 ///  y: memref<?xNxf32>, tid, nth): y = x W^T with x as quantizeActivations
 /// wrote it and W compressed as `codec` decodes it.
 ///
-/// Activations are signed bytes; the byte dot product wants one operand
-/// unsigned (SparseCodec::codeOffset). The codes of a term are decoded once
-/// for all tokens of a tile; a token costs a broadcast (and a pick) and a
-/// byte dot product per term.
+/// Activations are signed bytes, codes unsigned (SparseCodec::codeOffset).
+/// The codes of a term are decoded once for all tokens of a tile; a token
+/// costs a broadcast (and a pick) and a byte dot product per term (picked:
+/// two, the second summing the picked activations).
 static func::FuncOp buildSparseKernel(KernelBuilder &kb,
                                       const CPUTarget &target, WeightType type,
                                       int64_t k, int64_t n, bool hasBias,
@@ -142,9 +143,10 @@ static func::FuncOp buildSparseKernel(KernelBuilder &kb,
   constexpr int64_t kTokenChunk = 64;
   constexpr int64_t kPrefetchBytes = 8192;
 
-  // vpmaddubsw saturates past 16-bit pair sums: 8-bit codes times unsigned
-  // activation bytes take the widening product on AVX2.
+  // AVX2's vpmaddubsw pair sums: 8-bit codes are split into nibbles, fewer
+  // bits added in i16 (CPUTarget::emitByteDots).
   CPUTarget dotTarget = target.forCodeBits(bits);
+  CPUTarget onesTarget = target.forCodeBits(1);
   ImplicitLocOpBuilder &b = kb.b;
   Value q = kb.arg("q"), qOffset = kb.arg("qOffset");
   Value w = kb.arg("w");
@@ -154,8 +156,8 @@ static func::FuncOp buildSparseKernel(KernelBuilder &kb,
   Type i8 = b.getI8Type();
 
   Value zeroI32 = splatI32(b, 0);
-  Value bias128 = asBytes(b, splatI32(b, int32_t(0x80808080u)));
-  Value signBytes = bias128;
+  Value oneBytes = splatI8(b, 1);
+  Value offsetI32 = splatI32(b, int32_t(codec.codeOffset));
 
   // Rows 16g .. 16g+15 times tokens t0 .. t0+tile-1.
   auto emitTile = [&](Value g, Value t0, int64_t tile) {
@@ -179,8 +181,7 @@ static func::FuncOp buildSparseKernel(KernelBuilder &kb,
                     kb.add(kb.mul(kb.add(t0, kb.idx(i)), kb.idx(blocks)), blk),
                     kb.idx(kQ8RecordBytes))));
           SmallVector<Value> dots(tile, zeroI32);
-          Value correction = zeroI32;
-          if (codec.codeOffset)
+          if (!codec.picked)
             for (int64_t i = 0; i < tile; ++i) {
               // The exact code sums of the block's two halves.
               Value sum = arith::AddIOp::create(
@@ -194,26 +195,31 @@ static func::FuncOp buildSparseKernel(KernelBuilder &kb,
                   b, VectorType::get({16}, b.getI32Type()), start);
             }
           codec.begin(base);
+          SmallVector<SparseTerm> terms;
+          SmallVector<Value> codes;
           for (int64_t j = 0; j < codec.terms; ++j) {
-            SparseTerm term = codec.term(j);
-            if (!codec.codeOffset)
-              correction =
-                  dotTarget.emitByteDot(b, correction, bias128, term.codes);
-            for (int64_t i = 0; i < tile; ++i) {
-              // Broadcast straight from memory, the sign flip in vector
-              // registers: no trip through a general-purpose register.
+            terms.push_back(codec.term(j));
+            codes.push_back(terms.back().codes);
+          }
+          for (int64_t i = 0; i < tile; ++i) {
+            SmallVector<Value> xs;
+            for (const SparseTerm &term : terms) {
+              // Broadcast straight from memory: no trip through a
+              // general-purpose register.
               Value at = kb.add(records[i], kb.idx(term.xAt));
               Value word =
                   term.width == 8 ? loadI64(b, q, at) : loadI32(b, q, at);
               Value x = broadcastWord(b, word);
-              if (codec.codeOffset) {
-                dots[i] = dotTarget.emitByteDot(b, dots[i], term.codes, x);
-                continue;
-              }
-              x = arith::XOrIOp::create(b, x, signBytes);
-              if (term.places)
-                x = target.emitPickBytes(b, x, term.places);
-              dots[i] = dotTarget.emitByteDot(b, dots[i], x, term.codes);
+              xs.push_back(codec.picked
+                               ? target.emitPickBytes(b, x, term.places)
+                               : x);
+            }
+            dots[i] = dotTarget.emitByteDots(b, dots[i], codes, xs);
+            if (codec.picked) {
+              SmallVector<Value> ones(xs.size(), oneBytes);
+              Value pickedSum = onesTarget.emitByteDots(b, zeroI32, ones, xs);
+              dots[i] = arith::SubIOp::create(
+                  b, dots[i], arith::MulIOp::create(b, pickedSum, offsetI32));
             }
           }
           Value scales = vector::BitCastOp::create(
@@ -224,8 +230,7 @@ static func::FuncOp buildSparseKernel(KernelBuilder &kb,
           SmallVector<Value> acc(carried.drop_back());
           for (int64_t i = 0; i < tile; ++i) {
             Value dx = kb.splat(loadF32(b, q, kb.add(records[i], kb.idx(32))));
-            Value sums = arith::SubIOp::create(b, dots[i], correction);
-            acc[i] = kb.fma(arith::SIToFPOp::create(b, kb.vf32(), sums),
+            acc[i] = kb.fma(arith::SIToFPOp::create(b, kb.vf32(), dots[i]),
                             kb.mul(scale, dx), acc[i]);
           }
           acc.push_back(codec.end());
@@ -249,90 +254,58 @@ static func::FuncOp buildSparseKernel(KernelBuilder &kb,
   return kb.finish();
 }
 
-/// 2:4 (nmBlockBytes): a term per pair of runs of 4 values. Lane r of every
-/// vector is row r of a group of 16, and its 4 bytes two runs of 4 values:
-/// each run's 2 kept codes, zero-extended from the stored pairs, times the
-/// 2 activation bytes their positions pick out of the two runs' 8
-/// activation bytes (a byte shuffle of them, broadcast): as many dot
-/// products as dense weights take per 16 values.
+/// 2:4 (nmBlockBytes): a term per target, a pair of runs of 4 values. Lane
+/// r of every vector is row r of a group of 16, and its 4 bytes the two
+/// runs' kept codes (a code plane's nibbles or bytes) times the activation
+/// bytes their places pick out of the two runs' 8 (a byte shuffle of them,
+/// broadcast; the places: a 2-bit field of the places plane, plus 4 for the
+/// second run): as many dot products as dense weights take per 16 values,
+/// plus one summing the picked activations for the codes' zero.
 static func::FuncOp build2of4Kernel(KernelBuilder &kb, const CPUTarget &target,
                                     WeightType type, int64_t k, int64_t n,
                                     bool hasBias) {
   const unsigned bits = type.getQuant().getBits();
-  // Per block of a group: 16 f16 scales, 8 runs x 16 rows x 2 kept codes,
-  // 4 run pairs x 16 rows x 2 position nibbles.
-  const int64_t runCodeBytes = 16 * 2 * bits / 8;
-  const int64_t codesAt = 32, positionsAt = 32 + 8 * runCodeBytes;
-  const int64_t blockBytes = positionsAt + 64;
+  const int64_t codePlanes = bits == 8 ? 4 : 2;
+  const int64_t codesAt = 32, placesAt = codesAt + 64 * codePlanes;
+  const int64_t blockBytes = placesAt + 64;
   const int64_t groupBytes = k / 32 * blockBytes;
   ImplicitLocOpBuilder &b = kb.b;
   Value w = kb.arg("w"), wOffset = kb.arg("wOffset");
-  Type i8 = b.getI8Type(), i32 = b.getI32Type();
-  auto i32x16 = VectorType::get({16}, i32);
-  // Q4_0's codes are unsigned, 8 the zero: subtracted from all 4 kept bytes.
-  Value eightFour = asBytes(b, splatI32(b, 0x08080808));
-  Value low2Bits = splatI32(b, 0x03030303), low4 = splatI32(b, 0x0f);
-  Value secondRunBytes = splatI32(b, 0x04040000);
-  Value high4 = splatI32(b, 0x0f00);
-  auto shiftLeft = [&](Value v, int32_t by) -> Value {
-    return arith::ShLIOp::create(b, v, splatI32(b, by));
+  auto i8x64 = VectorType::get({64}, b.getI8Type());
+  // Bytes 2 and 3 of each row's four pick from the second run's 4 bytes.
+  Value secondRun = asBytes(b, splatI32(b, 0x04040000));
+  auto load64 = [&](Value at) -> Value {
+    return vector::LoadOp::create(b, i8x64, w, ValueRange{at});
   };
-  auto load16Bytes = [&](Value at) -> Value {
-    Value raw = vector::LoadOp::create(b, VectorType::get({16}, i8), w,
-                                       ValueRange{at});
-    return arith::ExtUIOp::create(b, i32x16, raw);
+  auto field = [&](Value v, int64_t shift, int64_t mask) -> Value {
+    Value shifted = shift ? Value(arith::ShRUIOp::create(
+                                b, v, splatI8(b, int8_t(shift))))
+                          : v;
+    return ((0xFF >> shift) & ~mask) == 0
+               ? shifted
+               : Value(arith::AndIOp::create(b, shifted,
+                                             splatI8(b, int8_t(mask))));
   };
   Value base;
   auto groupStart = [&](Value g) {
     return kb.add(wOffset, kb.mul(g, kb.idx(groupBytes)));
   };
   auto begin = [&](Value at) { base = at; };
-  auto term = [&](int64_t pair) -> SparseTerm {
-    Value firstAt = kb.add(base, kb.idx(codesAt + runCodeBytes * 2 * pair));
-    Value secondAt =
-        kb.add(base, kb.idx(codesAt + runCodeBytes * (2 * pair + 1)));
-    // Lane r: [run 2p's two codes, run 2p+1's two codes], signed.
-    Value codes;
-    if (bits == 8) {
-      auto loadPairs = [&](Value at) -> Value {
-        Value pairs = vector::BitCastOp::create(
-            b, VectorType::get({16}, b.getI16Type()),
-            vector::LoadOp::create(b, VectorType::get({32}, i8), w,
-                                   ValueRange{at}));
-        return arith::ExtUIOp::create(b, i32x16, pairs);
-      };
-      codes = asBytes(b, arith::OrIOp::create(
-                             b, loadPairs(firstAt),
-                             shiftLeft(loadPairs(secondAt), 16)));
-    } else {
-      // One byte per row and run: its low and high nibble.
-      auto spread = [&](Value d) -> Value {
-        return arith::OrIOp::create(b, arith::AndIOp::create(b, d, low4),
-                                    arith::AndIOp::create(b, shiftLeft(d, 4),
-                                                          high4));
-      };
-      Value both = arith::OrIOp::create(
-          b, spread(load16Bytes(firstAt)),
-          shiftLeft(spread(load16Bytes(secondAt)), 16));
-      codes = arith::SubIOp::create(b, asBytes(b, both), eightFour);
-    }
-    // Lane r: [i0, i1, 4 + i2, 4 + i3], the kept values' places in the two
-    // runs' 8 bytes: one byte per row holds run 2p's two 2-bit places, then
-    // run 2p+1's.
-    Value p = load16Bytes(kb.add(base, kb.idx(positionsAt + 16 * pair)));
-    Value spreadPlaces = arith::OrIOp::create(
-        b, arith::OrIOp::create(b, p, shiftLeft(p, 6)),
-        arith::OrIOp::create(b, shiftLeft(p, 12), shiftLeft(p, 18)));
-    Value places = asBytes(
-        b, arith::AddIOp::create(
-               b, arith::AndIOp::create(b, spreadPlaces, low2Bits),
-               secondRunBytes));
-    return SparseTerm{codes, 8 * pair, 8, places};
+  auto term = [&](int64_t t) -> SparseTerm {
+    Value codes =
+        bits == 8 ? load64(kb.add(base, kb.idx(codesAt + 64 * t)))
+                  : field(load64(kb.add(base, kb.idx(codesAt + 64 * (t % 2)))),
+                          4 * (t / 2), 0x0F);
+    Value places = arith::AddIOp::create(
+        b, field(load64(kb.add(base, kb.idx(placesAt))), 2 * t, 3),
+        secondRun);
+    return SparseTerm{codes, 8 * t, 8, places};
   };
   auto end = [&]() { return kb.add(base, kb.idx(blockBytes)); };
   return buildSparseKernel(
       kb, target, type, k, n, hasBias,
-      SparseCodec{4, 0, blockBytes, groupStart, begin, term, end});
+      SparseCodec{4, bits == 8 ? 128 : 8, /*picked=*/true, blockBytes,
+                  groupStart, begin, term, end});
 }
 
 /// Bitmap (bitmapWeightBytes): a term per plane of 4 values x 16 rows, the
@@ -454,6 +427,7 @@ static func::FuncOp buildBitmapKernel(KernelBuilder &kb,
   // (Q8_0) or 128 (Q4_0).
   return buildSparseKernel(kb, target, type, k, n, hasBias,
                            SparseCodec{8, bits == 4 ? 8 : 128,
+                                       /*picked=*/false,
                                        96 + 16 * 16 * bits / 8, groupStart,
                                        begin, term, end});
 }

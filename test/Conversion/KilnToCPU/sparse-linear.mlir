@@ -3,7 +3,7 @@
 // RUN: kiln-opt %s --kiln-fuse --kiln-plan-memory --convert-kiln-to-cpu=cpu=generic | FileCheck %s --check-prefixes=CHECK,GENERIC --implicit-check-not=llvm.call_intrinsic
 
 // The sparse linear kernels (SparseLinear.cpp) for each instruction set.
-// 2:4: the activation bytes the kept codes' positions pick (vpshufb on
+// 2:4: the activation bytes the kept codes' places pick (vpshufb on
 // AVX-512 and AVX2, selects for generic), then the variant's byte dot
 // product. Bitmap: below.
 
@@ -65,42 +65,65 @@ func.func @bitmap_q8_0(%x: tensor<?x128xf32>) -> tensor<?x32xf32> attributes {ki
 }
 
 
-// Lane r is row r of a group of 16, its 4 bytes two runs of 4 values; a
-// tile of 8 tokens shares the decoded codes and positions. The blocks loop
-// carries where the next block starts (the one loop of both formats).
+// Lane r is row r of a group of 16, its 4 bytes the kept codes of two runs
+// of 4 values (a target; WeightLayout.h's planes); a tile of 8 tokens
+// shares the decoded codes and places. The blocks loop carries where the
+// next block starts (the one loop of both formats).
 // CHECK-LABEL: func.func private @kiln_linear_q8_{{.*}}_q4_0_2of4_64x64(
+// V4-DAG: %[[ONES:.*]] = arith.constant dense<1> : vector<64xi8>
+// CHECK-DAG: %[[SECOND:.*]] = vector.bitcast %{{.*}} : vector<16xi32> to vector<64xi8>
 // CHECK: scf.for {{.*}} iter_args({{.*}}) -> (vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, index)
 // CHECK: memref.prefetch
-// Q4_0: row r's kept pairs of runs 2p and 2p+1 (byte r of each) become lane
-// r's bytes [first, second, first', second'], minus 8.
-// CHECK: %[[PAIRS:.*]] = vector.load %{{.*}}[%{{.*}}] : memref<?xi8>, vector<16xi8>
-// CHECK: %[[WIDE:.*]] = arith.extui %[[PAIRS]] : vector<16xi8> to vector<16xi32>
-// CHECK: arith.shli %[[WIDE]], %{{.*}} : vector<16xi32>
-// CHECK: %[[PAIRS2:.*]] = vector.load %{{.*}}[%{{.*}}] : memref<?xi8>, vector<16xi8>
-// CHECK: %[[WIDE2:.*]] = arith.extui %[[PAIRS2]] : vector<16xi8> to vector<16xi32>
-// CHECK: %[[CODES:.*]] = arith.subi %{{.*}}, %{{.*}} : vector<64xi8>
-// The positions: lane r's bytes [i0, i1, 4 + i2, 4 + i3] into the two runs'
-// 8 activation bytes.
-// CHECK: %[[PLACES:.*]] = vector.bitcast %{{.*}} : vector<16xi32> to vector<64xi8>
-// 128 * (sum of the codes), taken off the products of x + 128.
-// V4: llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.512"(%{{.*}}, %{{.*}}, %[[CODES]])
-// The two runs' 8 activation bytes, broadcast to every 8 bytes.
+// Target 0: code plane 0's low nibbles (unsigned, 8 the zero); its places
+// bits 0..1 of the places plane, plus 4 in bytes 2 and 3 (the second run).
+// CHECK: %[[PLANE0:.*]] = vector.load %{{.*}}[%{{.*}}] : memref<?xi8>, vector<64xi8>
+// CHECK: %[[CODES0:.*]] = arith.andi %[[PLANE0]], %{{.*}} : vector<64xi8>
+// CHECK: %[[PLACES:.*]] = vector.load %{{.*}}[%{{.*}}] : memref<?xi8>, vector<64xi8>
+// CHECK: %[[FIELD0:.*]] = arith.andi %[[PLACES]], %{{.*}} : vector<64xi8>
+// CHECK: %[[PLACES0:.*]] = arith.addi %[[FIELD0]], %[[SECOND]] : vector<64xi8>
+// Target 1: code plane 1's low nibbles, places bits 2..3.
+// CHECK: %[[PLANE1:.*]] = vector.load %{{.*}}[%{{.*}}] : memref<?xi8>, vector<64xi8>
+// CHECK-NEXT: arith.andi %[[PLANE1]], %{{.*}} : vector<64xi8>
+// CHECK: arith.shrui %{{.*}}, %{{.*}} : vector<64xi8>
+// CHECK-NEXT: arith.andi %{{.*}}, %{{.*}} : vector<64xi8>
+// CHECK-NEXT: arith.addi %{{.*}}, %[[SECOND]] : vector<64xi8>
+// Targets 2 and 3: the planes' high nibbles, no mask; target 3's places:
+// bits 6..7, no mask.
+// CHECK: %[[PLANE0B:.*]] = vector.load %{{.*}}[%{{.*}}] : memref<?xi8>, vector<64xi8>
+// CHECK-NEXT: arith.shrui %[[PLANE0B]], %{{.*}} : vector<64xi8>
+// CHECK: arith.shrui %{{.*}}, %{{.*}} : vector<64xi8>
+// CHECK-NEXT: arith.andi %{{.*}}, %{{.*}} : vector<64xi8>
+// CHECK-NEXT: arith.addi %{{.*}}, %[[SECOND]] : vector<64xi8>
+// CHECK: %[[PLANE1B:.*]] = vector.load %{{.*}}[%{{.*}}] : memref<?xi8>, vector<64xi8>
+// CHECK-NEXT: arith.shrui %[[PLANE1B]], %{{.*}} : vector<64xi8>
+// CHECK: %[[PLACESB:.*]] = vector.load %{{.*}}[%{{.*}}] : memref<?xi8>, vector<64xi8>
+// CHECK-NEXT: %[[PLACES3:.*]] = arith.shrui %[[PLACESB]], %{{.*}} : vector<64xi8>
+// CHECK-NEXT: arith.addi %[[PLACES3]], %[[SECOND]] : vector<64xi8>
+// A token: each target's two runs' 8 activation bytes, broadcast to every
+// 8 bytes; the places pick each row's 4.
 // CHECK: vector.broadcast %{{.*}} : i64 to vector<8xi64>
-// CHECK: arith.xori %{{.*}}, %{{.*}} : vector<64xi8>
-// V4: %[[X:.*]] = llvm.call_intrinsic "llvm.x86.avx512.pshuf.b.512"(%{{.*}}, %[[PLACES]]) : (vector<64xi8>, vector<64xi8>) -> vector<64xi8>
-// V4: llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.512"(%{{.*}}, %[[X]], %[[CODES]])
+// V4: %[[X0:.*]] = llvm.call_intrinsic "llvm.x86.avx512.pshuf.b.512"(%{{.*}}, %[[PLACES0]]) : (vector<64xi8>, vector<64xi8>) -> vector<64xi8>
 // V3: llvm.call_intrinsic "llvm.x86.avx2.pshuf.b"
-// V3: llvm.call_intrinsic "llvm.x86.avx2.pmadd.ub.sw"
-// GENERIC: arith.cmpi eq, %[[PLACES]], %{{.*}} : vector<64xi8>
+// GENERIC: arith.cmpi eq, %[[PLACES0]], %{{.*}} : vector<64xi8>
+// The codes times the picked bytes, then a dot of ones with them: 8 times
+// their sum is taken off (the codes' zero).
+// V4: %[[D0:.*]] = llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.512"(%{{.*}}, %[[CODES0]], %[[X0]])
+// V4-COUNT-3: llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.512"
+// V4: llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.512"(%{{.*}}, %[[ONES]], %[[X0]])
+// V3-COUNT-4: llvm.call_intrinsic "llvm.x86.avx2.pmadd.ub.sw"
+// V3: llvm.call_intrinsic "llvm.x86.avx2.pmadd.wd"
 // GENERIC: arith.muli %{{.*}}, %{{.*}} : vector<64xi32>
-// CHECK: arith.subi %{{.*}}, %{{.*}} : vector<16xi32>
+// CHECK: %[[TIMES8:.*]] = arith.muli %{{.*}}, %{{.*}} : vector<16xi32>
+// CHECK-NEXT: arith.subi %{{.*}}, %[[TIMES8]] : vector<16xi32>
 // CHECK: arith.sitofp %{{.*}} : vector<16xi32> to vector<16xf32>
 // CHECK: vector.fma %{{.*}}, %{{.*}}, %{{.*}} : vector<16xf32>
 
-// Q8_0: row r's kept pair (bytes 2r, 2r+1) zero-extended to lane r.
+// Q8_0: four code planes, one a target (the codes + 128, zero 128), read
+// whole; on AVX2 split into nibbles for vpmaddubsw.
 // CHECK-LABEL: func.func private @kiln_linear_q8_{{.*}}_q8_0_2of4_128x32(
-// CHECK: %[[PAIRS8:.*]] = vector.bitcast %{{.*}} : vector<32xi8> to vector<16xi16>
-// CHECK: arith.extui %[[PAIRS8]] : vector<16xi16> to vector<16xi32>
+// CHECK-COUNT-4: vector.load %{{.*}}[%{{.*}}] : memref<?xi8>, vector<64xi8>
+// V3: arith.shrui %{{.*}}, %{{.*}} : vector<64xi8>
+// V4: llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.512"
 
 // A group of 16 rows starts where its offset (first in the weight) says;
 // the blocks loop carries where the next block starts (after its kept

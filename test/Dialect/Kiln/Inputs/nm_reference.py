@@ -52,20 +52,21 @@ def source_blocks(rng, n, k, bits):
 
 def compress(source, n, k, bits):
     """WeightLayout.h: per group of 16 rows, per 32-value block, the 16 f16
-    scales; per run of 4 values the 16 rows' two kept codes (Q8_0: bytes 2r,
-    2r+1; Q4_0: low and high nibble of byte r); per pair of runs 16 bytes of
-    position nibbles (run 2p low, 2p+1 high; first | second << 2). A run
-    with fewer than 2 non-zeros keeps zero codes at its first unused places;
-    places ascend."""
+    scales; then 64-byte planes, bytes [4r, 4r + 4) for row r, target t
+    being runs 2t and 2t+1 (bytes: run 2t's first and second kept code,
+    then run 2t+1's): Q4_0 two code planes (plane j: target j low nibbles,
+    j + 2 high), Q8_0 four (plane t: target t, code + 128); one plane of
+    places (bits 2t..2t+1: target t's). A run with fewer than 2 non-zeros
+    keeps zero codes at its first unused places; places ascend."""
     src_bytes = 2 + 32 * bits // 8
     blocks = k // 32
     src = np.frombuffer(source, np.uint8).reshape(n, blocks, src_bytes)
-    run_bytes = 32 * bits // 8
+    code_planes = 4 if bits == 8 else 2
     out = bytearray()
     for g in range(n // 16):
         for blk in range(blocks):
             scales = bytearray(32)
-            codes = bytearray(8 * run_bytes)
+            codes = bytearray(64 * code_planes)
             places = bytearray(64)
             for r in range(16):
                 block = src[16 * g + r, blk]
@@ -75,14 +76,16 @@ def compress(source, n, k, bits):
                     nz = [p for p in range(4) if values[4 * run + p] != zero]
                     assert len(nz) <= 2
                     pads = [p for p in range(4) if p not in nz][:2 - len(nz)]
-                    first, second = sorted(nz + pads)
-                    c0, c1 = int(values[4 * run + first]), int(values[4 * run + second])
-                    if bits == 8:
-                        codes[run * 32 + 2 * r] = c0
-                        codes[run * 32 + 2 * r + 1] = c1
-                    else:
-                        codes[run * 16 + r] = c0 | (c1 << 4)
-                    places[run // 2 * 16 + r] |= (first | (second << 2)) << (4 * (run % 2))
+                    kept = sorted(nz + pads)
+                    t = run // 2
+                    for s, p in enumerate(kept):
+                        at = 4 * r + 2 * (run % 2) + s
+                        c = int(values[4 * run + p])
+                        if bits == 8:
+                            codes[64 * t + at] = c ^ 0x80
+                        else:
+                            codes[64 * (t % 2) + at] |= c << (4 * (t // 2))
+                        places[at] |= p << (2 * t)
             out += scales + codes + places
     return bytes(out)
 
