@@ -102,6 +102,11 @@ CALIBRATED = {"kiln gptq p4 g32": "bits=4,group=32,gptq", "kiln awq p4 g32": "bi
               # Q4_0 embedding (SmolLM2's Q2_K and Q3_K_M mixes).
               "kiln mixed 4.29 gptq search": "budget=4.29,group=32,gptq,search",
               "kiln mixed 4.61 gptq search": "budget=4.61,group=32,gptq,search",
+              # At llama.cpp's own imatrix mixes' bits per weight on SmolLM2
+              # (Q2_K 5.13, Q4_0 5.35: its 576-wide rows fall back to
+              # 32-value blocks).
+              "kiln mixed 5.13 gptq search": "budget=5.13,group=32,gptq,search",
+              "kiln mixed 5.35 gptq search": "budget=5.35,group=32,gptq,search",
               "kiln mixed 3.5 gptq search": "budget=3.5,group=32,gptq,search",
               "kiln mixed 2.5 gptq search": "budget=2.5,group=32,gptq,search",
               "kiln p2 g32 search": "bits=2,group=32,search",
