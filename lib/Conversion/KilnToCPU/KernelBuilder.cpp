@@ -216,3 +216,17 @@ Value mlir::kiln::loadI32(ImplicitLocOpBuilder &b, Value bytes, Value offset) {
 Value mlir::kiln::loadI64(ImplicitLocOpBuilder &b, Value bytes, Value offset) {
   return loadInteger(b, bytes, offset, 64);
 }
+
+Value mlir::kiln::emitByteField(ImplicitLocOpBuilder &b, Value bytes,
+                                int64_t shift, int64_t mask) {
+  auto splat = [&](int64_t v) -> Value {
+    return arith::ConstantOp::create(
+        b, DenseElementsAttr::get(cast<VectorType>(bytes.getType()),
+                                  b.getI8IntegerAttr(int8_t(v))));
+  };
+  Value shifted =
+      shift ? Value(arith::ShRUIOp::create(b, bytes, splat(shift))) : bytes;
+  if (((0xFF >> shift) & ~mask) == 0)
+    return shifted;
+  return arith::AndIOp::create(b, shifted, splat(mask));
+}

@@ -251,6 +251,12 @@ Value loadI32(ImplicitLocOpBuilder &b, Value bytes, Value offset);
 /// 8 bytes at byte `offset` of a byte buffer, as one i64.
 Value loadI64(ImplicitLocOpBuilder &b, Value bytes, Value offset);
 
+/// Bits [shift, shift + width of `mask`) of every byte of `bytes`
+/// (vector<64xi8>): (bytes >> shift) & mask, the mask left out where the
+/// shift already clears every other bit. How packed code planes unpack.
+Value emitByteField(ImplicitLocOpBuilder &b, Value bytes, int64_t shift,
+                    int64_t mask);
+
 /// Quantizes x[t, col .. col + 32) to `bits`-bit codes (2-8) in int8 into the
 /// kQ8RecordBytes record at byte `rec` of `q` (see
 /// KernelLibrary::quantizeActivations); also the norm and elementwise

@@ -88,12 +88,8 @@ struct Rows16Reader {
         t[i] = load64(kb.add(at, kb.idx(64 * i)));
       return t;
     }
-    auto field = [&](Value x, int64_t shift, int64_t mask) -> Value {
-      Value shifted =
-          shift ? Value(arith::ShRUIOp::create(b, x, bytesSplat(shift))) : x;
-      return ((0xFF >> shift) & ~mask) == 0
-                 ? shifted
-                 : Value(arith::AndIOp::create(b, shifted, bytesSplat(mask)));
+    auto field = [&](Value x, int64_t shift, int64_t mask) {
+      return emitByteField(b, x, shift, mask);
     };
     if (format.codeBits == 2) {
       for (int64_t j = 0; j < 2; ++j) {

@@ -277,14 +277,8 @@ static func::FuncOp build2of4Kernel(KernelBuilder &kb, const CPUTarget &target,
   auto load64 = [&](Value at) -> Value {
     return vector::LoadOp::create(b, i8x64, w, ValueRange{at});
   };
-  auto field = [&](Value v, int64_t shift, int64_t mask) -> Value {
-    Value shifted = shift ? Value(arith::ShRUIOp::create(
-                                b, v, splatI8(b, int8_t(shift))))
-                          : v;
-    return ((0xFF >> shift) & ~mask) == 0
-               ? shifted
-               : Value(arith::AndIOp::create(b, shifted,
-                                             splatI8(b, int8_t(mask))));
+  auto field = [&](Value v, int64_t shift, int64_t mask) {
+    return emitByteField(b, v, shift, mask);
   };
   Value base;
   auto groupStart = [&](Value g) {
